@@ -1,0 +1,1 @@
+"""The click application of meanfield (installed as ``meanfield_cli``)."""

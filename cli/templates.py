@@ -1,0 +1,47 @@
+"""Commented template parameter files printed by ``meanfield init``."""
+
+BILINEAR = """\
+# meanfield parameter file: bilinear model (linear attention = Stein flow, SPEC §2)
+# Run with:  meanfield run THIS.toml -o out.h5
+
+[model]
+name = "bilinear"
+dynamics = "accelerated"        # first_order | accelerated
+d = 3
+A = "identity"                  # kernel k(x, x') = x'^T A x: "identity", a number, or a d x d list
+Q = [[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 0.5]]   # W(x) = 1/2 (x - m)^T Q (x - m), symmetric
+m = [1.0, -0.5, 0.25]
+
+[damping]
+schedule = "nesterov"           # none | constant (a) | nesterov (r, needs t0 > 0) | loglin (c_log, c_lin)
+r = 3.0
+
+[integrator]
+name = "exp_euler"              # accelerated: exp_euler | kick_drift | heavy_ball | rk4
+h = 0.01                        # first_order: euler | heun | rk4
+
+[initial]
+law = "gaussian"                # gaussian (mean, cov) | file (path: .npy of shape (n, d) or a run .h5)
+n = 1000
+mean = [0.5, 0.0, 0.0]
+cov = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+momentum = "affine"             # zero | affine (y = S x + b) | gaussian (momentum_scale) | file (momentum_path)
+S = [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+b = [0.0, 0.0, 0.0]
+seed = 0
+
+[run]
+t0 = 1.0
+t1 = 31.0                       # or: steps = 3000; or: oracle_calls = 3000
+save_every = 10
+dtype = "float64"               # float64 | float32
+
+[output]
+path = "run.h5"
+save = ["x", "y"]               # trajectories to store; diagnostics are always stored
+
+[diagnostics]
+dissipation = "auto"            # residual of dH/dt = -2 alpha K: step | save | off | auto
+"""
+
+TEMPLATES = {"bilinear": BILINEAR}

@@ -1,0 +1,23 @@
+"""meanfield: attention as an interacting particle system.
+
+Classical attention flows and their accelerated (damped Hamiltonian)
+counterparts, simulated with numba kernels. See README.md.
+"""
+
+import os as _os
+
+# OpenBLAS's idle threads spin after a matmul and halve the speed of a numba
+# parallel region started right after (shared/PERFORMANCE.md). Only effective
+# when meanfield is imported before numpy.
+_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+__version__ = "0.1.0"
+
+from .errors import ParameterError, SimulationError  # noqa: E402
+from .io.hdf5 import Trajectory, load  # noqa: E402
+from .run import Run, RunResult, simulate_config  # noqa: E402
+
+__all__ = [
+    "Run", "RunResult", "simulate_config", "load", "Trajectory",
+    "ParameterError", "SimulationError", "__version__",
+]

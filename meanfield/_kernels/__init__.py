@@ -1,0 +1,1 @@
+"""Numba kernels: arrays and floats in, preallocated arrays out. No Python objects."""

@@ -1,0 +1,1 @@
+"""Diagnostics computed from states or run files."""

@@ -1,0 +1,51 @@
+"""Exception types with messages a user can act on."""
+
+from __future__ import annotations
+
+
+def _short(value, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class ParameterError(ValueError):
+    """A bad input: names the file (when known), the key, what was expected and what was found.
+
+    Parameters
+    ----------
+    key : str
+        Dotted parameter key, e.g. ``"integrator.h"``.
+    expected : str
+        What a valid value looks like.
+    found : object
+        The offending value (shortened in the message).
+    file : str, optional
+        Parameter file the value came from; can be attached later with :meth:`in_file`.
+    """
+
+    def __init__(self, key: str, expected: str, found=None, file: str | None = None):
+        self.key = key
+        self.expected = expected
+        self.found = found
+        self.file = file
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        where = f"{self.file}: " if self.file else ""
+        return f"{where}[{self.key}] expected {self.expected}, found {_short(self.found)}"
+
+    def in_file(self, file: str | None) -> "ParameterError":
+        """Return the same error with ``file`` attached (keeps an existing one)."""
+        if file and not self.file:
+            self.file = str(file)
+            self.args = (self._message(),)
+        return self
+
+
+class SimulationError(RuntimeError):
+    """A run that failed numerically (NaN, overflow, blow-up); says at which step and time."""
+
+    def __init__(self, message: str, step: int | None = None, t: float | None = None):
+        self.step = step
+        self.t = t
+        super().__init__(message)

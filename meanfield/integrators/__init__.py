@@ -1,0 +1,55 @@
+"""Integrators and their registry (SPEC §5).
+
+``INTEGRATORS[name][kind]`` is the class registered under ``name`` for dynamics
+``kind`` (``"first_order"`` or ``"accelerated"``); ``rk4`` exists for both.
+Register a new integrator with :func:`register` and the order test walks it.
+"""
+
+from __future__ import annotations
+
+from ..errors import ParameterError
+from .base import Integrator
+from .damped import ExpEuler, HeavyBall, KickDrift
+from .first_order import Euler
+from .runge_kutta import RK4, RK4Damped, Heun
+
+INTEGRATORS: dict[str, dict[str, type[Integrator]]] = {}
+
+
+def register(cls: type[Integrator]) -> type[Integrator]:
+    """Add an integrator class to the registry (usable as a decorator)."""
+    INTEGRATORS.setdefault(cls.name, {})[cls.kind] = cls
+    return cls
+
+
+for _cls in (Euler, Heun, RK4, ExpEuler, KickDrift, HeavyBall, RK4Damped):
+    register(_cls)
+
+
+def names_for(kind: str) -> list[str]:
+    """Registered integrator names accepting dynamics ``kind``."""
+    return sorted(n for n, by_kind in INTEGRATORS.items() if kind in by_kind)
+
+
+def make_integrator(name: str, kind: str, **options) -> Integrator:
+    """Instantiate integrator ``name`` for dynamics ``kind``; errors list the valid names/keys."""
+    if name not in INTEGRATORS:
+        raise ParameterError("integrator.name", f"one of {sorted(INTEGRATORS)}", name)
+    if kind not in INTEGRATORS[name]:
+        raise ParameterError(
+            "integrator.name",
+            f"an integrator for {kind} dynamics (valid: {', '.join(names_for(kind))})",
+            name,
+        )
+    cls = INTEGRATORS[name][kind]
+    for key in options:
+        if key not in cls.options:
+            raise ParameterError(
+                f"integrator.{key}",
+                f"a key of integrator {name!r} (valid: name, h{''.join(', ' + o for o in cls.options)})",
+                key,
+            )
+    return cls(**options)
+
+
+__all__ = ["INTEGRATORS", "Integrator", "register", "make_integrator", "names_for"]

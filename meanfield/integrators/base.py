@@ -1,0 +1,38 @@
+"""Integrator base class: a step is one attention block.
+
+An integrator is a small class that declares
+
+* ``order`` -- its convergence order (a test measures it),
+* ``oracle_calls`` -- oracle calls per step (the loop checks the model's count),
+* ``kind`` -- which dynamics it integrates (``"first_order"`` or ``"accelerated"``),
+* ``options`` -- the names of the ``[integrator]`` keys it accepts besides ``name`` and ``h``,
+
+and implements ``step(model, schedule, t, h, x, y) -> (x, y)``. It may
+update ``x``/``y`` in place and must return the new state. Integrators know
+the model only through its field methods (see :mod:`meanfield.models.base`).
+"""
+
+from __future__ import annotations
+
+
+class Integrator:
+    """Base class. Subclasses set the class attributes and implement ``step``."""
+
+    name = "base"
+    order = 0
+    oracle_calls = 1
+    kind = "first_order"
+    options: tuple[str, ...] = ()
+
+    def __init__(self, **options):
+        for key, value in options.items():
+            setattr(self, key, value)
+
+    def reset(self) -> None:
+        """Forget any history (multistep methods); called by the loop before the first step."""
+
+    def step(self, model, schedule, t, h, x, y):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        return {"name": self.name, **{k: getattr(self, k) for k in self.options}}

@@ -1,0 +1,1 @@
+"""Input/output: TOML parameter files and HDF5 run files."""

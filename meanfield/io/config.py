@@ -1,0 +1,183 @@
+"""Parameter files: TOML -> a validated, fully resolved configuration dict.
+
+Errors are :class:`~meanfield.errors.ParameterError` naming the file, the key,
+what was expected and what was found. The sections and their common keys are
+listed in ``SECTIONS``; model-, law- and integrator-specific keys are checked
+by the registries that own them.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import tomllib
+
+from ..errors import ParameterError
+
+#: Sections of a parameter file and the keys checked here (None: checked by a registry).
+SECTIONS = {
+    "model": None,
+    "damping": None,
+    "integrator": None,
+    "initial": None,
+    "run": ("t0", "t1", "steps", "oracle_calls", "save_every", "dtype", "check_every",
+            "max_wall_time"),
+    "output": ("path", "save"),
+    "diagnostics": ("dissipation", "moment_ode"),
+}
+
+#: The built-in default example: bilinear model, convex potential, accelerated (nesterov).
+DEFAULT = {
+    "model": {
+        "name": "bilinear",
+        "dynamics": "accelerated",
+        "d": 3,
+        "A": "identity",
+        "Q": [[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 0.5]],
+        "m": [1.0, -0.5, 0.25],
+    },
+    "damping": {"schedule": "nesterov", "r": 3.0},
+    "integrator": {"name": "exp_euler", "h": 0.01},
+    "initial": {
+        "law": "gaussian",
+        "n": 2000,
+        "mean": [0.5, 0.0, 0.0],
+        "cov": [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+        "momentum": "affine",
+        "S": [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]],
+        "b": [0.0, 0.0, 0.0],
+        "seed": 0,
+    },
+    "run": {"t0": 1.0, "t1": 31.0, "save_every": 10, "dtype": "float64"},
+    "output": {"path": "run.h5", "save": ["x", "y"]},
+    "diagnostics": {"dissipation": "auto"},
+}
+
+
+def parse_value(text: str):
+    """Parse an override value as TOML (numbers, booleans, lists, strings); bare words are strings."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(raw: dict, overrides) -> dict:
+    """Apply ``section.key=value`` strings to a raw config (returns a new dict)."""
+    out = copy.deepcopy(raw)
+    for item in overrides or ():
+        if "=" not in item:
+            raise ParameterError("--set", "section.key=value", item)
+        path, text = item.split("=", 1)
+        parts = path.strip().split(".")
+        if len(parts) != 2 or not all(parts):
+            raise ParameterError("--set", "section.key=value (e.g. integrator.h=0.01)", item)
+        section, key = parts
+        if section not in SECTIONS:
+            raise ParameterError(f"--set {section}", f"a section among {list(SECTIONS)}", section)
+        out.setdefault(section, {})[key] = parse_value(text.strip())
+    return out
+
+
+def read_toml(path: str) -> dict:
+    """Read a TOML file; syntax errors become a one-line ParameterError."""
+    if not os.path.exists(path):
+        raise ParameterError("(file)", "an existing parameter file", str(path))
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ParameterError("(syntax)", "valid TOML", str(exc), file=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ParameterError("(file)", "a readable UTF-8 TOML file", str(exc), file=str(path)) from None
+
+
+def _number(sec, key, value, *, positive=False, integer=False, minimum=None):
+    full = f"{sec}.{key}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ParameterError(full, "an integer" if integer else "a number", value)
+    if integer and not isinstance(value, int):
+        raise ParameterError(full, "an integer", value)
+    if not math.isfinite(value):
+        raise ParameterError(full, "a finite number", value)
+    if positive and not value > 0:
+        raise ParameterError(full, "a number > 0", value)
+    if minimum is not None and value < minimum:
+        raise ParameterError(full, f"a number >= {minimum}", value)
+    return value
+
+
+def resolve(raw: dict, file: str | None = None) -> dict:
+    """Check section names and the generic keys, fill defaults; returns a new dict.
+
+    Model, schedule, integrator and initial-law keys are validated later by
+    their registries (:func:`meanfield.run.Run`).
+    """
+    try:
+        if not isinstance(raw, dict):
+            raise ParameterError("(top level)", "a table of sections", type(raw).__name__)
+        for section, body in raw.items():
+            if section not in SECTIONS:
+                raise ParameterError(section, f"a section among {list(SECTIONS)}", section)
+            if not isinstance(body, dict):
+                raise ParameterError(section, "a table [section]", body)
+            allowed = SECTIONS[section]
+            if allowed is not None:
+                for key in body:
+                    if key not in allowed:
+                        raise ParameterError(f"{section}.{key}",
+                                             f"a key of [{section}] (valid: {', '.join(allowed)})", key)
+        cfg = {s: dict(raw.get(s, {})) for s in SECTIONS}
+        for s, defaults in (("damping", {"schedule": "none"}), ("diagnostics", {"dissipation": "auto"}),
+                            ("output", {"path": "run.h5", "save": ["x", "y"]})):
+            for k, v in defaults.items():
+                cfg[s].setdefault(k, v)
+        cfg["model"].setdefault("name", "bilinear")
+        cfg["model"].setdefault("dynamics", "accelerated")
+        if "name" not in cfg["integrator"]:
+            cfg["integrator"]["name"] = "exp_euler" if cfg["model"]["dynamics"] == "accelerated" else "euler"
+        if "h" not in cfg["integrator"]:
+            raise ParameterError("integrator.h", "a step size h > 0", None)
+        _number("integrator", "h", cfg["integrator"]["h"], positive=True)
+
+        run = cfg["run"]
+        run.setdefault("t0", 0.0)
+        _number("run", "t0", run["t0"])
+        bounds = [k for k in ("t1", "steps", "oracle_calls") if k in run]
+        if len(bounds) != 1:
+            raise ParameterError("run.t1/steps/oracle_calls", "exactly one of t1, steps, oracle_calls",
+                                 bounds or None)
+        if "t1" in run:
+            _number("run", "t1", run["t1"])
+            if not run["t1"] > run["t0"]:
+                raise ParameterError("run.t1", f"t1 > t0 = {run['t0']}", run["t1"])
+        if "steps" in run:
+            _number("run", "steps", run["steps"], integer=True, minimum=1)
+        if "oracle_calls" in run:
+            _number("run", "oracle_calls", run["oracle_calls"], integer=True, minimum=1)
+        run.setdefault("save_every", 1)
+        _number("run", "save_every", run["save_every"], integer=True, minimum=1)
+        if "check_every" in run:
+            _number("run", "check_every", run["check_every"], integer=True, minimum=1)
+        if "max_wall_time" in run:
+            _number("run", "max_wall_time", run["max_wall_time"], positive=True)
+        run.setdefault("dtype", "float64")
+        if run["dtype"] not in ("float64", "float32"):
+            raise ParameterError("run.dtype", '"float64" or "float32"', run["dtype"])
+
+        out = cfg["output"]
+        if not isinstance(out["path"], str) or not out["path"]:
+            raise ParameterError("output.path", "a file name", out["path"])
+        save = out["save"]
+        if not isinstance(save, list) or any(s not in ("x", "y") for s in save):
+            raise ParameterError("output.save", 'a list drawn from ["x", "y"]', save)
+        diss = cfg["diagnostics"]["dissipation"]
+        if diss not in ("auto", "step", "save", "off"):
+            raise ParameterError("diagnostics.dissipation", '"auto", "step", "save" or "off"', diss)
+        if not isinstance(cfg["diagnostics"].get("moment_ode", False), bool):
+            raise ParameterError("diagnostics.moment_ode", "true or false",
+                                 cfg["diagnostics"]["moment_ode"])
+        return cfg
+    except ParameterError as exc:
+        raise exc.in_file(file) from None

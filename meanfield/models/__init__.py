@@ -1,0 +1,29 @@
+"""Models: each module owns one model's parameters, fields and energies."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ParameterError
+from .base import DYNAMICS, Model
+from .bilinear import Bilinear, BilinearParams
+
+#: Names used in parameter files -> model classes (each has ``from_dict`` and ``keys``).
+MODELS: dict[str, type[Model]] = {"bilinear": Bilinear}
+
+
+def make_model(p: dict, dtype=np.float64) -> Model:
+    """Build a model from the ``[model]`` section of a parameter file."""
+    name = p.get("name", "bilinear")
+    if name not in MODELS:
+        raise ParameterError("model.name", f"one of {sorted(MODELS)}", name)
+    cls = MODELS[name]
+    for key in p:
+        if key not in cls.keys:
+            raise ParameterError(
+                f"model.{key}", f"a key of model {name!r} (valid: {', '.join(cls.keys)})", key
+            )
+    return cls.from_dict(p, dtype=dtype)
+
+
+__all__ = ["MODELS", "DYNAMICS", "Model", "Bilinear", "BilinearParams", "make_model"]

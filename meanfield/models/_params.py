@@ -1,0 +1,68 @@
+"""Parsing and validation of matrix/vector parameters shared by the models."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ..errors import ParameterError
+
+
+def as_matrix(value, d: int, key: str) -> np.ndarray:
+    """Read a d x d matrix given as ``"identity"``, a number (times identity) or a nested list.
+
+    Returns
+    -------
+    (d, d) float64 array
+    """
+    if isinstance(value, str):
+        if value.strip().lower() in ("identity", "eye", "i"):
+            return np.eye(d)
+        if value.strip().lower() in ("zero", "zeros"):
+            return np.zeros((d, d))
+        raise ParameterError(key, f'"identity", "zero", a number or a {d}x{d} list', value)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        arr = float(value) * np.eye(d)
+    else:
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ParameterError(key, f"a {d}x{d} list of numbers", value) from None
+        if arr.ndim == 1 and arr.shape == (d,):
+            arr = np.diag(arr)
+        if arr.shape != (d, d):
+            raise ParameterError(
+                key, f"a {d}x{d} matrix (or 'identity', a number, a length-{d} diagonal)",
+                f"shape {arr.shape}",
+            )
+    if not np.all(np.isfinite(arr)):
+        raise ParameterError(key, "finite numbers", value)
+    return arr
+
+
+def as_vector(value, d: int, key: str) -> np.ndarray:
+    """Read a length-d vector (a number broadcasts). Returns ``(d,)`` float64."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        arr = np.full(d, float(value))
+    else:
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ParameterError(key, f"a list of {d} numbers", value) from None
+    if arr.shape != (d,):
+        raise ParameterError(key, f"a list of {d} numbers", f"shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ParameterError(key, "finite numbers", value)
+    return arr
+
+
+def require_symmetric(M: np.ndarray, key: str, tol: float = 1e-12) -> None:
+    scale = max(1.0, float(np.abs(M).max()))
+    if np.abs(M - M.T).max() > tol * scale:
+        raise ParameterError(key, "a symmetric matrix", "a non-symmetric matrix")
+
+
+def sym(M: np.ndarray) -> np.ndarray:
+    """Symmetric part (M + M^T) / 2."""
+    return 0.5 * (M + M.T)

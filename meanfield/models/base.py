@@ -1,0 +1,126 @@
+"""The model interface: a model owns its equations, the loop and integrators only call it.
+
+A model evaluates its interaction sums (one *oracle call*) through four
+methods, and counts every call in ``oracle_calls``:
+
+* ``first_order(x, t)`` -> f(x), shape ``(N, d)`` (first-order dynamics),
+* ``hamiltonian_field(x, y, t)`` -> ``(F, G)`` with ``F = dx/dt`` and ``G = dy/dt``
+  *without* the damping term ``-alpha y`` (accelerated dynamics),
+* and their fused forms ``combine_first_order`` (``out = a x + b f(x)``) and
+  ``combine_hamiltonian`` (``out_x = ax x + bx F``, ``out_y = ay y + by G``),
+  which let a model write an explicit step in a single pass over particles
+  (outputs may alias inputs).
+
+Subclasses implement ``_combine_first_order`` and ``_combine_hamiltonian``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ParameterError
+
+DYNAMICS = ("first_order", "accelerated")
+
+
+class Model:
+    """Base class of all models.
+
+    Attributes
+    ----------
+    name : str
+        Registry name (``"bilinear"``, ``"softmax"``, ``"sphere"``).
+    dynamics : str
+        ``"first_order"`` or ``"accelerated"``.
+    d : int
+        Dimension of a token.
+    dtype : numpy dtype
+        Floating type of the state (float64 or float32).
+    oracle_calls : int
+        Number of interaction-sum evaluations made so far.
+    cheap_kinetic : bool
+        True when ``kinetic(x, y)`` costs much less than an oracle call, so the
+        loop may evaluate it every step for the dissipation residual.
+    """
+
+    name = "base"
+    cheap_kinetic = False
+
+    def __init__(self, d: int, dynamics: str, dtype=np.float64):
+        if dynamics not in DYNAMICS:
+            raise ParameterError("model.dynamics", f"one of {list(DYNAMICS)}", dynamics)
+        self.d = int(d)
+        self.dynamics = dynamics
+        self.dtype = np.dtype(dtype)
+        self.oracle_calls = 0
+
+    # ------------------------------------------------------------------ fields
+    @property
+    def accelerated(self) -> bool:
+        return self.dynamics == "accelerated"
+
+    def first_order(self, x, t, out=None):
+        """First-order velocity field f(x), shape ``(N, d)``; one oracle call."""
+        return self.combine_first_order(x, t, 0.0, 1.0, out)
+
+    def combine_first_order(self, x, t, a, b, out=None):
+        """``out = a x + b f(x)`` in one pass, shape ``(N, d)``; one oracle call.
+
+        ``out`` may be ``x`` itself (in-place step).
+        """
+        if out is None:
+            out = np.empty_like(x)
+        self.oracle_calls += 1
+        self._combine_first_order(x, t, float(a), float(b), out)
+        return out
+
+    def hamiltonian_field(self, x, y, t, out_x=None, out_y=None):
+        """Hamiltonian field ``(F, G) = (N dH/dy, -N dH/dx)``, each ``(N, d)``; one oracle call."""
+        return self.combine_hamiltonian(x, y, t, 0.0, 1.0, 0.0, 1.0, out_x, out_y)
+
+    def combine_hamiltonian(self, x, y, t, ax, bx, ay, by, out_x=None, out_y=None):
+        """``out_x = ax x + bx F(x, y)``, ``out_y = ay y + by G(x, y)``; one oracle call.
+
+        Outputs may alias the inputs (in-place step); both are computed from
+        the state before the call.
+        """
+        if out_x is None:
+            out_x = np.empty_like(x)
+        if out_y is None:
+            out_y = np.empty_like(y)
+        self.oracle_calls += 1
+        self._combine_hamiltonian(x, y, t, float(ax), float(bx), float(ay), float(by), out_x, out_y)
+        return out_x, out_y
+
+    def _combine_first_order(self, x, t, a, b, out):  # pragma: no cover - abstract
+        raise NotImplementedError(f"model {self.name!r} has no first-order dynamics")
+
+    def _combine_hamiltonian(self, x, y, t, ax, bx, ay, by, out_x, out_y):  # pragma: no cover
+        raise NotImplementedError(f"model {self.name!r} has no accelerated dynamics")
+
+    # ------------------------------------------------------------ diagnostics
+    def kinetic(self, x, y) -> float:
+        """Kinetic energy K(x, y) (accelerated dynamics)."""
+        raise NotImplementedError
+
+    def energies(self, x, y) -> dict:
+        """Scalar energies at a state: at least ``energy`` and ``potential``.
+
+        For accelerated dynamics also ``kinetic`` (``energy = H``) and
+        ``first_order_energy``.
+        """
+        raise NotImplementedError
+
+    def diagnostics(self, x, y) -> dict:
+        """Array diagnostics recorded at every save (e.g. ``mean (d,)``, ``cov (d, d)``)."""
+        return {}
+
+    def check_state(self, x, y) -> None:
+        """Hook for geometry checks; the Euclidean models accept any finite state."""
+
+    def project(self, x, y) -> None:
+        """Retraction / projection after a step (identity in R^d)."""
+
+    def describe(self) -> dict:
+        """JSON-able description of the model's resolved parameters."""
+        return {"name": self.name, "dynamics": self.dynamics, "d": self.d}

@@ -1,0 +1,234 @@
+"""The Python API: build a run from a dict or a TOML file, simulate, get arrays back.
+
+Example
+-------
+>>> import meanfield
+>>> run = meanfield.Run({"model": {"d": 2}, "integrator": {"h": 0.05},
+...                      "run": {"steps": 10}, "initial": {"n": 100}})
+>>> res = run.simulate()
+>>> res["energy"].shape
+(11,)
+
+The CLI (``meanfield run``) is a thin layer over :class:`Run`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import ParameterError
+from .initial import initial_state
+from .integrators import make_integrator
+from .io import config as _config
+from .io.hdf5 import HDF5Writer
+from .models import make_model
+from .schedules import make_schedule
+from .simulate import Horizon, LoopResult, Recorder, simulate
+
+
+@dataclass
+class RunResult:
+    """Trajectory and diagnostics of a finished run, as arrays.
+
+    Attributes
+    ----------
+    scales : dict of (T,) arrays
+        ``sim_time``, ``iteration``, ``oracle_calls``, ``wall_time`` of each save.
+    tasks : dict of (T, ...) arrays
+        ``energy``, ``potential``, ``mean (T, d)``, ``cov (T, d, d)``, ``x (T, N, d)``, ...
+    x, y : (N, d) arrays
+        Final state (``y`` is None for first-order dynamics).
+    config : dict
+        The fully resolved parameters.
+    path : str or None
+        The HDF5 file written, if any.
+    """
+
+    scales: dict
+    tasks: dict
+    x: np.ndarray
+    y: np.ndarray | None
+    config: dict
+    status: str
+    oracle_calls: int
+    wall_time: float
+    path: str | None = None
+
+    @property
+    def t(self) -> np.ndarray:
+        """Save times, shape ``(T,)``."""
+        return self.scales["sim_time"]
+
+    def __getitem__(self, name):
+        return self.tasks[name] if name in self.tasks else self.scales[name]
+
+    def __contains__(self, name):
+        return name in self.tasks or name in self.scales
+
+
+class Run:
+    """A validated, ready-to-simulate run.
+
+    Parameters
+    ----------
+    config : dict, str, os.PathLike or None
+        A parameter dict (sections as in INTERFACE.md), a path to a TOML file,
+        or None for the built-in default example.
+    overrides : sequence of str
+        ``"section.key=value"`` overrides (TOML values), applied after the file.
+
+    Raises
+    ------
+    ParameterError
+        Naming the file (if any), the key, what was expected and what was found.
+    """
+
+    def __init__(self, config=None, overrides=()):
+        file = None
+        base_dir = None
+        if config is None:
+            raw = copy.deepcopy(_config.DEFAULT)
+        elif isinstance(config, (str, os.PathLike)):
+            file = os.fspath(config)
+            raw = _config.read_toml(file)
+            base_dir = os.path.dirname(os.path.abspath(file))
+        elif isinstance(config, dict):
+            raw = copy.deepcopy(config)
+        else:
+            raise ParameterError("(config)", "a dict, a TOML path or None", type(config).__name__)
+        self.file = file
+        try:
+            raw = _config.apply_overrides(raw, overrides)
+            cfg = _config.resolve(raw)
+            self._build(cfg, base_dir)
+        except ParameterError as exc:
+            raise exc.in_file(file) from None
+        self.config = cfg
+
+    @classmethod
+    def from_toml(cls, path, overrides=()) -> "Run":
+        """Build a run from a TOML parameter file."""
+        return cls(os.fspath(path), overrides)
+
+    def _build(self, cfg: dict, base_dir: str | None) -> None:
+        run = cfg["run"]
+        dtype = np.dtype(run["dtype"])
+        self.model = make_model(cfg["model"], dtype=dtype)
+        dyn = self.model.dynamics
+        damping = dict(cfg["damping"])
+        schedule_name = damping.pop("schedule")
+        self.schedule = make_schedule(schedule_name, run["t0"], **damping)
+        integ = dict(cfg["integrator"])
+        name, h = integ.pop("name"), integ.pop("h")
+        self.integrator = make_integrator(name, dyn, **integ)
+        if dyn == "first_order" and schedule_name != "none":
+            # the damping schedule is meaningless for first-order flows except for nag
+            if not getattr(self.integrator, "uses_schedule", False):
+                cfg["damping"] = {"schedule": "none"}
+                self.schedule = make_schedule("none", run["t0"])
+        self.horizon = Horizon(
+            t0=float(run["t0"]), h=float(h), t1=run.get("t1"), steps=run.get("steps"),
+            oracle_calls=run.get("oracle_calls"),
+        )
+        if self.horizon.n_steps(self.integrator.oracle_calls) < 1:
+            raise ParameterError("run.oracle_calls",
+                                 f"at least {self.integrator.oracle_calls} calls (one step of {name})",
+                                 run.get("oracle_calls"))
+        section = dict(cfg["initial"])
+        if base_dir is not None:
+            section["_base_dir"] = base_dir
+        x, y = initial_state(section, self.model.d, self.model.accelerated)
+        self.x0 = x.astype(dtype)
+        self.y0 = None if y is None else y.astype(dtype)
+        self.model.check_state(self.x0, self.y0)
+
+    def resolved(self) -> dict:
+        """The fully resolved parameters, JSON-able (stored in every output file)."""
+        cfg = copy.deepcopy(self.config)
+        cfg["model"] = {**cfg["model"], **self.model.describe()}
+        cfg["initial"] = {k: v for k, v in cfg["initial"].items() if not k.startswith("_")}
+        cfg["integrator_info"] = {
+            "order": self.integrator.order, "oracle_calls_per_step": self.integrator.oracle_calls,
+        }
+        return json.loads(json.dumps(cfg, default=_jsonable))
+
+    def simulate(self, output=None, *, overwrite=False, progress=None, observers=()) -> RunResult:
+        """Run the simulation; optionally also write an HDF5 file.
+
+        Parameters
+        ----------
+        output : str, True or None
+            HDF5 path to write (``True``: the config's ``output.path``); None keeps
+            everything in memory only.
+        overwrite : bool
+            Replace an existing output file (otherwise an existing file is an error).
+        progress : callable(done, total) or None
+        observers : extra observers with ``save(record)``.
+
+        Returns
+        -------
+        RunResult
+
+        Raises
+        ------
+        SimulationError
+            On a NaN / blow-up; the HDF5 file keeps every save made before.
+        """
+        if output is True:
+            output = self.config["output"]["path"]
+        if output is not None and os.path.exists(output) and not overwrite:
+            raise ParameterError("output.path", "a file that does not exist yet (or --overwrite)",
+                                 str(output), file=self.file)
+        recorder = Recorder()
+        obs = [recorder, *observers]
+        writer = None
+        if output is not None:
+            writer = HDF5Writer(output, self.resolved(), mode="w")
+            obs.append(writer)
+        x = self.x0.copy()
+        y = None if self.y0 is None else self.y0.copy()
+        self.model.oracle_calls = 0
+        cfg = self.config
+        try:
+            res: LoopResult = simulate(
+                self.model, self.schedule, self.integrator, x, y, self.horizon,
+                save_every=cfg["run"]["save_every"], save_fields=tuple(cfg["output"]["save"]),
+                observers=obs, progress=progress, dissipation=cfg["diagnostics"]["dissipation"],
+                check_every=cfg["run"].get("check_every"),
+                max_wall_time=cfg["run"].get("max_wall_time"),
+            )
+        except KeyboardInterrupt:
+            if writer is not None:
+                writer.set_status("interrupted")
+                writer.close()
+            raise
+        except Exception as exc:
+            if writer is not None:
+                writer.set_status(f"failed: {exc}")
+                writer.close()
+            raise
+        if writer is not None:
+            writer.set_status(res.status)
+            writer.close()
+        scales, tasks = recorder.arrays()
+        return RunResult(scales=scales, tasks=tasks, x=res.x, y=res.y, config=self.resolved(),
+                         status=res.status, oracle_calls=res.oracle_calls,
+                         wall_time=res.wall_time, path=output)
+
+
+def simulate_config(config=None, overrides=(), output=None, **kw) -> RunResult:
+    """One-call convenience: ``Run(config, overrides).simulate(output, **kw)``."""
+    return Run(config, overrides).simulate(output, **kw)
+
+
+def _jsonable(obj):
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    return str(obj)

@@ -1,0 +1,298 @@
+"""The one time loop: steps, saves, observers, stop conditions, checkpoints.
+
+``simulate`` advances a state with an integrator, asks the model for energies
+and diagnostics at every save, hands each save record to its observers (an
+in-memory :class:`Recorder`, an HDF5 writer, ...), and stops on the first of:
+the end time / step count / oracle budget, a non-finite or blown-up state
+(:class:`~meanfield.errors.SimulationError`), a wall-time limit, or Ctrl-C
+(a checkpoint is written first, then ``KeyboardInterrupt`` propagates).
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._kernels._config import n_chunks
+from ._kernels.checks import max_abs_or_nan
+from .errors import SimulationError
+
+#: |state| above this counts as a blow-up (well below float64 overflow of products).
+BLOWUP = {np.dtype(np.float64): 1e150, np.dtype(np.float32): 1e18}
+
+
+class _DeferredInterrupt:
+    """Turn SIGINT into a flag checked between steps (main thread only).
+
+    Kernels update the state in place, so an interrupt in the middle of a step
+    would leave it half-updated; deferring it to the end of the step makes the
+    saved checkpoint a consistent state. A second Ctrl-C interrupts at once.
+    """
+
+    def __enter__(self):
+        self.flag = False
+        self._old = None
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum, frame):
+        if self.flag:
+            raise KeyboardInterrupt
+        self.flag = True
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+        return False
+
+
+@dataclass
+class Horizon:
+    """How long a run lasts: exactly one of ``t1``, ``steps``, ``oracle_calls``.
+
+    Attributes
+    ----------
+    t0 : float
+        Start time.
+    h : float
+        Step size (the last step is shortened to end exactly at ``t1``).
+    """
+
+    t0: float
+    h: float
+    t1: float | None = None
+    steps: int | None = None
+    oracle_calls: int | None = None
+
+    def n_steps(self, calls_per_step: int) -> int:
+        if self.t1 is not None:
+            return max(0, math.ceil((self.t1 - self.t0) / self.h - 1e-9))
+        if self.steps is not None:
+            return int(self.steps)
+        return int(self.oracle_calls) // int(calls_per_step)
+
+    def time_of(self, k: int, n: int) -> float:
+        """Time after ``k`` steps (no accumulated round-off; the last step lands on t1)."""
+        if self.t1 is not None and k >= n:
+            return float(self.t1)
+        return self.t0 + k * self.h
+
+
+@dataclass
+class Recorder:
+    """In-memory observer: lists of saved scales and tasks, stacked on demand."""
+
+    scales: dict = field(default_factory=dict)
+    tasks: dict = field(default_factory=dict)
+
+    def save(self, record: dict) -> None:
+        for k, v in record["scales"].items():
+            self.scales.setdefault(k, []).append(v)
+        for k, v in record["tasks"].items():
+            self.tasks.setdefault(k, []).append(np.array(v, copy=True))
+
+    def arrays(self) -> tuple[dict, dict]:
+        """``(scales, tasks)`` as dicts of numpy arrays, first axis = save index."""
+        return (
+            {k: np.asarray(v) for k, v in self.scales.items()},
+            {k: np.stack(v) if np.ndim(v[0]) else np.asarray(v) for k, v in self.tasks.items()},
+        )
+
+
+@dataclass
+class LoopResult:
+    """What the loop returns: final state and counters."""
+
+    x: np.ndarray
+    y: np.ndarray | None
+    t: float
+    iteration: int
+    oracle_calls: int
+    wall_time: float
+    status: str
+
+
+def simulate(
+    model,
+    schedule,
+    integrator,
+    x,
+    y,
+    horizon: Horizon,
+    *,
+    save_every: int = 1,
+    save_fields=("x", "y"),
+    observers=(),
+    progress=None,
+    dissipation: str = "auto",
+    check_every: int | None = None,
+    max_wall_time: float | None = None,
+    start_step: int = 0,
+    start_oracle_calls: int = 0,
+    start_wall_time: float = 0.0,
+    resume_state: dict | None = None,
+) -> LoopResult:
+    """Integrate from ``(x, y)`` and report saves to ``observers``.
+
+    Parameters
+    ----------
+    model : Model
+    schedule : Schedule
+    integrator : Integrator
+    x : (N, d) array, positions (updated in place)
+    y : (N, d) array or None, momenta for accelerated dynamics (updated in place)
+    horizon : Horizon
+    save_every : int
+        Steps between saves; the initial and final states are always saved.
+    save_fields : tuple of str
+        Which of ``"x"``, ``"y"`` to store at every save.
+    observers : sequence
+        Objects with ``save(record)`` and optionally ``checkpoint(x, y, t, iteration, calls)``.
+    progress : callable(done, total) or None
+    dissipation : {"auto", "step", "save", "off"}
+        How the integral of ``2 alpha K`` in the dissipation residual is
+        accumulated: trapezoid over every step ("step", the default when the
+        model's kinetic energy is cheap) or over saves only ("save").
+    check_every : int or None
+        Steps between finiteness checks (default: every step).
+    max_wall_time : float or None
+        Seconds after which the run stops early with status "stopped: wall time".
+    start_step, start_oracle_calls, start_wall_time : int, int, float
+        Counters of a resumed run (the state passed in is the one after ``start_step`` steps).
+    resume_state : dict or None
+        ``{"energy": H, "kinetic": K}`` of the last save of a resumed run; the
+        initial state is then not saved again.
+
+    Returns
+    -------
+    LoopResult
+
+    Raises
+    ------
+    SimulationError
+        When the state becomes non-finite or blows up; everything saved before stays saved.
+    """
+    accelerated = model.accelerated
+    if accelerated and y is None:
+        raise ValueError("accelerated dynamics need momenta y")
+    n = x.shape[0]
+    nsteps = horizon.n_steps(integrator.oracle_calls)
+    save_every = max(1, int(save_every))
+    check_every = 1 if check_every is None else max(1, int(check_every))
+    if dissipation == "auto":
+        dissipation = "step" if model.cheap_kinetic else "save"
+    track_diss = accelerated and dissipation != "off" and not schedule.is_zero
+
+    bounds = np.linspace(0, n, n_chunks(n) + 1).round().astype(np.int64)
+    partial = np.empty(bounds.shape[0] - 1)
+    limit = BLOWUP.get(np.dtype(x.dtype), 1e150)
+
+    t_start = time.perf_counter() - start_wall_time
+    calls0 = model.oracle_calls - start_oracle_calls
+    state = {"H_prev": None, "diss": 0.0, "K_prev": None, "t_prev": horizon.time_of(start_step, nsteps),
+             "K_save": 0.0}
+    if resume_state is not None:
+        state["H_prev"] = resume_state.get("energy")
+        state["K_save"] = resume_state.get("kinetic", 0.0)
+
+    def kinetic_now(xx, yy):
+        return model.kinetic(xx, yy)
+
+    def make_record(k, t):
+        energies = model.energies(x, y)
+        tasks = dict(energies)
+        if accelerated:
+            H = energies["energy"]
+            if state["H_prev"] is None:
+                tasks["dissipation_residual"] = 0.0
+            else:
+                integral = state["diss"]
+                if track_diss and dissipation == "save":
+                    a0 = schedule.alpha(state["t_prev"])
+                    a1 = schedule.alpha(t)
+                    integral = (t - state["t_prev"]) * (a0 * state["K_save"] + a1 * energies["kinetic"])
+                tasks["dissipation_residual"] = H - state["H_prev"] + integral
+            state["H_prev"] = H
+            state["K_save"] = energies["kinetic"]
+            state["diss"] = 0.0
+            state["t_prev"] = t
+        tasks.update(model.diagnostics(x, y))
+        if "x" in save_fields:
+            tasks["x"] = x
+        if accelerated and "y" in save_fields:
+            tasks["y"] = y
+        return {
+            "scales": {
+                "sim_time": float(t),
+                "iteration": int(k),
+                "oracle_calls": int(model.oracle_calls - calls0),
+                "wall_time": float(time.perf_counter() - t_start),
+            },
+            "tasks": tasks,
+        }
+
+    def emit(k, t):
+        rec = make_record(k, t)
+        for obs in observers:
+            obs.save(rec)
+            if hasattr(obs, "checkpoint"):
+                obs.checkpoint(x, y, t, k, model.oracle_calls - calls0)
+
+    def check(k, t):
+        worst = max_abs_or_nan(x, bounds, partial)
+        if accelerated:
+            worst = max(worst, max_abs_or_nan(y, bounds, partial)) if worst == worst else worst
+        if not (worst <= limit):
+            what = "NaN" if worst != worst else ("overflow (inf)" if math.isinf(worst) else f"blow-up (|state| = {worst:.3g})")
+            raise SimulationError(
+                f"{what} in the state at step {k} (t = {t:.6g}); "
+                f"the run stopped and everything saved before is kept",
+                step=k,
+                t=t,
+            )
+
+    integrator.reset()
+    t = horizon.time_of(start_step, nsteps)
+    if resume_state is None:
+        emit(start_step, t)
+    if track_diss and dissipation == "step":
+        state["K_prev"] = kinetic_now(x, y)
+    status = "finished"
+    k = start_step
+    with _DeferredInterrupt() as interrupt:
+        for k in range(start_step + 1, nsteps + 1):
+            t_next = horizon.time_of(k, nsteps)
+            h = t_next - t
+            x, y = integrator.step(model, schedule, t, h, x, y)
+            model.project(x, y)
+            if k % check_every == 0 or k == nsteps:
+                check(k, t_next)
+            if track_diss and dissipation == "step":
+                K1 = kinetic_now(x, y)
+                state["diss"] += h * (schedule.alpha(t) * state["K_prev"] + schedule.alpha(t_next) * K1)
+                state["K_prev"] = K1
+            t = t_next
+            saved = k % save_every == 0 or k == nsteps
+            if saved:
+                emit(k, t)
+            if progress is not None:
+                progress(k, nsteps)
+            if interrupt.flag or (max_wall_time is not None and time.perf_counter() - t_start > max_wall_time):
+                # stop between steps, where the state is consistent: save it, then report
+                if not saved:
+                    emit(k, t)
+                if interrupt.flag:
+                    raise KeyboardInterrupt(f"interrupted at step {k} (t = {t:.6g})")
+                status = "stopped: wall time"
+                break
+    return LoopResult(
+        x=x, y=y, t=t, iteration=k, oracle_calls=model.oracle_calls - calls0,
+        wall_time=time.perf_counter() - t_start, status=status,
+    )
