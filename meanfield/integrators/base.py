@@ -28,8 +28,21 @@ class Integrator:
         for key, value in options.items():
             setattr(self, key, value)
 
+    #: True for integrators of first-order dynamics that still use the damping schedule (nag).
+    uses_schedule = False
+
     def reset(self) -> None:
         """Forget any history (multistep methods); called by the loop before the first step."""
+
+    def get_state(self) -> dict:
+        """Internal state carried between steps (history, auxiliary copies), for checkpoints.
+
+        Returns a dict of numpy arrays / floats; empty for one-step methods.
+        """
+        return {}
+
+    def set_state(self, state: dict) -> None:
+        """Restore what :meth:`get_state` returned (resume from a checkpoint)."""
 
     def step(self, model, schedule, t, h, x, y):  # pragma: no cover - abstract
         raise NotImplementedError
