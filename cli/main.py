@@ -176,6 +176,14 @@ def _default_example(r, path, overwrite, progress, overrides):
     gap_a = acc["energy"][-1] - E_star
     gap_f = first["energy"][-1] - E_star
     click.echo(f"infimum of the energy over the reachable (linear) maps: E* = {E_star:.6g}")
+    click.echo(f"{'oracle calls':>12}  {'E - E* accelerated':>18}  {'E - E* first-order':>18}  ratio")
+    calls_f = first["oracle_calls"]
+    for k in np.unique(np.geomspace(1, len(acc.t) - 1, 7).astype(int)):
+        c = acc["oracle_calls"][k]
+        j = int(np.searchsorted(calls_f, c))
+        if j < len(calls_f) and calls_f[j] == c:
+            ga, gf = acc["energy"][k] - E_star, first["energy"][j] - E_star
+            click.echo(f"{c:>12}  {ga:>18.3e}  {gf:>18.3e}  {gf / ga:5.2f}")
     click.echo(
         f"at {acc.oracle_calls} oracle calls each: E - E* = {gap_a:.3e} (accelerated, "
         f"{r.config['damping']['schedule']} damping) vs {gap_f:.3e} (first-order euler): "

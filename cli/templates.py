@@ -32,7 +32,7 @@ seed = 0
 
 [run]
 t0 = 1.0
-t1 = 31.0                       # or: steps = 3000; or: oracle_calls = 3000
+t1 = 61.0                       # or: steps = 6000; or: oracle_calls = 6000
 save_every = 10
 dtype = "float64"               # float64 | float32
 

@@ -34,9 +34,6 @@ def resume_run(path: str, overrides=(), progress=None) -> RunResult:
         raise ParameterError("--resume", "an unfinished run (status running/interrupted/failed)",
                              f"{path} (status {status})")
     cfg = tr.config
-    for key in ("integrator_info",):
-        cfg.pop(key, None)
-    # the model section stored in the file is the model's own description: keep the user's keys
     run = Run(cfg, overrides)
     ck = tr.checkpoint
     it = int(ck["iteration"])
@@ -59,7 +56,7 @@ def resume_run(path: str, overrides=(), progress=None) -> RunResult:
             observers=[recorder, writer], progress=progress,
             dissipation=c["diagnostics"]["dissipation"], check_every=c["run"].get("check_every"),
             start_step=it, start_oracle_calls=int(ck["oracle_calls"]), start_wall_time=wall0,
-            resume_state=resume_state,
+            resume_state=resume_state, integrator_state=ck.get("integrator"),
         )
     except KeyboardInterrupt:
         writer.set_status("interrupted")

@@ -152,9 +152,6 @@ class Run:
         cfg = copy.deepcopy(self.config)
         cfg["model"] = {**cfg["model"], **self.model.describe()}
         cfg["initial"] = {k: v for k, v in cfg["initial"].items() if not k.startswith("_")}
-        cfg["integrator_info"] = {
-            "order": self.integrator.order, "oracle_calls_per_step": self.integrator.oracle_calls,
-        }
         return json.loads(json.dumps(cfg, default=_jsonable))
 
     def simulate(self, output=None, *, overwrite=False, progress=None, observers=()) -> RunResult:
@@ -189,6 +186,8 @@ class Run:
         writer = None
         if output is not None:
             writer = HDF5Writer(output, self.resolved(), mode="w")
+            writer.set_attr("integrator_order", self.integrator.order)
+            writer.set_attr("oracle_calls_per_step", self.integrator.oracle_calls)
             obs.append(writer)
         x = self.x0.copy()
         y = None if self.y0 is None else self.y0.copy()

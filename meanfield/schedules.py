@@ -196,8 +196,8 @@ def make_schedule(name: str, t0: float, **params) -> Schedule:
         if key not in allowed:
             raise ParameterError(
                 f"damping.{key}",
-                f"no such key for schedule {name!r} (valid: {list(allowed) or 'none'})",
-                params[key],
+                f"a key of schedule {name!r} (valid: {', '.join(('schedule',) + allowed)})",
+                key,
             )
     for key, val in params.items():
         _check_finite(f"damping.{key}", val)

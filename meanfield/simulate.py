@@ -138,6 +138,7 @@ def simulate(
     start_oracle_calls: int = 0,
     start_wall_time: float = 0.0,
     resume_state: dict | None = None,
+    integrator_state: dict | None = None,
 ) -> LoopResult:
     """Integrate from ``(x, y)`` and report saves to ``observers``.
 
@@ -154,12 +155,15 @@ def simulate(
     save_fields : tuple of str
         Which of ``"x"``, ``"y"`` to store at every save.
     observers : sequence
-        Objects with ``save(record)`` and optionally ``checkpoint(x, y, t, iteration, calls)``.
+        Objects with ``save(record)`` and optionally
+        ``checkpoint(x, y, t, iteration, calls, integrator_state)``.
     progress : callable(done, total) or None
     dissipation : {"auto", "step", "save", "off"}
-        How the integral of ``2 alpha K`` in the dissipation residual is
-        accumulated: trapezoid over every step ("step", the default when the
-        model's kinetic energy is cheap) or over saves only ("save").
+        How the integral of ``2 alpha K`` in the dissipation residual
+        ``H(t_s) - H(t_{s-1}) + int 2 alpha K dt`` is computed: from K at
+        every step ("step", the default when the model's kinetic energy is
+        cheap; composite Simpson when an even number of steps separates two
+        saves, trapezoid otherwise) or from the saves only ("save", trapezoid).
     check_every : int or None
         Steps between finiteness checks (default: every step).
     max_wall_time : float or None
@@ -169,6 +173,8 @@ def simulate(
     resume_state : dict or None
         ``{"energy": H, "kinetic": K}`` of the last save of a resumed run; the
         initial state is then not saved again.
+    integrator_state : dict or None
+        What ``integrator.get_state()`` returned at the checkpoint (multistep history).
 
     Returns
     -------
@@ -196,8 +202,10 @@ def simulate(
 
     t_start = time.perf_counter() - start_wall_time
     calls0 = model.oracle_calls - start_oracle_calls
-    state = {"H_prev": None, "diss": 0.0, "K_prev": None, "t_prev": horizon.time_of(start_step, nsteps),
-             "K_save": 0.0}
+    # dissipation quadrature: trapezoid over single steps (diss) and over pairs of
+    # steps (diss2); their Richardson combination is composite Simpson, O(h^4)
+    state = {"H_prev": None, "diss": 0.0, "diss2": 0.0, "nsub": 0, "f_prev": None, "f_prev2": None,
+             "t_prev": horizon.time_of(start_step, nsteps), "t_prev2": None, "K_save": 0.0}
     if resume_state is not None:
         state["H_prev"] = resume_state.get("energy")
         state["K_save"] = resume_state.get("kinetic", 0.0)
@@ -214,6 +222,8 @@ def simulate(
                 tasks["dissipation_residual"] = 0.0
             else:
                 integral = state["diss"]
+                if state["nsub"] >= 2 and state["nsub"] % 2 == 0:
+                    integral = (4.0 * state["diss"] - state["diss2"]) / 3.0
                 if track_diss and dissipation == "save":
                     a0 = schedule.alpha(state["t_prev"])
                     a1 = schedule.alpha(t)
@@ -222,6 +232,8 @@ def simulate(
             state["H_prev"] = H
             state["K_save"] = energies["kinetic"]
             state["diss"] = 0.0
+            state["diss2"] = 0.0
+            state["nsub"] = 0
             state["t_prev"] = t
         tasks.update(model.diagnostics(x, y))
         if "x" in save_fields:
@@ -243,7 +255,7 @@ def simulate(
         for obs in observers:
             obs.save(rec)
             if hasattr(obs, "checkpoint"):
-                obs.checkpoint(x, y, t, k, model.oracle_calls - calls0)
+                obs.checkpoint(x, y, t, k, model.oracle_calls - calls0, integrator.get_state())
 
     def check(k, t):
         worst = max_abs_or_nan(x, bounds, partial)
@@ -259,11 +271,13 @@ def simulate(
             )
 
     integrator.reset()
+    if integrator_state:
+        integrator.set_state(integrator_state)
     t = horizon.time_of(start_step, nsteps)
     if resume_state is None:
         emit(start_step, t)
     if track_diss and dissipation == "step":
-        state["K_prev"] = kinetic_now(x, y)
+        state["f_prev"] = 2.0 * schedule.alpha(t) * kinetic_now(x, y)
     status = "finished"
     k = start_step
     with _DeferredInterrupt() as interrupt:
@@ -275,9 +289,14 @@ def simulate(
             if k % check_every == 0 or k == nsteps:
                 check(k, t_next)
             if track_diss and dissipation == "step":
-                K1 = kinetic_now(x, y)
-                state["diss"] += h * (schedule.alpha(t) * state["K_prev"] + schedule.alpha(t_next) * K1)
-                state["K_prev"] = K1
+                f1 = 2.0 * schedule.alpha(t_next) * kinetic_now(x, y)
+                state["diss"] += 0.5 * h * (state["f_prev"] + f1)
+                state["nsub"] += 1
+                if state["nsub"] % 2 == 0:
+                    state["diss2"] += 0.5 * (t_next - state["t_prev2"]) * (state["f_prev2"] + f1)
+                else:
+                    state["f_prev2"], state["t_prev2"] = state["f_prev"], t
+                state["f_prev"] = f1
             t = t_next
             saved = k % save_every == 0 or k == nsteps
             if saved:

@@ -49,7 +49,7 @@ DEFAULT = {
         "b": [0.0, 0.0, 0.0],
         "seed": 0,
     },
-    "run": {"t0": 1.0, "t1": 31.0, "save_every": 10, "dtype": "float64"},
+    "run": {"t0": 1.0, "t1": 61.0, "save_every": 10, "dtype": "float64"},
     "output": {"path": "run.h5", "save": ["x", "y"]},
     "diagnostics": {"dissipation": "auto"},
 }

@@ -82,18 +82,22 @@ class HDF5Writer:
                 ds[n] = arr
         f.flush()
 
-    def checkpoint(self, x, y, t, iteration, oracle_calls) -> None:
-        """Overwrite ``/checkpoint`` with the current state and counters, then flush."""
+    def checkpoint(self, x, y, t, iteration, oracle_calls, integrator_state=None) -> None:
+        """Overwrite ``/checkpoint`` with the current state and counters, then flush.
+
+        ``integrator_state`` (multistep history, doubled copies, ...) goes to
+        ``/checkpoint/integrator``.
+        """
         g = self.f.require_group("checkpoint")
-        for name, arr in (("x", x), ("y", y)):
-            if arr is None:
-                continue
-            if name in g and g[name].shape == arr.shape and g[name].dtype == arr.dtype:
-                g[name][...] = arr
-            else:
-                if name in g:
-                    del g[name]
-                g.create_dataset(name, data=arr)
+        _put(g, "x", x)
+        _put(g, "y", y)
+        if "integrator" in g:
+            del g["integrator"]
+        if integrator_state:
+            gi = g.create_group("integrator")
+            for name, value in integrator_state.items():
+                if value is not None:
+                    gi.create_dataset(name, data=np.asarray(value))
         g.attrs["t"] = float(t)
         g.attrs["iteration"] = int(iteration)
         g.attrs["oracle_calls"] = int(oracle_calls)
@@ -117,6 +121,17 @@ class HDF5Writer:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+def _put(group, name, arr):
+    if arr is None:
+        return
+    if name in group and group[name].shape == arr.shape and group[name].dtype == arr.dtype:
+        group[name][...] = arr
+    else:
+        if name in group:
+            del group[name]
+        group.create_dataset(name, data=arr)
 
 
 def truncate_to(path: str, n_saves: int) -> None:
@@ -174,7 +189,10 @@ def load(path: str, tasks=None) -> Trajectory:
         ckpt = None
         if "checkpoint" in f:
             g = f["checkpoint"]
-            ckpt = {k: g[k][...] for k in g}
+            ckpt = {k: g[k][...] for k in g if isinstance(g[k], h5py.Dataset)}
+            if "integrator" in g:
+                gi = g["integrator"]
+                ckpt["integrator"] = {k: (gi[k][()] if gi[k].ndim == 0 else gi[k][...]) for k in gi}
             ckpt.update({k: g.attrs[k] for k in g.attrs})
     return Trajectory(config, attrs, scales, data, ckpt)
 

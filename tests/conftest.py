@@ -1,0 +1,31 @@
+import copy
+
+import numpy as np
+import pytest
+
+
+def bilinear_config(dynamics="accelerated", integrator=None, n=50, d=3, **run):
+    """A small, non-trivial bilinear problem as a config dict."""
+    rng = np.random.default_rng(7)
+    A = np.eye(d) + 0.2 * rng.standard_normal((d, d))
+    B = rng.standard_normal((d, d))
+    Q = np.eye(d) + 0.1 * (B + B.T)
+    cfg = {
+        "model": {"name": "bilinear", "dynamics": dynamics, "d": d, "A": A.tolist(),
+                  "Q": Q.tolist(), "m": np.linspace(0.3, -0.2, d).tolist()},
+        "damping": {"schedule": "nesterov", "r": 3.0} if dynamics == "accelerated" else {"schedule": "none"},
+        "integrator": {"name": integrator or ("exp_euler" if dynamics == "accelerated" else "euler"), "h": 0.01},
+        "initial": {"law": "gaussian", "n": n, "mean": np.linspace(0.5, 0.0, d).tolist(),
+                    "cov": np.eye(d).tolist(), "momentum": "gaussian", "momentum_scale": 0.3, "seed": 1},
+        "run": {"t0": 1.0, "steps": 20, "save_every": 5},
+        "output": {"save": ["x", "y"]},
+    }
+    cfg["run"].update(run)
+    if "t1" in run or "oracle_calls" in run:
+        cfg["run"].pop("steps")
+    return copy.deepcopy(cfg)
+
+
+@pytest.fixture
+def make_config():
+    return bilinear_config

@@ -1,0 +1,89 @@
+"""HDF5 round trip, Python API, interruption and resume."""
+
+import os
+import signal
+
+import h5py
+import numpy as np
+import pytest
+
+import meanfield
+from meanfield.errors import ParameterError
+from meanfield.resume import resume_run
+
+
+def test_api_returns_arrays_and_matches_the_file(tmp_path, make_config):
+    cfg = make_config("accelerated", "exp_euler", n=30, steps=40, save_every=10)
+    res = meanfield.Run(cfg).simulate(str(tmp_path / "a.h5"))
+    assert res.t.shape == (5,) and res["x"].shape == (5, 30, 3) and res["cov"].shape == (5, 3, 3)
+    assert list(res["oracle_calls"]) == [0, 10, 20, 30, 40]
+    tr = meanfield.load(res.path)
+    for name in ("energy", "kinetic", "mean", "cov", "Mxy", "x", "y", "dissipation_residual"):
+        assert np.array_equal(tr[name], res[name]), name
+    assert np.array_equal(tr.t, res.t)
+    assert tr.config["integrator"]["name"] == "exp_euler"
+    assert tr.attrs["status"] == "finished"
+    # the stored config rebuilds the same run
+    again = meanfield.Run(tr.config).simulate()
+    assert np.array_equal(again.x, res.x)
+
+
+def test_existing_output_is_not_overwritten(tmp_path, make_config):
+    p = str(tmp_path / "a.h5")
+    meanfield.Run(make_config()).simulate(p)
+    with pytest.raises(ParameterError, match="overwrite"):
+        meanfield.Run(make_config()).simulate(p)
+    meanfield.Run(make_config()).simulate(p, overwrite=True)
+
+
+def test_seeded_initial_state_is_reproducible(make_config):
+    a, b = meanfield.Run(make_config()), meanfield.Run(make_config())
+    assert np.array_equal(a.x0, b.x0) and np.array_equal(a.y0, b.y0)
+    cfg = make_config()
+    cfg["initial"]["seed"] = 2
+    assert not np.array_equal(meanfield.Run(cfg).x0, a.x0)
+
+
+def test_initial_state_from_npy_and_from_a_run_file(tmp_path, make_config):
+    first = meanfield.Run(make_config()).simulate(str(tmp_path / "first.h5"))
+    cfg = make_config()
+    cfg["initial"] = {"law": "file", "path": str(tmp_path / "first.h5"), "momentum": "file",
+                      "momentum_path": str(tmp_path / "first.h5")}
+    run = meanfield.Run(cfg)
+    assert np.array_equal(run.x0, first.x) and np.array_equal(run.y0, first.y)
+    np.save(tmp_path / "x.npy", first.x)
+    cfg["initial"] = {"law": "file", "path": str(tmp_path / "x.npy"), "momentum": "zero"}
+    assert np.array_equal(meanfield.Run(cfg).x0, first.x)
+
+
+@pytest.mark.parametrize("integrator", ["exp_euler", "rk4"])
+def test_sigint_checkpoints_and_resume_is_bit_identical(tmp_path, make_config, integrator):
+    cfg = make_config("accelerated", integrator, n=40, steps=60, save_every=7)
+    full = meanfield.Run(cfg).simulate(str(tmp_path / "full.h5"))
+
+    def interrupt(done, total):
+        if done == 25:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    path = str(tmp_path / "cut.h5")
+    with pytest.raises(KeyboardInterrupt):
+        meanfield.Run(cfg).simulate(path, progress=interrupt)
+    with h5py.File(path) as f:
+        assert f.attrs["status"] == "interrupted"
+        assert f["checkpoint"].attrs["iteration"] == 25
+    res = resume_run(path)
+    assert np.array_equal(res.x, full.x) and np.array_equal(res.y, full.y)
+    tr = meanfield.load(path)
+    assert tr.attrs["status"] == "finished"
+    assert tr.scales["oracle_calls"][-1] == full["oracle_calls"][-1]
+    # every save of the uninterrupted run is in the resumed file (plus the one at the interrupt)
+    assert set(full["iteration"]) <= set(tr.scales["iteration"])
+    k = list(tr.scales["iteration"]).index(full["iteration"][-1])
+    assert tr["energy"][k] == full["energy"][-1]
+
+
+def test_resume_refuses_a_finished_run(tmp_path, make_config):
+    p = str(tmp_path / "a.h5")
+    meanfield.Run(make_config()).simulate(p)
+    with pytest.raises(ParameterError, match="unfinished"):
+        resume_run(p)
