@@ -38,9 +38,77 @@ def _n_of(section) -> int:
 def gaussian(section: dict, d: int, rng) -> np.ndarray:
     """x_i ~ N(mean, cov) i.i.d.; returns ``(n, d)``."""
     n = _n_of(section)
+    mean, F = _mean_and_factor(section, d)
+    return mean + rng.standard_normal((n, d)) @ F.T
+
+
+def _mean_and_factor(section, d):
     mean = as_vector(section.get("mean", 0.0), d, "initial.mean")
     F = _psd_factor(as_matrix(section.get("cov", "identity"), d, "initial.cov"), "initial.cov")
-    return mean + rng.standard_normal((n, d)) @ F.T
+    return mean, F
+
+
+def _elliptical(section, d, rng, radii) -> np.ndarray:
+    """x_i = mean + r_i F u_i with u_i uniform on S^{d-1}, F F^T = cov (the scatter matrix)."""
+    mean, F = _mean_and_factor(section, d)
+    n = radii.shape[0]
+    u = rng.standard_normal((n, d))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    return mean + (radii[:, None] * u) @ F.T
+
+
+def student_t(section: dict, d: int, rng) -> np.ndarray:
+    """Multivariate Student t with ``dof`` degrees of freedom, location mean, scatter cov.
+
+    x = mean + F z / sqrt(w / dof), z ~ N(0, I), w ~ chi^2_dof. The covariance is
+    dof / (dof - 2) cov (finite for dof > 2). Returns ``(n, d)``.
+    """
+    n = _n_of(section)
+    dof = section.get("dof", 5.0)
+    if isinstance(dof, bool) or not isinstance(dof, (int, float)) or not np.isfinite(dof) or dof <= 0:
+        raise ParameterError("initial.dof", "a finite number > 0", dof)
+    mean, F = _mean_and_factor(section, d)
+    z = rng.standard_normal((n, d))
+    w = rng.chisquare(float(dof), size=n)
+    return mean + (z / np.sqrt(w / dof)[:, None]) @ F.T
+
+
+def uniform_ellipsoid(section: dict, d: int, rng) -> np.ndarray:
+    """Uniform in the ellipsoid {(x - mean)^T cov^{-1} (x - mean) <= 1}; covariance cov / (d + 2)."""
+    n = _n_of(section)
+    radii = rng.random(n) ** (1.0 / d)
+    return _elliptical(section, d, rng, radii)
+
+
+def elliptical(section: dict, d: int, rng) -> np.ndarray:
+    """General elliptical law: radius r ~ scipy.stats.<radial>(*radial_args), direction uniform.
+
+    ``radial`` names a continuous distribution of scipy.stats with non-negative
+    support: "chi" with radial_args = [d] is the Gaussian N(mean, cov), "uniform"
+    with [0, 1] puts the radius uniformly in [0, 1], "gamma", "lognorm", ... give
+    heavier or lighter tails. ``cov`` is the scatter matrix. Returns ``(n, d)``.
+    """
+    from scipy import stats
+
+    n = _n_of(section)
+    name = section.get("radial", "chi")
+    args = section.get("radial_args", [d] if name == "chi" else [])
+    dist = getattr(stats, name, None) if isinstance(name, str) else None
+    if not isinstance(dist, stats.rv_continuous):
+        raise ParameterError("initial.radial", "the name of a continuous scipy.stats distribution", name)
+    if not isinstance(args, list) or not all(
+        isinstance(a, (int, float)) and not isinstance(a, bool) and np.isfinite(a) for a in args
+    ):
+        raise ParameterError("initial.radial_args", "a list of finite numbers", args)
+    try:
+        radii = np.asarray(dist(*args).rvs(size=n, random_state=rng), dtype=float)
+    except Exception as exc:  # scipy's own argument check
+        raise ParameterError("initial.radial_args", f"valid arguments of scipy.stats.{name}",
+                             f"{args} ({exc})") from None
+    if not np.all(np.isfinite(radii)) or np.any(radii < 0):
+        raise ParameterError("initial.radial", "a radial law with finite non-negative samples",
+                             f"{name}{tuple(args)}")
+    return _elliptical(section, d, rng, radii)
 
 
 def load_array(path: str, key: str, d: int, n: int | None, base_dir: str | None = None) -> np.ndarray:
@@ -81,9 +149,21 @@ def from_file(section: dict, d: int, rng) -> np.ndarray:
 
 
 #: Position laws by name.
-LAWS = {"gaussian": gaussian, "file": from_file}
+LAWS = {
+    "gaussian": gaussian,
+    "student_t": student_t,
+    "uniform_ellipsoid": uniform_ellipsoid,
+    "elliptical": elliptical,
+    "file": from_file,
+}
 #: Extra keys each law reads from ``[initial]``.
-LAW_KEYS = {"gaussian": ("mean", "cov"), "file": ("path",)}
+LAW_KEYS = {
+    "gaussian": ("mean", "cov"),
+    "student_t": ("mean", "cov", "dof"),
+    "uniform_ellipsoid": ("mean", "cov"),
+    "elliptical": ("mean", "cov", "radial", "radial_args"),
+    "file": ("path",),
+}
 
 
 def momentum_zero(section, x, rng):

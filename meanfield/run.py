@@ -104,11 +104,10 @@ class Run:
         self.file = file
         try:
             raw = _config.apply_overrides(raw, overrides)
-            cfg = _config.resolve(raw)
+            self.config = cfg = _config.resolve(raw)
             self._build(cfg, base_dir)
         except ParameterError as exc:
             raise exc.in_file(file) from None
-        self.config = cfg
 
     @classmethod
     def from_toml(cls, path, overrides=()) -> "Run":
@@ -146,6 +145,12 @@ class Run:
         self.x0 = x.astype(dtype)
         self.y0 = None if y is None else y.astype(dtype)
         self.model.check_state(self.x0, self.y0)
+        self.probes = []
+        if cfg["diagnostics"].get("moment_ode", False):
+            from .diagnostics.moments import moment_ode_probe
+
+            moment_ode_probe(self)  # validates now: a bad combination is an input error, not a crash later
+            self.probes.append(moment_ode_probe)
 
     def resolved(self) -> dict:
         """The fully resolved parameters, JSON-able (stored in every output file)."""
@@ -200,6 +205,7 @@ class Run:
                 observers=obs, progress=progress, dissipation=cfg["diagnostics"]["dissipation"],
                 check_every=cfg["run"].get("check_every"),
                 max_wall_time=cfg["run"].get("max_wall_time"),
+                probes=[make(self) for make in self.probes],
             )
         except KeyboardInterrupt:
             if writer is not None:

@@ -139,6 +139,7 @@ def simulate(
     start_wall_time: float = 0.0,
     resume_state: dict | None = None,
     integrator_state: dict | None = None,
+    probes=(),
 ) -> LoopResult:
     """Integrate from ``(x, y)`` and report saves to ``observers``.
 
@@ -175,6 +176,8 @@ def simulate(
         initial state is then not saved again.
     integrator_state : dict or None
         What ``integrator.get_state()`` returned at the checkpoint (multistep history).
+    probes : sequence of callables ``probe(t, x, y, tasks) -> dict``
+        Extra diagnostics added to every save record (e.g. the moment ODE).
 
     Returns
     -------
@@ -236,6 +239,8 @@ def simulate(
             state["nsub"] = 0
             state["t_prev"] = t
         tasks.update(model.diagnostics(x, y))
+        for probe in probes:
+            tasks.update(probe(t, x, y, tasks))
         if "x" in save_fields:
             tasks["x"] = x
         if accelerated and "y" in save_fields:

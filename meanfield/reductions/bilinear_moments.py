@@ -9,8 +9,8 @@ M the second moment, q = Q m, Mxy = M S + mu b^T, L = Mxy^T As::
     b'  = -alpha b - As Mxy b + q
 
 First-order flow: mu' = -C A mu, M' = -(C A M + M A^T C^T), C = Q M - q mu^T.
-These hold exactly for the empirical measure at any N, so particle runs
-must match them to integrator accuracy.
+These hold exactly for the empirical measure at any N (and for the
+mean-field limit), so particle runs must match them to integrator accuracy.
 """
 
 from __future__ import annotations
@@ -20,27 +20,96 @@ from scipy.integrate import solve_ivp
 
 from ..errors import ParameterError
 
+RTOL, ATOL = 1e-12, 1e-14
 
-def _unpack(z, d, accelerated):
-    mu = z[:d]
-    M = z[d:d + d * d].reshape(d, d)
-    if not accelerated:
-        return mu, M, None, None
-    S = z[d + d * d:d + 2 * d * d].reshape(d, d)
-    b = z[d + 2 * d * d:]
-    return mu, M, S, b
+
+class BilinearMomentODE:
+    """Right-hand side and incremental solver of the bilinear moment ODE.
+
+    Parameters
+    ----------
+    model : Bilinear
+        Supplies A, As = sym(A), Q, q = Q m and the dynamics.
+    schedule : Schedule
+        Damping alpha(t) (accelerated dynamics only).
+    """
+
+    def __init__(self, model, schedule, rtol=RTOL, atol=ATOL, method="DOP853"):
+        self.model = model
+        self.schedule = schedule
+        self.d = model.d
+        self.accelerated = model.accelerated
+        self.rtol, self.atol, self.method = rtol, atol, method
+
+    def pack(self, mu0, M0, S0=None, b0=None) -> np.ndarray:
+        """State vector from mean ``(d,)``, second moment ``(d, d)`` and affine momentum ``S, b``."""
+        parts = [np.asarray(mu0, float).ravel(), np.asarray(M0, float).ravel()]
+        if self.accelerated:
+            if S0 is None or b0 is None:
+                raise ParameterError("initial.momentum", "affine momentum (S, b) for the moment ODE",
+                                     None)
+            S0 = np.asarray(S0, float)
+            if np.abs(S0 - S0.T).max() > 1e-12 * max(1.0, np.abs(S0).max()):
+                raise ParameterError("initial.S", "a symmetric S (the moment closure needs it)",
+                                     "a non-symmetric S")
+            parts += [S0.ravel(), np.asarray(b0, float).ravel()]
+        return np.concatenate(parts)
+
+    def unpack(self, z) -> dict:
+        """Moments from a state vector: mean, M, cov (and S, b, Mxy when accelerated)."""
+        d = self.d
+        mu = z[:d]
+        M = z[d:d + d * d].reshape(d, d)
+        out = {"mean": mu, "M": M, "cov": M - np.outer(mu, mu)}
+        if self.accelerated:
+            S = z[d + d * d:d + 2 * d * d].reshape(d, d)
+            b = z[d + 2 * d * d:]
+            out.update(S=S, b=b, Mxy=M @ S + np.outer(mu, b))
+        return out
+
+    def rhs(self, t, z) -> np.ndarray:
+        m = self.model
+        u = self.unpack(z)
+        mu, M = u["mean"], u["M"]
+        if self.accelerated:
+            S, b, Mxy = u["S"], u["b"], u["Mxy"]
+            L = Mxy.T @ m.As
+            alpha = self.schedule.alpha(t)
+            T = m.As @ Mxy @ S
+            dS = -alpha * S - m.Q - T - T.T
+            db = -alpha * b - m.As @ Mxy @ b + m.q
+        else:
+            C = m.Q @ M - np.outer(m.q, mu)
+            L = -C @ m.A
+        parts = [L @ mu, (L @ M + M @ L.T).ravel()]
+        if self.accelerated:
+            parts += [dS.ravel(), db]
+        return np.concatenate(parts)
+
+    def solve(self, z0, t_eval) -> np.ndarray:
+        """States at the increasing times ``t_eval`` (``t_eval[0]`` is the time of z0); ``(T, dim)``."""
+        t_eval = np.asarray(t_eval, float)
+        if len(t_eval) == 1:
+            return np.asarray(z0, float)[None, :]
+        sol = solve_ivp(self.rhs, (t_eval[0], t_eval[-1]), z0, method=self.method, t_eval=t_eval,
+                        rtol=self.rtol, atol=self.atol)
+        if not sol.success:
+            raise RuntimeError(f"moment ODE failed: {sol.message}")
+        return sol.y.T
+
+    def advance(self, z, t0, t1) -> np.ndarray:
+        """State at ``t1`` from state ``z`` at ``t0``."""
+        return z.copy() if t1 == t0 else self.solve(z, [t0, t1])[-1]
 
 
 def bilinear_moment_ode(model, schedule, mu0, M0, t_eval, S0=None, b0=None,
-                        rtol=1e-12, atol=1e-14, method="DOP853") -> dict:
+                        rtol=RTOL, atol=ATOL, method="DOP853") -> dict:
     """Solve the bilinear moment ODE and return the moments at ``t_eval``.
 
     Parameters
     ----------
     model : Bilinear
-        Supplies A, As = sym(A), Q, m and the dynamics (first-order or accelerated).
     schedule : Schedule
-        Damping alpha(t) (accelerated only).
     mu0 : (d,) initial mean
     M0 : (d, d) initial second moment (1/N) sum x x^T (not the covariance)
     t_eval : (T,) increasing times, ``t_eval[0]`` is the initial time
@@ -52,51 +121,9 @@ def bilinear_moment_ode(model, schedule, mu0, M0, t_eval, S0=None, b0=None,
     dict with ``t (T,)``, ``mean (T, d)``, ``M (T, d, d)``, ``cov (T, d, d)``,
     and for accelerated dynamics ``S (T, d, d)``, ``b (T, d)``, ``Mxy (T, d, d)``.
     """
-    d = model.d
-    acc = model.accelerated
-    A, As, Q, q = model.A, model.As, model.Q, model.q
-    mu0 = np.asarray(mu0, float)
-    M0 = np.asarray(M0, float)
-    if acc:
-        if S0 is None or b0 is None:
-            raise ParameterError("initial.momentum", "affine momentum (S, b) for the moment ODE", None)
-        S0 = np.asarray(S0, float)
-        if np.abs(S0 - S0.T).max() > 1e-12 * max(1.0, np.abs(S0).max()):
-            raise ParameterError("initial.S", "a symmetric S (moment closure needs it)", "non-symmetric S")
-        z0 = np.concatenate([mu0, M0.ravel(), S0.ravel(), np.asarray(b0, float)])
-    else:
-        z0 = np.concatenate([mu0, M0.ravel()])
-
-    def rhs(t, z):
-        mu, M, S, b = _unpack(z, d, acc)
-        if acc:
-            Mxy = M @ S + np.outer(mu, b)
-            L = Mxy.T @ As
-            alpha = schedule.alpha(t)
-            T = As @ Mxy @ S
-            dS = -alpha * S - Q - T - T.T
-            db = -alpha * b - As @ Mxy @ b + q
-        else:
-            C = Q @ M - np.outer(q, mu)
-            L = -C @ A
-        dmu = L @ mu
-        dM = L @ M + M @ L.T
-        parts = [dmu, dM.ravel()]
-        if acc:
-            parts += [dS.ravel(), db]
-        return np.concatenate(parts)
-
-    t_eval = np.asarray(t_eval, float)
-    sol = solve_ivp(rhs, (t_eval[0], t_eval[-1]), z0, method=method, t_eval=t_eval,
-                    rtol=rtol, atol=atol)
-    if not sol.success:
-        raise RuntimeError(f"moment ODE failed: {sol.message}")
-    Z = sol.y.T
-    mean = Z[:, :d]
-    M = Z[:, d:d + d * d].reshape(-1, d, d)
-    out = {"t": sol.t, "mean": mean, "M": M, "cov": M - mean[:, :, None] * mean[:, None, :]}
-    if acc:
-        S = Z[:, d + d * d:d + 2 * d * d].reshape(-1, d, d)
-        b = Z[:, d + 2 * d * d:]
-        out.update(S=S, b=b, Mxy=M @ S + mean[:, :, None] * b[:, None, :])
+    ode = BilinearMomentODE(model, schedule, rtol, atol, method)
+    Z = ode.solve(ode.pack(mu0, M0, S0, b0), t_eval)
+    rows = [ode.unpack(z) for z in Z]
+    out = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+    out["t"] = np.asarray(t_eval, float)
     return out
