@@ -10,6 +10,7 @@ from .bilinear import Bilinear, BilinearParams
 
 #: Names used in parameter files -> model classes (each has ``from_dict`` and ``keys``).
 MODELS: dict[str, type[Model]] = {"bilinear": Bilinear}
+from .softmax import Softmax as _Softmax; MODELS["softmax"] = _Softmax  # noqa: E402, E702
 
 
 def make_model(p: dict, dtype=np.float64) -> Model:

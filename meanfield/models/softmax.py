@@ -1,0 +1,308 @@
+"""Model "softmax": softmax self-attention and its accelerated Hamiltonian (SPEC §3, §6).
+
+With ``E_ij = exp(x_i^T A x_j)`` and ``z_i = (1/N) sum_j E_ij``:
+
+First-order flow (classical attention, value ``V``, default ``V = B A``)::
+
+    dx_i/dt = sum_j E_ij V x_j / sum_j E_ij          (SA, normalized = true)
+    dx_i/dt = (1/N) sum_j E_ij V x_j                 (USA, normalized = false)
+
+Accelerated flow (damped Hamiltonian with mobility 1/z_i, A and B symmetric)::
+
+    H = (1/N) sum_i y_i^T B y_i / (2 z_i) - 1/(2N^2) sum_ij E_ij + (1/N) sum_i W(x_i)
+    dx_i/dt = B y_i / z_i
+    dy_i/dt = -alpha y_i + 1/(2N) sum_j E_ij (s_i + s_j + 2) A x_j - Q (x_i - m),
+    s_i = y_i^T B y_i / z_i^2
+
+Under a causal mask (``causal = true``) every sum over j runs over j <= i and
+its 1/N becomes 1/i (SPEC §6); the energies are then computed from the masked
+z_i (``interaction = -1/(2N) sum_i z_i``) and are not expected to be monotone.
+
+One oracle call is O(N^2 d): one pass over pairs for SA/USA (online softmax),
+two for the accelerated field (z_i, then the force with s_i); see
+:mod:`meanfield._kernels.pairwise`. Quantities that are intrinsically
+unnormalized (USA, z_i, the accelerated force, the energy) raise
+:class:`~meanfield.errors.SimulationError` when they overflow.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._kernels import moments as MK
+from .._kernels import pairwise as PK
+from .._kernels._config import n_chunks
+from ..errors import ParameterError, SimulationError
+from ._params import as_matrix, as_vector, require_symmetric
+from .base import DYNAMICS, Model
+
+_LOG_MAX = math.log(np.finfo(np.float64).max)
+
+
+def _flag(p: dict, key: str, default: bool) -> bool:
+    v = p.get(key, default)
+    if not isinstance(v, bool):
+        raise ParameterError(f"model.{key}", "true or false", v)
+    return v
+
+
+def _symmetric_for_accelerated(M: np.ndarray, key: str) -> None:
+    scale = max(1.0, float(np.abs(M).max()))
+    if np.abs(M - M.T).max() > 1e-12 * scale:
+        raise ParameterError(
+            key,
+            "a symmetric matrix for accelerated softmax dynamics (the Hamiltonian of SPEC §3 "
+            "needs symmetric A and B; first-order runs accept any A and V)",
+            "a non-symmetric matrix",
+        )
+
+
+@dataclass(frozen=True)
+class SoftmaxParams:
+    """Validated parameters of the softmax model.
+
+    Attributes
+    ----------
+    d : int
+    A : (d, d) query-key matrix (inverse temperature folded in), logits x_i^T A x_j
+    B : (d, d) preconditioner (symmetric for accelerated dynamics)
+    V : (d, d) value matrix of the first-order flow (default ``B A``)
+    Q : (d, d) symmetric Hessian of W(x) = 1/2 (x - m)^T Q (x - m) (default 0: no potential)
+    m : (d,) minimiser of W
+    normalized : bool, SA (True) or USA (False), first-order only
+    causal : bool, token i interacts with j <= i only
+    """
+
+    d: int
+    A: np.ndarray
+    B: np.ndarray
+    V: np.ndarray
+    Q: np.ndarray
+    m: np.ndarray
+    normalized: bool
+    causal: bool
+
+    @property
+    def has_potential(self) -> bool:
+        return bool(np.any(self.Q != 0.0))
+
+    @classmethod
+    def from_dict(cls, p: dict, dynamics: str = "accelerated") -> "SoftmaxParams":
+        d = p.get("d")
+        if not isinstance(d, int) or isinstance(d, bool) or d < 1:
+            raise ParameterError("model.d", "a positive integer", d)
+        A = as_matrix(p.get("A", "identity"), d, "model.A")
+        B = as_matrix(p.get("B", "identity"), d, "model.B")
+        Q = as_matrix(p.get("Q", "zero"), d, "model.Q")
+        require_symmetric(Q, "model.Q")
+        m = as_vector(p.get("m", 0.0), d, "model.m")
+        causal = _flag(p, "causal", False)
+        normalized = _flag(p, "normalized", True)
+        if dynamics == "accelerated":
+            _symmetric_for_accelerated(A, "model.A")
+            _symmetric_for_accelerated(B, "model.B")
+            if "V" in p:
+                raise ParameterError(
+                    "model.V", "no V for accelerated dynamics (the force is fixed by A and B; "
+                    "V is the first-order value matrix)", p["V"])
+            if not normalized:
+                raise ParameterError(
+                    "model.normalized", "true for accelerated dynamics (the mobility 1/z_i is "
+                    "part of the Hamiltonian; USA is a first-order flow)", normalized)
+            V = B @ A
+        else:
+            V = as_matrix(p["V"], d, "model.V") if "V" in p else B @ A
+        return cls(d=d, A=A, B=B, V=V, Q=Q, m=m, normalized=normalized, causal=causal)
+
+
+class Softmax(Model):
+    """Softmax attention (SA / USA) and its accelerated damped Hamiltonian; O(N^2 d) per call.
+
+    Parameters
+    ----------
+    params : SoftmaxParams
+    dynamics : {"first_order", "accelerated"}
+    dtype : float64 (default) or float32
+    """
+
+    name = "softmax"
+    cheap_kinetic = False  # K needs every z_i: one pass over pairs
+    keys = ("name", "dynamics", "d", "A", "B", "V", "Q", "m", "normalized", "causal")
+
+    def __init__(self, params: SoftmaxParams, dynamics="accelerated", dtype=np.float64):
+        super().__init__(params.d, dynamics, dtype)
+        if self.dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
+            raise ParameterError("run.dtype", '"float64" or "float32"', str(self.dtype))
+        self.params = params
+        self.A = np.ascontiguousarray(params.A, dtype=np.float64)
+        self.B = np.ascontiguousarray(params.B, dtype=np.float64)
+        self.V = np.ascontiguousarray(params.V, dtype=np.float64)
+        self.Q = np.ascontiguousarray(params.Q, dtype=np.float64)
+        self.m = np.ascontiguousarray(params.m, dtype=np.float64)
+        self.q = self.Q @ self.m
+        self._Q_state = np.ascontiguousarray(self.Q, dtype=self.dtype)
+        self._m_state = np.ascontiguousarray(self.m, dtype=self.dtype)
+        self.normalized = params.normalized
+        self.causal = params.causal
+        self._zero = self.dtype.type(0)
+        self._work_n = -1
+
+    @classmethod
+    def from_dict(cls, p: dict, dtype=np.float64):
+        dynamics = p.get("dynamics", "accelerated")
+        if dynamics not in DYNAMICS:
+            raise ParameterError("model.dynamics", f"one of {list(DYNAMICS)}", dynamics)
+        return cls(SoftmaxParams.from_dict(p, dynamics), dynamics, dtype)
+
+    # ---------------------------------------------------------------- scratch
+    def _scratch(self, n: int) -> None:
+        """Allocate the model-owned work arrays for ``n`` particles (once per size)."""
+        if n == self._work_n:
+            return
+        d, dt = self.d, self.dtype
+        self._tj = PK.tile_width(d, dt.itemsize)
+        nt = PK.n_tiles(n, self._tj)
+        self._XT = np.empty((nt, d, self._tj), dt)  # source tiles
+        self._QA = np.empty((n, d), dt)  # query rows q_i = A^T x_i
+        self._acc = np.empty((n, d), np.float64)
+        self._mrow = np.empty(n, np.float64)
+        self._lrow = np.empty(n, np.float64)
+        self._z = np.empty(n, np.float64)
+        self._F = np.empty((n, d), dt)
+        if self.accelerated:
+            self._ST = np.empty((nt, self._tj), dt)
+            self._yBy = np.empty(n, np.float64)
+            self._s = np.empty(n, np.float64)
+            self._c = np.empty(n, np.float64)
+            self._G = np.empty((n, d), dt)
+        nc = n_chunks(n)
+        self._bounds = np.linspace(0, n, nc + 1).round().astype(np.int64)
+        self._partial = np.empty((nc, d, d), dt)
+        self._partial1 = np.empty((nc, d), dt)
+        self._partial_e = np.empty(nc, np.float64)
+        self._work_n = n
+
+    def _check_input(self, x) -> None:
+        if x.dtype != self.dtype or x.ndim != 2 or x.shape[1] != self.d or not x.flags.c_contiguous:
+            raise ValueError(
+                f"softmax model expects a C-contiguous ({self.d},)-wide {self.dtype} state, "
+                f"got {x.dtype} array of shape {x.shape}")
+
+    def _overflow(self, what: str, t=None) -> SimulationError:
+        mmax = float(np.max(self._mrow))
+        where = "" if t is None else f" at t = {t:.6g}"
+        return SimulationError(
+            f"softmax overflow{where}: {what} exceeds the float range (largest logit "
+            f"x_i^T A x_j = {mmax:.6g}, exp overflows above {_LOG_MAX:.2f}); this quantity is "
+            "intrinsically unnormalized, so the run stopped. Reduce A (temperature), the "
+            "initial spread or the step size, or use normalized = true (SA) for first-order runs",
+            t=t,
+        )
+
+    # ----------------------------------------------------------------- passes
+    def _prepare(self, x) -> int:
+        self._check_input(x)
+        n = x.shape[0]
+        self._scratch(n)
+        PK.prepare(x, self.A, self._XT, self._QA)
+        return n
+
+    def z(self, x, t=None) -> np.ndarray:
+        """z_i = (1/n_i) sum_j E_ij (masked under ``causal``), shape ``(N,)`` float64; one pass.
+
+        Raises
+        ------
+        SimulationError
+            If some z_i overflows (or underflows to 0).
+        """
+        n = self._prepare(x)
+        return self._z_after_prepare(n, t).copy()
+
+    def _z_after_prepare(self, n, t=None) -> np.ndarray:
+        PK.z_pass(self._QA, self._XT, n, self.causal, self._zero, self._mrow, self._lrow)
+        bad = PK.z_from_rows(self._mrow, self._lrow, self.causal, n, self._z)
+        if bad:
+            raise self._overflow(f"z_i = (1/N) sum_j exp(x_i^T A x_j) ({bad} rows)", t)
+        return self._z
+
+    # ----------------------------------------------------------------- fields
+    def _combine_first_order(self, x, t, a, b, out):
+        n = self._prepare(x)
+        PK.softmax_pass(self._QA, self._XT, n, self.causal, self._zero, self._acc, self._mrow, self._lrow)
+        bad = PK.finish_first_order(self._acc, self._mrow, self._lrow, self.V, self.normalized,
+                                    self.causal, n, self._F)
+        if bad:
+            raise self._overflow(
+                f"the unnormalized attention (USA) field (1/N) sum_j E_ij V x_j ({bad} rows)"
+                if not self.normalized else f"the attention field ({bad} rows)", t)
+        PK.axpby(a, x, b, self._F, out)
+
+    def _combine_hamiltonian(self, x, y, t, ax, bx, ay, by, out_x, out_y):
+        self._check_input(y)
+        n = self._prepare(x)
+        z = self._z_after_prepare(n, t)
+        PK.kinetic_terms(y, self.B, z, self._yBy, self._s, self._c)
+        PK.prepare_values(self._s, self._ST)
+        PK.force_pass(self._QA, self._XT, self._ST, self._c, self._mrow, n, self.causal,
+                      self._zero, self._acc)
+        bad = PK.finish_hamiltonian(x, y, self._acc, self._mrow, z, self.A, self.B, self.Q, self.q,
+                                    self.causal, n, self._F, self._G)
+        if bad:
+            raise self._overflow(f"the accelerated force sum_j E_ij (s_i + s_j + 2) A x_j ({bad} rows)", t)
+        PK.axpby2(ax, x, bx, self._F, ay, y, by, self._G, out_x, out_y)
+
+    # ----------------------------------------------------------- diagnostics
+    def potential_W(self, x) -> float:
+        """(1/N) sum_i W(x_i) (0 without a confining potential)."""
+        if not self.params.has_potential:
+            return 0.0
+        self._scratch(x.shape[0])
+        return float(MK.quadratic_mean(x, self._Q_state, self._m_state, self._bounds, self._partial_e))
+
+    def interaction(self, x) -> float:
+        """-1/(2N^2) sum_ij E_ij = -1/(2N) sum_i z_i (masked z_i under ``causal``)."""
+        z = self.z(x)
+        return -0.5 * float(np.mean(z))
+
+    def kinetic(self, x, y) -> float:
+        """K = (1/N) sum_i y_i^T B y_i / (2 z_i) (one pass over pairs for z)."""
+        n = self._prepare(x)
+        z = self._z_after_prepare(n)
+        PK.kinetic_terms(y, self.B, z, self._yBy, self._s, self._c)
+        return float(np.mean(self._yBy / (2.0 * z)))
+
+    def energies(self, x, y) -> dict:
+        n = self._prepare(x)
+        z = self._z_after_prepare(n)
+        inter = -0.5 * float(np.mean(z))
+        U = inter + self.potential_W(x)
+        out = {"energy": U, "potential": U, "interaction": inter}
+        if not self.accelerated:
+            return out
+        PK.kinetic_terms(y, self.B, z, self._yBy, self._s, self._c)
+        K = float(np.mean(self._yBy / (2.0 * z)))
+        out.update(energy=K + U, kinetic=K, first_order_energy=U)
+        return out
+
+    def diagnostics(self, x, y) -> dict:
+        self._scratch(x.shape[0])
+        mu = np.empty(self.d, self.dtype)
+        MK.column_mean(x, self._bounds, self._partial1, mu)
+        xc = x - mu
+        cov = np.empty((self.d, self.d), self.dtype)
+        MK.cross_moment(xc, xc, self._bounds, self._partial, cov)
+        return {"mean": mu.astype(np.float64), "cov": cov.astype(np.float64)}
+
+    def describe(self) -> dict:
+        out = {
+            "name": self.name, "dynamics": self.dynamics, "d": self.d,
+            "A": self.A.tolist(), "B": self.B.tolist(), "Q": self.Q.tolist(), "m": self.m.tolist(),
+            "causal": self.causal,
+        }
+        if not self.accelerated:
+            out["V"] = self.V.tolist()
+            out["normalized"] = self.normalized
+        return out

@@ -1,0 +1,79 @@
+"""Slow NumPy references for the softmax model: the full N x N formulas of SPEC §3 and §6.
+
+Everything is float64 and forms ``E = exp(X A X^T)`` explicitly; only for
+small N (tests). Under ``causal=True`` token i (0-based) sees j <= i and the
+mean-field factor 1/N becomes 1/(i + 1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _E_mask_counts(X, A, causal):
+    X = np.asarray(X, np.float64)
+    N = X.shape[0]
+    E = np.exp(X @ A @ X.T)  # E_ij = exp(x_i^T A x_j)
+    if causal:
+        E = np.tril(E)
+        counts = np.arange(1, N + 1, dtype=np.float64)
+    else:
+        counts = np.full(N, float(N))
+    return X, E, counts
+
+
+def sa(X, A, V, causal=False):
+    """SA field sum_j E_ij V x_j / sum_j E_ij, shape (N, d)."""
+    X, E, _ = _E_mask_counts(X, A, causal)
+    return (E @ X @ V.T) / E.sum(1)[:, None]
+
+
+def usa(X, A, V, causal=False):
+    """USA field (1/n_i) sum_j E_ij V x_j, shape (N, d)."""
+    X, E, counts = _E_mask_counts(X, A, causal)
+    return (E @ X @ V.T) / counts[:, None]
+
+
+def z(X, A, causal=False):
+    """z_i = (1/n_i) sum_j E_ij, shape (N,)."""
+    X, E, counts = _E_mask_counts(X, A, causal)
+    return E.sum(1) / counts
+
+
+def hamiltonian_field(X, Y, A, B, Q=None, m=None, causal=False):
+    """(F, G) of the accelerated flow, G without the damping term; each (N, d).
+
+    F_i = B y_i / z_i,
+    G_i = 1/(2 n_i) sum_j E_ij (s_i + s_j + 2) A x_j - Q (x_i - m),  s_i = y_i^T B y_i / z_i^2.
+    """
+    X, E, counts = _E_mask_counts(X, A, causal)
+    Y = np.asarray(Y, np.float64)
+    d = X.shape[1]
+    Q = np.zeros((d, d)) if Q is None else Q
+    m = np.zeros(d) if m is None else m
+    zi = E.sum(1) / counts
+    yBy = np.einsum("ik,kl,il->i", Y, B, Y)
+    s = yBy / zi**2
+    Wgt = E * (s[:, None] + s[None, :] + 2.0)
+    G = (Wgt @ X @ A.T) / (2.0 * counts[:, None]) - (X - m) @ Q.T
+    F = (Y @ B.T) / zi[:, None]
+    return F, G
+
+
+def energy(X, Y, A, B, Q=None, m=None, causal=False):
+    """H = (1/N) sum_i y_i^T B y_i / (2 z_i) - 1/(2N) sum_i z_i + (1/N) sum_i W(x_i).
+
+    Without a mask the middle term is -1/(2N^2) sum_ij E_ij (SPEC §3). ``Y=None``
+    gives the first-order energy (no kinetic term).
+    """
+    X, E, counts = _E_mask_counts(X, A, causal)
+    N, d = X.shape
+    Q = np.zeros((d, d)) if Q is None else Q
+    m = np.zeros(d) if m is None else m
+    zi = E.sum(1) / counts
+    W = 0.5 * np.einsum("ik,kl,il->i", X - m, Q, X - m).mean()
+    U = -0.5 * zi.sum() / N + W
+    if Y is None:
+        return U
+    yBy = np.einsum("ik,kl,il->i", Y, B, Y)
+    return float((yBy / (2.0 * zi)).mean() + U)
