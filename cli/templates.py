@@ -44,4 +44,53 @@ save = ["x", "y"]               # trajectories to store; diagnostics are always 
 dissipation = "auto"            # residual of dH/dt = -2 alpha K: step | save | off | auto
 """
 
+
+SOFTMAX = """\
+# meanfield parameter file: softmax attention (SPEC §3), classical or accelerated
+# Run with:  meanfield run THIS.toml -o out.h5      (cost per oracle call: O(N^2 d))
+
+[model]
+name = "softmax"
+dynamics = "accelerated"        # first_order (classical attention) | accelerated (damped Hamiltonian)
+d = 3
+A = 0.5                         # query-key matrix (inverse temperature folded in); symmetric if accelerated
+B = "identity"                  # preconditioner (symmetric if accelerated)
+# V = [[...]]                   # first_order only: value matrix, default B A
+# normalized = true             # first_order only: true = SA (softmax), false = USA (no normalization)
+causal = false                  # token i attends to j <= i only (SPEC §6)
+Q = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]   # optional W(x) = 1/2 (x - m)^T Q (x - m); omit for none
+m = [0.0, 0.0, 0.0]
+
+[damping]
+schedule = "constant"           # none | constant (a) | nesterov (r, needs t0 > 0) | loglin (c_log, c_lin)
+a = 1.0
+
+[integrator]
+name = "exp_euler"              # accelerated: exp_euler | kick_drift | heavy_ball | rk4
+h = 0.01                        # first_order: euler | heun | rk4
+
+[initial]
+law = "gaussian"
+n = 1000
+mean = [0.5, 0.0, 0.0]
+cov = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+momentum = "gaussian"           # zero | affine (S, b) | gaussian (momentum_scale) | file (momentum_path)
+momentum_scale = 0.3
+seed = 0
+
+[run]
+t0 = 0.0
+t1 = 5.0                        # or: steps = 500; or: oracle_calls = 500
+save_every = 10
+dtype = "float64"               # float64 | float32
+
+[output]
+path = "run.h5"
+save = ["x", "y"]
+
+[diagnostics]
+dissipation = "auto"            # softmax: "save" (K costs one pass over pairs)
+"""
+
 TEMPLATES = {"bilinear": BILINEAR}
+TEMPLATES["softmax"] = SOFTMAX

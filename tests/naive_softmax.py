@@ -22,16 +22,26 @@ def _E_mask_counts(X, A, causal):
     return X, E, counts
 
 
-def sa(X, A, V, causal=False):
-    """SA field sum_j E_ij V x_j / sum_j E_ij, shape (N, d)."""
-    X, E, _ = _E_mask_counts(X, A, causal)
-    return (E @ X @ V.T) / E.sum(1)[:, None]
+def _confining(X, B, Q, m):
+    return (X - m) @ Q.T @ B.T  # rows B Q (x_i - m) = B grad W(x_i)
 
 
-def usa(X, A, V, causal=False):
-    """USA field (1/n_i) sum_j E_ij V x_j, shape (N, d)."""
+def sa(X, A, V, causal=False, B=None, Q=None, m=None):
+    """SA field sum_j E_ij V x_j / sum_j E_ij - B grad W(x_i) / z_i, shape (N, d)."""
     X, E, counts = _E_mask_counts(X, A, causal)
-    return (E @ X @ V.T) / counts[:, None]
+    f = (E @ X @ V.T) / E.sum(1)[:, None]
+    if Q is not None:
+        f -= _confining(X, B, Q, m) / (E.sum(1) / counts)[:, None]
+    return f
+
+
+def usa(X, A, V, causal=False, B=None, Q=None, m=None):
+    """USA field (1/n_i) sum_j E_ij V x_j - B grad W(x_i), shape (N, d)."""
+    X, E, counts = _E_mask_counts(X, A, causal)
+    f = (E @ X @ V.T) / counts[:, None]
+    if Q is not None:
+        f -= _confining(X, B, Q, m)
+    return f
 
 
 def z(X, A, causal=False):

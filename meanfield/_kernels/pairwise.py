@@ -429,18 +429,23 @@ def force_pass(QA, XT, ST, cvec, mrow, n, causal, zero, acc):
 
 
 @njit(**NJIT_PARALLEL_PLAIN)
-def finish_first_order(acc, mrow, lrow, V, normalized, causal, n, F):
-    """First-order field from the pass sums: ``F_i = coef_i V acc_i``.
+def finish_first_order(X, acc, mrow, lrow, V, BQ, Bq, potential, normalized, causal, n, F):
+    """First-order field from the pass sums: ``F_i = coef_i V acc_i - wcoef_i B (Q x_i - q)``.
 
-    ``coef_i = 1 / l_i`` (SA) or ``exp(m_i) / n_i`` (USA, ``n_i = i + 1`` under
-    a causal mask, else ``n``).
+    SA: ``coef_i = 1 / l_i`` and mobility ``wcoef_i = 1 / z_i = exp(-m_i) n_i / l_i``;
+    USA: ``coef_i = exp(m_i) / n_i`` and ``wcoef_i = 1`` (``n_i = i + 1`` under a
+    causal mask, else ``n``). The confining term is skipped when ``potential``
+    is False.
 
     Parameters
     ----------
+    X : (N, d) positions
     acc : (N, d) float64
     mrow, lrow : (N,) float64
     V : (d, d) float64 value matrix
-    normalized, causal : bool
+    BQ : (d, d) float64, B Q
+    Bq : (d,) float64, B Q m
+    potential, normalized, causal : bool
     n : int
     F : (N, d) output (state dtype)
 
@@ -452,16 +457,24 @@ def finish_first_order(acc, mrow, lrow, V, normalized, causal, n, F):
     N, d = acc.shape
     bad = 0
     for i in prange(N):
+        ni = (i + 1) if causal else n
         if normalized:
             coef = 1.0 / lrow[i]
+            wcoef = math.exp(-mrow[i]) * (ni / lrow[i])
         else:
-            coef = math.exp(mrow[i]) / ((i + 1) if causal else n)
+            coef = math.exp(mrow[i]) / ni
+            wcoef = 1.0
         ok = True
         for k in range(d):
             v = 0.0
             for l in range(d):
                 v += V[k, l] * acc[i, l]
             v *= coef
+            if potential:
+                g = -Bq[k]
+                for l in range(d):
+                    g += BQ[k, l] * X[i, l]
+                v -= wcoef * g
             F[i, k] = v
             ok &= abs(v) <= 1.7976931348623157e308 and abs(F[i, k]) <= 1.7976931348623157e308
         if not ok:

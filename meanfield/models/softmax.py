@@ -4,8 +4,14 @@ With ``E_ij = exp(x_i^T A x_j)`` and ``z_i = (1/N) sum_j E_ij``:
 
 First-order flow (classical attention, value ``V``, default ``V = B A``)::
 
-    dx_i/dt = sum_j E_ij V x_j / sum_j E_ij          (SA, normalized = true)
-    dx_i/dt = (1/N) sum_j E_ij V x_j                 (USA, normalized = false)
+    dx_i/dt = sum_j E_ij V x_j / sum_j E_ij - B grad W(x_i) / z_i     (SA, normalized = true)
+    dx_i/dt = (1/N) sum_j E_ij V x_j - B grad W(x_i)                  (USA, normalized = false)
+
+The confining term (absent by default, Q = 0) is the one of the gradient
+flow: with V = B A and symmetric A, SA is the descent of
+Ecal = -1/(2N^2) sum_ij E_ij + (1/N) sum_i W(x_i) with mobility 1/z_i
+(SPEC §3), USA the descent with unit mobility, so the reported first-order
+energy decreases along both when B is positive semidefinite.
 
 Accelerated flow (damped Hamiltonian with mobility 1/z_i, A and B symmetric)::
 
@@ -143,6 +149,8 @@ class Softmax(Model):
         self.Q = np.ascontiguousarray(params.Q, dtype=np.float64)
         self.m = np.ascontiguousarray(params.m, dtype=np.float64)
         self.q = self.Q @ self.m
+        self._BQ = self.B @ self.Q
+        self._Bq = self.B @ self.q
         self._Q_state = np.ascontiguousarray(self.Q, dtype=self.dtype)
         self._m_state = np.ascontiguousarray(self.m, dtype=self.dtype)
         self.normalized = params.normalized
@@ -232,8 +240,8 @@ class Softmax(Model):
     def _combine_first_order(self, x, t, a, b, out):
         n = self._prepare(x)
         PK.softmax_pass(self._QA, self._XT, n, self.causal, self._zero, self._acc, self._mrow, self._lrow)
-        bad = PK.finish_first_order(self._acc, self._mrow, self._lrow, self.V, self.normalized,
-                                    self.causal, n, self._F)
+        bad = PK.finish_first_order(x, self._acc, self._mrow, self._lrow, self.V, self._BQ, self._Bq,
+                                    self.params.has_potential, self.normalized, self.causal, n, self._F)
         if bad:
             raise self._overflow(
                 f"the unnormalized attention (USA) field (1/N) sum_j E_ij V x_j ({bad} rows)"

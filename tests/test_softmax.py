@@ -1,0 +1,367 @@
+"""Softmax model (SPEC §3, §6): kernels vs the naive N x N references, Hamilton's
+equations, dissipation, thread independence, float32, stability and overflow, runs."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+import meanfield
+from meanfield._kernels import pairwise as PK
+from meanfield._kernels.fastexp import fast_exp
+from meanfield.errors import ParameterError, SimulationError
+from meanfield.models import make_model
+from meanfield.models.softmax import Softmax
+
+from naive_softmax import energy, hamiltonian_field, sa, usa, z
+
+RTOL = 1e-12  # float64 kernels vs the references
+F32_RTOL = 2e-5  # float32 state vs float64, max abs error relative to max |field| (asserted below)
+
+
+def rel(a, b):
+    return float(np.abs(np.asarray(a) - np.asarray(b)).max() / max(np.abs(b).max(), 1e-300))
+
+
+def problem(N, d, seed=0, scale=0.6):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((N, d)) * scale
+    Y = rng.standard_normal((N, d)) * 0.4
+    A = rng.standard_normal((d, d)) * 0.4 / np.sqrt(d)
+    As = 0.5 * (A + A.T) + 0.3 * np.eye(d)
+    G = rng.standard_normal((d, d)) / np.sqrt(d)
+    B = np.eye(d) + 0.2 * G @ G.T
+    V = rng.standard_normal((d, d))
+    Q = np.diag(np.linspace(0.5, 1.5, d))
+    m = rng.standard_normal(d) * 0.3
+    return X, Y, A, As, B, V, Q, m
+
+
+def first_model(d, A, V=None, normalized=True, causal=False, dtype=np.float64, B=None, Q=None, m=None):
+    p = {"name": "softmax", "dynamics": "first_order", "d": d, "A": A.tolist(),
+         "normalized": normalized, "causal": causal}
+    if V is not None:
+        p["V"] = V.tolist()
+    if B is not None:
+        p["B"] = B.tolist()
+    if Q is not None:
+        p["Q"] = Q.tolist()
+        p["m"] = m.tolist()
+    return make_model(p, dtype=dtype)
+
+
+def acc_model(d, As, B, Q=None, m=None, causal=False, dtype=np.float64):
+    p = {"name": "softmax", "dynamics": "accelerated", "d": d, "A": As.tolist(), "B": B.tolist(),
+         "causal": causal}
+    if Q is not None:
+        p["Q"] = Q.tolist()
+        p["m"] = m.tolist()
+    return make_model(p, dtype=dtype)
+
+
+# ------------------------------------------------------------------ fast exp
+
+
+def test_fast_exp_float64_within_2ulp():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.uniform(-708.39, 709.78, 400_000), rng.uniform(-3, 3, 200_000),
+                        [0.0, -708.39, 709.78, 1e-300, -1e-300]])
+    y, ref = fast_exp(x), np.exp(x)
+    assert np.all(np.abs(y - ref) <= 2 * np.spacing(ref))
+    special = fast_exp(np.array([-np.inf, -800.0, 800.0, np.inf, np.nan]))
+    assert special[0] == 0 and special[1] == 0 and np.isinf(special[2]) and np.isinf(special[3])
+    assert np.isnan(special[4])
+
+
+def test_fast_exp_float32_within_2ulp():
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.uniform(-87.33, 88.72, 400_000), rng.uniform(-3, 3, 200_000)]).astype(np.float32)
+    y = fast_exp(x).astype(np.float64)
+    ref = np.exp(x.astype(np.float64)).astype(np.float32)  # correctly rounded exp in float32
+    assert np.all(np.abs(y - ref) <= 2 * np.spacing(ref))
+    assert fast_exp(np.array([-np.inf, 100.0], np.float32)).tolist() == [0.0, np.inf]
+
+
+# ------------------------------------------------------- kernels vs reference
+
+# N not a multiple of the target block (32) nor of the source tile; d below,
+# at and above the 4-row unrolling; N larger than one tile for every d
+CASES = [(1100, 1), (1100, 3), (600, 5), (600, 16), (333, 8)]
+
+
+@pytest.mark.parametrize("N,d", CASES)
+@pytest.mark.parametrize("causal", [False, True])
+def test_first_order_matches_reference(N, d, causal):
+    X, _, A, _, B, V, Q, m = problem(N, d, seed=N + d)
+    assert N > PK.tile_width(d, 8) or N == 333
+    for normalized, ref in ((True, sa), (False, usa)):
+        f = first_model(d, A, V, normalized, causal).first_order(X.copy(), 0.0)
+        assert rel(f, ref(X, A, V, causal)) < RTOL
+        f = first_model(d, A, V, normalized, causal, B=B, Q=Q, m=m).first_order(X.copy(), 0.0)
+        assert rel(f, ref(X, A, V, causal, B, Q, m)) < RTOL
+    # V defaults to B A
+    f = first_model(d, A, None, True, causal).first_order(X.copy(), 0.0)
+    assert rel(f, sa(X, A, np.eye(d) @ A, causal)) < RTOL
+
+
+@pytest.mark.parametrize("N,d", CASES)
+@pytest.mark.parametrize("causal", [False, True])
+def test_hamiltonian_field_and_energy_match_reference(N, d, causal):
+    X, Y, _, As, B, _, Q, m = problem(N, d, seed=2 * N + d)
+    model = acc_model(d, As, B, Q, m, causal)
+    F, G = model.hamiltonian_field(X.copy(), Y.copy(), 0.0)
+    Fr, Gr = hamiltonian_field(X, Y, As, B, Q, m, causal)
+    assert rel(F, Fr) < RTOL and rel(G, Gr) < RTOL
+    assert rel(model.z(X), z(X, As, causal)) < RTOL
+    e = model.energies(X, Y)
+    assert e["energy"] == pytest.approx(energy(X, Y, As, B, Q, m, causal), rel=RTOL)
+    assert e["first_order_energy"] == pytest.approx(energy(X, None, As, B, Q, m, causal), rel=RTOL)
+    assert e["energy"] == pytest.approx(e["kinetic"] + e["potential"], rel=1e-14)
+    assert model.kinetic(X, Y) == pytest.approx(e["kinetic"], rel=1e-14)
+
+
+def test_combine_aliases_inputs_in_place():
+    N, d = 300, 4
+    X, Y, A, As, B, V, Q, m = problem(N, d, seed=5)
+    model = acc_model(d, As, B, Q, m)
+    F, G = model.hamiltonian_field(X.copy(), Y.copy(), 0.0)
+    x, y = X.copy(), Y.copy()
+    model.combine_hamiltonian(x, y, 0.0, 1.0, 0.1, 0.9, 0.2, out_x=x, out_y=y)
+    assert rel(x, X + 0.1 * F) < 1e-15 and rel(y, 0.9 * Y + 0.2 * G) < 1e-15
+    fm = first_model(d, A, V)
+    f = fm.first_order(X.copy(), 0.0)
+    x = X.copy()
+    fm.combine_first_order(x, 0.0, 1.0, 0.05, out=x)
+    assert rel(x, X + 0.05 * f) < 1e-15
+    assert model.oracle_calls == 2 and fm.oracle_calls == 2
+
+
+# ---------------------------------------------------- Hamiltonian structure
+
+
+def test_hamilton_equations_vs_finite_differences():
+    N, d = 7, 3
+    X, Y, _, As, B, _, Q, m = problem(N, d, seed=11)
+    F, G = acc_model(d, As, B, Q, m).hamiltonian_field(X.copy(), Y.copy(), 0.0)
+    eps = 1e-6
+    dHdx = np.zeros_like(X)
+    dHdy = np.zeros_like(Y)
+    for i in range(N):
+        for k in range(d):
+            for arr, out in ((X, dHdx), (Y, dHdy)):
+                p, q = arr.copy(), arr.copy()
+                p[i, k] += eps
+                q[i, k] -= eps
+                if arr is X:
+                    Hp, Hm = energy(p, Y, As, B, Q, m), energy(q, Y, As, B, Q, m)
+                else:
+                    Hp, Hm = energy(X, p, As, B, Q, m), energy(X, q, As, B, Q, m)
+                out[i, k] = (Hp - Hm) / (2 * eps)
+    assert rel(F, N * dHdy) < 1e-7
+    assert rel(G, -N * dHdx) < 1e-7
+
+
+def test_dH_dt_equals_minus_alpha_mobility_kinetic_along_rk4():
+    """Along a damped run, dH/dt = -alpha (1/N) sum_i y_i^T B y_i / z_i (SPEC §3)."""
+    N, d, alpha, h = 60, 3, 0.7, 0.01
+    X, Y, _, As, B, _, Q, m = problem(N, d, seed=3)
+    model = acc_model(d, As, B, Q, m)
+    x, y = X.copy(), Y.copy()
+
+    def field(x, y):
+        F, G = model.hamiltonian_field(x, y, 0.0)
+        return F, G - alpha * y
+
+    def rate(x, y):
+        zz = model.z(x)
+        return -alpha * np.mean(np.einsum("ik,kl,il->i", y, B, y) / zz)
+
+    H = [model.energies(x, y)["energy"]]
+    rates = [rate(x, y)]
+    for _ in range(10):
+        k1 = field(x, y)
+        k2 = field(x + 0.5 * h * k1[0], y + 0.5 * h * k1[1])
+        k3 = field(x + 0.5 * h * k2[0], y + 0.5 * h * k2[1])
+        k4 = field(x + h * k3[0], y + h * k3[1])
+        x = x + h / 6 * (k1[0] + 2 * k2[0] + 2 * k3[0] + k4[0])
+        y = y + h / 6 * (k1[1] + 2 * k2[1] + 2 * k3[1] + k4[1])
+        H.append(model.energies(x, y)["energy"])
+        rates.append(rate(x, y))
+    dH = np.diff(H)
+    trap = 0.5 * h * (np.array(rates[1:]) + np.array(rates[:-1]))
+    assert np.all(dH < 0)
+    assert np.abs(dH - trap).max() < 1e-4 * np.abs(trap).max()
+
+
+def base_config(dynamics, n=200, d=3, steps=20, **model):
+    cfg = {
+        "model": {"name": "softmax", "dynamics": dynamics, "d": d, "A": 0.5, **model},
+        "integrator": {"name": "exp_euler" if dynamics == "accelerated" else "euler", "h": 0.02},
+        "initial": {"law": "gaussian", "n": n, "mean": [0.3] + [0.0] * (d - 1),
+                    "cov": np.eye(d).tolist(), "seed": 1},
+        "run": {"t0": 0.0, "steps": steps, "save_every": 1},
+        "output": {"save": []},
+    }
+    if dynamics == "accelerated":
+        cfg["initial"]["momentum"] = "gaussian"
+        cfg["damping"] = {"schedule": "constant", "a": 1.0}
+    return cfg
+
+
+def test_energy_non_increasing_under_damping_run():
+    cfg = base_config("accelerated", Q=[[1.0, 0, 0], [0, 0.5, 0], [0, 0, 2.0]], m=[0.2, 0.0, -0.1])
+    cfg["integrator"]["h"] = 0.002
+    res = meanfield.Run(cfg).simulate()
+    H = res["energy"]
+    assert res.status == "finished" and np.all(np.isfinite(H))
+    assert np.all(np.diff(H) <= 1e-12 * np.abs(H).max())
+    assert res.oracle_calls == 20
+    assert {"kinetic", "potential", "first_order_energy", "mean", "cov"} <= set(res.tasks)
+
+
+def test_first_order_run_euler_end_to_end():
+    res = meanfield.Run(base_config("first_order", normalized=True)).simulate()
+    assert res.status == "finished" and res.oracle_calls == 20
+    assert np.all(np.isfinite(res.x)) and res["mean"].shape == (21, 3) and res["cov"].shape == (21, 3, 3)
+    cfg = base_config("first_order", normalized=False, causal=True)
+    cfg["model"]["A"] = 0.1
+    res_c = meanfield.Run(cfg).simulate()
+    assert np.all(np.isfinite(res_c.x))
+
+
+@pytest.mark.parametrize("normalized", [True, False])
+def test_first_order_energy_decreases_with_V_equal_BA(normalized):
+    """V = B A, symmetric A, B positive definite: SA/USA descend Ecal (+ W)."""
+    cfg = base_config("first_order", normalized=normalized, B=[[1.0, 0.2, 0], [0.2, 1.0, 0], [0, 0, 0.5]],
+                      Q=[[1.0, 0, 0], [0, 0.5, 0], [0, 0, 2.0]], m=[0.2, 0.0, -0.1])
+    cfg["integrator"]["h"] = 0.002
+    cfg["model"]["A"] = 0.2  # USA with large A blows up in finite time (self-interaction exp(x^T A x))
+    res = meanfield.Run(cfg).simulate()
+    E = res["energy"]
+    assert np.all(np.isfinite(E)) and np.all(np.diff(E) < 0)
+
+
+def test_template_parses_and_runs(tmp_path):
+    from meanfield_cli.templates import TEMPLATES
+
+    path = tmp_path / "softmax.toml"
+    path.write_text(TEMPLATES["softmax"])
+    run = meanfield.Run(str(path), overrides=["initial.n=64", "run.t1=0.03", "run.save_every=1"])
+    res = run.simulate()
+    assert res.status == "finished" and np.all(np.isfinite(res["energy"]))
+
+
+# --------------------------------------------------- threads and precision
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 numba threads")
+@pytest.mark.parametrize("causal", [False, True])
+def test_parallel_equals_serial(causal):
+    N, d = 700, 5
+    X, Y, A, As, B, V, Q, m = problem(N, d, seed=21)
+    fm = first_model(d, A, V, True, causal)
+    am = acc_model(d, As, B, Q, m, causal)
+    before = numba.get_num_threads()
+    out = {}
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            out[threads] = (fm.first_order(X.copy(), 0.0), *am.hamiltonian_field(X.copy(), Y.copy(), 0.0),
+                            am.energies(X, Y)["energy"])
+    finally:
+        numba.set_num_threads(before)
+    for a, b in zip(out[1], out[2]):
+        assert np.array_equal(a, b)
+
+
+def test_float32_within_stated_tolerance_of_float64():
+    N, d = 700, 16
+    X, Y, A, As, B, V, Q, m = problem(N, d, seed=8)
+    X32, Y32 = X.astype(np.float32), Y.astype(np.float32)
+    Xr, Yr = X32.astype(np.float64), Y32.astype(np.float64)  # same inputs, so only arithmetic differs
+    for causal in (False, True):
+        f64 = first_model(d, A, V, True, causal).first_order(Xr.copy(), 0.0)
+        f32 = first_model(d, A, V, True, causal, np.float32).first_order(X32.copy(), 0.0)
+        assert f32.dtype == np.float32 and rel(f32, f64) < F32_RTOL
+        F64, G64 = acc_model(d, As, B, Q, m, causal).hamiltonian_field(Xr.copy(), Yr.copy(), 0.0)
+        F32, G32 = acc_model(d, As, B, Q, m, causal, np.float32).hamiltonian_field(X32.copy(), Y32.copy(), 0.0)
+        assert rel(F32, F64) < F32_RTOL and rel(G32, G64) < F32_RTOL
+
+
+# ---------------------------------------------------- stability and errors
+
+
+def _stable_sa(X, A):
+    L = X @ A @ X.T
+    W = np.exp(L - L.max(1, keepdims=True))
+    return (W @ X) / W.sum(1)[:, None]
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_sa_stable_at_logits_700(sign):
+    rng = np.random.default_rng(4)
+    N, d = 400, 3
+    U = rng.standard_normal((N, d))
+    U /= np.linalg.norm(U, axis=1, keepdims=True)
+    if sign < 0:  # every logit of every row near -750: the plain exp underflows to 0/0
+        U = np.abs(U) * 0.05 + np.array([1.0, 0.0, 0.0])
+        U /= np.linalg.norm(U, axis=1, keepdims=True)
+    A = sign * (700.0 if sign > 0 else 750.0) * np.eye(d)
+    L = U @ A @ U.T
+    assert np.abs(L).max() >= 699.0
+    for dtype in (np.float64, np.float32):
+        f = first_model(d, A, np.eye(d), True, False, dtype).first_order(U.astype(dtype), 0.0)
+        assert np.all(np.isfinite(f))
+        ref = _stable_sa(U.astype(dtype).astype(np.float64), A)
+        assert rel(f, ref) < (1e-10 if dtype == np.float64 else 1e-3)
+
+
+def test_usa_overflow_raises_simulation_error():
+    d = 2
+    U = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    model = first_model(d, 800.0 * np.eye(d), normalized=False)
+    with pytest.raises(SimulationError, match="overflow"):
+        model.first_order(U.copy(), 1.5)
+    sa_model = first_model(d, 800.0 * np.eye(d), normalized=True)
+    assert np.all(np.isfinite(sa_model.first_order(U.copy(), 0.0)))  # SA is normalized: fine
+    with pytest.raises(SimulationError, match="z_i"):
+        sa_model.energies(U, None)  # the interaction energy is not
+
+
+def test_accelerated_overflow_raises_and_keeps_state():
+    d = 2
+    U = np.array([[30.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    model = acc_model(d, np.eye(d), np.eye(d))
+    x, y = U.copy(), np.ones_like(U)
+    with pytest.raises(SimulationError, match="overflow"):
+        model.combine_hamiltonian(x, y, 0.0, 1.0, 0.1, 1.0, 0.1, out_x=x, out_y=y)
+    assert np.array_equal(x, U) and np.all(y == 1.0)
+
+
+def test_run_with_overflow_fails_with_simulation_error():
+    cfg = base_config("first_order", normalized=False)
+    cfg["model"]["A"] = 400.0
+    cfg["initial"]["cov"] = (4.0 * np.eye(3)).tolist()
+    with pytest.raises(SimulationError, match="overflow"):
+        meanfield.Run(cfg).simulate()
+
+
+def test_parameter_errors():
+    d = 2
+    nonsym = [[1.0, 0.5], [0.0, 1.0]]
+    with pytest.raises(ParameterError, match="symmetric"):
+        make_model({"name": "softmax", "dynamics": "accelerated", "d": d, "A": nonsym})
+    with pytest.raises(ParameterError, match="model.B"):
+        make_model({"name": "softmax", "dynamics": "accelerated", "d": d, "B": nonsym})
+    with pytest.raises(ParameterError, match="model.V"):
+        make_model({"name": "softmax", "dynamics": "accelerated", "d": d, "V": "identity"})
+    with pytest.raises(ParameterError, match="model.causal"):
+        make_model({"name": "softmax", "dynamics": "first_order", "d": d, "causal": "yes"})
+    with pytest.raises(ParameterError, match="model.beta"):
+        make_model({"name": "softmax", "dynamics": "first_order", "d": d, "beta": 1.0})
+    model = make_model({"name": "softmax", "dynamics": "first_order", "d": d, "A": nonsym, "V": nonsym})
+    assert isinstance(model, Softmax) and np.allclose(model.V, nonsym)
+    with pytest.raises(ParameterError, match="model.A"):
+        meanfield.Run({**base_config("accelerated", d=2), "model": {
+            "name": "softmax", "dynamics": "accelerated", "d": 2, "A": nonsym}})
