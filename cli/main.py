@@ -232,6 +232,47 @@ def info(path, as_json):
 
 
 @cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--kind", type=click.Choice(["energy", "moments", "particles"]), default="energy",
+              show_default=True, help="What to draw.")
+@click.option("--x", "xaxis", type=click.Choice(["time", "oracle_calls"]), default="time",
+              show_default=True, help="Energy plots: horizontal axis.")
+@click.option("--e-star", "e_star", default=None,
+              help='Energy plots: subtract E* (a number, or "auto" for the lowest energy seen).')
+@click.option("-o", "--output", "output", default=None, type=click.Path(dir_okay=False),
+              help="Image file (default: <first run>-<kind>.png).")
+@_guard
+def plot(paths, kind, xaxis, e_star, output):
+    """Draw figures from run files (energy takes several runs on one axis)."""
+    from meanfield.io.hdf5 import load
+    from meanfield.plotting import PLOTS
+
+    trajs = []
+    for p in paths:
+        if not os.path.exists(p):
+            raise ParameterError("(file)", "an existing meanfield HDF5 file", p)
+        try:
+            trajs.append(load(p))
+        except OSError as exc:
+            raise ParameterError("(file)", "a meanfield HDF5 file", f"{p} ({exc})") from None
+    fn, many = PLOTS[kind]
+    if not many and len(trajs) > 1:
+        raise ParameterError("--kind", f"one run file for --kind {kind}", f"{len(trajs)} files")
+    if kind == "energy":
+        if e_star not in (None, "auto"):
+            try:
+                e_star = float(e_star)
+            except ValueError:
+                raise ParameterError("--e-star", 'a number or "auto"', e_star) from None
+        fig = fn(trajs, x="sim_time" if xaxis == "time" else "oracle_calls", e_star=e_star)
+    else:
+        fig = fn(trajs[0])
+    out = output or f"{os.path.splitext(paths[0])[0]}-{kind}.png"
+    fig.savefig(out, dpi=120)
+    click.echo(f"wrote {out}")
+
+
+@cli.command()
 @click.option("--model", "model", default="bilinear", show_default=True,
               help=f"Model template to print ({', '.join(sorted(TEMPLATES))}).")
 @_guard

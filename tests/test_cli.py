@@ -189,3 +189,19 @@ def test_blow_up_exits_1_and_keeps_the_file_readable(runner):
         assert f.attrs["status"].startswith("failed")
         assert np.all(np.isfinite(f["tasks/x"][...]))
         assert f["scales/sim_time"].shape[0] >= 1
+
+
+def test_plot_kinds_write_images(runner):
+    p = _write(SMALL.replace('momentum = "zero"', 'momentum = "zero"') + "\n[diagnostics]\nmoment_ode = true\n")
+    assert runner.invoke(cli, ["run", p, "-o", "a.h5"]).exit_code == 0
+    assert runner.invoke(cli, ["run", p, "-o", "b.h5", "--set", "integrator.name=kick_drift"]).exit_code == 0
+    for args in (["a.h5", "--kind", "moments"], ["a.h5", "--kind", "particles"],
+                 ["a.h5", "b.h5", "--kind", "energy", "--x", "oracle_calls", "--e-star", "auto"]):
+        res = runner.invoke(cli, ["plot", *args, "-o", "fig.png"])
+        assert res.exit_code == 0, res.output
+        with open("fig.png", "rb") as fh:
+            assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+        os.remove("fig.png")
+    bad = runner.invoke(cli, ["plot", "a.h5", "b.h5", "--kind", "moments"])
+    assert bad.exit_code == 2 and "one run file" in bad.output
+    assert runner.invoke(cli, ["plot", "missing.h5"]).exit_code == 2

@@ -1,0 +1,142 @@
+"""Matplotlib figures drawn from run files (or RunResult / Trajectory objects).
+
+Every function takes trajectories (``meanfield.load(path)`` or a RunResult)
+and returns the matplotlib Figure; ``PLOTS`` maps the ``meanfield plot
+--kind`` names to them.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display needed (headless CI)
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.patches import Ellipse  # noqa: E402
+
+from .errors import ParameterError  # noqa: E402
+
+
+def _label(tr) -> str:
+    c = tr.config
+    m, i, dmp = c.get("model", {}), c.get("integrator", {}), c.get("damping", {})
+    sched = dmp.get("schedule", "none")
+    if m.get("dynamics") == "first_order" and not i.get("name") == "nag":
+        return f"{m.get('name')} first-order {i.get('name')}"
+    return f"{m.get('name')} {m.get('dynamics')} {i.get('name')} ({sched})"
+
+
+def _ellipse(mean, cov, **kw):
+    """1-sigma ellipse of the 2 x 2 covariance ``cov`` centred at ``mean``."""
+    w, V = np.linalg.eigh(cov)
+    w = np.clip(w, 0.0, None)
+    angle = np.degrees(np.arctan2(V[1, 1], V[0, 1]))
+    return Ellipse(mean, 2 * np.sqrt(w[1]), 2 * np.sqrt(w[0]), angle=angle, fill=False, **kw)
+
+
+def plot_energy(trajs, x="sim_time", e_star=None, ax=None):
+    """Energy (or gap E - E*) of several runs on one log-log axis.
+
+    Parameters
+    ----------
+    trajs : list of Trajectory / RunResult
+    x : {"sim_time", "oracle_calls"}
+        Horizontal axis.
+    e_star : float, "auto" or None
+        Subtract E*; "auto" uses the smallest energy seen in all runs minus a
+        small margin (a run's own limit), None plots E itself.
+    """
+    fig = ax.figure if ax is not None else plt.figure(figsize=(6.4, 4.4))
+    ax = ax or fig.add_subplot(111)
+    if e_star == "auto":
+        lo = min(float(np.min(t["energy"])) for t in trajs)
+        hi = max(float(np.max(t["energy"])) for t in trajs)
+        e_star = lo - 1e-6 * max(1.0, hi - lo)
+    for tr in trajs:
+        xs = np.asarray(tr[x], dtype=float)
+        if x == "sim_time":
+            xs = xs - xs[0] + (xs[1] - xs[0] if len(xs) > 1 else 1.0)
+        E = np.asarray(tr["energy"], dtype=float) - (e_star or 0.0)
+        keep = (xs > 0) & (E > 0)
+        ax.loglog(xs[keep], E[keep], label=_label(tr))
+    ax.set_xlabel("oracle calls" if x == "oracle_calls" else "t - t0 (+ first save interval)")
+    ax.set_ylabel("E - E*" if e_star is not None else "energy")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_moments(tr, n_ellipses=6, dims=(0, 1)):
+    """Covariance ellipses over time (particles solid, moment ODE dashed) and the relative error.
+
+    Needs a run with ``[diagnostics] moment_ode = true`` for the ODE curves;
+    without it only the particle ellipses are drawn.
+    """
+    i, j = dims
+    mean, cov, t = np.asarray(tr["mean"]), np.asarray(tr["cov"]), np.asarray(tr["sim_time"])
+    if mean.shape[1] <= max(i, j):
+        raise ParameterError("--dims", f"two coordinates below d = {mean.shape[1]}", dims)
+    has_ode = "ode_cov" in tr
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4.4))
+    idx = np.unique(np.linspace(0, len(t) - 1, n_ellipses).astype(int))
+    colors = plt.cm.viridis(np.linspace(0, 1, len(idx)))
+    sub = np.ix_([i, j], [i, j])
+    for c, k in zip(colors, idx):
+        ax.add_patch(_ellipse(mean[k, [i, j]], cov[k][sub], color=c, lw=2, label=f"t = {t[k]:.3g}"))
+        if has_ode:
+            om, oc = np.asarray(tr["ode_mean"])[k], np.asarray(tr["ode_cov"])[k]
+            ax.add_patch(_ellipse(om[[i, j]], oc[sub], color="k", lw=1, ls="--"))
+    ax.plot(mean[:, i], mean[:, j], "-", color="0.5", lw=1)
+    ax.autoscale_view()
+    lim = np.concatenate([mean[:, [i, j]] - 2 * np.sqrt(np.diagonal(cov, axis1=1, axis2=2)[:, [i, j]]),
+                          mean[:, [i, j]] + 2 * np.sqrt(np.diagonal(cov, axis1=1, axis2=2)[:, [i, j]])])
+    ax.set_xlim(lim[:, 0].min(), lim[:, 0].max())
+    ax.set_ylim(lim[:, 1].min(), lim[:, 1].max())
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_xlabel(f"x[{i}]")
+    ax.set_ylabel(f"x[{j}]")
+    ax.set_title("1-sigma covariance ellipses" + (" (dashed: moment ODE)" if has_ode else ""))
+    ax.legend(fontsize=7)
+    if has_ode:
+        err = np.asarray(tr["ode_rel_error_cov"])
+        ax2.semilogy(t[1:], np.maximum(err[1:], 1e-17), label="|cov - cov_ODE|_F / |cov_ODE|_F")
+        ax2.semilogy(t[1:], np.maximum(np.asarray(tr["ode_error_mean"])[1:], 1e-17),
+                     label="max |mean - mean_ODE|")
+        ax2.legend(fontsize=8)
+        ax2.set_title("particles vs moment ODE")
+    else:
+        ax2.plot(t, np.trace(cov, axis1=1, axis2=2))
+        ax2.set_title("trace of the covariance")
+    ax2.set_xlabel("t")
+    ax2.grid(True, which="both", alpha=0.3)
+    fig.suptitle(_label(tr))
+    fig.tight_layout()
+    return fig
+
+
+def plot_particles(tr, n_frames=4, dims=(0, 1)):
+    """Scatter of the particles (two coordinates) at a few save times."""
+    if "x" not in tr:
+        raise ParameterError("output.save", 'a run that saved "x"', "no /tasks/x in the file")
+    x = np.asarray(tr["x"])
+    t = np.asarray(tr["sim_time"])
+    idx = np.unique(np.linspace(0, len(t) - 1, n_frames).astype(int))
+    fig, axes = plt.subplots(1, len(idx), figsize=(3.2 * len(idx), 3.4), squeeze=False)
+    i, j = dims if x.shape[2] > 1 else (0, 0)
+    for ax, k in zip(axes[0], idx):
+        ax.scatter(x[k, :, i], x[k, :, j], s=3, alpha=0.5)
+        ax.set_title(f"t = {t[k]:.3g}")
+        ax.set_aspect("equal", adjustable="datalim")
+    fig.suptitle(_label(tr))
+    fig.tight_layout()
+    return fig
+
+
+#: ``meanfield plot --kind`` name -> (function, accepts several runs)
+PLOTS = {
+    "energy": (plot_energy, True),
+    "moments": (plot_moments, False),
+    "particles": (plot_particles, False),
+}
