@@ -233,8 +233,8 @@ def info(path, as_json):
 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--kind", type=click.Choice(["energy", "moments", "particles"]), default="energy",
-              show_default=True, help="What to draw.")
+@click.option("--kind", default="energy", show_default=True,
+              help="What to draw: energy (several runs), moments, particles, ... (see meanfield.plotting.PLOTS).")
 @click.option("--x", "xaxis", type=click.Choice(["time", "oracle_calls"]), default="time",
               show_default=True, help="Energy plots: horizontal axis.")
 @click.option("--e-star", "e_star", default=None,
@@ -255,6 +255,8 @@ def plot(paths, kind, xaxis, e_star, output):
             trajs.append(load(p))
         except OSError as exc:
             raise ParameterError("(file)", "a meanfield HDF5 file", f"{p} ({exc})") from None
+    if kind not in PLOTS:
+        raise ParameterError("--kind", f"one of {sorted(PLOTS)}", kind)
     fn, many = PLOTS[kind]
     if not many and len(trajs) > 1:
         raise ParameterError("--kind", f"one run file for --kind {kind}", f"{len(trajs)} files")
