@@ -11,7 +11,10 @@ from ..errors import ParameterError
 from .base import Integrator
 from .damped import ExpEuler, HeavyBall, KickDrift
 from .first_order import Euler
+from .multistep import AB2
+from .nesterov import NAG
 from .runge_kutta import RK4, RK4Damped, Heun
+from .symplectic import Strang, Tao2
 
 INTEGRATORS: dict[str, dict[str, type[Integrator]]] = {}
 
@@ -23,6 +26,9 @@ def register(cls: type[Integrator]) -> type[Integrator]:
 
 
 for _cls in (Euler, Heun, RK4, ExpEuler, KickDrift, HeavyBall, RK4Damped):
+    register(_cls)
+
+for _cls in (Tao2, Strang, AB2, NAG):
     register(_cls)
 
 
