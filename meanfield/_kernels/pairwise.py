@@ -47,6 +47,11 @@ NJIT_PARALLEL_PLAIN = NJIT_PARALLEL
 TI = 32
 
 
+def big_for(dtype) -> float:
+    """Largest tile sum of exponentials accepted without re-shifting (see ``_tile_softmax``)."""
+    return 1e30 if np.dtype(dtype) == np.float64 else 1e15
+
+
 def tile_width(d: int, itemsize: int) -> int:
     """Source tile width TJ: a (d, TJ) tile of at most 32 KiB (fits L1), a power of 2 in [64, 512].
 
@@ -169,14 +174,41 @@ def _tile_max(s, w):
 
 
 @njit(**NJIT_PAIR)
-def _tile_exp_sum(s, w, m, zero):
-    """``s[jj] <- exp(s[jj] - m)`` for ``jj < w``; returns the tile sum (``m`` of the dtype of s)."""
+def _tile_exp_into(s, e, w, m, zero):
+    """``e[jj] = exp(s[jj] - m)`` for ``jj < w``; returns the tile sum (``m`` of the dtype of s)."""
     lt = zero
     for jj in range(w):
-        e = fexp(s[jj] - m)
-        s[jj] = e
-        lt += e
+        v = fexp(s[jj] - m)
+        e[jj] = v
+        lt += v
     return lt
+
+
+@njit(**NJIT_PAIR)
+def _tile_softmax(s, e, w, m, zero, big):
+    """Exponentials of one tile of logits against the running shift ``m`` of a row.
+
+    Fast path (no max pass): ``e = exp(s - m)`` with the current shift; it is
+    kept when the tile sum is at most ``big`` -- a shift below the maximum
+    costs no precision (exp is relative-accurate), only range, and ``big``
+    leaves ample range. Otherwise (first tile, a much larger logit, or NaN)
+    the tile maximum is taken and ``e`` recomputed against
+    ``max(m, tile max)``.
+
+    Returns
+    -------
+    (lt, shift) : tile sum of ``e`` and the shift used (float64)
+    """
+    if m > -np.inf:
+        lt = _tile_exp_into(s, e, w, to_dtype_of(m, zero), zero)
+        if lt <= big:
+            return lt, m
+    mt = np.float64(_tile_max(s, w))
+    shift = mt if mt > m else m
+    if not shift > -np.inf:  # every logit -inf (or NaN): keep the arithmetic honest
+        shift = mt
+    lt = _tile_exp_into(s, e, w, to_dtype_of(shift, zero), zero)
+    return lt, shift
 
 
 @njit(**NJIT_PAIR)
@@ -232,12 +264,15 @@ def _block_of(p, half, nblk, causal):
 
 
 @njit(**NJIT_PAIR_PARALLEL)
-def softmax_pass(QA, XT, n, causal, zero, acc, mrow, lrow):
+def softmax_pass(QA, XT, n, causal, zero, big, acc, mrow, lrow):
     """One pass over pairs: online-softmax weighted sums of the sources.
 
     For every target i (sources j < n, or j <= i under a causal mask)::
 
-        m_i = max_j l_ij,  l_i = sum_j exp(l_ij - m_i),  acc_i = sum_j exp(l_ij - m_i) x_j
+        l_i = sum_j exp(l_ij - m_i),  acc_i = sum_j exp(l_ij - m_i) x_j
+
+    with a shift ``m_i`` between the largest logit minus ``log(big)`` and the
+    largest logit (see :func:`_tile_softmax`); the shift cancels in SA.
 
     Parameters
     ----------
@@ -246,6 +281,7 @@ def softmax_pass(QA, XT, n, causal, zero, acc, mrow, lrow):
     n : int, number of sources
     causal : bool
     zero : scalar 0 of the state dtype (types the tile reductions)
+    big : scalar of the state dtype, largest accepted tile sum before re-shifting
     acc : (N, d) float64 output
     mrow, lrow : (N,) float64 outputs
     """
@@ -255,6 +291,7 @@ def softmax_pass(QA, XT, n, causal, zero, acc, mrow, lrow):
     npar = (nblk + 1) // 2 if causal else nblk
     for p in prange(npar):
         s = np.empty(tj, QA.dtype)
+        e = np.empty(tj, QA.dtype)
         m = np.empty(TI, np.float64)
         l = np.empty(TI, np.float64)
         a = np.empty((TI, d), np.float64)
@@ -280,18 +317,18 @@ def softmax_pass(QA, XT, n, causal, zero, acc, mrow, lrow):
                     if w <= 0:
                         continue
                     _tile_logits(QA, i, Xt, w, s)
-                    mt = np.float64(_tile_max(s, w))
-                    if mt > m[ii]:
-                        # rescale the running sums to the new maximum (rare after the first tiles)
-                        sc = math.exp(m[ii] - mt)
+                    lt, shift = _tile_softmax(s, e, w, m[ii], zero, big)
+                    if shift != m[ii]:
+                        # rescale the running sums to the new shift (rare after the first tile)
+                        sc = math.exp(m[ii] - shift) if m[ii] > -np.inf else 0.0
                         l[ii] *= sc
                         for k in range(d):
                             a[ii, k] *= sc
-                        m[ii] = mt
-                    l[ii] += _tile_exp_sum(s, w, to_dtype_of(m[ii], zero), zero)
+                        m[ii] = shift
+                    l[ii] += lt
                     for k in range(d):
                         at[k] = 0.0
-                    _tile_accumulate(s, Xt, w, at, zero)
+                    _tile_accumulate(e, Xt, w, at, zero)
                     for k in range(d):
                         a[ii, k] += at[k]
             for ii in range(i1 - i0):
@@ -308,8 +345,8 @@ def n_tiles_of(n, tj):
 
 
 @njit(**NJIT_PAIR_PARALLEL)
-def z_pass(QA, XT, n, causal, zero, mrow, lrow):
-    """One pass over pairs for the normalizers: ``m_i = max_j l_ij``, ``l_i = sum_j exp(l_ij - m_i)``.
+def z_pass(QA, XT, n, causal, zero, big, mrow, lrow):
+    """One pass over pairs for the normalizers: a shift ``m_i`` and ``l_i = sum_j exp(l_ij - m_i)``.
 
     Then ``z_i = exp(m_i) l_i / n_i`` (see :func:`z_from_rows`).
 
@@ -320,6 +357,7 @@ def z_pass(QA, XT, n, causal, zero, mrow, lrow):
     n : int, number of sources
     causal : bool
     zero : scalar 0 of the state dtype
+    big : scalar of the state dtype (see :func:`_tile_softmax`)
     mrow, lrow : (N,) float64 outputs
     """
     N, d = QA.shape
@@ -328,6 +366,7 @@ def z_pass(QA, XT, n, causal, zero, mrow, lrow):
     npar = (nblk + 1) // 2 if causal else nblk
     for p in prange(npar):
         s = np.empty(tj, QA.dtype)
+        e = np.empty(tj, QA.dtype)
         m = np.empty(TI, np.float64)
         l = np.empty(TI, np.float64)
         for half in range(2):
@@ -349,11 +388,11 @@ def z_pass(QA, XT, n, causal, zero, mrow, lrow):
                     if w <= 0:
                         continue
                     _tile_logits(QA, i, Xt, w, s)
-                    mt = np.float64(_tile_max(s, w))
-                    if mt > m[ii]:
-                        l[ii] *= math.exp(m[ii] - mt)
-                        m[ii] = mt
-                    l[ii] += _tile_exp_sum(s, w, to_dtype_of(m[ii], zero), zero)
+                    lt, shift = _tile_softmax(s, e, w, m[ii], zero, big)
+                    if shift != m[ii]:
+                        l[ii] *= math.exp(m[ii] - shift) if m[ii] > -np.inf else 0.0
+                        m[ii] = shift
+                    l[ii] += lt
             for ii in range(i1 - i0):
                 mrow[i0 + ii] = m[ii]
                 lrow[i0 + ii] = l[ii]
@@ -372,7 +411,7 @@ def force_pass(QA, XT, ST, cvec, mrow, n, causal, zero, acc):
 
     With ``c_i = s_i + 2`` and ``m_i`` the row maxima of :func:`z_pass`, the
     force of SPEC §3 is ``exp(m_i) / (2 n_i) A acc_i``. All weights are at
-    most ``c_i + s_j`` (no overflow inside the pass).
+    most ``big (c_i + s_j)`` (no overflow inside the pass).
 
     Parameters
     ----------
@@ -380,7 +419,7 @@ def force_pass(QA, XT, ST, cvec, mrow, n, causal, zero, acc):
     XT : (ntiles, d, TJ) source tiles
     ST : (ntiles, TJ) tiles of s_j (state dtype, zero padded)
     cvec : (N,) float64, c_i = s_i + 2
-    mrow : (N,) float64 row maxima from :func:`z_pass`
+    mrow : (N,) float64 row shifts from :func:`z_pass` (at least the largest logit minus log(big))
     n : int, number of sources
     causal : bool
     zero : scalar 0 of the state dtype

@@ -156,6 +156,7 @@ class Softmax(Model):
         self.normalized = params.normalized
         self.causal = params.causal
         self._zero = self.dtype.type(0)
+        self._big = self.dtype.type(PK.big_for(self.dtype))
         self._work_n = -1
 
     @classmethod
@@ -204,7 +205,7 @@ class Softmax(Model):
         where = "" if t is None else f" at t = {t:.6g}"
         return SimulationError(
             f"softmax overflow{where}: {what} exceeds the float range (largest logit "
-            f"x_i^T A x_j = {mmax:.6g}, exp overflows above {_LOG_MAX:.2f}); this quantity is "
+            f"x_i^T A x_j ~ {mmax:.6g}, exp overflows above {_LOG_MAX:.2f}); this quantity is "
             "intrinsically unnormalized, so the run stopped. Reduce A (temperature), the "
             "initial spread or the step size, or use normalized = true (SA) for first-order runs",
             t=t,
@@ -230,7 +231,7 @@ class Softmax(Model):
         return self._z_after_prepare(n, t).copy()
 
     def _z_after_prepare(self, n, t=None) -> np.ndarray:
-        PK.z_pass(self._QA, self._XT, n, self.causal, self._zero, self._mrow, self._lrow)
+        PK.z_pass(self._QA, self._XT, n, self.causal, self._zero, self._big, self._mrow, self._lrow)
         bad = PK.z_from_rows(self._mrow, self._lrow, self.causal, n, self._z)
         if bad:
             raise self._overflow(f"z_i = (1/N) sum_j exp(x_i^T A x_j) ({bad} rows)", t)
@@ -239,7 +240,8 @@ class Softmax(Model):
     # ----------------------------------------------------------------- fields
     def _combine_first_order(self, x, t, a, b, out):
         n = self._prepare(x)
-        PK.softmax_pass(self._QA, self._XT, n, self.causal, self._zero, self._acc, self._mrow, self._lrow)
+        PK.softmax_pass(self._QA, self._XT, n, self.causal, self._zero, self._big, self._acc,
+                         self._mrow, self._lrow)
         bad = PK.finish_first_order(x, self._acc, self._mrow, self._lrow, self.V, self._BQ, self._Bq,
                                     self.params.has_potential, self.normalized, self.causal, n, self._F)
         if bad:
