@@ -155,8 +155,6 @@ def run(params, output, overrides, threads, progress, resume, overwrite):
 def _default_example(r, path, overwrite, progress, overrides):
     """Accelerated vs first-order on the default problem, at equal oracle calls."""
     import meanfield
-    from meanfield.diagnostics.energy import bilinear_energy_infimum
-
     companion = _companion_path(path)
     for p in (path, companion):
         if os.path.exists(p) and not overwrite:
@@ -172,7 +170,7 @@ def _default_example(r, path, overwrite, progress, overrides):
     first = _simulate(meanfield.Run(cfg), companion, overwrite, progress, "first-order")
     click.echo(_summary_line(acc))
     click.echo(_summary_line(first))
-    E_star = bilinear_energy_infimum(r.model, r.x0)
+    E_star = r.model.energy_infimum(r.x0)
     gap_a = acc["energy"][-1] - E_star
     gap_f = first["energy"][-1] - E_star
     click.echo(f"infimum of the energy over the reachable (linear) maps: E* = {E_star:.6g}")
@@ -275,6 +273,83 @@ def plot(paths, kind, xaxis, e_star, output):
 
 
 @cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--e-star", "e_star", type=float, default=None,
+              help="Reference energy E* for all runs (default: each run's exact infimum if "
+                   "known, else a fit E* + c t^-p).")
+@click.option("--tol", type=float, default=None,
+              help="Tolerance on E - E* (default: 1e-2 x the baseline's initial gap).")
+@click.option("--window", default=None, metavar="T_LO:T_HI", help="Fit window in time.")
+@click.option("--out", "out", default=None, type=click.Path(dir_okay=False),
+              help="Also write the table as .csv or .json.")
+@_guard
+def compare(paths, e_star, tol, window, out):
+    """Convergence table: decay fits, time and oracle calls to tolerance, speed-up over euler.
+
+    The baseline is the first-order euler run of the same model among the files.
+    """
+    from meanfield.diagnostics.rates import compare_runs
+    from meanfield.io.hdf5 import load
+
+    win = None
+    if window is not None:
+        try:
+            lo, hi = (float(v) for v in window.split(":"))
+        except ValueError:
+            raise ParameterError("--window", "T_LO:T_HI (two numbers)", window) from None
+        win = (lo, hi)
+    if tol is not None and not tol > 0:
+        raise ParameterError("--tol", "a number > 0", tol)
+    trajs = []
+    for p in paths:
+        if not os.path.exists(p):
+            raise ParameterError("(file)", "an existing meanfield HDF5 file", p)
+        try:
+            trajs.append(load(p, tasks=["energy"]))
+        except OSError as exc:
+            raise ParameterError("(file)", "a meanfield HDF5 file", f"{p} ({exc})") from None
+        if "energy" not in trajs[-1].tasks or len(trajs[-1].t) < 2:
+            raise ParameterError("(file)", "a run with at least two saves of the energy", p)
+    rows = compare_runs(trajs, names=[os.path.basename(p) for p in paths], e_star=e_star, tol=tol,
+                        window=win)
+    cols = [("file", "{}"), ("dynamics", "{}"), ("integrator", "{}"), ("schedule", "{}"),
+            ("power_exponent", "{:+.3f}"), ("power_r2", "{:.3f}"), ("exp_rate", "{:.3g}"),
+            ("exp_r2", "{:.3f}"), ("final_gap", "{:.3e}"), ("time_to_tol", "{:.4g}"),
+            ("calls_to_tol", "{:.0f}"), ("speedup_calls_to_tol", "{:.2f}"),
+            ("gap_ratio_equal_calls", "{:.2f}")]
+    table = [[fmt.format(r[c]) if not (isinstance(r[c], float) and np.isnan(r[c])) else "-"
+              for c, fmt in cols] for r in rows]
+    heads = [c for c, _ in cols]
+    widths = [max(len(h), *(len(row[k]) for row in table)) for k, h in enumerate(heads)]
+    click.echo("  ".join(h.rjust(w) for h, w in zip(heads, widths)))
+    for row in table:
+        click.echo("  ".join(v.rjust(w) for v, w in zip(row, widths)))
+    r0 = rows[0]
+    click.echo(f"E - E* with E* per run ({', '.join(sorted({r['E_star_source'] for r in rows}))}); "
+               f"tol = {r0['tol']:.3e}; fit window {r0['fit_window'][0]:.4g}..{r0['fit_window'][1]:.4g} "
+               f"({r0['fit_points']} saves); speed-ups are relative to the first-order euler run "
+               "of the same model (calls to tol, and gap ratio at equal oracle calls)")
+    if out:
+        _write_table(rows, out)
+        click.echo(f"wrote {out}")
+
+
+def _write_table(rows, out):
+    import csv
+
+    if out.endswith(".json"):
+        with open(out, "w") as fh:
+            json.dump(rows, fh, indent=2, default=float)
+    elif out.endswith(".csv"):
+        with open(out, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    else:
+        raise ParameterError("--out", "a file name ending in .csv or .json", out)
+
+
+@cli.command()
 @click.option("--model", "model", default="bilinear", show_default=True,
               help=f"Model template to print ({', '.join(sorted(TEMPLATES))}).")
 @_guard
@@ -283,6 +358,9 @@ def init(model):
     if model not in TEMPLATES:
         raise ParameterError("--model", f"one of {sorted(TEMPLATES)}", model)
     click.echo(TEMPLATES[model], nl=False)
+
+
+from .sweep import sweep as _sweep; cli.add_command(_sweep)  # noqa: E402, E702
 
 
 def main():

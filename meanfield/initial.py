@@ -166,6 +166,46 @@ LAW_KEYS = {
 }
 
 
+def sphere_uniform(section: dict, d: int, rng) -> np.ndarray:
+    """x_i uniform on the unit sphere S^{d-1} (normalized Gaussians), i.i.d.; returns ``(n, d)``."""
+    n = _n_of(section)
+    x = rng.standard_normal((n, d))
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def equiangular(section: dict, d: int, rng) -> np.ndarray:
+    """n unit vectors with <x_i, x_j> = rho for all i != j, randomly rotated; returns ``(n, d)``.
+
+    The Gram matrix (1 - rho) I + rho 1 1^T is positive semidefinite for
+    rho in [-1/(n - 1), 1] and has rank n inside that range, so the law needs
+    n <= d. Rows are G^{1/2} padded to d columns times a Haar rotation (seeded).
+    """
+    n = _n_of(section)
+    rho = section.get("rho", 0.5)
+    lo = -1.0 / (n - 1) if n > 1 else -1.0
+    if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not np.isfinite(rho) or not lo <= rho <= 1:
+        raise ParameterError("initial.rho", f"a number in [-1/(n-1), 1] = [{lo:.6g}, 1]", rho)
+    if n > d:
+        raise ParameterError(
+            "initial.n", f"n <= d = {d} (n equiangular unit vectors with inner product rho "
+            f"= initial.rho span n dimensions)", n)
+    G = (1.0 - rho) * np.eye(n) + rho * np.ones((n, n))
+    w, V = np.linalg.eigh(G)
+    X = np.zeros((n, d))
+    X[:, :n] = (V * np.sqrt(np.clip(w, 0.0, None))) @ V.T
+    Z = rng.standard_normal((d, d))
+    R, T = np.linalg.qr(Z)
+    R = R * np.sign(np.diag(T))  # Haar-distributed rotation
+    X = X @ R.T
+    return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+LAWS["sphere_uniform"] = sphere_uniform
+LAW_KEYS["sphere_uniform"] = ()
+LAWS["equiangular"] = equiangular
+LAW_KEYS["equiangular"] = ("rho",)
+
+
 def momentum_zero(section, x, rng):
     return np.zeros_like(x)
 
@@ -212,10 +252,10 @@ def initial_state(section: dict, d: int, accelerated: bool):
     y : (n, d) float64 or None
     """
     law = section.get("law", "gaussian")
-    if law not in LAWS:
+    if not isinstance(law, str) or law not in LAWS:
         raise ParameterError("initial.law", f"one of {sorted(LAWS)}", law)
     mom = section.get("momentum", "zero")
-    if mom not in MOMENTA:
+    if not isinstance(mom, str) or mom not in MOMENTA:
         raise ParameterError("initial.momentum", f"one of {sorted(MOMENTA)}", mom)
     allowed = set(COMMON_KEYS) | set(LAW_KEYS[law]) | set(MOMENTUM_KEYS[mom])
     for key in section:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -58,6 +58,7 @@ class RunResult:
     oracle_calls: int
     wall_time: float
     path: str | None = None
+    attrs: dict = field(default_factory=dict)
 
     @property
     def t(self) -> np.ndarray:
@@ -186,13 +187,18 @@ class Run:
         if output is not None and os.path.exists(output) and not overwrite:
             raise ParameterError("output.path", "a file that does not exist yet (or --overwrite)",
                                  str(output), file=self.file)
+        attrs = {"integrator_order": self.integrator.order,
+                 "oracle_calls_per_step": self.integrator.oracle_calls}
+        e_inf = self.model.energy_infimum(self.x0)
+        if e_inf is not None:
+            attrs["energy_infimum"] = float(e_inf)
         recorder = Recorder()
         obs = [recorder, *observers]
         writer = None
         if output is not None:
             writer = HDF5Writer(output, self.resolved(), mode="w")
-            writer.set_attr("integrator_order", self.integrator.order)
-            writer.set_attr("oracle_calls_per_step", self.integrator.oracle_calls)
+            for key, value in attrs.items():
+                writer.set_attr(key, value)
             obs.append(writer)
         x = self.x0.copy()
         y = None if self.y0 is None else self.y0.copy()
@@ -223,7 +229,7 @@ class Run:
         scales, tasks = recorder.arrays()
         return RunResult(scales=scales, tasks=tasks, x=res.x, y=res.y, config=self.resolved(),
                          status=res.status, oracle_calls=res.oracle_calls,
-                         wall_time=res.wall_time, path=output)
+                         wall_time=res.wall_time, path=output, attrs=attrs)
 
 
 def simulate_config(config=None, overrides=(), output=None, **kw) -> RunResult:

@@ -189,7 +189,7 @@ def make_schedule(name: str, t0: float, **params) -> Schedule:
     ParameterError
         For an unknown name or parameter (the message lists the valid ones).
     """
-    if name not in SCHEDULES:
+    if not isinstance(name, str) or name not in SCHEDULES:
         raise ParameterError("damping.schedule", f"one of {sorted(SCHEDULES)}", name)
     allowed = SCHEDULE_KEYS[name]
     for key in params:

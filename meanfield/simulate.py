@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._kernels._config import n_chunks
+from ._kernels._config import n_chunks, serial_if_small
 from ._kernels.checks import max_abs_or_nan
 from .errors import SimulationError
 
@@ -285,7 +285,7 @@ def simulate(
         state["f_prev"] = 2.0 * schedule.alpha(t) * kinetic_now(x, y)
     status = "finished"
     k = start_step
-    with _DeferredInterrupt() as interrupt:
+    with _DeferredInterrupt() as interrupt, serial_if_small(n, model.serial_below):
         for k in range(start_step + 1, nsteps + 1):
             t_next = horizon.time_of(k, nsteps)
             h = t_next - t

@@ -14,3 +14,33 @@ NJIT_PARALLEL = dict(NJIT, parallel=True)
 def n_chunks(n: int, min_chunk: int = 512, max_chunks: int = 64) -> int:
     """Number of particle chunks for a parallel pass: depends on ``n`` only (not on threads)."""
     return max(1, min(max_chunks, n // min_chunk))
+
+
+class serial_if_small:
+    """Context manager: run numba parallel regions on one thread when ``n < threshold``.
+
+    Waking the thread pool costs tens of microseconds on an idle machine and
+    milliseconds on a loaded one, which dominates kernels over a few hundred
+    particles; ``numba.set_num_threads`` is thread-local and cheap.
+    """
+
+    def __init__(self, n: int, threshold: int):
+        self.serial = n < threshold
+
+    def __enter__(self):
+        if self.serial:
+            import numba
+
+            self._old = numba.get_num_threads()
+            if self._old != 1:
+                numba.set_num_threads(1)
+            else:
+                self.serial = False
+        return self
+
+    def __exit__(self, *exc):
+        if self.serial:
+            import numba
+
+            numba.set_num_threads(self._old)
+        return False

@@ -39,7 +39,7 @@ def names_for(kind: str) -> list[str]:
 
 def make_integrator(name: str, kind: str, **options) -> Integrator:
     """Instantiate integrator ``name`` for dynamics ``kind``; errors list the valid names/keys."""
-    if name not in INTEGRATORS:
+    if not isinstance(name, str) or name not in INTEGRATORS:
         raise ParameterError("integrator.name", f"one of {sorted(INTEGRATORS)}", name)
     if kind not in INTEGRATORS[name]:
         raise ParameterError(

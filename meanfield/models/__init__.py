@@ -11,12 +11,13 @@ from .bilinear import Bilinear, BilinearParams
 #: Names used in parameter files -> model classes (each has ``from_dict`` and ``keys``).
 MODELS: dict[str, type[Model]] = {"bilinear": Bilinear}
 from .softmax import Softmax as _Softmax; MODELS["softmax"] = _Softmax  # noqa: E402, E702
+from .sphere import Sphere as _Sphere; MODELS["sphere"] = _Sphere  # noqa: E402, E702
 
 
 def make_model(p: dict, dtype=np.float64) -> Model:
     """Build a model from the ``[model]`` section of a parameter file."""
     name = p.get("name", "bilinear")
-    if name not in MODELS:
+    if not isinstance(name, str) or name not in MODELS:
         raise ParameterError("model.name", f"one of {sorted(MODELS)}", name)
     cls = MODELS[name]
     for key in p:

@@ -23,6 +23,8 @@ def as_matrix(value, d: int, key: str) -> np.ndarray:
             return np.zeros((d, d))
         raise ParameterError(key, f'"identity", "zero", a number or a {d}x{d} list', value)
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        if not np.isfinite(value):
+            raise ParameterError(key, "a finite number", value)
         arr = float(value) * np.eye(d)
     else:
         try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._kernels._config import serial_if_small
 from ..errors import ParameterError
 
 DYNAMICS = ("first_order", "accelerated")
@@ -45,6 +46,8 @@ class Model:
 
     name = "base"
     cheap_kinetic = False
+    #: Below this many particles the kernels run on one thread (pool wake-up costs more).
+    serial_below = 1024
 
     def __init__(self, d: int, dynamics: str, dtype=np.float64):
         if dynamics not in DYNAMICS:
@@ -71,7 +74,8 @@ class Model:
         if out is None:
             out = np.empty_like(x)
         self.oracle_calls += 1
-        self._combine_first_order(x, t, float(a), float(b), out)
+        with serial_if_small(x.shape[0], self.serial_below):
+            self._combine_first_order(x, t, float(a), float(b), out)
         return out
 
     def hamiltonian_field(self, x, y, t, out_x=None, out_y=None):
@@ -89,7 +93,8 @@ class Model:
         if out_y is None:
             out_y = np.empty_like(y)
         self.oracle_calls += 1
-        self._combine_hamiltonian(x, y, t, float(ax), float(bx), float(ay), float(by), out_x, out_y)
+        with serial_if_small(x.shape[0], self.serial_below):
+            self._combine_hamiltonian(x, y, t, float(ax), float(bx), float(ay), float(by), out_x, out_y)
         return out_x, out_y
 
     def _combine_first_order(self, x, t, a, b, out):  # pragma: no cover - abstract
@@ -114,6 +119,10 @@ class Model:
     def diagnostics(self, x, y) -> dict:
         """Array diagnostics recorded at every save (e.g. ``mean (d,)``, ``cov (d, d)``)."""
         return {}
+
+    def energy_infimum(self, x0) -> float | None:
+        """A known lower bound of the energy that the flows approach (None when unknown)."""
+        return None
 
     def check_state(self, x, y) -> None:
         """Hook for geometry checks; the Euclidean models accept any finite state."""

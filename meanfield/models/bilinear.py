@@ -70,6 +70,7 @@ class Bilinear(Model):
 
     name = "bilinear"
     cheap_kinetic = True
+    serial_below = 4096  # an O(N d^2) pass over fewer particles takes microseconds
     keys = ("name", "dynamics", "d", "A", "Q", "m", "causal")
 
     def __init__(self, params: BilinearParams, dynamics="accelerated", dtype=np.float64):
@@ -170,6 +171,19 @@ class Bilinear(Model):
         if self.accelerated:
             out["Mxy"] = self.mxy(x, y)
         return out
+
+    def energy_infimum(self, x0) -> float | None:
+        """inf over linear maps U of (1/N) sum W(U x_i): both flows move particles linearly.
+
+        None unless Q is positive definite and the second moment of ``x0`` invertible.
+        """
+        from ..diagnostics.energy import bilinear_energy_infimum
+
+        x0 = np.asarray(x0, dtype=np.float64)
+        M = x0.T @ x0 / x0.shape[0]
+        if np.linalg.eigvalsh(self.Q).min() <= 0 or np.linalg.cond(M) > 1e12:
+            return None
+        return bilinear_energy_infimum(self, x0)
 
     def describe(self) -> dict:
         return {
