@@ -1,0 +1,395 @@
+"""Model "sphere": tokens on S^{d-1}, softmax self-attention as a projected flow (SPEC §4, §6).
+
+Parameters: inverse temperature ``beta > 0`` and optional query, key and value
+matrices ``Q, K, V`` (default identity); logits ``beta <Q x_i, K x_j> =
+x_i^T A x_j`` with ``A = beta Q^T K``, so one oracle call is one tiled pass of
+the softmax kernels of :mod:`meanfield._kernels.pairwise` (the model delegates
+its attention sums to a :class:`~meanfield.models.softmax.Softmax` with that
+``A``), followed by a particle-wise pass of :mod:`meanfield._kernels.sphere`.
+
+First-order dynamics. The attention vector of token i is
+
+    a_i = sum_j exp(beta <Q x_i, K x_j>) V x_j / Z_i,
+    Z_i = sum_j exp(beta <Q x_i, K x_j>)  (SA, normalized = true)   or   Z_i = N  (USA),
+
+(under ``causal = true`` the sums run over j <= i and USA's N becomes i).
+The ``normalization`` key chooses where the layer norm sits, i.e. what the
+state is and how fast directions move (Karagodin et al. 2025; Rigollet,
+arXiv 2512.01868). With x_i = r_i theta_i, |theta_i| = 1 and a_i evaluated at
+the directions theta:
+
+* ``post_ln`` (default): the state is the direction itself, |x_i| = 1, and
+  ``x_i' = P_{x_i} a_i`` with ``P_x = I - x x^T / |x|^2`` (the projected flow,
+  speed factor s_i = 1). ``project`` retracts x_i <- x_i / |x_i| after every
+  step, so every integrator keeps |x_i| = 1 to round-off (~1e-16 in
+  float64).
+* ``pre_ln``: the state is the unnormalized residual stream,
+  ``x_i' = a_i(theta)``; then ``theta_i' = P_{theta_i} a_i / r_i`` and
+  ``r_i' = <theta_i, a_i>`` (speed factor s_i = r_i). There is nothing to
+  retract: |x_i| = r_i is a dynamic variable, and the directions
+  ``theta_i = x_i / |x_i|`` (on the sphere by construction) are what the
+  diagnostics and the energy see.
+* ``peri_ln``: the residual stream with a normalized update,
+  ``x_i' = a_i(theta) / |a_i(theta)|``, so ``theta_i' = P_{theta_i} a_i / (r_i |a_i|)``
+  (speed factor s_i = r_i |a_i|) and ``r_i' = <theta_i, a_i> / |a_i|``.
+  Represented like pre_ln: state x_i = r_i theta_i, directions x_i / |x_i|.
+
+With Q = K = V = I, USA (post_ln) ascends E_beta = 1/(2 beta N^2) sum_ij
+exp(beta <x_i, x_j>), and SA ascends it in the metric with mobility 1/Z_i.
+
+Accelerated dynamics (post_ln only). The damped Hamiltonian of SPEC §3 with
+B = I, A = beta Q^T K (symmetric; beta I by default), W = 0,
+
+    H = (1/N) sum_i |y_i|^2 / (2 z_i) - 1/(2N^2) sum_ij exp(x_i^T A x_j),
+    z_i = (1/N) sum_j exp(x_i^T A x_j),
+
+constrained to |x_i| = 1 with tangent momenta x_i . y_i = 0:
+
+    x_i' = y_i / z_i,
+    y_i' = -alpha y_i + G_i - lambda_i x_i,  lambda_i = (x_i . G_i + y_i . x_i') / |x_i|^2,
+
+G_i the unconstrained force of SPEC §3. The multiplier is the tangential
+projection of G_i plus the centripetal term |y_i|^2 / z_i; with it x_i . y_i
+and then |x_i| are exact invariants of the ambient flow.
+
+Discretization of the constrained system (a projection method, Hairer,
+Lubich & Wanner, *Geometric Numerical Integration*, §IV.4): any registered
+accelerated integrator advances this ambient field, and ``project`` then
+retracts x_i <- x_i / |x_i| and projects y_i <- y_i - (x_i . y_i) x_i. The
+step error off the constraint manifold is of the integrator's local order,
+so the projection keeps its order (measured in tests/test_sphere.py:
+exp_euler and kick_drift 1, tao2 and strang 2, rk4 4) and holds
+|x_i| = 1, x_i . y_i = 0 to ~1e-16 after every step. It is not a symplectic
+(RATTLE) scheme on the constraint manifold; tao2's doubled copies live in
+the ambient space and are not projected.
+
+Energies: the first-order ``energy`` (= ``potential``) is
+U = -1/(2N^2) sum_ij exp(beta <Q theta_i, K theta_j>) (masked: -1/(2N) sum_i z_i),
+which equals -beta E_beta for Q = K = I, so it decreases along post_ln flows
+with Q = K = V = I and is the potential part of H in accelerated runs. The
+diagnostics recorded at every save (:meth:`Sphere.diagnostics`) are E_beta,
+the min and mean pairwise inner product and the number of clusters.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._kernels import sphere as SK
+from ..errors import ParameterError, SimulationError
+from ._params import as_matrix
+from .base import DYNAMICS, Model
+from .softmax import Softmax, SoftmaxParams
+
+#: Default tolerance of the cluster graph <theta_i, theta_j> > 1 - tol.
+DEFAULT_CLUSTER_TOL = 1e-3
+
+NORMALIZATIONS = tuple(SK.SCHEMES)
+
+
+def _flag(p: dict, key: str, default: bool) -> bool:
+    v = p.get(key, default)
+    if not isinstance(v, bool):
+        raise ParameterError(f"model.{key}", "true or false", v)
+    return v
+
+
+@dataclass(frozen=True)
+class SphereParams:
+    """Validated parameters of the sphere model.
+
+    Attributes
+    ----------
+    d : int, ambient dimension (tokens on S^{d-1}), d >= 2
+    beta : float > 0, inverse temperature
+    Q, K : (d, d) query and key matrices, logits beta <Q x_i, K x_j>
+    V : (d, d) value matrix (first-order dynamics)
+    normalized : bool, SA (True) or USA (False)
+    causal : bool, token i attends to j <= i only
+    normalization : {"post_ln", "pre_ln", "peri_ln"}
+    """
+
+    d: int
+    beta: float
+    Q: np.ndarray
+    K: np.ndarray
+    V: np.ndarray
+    normalized: bool
+    causal: bool
+    normalization: str
+
+    @property
+    def A(self) -> np.ndarray:
+        """(d, d) logit matrix ``beta Q^T K``."""
+        return self.beta * (self.Q.T @ self.K)
+
+    @property
+    def identity_qk(self) -> bool:
+        return bool(np.array_equal(self.Q.T @ self.K, np.eye(self.d)))
+
+    @classmethod
+    def from_dict(cls, p: dict, dynamics: str = "first_order") -> "SphereParams":
+        d = p.get("d")
+        if not isinstance(d, int) or isinstance(d, bool) or d < 2:
+            raise ParameterError("model.d", "an integer >= 2 (tokens on the sphere S^{d-1})", d)
+        beta = p.get("beta", 1.0)
+        if (isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not math.isfinite(beta)
+                or not beta > 0):
+            raise ParameterError("model.beta", "a finite number > 0 (inverse temperature)", beta)
+        beta = float(beta)
+        Q = as_matrix(p.get("Q", "identity"), d, "model.Q")
+        K = as_matrix(p.get("K", "identity"), d, "model.K")
+        normalized = _flag(p, "normalized", True)
+        causal = _flag(p, "causal", False)
+        norm = p.get("normalization", "post_ln")
+        if norm not in NORMALIZATIONS:
+            raise ParameterError("model.normalization", f"one of {list(NORMALIZATIONS)}", norm)
+        if dynamics == "accelerated":
+            A = beta * (Q.T @ K)
+            if np.abs(A - A.T).max() > 1e-12 * max(1.0, float(np.abs(A).max())):
+                raise ParameterError(
+                    "model.Q", "Q, K with Q^T K symmetric for accelerated dynamics (the Hamiltonian "
+                    "of SPEC §3 needs a symmetric A = beta Q^T K; first-order runs accept any Q, K)",
+                    "a non-symmetric Q^T K")
+            if "V" in p:
+                raise ParameterError(
+                    "model.V", "no V for accelerated dynamics (the force is fixed by beta, Q, K; "
+                    "V is the first-order value matrix)", p["V"])
+            if not normalized:
+                raise ParameterError(
+                    "model.normalized", "true for accelerated dynamics (the mobility 1/z_i is part "
+                    "of the Hamiltonian; USA is a first-order flow)", normalized)
+            if norm != "post_ln":
+                raise ParameterError(
+                    "model.normalization", '"post_ln" for accelerated dynamics (the damped Hamiltonian '
+                    "is constrained to the sphere; pre_ln/peri_ln are first-order residual streams)", norm)
+            V = A.copy()
+        else:
+            V = as_matrix(p.get("V", "identity"), d, "model.V")
+        return cls(d=d, beta=beta, Q=Q, K=K, V=V, normalized=normalized, causal=causal,
+                   normalization=norm)
+
+
+class Sphere(Model):
+    """Self-attention on the sphere S^{d-1} (SA / USA, three normalization schemes) and its
+    constrained accelerated Hamiltonian; O(N^2 d) per oracle call.
+
+    Parameters
+    ----------
+    params : SphereParams
+    dynamics : {"first_order", "accelerated"}
+    dtype : float64 (default) or float32
+
+    Attributes
+    ----------
+    cluster_tol : float
+        Tolerance of the cluster graph ``<theta_i, theta_j> > 1 - cluster_tol``
+        used by :meth:`diagnostics` (default :data:`DEFAULT_CLUSTER_TOL`; a
+        ``[diagnostics] cluster_tol`` key sets it).
+    """
+
+    name = "sphere"
+    cheap_kinetic = False  # K needs every z_i: one pass over pairs
+    keys = ("name", "dynamics", "d", "beta", "Q", "K", "V", "normalized", "causal", "normalization")
+
+    def __init__(self, params: SphereParams, dynamics="first_order", dtype=np.float64):
+        super().__init__(params.d, dynamics, dtype)
+        if self.dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
+            raise ParameterError("run.dtype", '"float64" or "float32"', str(self.dtype))
+        self.params = params
+        self.beta = params.beta
+        self.normalization = params.normalization
+        self.scheme = SK.SCHEMES[params.normalization]
+        self.causal = params.causal
+        self.normalized = params.normalized
+        self.cluster_tol = DEFAULT_CLUSTER_TOL
+        d = params.d
+        sp = SoftmaxParams(d=d, A=params.A, B=np.eye(d), V=params.V, Q=np.zeros((d, d)),
+                           m=np.zeros(d), normalized=params.normalized, causal=params.causal)
+        self.attention = Softmax(sp, dynamics, dtype)
+        self._n = -1
+
+    @classmethod
+    def from_dict(cls, p: dict, dtype=np.float64):
+        dynamics = p.get("dynamics", "first_order")
+        if dynamics not in DYNAMICS:
+            raise ParameterError("model.dynamics", f"one of {list(DYNAMICS)}", dynamics)
+        return cls(SphereParams.from_dict(p, dynamics), dynamics, dtype)
+
+    # ---------------------------------------------------------------- helpers
+    @property
+    def on_sphere(self) -> bool:
+        """True when the state itself lives on the sphere (post_ln, accelerated)."""
+        return self.scheme == SK.POST_LN
+
+    def _scratch(self, n: int) -> None:
+        if n == self._n:
+            return
+        self._F = np.empty((n, self.d), self.dtype)
+        self._G = np.empty((n, self.d), self.dtype)
+        self._theta = np.empty((n, self.d), self.dtype)
+        self._n = n
+
+    def _check_input(self, x) -> None:
+        if x.dtype != self.dtype or x.ndim != 2 or x.shape[1] != self.d or not x.flags.c_contiguous:
+            raise ValueError(
+                f"sphere model expects a C-contiguous ({self.d},)-wide {self.dtype} state, "
+                f"got {x.dtype} array of shape {x.shape}")
+
+    def _source(self, x):
+        """Where attention is evaluated: the state (post_ln) or its directions (pre_ln, peri_ln)."""
+        if self.on_sphere:
+            return x
+        SK.directions(x, self._theta)
+        return self._theta
+
+    @staticmethod
+    def _reraise(exc: SimulationError) -> SimulationError:
+        return SimulationError(f"sphere model (logits x_i^T A x_j with A = beta Q^T K): {exc}", t=exc.t)
+
+    # ----------------------------------------------------------------- fields
+    def _combine_first_order(self, x, t, a, b, out):
+        self._check_input(x)
+        self._scratch(x.shape[0])
+        src = self._source(x)
+        try:
+            F = self.attention.first_order(src, t, out=self._F)
+        except SimulationError as exc:
+            raise self._reraise(exc) from None
+        bad = SK.finish_first_order(x, F, a, b, self.scheme, out)
+        if bad:
+            raise SimulationError(
+                f"sphere model at t = {t:.6g}: the field is not finite in {bad} rows"
+                + (" (a_i = 0: peri_ln divides by |a_i|)" if self.scheme == SK.PERI_LN else ""), t=t)
+
+    def _combine_hamiltonian(self, x, y, t, ax, bx, ay, by, out_x, out_y):
+        self._check_input(x)
+        self._check_input(y)
+        self._scratch(x.shape[0])
+        try:
+            F, G = self.attention.hamiltonian_field(x, y, t, out_x=self._F, out_y=self._G)
+        except SimulationError as exc:
+            raise self._reraise(exc) from None
+        bad = SK.finish_hamiltonian(x, y, F, G, ax, bx, ay, by, out_x, out_y)
+        if bad:
+            raise SimulationError(f"sphere model at t = {t:.6g}: the field is not finite in {bad} rows", t=t)
+
+    def attention_vectors(self, x, t=0.0) -> np.ndarray:
+        """The attention outputs ``a_i`` at the directions of ``x`` (no projection), ``(N, d)``.
+
+        One layer of attention (SA or USA, masked under ``causal``); not
+        counted as an oracle call. Used by the long-context checks.
+        """
+        self._check_input(x)
+        self._scratch(x.shape[0])
+        SK.directions(x, self._theta)
+        return self.attention.first_order(self._theta, t).copy()
+
+    # -------------------------------------------------------------- geometry
+    def check_state(self, x, y) -> None:
+        """Check (and snap) an initial state.
+
+        post_ln / accelerated: every |x_i| must be 1 within 1e-6 (use the
+        initial laws ``sphere_uniform`` or ``equiangular``, or unit vectors
+        from a file); the rows are then normalized exactly, in place.
+        pre_ln / peri_ln: every x_i must be non-zero. Accelerated: the momenta
+        are projected to the tangent spaces in place, y_i <- y_i - (x_i . y_i) x_i
+        (a Gaussian momentum law becomes its tangent part).
+
+        Raises
+        ------
+        ParameterError
+        """
+        norms = np.linalg.norm(np.asarray(x, np.float64), axis=1)
+        if self.on_sphere:
+            err = float(np.max(np.abs(norms - 1.0))) if len(norms) else 0.0
+            if not err <= 1e-6:
+                raise ParameterError(
+                    "initial.law", "points on the unit sphere for model sphere (law sphere_uniform or "
+                    "equiangular, or unit vectors from a file)", f"max | |x_i| - 1 | = {err:.3g}")
+            if y is None:
+                SK.retract(x)
+            else:
+                SK.retract_tangent(x, y)
+        elif len(norms) and not norms.min() > 0:
+            raise ParameterError("initial.law", "non-zero tokens (their directions x_i/|x_i| are used)",
+                                 "a zero row")
+
+    def project(self, x, y) -> None:
+        """Retraction after a step: x_i <- x_i/|x_i| and y_i <- P_{x_i} y_i (post_ln); identity otherwise."""
+        if not self.on_sphere:
+            return
+        if y is None:
+            SK.retract(x)
+        else:
+            SK.retract_tangent(x, y)
+
+    def constraint_errors(self, x, y=None) -> tuple[float, float]:
+        """``(max_i ||x_i| - 1|, max_i |x_i . y_i| / max(1, |y_i|))`` of a state."""
+        yy = np.empty((0, self.d), x.dtype) if y is None else y
+        return SK.constraint_errors(x, yy)
+
+    # ----------------------------------------------------------- diagnostics
+    def kinetic(self, x, y) -> float:
+        """K = (1/N) sum_i |y_i|^2 / (2 z_i) (one pass over pairs for z)."""
+        return self.attention.kinetic(x, y)
+
+    def energies(self, x, y) -> dict:
+        """``energy`` (H accelerated, else U), ``potential`` U, and ``kinetic`` when accelerated.
+
+        U = -1/(2N^2) sum_ij exp(beta <Q theta_i, K theta_j>) (= -beta E_beta for Q = K = I).
+        """
+        self._check_input(x)
+        self._scratch(x.shape[0])
+        try:
+            if self.accelerated:
+                e = self.attention.energies(x, y)
+            else:
+                e = self.attention.energies(self._source(x), None)
+        except SimulationError as exc:
+            raise self._reraise(exc) from None
+        return e
+
+    def diagnostics(self, x, y) -> dict:
+        """Per-save diagnostics (one O(N^2 d) serial pass over pairs, O(N d) memory).
+
+        Returns
+        -------
+        dict
+            ``E_beta`` (interaction energy 1/(2 beta N^2) sum_ij exp(beta <theta_i, theta_j>)),
+            ``min_inner``, ``mean_inner`` (over pairs i != j), ``n_clusters``
+            (connected components of <theta_i, theta_j> > 1 - cluster_tol),
+            ``mean (d,)`` and ``cov (d, d)`` of the state, and for pre_ln / peri_ln
+            ``mean_radius`` (mean |x_i|).
+        """
+        from ..diagnostics.clustering import pair_statistics
+
+        st = pair_statistics(x, self.beta, tol=self.cluster_tol)
+        xs = np.asarray(x, np.float64)
+        mu = xs.mean(axis=0)
+        xc = xs - mu
+        out = {"E_beta": st["E_beta"], "min_inner": st["min_inner"], "mean_inner": st["mean_inner"],
+               "n_clusters": np.int64(st["n_clusters"]), "mean": mu, "cov": xc.T @ xc / max(1, len(xs))}
+        if not self.on_sphere:
+            out["mean_radius"] = float(np.linalg.norm(xs, axis=1).mean())
+        return out
+
+    def energy_infimum(self, x0) -> float | None:
+        """-e^beta / 2 for Q^T K = I: the value of U (and H) at full clustering, its minimum."""
+        if self.params.identity_qk:
+            return -0.5 * math.exp(self.beta)
+        return None
+
+    def describe(self) -> dict:
+        p = self.params
+        out = {"name": self.name, "dynamics": self.dynamics, "d": self.d, "beta": self.beta,
+               "Q": p.Q.tolist(), "K": p.K.tolist(), "causal": self.causal,
+               "normalization": self.normalization}
+        if not self.accelerated:
+            out["V"] = p.V.tolist()
+            out["normalized"] = self.normalized
+        return out
