@@ -94,3 +94,48 @@ dissipation = "auto"            # softmax: "save" (K costs one pass over pairs)
 
 TEMPLATES = {"bilinear": BILINEAR}
 TEMPLATES["softmax"] = SOFTMAX
+
+SPHERE = """\
+# meanfield parameter file: tokens on the sphere S^{d-1} (SPEC §4): clustering of self-attention
+# Run with:  meanfield run THIS.toml -o out.h5 ;  meanfield plot out.h5 --kind clusters
+
+[model]
+name = "sphere"
+dynamics = "first_order"        # first_order | accelerated (damped Hamiltonian with tangent momenta)
+d = 3                           # tokens on S^{d-1}
+beta = 4.0                      # inverse temperature: logits beta <Q x_i, K x_j>
+normalized = true               # true = SA (softmax), false = USA (unnormalized); accelerated: true
+normalization = "post_ln"       # post_ln (|x_i| = 1) | pre_ln, peri_ln (residual stream x_i = r_i theta_i)
+causal = false                  # token i attends to j <= i only (SPEC §6)
+# Q = "identity"                # query, key, value matrices (d x d, default identity);
+# K = "identity"                # accelerated: Q^T K symmetric, no V
+# V = "identity"
+
+[damping]                       # accelerated only
+schedule = "constant"           # none | constant (a) | nesterov (r, needs t0 > 0) | loglin (c_log, c_lin)
+a = 1.0
+
+[integrator]
+name = "rk4"                    # first_order: euler | heun | rk4 | nag; accelerated: exp_euler | tao2 | rk4 ...
+h = 0.05                        # every step is followed by the retraction x_i <- x_i / |x_i| (post_ln)
+
+[initial]
+law = "sphere_uniform"          # sphere_uniform | equiangular (rho; needs n <= d) | file (unit vectors)
+n = 256
+momentum = "zero"               # accelerated: zero | gaussian (momentum_scale; projected to the tangent space)
+seed = 0
+
+[run]
+t0 = 0.0
+t1 = 20.0                       # or: steps = 400; or: oracle_calls = 1600
+save_every = 4
+dtype = "float64"
+
+[output]
+path = "sphere.h5"
+save = ["x"]                    # trajectories to store; E_beta, min/mean inner product, n_clusters always
+
+[diagnostics]
+dissipation = "auto"
+"""
+TEMPLATES["sphere"] = SPHERE

@@ -134,9 +134,77 @@ def plot_particles(tr, n_frames=4, dims=(0, 1)):
     return fig
 
 
+def plot_clusters(tr, tol=None):
+    """Clustering of tokens on the sphere: trajectories, inner products and cluster count, E_beta.
+
+    Left: for d = 2 the angles theta_i(t) (unwrapped), otherwise the first two
+    coordinates at the first and last save; colored by the cluster of each
+    token at the last save (components of <theta_i, theta_j> > 1 - tol).
+    Middle: 1 - min and 1 - mean pairwise inner product (log) and the number of
+    clusters. Right: the interaction energy E_beta.
+
+    Parameters
+    ----------
+    tr : Trajectory / RunResult of a sphere run (``x`` saved for the left panel)
+    tol : float, optional
+        Cluster tolerance (default: the run's ``[diagnostics] cluster_tol`` or 1e-3).
+    """
+    from .diagnostics.clustering import cluster_labels
+
+    if "min_inner" not in tr:
+        raise ParameterError("model.name", 'a run of model "sphere" (min_inner, n_clusters, E_beta)',
+                             "a run without sphere diagnostics")
+    if tol is None:
+        tol = float(tr.config.get("diagnostics", {}).get("cluster_tol", 1e-3))
+    t = np.asarray(tr["sim_time"], dtype=float)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    ax = axes[0]
+    if "x" in tr:
+        x = np.asarray(tr["x"])
+        labels, k = cluster_labels(x[-1], tol)
+        colors = plt.cm.tab10(labels % 10)
+        if x.shape[2] == 2:
+            th = np.unwrap(np.arctan2(x[:, :, 1], x[:, :, 0]), axis=0)
+            th -= 2 * np.pi * np.floor((th[-1] + np.pi) / (2 * np.pi))  # final angles in [-pi, pi)
+            for i in range(th.shape[1]):
+                ax.plot(t, th[:, i], color=colors[i], lw=0.6, alpha=0.7)
+            ax.set_ylabel("angle theta_i")
+            ax.set_xlabel("t")
+        else:
+            ax.scatter(x[0, :, 0], x[0, :, 1], s=4, color="0.75", label=f"t = {t[0]:.3g}")
+            ax.scatter(x[-1, :, 0], x[-1, :, 1], s=8, c=colors, label=f"t = {t[-1]:.3g}")
+            ax.set_aspect("equal", adjustable="datalim")
+            ax.set_xlabel("x[0]")
+            ax.set_ylabel("x[1]")
+            ax.legend(fontsize=7)
+        ax.set_title(f"{k} cluster(s) at the end (tol {tol:g})")
+    else:
+        ax.text(0.5, 0.5, 'no trajectory saved\n(output.save = ["x"])', ha="center", va="center",
+                transform=ax.transAxes)
+    ax = axes[1]
+    ax.semilogy(t, np.maximum(1.0 - np.asarray(tr["min_inner"], float), 1e-17), label="1 - min <x_i, x_j>")
+    ax.semilogy(t, np.maximum(1.0 - np.asarray(tr["mean_inner"], float), 1e-17), label="1 - mean <x_i, x_j>")
+    ax.set_xlabel("t")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    ax2 = ax.twinx()
+    ax2.step(t, np.asarray(tr["n_clusters"]), where="post", color="k", lw=1)
+    ax2.set_ylabel("clusters (black)")
+    ax2.set_yscale("log")
+    ax = axes[2]
+    ax.plot(t, np.asarray(tr["E_beta"], float))
+    ax.set_xlabel("t")
+    ax.set_ylabel("E_beta")
+    ax.grid(True, alpha=0.3)
+    fig.suptitle(_label(tr))
+    fig.tight_layout()
+    return fig
+
+
 #: ``meanfield plot --kind`` name -> (function, accepts several runs)
 PLOTS = {
     "energy": (plot_energy, True),
     "moments": (plot_moments, False),
     "particles": (plot_particles, False),
 }
+PLOTS["clusters"] = (plot_clusters, False)
