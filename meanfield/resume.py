@@ -1,4 +1,9 @@
-"""Continue a run file from its checkpoint (``meanfield run --resume OUT.h5``)."""
+"""Continue a run file from its checkpoint (``meanfield run --resume OUT.h5``).
+
+The checkpoint is the newest of the sidecar ``OUT.h5.ckpt`` (written
+atomically while the run goes, so it survives SIGKILL) and ``/checkpoint`` of
+the file (written when the run stops cleanly); see :mod:`meanfield.io.hdf5`.
+"""
 
 from __future__ import annotations
 
@@ -16,37 +21,70 @@ def resume_run(path: str, overrides=(), progress=None) -> RunResult:
     The steps after the checkpoint are those of the uninterrupted run (same
     times, same operations), so the final state equals the uninterrupted one
     bit for bit with the same thread count. Saves made after the checkpoint
-    (none, normally: a checkpoint is written at every save) are dropped.
+    (after a SIGKILL: those since the last sidecar checkpoint) are dropped and
+    made again.
+
+    Parameters
+    ----------
+    path : str
+        A run file whose status is not "finished".
+    overrides : sequence of str
+        ``section.key=value`` applied to the stored config (e.g. a longer ``run.t1``).
+    progress : callable(done, total) or None
 
     Returns
     -------
     RunResult
         Only the saves made by this continuation are in ``scales``/``tasks``.
+
+    Raises
+    ------
+    ParameterError
+        The file is unreadable, finished, has no checkpoint (and saves beyond
+        the initial state), or its saves do not reach the checkpoint.
+
+    Notes
+    -----
+    A run killed before its first checkpoint (no checkpoint, at most the
+    initial save) is started again from its stored parameters.
     """
     try:
         tr = load(path, tasks=["energy", "kinetic"])
-    except OSError as exc:
-        raise ParameterError("--resume", "a meanfield HDF5 file", f"{path} ({exc})") from None
-    if tr.checkpoint is None or "x" not in tr.checkpoint:
-        raise ParameterError("--resume", "a run file with a /checkpoint group", path)
+    except (OSError, KeyError, ValueError) as exc:
+        if isinstance(exc, ParameterError):
+            raise
+        raise ParameterError("--resume", "a readable meanfield HDF5 file", f"{path} ({exc})") from None
+    ck = tr.checkpoint
     status = str(tr.attrs.get("status", ""))
     if status == "finished":
         raise ParameterError("--resume", "an unfinished run (status running/interrupted/failed)",
                              f"{path} (status {status})")
     cfg = tr.config
+    if ck is None or "x" not in ck:
+        if cfg and len(tr.scales.get("sim_time", ())) <= 1:
+            # killed before its first checkpoint: only the initial state was saved, which the
+            # stored parameters reproduce, so nothing is lost by starting again
+            return Run(cfg, overrides).simulate(path, overwrite=True, progress=progress)
+        raise ParameterError("--resume", "a run file with a checkpoint", path)
     run = Run(cfg, overrides)
-    ck = tr.checkpoint
     it = int(ck["iteration"])
-    keep = int(np.searchsorted(tr.scales["iteration"], it, side="right"))
+    iters = tr.scales.get("iteration", np.zeros(0, np.int64))
+    keep = int(np.searchsorted(iters, it, side="right"))
+    lengths = {len(v) for v in (*tr.scales.values(), *tr.tasks.values())}
+    if keep == 0 or iters[keep - 1] != it or min(lengths, default=0) < keep:
+        # the checkpoint is written right after the save of the same step, so that save must be there
+        raise ParameterError("--resume", f"the saves up to the checkpoint (iteration {it})",
+                             f"{path} (saved iterations end at "
+                             f"{int(iters[keep - 1]) if keep else None}, {min(lengths, default=0)} saves)")
     truncate_to(path, keep)
     x = np.ascontiguousarray(ck["x"], dtype=run.model.dtype)
     y = None if "y" not in ck else np.ascontiguousarray(ck["y"], dtype=run.model.dtype)
-    resume_state = {"energy": float(tr.tasks["energy"][keep - 1])} if keep else None
-    if resume_state is not None and "kinetic" in tr.tasks:
+    resume_state = {"energy": float(tr.tasks["energy"][keep - 1])}
+    if "kinetic" in tr.tasks:
         resume_state["kinetic"] = float(tr.tasks["kinetic"][keep - 1])
     recorder = Recorder()
     writer = HDF5Writer(path, mode="a")
-    wall0 = float(tr.scales["wall_time"][keep - 1]) if keep else 0.0
+    wall0 = float(tr.scales["wall_time"][keep - 1])
     c = run.config
     run.model.oracle_calls = int(ck["oracle_calls"])
     try:
@@ -55,6 +93,7 @@ def resume_run(path: str, overrides=(), progress=None) -> RunResult:
             save_every=c["run"]["save_every"], save_fields=tuple(c["output"]["save"]),
             observers=[recorder, writer], progress=progress,
             dissipation=c["diagnostics"]["dissipation"], check_every=c["run"].get("check_every"),
+            max_wall_time=c["run"].get("max_wall_time"),
             start_step=it, start_oracle_calls=int(ck["oracle_calls"]), start_wall_time=wall0,
             resume_state=resume_state, integrator_state=ck.get("integrator"),
         )
