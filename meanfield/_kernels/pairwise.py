@@ -10,8 +10,11 @@ loop is the outer loop of a block, so one tile stays in L1 while it is used
 by all ``TI`` targets of the block.
 
 Logits are ``l_ij = x_i^T A x_j = q_i . x_j`` with ``q_i = A^T x_i`` (rows of
-``QA``). Exponentials are always taken of ``l_ij - m_i`` with ``m_i`` the
-running (online-softmax) maximum of row i, so they never overflow; what the
+``QA``). Exponentials are always taken of ``l_ij - m_i`` with ``m_i`` a
+running shift of row i (online softmax): the first tile sets it to its
+maximum, later tiles keep it unless their exponentials would exceed ``big``
+(then it moves up to the new maximum and the running sums are rescaled), so
+nothing overflows and no max pass is needed on the fast path; what the
 kernels return is
 
     m_i,   l_i = sum_j exp(l_ij - m_i),   acc_i = sum_j exp(l_ij - m_i) w_ij x_j
@@ -163,9 +166,9 @@ def _tile_logits(QA, i, Xt, w, s):
         k += 1
 
 
-@njit(**dict(NJIT, fastmath={"nnan", "nsz", "reassoc"}))
+@njit(**NJIT)
 def _tile_max(s, w):
-    """max of ``s[:w]`` (vectorized; NaN logits are caught by the state check of the loop)."""
+    """max of ``s[:w]`` (slow path of :func:`_tile_softmax` only)."""
     mt = s[0]
     for jj in range(1, w):
         v = s[jj]
