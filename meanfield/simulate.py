@@ -217,7 +217,13 @@ def simulate(
         return model.kinetic(xx, yy)
 
     def make_record(k, t):
-        energies = model.energies(x, y)
+        with np.errstate(over="ignore", invalid="ignore"):
+            energies = model.energies(x, y)
+        bad = [name for name, v in energies.items() if not math.isfinite(v)]
+        if bad:
+            raise SimulationError(
+                f"non-finite {', '.join(bad)} at step {k} (t = {t:.6g}): the state overflows the "
+                f"energy; the run stopped and everything saved before is kept", step=k, t=t)
         tasks = dict(energies)
         if accelerated:
             H = energies["energy"]
