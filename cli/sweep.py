@@ -36,8 +36,9 @@ class _Bar:
         if not self.enabled:
             return
         if self.bar is None:
-            self.bar = click.progressbar(length=total, label="sweep", file=sys.stderr, show_pos=True,
-                                         show_eta=True, item_show_func=lambda r: r)
+            self.bar = click.progressbar(length=total, label="sweep", file=sys.stderr,
+                                         show_pos=True, show_eta=True,
+                                         item_show_func=lambda r: r)
             self.bar.__enter__()
         self.bar.update(1, f"{row['file']} {row['status'][:30]} ({row['action']})")
 
@@ -73,7 +74,8 @@ def sweep(grid, scheduler, workers, threads, progress, overwrite):
     from meanfield.sweep import BAD, load_sweep, run_sweep
 
     if scheduler is not None and workers is not None:
-        raise ParameterError("--workers", "no --workers with --scheduler (the cluster has its own)", workers)
+        raise ParameterError("--workers", "no --workers with --scheduler (the cluster has its own)",
+                             workers)
     sw = load_sweep(grid)
     if progress is None:
         progress = sys.stderr.isatty()
@@ -92,7 +94,8 @@ def sweep(grid, scheduler, workers, threads, progress, overwrite):
     done = [r for r in res.rows if str(r["status"]).startswith(("finished", "stopped"))]
     bad = [r for r in res.rows if r["status"] == BAD]
     rest = [r for r in res.rows if r not in done and r not in bad]
-    actions = {a: res.count(a, "action") for a in ("ran", "resumed", "restarted", "rerun", "skipped")}
+    actions = {a: res.count(a, "action")
+               for a in ("ran", "resumed", "restarted", "rerun", "skipped")}
     did = ", ".join(f"{v} {k}" for k, v in actions.items() if v) or "nothing run"
     click.echo(f"sweep: {n} runs ({did}): {len(done)} finished, {len(bad)} with bad parameters, "
                f"{len(rest)} failed or not done; index: {res.index_csv}")

@@ -53,7 +53,8 @@ def resume_run(path: str, overrides=(), progress=None) -> RunResult:
     except (OSError, KeyError, ValueError) as exc:
         if isinstance(exc, ParameterError):
             raise
-        raise ParameterError("--resume", "a readable meanfield HDF5 file", f"{path} ({exc})") from None
+        raise ParameterError("--resume", "a readable meanfield HDF5 file",
+                             f"{path} ({exc})") from None
     ck = tr.checkpoint
     status = str(tr.attrs.get("status", ""))
     if status == "finished":
@@ -72,10 +73,11 @@ def resume_run(path: str, overrides=(), progress=None) -> RunResult:
     keep = int(np.searchsorted(iters, it, side="right"))
     lengths = {len(v) for v in (*tr.scales.values(), *tr.tasks.values())}
     if keep == 0 or iters[keep - 1] != it or min(lengths, default=0) < keep:
-        # the checkpoint is written right after the save of the same step, so that save must be there
+        # the checkpoint is written right after the save of its step, so that save must be there
+        last = int(iters[keep - 1]) if keep else None
         raise ParameterError("--resume", f"the saves up to the checkpoint (iteration {it})",
-                             f"{path} (saved iterations end at "
-                             f"{int(iters[keep - 1]) if keep else None}, {min(lengths, default=0)} saves)")
+                             f"{path} (saved iterations end at {last}, "
+                             f"{min(lengths, default=0)} saves)")
     truncate_to(path, keep)
     x = np.ascontiguousarray(ck["x"], dtype=run.model.dtype)
     y = None if "y" not in ck else np.ascontiguousarray(ck["y"], dtype=run.model.dtype)

@@ -176,7 +176,8 @@ def load_sweep(path) -> Sweep:
             raise ParameterError("base", "a parameter file name (relative to the sweep file)", base)
         base_path = os.path.normpath(os.path.join(here, base))
         if not os.path.isfile(base_path):
-            raise ParameterError("base", "an existing parameter file (relative to the sweep file)", base)
+            raise ParameterError("base", "an existing parameter file (relative to the sweep file)",
+                                 base)
         seeds = _check_seeds(raw.get("seeds"))
         grid = _check_grid(raw.get("grid", {}))
         if seeds is not None and "initial.seed" in grid:
@@ -186,7 +187,8 @@ def load_sweep(path) -> Sweep:
             raise ParameterError("output", "a table [output] with dir", out)
         for key in out:
             if key not in OUTPUT_KEYS:
-                raise ParameterError(f"output.{key}", f"a key of [output] (valid: {', '.join(OUTPUT_KEYS)})", key)
+                raise ParameterError(f"output.{key}",
+                                     f"a key of [output] (valid: {', '.join(OUTPUT_KEYS)})", key)
         default_dir = os.path.splitext(os.path.basename(file))[0] + "-out"
         out_dir = out.get("dir", default_dir)
         if not isinstance(out_dir, str) or not out_dir:
@@ -233,9 +235,11 @@ def _check_grid(grid) -> dict:
         if len(parts) != 2 or not all(parts):
             raise ParameterError(f"grid.{key}", 'a key "section.key" (e.g. "integrator.h")', key)
         if parts[0] not in _config.SECTIONS:
-            raise ParameterError(f"grid.{key}", f"a section among {list(_config.SECTIONS)}", parts[0])
+            raise ParameterError(f"grid.{key}", f"a section among {list(_config.SECTIONS)}",
+                                 parts[0])
         if key == "output.path":
-            raise ParameterError(f"grid.{key}", "a parameter other than output.path (set by the sweep)", key)
+            raise ParameterError(f"grid.{key}",
+                                 "a parameter other than output.path (set by the sweep)", key)
         if not isinstance(values, list) or not values:
             raise ParameterError(f"grid.{key}", "a non-empty list of values", values)
         canon = [_canonical(v) for v in values]
@@ -289,7 +293,7 @@ def expand(base_raw: dict, grid: dict, seeds, out_dir: str, base_dir: str) -> li
 
 
 def _merge(base_raw: dict, params: dict) -> dict:
-    """Base parameters with ``section.key`` values set (a bad section type is left for Run to report)."""
+    """Base parameters with ``section.key`` values set (a bad section type is left to Run)."""
     config = copy.deepcopy(base_raw)
     for key, value in params.items():
         section, name = key.split(".")
@@ -409,7 +413,7 @@ def run_job(job: dict, threads: int | None = None, overwrite: bool = False) -> d
     row = {"id": job["id"], "file": os.path.basename(path), "action": "none", "message": ""}
     with _RUN_LOCK:
         row["threads"] = _set_numba_threads(threads)
-        state, status = _file_state(path)
+        state, _ = _file_state(path)
         if state in ("foreign", "busy"):
             why = ("exists with other parameters" if state == "foreign"
                    else "is being written by another process (HDF5 lock held)")
@@ -524,10 +528,10 @@ def run_sweep(sweep, *, scheduler: str | None = None, workers: int | None = None
     """
     if not isinstance(sweep, Sweep):
         sweep = load_sweep(sweep)
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise ParameterError("--workers", "an integer >= 1", workers)
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ParameterError("--threads", "an integer >= 1", threads)
+    for key, value in (("--workers", workers), ("--threads", threads)):
+        bad = isinstance(value, bool) or not isinstance(value, int) or value < 1
+        if value is not None and bad:
+            raise ParameterError(key, "an integer >= 1", value)
     os.makedirs(sweep.out_dir, exist_ok=True)
     previous = _previous_executions(sweep.out_dir)
     rows = [_pending_row(job) for job in sweep.jobs]
@@ -546,16 +550,15 @@ def run_sweep(sweep, *, scheduler: str | None = None, workers: int | None = None
             fut = client.submit(_run_on_worker, job.as_dict(), threads, threads_by_host, overwrite,
                                 key=f"meanfield-{job.name}-{token}", retries=retries, pure=False)
             futures[fut] = i
-        done = 0
         index.write()
-        for fut in as_completed(futures):
+        for done, fut in enumerate(as_completed(futures), 1):
             i = futures[fut]
             try:
                 row = fut.result()
-            except Exception as exc:  # retries exhausted, or the worker died too often
-                row = dict(rows[i], status="error", message=f"{type(exc).__name__}: {_one_line(exc)}")
+            except Exception as exc:  # noqa: BLE001 - retries exhausted, KilledWorker: one row
+                row = dict(rows[i], status="error",
+                           message=f"{type(exc).__name__}: {_one_line(exc)}")
             rows[i] = _complete_row(rows[i], row, sweep.jobs[i])
-            done += 1
             index.write(force=done == len(rows))
             if progress is not None:
                 progress(done, len(rows), rows[i])
@@ -585,7 +588,8 @@ def _start_client(scheduler, workers, connect_timeout=10.0):
         try:
             return Client(scheduler, timeout=connect_timeout), None
         except (OSError, TimeoutError, ValueError) as exc:
-            raise ParameterError("--scheduler", "the address of a running dask scheduler (tcp://host:port)",
+            raise ParameterError("--scheduler",
+                                 "the address of a running dask scheduler (tcp://host:port)",
                                  f"{scheduler} ({_one_line(exc)})") from None
     n = workers or os.cpu_count() or 1
     # no dashboard; its bare HTTP server on a free port (8787 may be taken). Worker
@@ -702,4 +706,4 @@ def _atomic_write(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
-__all__ = ["Job", "Sweep", "SweepResult", "load_sweep", "expand", "run_job", "run_sweep"]
+__all__ = ["BAD", "Job", "Sweep", "SweepResult", "expand", "load_sweep", "run_job", "run_sweep"]

@@ -13,13 +13,12 @@ import json
 import math
 import os
 import string
-import tomllib
 
 import pytest
+import tomllib
 from click.testing import CliRunner
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-
 from meanfield_cli.main import cli
 
 D = 2
@@ -230,7 +229,8 @@ def test_unknown_keys(section, key, value):
 
 
 @SETTINGS
-@given(section=_identifier, value=st.one_of(_any, st.dictionaries(_identifier, _scalar, max_size=3)),
+@given(section=_identifier,
+       value=st.one_of(_any, st.dictionaries(_identifier, _scalar, max_size=3)),
        drop=st.booleans())
 def test_unknown_or_malformed_sections(section, value, drop):
     doc = _copy()

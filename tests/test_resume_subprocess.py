@@ -64,7 +64,8 @@ TIMEOUT = 120
 
 
 def _cmd(*args):
-    return [sys.executable, "-m", "meanfield_cli.main", "run", *args, "--threads", "1", "--no-progress"]
+    return [sys.executable, "-m", "meanfield_cli.main", "run", *args,
+            "--threads", "1", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,7 @@ def work(tmp_path_factory):
     (folder / "p.toml").write_text(PARAMS)
     env = dict(os.environ, MEANFIELD_CHECKPOINT_INTERVAL="0.05")
     ref = subprocess.run(_cmd("p.toml", "-o", "full.h5"), cwd=folder, env=env,
-                         capture_output=True, text=True, timeout=TIMEOUT)
+                         capture_output=True, text=True, timeout=TIMEOUT, check=False)
     assert ref.returncode == 0, ref.stderr
     return folder, env
 
@@ -88,7 +89,7 @@ def _wait_for_checkpoint(proc, side, after=0):
     """Poll the sidecar until it holds a step beyond ``after``; returns that step."""
     deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline:
-        assert proc.poll() is None, f"the run ended before it could be stopped: {proc.communicate()}"
+        assert proc.poll() is None, f"the run ended before it was stopped: {proc.communicate()}"
         try:
             with h5py.File(side, "r") as f:
                 it = int(f["checkpoint"].attrs["iteration"])
@@ -111,8 +112,8 @@ def _assert_same_as_reference(folder, name, interrupted_at=None):
     # every save of the uninterrupted run is in the resumed file, identical
     at = np.searchsorted(got.scales["iteration"], full.scales["iteration"])
     assert np.array_equal(got.scales["iteration"][at], full.scales["iteration"])
-    for name in ("energy", "x", "y", "mean"):
-        assert np.array_equal(got[name][at], full[name]), name
+    for task in ("energy", "x", "y", "mean"):
+        assert np.array_equal(got[task][at], full[task]), task
     # the dissipation residual spans the steps since the previous save: Ctrl-C adds a save at
     # the interrupt, so the residual of the next regular save covers fewer steps there
     same = np.ones(len(at), bool)
@@ -127,7 +128,7 @@ def test_sigint_exits_cleanly_with_a_checkpoint_and_resumes_bit_identical(work):
     proc = _start(folder, env, "p.toml", "-o", "cut.h5")
     _wait_for_checkpoint(proc, str(folder / "cut.h5.ckpt"))
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=TIMEOUT)
+    _, err = proc.communicate(timeout=TIMEOUT)
     assert proc.returncode == 130, err
     assert err.strip().count("\n") == 0 and "checkpoint written" in err and "Traceback" not in err
     with h5py.File(folder / "cut.h5", "r") as f:
@@ -137,7 +138,7 @@ def test_sigint_exits_cleanly_with_a_checkpoint_and_resumes_bit_identical(work):
         assert f["scales/iteration"][-1] == stop  # the state at the interrupt was saved too
     assert not os.path.exists(folder / "cut.h5.ckpt")  # the main file holds the checkpoint
     res = subprocess.run(_cmd("--resume", "-o", "cut.h5"), cwd=folder, env=env,
-                         capture_output=True, text=True, timeout=TIMEOUT)
+                         capture_output=True, text=True, timeout=TIMEOUT, check=False)
     assert res.returncode == 0, res.stderr
     _assert_same_as_reference(folder, "cut.h5", interrupted_at=stop)
 
@@ -166,7 +167,7 @@ def test_sigkill_leaves_a_readable_file_and_resumes_bit_identical(work):
     assert meanfield.load(str(folder / "kill.h5")).checkpoint["iteration"] > first
 
     res = subprocess.run(_cmd("--resume", "-o", "kill.h5"), cwd=folder, env=env,
-                         capture_output=True, text=True, timeout=TIMEOUT)
+                         capture_output=True, text=True, timeout=TIMEOUT, check=False)
     assert res.returncode == 0, res.stderr
     _assert_same_as_reference(folder, "kill.h5")
 
@@ -175,10 +176,10 @@ def test_resume_of_a_finished_run_is_refused_and_an_existing_file_kept(work):
     folder, env = work
     before = os.stat(folder / "full.h5").st_mtime_ns
     res = subprocess.run(_cmd("--resume", "-o", "full.h5"), cwd=folder, env=env,
-                         capture_output=True, text=True, timeout=TIMEOUT)
+                         capture_output=True, text=True, timeout=TIMEOUT, check=False)
     assert res.returncode == 2 and "unfinished" in res.stderr
     res = subprocess.run(_cmd("p.toml", "-o", "full.h5"), cwd=folder, env=env,
-                         capture_output=True, text=True, timeout=TIMEOUT)
+                         capture_output=True, text=True, timeout=TIMEOUT, check=False)
     assert res.returncode == 2 and "overwrite" in res.stderr
     assert os.stat(folder / "full.h5").st_mtime_ns == before
 
@@ -190,7 +191,8 @@ def _small(make_config, **run):
     return make_config("accelerated", "exp_euler", n=40, **run)
 
 
-def test_rate_limited_checkpoints_still_end_with_the_final_state(tmp_path, make_config, monkeypatch):
+def test_rate_limited_checkpoints_still_end_with_the_final_state(tmp_path, make_config,
+                                                                  monkeypatch):
     # one sidecar write (the initial state) per hour: the rest comes from the final state
     monkeypatch.setenv("MEANFIELD_CHECKPOINT_INTERVAL", "3600")
     cfg = _small(make_config, steps=60, save_every=7)

@@ -17,12 +17,12 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from meanfield_cli.main import cli
 
 import meanfield
 from meanfield.errors import ParameterError
 from meanfield.io.hdf5 import checkpoint_path
 from meanfield.sweep import BAD, load_sweep, run_sweep
-from meanfield_cli.main import cli
 
 distributed = pytest.importorskip("distributed")
 
@@ -124,7 +124,8 @@ def test_grid_runs_writes_index_and_a_second_run_skips(tmp_path, client):
     assert all(r["threads"] == max(1, (os.cpu_count() or 1) // 2) for r in rows)
     lines = (out / "index.csv").read_text().splitlines()
     assert len(lines) == 9
-    assert lines[0].startswith("id,file,status,action,integrator.name,damping.schedule,initial.seed,")
+    head = "id,file,status,action,integrator.name,damping.schedule,initial.seed,"
+    assert lines[0].startswith(head)
     mtimes = {f: os.stat(out / f).st_mtime_ns for f in files}
 
     again = run_sweep(load_sweep(path), client=client)
@@ -206,7 +207,8 @@ def test_interrupted_and_failed_files_are_continued_on_rerun(tmp_path, client):
 
 def test_a_killed_worker_loses_only_its_run_which_is_retried(tmp_path, client):
     long_base = (BASE.replace("n = 32", "n = 4000").replace("steps = 40", "steps = 2500")
-                 .replace("save_every = 10", "save_every = 100").replace('save = ["x", "y"]', "save = []"))
+                 .replace("save_every = 10", "save_every = 100")
+                 .replace('save = ["x", "y"]', "save = []"))
     grid = textwrap.dedent("""\
         base = "base.toml"
         [grid]
@@ -217,7 +219,8 @@ def test_a_killed_worker_loses_only_its_run_which_is_retried(tmp_path, client):
     sweep = load_sweep(_write(tmp_path, grid, long_base))
     victim = sweep.jobs[0]
     box = {}
-    worker = threading.Thread(target=lambda: box.update(res=run_sweep(sweep, client=client, threads=1)))
+    worker = threading.Thread(
+        target=lambda: box.update(res=run_sweep(sweep, client=client, threads=1)))
     worker.start()
     side = checkpoint_path(victim.path)
     deadline = time.monotonic() + 60

@@ -118,8 +118,10 @@ class HDF5Writer:
                  checkpoint_interval: float | None = None):
         self.path = str(path)
         self.ckpt_path = checkpoint_path(self.path)
-        self.interval = _interval_from_env() if checkpoint_interval is None else float(checkpoint_interval)
+        self.interval = (_interval_from_env() if checkpoint_interval is None
+                         else float(checkpoint_interval))
         self._pending = None        # arguments of the last checkpoint() call
+        self._status = None         # final status, written by close() after /checkpoint
         self._last_write = -math.inf
         self._write_cost = 0.0
         if mode == "w":
@@ -184,8 +186,16 @@ class HDF5Writer:
             self._write_cost = self._last_write - now
 
     def set_status(self, status: str) -> None:
-        self.f.attrs["status"] = status
-        self.f.flush()
+        """Set ``attrs["status"]``; once a checkpoint is pending, :meth:`close` writes it last.
+
+        A run killed while closing then still says "running" and is resumed
+        from its sidecar, rather than saying "finished" next to a half-written
+        ``/checkpoint``.
+        """
+        self._status = status
+        if self._pending is None:
+            self.f.attrs["status"] = status
+            self.f.flush()
 
     def set_attr(self, name: str, value) -> None:
         self.f.attrs[name] = value
@@ -204,19 +214,30 @@ class HDF5Writer:
         """
         if not self.f.id.valid:
             return
+        keep_sidecar = False
         try:
             if self._pending is not None:
                 x, y, attrs, integ = self._pending
                 if _pending_is_final(attrs["iteration"]):
                     _write_checkpoint_group(self.f.require_group("checkpoint"), x, y, attrs, integ)
                 elif os.path.exists(self.ckpt_path):
-                    ck = _read_sidecar(self.ckpt_path)
-                    _write_checkpoint_group(self.f.require_group("checkpoint"), ck.pop("x"),
-                                            ck.pop("y", None), ck, ck.pop("integrator", None))
+                    try:
+                        ck = _read_sidecar(self.ckpt_path)
+                    except ParameterError:
+                        # keep it for --resume to report; do not hide the exception propagating
+                        keep_sidecar = True
+                    else:
+                        _write_checkpoint_group(self.f.require_group("checkpoint"), ck.pop("x"),
+                                                ck.pop("y", None), ck, ck.pop("integrator", None))
+                self.f.flush()
+            if self._status is not None:
+                self.f.attrs["status"] = self._status
             self.f.flush()
         finally:
             self.f.close()
             self._pending = None
+        if keep_sidecar:
+            return
         # the main file now holds the newest checkpoint: the sidecar is redundant
         for done in (self.ckpt_path, self.ckpt_path + ".tmp"):
             if os.path.exists(done):
@@ -231,11 +252,12 @@ class HDF5Writer:
 
 
 def _pending_is_final(iteration: int) -> bool:
-    """Whether the exception now propagating (if any) left the last checkpoint's arrays as they were."""
+    """Whether the exception propagating now (if any) left the last checkpoint's arrays alone."""
     exc = sys.exc_info()[1]
     if exc is None:
         return True
-    return isinstance(exc, KeyboardInterrupt) and str(exc).startswith(f"interrupted at step {iteration} ")
+    return (isinstance(exc, KeyboardInterrupt)
+            and str(exc).startswith(f"interrupted at step {iteration} "))
 
 
 def _put(group, name, arr):
