@@ -30,11 +30,10 @@ def attention(T, beta, Q=None, K=None, V=None, normalized=True, causal=False):
 def first_order(X, beta, Q=None, K=None, V=None, normalized=True, causal=False, normalization="post_ln"):
     """The first-order sphere field of each normalization scheme, (N, d) (see models/sphere.py)."""
     X = np.asarray(X, float)
-    if normalization == "post_ln":
-        a = attention(X, beta, Q, K, V, normalized, causal)
-        return a - (np.sum(X * a, 1) / np.sum(X * X, 1))[:, None] * X
-    T = X / np.linalg.norm(X, axis=1, keepdims=True)
+    T = X / np.linalg.norm(X, axis=1, keepdims=True)  # attention is evaluated at the directions
     a = attention(T, beta, Q, K, V, normalized, causal)
+    if normalization == "post_ln":
+        return a - np.sum(T * a, 1)[:, None] * T
     if normalization == "pre_ln":
         return a
     return a / np.linalg.norm(a, axis=1, keepdims=True)
@@ -44,15 +43,17 @@ def hamiltonian_field(X, Y, beta):
     """Constrained field (F, G) on the sphere, A = beta I, B = I, G without damping; each (N, d).
 
     F_i = y_i / z_i,  G_i = P_{x_i} g_i - (|y_i|^2 / z_i) x_i on the constraint manifold, with
-    g_i = 1/(2N) sum_j E_ij (s_i + s_j + 2) beta x_j,  s_i = |y_i|^2 / z_i^2.
+    g_i = 1/(2N) sum_j E_ij (s_i + s_j + 2) beta theta_j,  s_i = |y_i|^2 / z_i^2, everything
+    evaluated at the directions theta = x / |x| (the model's ambient extension).
     """
     X = np.asarray(X, float)
     Y = np.asarray(Y, float)
     N = X.shape[0]
-    E = np.exp(beta * X @ X.T)
+    T = X / np.linalg.norm(X, axis=1, keepdims=True)  # attention is evaluated at the directions
+    E = np.exp(beta * T @ T.T)
     z = E.sum(1) / N
     s = np.sum(Y * Y, 1) / z**2
-    g = (E * (s[:, None] + s[None, :] + 2.0)) @ X * beta / (2.0 * N)
+    g = (E * (s[:, None] + s[None, :] + 2.0)) @ T * beta / (2.0 * N)
     F = Y / z[:, None]
     xx = np.sum(X * X, 1)
     lam = (np.sum(X * g, 1) + np.sum(Y * F, 1)) / xx

@@ -132,13 +132,13 @@ def retract_tangent(X, Y):
 def finish_first_order(X, F, a, b, scheme, out):
     """Write ``out = a X + b f`` with the first-order sphere field ``f`` of a scheme.
 
-    ``F`` holds the attention vectors ``a_i`` (SA or USA sums). With
+    ``F`` holds the attention vectors ``a_i`` (SA or USA sums, evaluated at the
+    directions theta = x / |x| by the model). With
     ``P_x = I - x x^T / |x|^2`` (the orthogonal projector onto x^perp):
 
-    * post_ln (0): ``f_i = P_{x_i} a_i`` with ``a_i`` evaluated at the
-      positions (the projected flow; |x_i| is conserved by the exact flow);
-    * pre_ln (1): ``f_i = a_i`` with ``a_i`` evaluated at the directions
-      (residual stream ``x' = a(theta)``);
+    * post_ln (0): ``f_i = P_{x_i} a_i`` (the projected flow; x_i . f_i = 0, so
+      |x_i| is conserved by the exact flow);
+    * pre_ln (1): ``f_i = a_i`` (residual stream ``x' = a(theta)``);
     * peri_ln (2): ``f_i = a_i / |a_i|`` (residual stream ``x' = a(theta) / |a(theta)|``).
 
     ``out`` may alias ``X``.

@@ -241,9 +241,13 @@ class Sphere(Model):
                 f"got {x.dtype} array of shape {x.shape}")
 
     def _source(self, x):
-        """Where attention is evaluated: the state (post_ln) or its directions (pre_ln, peri_ln)."""
-        if self.on_sphere:
-            return x
+        """The directions theta_i = x_i / |x_i|, where attention is always evaluated.
+
+        For post_ln states this is x itself up to round-off; evaluating at the
+        directions makes the ambient extension of the fields 0-homogeneous in
+        |x_i|, so stage values and auxiliary copies of integrators (tao2's)
+        that leave the sphere do not see their logits inflated by |x_i|^2.
+        """
         SK.directions(x, self._theta)
         return self._theta
 
@@ -271,7 +275,7 @@ class Sphere(Model):
         self._check_input(y)
         self._scratch(x.shape[0])
         try:
-            F, G = self.attention.hamiltonian_field(x, y, t, out_x=self._F, out_y=self._G)
+            F, G = self.attention.hamiltonian_field(self._source(x), y, t, out_x=self._F, out_y=self._G)
         except SimulationError as exc:
             raise self._reraise(exc) from None
         bad = SK.finish_hamiltonian(x, y, F, G, ax, bx, ay, by, out_x, out_y)
@@ -347,7 +351,7 @@ class Sphere(Model):
         self._scratch(x.shape[0])
         try:
             if self.accelerated:
-                e = self.attention.energies(x, y)
+                e = self.attention.energies(self._source(x), y)
             else:
                 e = self.attention.energies(self._source(x), None)
         except SimulationError as exc:
