@@ -29,7 +29,7 @@ from meanfield.errors import SimulationError
 from meanfield.io.hdf5 import HDF5Writer, checkpoint_path
 from meanfield.resume import resume_run
 
-STEPS = 3000
+STEPS = 6000
 PARAMS = textwrap.dedent(f"""\
     [model]
     name = "bilinear"
@@ -55,7 +55,7 @@ PARAMS = textwrap.dedent(f"""\
     [run]
     t0 = 1.0
     steps = {STEPS}
-    save_every = 50
+    save_every = 100
     [output]
     path = "unused.h5"
     save = ["x", "y"]

@@ -70,7 +70,7 @@ GRID = textwrap.dedent("""\
 def client():
     # workers inherit the environment: frequent checkpoints for the kill test
     old = os.environ.get("MEANFIELD_CHECKPOINT_INTERVAL")
-    os.environ["MEANFIELD_CHECKPOINT_INTERVAL"] = "0.1"
+    os.environ["MEANFIELD_CHECKPOINT_INTERVAL"] = "0.02"
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                        dashboard_address=None,
                                        scheduler_kwargs={"dashboard_address": ":0"},
@@ -206,54 +206,59 @@ def test_interrupted_and_failed_files_are_continued_on_rerun(tmp_path, client):
 
 
 def test_a_killed_worker_loses_only_its_run_which_is_retried(tmp_path, client):
-    long_base = (BASE.replace("n = 32", "n = 4000").replace("steps = 40", "steps = 2500")
-                 .replace("save_every = 10", "save_every = 100")
+    # the victim must outlive the time it takes to see its first checkpoint and kill its
+    # worker, on fast machines too: many cheap steps (Python overhead per step dominates)
+    steps = 12000
+    long_base = (BASE.replace("n = 32", "n = 1000").replace("steps = 40", f"steps = {steps}")
+                 .replace("save_every = 10", "save_every = 200")
                  .replace('save = ["x", "y"]', "save = []"))
     grid = textwrap.dedent("""\
         base = "base.toml"
         [grid]
-        "initial.n" = [4000, 32, 33, 34]
+        "initial.n" = [1000, 32, 33, 34]
         [output]
         dir = "out"
         """)
     sweep = load_sweep(_write(tmp_path, grid, long_base))
     victim = sweep.jobs[0]
     box = {}
-    worker = threading.Thread(
-        target=lambda: box.update(res=run_sweep(sweep, client=client, threads=1)))
-    worker.start()
+
+    def reference():  # the uninterrupted run, in this process, meanwhile (numba threads: 1)
+        import numba
+
+        numba.set_num_threads(1)  # thread-local
+        box["ref"] = meanfield.Run(victim.config).simulate()
+
+    threads = [threading.Thread(target=lambda: box.update(
+        res=run_sweep(sweep, client=client, threads=1))), threading.Thread(target=reference)]
+    for t in threads:
+        t.start()
+    pids = client.run(os.getpid)
     side = checkpoint_path(victim.path)
     deadline = time.monotonic() + 60
     killed = None
-    while killed is None and time.monotonic() < deadline and worker.is_alive():
+    while killed is None and time.monotonic() < deadline and threads[0].is_alive():
         try:
             with h5py.File(side, "r") as f:
                 started = f["checkpoint"].attrs["iteration"] > 0
         except (OSError, KeyError):
             started = False
         if started:
-            pids = client.run(os.getpid)
             for addr, keys in client.processing().items():
                 if any(victim.name in str(k) for k in keys):
                     os.kill(pids[addr], signal.SIGKILL)
                     killed = addr
-        time.sleep(0.02)
-    worker.join(120)
+        time.sleep(0.005)
+    for t in threads:
+        t.join(120)
     assert killed is not None, "the long run ended before its worker could be killed"
     res = box["res"]
     assert res.ok, res.rows
     assert res.rows[0]["action"] == "resumed"  # the retry continued from the sidecar checkpoint
     assert [r["action"] for r in res.rows[1:]] == ["ran"] * 3
     tr = meanfield.load(victim.path)
-    assert tr.attrs["status"] == "finished" and tr.scales["iteration"][-1] == 2500
-    import numba
-
-    before = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        ref = meanfield.Run(victim.config).simulate()
-    finally:
-        numba.set_num_threads(before)
+    assert tr.attrs["status"] == "finished" and tr.scales["iteration"][-1] == steps
+    ref = box["ref"]
     assert np.array_equal(tr.checkpoint["x"], ref.x) and np.array_equal(tr.checkpoint["y"], ref.y)
     assert np.array_equal(tr["energy"], ref["energy"])
 
