@@ -87,14 +87,15 @@ def test_fast_exp_float32_within_2ulp():
 
 # N not a multiple of the target block (32) nor of the source tile; d below,
 # at and above the 4-row unrolling; N larger than one tile for every d
-CASES = [(1100, 1), (1100, 3), (600, 5), (600, 16), (333, 8)]
+# d = 40 takes the BLAS path (tiles of 256 sources, blocks of 64 targets)
+CASES = [(1100, 1), (1100, 3), (600, 5), (600, 16), (333, 8), (600, 40)]
 
 
 @pytest.mark.parametrize("N,d", CASES)
 @pytest.mark.parametrize("causal", [False, True])
 def test_first_order_matches_reference(N, d, causal):
     X, _, A, _, B, V, Q, m = problem(N, d, seed=N + d)
-    assert N > PK.tile_width(d, 8) or N == 333
+    assert N > (PK.TJB if d >= PK.BLAS_MIN_D else PK.tile_width(d, 8)) or N == 333
     for normalized, ref in ((True, sa), (False, usa)):
         f = first_model(d, A, V, normalized, causal).first_order(X.copy(), 0.0)
         assert rel(f, ref(X, A, V, causal)) < RTOL
@@ -119,6 +120,19 @@ def test_hamiltonian_field_and_energy_match_reference(N, d, causal):
     assert e["first_order_energy"] == pytest.approx(energy(X, None, As, B, Q, m, causal), rel=RTOL)
     assert e["energy"] == pytest.approx(e["kinetic"] + e["potential"], rel=1e-14)
     assert model.kinetic(X, Y) == pytest.approx(e["kinetic"], rel=1e-14)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_blas_path_equals_loop_kernels(causal):
+    N, d = 300, 40
+    X, Y, A, As, B, V, Q, m = problem(N, d, seed=9)
+    fm, am = first_model(d, A, V, True, causal), acc_model(d, As, B, Q, m, causal)
+    assert fm.use_blas and am.use_blas
+    blas = (fm.first_order(X.copy(), 0.0), *am.hamiltonian_field(X.copy(), Y.copy(), 0.0))
+    fm.use_blas = am.use_blas = False
+    loops = (fm.first_order(X.copy(), 0.0), *am.hamiltonian_field(X.copy(), Y.copy(), 0.0))
+    for a, b in zip(blas, loops):
+        assert rel(a, b) < 1e-13
 
 
 def test_combine_aliases_inputs_in_place():
@@ -257,8 +271,9 @@ def test_template_parses_and_runs(tmp_path):
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 numba threads")
 @pytest.mark.parametrize("causal", [False, True])
-def test_parallel_equals_serial(causal):
-    N, d = 700, 5
+@pytest.mark.parametrize("d", [5, 40])
+def test_parallel_equals_serial(causal, d):
+    N = 700
     X, Y, A, As, B, V, Q, m = problem(N, d, seed=21)
     fm = first_model(d, A, V, True, causal)
     am = acc_model(d, As, B, Q, m, causal)
@@ -275,8 +290,9 @@ def test_parallel_equals_serial(causal):
         assert np.array_equal(a, b)
 
 
-def test_float32_within_stated_tolerance_of_float64():
-    N, d = 700, 16
+@pytest.mark.parametrize("d", [16, 40])
+def test_float32_within_stated_tolerance_of_float64(d):
+    N = 700
     X, Y, A, As, B, V, Q, m = problem(N, d, seed=8)
     X32, Y32 = X.astype(np.float32), Y.astype(np.float32)
     Xr, Yr = X32.astype(np.float64), Y32.astype(np.float64)  # same inputs, so only arithmetic differs

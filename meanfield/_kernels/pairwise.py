@@ -24,6 +24,11 @@ and the model scales them: SA divides by ``l_i`` (the shift cancels), while
 intrinsically unnormalized quantities (USA, z_i, the accelerated force, the
 energy) multiply by ``exp(m_i)`` in float64 and check for overflow.
 
+For d >= ``BLAS_MIN_D`` the two O(d) tile products go through BLAS instead
+(:func:`gemm_pass`: logits ``S = Q_block XT[t]`` and ``acc += E X_tile`` as
+GEMMs, exponentials in between); the caller runs BLAS single-threaded there
+(threadpoolctl), since the parallelism is numba's.
+
 Work is partitioned by particle index only, and each target's sums are
 accumulated in the same order whatever the thread count, so results do not
 depend on ``NUMBA_NUM_THREADS``. Tile-local sums use vectorized reductions
@@ -647,3 +652,136 @@ def axpby2(ax, X, bx, FX, ay, Y, by, GY, outX, outY):
         for k in range(d):
             outX[i, k] = ax * X[i, k] + bx * FX[i, k]
             outY[i, k] = ay * Y[i, k] + by * GY[i, k]
+
+
+# ------------------------------------------------ BLAS tile products (large d)
+
+#: From this dimension on, tile products go through BLAS (GEMM): at d = 64 the
+#: two O(d) products per pair dominate and BLAS kernels beat the loops above.
+BLAS_MIN_D = 32
+#: Targets per block in the BLAS path (rows of the GEMMs).
+TIB = 64
+#: Source tile width of the BLAS path.
+TJB = 256
+
+MODE_SOFTMAX = 0
+MODE_Z = 1
+MODE_FORCE = 2
+
+
+@njit(**NJIT_PAIR_PARALLEL)
+def prepare_rows(X, XP):
+    """Zero-padded row copy ``XP[:N] = X``, ``XP[N:] = 0`` (sources as GEMM operand).
+
+    Parameters
+    ----------
+    X : (N, d)
+    XP : (ntiles TJ, d) output
+    """
+    n, d = X.shape
+    for j in prange(XP.shape[0]):
+        for k in range(d):
+            XP[j, k] = X[j, k] if j < n else 0.0
+
+
+@njit(**NJIT_PAIR)
+def _tile_exp_weight_into(s, e, w, m, c, sv):
+    """``e[jj] = exp(s[jj] - m) (c + sv[jj])`` for ``jj < w``."""
+    for jj in range(w):
+        e[jj] = fexp(s[jj] - m) * (c + sv[jj])
+
+
+@njit(**NJIT_PAIR_PARALLEL)
+def gemm_pass(mode, QA, XT, XP, ST, cvec, n, causal, zero, big, acc, mrow, lrow):
+    """The three passes over pairs with BLAS tile products (``np.dot``, one BLAS thread per call).
+
+    Per block of ``TIB`` targets and tile of ``TJ`` sources: ``S = Q_block XT[t]``
+    (logits, GEMM), exponentials row by row as in the loop kernels, then
+    ``acc_block += E XP[tile]`` (GEMM). Results equal the loop kernels' up to
+    summation order.
+
+    Parameters
+    ----------
+    mode : int
+        ``MODE_SOFTMAX`` (shift m_i, l_i, acc_i), ``MODE_Z`` (m_i, l_i) or
+        ``MODE_FORCE`` (acc_i with weights exp(l_ij - m_i) (c_i + s_j), m_i read).
+    QA : (N, d) query rows
+    XT : (ntiles, d, TJ) source tiles
+    XP : (ntiles TJ, d) zero-padded source rows
+    ST : (ntiles, TJ) tiles of s_j (force mode; any array otherwise)
+    cvec : (N,) float64 c_i (force mode; any array otherwise)
+    n : int, number of sources
+    causal : bool
+    zero, big : scalars of the state dtype
+    acc : (N, d) float64 output (not written in z mode)
+    mrow : (N,) float64, output (input in force mode)
+    lrow : (N,) float64 output (not written in force mode)
+    """
+    N, d = QA.shape
+    ntiles, _, tj = XT.shape
+    nblk = (N + TIB - 1) // TIB
+    npar = (nblk + 1) // 2 if causal else nblk
+    for p in prange(npar):
+        Qb = np.zeros((TIB, d), QA.dtype)
+        S = np.empty((TIB, tj), QA.dtype)
+        E = np.zeros((TIB, tj), QA.dtype)
+        AT = np.empty((TIB, d), QA.dtype)
+        m = np.empty(TIB, np.float64)
+        l = np.empty(TIB, np.float64)
+        a = np.empty((TIB, d), np.float64)
+        for half in range(2):
+            b = _block_of(np.int64(p), half, nblk, causal)
+            if b < 0:
+                continue
+            i0 = b * TIB
+            i1 = min(N, i0 + TIB)
+            nb = i1 - i0
+            for ii in range(TIB):
+                for k in range(d):
+                    Qb[ii, k] = QA[i0 + ii, k] if ii < nb else 0.0
+                for jj in range(tj):
+                    E[ii, jj] = 0.0
+                m[ii] = mrow[i0 + ii] if (mode == MODE_FORCE and ii < nb) else -np.inf
+                l[ii] = 0.0
+                for k in range(d):
+                    a[ii, k] = 0.0
+            jend = i1 if causal else n
+            for t in range(n_tiles_of(jend, tj)):
+                j0 = t * tj
+                np.dot(Qb, XT[t], S)
+                for ii in range(nb):
+                    i = i0 + ii
+                    w = min(tj, (i + 1 if causal else n) - j0)
+                    srow = S[ii]
+                    erow = E[ii]
+                    if w <= 0:
+                        for jj in range(tj):
+                            erow[jj] = 0.0
+                        continue
+                    if mode == MODE_FORCE:
+                        _tile_exp_weight_into(srow, erow, w, to_dtype_of(m[ii], zero),
+                                              to_dtype_of(cvec[i], zero), ST[t])
+                    else:
+                        lt, shift = _tile_softmax(srow, erow, w, m[ii], zero, big)
+                        if shift != m[ii]:
+                            sc = math.exp(m[ii] - shift) if m[ii] > -np.inf else 0.0
+                            l[ii] *= sc
+                            for k in range(d):
+                                a[ii, k] *= sc
+                            m[ii] = shift
+                        l[ii] += lt
+                    for jj in range(w, tj):
+                        erow[jj] = 0.0
+                if mode != MODE_Z:
+                    np.dot(E, XP[j0:j0 + tj], AT)
+                    for ii in range(nb):
+                        for k in range(d):
+                            a[ii, k] += AT[ii, k]
+            for ii in range(nb):
+                i = i0 + ii
+                if mode != MODE_FORCE:
+                    mrow[i] = m[ii]
+                    lrow[i] = l[ii]
+                if mode != MODE_Z:
+                    for k in range(d):
+                        acc[i, k] = a[ii, k]

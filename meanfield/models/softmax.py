@@ -26,7 +26,8 @@ z_i (``interaction = -1/(2N) sum_i z_i``) and are not expected to be monotone.
 
 One oracle call is O(N^2 d): one pass over pairs for SA/USA (online softmax),
 two for the accelerated field (z_i, then the force with s_i); see
-:mod:`meanfield._kernels.pairwise`. Quantities that are intrinsically
+:mod:`meanfield._kernels.pairwise` (tile products through BLAS for d >= 32
+when threadpoolctl is importable). Quantities that are intrinsically
 unnormalized (USA, z_i, the accelerated force, the energy) raise
 :class:`~meanfield.errors.SimulationError` when they overflow.
 """
@@ -46,6 +47,20 @@ from ._params import as_matrix, as_vector, require_symmetric
 from .base import DYNAMICS, Model
 
 _LOG_MAX = math.log(np.finfo(np.float64).max)
+_BLAS_CONTROLLER = []
+
+
+def _blas_controller():
+    """A threadpoolctl controller (to run BLAS single-threaded inside numba threads), or None."""
+    if not _BLAS_CONTROLLER:
+        try:
+            import scipy.linalg.cython_blas  # noqa: F401  (numba's np.dot calls it: load it first
+            from threadpoolctl import ThreadpoolController  # so the controller sees that BLAS)
+        except ImportError:  # optional: without it the loop kernels are used at every d
+            _BLAS_CONTROLLER.append(None)
+        else:
+            _BLAS_CONTROLLER.append(ThreadpoolController())
+    return _BLAS_CONTROLLER[0]
 
 
 def _flag(p: dict, key: str, default: bool) -> bool:
@@ -157,7 +172,10 @@ class Softmax(Model):
         self.causal = params.causal
         self._zero = self.dtype.type(0)
         self._big = self.dtype.type(PK.big_for(self.dtype))
+        #: tile products through BLAS for large d (set to False to force the loop kernels)
+        self.use_blas = self.d >= PK.BLAS_MIN_D and _blas_controller() is not None
         self._work_n = -1
+        self._blas_scratch = None
 
     @classmethod
     def from_dict(cls, p: dict, dtype=np.float64):
@@ -169,12 +187,15 @@ class Softmax(Model):
     # ---------------------------------------------------------------- scratch
     def _scratch(self, n: int) -> None:
         """Allocate the model-owned work arrays for ``n`` particles (once per size)."""
-        if n == self._work_n:
+        if n == self._work_n and self._blas_scratch == self.use_blas:
             return
+        self._blas_scratch = self.use_blas
         d, dt = self.d, self.dtype
-        self._tj = PK.tile_width(d, dt.itemsize)
+        self._tj = PK.TJB if self.use_blas else PK.tile_width(d, dt.itemsize)
         nt = PK.n_tiles(n, self._tj)
         self._XT = np.empty((nt, d, self._tj), dt)  # source tiles
+        self._XP = np.empty((nt * self._tj if self.use_blas else 0, d), dt)  # padded rows (BLAS path)
+        self._no_ST = np.zeros((1, 1), dt)  # placeholder s_j tiles for the softmax and z passes
         self._QA = np.empty((n, d), dt)  # query rows q_i = A^T x_i
         self._acc = np.empty((n, d), np.float64)
         self._mrow = np.empty(n, np.float64)
@@ -217,7 +238,22 @@ class Softmax(Model):
         n = x.shape[0]
         self._scratch(n)
         PK.prepare(x, self.A, self._XT, self._QA)
+        if self.use_blas:
+            PK.prepare_rows(x, self._XP)
         return n
+
+    def _gemm(self, mode, n, ST, cvec):
+        with _blas_controller().limit(limits=1, user_api="blas"):
+            PK.gemm_pass(mode, self._QA, self._XT, self._XP, ST, cvec, n, self.causal, self._zero,
+                         self._big, self._acc, self._mrow, self._lrow)
+
+    def _softmax_sums(self, n) -> None:
+        """Shifts m_i, l_i and acc_i of the first-order fields (one pass over pairs)."""
+        if self.use_blas:
+            self._gemm(PK.MODE_SOFTMAX, n, self._no_ST, self._mrow)
+        else:
+            PK.softmax_pass(self._QA, self._XT, n, self.causal, self._zero, self._big, self._acc,
+                            self._mrow, self._lrow)
 
     def z(self, x, t=None) -> np.ndarray:
         """z_i = (1/n_i) sum_j E_ij (masked under ``causal``), shape ``(N,)`` float64; one pass.
@@ -231,7 +267,10 @@ class Softmax(Model):
         return self._z_after_prepare(n, t).copy()
 
     def _z_after_prepare(self, n, t=None) -> np.ndarray:
-        PK.z_pass(self._QA, self._XT, n, self.causal, self._zero, self._big, self._mrow, self._lrow)
+        if self.use_blas:
+            self._gemm(PK.MODE_Z, n, self._no_ST, self._mrow)
+        else:
+            PK.z_pass(self._QA, self._XT, n, self.causal, self._zero, self._big, self._mrow, self._lrow)
         bad = PK.z_from_rows(self._mrow, self._lrow, self.causal, n, self._z)
         if bad:
             raise self._overflow(f"z_i = (1/N) sum_j exp(x_i^T A x_j) ({bad} rows)", t)
@@ -240,8 +279,7 @@ class Softmax(Model):
     # ----------------------------------------------------------------- fields
     def _combine_first_order(self, x, t, a, b, out):
         n = self._prepare(x)
-        PK.softmax_pass(self._QA, self._XT, n, self.causal, self._zero, self._big, self._acc,
-                         self._mrow, self._lrow)
+        self._softmax_sums(n)
         bad = PK.finish_first_order(x, self._acc, self._mrow, self._lrow, self.V, self._BQ, self._Bq,
                                     self.params.has_potential, self.normalized, self.causal, n, self._F)
         if bad:
@@ -256,8 +294,11 @@ class Softmax(Model):
         z = self._z_after_prepare(n, t)
         PK.kinetic_terms(y, self.B, z, self._yBy, self._s, self._c)
         PK.prepare_values(self._s, self._ST)
-        PK.force_pass(self._QA, self._XT, self._ST, self._c, self._mrow, n, self.causal,
-                      self._zero, self._acc)
+        if self.use_blas:
+            self._gemm(PK.MODE_FORCE, n, self._ST, self._c)
+        else:
+            PK.force_pass(self._QA, self._XT, self._ST, self._c, self._mrow, n, self.causal,
+                          self._zero, self._acc)
         bad = PK.finish_hamiltonian(x, y, self._acc, self._mrow, z, self.A, self.B, self.Q, self.q,
                                     self.causal, n, self._F, self._G)
         if bad:
