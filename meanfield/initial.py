@@ -28,6 +28,26 @@ def _psd_factor(cov: np.ndarray, key: str) -> np.ndarray:
     return V * np.sqrt(np.clip(w, 0.0, None))
 
 
+#: Largest state a run may allocate, as a fraction of the machine's memory.
+_MEMORY_FRACTION = 0.5
+
+
+def _memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 1 << 40
+
+
+def check_size(n: int, d: int, key: str = "initial.n") -> None:
+    """Refuse states that cannot fit: x, y and a few work arrays of shape (n, d) in float64."""
+    need = 6 * 8 * n * d
+    if need > _MEMORY_FRACTION * _memory_bytes():
+        raise ParameterError(
+            key, f"a size that fits in memory (6 x n x d x 8 bytes <= {_MEMORY_FRACTION:.0%} of "
+            f"{_memory_bytes() / 2**30:.0f} GiB)", f"n = {n}, d = {d} ({need / 2**30:.3g} GiB)")
+
+
 def _n_of(section) -> int:
     n = section.get("n", 1000)
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
@@ -259,12 +279,13 @@ def initial_state(section: dict, d: int, accelerated: bool):
         raise ParameterError("initial.momentum", f"one of {sorted(MOMENTA)}", mom)
     allowed = set(COMMON_KEYS) | set(LAW_KEYS[law]) | set(MOMENTUM_KEYS[mom])
     for key in section:
-        if key not in allowed and not key.startswith("_"):
+        if key not in allowed and key != "_base_dir":
             raise ParameterError(
                 f"initial.{key}",
                 f"a key for law {law!r} with momentum {mom!r} (valid: {', '.join(sorted(allowed))})",
                 key,
             )
+    check_size(_n_of(section) if law != "file" or "n" in section else 1, d)
     seed = section.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ParameterError("initial.seed", "an integer >= 0", seed)

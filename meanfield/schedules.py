@@ -156,10 +156,7 @@ class LogLin(Schedule):
 
 
 def _check_finite(key, value):
-    try:
-        ok = math.isfinite(float(value))
-    except (TypeError, ValueError):
-        ok = False
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not ok:
         raise ParameterError(key, "a finite number", value)
 

@@ -14,11 +14,18 @@ from .softmax import Softmax as _Softmax; MODELS["softmax"] = _Softmax  # noqa: 
 from .sphere import Sphere as _Sphere; MODELS["sphere"] = _Sphere  # noqa: E402, E702
 
 
+#: Largest token dimension accepted (model matrices are dense d x d).
+MAX_D = 4096
+
+
 def make_model(p: dict, dtype=np.float64) -> Model:
     """Build a model from the ``[model]`` section of a parameter file."""
     name = p.get("name", "bilinear")
     if not isinstance(name, str) or name not in MODELS:
         raise ParameterError("model.name", f"one of {sorted(MODELS)}", name)
+    d = p.get("d")
+    if isinstance(d, int) and not isinstance(d, bool) and d > MAX_D:
+        raise ParameterError("model.d", f"a dimension <= {MAX_D} (d x d matrices are stored densely)", d)
     cls = MODELS[name]
     for key in p:
         if key not in cls.keys:

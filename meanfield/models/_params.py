@@ -9,6 +9,14 @@ import numpy as np
 from ..errors import ParameterError
 
 
+def _has_bool(value) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(_has_bool(v) for v in value)
+    return False
+
+
 def as_matrix(value, d: int, key: str) -> np.ndarray:
     """Read a d x d matrix given as ``"identity"``, a number (times identity) or a nested list.
 
@@ -27,6 +35,8 @@ def as_matrix(value, d: int, key: str) -> np.ndarray:
             raise ParameterError(key, "a finite number", value)
         arr = float(value) * np.eye(d)
     else:
+        if _has_bool(value):
+            raise ParameterError(key, f"a {d}x{d} list of numbers (not booleans)", value)
         try:
             arr = np.asarray(value, dtype=np.float64)
         except (TypeError, ValueError):
@@ -48,6 +58,8 @@ def as_vector(value, d: int, key: str) -> np.ndarray:
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         arr = np.full(d, float(value))
     else:
+        if _has_bool(value):
+            raise ParameterError(key, f"a list of {d} numbers (not booleans)", value)
         try:
             arr = np.asarray(value, dtype=np.float64)
         except (TypeError, ValueError):
