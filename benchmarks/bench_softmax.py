@@ -26,18 +26,18 @@ import os
 # right after (PERFORMANCE.md): make them sleep quickly. Must precede numpy.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
 
-import numba  # noqa: E402
-import numpy as np  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
+import numba
+import numpy as np
+from threadpoolctl import threadpool_limits
 
-from meanfield.models import make_model  # noqa: E402
+from meanfield.models import make_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -81,7 +81,7 @@ def numpy_tiled(X, A, block=1024):
 def torch_tiled_factory():
     try:
         import torch
-    except Exception:  # torch is optional: a comparator, never a dependency
+    except Exception:  # noqa: BLE001 - torch is optional: a comparator, never a dependency
         return None, None
 
     def run(X, A, block=1024):
@@ -179,9 +179,9 @@ def memory_check():
     not the compiler's.
     """
     env = {**os.environ, "OPENBLAS_THREAD_TIMEOUT": "4"}
-    subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, "500"], capture_output=True, env=env)
+    subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, "500"], capture_output=True, env=env, check=False)
     out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, "64000"], capture_output=True, text=True,
-                         env=env)
+                         env=env, check=False)
     if out.returncode != 0:
         return {"ok": False, "error": out.stderr.strip().splitlines()[-1:]}
     status, calls, wall, rss_kb = out.stdout.split()
@@ -212,7 +212,7 @@ def main(argv=None):
                            for dt in dtypes for th in (1, 2)},
         "cases": [], "thread_scaling": [],
     }
-    print(f"large matmul GFLOP/s: " + ", ".join(f"{k} {v:.1f}" for k, v in result["matmul_GFLOP_s"].items()))
+    print("large matmul GFLOP/s: " + ", ".join(f"{k} {v:.1f}" for k, v in result["matmul_GFLOP_s"].items()))
     hdr = (f"{'N':>6} {'d':>3} {'dtype':>7} | {'SA':>6} {'accel':>6} {'acc/SA':>6} | {'numpy':>6} "
            f"{'torch':>6} | {'xNumPy':>6} {'xTorch':>6} | {'%peak':>5}")
     print("Gpair/s, 2 threads (SA = first-order oracle; accel = accelerated oracle; acc/SA = time ratio)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 import pytest
+from naive_softmax import energy, hamiltonian_field, sa, usa, z
 
 import meanfield
 from meanfield._kernels import pairwise as PK
@@ -13,8 +14,6 @@ from meanfield._kernels.fastexp import fast_exp
 from meanfield.errors import ParameterError, SimulationError
 from meanfield.models import make_model
 from meanfield.models.softmax import Softmax
-
-from naive_softmax import energy, hamiltonian_field, sa, usa, z
 
 RTOL = 1e-12  # float64 kernels vs the references
 F32_RTOL = 2e-5  # float32 state vs float64, max abs error relative to max |field| (asserted below)

@@ -177,7 +177,7 @@ def _tile_max(s, w):
     mt = s[0]
     for jj in range(1, w):
         v = s[jj]
-        mt = v if v > mt else mt
+        mt = v if v > mt else mt  # noqa: FURB136 (NaN never replaces the maximum)
     return mt
 
 
@@ -212,7 +212,7 @@ def _tile_softmax(s, e, w, m, zero, big):
         if lt <= big:
             return lt, m
     mt = np.float64(_tile_max(s, w))
-    shift = mt if mt > m else m
+    shift = mt if mt > m else m  # noqa: FURB136
     if not shift > -np.inf:  # every logit -inf (or NaN): keep the arithmetic honest
         shift = mt
     lt = _tile_exp_into(s, e, w, to_dtype_of(shift, zero), zero)
@@ -294,7 +294,7 @@ def softmax_pass(QA, XT, n, causal, zero, big, acc, mrow, lrow):
     mrow, lrow : (N,) float64 outputs
     """
     N, d = QA.shape
-    ntiles, _, tj = XT.shape
+    tj = XT.shape[2]
     nblk = (N + TI - 1) // TI
     npar = (nblk + 1) // 2 if causal else nblk
     for p in prange(npar):
@@ -368,8 +368,8 @@ def z_pass(QA, XT, n, causal, zero, big, mrow, lrow):
     big : scalar of the state dtype (see :func:`_tile_softmax`)
     mrow, lrow : (N,) float64 outputs
     """
-    N, d = QA.shape
-    ntiles, _, tj = XT.shape
+    N = QA.shape[0]
+    tj = XT.shape[2]
     nblk = (N + TI - 1) // TI
     npar = (nblk + 1) // 2 if causal else nblk
     for p in prange(npar):
@@ -434,7 +434,7 @@ def force_pass(QA, XT, ST, cvec, mrow, n, causal, zero, acc):
     acc : (N, d) float64 output
     """
     N, d = QA.shape
-    ntiles, _, tj = XT.shape
+    tj = XT.shape[2]
     nblk = (N + TI - 1) // TI
     npar = (nblk + 1) // 2 if causal else nblk
     for p in prange(npar):
@@ -718,7 +718,7 @@ def gemm_pass(mode, QA, XT, XP, ST, cvec, n, causal, zero, big, acc, mrow, lrow)
     lrow : (N,) float64 output (not written in force mode)
     """
     N, d = QA.shape
-    ntiles, _, tj = XT.shape
+    tj = XT.shape[2]
     nblk = (N + TIB - 1) // TIB
     npar = (nblk + 1) // 2 if causal else nblk
     for p in prange(npar):

@@ -111,7 +111,7 @@ class SoftmaxParams:
         return bool(np.any(self.Q != 0.0))
 
     @classmethod
-    def from_dict(cls, p: dict, dynamics: str = "accelerated") -> "SoftmaxParams":
+    def from_dict(cls, p: dict, dynamics: str = "accelerated") -> SoftmaxParams:
         d = p.get("d")
         if not isinstance(d, int) or isinstance(d, bool) or d < 1:
             raise ParameterError("model.d", "a positive integer", d)
