@@ -43,10 +43,9 @@ SMALL = textwrap.dedent("""\
 
 
 @pytest.fixture
-def runner(tmp_path):
-    r = CliRunner()
-    with r.isolated_filesystem(temp_dir=tmp_path):
-        yield r
+def runner(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return CliRunner()
 
 
 def _write(text, name="p.toml"):

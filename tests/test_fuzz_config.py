@@ -9,10 +9,12 @@ file. Every generated file is built from a valid small parameter file with
 one thing broken, so nothing is ever simulated.
 """
 
+import contextlib
 import json
 import math
 import os
 import string
+import tempfile
 
 import pytest
 import tomllib
@@ -164,7 +166,7 @@ def could_be_valid(section: str, key: str, v) -> bool:
 
 def _run_cli(files: dict, args):
     runner = CliRunner()
-    with runner.isolated_filesystem():
+    with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
         for name, data in files.items():
             with open(name, "wb") as fh:
                 fh.write(data if isinstance(data, bytes) else data.encode())
