@@ -65,15 +65,19 @@ def main(argv=None):
     rss0 = peak_rss_mb()
     model, sched, integ = run.model, run.schedule, run.integrator
     L = np.ascontiguousarray(np.eye(a.d, dtype=a.dtype) * 0.5)
-    t_xty = timeit(lambda: X.T @ Y, repeat)
-    t_xl = timeit(lambda: X @ L, repeat)
     state = {"t": 1.0}
 
     def step():
         integ.step(model, sched, state["t"], 0.01, X, Y)
         state["t"] += 0.01
 
-    t_step = timeit(step, repeat)
+    # interleave the measurements so that load on the shared machine hits all alike
+    samples = {"xty": [], "xl": [], "step": []}
+    for _ in range(repeat):
+        samples["xty"].append(timeit(lambda: X.T @ Y, 1, warmup=0 if samples["xty"] else 1))
+        samples["xl"].append(timeit(lambda: X @ L, 1, warmup=0 if samples["xl"] else 1))
+        samples["step"].append(timeit(step, 1, warmup=0 if samples["step"] else 1))
+    t_xty, t_xl, t_step = (float(np.median(samples[k])) for k in ("xty", "xl", "step"))
     t_field = timeit(lambda: model.hamiltonian_field(X, Y, 1.0), repeat)
     rss1 = peak_rss_mb()
     ratio = t_step / (t_xty + t_xl)
