@@ -18,20 +18,18 @@ benchmarks/results/circle_pde.json.
 
 from __future__ import annotations
 
-import argparse
+import argparse  # noqa: I001 (_common sets OPENBLAS_THREAD_TIMEOUT before numpy is imported)
 import sys
 import time
 
 from _common import print_table, save_json
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from meanfield.integrators import make_integrator  # noqa: E402
-from meanfield.models import make_model  # noqa: E402
-from meanfield.reductions.circle_pde import (CirclePDE, sample_trig_density, trig_density,  # noqa: E402
-                                             w1_circle)
-from meanfield.schedules import make_schedule  # noqa: E402
-from meanfield.simulate import Horizon, simulate  # noqa: E402
+from meanfield.integrators import make_integrator
+from meanfield.models import make_model
+from meanfield.reductions.circle_pde import CirclePDE, sample_trig_density, trig_density, w1_circle
+from meanfield.schedules import make_schedule
+from meanfield.simulate import Horizon, simulate
 
 A, B = (0.5, 0.2), (0.3,)
 BETA, T, H, M = 1.0, 1.5, 0.1, 256

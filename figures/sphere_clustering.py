@@ -28,11 +28,11 @@ import os
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-import meanfield  # noqa: E402
-from meanfield.diagnostics.clustering import cluster_labels  # noqa: E402
+import meanfield
+from meanfield.diagnostics.clustering import cluster_labels
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BETA, H = 4.0, 0.2

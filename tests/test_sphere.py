@@ -6,22 +6,24 @@ from __future__ import annotations
 
 import math
 
+import naive_sphere as NS
 import numba
 import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
 import meanfield
-from meanfield.diagnostics.clustering import (cluster_labels, clustering_time_from_min_inner,
-                                              pair_statistics, time_to_clustering)
+from meanfield.diagnostics.clustering import (
+    cluster_labels,
+    clustering_time_from_min_inner,
+    pair_statistics,
+    time_to_clustering,
+)
 from meanfield.diagnostics.rates import fit_exponential, fit_power_law
 from meanfield.errors import ParameterError
 from meanfield.integrators import INTEGRATORS
 from meanfield.models import make_model
-from meanfield.reductions.equiangular import (long_context_limit, one_layer_inner,
-                                              solve_equiangular)
-
-import naive_sphere as NS
+from meanfield.reductions.equiangular import long_context_limit, one_layer_inner, solve_equiangular
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -300,13 +300,13 @@ def _min(s, m):
     while p + 8 <= m:
         for k in range(8):
             v = s[p + k]
-            t[k] = v if v < t[k] else t[k]
+            t[k] = v if v < t[k] else t[k]  # noqa: FURB136 (explicit select vectorizes)
         p += 8
     g = np.inf
     for k in range(8):
-        g = t[k] if t[k] < g else g
+        g = t[k] if t[k] < g else g  # noqa: FURB136 (explicit select vectorizes)
     while p < m:
-        g = s[p] if s[p] < g else g
+        g = s[p] if s[p] < g else g  # noqa: FURB136 (explicit select vectorizes)
         p += 1
     return g
 
@@ -341,13 +341,13 @@ def _argmax(v, m):
     while p + 8 <= m:
         for k in range(8):
             x = v[p + k]
-            t[k] = x if x > t[k] else t[k]
+            t[k] = x if x > t[k] else t[k]  # noqa: FURB136 (explicit select vectorizes)
         p += 8
     best = -np.inf
     for k in range(8):
-        best = t[k] if t[k] > best else best
+        best = t[k] if t[k] > best else best  # noqa: FURB136 (explicit select vectorizes)
     while p < m:
-        best = v[p] if v[p] > best else best
+        best = v[p] if v[p] > best else best  # noqa: FURB136 (explicit select vectorizes)
         p += 1
     for p in range(m):
         if v[p] == best:

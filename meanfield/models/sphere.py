@@ -132,7 +132,7 @@ class SphereParams:
         return bool(np.array_equal(self.Q.T @ self.K, np.eye(self.d)))
 
     @classmethod
-    def from_dict(cls, p: dict, dynamics: str = "first_order") -> "SphereParams":
+    def from_dict(cls, p: dict, dynamics: str = "first_order") -> SphereParams:
         d = p.get("d")
         if not isinstance(d, int) or isinstance(d, bool) or d < 2:
             raise ParameterError("model.d", "an integer >= 2 (tokens on the sphere S^{d-1})", d)
