@@ -118,6 +118,7 @@ a = 1.0
 [integrator]
 name = "rk4"                    # first_order: euler | heun | rk4 | nag; accelerated: exp_euler | tao2 | rk4 ...
 h = 0.05                        # every step is followed by the retraction x_i <- x_i / |x_i| (post_ln)
+# omega = 50.0                  # tao2/strang on the sphere at beta >= 4: omega >= 25 with 2 omega h <= 1
 
 [initial]
 law = "sphere_uniform"          # sphere_uniform | equiangular (rho; needs n <= d) | file (unit vectors)
