@@ -33,7 +33,8 @@ def _directions(x) -> np.ndarray:
     return theta
 
 
-def _check_tol(tol) -> float:
+def check_cluster_tol(tol) -> float:
+    """Validate a cluster tolerance (``[diagnostics] cluster_tol``): a number in (0, 2)."""
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol < 2:
         raise ParameterError("diagnostics.cluster_tol", "a number in (0, 2)", tol)
     return float(tol)
@@ -71,7 +72,7 @@ def spanning_tree(x, beta: float = 1.0) -> dict:
 
 def labels_from_tree(tree: dict, tol: float) -> tuple[np.ndarray, int]:
     """Cluster labels (N,) int64 and their number, at tolerance ``tol``, from :func:`spanning_tree`."""
-    tol = _check_tol(tol)
+    tol = check_cluster_tol(tol)
     n = tree["theta"].shape[0]
     labels = np.empty(n, np.int64)
     k = SK.components_from_tree(n, tree["u"], tree["v"], tree["w"], 1.0 - tol, labels)
@@ -159,7 +160,7 @@ def time_to_clustering(tr, eps: float = 1e-3, k: int = 1, x="sim_time") -> float
     float
         NaN if the run never clusters.
     """
-    eps = _check_tol(eps)
+    eps = check_cluster_tol(eps)
     xs = np.asarray(tr[x], dtype=float)
     if k == 1 and "min_inner" in tr:
         gap = 1.0 - np.asarray(tr["min_inner"], dtype=float)
