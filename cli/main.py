@@ -198,7 +198,8 @@ def info(path, as_json):
     from meanfield.io.hdf5 import load
 
     try:
-        tr = load(path, tasks=["energy", "kinetic", "potential", "mean", "dissipation_residual"])
+        tr = load(path, tasks=["energy", "kinetic", "potential", "mean", "dissipation_residual",
+                               "E_beta", "min_inner", "mean_inner", "n_clusters"])
     except OSError as exc:
         raise ParameterError("(file)", "a meanfield HDF5 file", f"{path} ({exc})") from None
     if as_json:
@@ -220,9 +221,10 @@ def info(path, as_json):
     sc = tr.scales
     click.echo(f"saves     {n}: t = {tr.t[0]:.6g} .. {tr.t[-1]:.6g}, iterations {sc['iteration'][-1]}, "
                f"oracle calls {sc['oracle_calls'][-1]}, wall {sc['wall_time'][-1]:.3g} s")
-    for name in ("energy", "kinetic", "potential", "dissipation_residual"):
+    for name in ("energy", "kinetic", "potential", "dissipation_residual", "E_beta", "min_inner",
+                 "mean_inner", "n_clusters"):
         if name in tr.tasks:
-            click.echo(f"{name:<10}{tr.tasks[name][-1]:.10g}")
+            click.echo(f"{name:<21}{tr.tasks[name][-1]:.10g}")
     if "mean" in tr.tasks:
         click.echo(f"mean      {np.array2string(tr.tasks['mean'][-1], precision=6)}")
     if tr.checkpoint:

@@ -119,6 +119,13 @@ class Run:
         run = cfg["run"]
         dtype = np.dtype(run["dtype"])
         self.model = make_model(cfg["model"], dtype=dtype)
+        if "cluster_tol" in cfg["diagnostics"]:
+            from .diagnostics.clustering import check_cluster_tol
+
+            if not hasattr(self.model, "cluster_tol"):
+                raise ParameterError("diagnostics.cluster_tol", "the sphere model (clusters are counted on S^{d-1})",
+                                     self.model.name)
+            self.model.cluster_tol = check_cluster_tol(cfg["diagnostics"]["cluster_tol"])
         dyn = self.model.dynamics
         damping = dict(cfg["damping"])
         schedule_name = damping.pop("schedule")

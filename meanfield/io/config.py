@@ -24,7 +24,7 @@ SECTIONS = {
     "run": ("t0", "t1", "steps", "oracle_calls", "save_every", "dtype", "check_every",
             "max_wall_time"),
     "output": ("path", "save"),
-    "diagnostics": ("dissipation", "moment_ode"),
+    "diagnostics": ("dissipation", "moment_ode", "cluster_tol"),
 }
 
 #: The built-in default example: bilinear model, convex potential, accelerated (nesterov).
