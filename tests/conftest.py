@@ -29,3 +29,19 @@ def bilinear_config(dynamics="accelerated", integrator=None, n=50, d=3, **run):
 @pytest.fixture
 def make_config():
     return bilinear_config
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a module's numba kernels on one thread.
+
+    The problems in these modules are tiny (N <= a few hundred): waking the
+    thread pool costs more than the work, and on a loaded 2-core machine it
+    made runs ~30x slower.
+    """
+    import numba
+
+    old = numba.get_num_threads()
+    numba.set_num_threads(1)
+    yield
+    numba.set_num_threads(old)

@@ -3,7 +3,6 @@ conservation, spectral convergence, W1 on the circle, and particles -> PDE like 
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 import pytest
 
@@ -16,12 +15,7 @@ from meanfield.simulate import Horizon, simulate
 A, B = (0.5, 0.2), (0.3,)  # initial density (1 + 0.5 cos + 0.2 cos 2 + 0.3 sin) / (2 pi)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("normalized", [True, False])

@@ -1,21 +1,13 @@
 """Runs bounded by an oracle budget: ``run.oracle_calls = K`` gives floor(K / calls) steps, counted exactly."""
 
 import h5py
-import numba
 import numpy as np
 import pytest
 
 import meanfield
 from meanfield.integrators import INTEGRATORS
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny problems: a parallel region costs more than the work (see test_orders.py)
-    old = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def budget_config(dynamics, name, K, save_every=7, h=0.01):

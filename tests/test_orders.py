@@ -11,7 +11,6 @@ declared order within 0.3.
 import functools
 import math
 
-import numba
 import numpy as np
 import pytest
 
@@ -30,14 +29,7 @@ N_REF = 4096                       # reference steps (rk4 error ~1e-15 here)
 SLOPE_TOL = 0.3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # These problems have N <= 32: a parallel region costs more than the work,
-    # and on a loaded 2-core machine waking threads made runs ~30x slower.
-    old = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _require(model):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 
 import naive_sphere as NS
-import numba
 import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
@@ -25,14 +24,7 @@ from meanfield.integrators import INTEGRATORS
 from meanfield.models import make_model
 from meanfield.reductions.equiangular import long_context_limit, one_layer_inner, solve_equiangular
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # N <= 300 here: parallel regions cost more than the work on a shared 2-core machine
-    old = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def unit(rng, N, d):
