@@ -12,12 +12,15 @@ naive O(N^2 d) pairwise form at small N, and reports peak memory.
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # before numpy loads OpenBLAS (PERFORMANCE.md)
+
 import argparse
 import sys
 
+import numpy as np
 from _common import peak_rss_mb, print_table, save_json, timeit
-
-import numpy as np  # noqa: E402  (after _common sets OPENBLAS_THREAD_TIMEOUT)
 
 
 def build(n, d, dtype, seed=0):
@@ -106,7 +109,7 @@ def main(argv=None):
         pair_rows.append({"N": m, "pairwise_ms": 1e3 * tp, "moments_ms": 1e3 * tm,
                           "speedup": tp / tm, "max_rel_diff": err})
     print_table(pair_rows, ["N", "pairwise_ms", "moments_ms", "speedup", "max_rel_diff"])
-    path = save_json("bilinear.json", {
+    path = save_json("bilinear_quick.json" if a.quick else "bilinear.json", {
         "n": n, "d": a.d, "dtype": a.dtype, "t_xty_s": t_xty, "t_xl_s": t_xl, "t_step_s": t_step,
         "t_field_s": t_field, "ratio_step_over_blas": ratio, "target": 1.5, "peak_rss_mib": rss1,
         "state_mib": state_mb, "moment_vs_pairwise": pair_rows,

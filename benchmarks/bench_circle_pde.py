@@ -18,12 +18,16 @@ benchmarks/results/circle_pde.json.
 
 from __future__ import annotations
 
-import argparse  # noqa: I001 (_common sets OPENBLAS_THREAD_TIMEOUT before numpy is imported)
+import os
+
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # before numpy loads OpenBLAS (PERFORMANCE.md)
+
+import argparse
 import sys
 import time
 
-from _common import print_table, save_json
 import numpy as np
+from _common import print_table, save_json
 
 from meanfield.integrators import make_integrator
 from meanfield.models import make_model

@@ -14,15 +14,18 @@ benchmarks/results/meanfield_limit.json.
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # before numpy loads OpenBLAS (PERFORMANCE.md)
+
 import argparse
 import sys
 
+import numpy as np
 from _common import print_table, save_json
 
-import numpy as np  # noqa: E402
-
-import meanfield  # noqa: E402
-from meanfield.reductions import bilinear_moment_ode  # noqa: E402
+import meanfield
+from meanfield.reductions import bilinear_moment_ode
 
 MEAN = [0.5, -0.2, 0.1]
 SCATTER = np.array([[1.0, 0.3, 0.0], [0.3, 0.7, 0.1], [0.0, 0.1, 0.4]])

@@ -14,8 +14,8 @@ E - E* at the common budget, its ratio to euler's (> 1: acceleration wins),
 the oracle calls a run needs to reach the gap euler reaches with the whole
 budget, or 1e-8 of the initial gap if euler gets below it (speed-up = euler's
 calls / the run's calls to that tolerance), and the fitted power-law exponent.
-Gaps are clipped at 1e-12 of the initial gap (round-off). E* is exact for the bilinear model (infimum over the
-linear maps both flows reach) and, for softmax (A = 0.005 I, B = I, SA), the
+Gaps are clipped at 1e-12 of the initial gap (round-off). E* is exact for the
+bilinear model (infimum over the linear maps both flows reach) and, for softmax (A = 0.005 I, B = I, SA), the
 energy of the collapsed state at the local minimum of -1/2 exp(c^T A c) + W(c)
 near m (checked to be below every run's energy; Ecal itself is unbounded below).
 
@@ -26,20 +26,22 @@ figures/convergence_headline.png and figures/convergence_grid.png
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # before numpy loads OpenBLAS (PERFORMANCE.md)
+
 import argparse
 import copy
-import os
 import sys
 import time
 
+import numpy as np
 from _common import RESULTS, print_table, save_json
+from scipy.optimize import minimize
 
-import numpy as np  # noqa: E402
-from scipy.optimize import minimize  # noqa: E402
-
-import meanfield  # noqa: E402
-from meanfield.diagnostics.rates import first_reach, fit_power_law, gap_at  # noqa: E402
-from meanfield.integrators import INTEGRATORS  # noqa: E402
+import meanfield
+from meanfield.diagnostics.rates import first_reach, fit_power_law, gap_at
+from meanfield.integrators import INTEGRATORS
 
 FIGURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "figures")
 D = 4
@@ -195,10 +197,11 @@ def main(argv=None):
     cols = ["model", "kappa", "integrator", "damping", "gap", "gap_ratio_vs_euler", "calls_to_tol",
             "speedup_calls", "power_exponent", "note"]
     print_table(rows, cols)
-    path = save_json("convergence.json", {"budget": budget, "h": H, "d": D, "models": models, "kappas": kappas,
+    path = save_json("convergence_quick.json" if a.quick else "convergence.json", {"budget": budget, "h": H, "d": D, "models": models, "kappas": kappas,
                                           "rows": rows, "curves": curves})
     print(f"wrote {path}")
-    make_figures(rows, curves, models, kappas, budget)
+    if not a.quick:  # the smoke run does not overwrite the published figures
+        make_figures(rows, curves, models, kappas, budget)
     return 0
 
 

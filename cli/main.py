@@ -14,12 +14,12 @@ import sys
 
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
-import click  # noqa: E402
-import numpy as np  # noqa: E402
+import click
+import numpy as np
 
-from meanfield.errors import ParameterError, SimulationError  # noqa: E402
+from meanfield.errors import ParameterError, SimulationError
 
-from .templates import TEMPLATES  # noqa: E402
+from .templates import TEMPLATES
 
 
 def _guard(fn):
@@ -362,7 +362,7 @@ def init(model):
     click.echo(TEMPLATES[model], nl=False)
 
 
-from .sweep import sweep as _sweep; cli.add_command(_sweep)  # noqa: E402, E702
+from .sweep import sweep as _sweep; cli.add_command(_sweep)
 
 
 def main():

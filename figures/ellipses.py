@@ -18,11 +18,11 @@ import os
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-import meanfield  # noqa: E402
-from meanfield.plotting import _ellipse  # noqa: E402
+import meanfield
+from meanfield.plotting import _ellipse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

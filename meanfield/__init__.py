@@ -13,11 +13,17 @@ _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 __version__ = "0.1.0"
 
-from .errors import ParameterError, SimulationError  # noqa: E402
-from .io.hdf5 import Trajectory, load  # noqa: E402
-from .run import Run, RunResult, simulate_config  # noqa: E402
+from .errors import ParameterError, SimulationError
+from .io.hdf5 import Trajectory, load
+from .run import Run, RunResult, simulate_config
 
 __all__ = [
-    "Run", "RunResult", "simulate_config", "load", "Trajectory",
-    "ParameterError", "SimulationError", "__version__",
+    "ParameterError",
+    "Run",
+    "RunResult",
+    "SimulationError",
+    "Trajectory",
+    "__version__",
+    "load",
+    "simulate_config",
 ]

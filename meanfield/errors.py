@@ -34,7 +34,7 @@ class ParameterError(ValueError):
         where = f"{self.file}: " if self.file else ""
         return f"{where}[{self.key}] expected {self.expected}, found {_short(self.found)}"
 
-    def in_file(self, file: str | None) -> "ParameterError":
+    def in_file(self, file: str | None) -> ParameterError:
         """Return the same error with ``file`` attached (keeps an existing one)."""
         if file and not self.file:
             self.file = str(file)

@@ -11,11 +11,11 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display needed (headless CI)
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.patches import Ellipse  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.patches import Ellipse
 
-from .errors import ParameterError  # noqa: E402
+from .errors import ParameterError
 
 
 def _label(tr) -> str:

@@ -111,7 +111,7 @@ class Run:
             raise exc.in_file(file) from None
 
     @classmethod
-    def from_toml(cls, path, overrides=()) -> "Run":
+    def from_toml(cls, path, overrides=()) -> Run:
         """Build a run from a TOML parameter file."""
         return cls(os.fspath(path), overrides)
 

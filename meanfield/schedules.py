@@ -201,4 +201,4 @@ def make_schedule(name: str, t0: float, **params) -> Schedule:
     return SCHEDULES[name](t0=float(t0), **{k: float(v) for k, v in params.items()})
 
 
-__all__ = ["Schedule", "SCHEDULES", "make_schedule", "NoDamping", "Constant", "Nesterov", "LogLin"]
+__all__ = ["SCHEDULES", "Constant", "LogLin", "Nesterov", "NoDamping", "Schedule", "make_schedule"]

@@ -1,5 +1,6 @@
 """Bilinear model: kernels vs references, Hamilton's equations, energy identity, moment ODE."""
 
+import naive
 import numba
 import numpy as np
 import pytest
@@ -9,8 +10,6 @@ from meanfield._kernels import moments as K
 from meanfield._kernels._config import n_chunks
 from meanfield.models import Bilinear, BilinearParams
 from meanfield.reductions import bilinear_moment_ode
-
-import naive
 
 
 def _bounds(n):

@@ -7,9 +7,9 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from meanfield_cli.main import cli
 
 import meanfield
-from meanfield_cli.main import cli
 
 SMALL = textwrap.dedent("""\
     [model]

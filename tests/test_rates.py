@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from meanfield_cli.main import cli
 
 import meanfield
 from meanfield.diagnostics.rates import compare_runs, fit_exponential, fit_power_law
-from meanfield_cli.main import cli
 
 
 def _identity_config(d=3, n=200, t1=400.0, h=0.05, integrator="rk4", dynamics="first_order"):

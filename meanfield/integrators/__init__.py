@@ -13,7 +13,7 @@ from .damped import ExpEuler, HeavyBall, KickDrift
 from .first_order import Euler
 from .multistep import AB2
 from .nesterov import NAG
-from .runge_kutta import RK4, RK4Damped, Heun
+from .runge_kutta import RK4, Heun, RK4Damped
 from .symplectic import Strang, Tao2
 
 INTEGRATORS: dict[str, dict[str, type[Integrator]]] = {}
@@ -58,4 +58,4 @@ def make_integrator(name: str, kind: str, **options) -> Integrator:
     return cls(**options)
 
 
-__all__ = ["INTEGRATORS", "Integrator", "register", "make_integrator", "names_for"]
+__all__ = ["INTEGRATORS", "Integrator", "make_integrator", "names_for", "register"]

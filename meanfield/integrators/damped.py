@@ -81,4 +81,4 @@ class HeavyBall(Integrator):
         return x, y
 
 
-__all__ = ["ExpEuler", "KickDrift", "HeavyBall", "RK4Damped"]
+__all__ = ["ExpEuler", "HeavyBall", "KickDrift", "RK4Damped"]

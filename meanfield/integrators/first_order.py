@@ -19,4 +19,4 @@ class Euler(Integrator):
         return x, None
 
 
-__all__ = ["Euler", "Heun", "RK4"]
+__all__ = ["RK4", "Euler", "Heun"]

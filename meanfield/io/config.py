@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+
 import tomllib
 
 from ..errors import ParameterError

@@ -10,8 +10,8 @@ from .bilinear import Bilinear, BilinearParams
 
 #: Names used in parameter files -> model classes (each has ``from_dict`` and ``keys``).
 MODELS: dict[str, type[Model]] = {"bilinear": Bilinear}
-from .softmax import Softmax as _Softmax; MODELS["softmax"] = _Softmax  # noqa: E402, E702
-from .sphere import Sphere as _Sphere; MODELS["sphere"] = _Sphere  # noqa: E402, E702
+from .softmax import Softmax as _Softmax; MODELS["softmax"] = _Softmax
+from .sphere import Sphere as _Sphere; MODELS["sphere"] = _Sphere
 
 
 #: Largest token dimension accepted (model matrices are dense d x d).
@@ -35,4 +35,4 @@ def make_model(p: dict, dtype=np.float64) -> Model:
     return cls.from_dict(p, dtype=dtype)
 
 
-__all__ = ["MODELS", "DYNAMICS", "Model", "Bilinear", "BilinearParams", "make_model"]
+__all__ = ["DYNAMICS", "MODELS", "Bilinear", "BilinearParams", "Model", "make_model"]

@@ -47,7 +47,7 @@ class BilinearParams:
     m: np.ndarray
 
     @classmethod
-    def from_dict(cls, p: dict) -> "BilinearParams":
+    def from_dict(cls, p: dict) -> BilinearParams:
         d = p.get("d")
         if not isinstance(d, int) or isinstance(d, bool) or d < 1:
             raise ParameterError("model.d", "a positive integer", d)
