@@ -168,7 +168,10 @@ cfg = {"model": {"name": "softmax", "dynamics": "first_order", "d": 16, "A": 0.2
 t = time.perf_counter()
 res = meanfield.Run(cfg).simulate()
 wall = time.perf_counter() - t
-print(res.status, res.oracle_calls, wall, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# VmHWM: this process's peak RSS. (ru_maxrss is not: Linux carries the parent's RSS
+# across fork + exec into it, so it reports the benchmark process itself.)
+hwm = [line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")]
+print(res.status, res.oracle_calls, wall, hwm[0] if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
