@@ -365,6 +365,52 @@ def init(model):
 from .sweep import sweep as _sweep; cli.add_command(_sweep)
 
 
+#: ``meanfield bench NAME`` -> script under benchmarks/ (a checkout's, not installed)
+BENCHMARKS = {
+    "bilinear": "bench_bilinear.py",
+    "softmax": "bench_softmax.py",
+    "meanfield_limit": "bench_meanfield_limit.py",
+    "circle_pde": "bench_circle_pde.py",
+    "convergence": "convergence.py",
+}
+
+
+def _benchmarks_dir():
+    here = os.path.dirname(os.path.abspath(__file__))
+    for cand in (os.path.join(os.getcwd(), "benchmarks"), os.path.join(os.path.dirname(here), "benchmarks")):
+        if os.path.isfile(os.path.join(cand, "_common.py")):
+            return cand
+    return None
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("name", required=False)
+@click.pass_context
+@_guard
+def bench(ctx, name):
+    """Run a performance benchmark of a checkout's benchmarks/ (table + JSON in benchmarks/results/).
+
+    NAME is one of bilinear, softmax, meanfield_limit, circle_pde, convergence; further
+    arguments go to the script (e.g. --quick). Without NAME, lists them.
+    """
+    import subprocess
+
+    where = _benchmarks_dir()
+    if name is None:
+        for key, script in BENCHMARKS.items():
+            click.echo(f"{key:<16}benchmarks/{script}")
+        if where is None:
+            click.echo("(run from a meanfield checkout: benchmarks/ is not installed)")
+        return
+    if name not in BENCHMARKS:
+        raise ParameterError("bench NAME", f"one of {sorted(BENCHMARKS)}", name)
+    if where is None:
+        raise ParameterError("bench", "a meanfield checkout with benchmarks/ (run from its top level)",
+                             os.getcwd())
+    code = subprocess.call([sys.executable, os.path.join(where, BENCHMARKS[name]), *ctx.args])
+    sys.exit(code)
+
+
 def main():
     """Console-script entry point."""
     cli(prog_name="meanfield")

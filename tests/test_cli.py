@@ -204,3 +204,10 @@ def test_plot_kinds_write_images(runner):
     bad = runner.invoke(cli, ["plot", "a.h5", "b.h5", "--kind", "moments"])
     assert bad.exit_code == 2 and "one run file" in bad.output
     assert runner.invoke(cli, ["plot", "missing.h5"]).exit_code == 2
+
+
+def test_bench_lists_and_rejects_unknown_names(runner):
+    res = runner.invoke(cli, ["bench"])
+    assert res.exit_code == 0 and "bilinear" in res.output and "softmax" in res.output
+    bad = runner.invoke(cli, ["bench", "nope"])
+    assert bad.exit_code == 2 and "bench NAME" in bad.output

@@ -7,11 +7,11 @@ import numpy as np
 from ..errors import ParameterError
 from .base import DYNAMICS, Model
 from .bilinear import Bilinear, BilinearParams
+from .softmax import Softmax
+from .sphere import Sphere
 
 #: Names used in parameter files -> model classes (each has ``from_dict`` and ``keys``).
-MODELS: dict[str, type[Model]] = {"bilinear": Bilinear}
-from .softmax import Softmax as _Softmax; MODELS["softmax"] = _Softmax
-from .sphere import Sphere as _Sphere; MODELS["sphere"] = _Sphere
+MODELS: dict[str, type[Model]] = {"bilinear": Bilinear, "softmax": Softmax, "sphere": Sphere}
 
 
 #: Largest token dimension accepted (model matrices are dense d x d).
@@ -35,4 +35,4 @@ def make_model(p: dict, dtype=np.float64) -> Model:
     return cls.from_dict(p, dtype=dtype)
 
 
-__all__ = ["DYNAMICS", "MODELS", "Bilinear", "BilinearParams", "Model", "make_model"]
+__all__ = ["DYNAMICS", "MODELS", "Bilinear", "BilinearParams", "Model", "Softmax", "Sphere", "make_model"]
