@@ -213,9 +213,6 @@ def simulate(
         state["H_prev"] = resume_state.get("energy")
         state["K_save"] = resume_state.get("kinetic", 0.0)
 
-    def kinetic_now(xx, yy):
-        return model.kinetic(xx, yy)
-
     def make_record(k, t):
         with np.errstate(over="ignore", invalid="ignore"):
             energies = model.energies(x, y)
@@ -273,7 +270,12 @@ def simulate(
         if accelerated:
             worst = max(worst, max_abs_or_nan(y, bounds, partial)) if worst == worst else worst
         if not (worst <= limit):
-            what = "NaN" if worst != worst else ("overflow (inf)" if math.isinf(worst) else f"blow-up (|state| = {worst:.3g})")
+            if worst != worst:
+                what = "NaN"
+            elif math.isinf(worst):
+                what = "overflow (inf)"
+            else:
+                what = f"blow-up (|state| = {worst:.3g})"
             raise SimulationError(
                 f"{what} in the state at step {k} (t = {t:.6g}); "
                 f"the run stopped and everything saved before is kept",
@@ -288,7 +290,7 @@ def simulate(
     if resume_state is None:
         emit(start_step, t)
     if track_diss and dissipation == "step":
-        state["f_prev"] = 2.0 * schedule.alpha(t) * kinetic_now(x, y)
+        state["f_prev"] = 2.0 * schedule.alpha(t) * model.kinetic(x, y)
     status = "finished"
     k = start_step
     with _DeferredInterrupt() as interrupt, serial_if_small(n, model.serial_below):
@@ -300,7 +302,7 @@ def simulate(
             if k % check_every == 0 or k == nsteps:
                 check(k, t_next)
             if track_diss and dissipation == "step":
-                f1 = 2.0 * schedule.alpha(t_next) * kinetic_now(x, y)
+                f1 = 2.0 * schedule.alpha(t_next) * model.kinetic(x, y)
                 state["diss"] += 0.5 * h * (state["f_prev"] + f1)
                 state["nsub"] += 1
                 if state["nsub"] % 2 == 0:
