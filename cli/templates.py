@@ -11,14 +11,15 @@ d = 3
 A = "identity"                  # kernel k(x, x') = x'^T A x: "identity", a number, or a d x d list
 Q = [[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 0.5]]   # W(x) = 1/2 (x - m)^T Q (x - m), symmetric
 m = [1.0, -0.5, 0.25]
+causal = false                  # token i sees j <= i only: prefix moments, factor 1/i (SPEC §6)
 
 [damping]
 schedule = "nesterov"           # none | constant (a) | nesterov (r, needs t0 > 0) | loglin (c_log, c_lin)
 r = 3.0
 
 [integrator]
-name = "exp_euler"              # accelerated: exp_euler | kick_drift | heavy_ball | rk4
-h = 0.01                        # first_order: euler | heun | rk4
+name = "exp_euler"              # accelerated: exp_euler | kick_drift | heavy_ball | ab2 | tao2 | strang | rk4
+h = 0.01                        # first_order: euler | heun | rk4 | nag
 
 [initial]
 law = "gaussian"                # gaussian (mean, cov) | file (path: .npy of shape (n, d) or a run .h5)
@@ -67,7 +68,7 @@ a = 1.0
 
 [integrator]
 name = "exp_euler"              # accelerated: exp_euler | kick_drift | heavy_ball | rk4
-h = 0.01                        # first_order: euler | heun | rk4
+h = 0.01                        # first_order: euler | heun | rk4 | nag
 
 [initial]
 law = "gaussian"

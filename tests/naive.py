@@ -48,3 +48,32 @@ def finite_difference_grad(f, Z, eps=1e-6):
         Zm[idx] -= eps
         g[idx] = (f(Zp) - f(Zm)) / (2 * eps)
     return g
+
+
+def bilinear_causal_first_order(X, A, Q, m):
+    """Masked first-order field: dx_i = -(1/i) sum_{j<=i} (x_j^T A x_i) grad W(x_j), i 1-based."""
+    N = X.shape[0]
+    out = np.zeros_like(X)
+    gradW = (X - m) @ Q.T
+    for i in range(N):
+        for j in range(i + 1):
+            out[i] -= (X[j] @ A @ X[i]) * gradW[j]
+        out[i] /= i + 1
+    return out
+
+
+def bilinear_causal_hamiltonian_field(X, Y, A, Q, m):
+    """Masked accelerated field: F_i = (1/i) sum_{j<=i} (x_j^T As x_i) y_j, G_i = -(1/i) sum As x_j (y_i.y_j) - Q(x_i - m)."""
+    N = X.shape[0]
+    As = sym(A)
+    F = np.zeros_like(X)
+    G = -(X - m) @ Q.T
+    for i in range(N):
+        f = np.zeros(X.shape[1])
+        g = np.zeros(X.shape[1])
+        for j in range(i + 1):
+            f += (X[j] @ As @ X[i]) * Y[j]
+            g += (As @ X[j]) * (Y[i] @ Y[j])
+        F[i] = f / (i + 1)
+        G[i] -= g / (i + 1)
+    return F, G

@@ -196,3 +196,50 @@ def test_particles_follow_the_moment_ode(make_config, dynamics):
         # momentum stays affine in position: y = S(t) x + b(t)
         assert np.abs(res.y - (res.x @ ode["S"][-1].T + ode["b"][-1])).max() < 1e-8
     assert np.abs(ode["cov"][-1] - ode["cov"][0]).max() > 0.05  # the moments really moved
+
+
+# ----------------------------------------------------------- causal mask
+@pytest.mark.parametrize("n", [7, 1500])
+def test_causal_fields_match_the_masked_pairwise_reference(n, dtype):
+    """SPEC §6: sums over j <= i with factor 1/i; several chunks exercise the prefix offsets."""
+    A, Q, m, X, Y = _problem(n=n, d=3, seed=5)
+    X, Y = 0.5 * X, 0.5 * Y
+    fo = Bilinear(BilinearParams(d=3, A=A, Q=Q, m=m), "first_order", dtype, causal=True)
+    f = fo.first_order(X.astype(dtype), 0.0)
+    ref = naive.bilinear_causal_first_order(X, A, Q, m)
+    assert np.abs(f - ref).max() < _tol(dtype) * 100 * np.abs(ref).max()
+    acc = Bilinear(BilinearParams(d=3, A=A, Q=Q, m=m), "accelerated", dtype, causal=True)
+    F, G = acc.hamiltonian_field(X.astype(dtype), Y.astype(dtype), 0.0)
+    Fr, Gr = naive.bilinear_causal_hamiltonian_field(X, Y, A, Q, m)
+    assert np.abs(F - Fr).max() < _tol(dtype) * 100 * np.abs(Fr).max()
+    assert np.abs(G - Gr).max() < _tol(dtype) * 100 * np.abs(Gr).max()
+    # the last token sees everything: it matches the unmasked field there
+    Fu, Gu = _model(A, Q, m, "accelerated").hamiltonian_field(X, Y, 0.0)
+    assert np.allclose(F[-1], Fu[-1], atol=_tol(dtype) * 100) and np.allclose(G[-1], Gu[-1], atol=_tol(dtype) * 100)
+
+
+def test_causal_combine_in_place_and_threads():
+    A, Q, m, X, Y = _problem(n=9000, d=4, seed=6)
+    acc = Bilinear(BilinearParams(d=4, A=A, Q=Q, m=m), "accelerated", np.float64, causal=True)
+    F, G = acc.hamiltonian_field(X, Y, 0.0)
+    X2, Y2 = X.copy(), Y.copy()
+    acc.combine_hamiltonian(X2, Y2, 0.0, 1.0, 0.1, 0.9, 0.1, out_x=X2, out_y=Y2)
+    assert np.allclose(X2, X + 0.1 * F, atol=1e-13) and np.allclose(Y2, 0.9 * Y + 0.1 * G, atol=1e-13)
+    old = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        F1, G1 = acc.hamiltonian_field(X, Y, 0.0)
+    finally:
+        numba.set_num_threads(old)
+    assert np.array_equal(F1, F) and np.array_equal(G1, G)
+
+
+def test_causal_runs_end_to_end_and_reject_the_moment_ode(make_config):
+    cfg = make_config("accelerated", "exp_euler")
+    cfg["model"]["causal"] = True
+    res = meanfield.Run(cfg).simulate()
+    assert res.status == "finished" and np.all(np.isfinite(res["energy"]))
+    assert "energy_infimum" not in res.attrs
+    cfg["diagnostics"] = {"moment_ode": True}
+    with pytest.raises(meanfield.ParameterError, match="causal"):
+        meanfield.Run(cfg)

@@ -20,7 +20,8 @@ def cross_moment(X, Y, bounds, partial, out):
     ----------
     X, Y : (N, d) arrays
     bounds : (nchunks + 1,) int64, chunk boundaries over particles
-    partial : (nchunks, d, d) scratch, same dtype as X
+    partial : (nchunks, d, d) scratch, same dtype as X; on return ``partial[c]`` holds the
+        unnormalized chunk sum of x_i y_i^T (the causal kernels build prefix sums from it)
     out : (d, d) output
     """
     n, d = X.shape
@@ -65,7 +66,7 @@ def column_mean(X, bounds, partial, out):
     ----------
     X : (N, d)
     bounds : (nchunks + 1,) int64
-    partial : (nchunks, d) scratch
+    partial : (nchunks, d) scratch; on return ``partial[c]`` holds the chunk's column sums
     out : (d,)
     """
     n, d = X.shape
@@ -182,3 +183,107 @@ def quadratic_mean(X, Q, m, bounds, partial):
     for ch in range(nchunks):
         tot += partial[ch]
     return tot / n
+
+
+@njit(**NJIT_PARALLEL)
+def causal_hamiltonian(X, Y, AsT, QT, q, offsets, bounds, ax, bx, ay, by, outX, outY):
+    """Causally masked bilinear Hamiltonian field, combined: one ordered scan per chunk (SPEC §6).
+
+    With the prefix sums S_i = sum_{j<=i} x_j y_j^T (so Mxy(i) = S_i / i, i 1-based)::
+
+        F_i = S_i^T As x_i / i,    G_i = -As S_i y_i / i - Q x_i + q
+        outX_i = ax x_i + bx F_i,  outY_i = ay y_i + by G_i
+
+    ``outX``/``outY`` may alias ``X``/``Y`` (each particle is read before it is written).
+
+    Parameters
+    ----------
+    X, Y : (N, d)
+    AsT, QT : (d, d), transposes of As = sym(A) and Q
+    q : (d,) Q m
+    offsets : (nchunks, d, d) float64, S at the start of each chunk (exclusive prefix of chunk sums)
+    bounds : (nchunks + 1,) int64
+    ax, bx, ay, by : float
+    outX, outY : (N, d)
+    """
+    n, d = X.shape
+    nchunks = bounds.shape[0] - 1
+    for c in prange(nchunks):
+        S = offsets[c].copy()
+        xi = np.empty(d, np.float64)
+        yi = np.empty(d, np.float64)
+        v = np.empty(d, np.float64)
+        w = np.empty(d, np.float64)
+        for i in range(bounds[c], bounds[c + 1]):
+            for k in range(d):
+                xi[k] = X[i, k]
+                yi[k] = Y[i, k]
+            for a in range(d):
+                for b in range(d):
+                    S[a, b] += xi[a] * yi[b]
+            inv = 1.0 / (i + 1)
+            for k in range(d):
+                v[k] = 0.0
+            for l in range(d):
+                for k in range(d):
+                    v[k] += AsT[l, k] * xi[l]  # v = As x_i
+            for k in range(d):
+                f = 0.0
+                sy = 0.0
+                for a in range(d):
+                    f += S[a, k] * v[a]  # (S^T v)_k
+                    sy += S[k, a] * yi[a]  # (S y_i)_k
+                w[k] = sy
+                outX[i, k] = ax * xi[k] + bx * f * inv
+            for k in range(d):
+                g = q[k]
+                for l in range(d):
+                    g -= AsT[l, k] * w[l] * inv + QT[l, k] * xi[l]
+                outY[i, k] = ay * yi[k] + by * g
+
+
+@njit(**NJIT_PARALLEL)
+def causal_first_order(X, AT, QT, q, offsets, bounds, a, b, out):
+    """Causally masked first-order bilinear field, combined: one ordered scan per chunk (SPEC §6).
+
+    With S_i = sum_{j<=i} grad W(x_j) x_j^T (so C_i = S_i / i)::
+
+        f_i = -S_i A x_i / i,   out_i = a x_i + b f_i
+
+    ``out`` may alias ``X``.
+
+    Parameters
+    ----------
+    X : (N, d)
+    AT, QT : (d, d), transposes of A and Q
+    q : (d,) Q m
+    offsets : (nchunks, d, d) float64, S at the start of each chunk
+    bounds : (nchunks + 1,) int64
+    a, b : float
+    out : (N, d)
+    """
+    n, d = X.shape
+    nchunks = bounds.shape[0] - 1
+    for c in prange(nchunks):
+        S = offsets[c].copy()
+        xi = np.empty(d, np.float64)
+        g = np.empty(d, np.float64)
+        u = np.empty(d, np.float64)
+        for i in range(bounds[c], bounds[c + 1]):
+            for k in range(d):
+                xi[k] = X[i, k]
+                g[k] = -q[k]
+                u[k] = 0.0
+            for l in range(d):
+                for k in range(d):
+                    g[k] += QT[l, k] * xi[l]
+                    u[k] += AT[l, k] * xi[l]
+            for r in range(d):
+                for k in range(d):
+                    S[r, k] += g[r] * xi[k]
+            inv = 1.0 / (i + 1)
+            for k in range(d):
+                f = 0.0
+                for l in range(d):
+                    f += S[k, l] * u[l]
+                out[i, k] = a * xi[k] - b * f * inv

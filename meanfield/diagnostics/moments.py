@@ -49,6 +49,9 @@ def moment_ode_probe(run) -> MomentODEProbe:
     if run.model.name != "bilinear":
         raise ParameterError("diagnostics.moment_ode", "the bilinear model (the closure is SPEC §2's)",
                              run.model.name)
+    if getattr(run.model, "causal", False):
+        raise ParameterError("diagnostics.moment_ode", "an unmasked model (the closure fails under a causal mask)",
+                             "causal = true")
     if getattr(run.integrator, "uses_schedule", False):
         raise ParameterError("diagnostics.moment_ode",
                              "an integrator of the first-order flow itself (nag integrates x'' + alpha x' = f)",

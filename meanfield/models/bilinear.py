@@ -11,6 +11,11 @@ Accelerated flow (damped Hamiltonian in the Stein metric, As = sym(A))::
 
 Both fields need d x d moment matrices only, so one oracle call costs
 O(N d^2): a moment pass and one particle-wise affine pass, both numba kernels.
+Under a causal mask (SPEC §6) the moments become prefix means, e.g.
+Mxy(i) = (1/i) sum_{j<=i} x_j y_j^T: chunk sums, an exclusive prefix over
+chunks, then one ordered scan per chunk -- still O(N d^2) and parallel. The
+energies reported for a masked run use the unmasked formulas (the masked
+system is not Hamiltonian; they are not expected to be monotone).
 The Hamiltonian sees A only through As = sym(A); a non-symmetric A is
 therefore accepted for accelerated runs and its antisymmetric part has no
 effect there (it does act in the first-order flow, which uses A itself).
@@ -73,8 +78,9 @@ class Bilinear(Model):
     serial_below = 4096  # an O(N d^2) pass over fewer particles takes microseconds
     keys = ("name", "dynamics", "d", "A", "Q", "m", "causal")
 
-    def __init__(self, params: BilinearParams, dynamics="accelerated", dtype=np.float64):
+    def __init__(self, params: BilinearParams, dynamics="accelerated", dtype=np.float64, causal=False):
         super().__init__(params.d, dynamics, dtype)
+        self.causal = bool(causal)
         self.params = params
         self.A = params.A
         self.As = sym(params.A)
@@ -85,12 +91,10 @@ class Bilinear(Model):
 
     @classmethod
     def from_dict(cls, p: dict, dtype=np.float64):
-        if p.get("causal", False):
-            raise ParameterError(
-                "model.causal", "false (causal masking of the bilinear model is not implemented yet)",
-                p.get("causal"),
-            )
-        return cls(BilinearParams.from_dict(p), p.get("dynamics", "accelerated"), dtype)
+        causal = p.get("causal", False)
+        if not isinstance(causal, bool):
+            raise ParameterError("model.causal", "true or false", causal)
+        return cls(BilinearParams.from_dict(p), p.get("dynamics", "accelerated"), dtype, causal=causal)
 
     # ---------------------------------------------------------------- scratch
     def _scratch(self, n: int):
@@ -128,12 +132,34 @@ class Bilinear(Model):
         return self.Q @ M - np.outer(self.q, mu)
 
     # ----------------------------------------------------------------- fields
+    def _offsets(self, chunk_sums):
+        """Exclusive prefix over chunks: S at the start of each chunk, ``(nchunks, d, d)`` float64."""
+        out = np.zeros_like(chunk_sums, dtype=np.float64)
+        np.cumsum(chunk_sums[:-1], axis=0, out=out[1:])
+        return out
+
     def _combine_first_order(self, x, t, a, b, out):
+        if self.causal:
+            bounds = self._scratch(x.shape[0])
+            K.cross_moment(x, x, bounds, self._partial, np.empty((self.d, self.d), self.dtype))
+            K.column_mean(x, bounds, self._partial1, np.empty(self.d, self.dtype))
+            sums = self.Q @ self._partial.astype(np.float64) - (
+                self.q[None, :, None] * self._partial1.astype(np.float64)[:, None, :])
+            K.causal_first_order(x, self.A.T.copy(), self.Q.T.copy(), self.q, self._offsets(sums), bounds,
+                                 a, b, out)
+            return
         L1 = -self.C_matrix(x) @ self.A  # dx_i/dt = L1 x_i
         PT = a * np.eye(self.d) + b * L1.T
         K.affine_map(x, self._cast(PT), np.zeros(self.d, self.dtype), self._bounds, out)
 
     def _combine_hamiltonian(self, x, y, t, ax, bx, ay, by, out_x, out_y):
+        if self.causal:
+            bounds = self._scratch(x.shape[0])
+            K.cross_moment(x, y, bounds, self._partial, np.empty((self.d, self.d), self.dtype))
+            offsets = self._offsets(self._partial.astype(np.float64))
+            K.causal_hamiltonian(x, y, self.As.T.copy(), self.Q.T.copy(), self.q, offsets, bounds,
+                                 ax, bx, ay, by, out_x, out_y)
+            return
         L = self.mxy(x, y).T @ self.As  # dx_i/dt = L x_i, dy_i/dt = -L^T y_i - Q x_i + q
         eye = np.eye(self.d)
         PxxT = ax * eye + bx * L.T
@@ -179,6 +205,8 @@ class Bilinear(Model):
         """
         from ..diagnostics.energy import bilinear_energy_infimum
 
+        if self.causal:  # particles no longer move by one common linear map
+            return None
         x0 = np.asarray(x0, dtype=np.float64)
         M = x0.T @ x0 / x0.shape[0]
         if np.linalg.eigvalsh(self.Q).min() <= 0 or np.linalg.cond(M) > 1e12:
@@ -188,5 +216,5 @@ class Bilinear(Model):
     def describe(self) -> dict:
         return {
             "name": self.name, "dynamics": self.dynamics, "d": self.d,
-            "A": self.A.tolist(), "Q": self.Q.tolist(), "m": self.m.tolist(),
+            "A": self.A.tolist(), "Q": self.Q.tolist(), "m": self.m.tolist(), "causal": self.causal,
         }
