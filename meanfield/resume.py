@@ -98,6 +98,7 @@ def resume_run(path: str, overrides=(), progress=None) -> RunResult:
             max_wall_time=c["run"].get("max_wall_time"),
             start_step=it, start_oracle_calls=int(ck["oracle_calls"]), start_wall_time=wall0,
             resume_state=resume_state, integrator_state=ck.get("integrator"),
+            probes=[make(run) for make in run.probes],
         )
     except KeyboardInterrupt:
         writer.set_status("interrupted")

@@ -87,3 +87,23 @@ def test_resume_refuses_a_finished_run(tmp_path, make_config):
     meanfield.Run(make_config()).simulate(p)
     with pytest.raises(ParameterError, match="unfinished"):
         resume_run(p)
+
+
+def test_resume_keeps_recording_the_moment_ode(tmp_path, make_config):
+    cfg = make_config("accelerated", "rk4", n=30, steps=40, save_every=5)
+    cfg["initial"].update(momentum="affine", S="zero", b=[0.0, 0.0, 0.0])
+    cfg["initial"].pop("momentum_scale")
+    cfg["diagnostics"] = {"moment_ode": True}
+    full = meanfield.Run(cfg).simulate(str(tmp_path / "full.h5"))
+
+    def interrupt(done, total):
+        if done == 15:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    path = str(tmp_path / "cut.h5")
+    with pytest.raises(KeyboardInterrupt):
+        meanfield.Run(cfg).simulate(path, progress=interrupt)
+    resume_run(path)
+    tr = meanfield.load(path)
+    assert tr["ode_cov"].shape[0] == tr["cov"].shape[0] == len(tr.t)
+    assert np.allclose(tr["ode_cov"][-1], full["ode_cov"][-1], rtol=1e-10, atol=1e-13)
