@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._kernels._config import n_chunks, serial_if_small
+from ._kernels._config import chunk_bounds, serial_if_small
 from ._kernels.checks import max_abs_or_nan
 from .errors import SimulationError
 
@@ -199,7 +199,7 @@ def simulate(
         dissipation = "step" if model.cheap_kinetic else "save"
     track_diss = accelerated and dissipation != "off" and not schedule.is_zero
 
-    bounds = np.linspace(0, n, n_chunks(n) + 1).round().astype(np.int64)
+    bounds = chunk_bounds(n)
     partial = np.empty(bounds.shape[0] - 1)
     limit = BLOWUP.get(np.dtype(x.dtype), 1e150)
 

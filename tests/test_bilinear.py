@@ -7,13 +7,9 @@ import pytest
 
 import meanfield
 from meanfield._kernels import moments as K
-from meanfield._kernels._config import n_chunks
+from meanfield._kernels._config import chunk_bounds
 from meanfield.models import Bilinear, BilinearParams
 from meanfield.reductions import bilinear_moment_ode
-
-
-def _bounds(n):
-    return np.linspace(0, n, n_chunks(n) + 1).round().astype(np.int64)
 
 
 @pytest.fixture(params=[np.float64, np.float32], ids=["f64", "f32"])
@@ -44,7 +40,7 @@ def test_cross_moment_and_mean_match_numpy(n, dtype):
     rng = np.random.default_rng(n)
     X = rng.standard_normal((n, 5)).astype(dtype)
     Y = rng.standard_normal((n, 5)).astype(dtype)
-    b = _bounds(n)
+    b = chunk_bounds(n)
     out = np.empty((5, 5), dtype)
     K.cross_moment(X, Y, b, np.empty((len(b) - 1, 5, 5), dtype), out)
     ref = X.astype(float).T @ Y.astype(float) / n
@@ -61,7 +57,7 @@ def test_affine_kernels_match_numpy_and_allow_aliasing(dtype):
     Y = rng.standard_normal((n, d)).astype(dtype)
     P1, P2, P3 = (rng.standard_normal((d, d)).astype(dtype) for _ in range(3))
     c = rng.standard_normal(d).astype(dtype)
-    b = _bounds(n)
+    b = chunk_bounds(n)
     out = np.empty_like(X)
     K.affine_map(X, P1.T.copy(), c, b, out)
     assert np.allclose(out, X @ P1.T + c, atol=_tol(dtype) * 10)
@@ -76,7 +72,7 @@ def test_affine_kernels_match_numpy_and_allow_aliasing(dtype):
 
 def test_quadratic_mean_matches_numpy():
     A, Q, m, X, Y = _problem(n=2001)
-    val = K.quadratic_mean(X, Q, m, _bounds(2001), np.empty(len(_bounds(2001)) - 1))
+    val = K.quadratic_mean(X, Q, m, chunk_bounds(2001), np.empty(len(chunk_bounds(2001)) - 1))
     ref = 0.5 * np.einsum("ik,kl,il->i", X - m, Q, X - m).mean()
     assert val == pytest.approx(ref, rel=1e-13)
 

@@ -16,6 +16,13 @@ def n_chunks(n: int, min_chunk: int = 512, max_chunks: int = 64) -> int:
     return max(1, min(max_chunks, n // min_chunk))
 
 
+def chunk_bounds(n: int):
+    """Chunk boundaries ``(n_chunks(n) + 1,)`` int64 over ``n`` particles, as the kernels take them."""
+    import numpy as np
+
+    return np.linspace(0, n, n_chunks(n) + 1).round().astype(np.int64)
+
+
 class serial_if_small:
     """Context manager: run numba parallel regions on one thread when ``n < threshold``.
 

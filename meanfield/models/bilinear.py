@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._kernels import moments as K
-from .._kernels._config import n_chunks
+from .._kernels._config import chunk_bounds
 from ..errors import ParameterError
 from ._params import as_matrix, as_vector, require_symmetric, sym
 from .base import Model
@@ -99,8 +99,8 @@ class Bilinear(Model):
     # ---------------------------------------------------------------- scratch
     def _scratch(self, n: int):
         if n != self._work_n:
-            nc = n_chunks(n)
-            self._bounds = np.linspace(0, n, nc + 1).round().astype(np.int64)
+            self._bounds = chunk_bounds(n)
+            nc = self._bounds.shape[0] - 1
             self._partial = np.empty((nc, self.d, self.d), self.dtype)
             self._partial1 = np.empty((nc, self.d), self.dtype)
             self._partial_e = np.empty(nc, np.float64)

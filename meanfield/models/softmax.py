@@ -41,7 +41,7 @@ import numpy as np
 
 from .._kernels import moments as MK
 from .._kernels import pairwise as PK
-from .._kernels._config import n_chunks
+from .._kernels._config import chunk_bounds
 from ..errors import ParameterError, SimulationError
 from ._params import as_matrix, as_vector, require_symmetric
 from .base import DYNAMICS, Model
@@ -208,8 +208,8 @@ class Softmax(Model):
             self._s = np.empty(n, np.float64)
             self._c = np.empty(n, np.float64)
             self._G = np.empty((n, d), dt)
-        nc = n_chunks(n)
-        self._bounds = np.linspace(0, n, nc + 1).round().astype(np.int64)
+        self._bounds = chunk_bounds(n)
+        nc = self._bounds.shape[0] - 1
         self._partial = np.empty((nc, d, d), dt)
         self._partial1 = np.empty((nc, d), dt)
         self._partial_e = np.empty(nc, np.float64)
