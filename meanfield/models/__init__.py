@@ -26,6 +26,10 @@ def make_model(p: dict, dtype=np.float64) -> Model:
     d = p.get("d")
     if isinstance(d, int) and not isinstance(d, bool) and d > MAX_D:
         raise ParameterError("model.d", f"a dimension <= {MAX_D} (d x d matrices are stored densely)", d)
+    dynamics = p.get("dynamics", "accelerated")
+    if not isinstance(dynamics, str) or dynamics not in DYNAMICS:
+        # checked before the model parses its parameters, which depend on the dynamics
+        raise ParameterError("model.dynamics", f"one of {list(DYNAMICS)}", dynamics)
     cls = MODELS[name]
     for key in p:
         if key not in cls.keys:

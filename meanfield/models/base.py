@@ -55,6 +55,8 @@ class Model:
         self.d = int(d)
         self.dynamics = dynamics
         self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
+            raise ParameterError("run.dtype", '"float64" or "float32"', str(self.dtype))
         self.oracle_calls = 0
 
     # ------------------------------------------------------------------ fields

@@ -44,7 +44,7 @@ from .._kernels import pairwise as PK
 from .._kernels._config import chunk_bounds
 from ..errors import ParameterError, SimulationError
 from ._params import as_matrix, as_vector, require_symmetric
-from .base import DYNAMICS, Model
+from .base import Model
 
 _LOG_MAX = math.log(np.finfo(np.float64).max)
 _BLAS_CONTROLLER = []
@@ -155,8 +155,6 @@ class Softmax(Model):
 
     def __init__(self, params: SoftmaxParams, dynamics="accelerated", dtype=np.float64):
         super().__init__(params.d, dynamics, dtype)
-        if self.dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
-            raise ParameterError("run.dtype", '"float64" or "float32"', str(self.dtype))
         self.params = params
         self.A = np.ascontiguousarray(params.A, dtype=np.float64)
         self.B = np.ascontiguousarray(params.B, dtype=np.float64)
@@ -180,8 +178,6 @@ class Softmax(Model):
     @classmethod
     def from_dict(cls, p: dict, dtype=np.float64):
         dynamics = p.get("dynamics", "accelerated")
-        if dynamics not in DYNAMICS:
-            raise ParameterError("model.dynamics", f"one of {list(DYNAMICS)}", dynamics)
         return cls(SoftmaxParams.from_dict(p, dynamics), dynamics, dtype)
 
     # ---------------------------------------------------------------- scratch
