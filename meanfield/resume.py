@@ -12,7 +12,7 @@ import numpy as np
 from .errors import ParameterError
 from .io.hdf5 import HDF5Writer, load, truncate_to
 from .run import Run, RunResult
-from .simulate import Recorder, simulate
+from .simulate import Recorder
 
 
 def resume_run(path: str, overrides=(), progress=None) -> RunResult:
@@ -87,18 +87,12 @@ def resume_run(path: str, overrides=(), progress=None) -> RunResult:
     recorder = Recorder()
     writer = HDF5Writer(path, mode="a")
     wall0 = float(tr.scales["wall_time"][keep - 1])
-    c = run.config
     run.model.oracle_calls = int(ck["oracle_calls"])
     try:
-        res = simulate(
-            run.model, run.schedule, run.integrator, x, y, run.horizon,
-            save_every=c["run"]["save_every"], save_fields=tuple(c["output"]["save"]),
-            observers=[recorder, writer], progress=progress,
-            dissipation=c["diagnostics"]["dissipation"], check_every=c["run"].get("check_every"),
-            max_wall_time=c["run"].get("max_wall_time"),
+        res = run.loop(
+            x, y, [recorder, writer], progress,
             start_step=it, start_oracle_calls=int(ck["oracle_calls"]), start_wall_time=wall0,
             resume_state=resume_state, integrator_state=ck.get("integrator"),
-            probes=[make(run) for make in run.probes],
         )
     except KeyboardInterrupt:
         writer.set_status("interrupted")

@@ -167,6 +167,21 @@ class Run:
         cfg["initial"] = {k: v for k, v in cfg["initial"].items() if not k.startswith("_")}
         return json.loads(json.dumps(cfg, default=_jsonable))
 
+    def loop(self, x, y, observers, progress=None, **resume) -> LoopResult:
+        """The time loop with this run's model, schedule, integrator and run options.
+
+        ``resume`` passes the counters of a resumed run through to
+        :func:`meanfield.simulate.simulate` (start_step, start_oracle_calls, ...).
+        """
+        cfg = self.config
+        return simulate(
+            self.model, self.schedule, self.integrator, x, y, self.horizon,
+            save_every=cfg["run"]["save_every"], save_fields=tuple(cfg["output"]["save"]),
+            observers=observers, progress=progress, dissipation=cfg["diagnostics"]["dissipation"],
+            check_every=cfg["run"].get("check_every"), max_wall_time=cfg["run"].get("max_wall_time"),
+            probes=[make(self) for make in self.probes], **resume,
+        )
+
     def simulate(self, output=None, *, overwrite=False, progress=None, observers=()) -> RunResult:
         """Run the simulation; optionally also write an HDF5 file.
 
@@ -210,16 +225,8 @@ class Run:
         x = self.x0.copy()
         y = None if self.y0 is None else self.y0.copy()
         self.model.oracle_calls = 0
-        cfg = self.config
         try:
-            res: LoopResult = simulate(
-                self.model, self.schedule, self.integrator, x, y, self.horizon,
-                save_every=cfg["run"]["save_every"], save_fields=tuple(cfg["output"]["save"]),
-                observers=obs, progress=progress, dissipation=cfg["diagnostics"]["dissipation"],
-                check_every=cfg["run"].get("check_every"),
-                max_wall_time=cfg["run"].get("max_wall_time"),
-                probes=[make(self) for make in self.probes],
-            )
+            res: LoopResult = self.loop(x, y, obs, progress)
         except KeyboardInterrupt:
             if writer is not None:
                 writer.set_status("interrupted")
