@@ -82,6 +82,24 @@ def test_fast_exp_float32_within_2ulp():
     assert fast_exp(np.array([-np.inf, 100.0], np.float32)).tolist() == [0.0, np.inf]
 
 
+@pytest.mark.parametrize("dtype,lo,top,hi", [(np.float64, -708.39, 709.43, 709.78),
+                                             (np.float32, -87.33, 88.37, 88.72)])
+def test_fast_exp_tile_variant(dtype, lo, top, hi):
+    """The kernels' exp: within 2 ulp on [lo, top] (top = (emax + 1/2) ln 2), inf above, tiny below."""
+    rng = np.random.default_rng(2)
+    x = np.concatenate([rng.uniform(lo, top, 400_000), rng.uniform(-3, 3, 200_000), [lo, 0.0, top]])
+    x = x.astype(dtype)
+    y = fast_exp(x, tile=True).astype(np.float64)
+    ref = np.exp(x.astype(np.float64)).astype(dtype)
+    assert np.all(np.abs(y - ref) <= 2 * np.spacing(ref))
+    assert np.array_equal(y, fast_exp(x).astype(np.float64))  # same polynomial as fexp in range
+    above = fast_exp(np.array([hi + 1, 1e4, np.inf], dtype), tile=True)
+    assert np.all(np.isinf(above)) and np.all(above > 0)
+    below = fast_exp(np.array([lo - 1, -1e4, -np.inf], dtype), tile=True)
+    assert np.all(below == below[0]) and 0 < below[0] <= 1.01 * np.finfo(dtype).tiny
+    assert np.isnan(fast_exp(np.array([np.nan], dtype), tile=True)[0])
+
+
 # ------------------------------------------------------- kernels vs reference
 
 # N not a multiple of the target block (32) nor of the source tile; d below,
@@ -313,18 +331,32 @@ def _stable_sa(X, A):
     return (W @ X) / W.sum(1)[:, None]
 
 
-@pytest.mark.parametrize("sign", [1.0, -1.0])
-def test_sa_stable_at_logits_700(sign):
+@pytest.mark.parametrize("case", ["max", "spread", "min"])
+@pytest.mark.parametrize("d", [3, 5])
+def test_sa_stable_at_logits_700(case, d):
+    """SA with logits up to |700|: the online shift must neither overflow nor lose the weights.
+
+    "max": unit vectors, A = 700 I (the self logit is the row maximum);
+    "spread": norms in [0.2, 1], so most rows have logits up to ~500 above
+    their self logit (where the loop kernels start their shift) and must
+    re-shift mid-row; "min": every logit near -750 (plain exp underflows to 0/0).
+    """
     rng = np.random.default_rng(4)
-    N, d = 1100, 3  # several source tiles: later tiles carry logits far above the first tile's
+    N = 1100  # several source tiles
     U = rng.standard_normal((N, d))
     U /= np.linalg.norm(U, axis=1, keepdims=True)
-    if sign < 0:  # every logit of every row near -750: the plain exp underflows to 0/0
-        U = np.abs(U) * 0.05 + np.array([1.0, 0.0, 0.0])
+    scale = 700.0
+    if case == "spread":
+        U *= np.concatenate([[1.0], rng.uniform(0.2, 1.0, N - 1)])[:, None]
+    if case == "min":
+        U = np.abs(U) * 0.05 + np.eye(d)[0]
         U /= np.linalg.norm(U, axis=1, keepdims=True)
-    A = sign * (700.0 if sign > 0 else 750.0) * np.eye(d)
+        scale = -750.0
+    A = scale * np.eye(d)
     L = U @ A @ U.T
-    assert np.abs(L).max() >= 699.0
+    assert 699.0 <= np.abs(L).max() <= 750.0 + 1e-9
+    if case == "spread":
+        assert np.median(L.max(1) - np.diag(L)) > 100.0
     for dtype in (np.float64, np.float32):
         f = first_model(d, A, np.eye(d), True, False, dtype).first_order(U.astype(dtype), 0.0)
         assert np.all(np.isfinite(f))

@@ -19,6 +19,15 @@ float32 on [-87.33, 88.72] against the correctly rounded value), see
 ``tests/test_softmax.py``. Below the range the result is flushed to 0 (no
 subnormals), above it is ``inf``; NaN propagates.
 
+:func:`fexp_tile` is the variant the pairwise kernels use: the input is
+clamped to the range first and ``2^n`` is one exponent-field shift of the
+rounding constant's bits (the constant carries the exponent bias), which
+saves a third of the instructions. It is as accurate as :func:`fexp` up to
+``x = 1023.5 ln 2 = 709.43`` (float32: ``127.5 ln 2 = 88.37``); above that it
+returns ``inf``, and below the range the smallest normal number instead of 0. The
+kernels only feed it logits minus a running shift and treat a large or
+infinite tile sum by re-shifting, so neither edge is reached on a result.
+
 These functions are compiled with ``fastmath={"contract"}`` only: the rounding
 trick and the two-part reduction must not be re-associated. They are called
 from kernels compiled with re-association enabled; LLVM inlines them and keeps
@@ -90,6 +99,7 @@ _LN2_HI = 0.693147180369123816490  # 32 significant bits: n * _LN2_HI is exact f
 _LN2_LO = 1.90821492927058770002e-10
 _MAGIC = 6755399441055744.0  # 1.5 * 2^52: adding it rounds to an integer
 _MAGIC_BITS = np.int64(0x4338000000000000)
+_MAGIC_B = _MAGIC + 1023.0  # the rounding constant with the exponent bias: its low bits hold n + 1023
 _LO = -708.3964185322641  # exp below this would be subnormal: flushed to 0
 _HI = 709.782712893384  # log(DBL_MAX)
 
@@ -103,6 +113,7 @@ _F_LN2_HI = np.float32(0.693145751953125)  # 13 bits after the point: n * hi exa
 _F_LN2_LO = np.float32(1.428606765330187e-06)
 _F_MAGIC = np.float32(12582912.0)  # 1.5 * 2^23
 _F_MAGIC_BITS = np.int32(0x4B400000)
+_F_MAGIC_B = np.float32(12582912.0 + 127.0)  # exact in float32 (below 2^24)
 _F_LO = np.float32(-87.33654)  # -126 ln 2
 _F_HI = np.float32(88.72283)  # log(FLT_MAX)
 _F_ZERO = np.float32(0.0)
@@ -116,20 +127,10 @@ _I32_127 = np.int32(127)
 
 
 @njit(**NJIT)
-def fexp64(x):
-    """exp(x) for a float64 scalar, vectorizable when inlined into a loop.
-
-    Parameters
-    ----------
-    x : float64
-
-    Returns
-    -------
-    float64
-        exp(x) within 1 ulp for x in [-708.39, 709.78]; 0 below, inf above.
-    """
-    t = x * _LOG2E + _MAGIC
-    n = t - _MAGIC
+def _reduce64(x):
+    """Range reduction and polynomial: ``exp(x) = p 2^n``; returns ``(p, t)``, ``n + 1023`` in the low bits of ``t``."""
+    t = x * _LOG2E + _MAGIC_B
+    n = t - _MAGIC_B
     r = x - n * _LN2_HI
     r = r - n * _LN2_LO
     p = C13
@@ -146,14 +147,61 @@ def fexp64(x):
     p = p * r + C2
     p = p * r + 1.0
     p = p * r + 1.0
+    return p, t
+
+
+@njit(**NJIT)
+def fexp64(x):
+    """exp(x) for a float64 scalar, vectorizable when inlined into a loop.
+
+    Parameters
+    ----------
+    x : float64
+
+    Returns
+    -------
+    float64
+        exp(x) within 1 ulp for x in [-708.39, 709.78]; 0 below, inf above.
+    """
+    p, t = _reduce64(x)
     # 2^n as two normal factors 2^(n - n//2) * 2^(n//2): n = 1024 (x near log DBL_MAX)
     # must not overflow the exponent field
-    ni = _f64_bits(t) - _MAGIC_BITS
+    ni = _f64_bits(t) - (_MAGIC_BITS + _I64_1023)
     n1 = ni >> 1
     res = p * _bits_f64((ni - n1 + _I64_1023) << 52) * _bits_f64((n1 + _I64_1023) << 52)
     res = 0.0 if x < _LO else res
     res = np.inf if x > _HI else res
     return res
+
+
+@njit(**NJIT)
+def fexp64_tile(x):
+    """exp(x) for the pairwise kernels (float64): as :func:`fexp64` for x < 709.43, inf above.
+
+    Below -708.39 it returns exp(-708.39) ~ 2.2e-308 instead of 0; NaN propagates.
+    """
+    x = _LO if x < _LO else x  # noqa: FURB136 (NaN must pass through; max() would not)
+    x = _HI if x > _HI else x  # noqa: FURB136
+    p, t = _reduce64(x)
+    return p * _bits_f64(_f64_bits(t) << 52)
+
+
+@njit(**NJIT)
+def _reduce32(x):
+    """float32 counterpart of :func:`_reduce64`: ``(p, t)``, ``n + 127`` in the low bits of ``t``."""
+    t = x * _F_LOG2E + _F_MAGIC_B
+    n = t - _F_MAGIC_B
+    r = x - n * _F_LN2_HI
+    r = r - n * _F_LN2_LO
+    p = F7
+    p = p * r + F6
+    p = p * r + F5
+    p = p * r + F4
+    p = p * r + F3
+    p = p * r + F2
+    p = p * r + _F_ONE
+    p = p * r + _F_ONE
+    return p, t
 
 
 @njit(**NJIT)
@@ -169,25 +217,27 @@ def fexp32(x):
     float32
         exp(x) within 1 ulp for x in [-87.33, 88.72]; 0 below, inf above.
     """
-    t = x * _F_LOG2E + _F_MAGIC
-    n = t - _F_MAGIC
-    r = x - n * _F_LN2_HI
-    r = r - n * _F_LN2_LO
-    p = F7
-    p = p * r + F6
-    p = p * r + F5
-    p = p * r + F4
-    p = p * r + F3
-    p = p * r + F2
-    p = p * r + _F_ONE
-    p = p * r + _F_ONE
+    p, t = _reduce32(x)
     # numba widens int32 arithmetic to int64: narrow back before the bit cast
-    ni = _f32_bits(t) - _F_MAGIC_BITS
+    ni = _f32_bits(t) - (_F_MAGIC_BITS + _I32_127)
     n1 = ni >> 1
     res = p * _bits_f32(np.int32((ni - n1 + _I32_127) << 23)) * _bits_f32(np.int32((n1 + _I32_127) << 23))
     res = _F_ZERO if x < _F_LO else res
     res = _F_INF if x > _F_HI else res
     return res
+
+
+@njit(**NJIT)
+def fexp32_tile(x):
+    """exp(x) for the pairwise kernels (float32): as :func:`fexp32` for x < 88.37, inf above.
+
+    Below -87.33 it returns exp(-87.33) ~ 1.2e-38 instead of 0; NaN propagates.
+    """
+    x = _F_LO if x < _F_LO else x  # noqa: FURB136
+    x = _F_HI if x > _F_HI else x  # noqa: FURB136
+    p, t = _reduce32(x)
+    # the shift leaves n + 127 in the exponent field; int32 truncation drops the constant's bits
+    return p * _bits_f32(np.int32(_f32_bits(t) << 23))
 
 
 def fexp(x):
@@ -201,6 +251,20 @@ def _fexp_overload(x):
         return lambda x: fexp64(x)
     if x == types.float32:
         return lambda x: fexp32(x)
+    return None
+
+
+def fexp_tile(x):
+    """:func:`fexp64_tile` / :func:`fexp32_tile` inside numba code (dispatches on type)."""
+    return np.exp(x)
+
+
+@overload(fexp_tile, jit_options=NJIT)
+def _fexp_tile_overload(x):
+    if x == types.float64:
+        return lambda x: fexp64_tile(x)
+    if x == types.float32:
+        return lambda x: fexp32_tile(x)
     return None
 
 
@@ -219,25 +283,20 @@ def _to_dtype_of_overload(value, like):
 
 
 @njit(**NJIT)
-def _fexp_array64(x, out):
-    """Elementwise fast exp of a 1-D float64 array into ``out`` (test/benchmark helper)."""
+def _fexp_array(x, out, tile):
+    """Elementwise :func:`fexp` (or :func:`fexp_tile`) of a 1-D array into ``out`` (test helper)."""
     for k in range(x.shape[0]):
-        out[k] = fexp64(x[k])
+        out[k] = fexp_tile(x[k]) if tile else fexp(x[k])
 
 
-@njit(**NJIT)
-def _fexp_array32(x, out):
-    """Elementwise fast exp of a 1-D float32 array into ``out`` (test/benchmark helper)."""
-    for k in range(x.shape[0]):
-        out[k] = fexp32(x[k])
-
-
-def fast_exp(x):
+def fast_exp(x, tile=False):
     """exp of a float64 or float32 array with the kernels' polynomial exp (for tests).
 
     Parameters
     ----------
     x : array of float64 or float32
+    tile : bool
+        Use :func:`fexp_tile` (the pairwise kernels' variant) instead of :func:`fexp`.
 
     Returns
     -------
@@ -248,5 +307,5 @@ def fast_exp(x):
         raise TypeError(f"fast_exp needs float64 or float32, got {x.dtype}")
     flat = x.reshape(-1)
     out = np.empty_like(flat)
-    (_fexp_array64 if x.dtype == np.float64 else _fexp_array32)(flat, out)
+    _fexp_array(flat, out, bool(tile))
     return out.reshape(x.shape)

@@ -5,14 +5,18 @@ array: targets i are processed in blocks of ``TI`` (one ``prange`` iteration
 per block, or per pair of blocks under a causal mask so both threads get the
 same amount of work), and sources in tiles of ``TJ`` laid out contiguously as
 ``XT[t, k, jj] = x_{t TJ + jj, k}`` (shape ``(ntiles, d, TJ)``, zero padded),
-so the inner loops run over ``jj`` with unit stride and vectorize. The tile
+so the inner loops run over ``jj`` with unit stride and vectorize (512-bit
+vectors where the CPU has them, see :func:`~._config.wide_vectors`). The tile
 loop is the outer loop of a block, so one tile stays in L1 while it is used
-by all ``TI`` targets of the block.
+by all ``TI`` targets of the block; within a block the loop kernels take
+targets ``R = 4`` at a time, so every source value loaded from the tile feeds
+four multiply-adds. Exponentials use the polynomial :func:`~.fastexp.fexp_tile`.
 
 Logits are ``l_ij = x_i^T A x_j = q_i . x_j`` with ``q_i = A^T x_i`` (rows of
 ``QA``). Exponentials are always taken of ``l_ij - m_i`` with ``m_i`` a
-running shift of row i (online softmax): the first tile sets it to its
-maximum, later tiles keep it unless their exponentials would exceed ``big``
+running shift of row i (online softmax): it starts at a logit of the row
+(the self logit ``l_ii`` in the loop kernels, the first tile's maximum in the
+BLAS path), and tiles keep it unless their exponentials would exceed ``big``
 (then it moves up to the new maximum and the running sums are rescaled), so
 nothing overflows and no max pass is needed on the fast path; what the
 kernels return is
@@ -41,8 +45,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._config import NJIT, NJIT_PARALLEL
-from .fastexp import fexp, to_dtype_of
+from ._config import NJIT, NJIT_PARALLEL, wide_vectors
+from .fastexp import fexp_tile, to_dtype_of
 
 #: Re-association lets LLVM vectorize the tile reductions (sum over jj); the
 #: exp helpers are compiled separately with "contract" only and keep it.
@@ -127,30 +131,23 @@ def prepare_values(v, VT):
 
 # ------------------------------------------------------- tile primitives
 
+#: What a pass over pairs computes (:func:`loop_pass`, :func:`gemm_pass`).
+MODE_SOFTMAX = 0  # shifts m_i, l_i = sum_j exp(l_ij - m_i), acc_i = sum_j exp(l_ij - m_i) x_j
+MODE_Z = 1  # m_i and l_i only
+MODE_FORCE = 2  # acc_i = sum_j exp(l_ij - m_i) (c_i + s_j) x_j with m_i given
+
+#: Targets per register group: the loop kernels load each source value once for R targets.
+R = 4
+
 
 @njit(**NJIT_PAIR)
 def _tile_logits(QA, i, Xt, w, s):
-    """``s[jj] = q_i . x_{j0 + jj}`` for ``jj < w``; ``Xt`` is one (d, TJ) tile."""
+    """``s[jj] = q_i . x_{j0 + jj}`` for ``jj < w``; ``Xt`` is one (d, TJ) tile (one row, slow path)."""
+    wide_vectors()
     d = QA.shape[1]
+    for jj in range(w):
+        s[jj] = 0.0
     k = 0
-    if d >= 4:
-        q0 = QA[i, 0]
-        q1 = QA[i, 1]
-        q2 = QA[i, 2]
-        q3 = QA[i, 3]
-        X0 = Xt[0]
-        X1 = Xt[1]
-        X2 = Xt[2]
-        X3 = Xt[3]
-        for jj in range(w):
-            s[jj] = q0 * X0[jj] + q1 * X1[jj] + q2 * X2[jj] + q3 * X3[jj]
-        k = 4
-    else:
-        q0 = QA[i, 0]
-        X0 = Xt[0]
-        for jj in range(w):
-            s[jj] = q0 * X0[jj]
-        k = 1
     while k + 4 <= d:
         q0 = QA[i, k]
         q1 = QA[i, k + 1]
@@ -171,9 +168,76 @@ def _tile_logits(QA, i, Xt, w, s):
         k += 1
 
 
+@njit(**NJIT_PAIR)
+def _tile_logits_group(QA, rows, Xt, w, S, sh):
+    """``S[r, jj] = q_{rows[r]} . x_{j0 + jj} - sh[r]`` for ``r < R``, ``jj < w``.
+
+    Four targets at a time: every source value loaded from the tile feeds
+    four multiply-adds (the one-row loop is bound by loads, not arithmetic).
+
+    Parameters
+    ----------
+    QA : (N, d) query rows
+    rows : (R,) int64 target rows
+    Xt : (d, TJ) source tile
+    w : int, sources of the tile in use
+    S : (R, TJ) output
+    sh : (R,) shifts (dtype of S)
+    """
+    wide_vectors()
+    d = QA.shape[1]
+    i0 = rows[0]
+    i1 = rows[1]
+    i2 = rows[2]
+    i3 = rows[3]
+    S0 = S[0]
+    S1 = S[1]
+    S2 = S[2]
+    S3 = S[3]
+    h0 = -sh[0]
+    h1 = -sh[1]
+    h2 = -sh[2]
+    h3 = -sh[3]
+    for jj in range(w):
+        S0[jj] = h0
+        S1[jj] = h1
+        S2[jj] = h2
+        S3[jj] = h3
+    k = 0
+    while k + 4 <= d:
+        X0 = Xt[k]
+        X1 = Xt[k + 1]
+        X2 = Xt[k + 2]
+        X3 = Xt[k + 3]
+        a0, a1, a2, a3 = QA[i0, k], QA[i0, k + 1], QA[i0, k + 2], QA[i0, k + 3]
+        b0, b1, b2, b3 = QA[i1, k], QA[i1, k + 1], QA[i1, k + 2], QA[i1, k + 3]
+        c0, c1, c2, c3 = QA[i2, k], QA[i2, k + 1], QA[i2, k + 2], QA[i2, k + 3]
+        e0, e1, e2, e3 = QA[i3, k], QA[i3, k + 1], QA[i3, k + 2], QA[i3, k + 3]
+        for jj in range(w):
+            x0 = X0[jj]
+            x1 = X1[jj]
+            x2 = X2[jj]
+            x3 = X3[jj]
+            S0[jj] += a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3
+            S1[jj] += b0 * x0 + b1 * x1 + b2 * x2 + b3 * x3
+            S2[jj] += c0 * x0 + c1 * x1 + c2 * x2 + c3 * x3
+            S3[jj] += e0 * x0 + e1 * x1 + e2 * x2 + e3 * x3
+        k += 4
+    while k < d:
+        X0 = Xt[k]
+        a0, b0, c0, e0 = QA[i0, k], QA[i1, k], QA[i2, k], QA[i3, k]
+        for jj in range(w):
+            x0 = X0[jj]
+            S0[jj] += a0 * x0
+            S1[jj] += b0 * x0
+            S2[jj] += c0 * x0
+            S3[jj] += e0 * x0
+        k += 1
+
+
 @njit(**NJIT)
 def _tile_max(s, w):
-    """max of ``s[:w]`` (slow path of :func:`_tile_softmax` only)."""
+    """max of ``s[:w]`` (slow path of the online softmax only)."""
     mt = s[0]
     for jj in range(1, w):
         v = s[jj]
@@ -182,35 +246,37 @@ def _tile_max(s, w):
 
 
 @njit(**NJIT_PAIR)
-def _tile_exp_into(s, e, w, m, zero):
-    """``e[jj] = exp(s[jj] - m)`` for ``jj < w``; returns the tile sum (``m`` of the dtype of s)."""
+def _tile_exp_sum(s, w, zero):
+    """``s[jj] <- exp(s[jj])`` in place for ``jj < w``; returns the sum (the loop kernels' fast path)."""
+    wide_vectors()
     lt = zero
     for jj in range(w):
-        v = fexp(s[jj] - m)
+        v = fexp_tile(s[jj])
+        s[jj] = v
+        lt += v
+    return lt
+
+
+@njit(**NJIT_PAIR)
+def _tile_exp_into(s, e, w, m, zero):
+    """``e[jj] = exp(s[jj] - m)`` for ``jj < w``; returns the tile sum (``m`` of the dtype of s)."""
+    wide_vectors()
+    lt = zero
+    for jj in range(w):
+        v = fexp_tile(s[jj] - m)
         e[jj] = v
         lt += v
     return lt
 
 
 @njit(**NJIT_PAIR)
-def _tile_softmax(s, e, w, m, zero, big):
-    """Exponentials of one tile of logits against the running shift ``m`` of a row.
+def _tile_reshift(s, e, w, m, zero):
+    """Slow path of the online softmax: ``e = exp(s - shift)`` with ``shift = max(m, max s)``.
 
-    Fast path (no max pass): ``e = exp(s - m)`` with the current shift; it is
-    kept when the tile sum is at most ``big`` -- a shift below the maximum
-    costs no precision (exp is relative-accurate), only range, and ``big``
-    leaves ample range. Otherwise (first tile, a much larger logit, or NaN)
-    the tile maximum is taken and ``e`` recomputed against
-    ``max(m, tile max)``.
-
-    Returns
-    -------
-    (lt, shift) : tile sum of ``e`` and the shift used (float64)
+    ``s`` holds one row's logits of a tile and ``m`` is the row's running
+    shift (``-inf`` before its first tile). Returns ``(lt, shift)``: the sum
+    of ``e`` and the new shift (float64).
     """
-    if m > -np.inf:
-        lt = _tile_exp_into(s, e, w, to_dtype_of(m, zero), zero)
-        if lt <= big:
-            return lt, m
     mt = np.float64(_tile_max(s, w))
     shift = mt if mt > m else m  # noqa: FURB136
     if not shift > -np.inf:  # every logit -inf (or NaN): keep the arithmetic honest
@@ -220,36 +286,136 @@ def _tile_softmax(s, e, w, m, zero, big):
 
 
 @njit(**NJIT_PAIR)
-def _tile_accumulate(s, Xt, w, acc, zero):
-    """``acc[k] += sum_jj s[jj] Xt[k, jj]`` (four rows of the tile per sweep over s)."""
+def _tile_softmax(s, e, w, m, zero, big):
+    """Exponentials of one tile of logits against the running shift ``m`` of a row (BLAS path).
+
+    Fast path (no max pass): ``e = exp(s - m)`` with the current shift; it is
+    kept when the tile sum is at most ``big`` -- a shift below the maximum
+    costs no precision (exp is relative-accurate), only range, and ``big``
+    leaves ample range. Otherwise (first tile, a much larger logit, or NaN)
+    :func:`_tile_reshift`.
+
+    Returns
+    -------
+    (lt, shift) : tile sum of ``e`` and the shift used (float64)
+    """
+    if m > -np.inf:
+        lt = _tile_exp_into(s, e, w, to_dtype_of(m, zero), zero)
+        if lt <= big:
+            return lt, m
+    return _tile_reshift(s, e, w, m, zero)
+
+
+@njit(**NJIT_PAIR)
+def _tile_weights_into(s, e, w, m, c, sv):
+    """``e[jj] = exp(s[jj] - m) (c + sv[jj])`` for ``jj < w`` (accelerated force weights)."""
+    wide_vectors()
+    for jj in range(w):
+        e[jj] = fexp_tile(s[jj] - m) * (c + sv[jj])
+
+
+@njit(**NJIT_PAIR)
+def _tile_weights(s, w, c, sv):
+    """``s[jj] <- exp(s[jj]) (c + sv[jj])`` in place for ``jj < w`` (shift already in ``s``)."""
+    wide_vectors()
+    for jj in range(w):
+        s[jj] = fexp_tile(s[jj]) * (c + sv[jj])
+
+
+@njit(**NJIT_PAIR)
+def _rescale_row(ii, shift, m, l, a):
+    """Move row ``ii``'s running shift to ``shift``, rescaling its sums ``l[ii]`` and ``a[ii]``."""
+    if shift != m[ii]:
+        sc = math.exp(m[ii] - shift) if m[ii] > -np.inf else 0.0
+        l[ii] *= sc
+        for k in range(a.shape[1]):
+            a[ii, k] *= sc
+        m[ii] = shift
+
+
+@njit(**NJIT_PAIR)
+def _tile_accumulate_group(S, Xt, w, at, zero):
+    """``at[r, k] += sum_{jj < w} S[r, jj] Xt[k, jj]`` for ``r < R`` (4 x 4 register accumulators).
+
+    Parameters
+    ----------
+    S : (R, TJ) weights (state dtype)
+    Xt : (d, TJ) source tile
+    w : int
+    at : (R, d) float64, added to
+    zero : scalar 0 of the state dtype (tile-local sums are in the state dtype)
+    """
+    wide_vectors()
     d = Xt.shape[0]
+    E0 = S[0]
+    E1 = S[1]
+    E2 = S[2]
+    E3 = S[3]
     k = 0
     while k + 4 <= d:
         X0 = Xt[k]
         X1 = Xt[k + 1]
         X2 = Xt[k + 2]
         X3 = Xt[k + 3]
-        a0 = zero
-        a1 = zero
-        a2 = zero
-        a3 = zero
+        a00 = a01 = a02 = a03 = zero
+        a10 = a11 = a12 = a13 = zero
+        a20 = a21 = a22 = a23 = zero
+        a30 = a31 = a32 = a33 = zero
         for jj in range(w):
-            e = s[jj]
-            a0 += e * X0[jj]
-            a1 += e * X1[jj]
-            a2 += e * X2[jj]
-            a3 += e * X3[jj]
-        acc[k] += a0
-        acc[k + 1] += a1
-        acc[k + 2] += a2
-        acc[k + 3] += a3
+            x0 = X0[jj]
+            x1 = X1[jj]
+            x2 = X2[jj]
+            x3 = X3[jj]
+            e = E0[jj]
+            a00 += e * x0
+            a01 += e * x1
+            a02 += e * x2
+            a03 += e * x3
+            e = E1[jj]
+            a10 += e * x0
+            a11 += e * x1
+            a12 += e * x2
+            a13 += e * x3
+            e = E2[jj]
+            a20 += e * x0
+            a21 += e * x1
+            a22 += e * x2
+            a23 += e * x3
+            e = E3[jj]
+            a30 += e * x0
+            a31 += e * x1
+            a32 += e * x2
+            a33 += e * x3
+        at[0, k] += a00
+        at[0, k + 1] += a01
+        at[0, k + 2] += a02
+        at[0, k + 3] += a03
+        at[1, k] += a10
+        at[1, k + 1] += a11
+        at[1, k + 2] += a12
+        at[1, k + 3] += a13
+        at[2, k] += a20
+        at[2, k + 1] += a21
+        at[2, k + 2] += a22
+        at[2, k + 3] += a23
+        at[3, k] += a30
+        at[3, k + 1] += a31
+        at[3, k + 2] += a32
+        at[3, k + 3] += a33
         k += 4
     while k < d:
         X0 = Xt[k]
-        a0 = zero
+        a00 = a10 = a20 = a30 = zero
         for jj in range(w):
-            a0 += s[jj] * X0[jj]
-        acc[k] += a0
+            x0 = X0[jj]
+            a00 += E0[jj] * x0
+            a10 += E1[jj] * x0
+            a20 += E2[jj] * x0
+            a30 += E3[jj] * x0
+        at[0, k] += a00
+        at[1, k] += a10
+        at[2, k] += a20
+        at[3, k] += a30
         k += 1
 
 
@@ -268,208 +434,140 @@ def _block_of(p, half, nblk, causal):
     return b if b != p else -1
 
 
-# ------------------------------------------------------------- passes
-
-
-@njit(**NJIT_PAIR_PARALLEL)
-def softmax_pass(QA, XT, n, causal, zero, big, acc, mrow, lrow):
-    """One pass over pairs: online-softmax weighted sums of the sources.
-
-    For every target i (sources j < n, or j <= i under a causal mask)::
-
-        l_i = sum_j exp(l_ij - m_i),  acc_i = sum_j exp(l_ij - m_i) x_j
-
-    with a shift ``m_i`` between the largest logit minus ``log(big)`` and the
-    largest logit (see :func:`_tile_softmax`); the shift cancels in SA.
-
-    Parameters
-    ----------
-    QA : (N, d) query rows ``q_i = A^T x_i`` (state dtype)
-    XT : (ntiles, d, TJ) source tiles (state dtype)
-    n : int, number of sources
-    causal : bool
-    zero : scalar 0 of the state dtype (types the tile reductions)
-    big : scalar of the state dtype, largest accepted tile sum before re-shifting
-    acc : (N, d) float64 output
-    mrow, lrow : (N,) float64 outputs
-    """
-    N, d = QA.shape
-    tj = XT.shape[2]
-    nblk = (N + TI - 1) // TI
-    npar = (nblk + 1) // 2 if causal else nblk
-    for p in prange(npar):
-        s = np.empty(tj, QA.dtype)
-        e = np.empty(tj, QA.dtype)
-        m = np.empty(TI, np.float64)
-        l = np.empty(TI, np.float64)
-        a = np.empty((TI, d), np.float64)
-        at = np.empty(d, np.float64)
-        for half in range(2):
-            b = _block_of(np.int64(p), half, nblk, causal)
-            if b < 0:
-                continue
-            i0 = b * TI
-            i1 = min(N, i0 + TI)
-            for ii in range(i1 - i0):
-                m[ii] = -np.inf
-                l[ii] = 0.0
-                for k in range(d):
-                    a[ii, k] = 0.0
-            jend = i1 if causal else n
-            for t in range(n_tiles_of(jend, tj)):
-                j0 = t * tj
-                Xt = XT[t]
-                for ii in range(i1 - i0):
-                    i = i0 + ii
-                    w = min(tj, (i + 1 if causal else n) - j0)
-                    if w <= 0:
-                        continue
-                    _tile_logits(QA, i, Xt, w, s)
-                    lt, shift = _tile_softmax(s, e, w, m[ii], zero, big)
-                    if shift != m[ii]:
-                        # rescale the running sums to the new shift (rare after the first tile)
-                        sc = math.exp(m[ii] - shift) if m[ii] > -np.inf else 0.0
-                        l[ii] *= sc
-                        for k in range(d):
-                            a[ii, k] *= sc
-                        m[ii] = shift
-                    l[ii] += lt
-                    for k in range(d):
-                        at[k] = 0.0
-                    _tile_accumulate(e, Xt, w, at, zero)
-                    for k in range(d):
-                        a[ii, k] += at[k]
-            for ii in range(i1 - i0):
-                i = i0 + ii
-                mrow[i] = m[ii]
-                lrow[i] = l[ii]
-                for k in range(d):
-                    acc[i, k] = a[ii, k]
-
-
 @njit(**NJIT_PAIR)
 def n_tiles_of(n, tj):
     return (n + tj - 1) // tj
 
 
-@njit(**NJIT_PAIR_PARALLEL)
-def z_pass(QA, XT, n, causal, zero, big, mrow, lrow):
-    """One pass over pairs for the normalizers: a shift ``m_i`` and ``l_i = sum_j exp(l_ij - m_i)``.
-
-    Then ``z_i = exp(m_i) l_i / n_i`` (see :func:`z_from_rows`).
-
-    Parameters
-    ----------
-    QA : (N, d) query rows (state dtype)
-    XT : (ntiles, d, TJ) source tiles
-    n : int, number of sources
-    causal : bool
-    zero : scalar 0 of the state dtype
-    big : scalar of the state dtype (see :func:`_tile_softmax`)
-    mrow, lrow : (N,) float64 outputs
-    """
-    N = QA.shape[0]
-    tj = XT.shape[2]
-    nblk = (N + TI - 1) // TI
-    npar = (nblk + 1) // 2 if causal else nblk
-    for p in prange(npar):
-        s = np.empty(tj, QA.dtype)
-        e = np.empty(tj, QA.dtype)
-        m = np.empty(TI, np.float64)
-        l = np.empty(TI, np.float64)
-        for half in range(2):
-            b = _block_of(np.int64(p), half, nblk, causal)
-            if b < 0:
-                continue
-            i0 = b * TI
-            i1 = min(N, i0 + TI)
-            for ii in range(i1 - i0):
-                m[ii] = -np.inf
-                l[ii] = 0.0
-            jend = i1 if causal else n
-            for t in range(n_tiles_of(jend, tj)):
-                j0 = t * tj
-                Xt = XT[t]
-                for ii in range(i1 - i0):
-                    i = i0 + ii
-                    w = min(tj, (i + 1 if causal else n) - j0)
-                    if w <= 0:
-                        continue
-                    _tile_logits(QA, i, Xt, w, s)
-                    lt, shift = _tile_softmax(s, e, w, m[ii], zero, big)
-                    if shift != m[ii]:
-                        l[ii] *= math.exp(m[ii] - shift) if m[ii] > -np.inf else 0.0
-                        m[ii] = shift
-                    l[ii] += lt
-            for ii in range(i1 - i0):
-                mrow[i0 + ii] = m[ii]
-                lrow[i0 + ii] = l[ii]
-
-
 @njit(**NJIT_PAIR)
-def _tile_exp_weight(s, w, m, c, sv):
-    """``s[jj] <- exp(s[jj] - m) (c + sv[jj])`` for ``jj < w`` (accelerated force weights)."""
-    for jj in range(w):
-        s[jj] = fexp(s[jj] - m) * (c + sv[jj])
+def _self_logit(QA, XT, i):
+    """``l_ii = q_i . x_i`` in float64 (a logit of row i: the loop kernels' first shift)."""
+    tj = XT.shape[2]
+    t = i // tj
+    jj = i - t * tj
+    v = 0.0
+    for k in range(QA.shape[1]):
+        v += np.float64(QA[i, k]) * np.float64(XT[t, k, jj])
+    return v
+
+
+# ------------------------------------------------------------- passes
 
 
 @njit(**NJIT_PAIR_PARALLEL)
-def force_pass(QA, XT, ST, cvec, mrow, n, causal, zero, acc):
-    """Second pass of the accelerated field: ``acc_i = sum_j exp(l_ij - m_i) (c_i + s_j) x_j``.
+def loop_pass(mode, QA, XT, ST, cvec, n, causal, zero, big, acc, mrow, lrow):
+    """One pass over pairs with the loop kernels (every d; :func:`gemm_pass` is the BLAS variant).
 
-    With ``c_i = s_i + 2`` and ``m_i`` the row maxima of :func:`z_pass`, the
-    force of SPEC §3 is ``exp(m_i) / (2 n_i) A acc_i``. All weights are at
-    most ``big (c_i + s_j)`` (no overflow inside the pass).
+    For every target i (sources j < n, or j <= i under a causal mask), with
+    a row shift ``m_i``::
+
+        MODE_SOFTMAX:  l_i = sum_j exp(l_ij - m_i),  acc_i = sum_j exp(l_ij - m_i) x_j
+        MODE_Z:        l_i only
+        MODE_FORCE:    acc_i = sum_j exp(l_ij - m_i) (c_i + s_j) x_j,  m_i = mrow[i] given
+
+    In the first two modes ``m_i`` is an online shift between the largest
+    logit minus ``log(big)`` and the largest logit: it starts at the self
+    logit ``l_ii`` and moves up (rescaling the running sums) only when a tile's
+    exponentials would sum above ``big``; it cancels in SA.
+
+    Targets go in blocks of ``TI`` (a ``prange`` iteration, or two balanced
+    blocks under a causal mask) and, within a block, in groups of ``R``
+    sharing each tile: logits (shift folded in), exponentials in place, then
+    the weighted sums of the tile's sources.
 
     Parameters
     ----------
-    QA : (N, d) query rows (state dtype)
-    XT : (ntiles, d, TJ) source tiles
-    ST : (ntiles, TJ) tiles of s_j (state dtype, zero padded)
-    cvec : (N,) float64, c_i = s_i + 2
-    mrow : (N,) float64 row shifts from :func:`z_pass` (at least the largest logit minus log(big))
-    n : int, number of sources
+    mode : int, ``MODE_SOFTMAX``, ``MODE_Z`` or ``MODE_FORCE``
+    QA : (N, d) query rows ``q_i = A^T x_i`` (state dtype)
+    XT : (ntiles, d, TJ) source tiles (state dtype)
+    ST : (ntiles, TJ) tiles of s_j (force mode; any 2-D array of the state dtype otherwise)
+    cvec : (N,) float64 c_i (force mode; any float64 array otherwise)
+    n : int, number of sources (sources are the first n targets: n <= N)
     causal : bool
-    zero : scalar 0 of the state dtype
-    acc : (N, d) float64 output
+    zero : scalar 0 of the state dtype (types the tile reductions)
+    big : scalar of the state dtype, largest accepted tile sum before re-shifting
+    acc : (N, d) float64 output (not written in z mode)
+    mrow : (N,) float64, output (input in force mode)
+    lrow : (N,) float64 output (not written in force mode)
     """
     N, d = QA.shape
     tj = XT.shape[2]
     nblk = (N + TI - 1) // TI
     npar = (nblk + 1) // 2 if causal else nblk
+    force = mode == MODE_FORCE
     for p in prange(npar):
-        s = np.empty(tj, QA.dtype)
+        S = np.empty((R, tj), QA.dtype)  # logits minus shift, then weights, of a group
+        s1 = np.empty(tj, QA.dtype)  # one row's logits (slow path)
+        sh = np.empty(R, QA.dtype)
+        rows = np.empty(R, np.int64)
+        m = np.empty(TI, np.float64)
+        l = np.empty(TI, np.float64)
         a = np.empty((TI, d), np.float64)
-        at = np.empty(d, np.float64)
+        at = np.empty((R, d), np.float64)
         for half in range(2):
             b = _block_of(np.int64(p), half, nblk, causal)
             if b < 0:
                 continue
             i0 = b * TI
-            i1 = min(N, i0 + TI)
-            for ii in range(i1 - i0):
+            nb = min(N, i0 + TI) - i0
+            for ii in range(TI):
+                i = i0 + min(ii, nb - 1)
+                if force:
+                    m[ii] = mrow[i]
+                elif i < n:
+                    # rounded to the state dtype: the shift the exponentials use is exactly m_i
+                    m[ii] = np.float64(to_dtype_of(_self_logit(QA, XT, i), zero))
+                else:
+                    m[ii] = -np.inf
+                l[ii] = 0.0
                 for k in range(d):
                     a[ii, k] = 0.0
-            jend = i1 if causal else n
+            jend = i0 + nb if causal else n
             for t in range(n_tiles_of(jend, tj)):
                 j0 = t * tj
                 Xt = XT[t]
-                St = ST[t]
-                for ii in range(i1 - i0):
-                    i = i0 + ii
-                    w = min(tj, (i + 1 if causal else n) - j0)
-                    if w <= 0:
+                for g in range(0, nb, R):
+                    # the group's rows; past the block's end, repeats of its last row (discarded)
+                    for r in range(R):
+                        rows[r] = i0 + min(g + r, nb - 1)
+                        mg = m[g + r]
+                        sh[r] = to_dtype_of(mg if mg > -np.inf else 0.0, zero)
+                    wg = min(tj, (rows[R - 1] + 1 if causal else n) - j0)
+                    if wg <= 0:
                         continue
-                    _tile_logits(QA, i, Xt, w, s)
-                    _tile_exp_weight(s, w, to_dtype_of(mrow[i], zero), to_dtype_of(cvec[i], zero), St)
+                    _tile_logits_group(QA, rows, Xt, wg, S, sh)
+                    for r in range(R):
+                        ii = g + r
+                        Sr = S[r]
+                        w = min(wg, rows[r] + 1 - j0) if causal else wg
+                        if w > 0:
+                            if force:
+                                _tile_weights(Sr, w, to_dtype_of(cvec[rows[r]], zero), ST[t])
+                            else:
+                                lt = _tile_exp_sum(Sr, w, zero)
+                                if not (m[ii] > -np.inf and lt <= big):
+                                    _tile_logits(QA, rows[r], Xt, w, s1)
+                                    lt, shift = _tile_reshift(s1, Sr, w, m[ii], zero)
+                                    _rescale_row(ii, shift, m, l, a)
+                                l[ii] += lt
+                        for jj in range(max(w, 0), wg):
+                            Sr[jj] = 0.0
+                    if mode != MODE_Z:
+                        for r in range(R):
+                            for k in range(d):
+                                at[r, k] = 0.0
+                        _tile_accumulate_group(S, Xt, wg, at, zero)
+                        for r in range(R):
+                            for k in range(d):
+                                a[g + r, k] += at[r, k]
+            for ii in range(nb):
+                i = i0 + ii
+                if not force:
+                    mrow[i] = m[ii]
+                    lrow[i] = l[ii]
+                if mode != MODE_Z:
                     for k in range(d):
-                        at[k] = 0.0
-                    _tile_accumulate(s, Xt, w, at, zero)
-                    for k in range(d):
-                        a[ii, k] += at[k]
-            for ii in range(i1 - i0):
-                for k in range(d):
-                    acc[i0 + ii, k] = a[ii, k]
+                        acc[i, k] = a[ii, k]
 
 
 # ------------------------------------------------- particle-wise passes
@@ -664,10 +762,6 @@ TIB = 64
 #: Source tile width of the BLAS path.
 TJB = 256
 
-MODE_SOFTMAX = 0
-MODE_Z = 1
-MODE_FORCE = 2
-
 
 @njit(**NJIT_PAIR_PARALLEL)
 def prepare_rows(X, XP):
@@ -682,13 +776,6 @@ def prepare_rows(X, XP):
     for j in prange(XP.shape[0]):
         for k in range(d):
             XP[j, k] = X[j, k] if j < n else 0.0
-
-
-@njit(**NJIT_PAIR)
-def _tile_exp_weight_into(s, e, w, m, c, sv):
-    """``e[jj] = exp(s[jj] - m) (c + sv[jj])`` for ``jj < w``."""
-    for jj in range(w):
-        e[jj] = fexp(s[jj] - m) * (c + sv[jj])
 
 
 @njit(**NJIT_PAIR_PARALLEL)
@@ -759,16 +846,11 @@ def gemm_pass(mode, QA, XT, XP, ST, cvec, n, causal, zero, big, acc, mrow, lrow)
                             erow[jj] = 0.0
                         continue
                     if mode == MODE_FORCE:
-                        _tile_exp_weight_into(srow, erow, w, to_dtype_of(m[ii], zero),
-                                              to_dtype_of(cvec[i], zero), ST[t])
+                        _tile_weights_into(srow, erow, w, to_dtype_of(m[ii], zero),
+                                           to_dtype_of(cvec[i], zero), ST[t])
                     else:
                         lt, shift = _tile_softmax(srow, erow, w, m[ii], zero, big)
-                        if shift != m[ii]:
-                            sc = math.exp(m[ii] - shift) if m[ii] > -np.inf else 0.0
-                            l[ii] *= sc
-                            for k in range(d):
-                                a[ii, k] *= sc
-                            m[ii] = shift
+                        _rescale_row(ii, shift, m, l, a)
                         l[ii] += lt
                     for jj in range(w, tj):
                         erow[jj] = 0.0

@@ -238,18 +238,17 @@ class Softmax(Model):
             PK.prepare_rows(x, self._XP)
         return n
 
-    def _gemm(self, mode, n, ST, cvec):
-        with _blas_controller().limit(limits=1, user_api="blas"):
-            PK.gemm_pass(mode, self._QA, self._XT, self._XP, ST, cvec, n, self.causal, self._zero,
-                         self._big, self._acc, self._mrow, self._lrow)
-
-    def _softmax_sums(self, n) -> None:
-        """Shifts m_i, l_i and acc_i of the first-order fields (one pass over pairs)."""
+    def _pairs(self, mode, n, ST=None, cvec=None) -> None:
+        """One pass over pairs (``PK.MODE_*``) into ``_mrow``, ``_lrow``, ``_acc``; BLAS or loop kernels."""
+        ST = self._no_ST if ST is None else ST
+        cvec = self._mrow if cvec is None else cvec
+        args = (self._QA, self._XT, self._XP, ST, cvec, n, self.causal, self._zero, self._big,
+                self._acc, self._mrow, self._lrow)
         if self.use_blas:
-            self._gemm(PK.MODE_SOFTMAX, n, self._no_ST, self._mrow)
+            with _blas_controller().limit(limits=1, user_api="blas"):
+                PK.gemm_pass(mode, *args)
         else:
-            PK.softmax_pass(self._QA, self._XT, n, self.causal, self._zero, self._big, self._acc,
-                            self._mrow, self._lrow)
+            PK.loop_pass(mode, *args[:2], *args[3:])
 
     def z(self, x, t=None) -> np.ndarray:
         """z_i = (1/n_i) sum_j E_ij (masked under ``causal``), shape ``(N,)`` float64; one pass.
@@ -263,10 +262,7 @@ class Softmax(Model):
         return self._z_after_prepare(n, t).copy()
 
     def _z_after_prepare(self, n, t=None) -> np.ndarray:
-        if self.use_blas:
-            self._gemm(PK.MODE_Z, n, self._no_ST, self._mrow)
-        else:
-            PK.z_pass(self._QA, self._XT, n, self.causal, self._zero, self._big, self._mrow, self._lrow)
+        self._pairs(PK.MODE_Z, n)
         bad = PK.z_from_rows(self._mrow, self._lrow, self.causal, n, self._z)
         if bad:
             raise self._overflow(f"z_i = (1/N) sum_j exp(x_i^T A x_j) ({bad} rows)", t)
@@ -275,7 +271,7 @@ class Softmax(Model):
     # ----------------------------------------------------------------- fields
     def _combine_first_order(self, x, t, a, b, out):
         n = self._prepare(x)
-        self._softmax_sums(n)
+        self._pairs(PK.MODE_SOFTMAX, n)
         bad = PK.finish_first_order(x, self._acc, self._mrow, self._lrow, self.V, self._BQ, self._Bq,
                                     self.params.has_potential, self.normalized, self.causal, n, self._F)
         if bad:
@@ -290,11 +286,7 @@ class Softmax(Model):
         z = self._z_after_prepare(n, t)
         PK.kinetic_terms(y, self.B, z, self._yBy, self._s, self._c)
         PK.prepare_values(self._s, self._ST)
-        if self.use_blas:
-            self._gemm(PK.MODE_FORCE, n, self._ST, self._c)
-        else:
-            PK.force_pass(self._QA, self._XT, self._ST, self._c, self._mrow, n, self.causal,
-                          self._zero, self._acc)
+        self._pairs(PK.MODE_FORCE, n, self._ST, self._c)
         bad = PK.finish_hamiltonian(x, y, self._acc, self._mrow, z, self.A, self.B, self.Q, self.q,
                                     self.causal, n, self._F, self._G)
         if bad:
