@@ -242,13 +242,12 @@ class Softmax(Model):
         """One pass over pairs (``PK.MODE_*``) into ``_mrow``, ``_lrow``, ``_acc``; BLAS or loop kernels."""
         ST = self._no_ST if ST is None else ST
         cvec = self._mrow if cvec is None else cvec
-        args = (self._QA, self._XT, self._XP, ST, cvec, n, self.causal, self._zero, self._big,
-                self._acc, self._mrow, self._lrow)
+        rest = (n, self.causal, self._zero, self._big, self._acc, self._mrow, self._lrow)
         if self.use_blas:
             with _blas_controller().limit(limits=1, user_api="blas"):
-                PK.gemm_pass(mode, *args)
+                PK.gemm_pass(mode, self._QA, self._XT, self._XP, ST, cvec, *rest)
         else:
-            PK.loop_pass(mode, *args[:2], *args[3:])
+            PK.loop_pass(mode, self._QA, self._XT, ST, cvec, *rest)
 
     def z(self, x, t=None) -> np.ndarray:
         """z_i = (1/n_i) sum_j E_ij (masked under ``causal``), shape ``(N,)`` float64; one pass.
