@@ -287,6 +287,55 @@ def test_template_parses_and_runs(tmp_path):
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 numba threads")
+def _z_of_pass(model, X, symmetric):
+    """z_i from one z pass of the model, asserting which pass ran."""
+    n = model._prepare(X)
+    if symmetric:
+        assert model._z_symmetric(X, n)
+    else:
+        model._pairs(PK.MODE_Z, n)
+    out = np.empty(n)
+    assert PK.z_from_rows(model._mrow, model._lrow, model.causal, n, out) == 0
+    return out, model._mrow.copy()
+
+
+# tiles of sources: 1, 2 (even: the last round pairs each tile once), 3, 6 (even), 5
+@pytest.mark.parametrize("N,d", [(333, 8), (600, 5), (1100, 3), (1500, 16), (2100, 4)])
+def test_symmetric_z_pass_matches_reference_and_row_pass(N, d):
+    X, Y, _, As, B, _, Q, m = problem(N, d, seed=N + 3 * d)
+    lam = np.linalg.eigvalsh(As)
+    As = As - 0.5 * (lam.min() + lam.max()) * np.eye(d)  # indefinite (d > 1): |A| differs from A
+    assert np.linalg.eigvalsh(As).min() < 0 < np.linalg.eigvalsh(As).max()
+    model = acc_model(d, As, B, Q, m, False)
+    assert model.symmetric_z
+    zs, ms = _z_of_pass(model, X, True)
+    zr, _ = _z_of_pass(model, X, False)
+    zref = z(X, As, False)
+    assert rel(zs, zref) < 1e-13 and rel(zr, zref) < 1e-13
+    # the symmetric pass's shift bounds every logit of its row (the force pass relies on it)
+    assert np.all((X @ As @ X.T).max(1) <= ms + 1e-9)
+    F, G = model.hamiltonian_field(X.copy(), Y.copy(), 0.0)
+    Fr, Gr = hamiltonian_field(X, Y, As, B, Q, m, False)
+    assert rel(F, Fr) < RTOL and rel(G, Gr) < RTOL
+
+
+def test_symmetric_z_pass_steps_aside_beyond_its_range():
+    """One particle with x^T |A| x / 2 > MU_MAX: the row-wise pass runs and z is still exact."""
+    N, d = 700, 4
+    X, _, _, _, B, _, Q, m = problem(N, d, seed=5)
+    As = 0.5 * np.eye(d)
+    X[0] *= np.sqrt(4.4 * PK.MU_MAX) / np.linalg.norm(X[0])  # mu_0 = 1.1 MU_MAX, logit l_00 = 2.2 MU_MAX
+    model = acc_model(d, As, B, Q, m, False)
+    model._prepare(X)
+    assert not model._z_symmetric(X, N)
+    assert rel(model.z(X), z(X, As, False)) < 1e-12
+    for off in ({"dtype": np.float32}, {"causal": True}):  # no symmetric pass for float32 or a mask
+        kw = {"causal": False, "dtype": np.float64, **off}
+        assert not acc_model(d, As, B, Q, m, kw["causal"], kw["dtype"]).symmetric_z
+    A = As + 0.1 * np.triu(np.ones((d, d)), 1)  # first-order runs may have a non-symmetric A
+    assert not first_model(d, A).symmetric_z
+
+
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("d", [5, 40])
 def test_parallel_equals_serial(causal, d):

@@ -435,6 +435,27 @@ def _block_of(p, half, nblk, causal):
 
 
 @njit(**NJIT_PAIR)
+def _empty_aligned(rows, cols, dtype):
+    """An uninitialized (rows, cols) array whose start is 64-byte aligned (a cache line, one zmm).
+
+    numba aligns arrays to 32 bytes; with 512-bit vectors every other load of a
+    32-byte aligned row would straddle a cache line.
+    """
+    buf = np.empty(rows * cols + 64, dtype)
+    off = ((64 - buf.ctypes.data % 64) % 64) // buf.itemsize
+    return buf[off:off + rows * cols].reshape((rows, cols))
+
+
+def empty_aligned(shape, dtype):
+    """``np.empty(shape, dtype)`` starting on a 64-byte boundary (for source tiles; see :func:`_empty_aligned`)."""
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape))
+    buf = np.empty(n + 64 // dtype.itemsize, dtype)
+    off = (-buf.ctypes.data % 64) // dtype.itemsize
+    return buf[off:off + n].reshape(shape)
+
+
+@njit(**NJIT_PAIR)
 def n_tiles_of(n, tj):
     return (n + tj - 1) // tj
 
@@ -496,7 +517,7 @@ def loop_pass(mode, QA, XT, ST, cvec, n, causal, zero, big, acc, mrow, lrow):
     npar = (nblk + 1) // 2 if causal else nblk
     force = mode == MODE_FORCE
     for p in prange(npar):
-        S = np.empty((R, tj), QA.dtype)  # logits minus shift, then weights, of a group
+        S = _empty_aligned(R, tj, QA.dtype)  # logits minus shift, then weights, of a group
         s1 = np.empty(tj, QA.dtype)  # one row's logits (slow path)
         sh = np.empty(R, QA.dtype)
         rows = np.empty(R, np.int64)
@@ -568,6 +589,155 @@ def loop_pass(mode, QA, XT, ST, cvec, n, causal, zero, big, acc, mrow, lrow):
                 if mode != MODE_Z:
                     for k in range(d):
                         acc[i, k] = a[ii, k]
+
+
+@njit(**NJIT)
+def quadratic_form(M, X, i):
+    """``x_i^T M x_i`` in float64 for row ``i`` of ``X`` (N, d) and ``M`` (d, d)."""
+    d = X.shape[1]
+    q = 0.0
+    for k in range(d):
+        t = 0.0
+        for l in range(d):
+            t += M[k, l] * X[i, l]
+        q += X[i, k] * t
+    return q
+
+
+# ------------------------------------------- symmetric z pass (symmetric A)
+
+#: Largest mu_i = x_i^T |A| x_i / 2 for which :func:`z_pass_symmetric` is used:
+#: every exponent it forms then lies in [-4 MU_MAX, MU_MAX] (no overflow, no underflow in float64).
+MU_MAX = 170.0
+
+
+@njit(**NJIT_PARALLEL_PLAIN)
+def half_quadratic(X, M, mu, w):
+    """``mu_i = x_i^T M x_i / 2`` and ``w_i = exp(mu_i)`` (float64), for ``M = |A|``.
+
+    Parameters
+    ----------
+    X : (N, d) positions
+    M : (d, d) float64 symmetric positive semidefinite
+    mu, w : (N,) float64 outputs
+    """
+    for i in prange(X.shape[0]):
+        v = 0.5 * quadratic_form(M, X, i)
+        mu[i] = v
+        w[i] = math.exp(v)
+
+
+@njit(**NJIT_PAIR)
+def _tile_sym_group(S, MUt, Wt, w, e0, e1, e2, e3, col):
+    """Exponentials of a group's shifted logits, summed both ways.
+
+    With ``S[r, jj] = l_ij - mu_i`` for the group's rows, ``g_ij = exp(S[r, jj] - mu_j)``;
+    returns the four row sums ``sum_jj g_ij w_j`` and adds ``sum_r g_ij e_r`` to
+    ``col[jj]`` (``e_r = w_i``, or 0 for rows that must not count).
+    """
+    wide_vectors()
+    S0 = S[0]
+    S1 = S[1]
+    S2 = S[2]
+    S3 = S[3]
+    r0 = r1 = r2 = r3 = 0.0
+    for jj in range(w):
+        mj = MUt[jj]
+        wj = Wt[jj]
+        g0 = fexp_tile(S0[jj] - mj)
+        g1 = fexp_tile(S1[jj] - mj)
+        g2 = fexp_tile(S2[jj] - mj)
+        g3 = fexp_tile(S3[jj] - mj)
+        r0 += g0 * wj
+        r1 += g1 * wj
+        r2 += g2 * wj
+        r3 += g3 * wj
+        col[jj] += g0 * e0 + g1 * e1 + g2 * e2 + g3 * e3
+    return r0, r1, r2, r3
+
+
+@njit(**NJIT_PAIR_PARALLEL)
+def _z_round(rnd, QA, XT, MU, W, MUT, WT, n, rowsum, colsum):
+    """Round ``rnd`` of :func:`z_pass_symmetric`: target tile I against source tile (I + rnd) mod nt.
+
+    Within a round the target tiles and the source tiles are each hit once,
+    so row sums (of tile I) and column sums (of tile J) never race.
+    """
+    nt, _, tj = XT.shape
+    ntask = nt // 2 if (rnd > 0 and 2 * rnd == nt) else nt  # distance nt/2: each pair once
+    for I in prange(ntask):
+        J = (I + rnd) % nt
+        S = _empty_aligned(R, tj, np.float64)
+        sh = np.empty(R, np.float64)
+        rows = np.empty(R, np.int64)
+        col = np.zeros(tj, np.float64)
+        i0 = I * tj
+        ni = min(n, i0 + tj) - i0
+        j0 = J * tj
+        wj = min(tj, n - j0)
+        Xt = XT[J]
+        for g in range(0, ni, R):
+            for r in range(R):
+                rows[r] = i0 + min(g + r, ni - 1)
+                sh[r] = MU[rows[r]]
+            _tile_logits_group(QA, rows, Xt, wj, S, sh)
+            # the diagonal tile (rnd = 0) is summed row-wise in full: no column sums there
+            e0 = W[rows[0]] if rnd > 0 else 0.0
+            e1 = W[rows[1]] if (rnd > 0 and g + 1 < ni) else 0.0
+            e2 = W[rows[2]] if (rnd > 0 and g + 2 < ni) else 0.0
+            e3 = W[rows[3]] if (rnd > 0 and g + 3 < ni) else 0.0
+            r0, r1, r2, r3 = _tile_sym_group(S, MUT[J], WT[J], wj, e0, e1, e2, e3, col)
+            rowsum[rows[0]] += r0
+            if g + 1 < ni:
+                rowsum[rows[1]] += r1
+            if g + 2 < ni:
+                rowsum[rows[2]] += r2
+            if g + 3 < ni:
+                rowsum[rows[3]] += r3
+        if rnd > 0:
+            for jj in range(wj):
+                colsum[j0 + jj] += col[jj]
+
+
+@njit(**NJIT_PAIR)
+def z_pass_symmetric(QA, XT, MU, W, MUT, WT, n, mrow, lrow, rowsum, colsum):
+    """z_i for a symmetric A with each unordered pair's exponential computed once (float64, no mask).
+
+    With ``mu_i = x_i^T |A| x_i / 2`` (``|A|`` the matrix absolute value),
+    ``l_ij <= mu_i + mu_j``, so ``g_ij = exp(l_ij - mu_i - mu_j) <= 1`` and::
+
+        n z_i = sum_j E_ij = exp(mu_i) sum_j g_ij exp(mu_j).
+
+    ``g_ij = g_ji`` feeds the sums of rows i and j. Tiles are paired in rounds
+    (tile I with tile I + rnd, rnd = 0 .. nt/2), one parallel region per round;
+    every row's terms are added in the same order whatever the thread count.
+    Needs ``max mu_i <= MU_MAX`` (then every exponent lies in [-4 MU_MAX, MU_MAX]).
+
+    Outputs, in the form of the row-wise z pass: ``mrow_i = mu_i + max mu``
+    (a shift at least every logit of row i, used by the force pass) and
+    ``lrow_i = sum_j exp(l_ij - mrow_i)``, so ``z_i = exp(mrow_i) lrow_i / n``.
+
+    Parameters
+    ----------
+    QA : (N, d) float64 query rows, XT : (ntiles, d, TJ) float64 source tiles
+    MU, W : (N,) float64, mu_i and exp(mu_i) (:func:`half_quadratic`)
+    MUT, WT : (ntiles, TJ) float64 tiles of MU and W (:func:`prepare_values`)
+    n : int, number of particles (= N)
+    mrow, lrow : (N,) float64 outputs
+    rowsum, colsum : (N,) float64 work arrays
+    """
+    nt = XT.shape[0]
+    for i in range(n):
+        rowsum[i] = 0.0
+        colsum[i] = 0.0
+    for rnd in range(nt // 2 + 1):
+        _z_round(rnd, QA, XT, MU, W, MUT, WT, n, rowsum, colsum)
+    mu_max = -np.inf
+    for i in range(n):
+        mu_max = max(mu_max, MU[i])
+    for i in range(n):
+        mrow[i] = MU[i] + mu_max
+        lrow[i] = (rowsum[i] + colsum[i]) * math.exp(-mu_max)
 
 
 # ------------------------------------------------- particle-wise passes
@@ -659,14 +829,8 @@ def kinetic_terms(Y, B, z, yBy, svec, cvec):
     z : (N,) float64
     yBy, svec, cvec : (N,) float64 outputs
     """
-    N, d = Y.shape
-    for i in prange(N):
-        q = 0.0
-        for k in range(d):
-            bk = 0.0
-            for l in range(d):
-                bk += B[k, l] * Y[i, l]
-            q += Y[i, k] * bk
+    for i in prange(Y.shape[0]):
+        q = quadratic_form(B, Y, i)
         yBy[i] = q
         si = q / (z[i] * z[i])
         svec[i] = si
@@ -683,7 +847,7 @@ def finish_hamiltonian(X, Y, acc, mrow, z, A, B, Q, q, causal, n, FX, GY):
     Parameters
     ----------
     X, Y : (N, d)
-    acc : (N, d) float64 from :func:`force_pass`
+    acc : (N, d) float64 from the force pass (:func:`loop_pass` or :func:`gemm_pass`, MODE_FORCE)
     mrow, z : (N,) float64
     A, B, Q : (d, d) float64
     q : (d,) float64

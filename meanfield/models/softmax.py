@@ -27,7 +27,10 @@ z_i (``interaction = -1/(2N) sum_i z_i``) and are not expected to be monotone.
 One oracle call is O(N^2 d): one pass over pairs for SA/USA (online softmax),
 two for the accelerated field (z_i, then the force with s_i); see
 :mod:`meanfield._kernels.pairwise` (tile products through BLAS for d >= 32
-when threadpoolctl is importable). Quantities that are intrinsically
+when threadpoolctl is importable). For a symmetric A in float64 without a
+mask, the z_i pass computes each unordered pair's exponential once
+(``E_ij = E_ji``, :func:`~meanfield._kernels.pairwise.z_pass_symmetric`)
+while every x_i^T |A| x_i <= 2 MU_MAX = 340, and the row-wise pass otherwise. Quantities that are intrinsically
 unnormalized (USA, z_i, the accelerated force, the energy) raise
 :class:`~meanfield.errors.SimulationError` when they overflow.
 """
@@ -172,6 +175,13 @@ class Softmax(Model):
         self._big = self.dtype.type(PK.big_for(self.dtype))
         #: tile products through BLAS for large d (set to False to force the loop kernels)
         self.use_blas = self.d >= PK.BLAS_MIN_D and _blas_controller() is not None
+        #: z_i with each unordered pair's exponential computed once (symmetric A, float64, no
+        #: mask; used when max_i x_i^T |A| x_i / 2 <= PK.MU_MAX). Set to False to force the row pass.
+        self.symmetric_z = (self.dtype == np.float64 and not self.causal
+                            and np.array_equal(self.A, self.A.T))
+        if self.symmetric_z:
+            lam, U = np.linalg.eigh(self.A)
+            self._absA = np.ascontiguousarray((U * np.abs(lam)) @ U.T)
         self._work_n = -1
         self._blas_scratch = None
 
@@ -189,7 +199,7 @@ class Softmax(Model):
         d, dt = self.d, self.dtype
         self._tj = PK.TJB if self.use_blas else PK.tile_width(d, dt.itemsize)
         nt = PK.n_tiles(n, self._tj)
-        self._XT = np.empty((nt, d, self._tj), dt)  # source tiles
+        self._XT = PK.empty_aligned((nt, d, self._tj), dt)  # source tiles (64-byte aligned rows)
         self._XP = np.empty((nt * self._tj if self.use_blas else 0, d), dt)  # padded rows (BLAS path)
         self._no_ST = np.zeros((1, 1), dt)  # placeholder s_j tiles for the softmax and z passes
         self._QA = np.empty((n, d), dt)  # query rows q_i = A^T x_i
@@ -198,8 +208,12 @@ class Softmax(Model):
         self._lrow = np.empty(n, np.float64)
         self._z = np.empty(n, np.float64)
         self._F = np.empty((n, d), dt)
+        if self.symmetric_z:
+            self._mu, self._w, self._rowsum, self._colsum = (np.empty(n, np.float64) for _ in range(4))
+            self._MUT = PK.empty_aligned((nt, self._tj), np.float64)
+            self._WT = PK.empty_aligned((nt, self._tj), np.float64)
         if self.accelerated:
-            self._ST = np.empty((nt, self._tj), dt)
+            self._ST = PK.empty_aligned((nt, self._tj), dt)
             self._yBy = np.empty(n, np.float64)
             self._s = np.empty(n, np.float64)
             self._c = np.empty(n, np.float64)
@@ -258,14 +272,26 @@ class Softmax(Model):
             If some z_i overflows (or underflows to 0).
         """
         n = self._prepare(x)
-        return self._z_after_prepare(n, t).copy()
+        return self._z_after_prepare(x, n, t).copy()
 
-    def _z_after_prepare(self, n, t=None) -> np.ndarray:
-        self._pairs(PK.MODE_Z, n)
+    def _z_after_prepare(self, x, n, t=None) -> np.ndarray:
+        if not (self.symmetric_z and self._z_symmetric(x, n)):
+            self._pairs(PK.MODE_Z, n)
         bad = PK.z_from_rows(self._mrow, self._lrow, self.causal, n, self._z)
         if bad:
             raise self._overflow(f"z_i = (1/N) sum_j exp(x_i^T A x_j) ({bad} rows)", t)
         return self._z
+
+    def _z_symmetric(self, x, n) -> bool:
+        """Shifts and sums of z_i by :func:`PK.z_pass_symmetric`; False (nothing done) when out of its range."""
+        PK.half_quadratic(x, self._absA, self._mu, self._w)
+        if not np.max(self._mu) <= PK.MU_MAX:  # also False for NaN
+            return False
+        PK.prepare_values(self._mu, self._MUT)
+        PK.prepare_values(self._w, self._WT)
+        PK.z_pass_symmetric(self._QA, self._XT, self._mu, self._w, self._MUT, self._WT, n, self._mrow,
+                            self._lrow, self._rowsum, self._colsum)
+        return True
 
     # ----------------------------------------------------------------- fields
     def _combine_first_order(self, x, t, a, b, out):
@@ -282,7 +308,7 @@ class Softmax(Model):
     def _combine_hamiltonian(self, x, y, t, ax, bx, ay, by, out_x, out_y):
         self._check_input(y)
         n = self._prepare(x)
-        z = self._z_after_prepare(n, t)
+        z = self._z_after_prepare(x, n, t)
         PK.kinetic_terms(y, self.B, z, self._yBy, self._s, self._c)
         PK.prepare_values(self._s, self._ST)
         self._pairs(PK.MODE_FORCE, n, self._ST, self._c)
@@ -308,13 +334,13 @@ class Softmax(Model):
     def kinetic(self, x, y) -> float:
         """K = (1/N) sum_i y_i^T B y_i / (2 z_i) (one pass over pairs for z)."""
         n = self._prepare(x)
-        z = self._z_after_prepare(n)
+        z = self._z_after_prepare(x, n)
         PK.kinetic_terms(y, self.B, z, self._yBy, self._s, self._c)
         return float(np.mean(self._yBy / (2.0 * z)))
 
     def energies(self, x, y) -> dict:
         n = self._prepare(x)
-        z = self._z_after_prepare(n)
+        z = self._z_after_prepare(x, n)
         inter = -0.5 * float(np.mean(z))
         U = inter + self.potential_W(x)
         out = {"energy": U, "potential": U, "interaction": inter}
