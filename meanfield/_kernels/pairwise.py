@@ -15,8 +15,7 @@ four multiply-adds. Exponentials use the polynomial :func:`~.fastexp.fexp_tile`.
 Logits are ``l_ij = x_i^T A x_j = q_i . x_j`` with ``q_i = A^T x_i`` (rows of
 ``QA``). Exponentials are always taken of ``l_ij - m_i`` with ``m_i`` a
 running shift of row i (online softmax): it starts at a logit of the row
-(the self logit ``l_ii`` in the loop kernels, the first tile's maximum in the
-BLAS path), and tiles keep it unless their exponentials would exceed ``big``
+(the self logit ``l_ii``), and tiles keep it unless their exponentials would exceed ``big``
 (then it moves up to the new maximum and the running sums are rescaled), so
 nothing overflows and no max pass is needed on the fast path; what the
 kernels return is
@@ -28,10 +27,10 @@ and the model scales them: SA divides by ``l_i`` (the shift cancels), while
 intrinsically unnormalized quantities (USA, z_i, the accelerated force, the
 energy) multiply by ``exp(m_i)`` in float64 and check for overflow.
 
-For d >= ``BLAS_MIN_D`` the two O(d) tile products go through BLAS instead
-(:func:`gemm_pass`: logits ``S = Q_block XT[t]`` and ``acc += E X_tile`` as
-GEMMs, exponentials in between); the caller runs BLAS single-threaded there
-(threadpoolctl), since the parallelism is numba's.
+There is no BLAS path: with four targets per source load these loops beat
+BLAS tile products (logits and weighted sums as GEMMs, as in an earlier
+version) at every d measured, 24 to 512 (benchmarks/bench_softmax.py and the
+README), and matched them with 256-bit vectors.
 
 Work is partitioned by particle index only, and each target's sums are
 accumulated in the same order whatever the thread count, so results do not
@@ -60,20 +59,26 @@ TI = 32
 
 
 def big_for(dtype) -> float:
-    """Largest tile sum of exponentials accepted without re-shifting (see ``_tile_softmax``)."""
+    """Largest tile sum of exponentials accepted without re-shifting (see :func:`loop_pass`)."""
     return 1e30 if np.dtype(dtype) == np.float64 else 1e15
 
 
 def tile_width(d: int, itemsize: int) -> int:
-    """Source tile width TJ: a (d, TJ) tile of at most 32 KiB (fits L1), a power of 2 in [64, 512].
+    """Source tile width TJ: 512 while a (d, TJ) tile fits 32 KiB (L1), else rows of 2 KiB.
 
-    Measured at d = 64: a tile larger than L1 costs 3x, and rows of 4 KiB
-    (TJ = 512 float64) alias in the L1 sets.
+    That is 512 for float32 and for float64 at d <= 8, and 256 for float64
+    otherwise. Measured with the grouped kernels (N = 4000 and 16000):
+
+    * a tile beyond L1 costs nothing visible (each loaded value serves four
+      targets), and longer rows amortize the register reductions that end
+      every sweep: float32, d = 64: 0.49 -> 0.70 Gpair/s from TJ = 128 to 512;
+    * rows of 4 KiB (TJ = 512 float64) alias in the L1 sets once there are
+      many of them: with 256-bit vectors, d = 64 drops from 0.22 to 0.15.
     """
     tj = 64
     while tj < 512 and 2 * tj * d * itemsize <= 32768:
         tj *= 2
-    return tj
+    return max(tj, 2048 // itemsize)
 
 
 def n_tiles(n: int, tj: int) -> int:
@@ -131,7 +136,7 @@ def prepare_values(v, VT):
 
 # ------------------------------------------------------- tile primitives
 
-#: What a pass over pairs computes (:func:`loop_pass`, :func:`gemm_pass`).
+#: What a pass over pairs computes (:func:`loop_pass`).
 MODE_SOFTMAX = 0  # shifts m_i, l_i = sum_j exp(l_ij - m_i), acc_i = sum_j exp(l_ij - m_i) x_j
 MODE_Z = 1  # m_i and l_i only
 MODE_FORCE = 2  # acc_i = sum_j exp(l_ij - m_i) (c_i + s_j) x_j with m_i given
@@ -283,35 +288,6 @@ def _tile_reshift(s, e, w, m, zero):
         shift = mt
     lt = _tile_exp_into(s, e, w, to_dtype_of(shift, zero), zero)
     return lt, shift
-
-
-@njit(**NJIT_PAIR)
-def _tile_softmax(s, e, w, m, zero, big):
-    """Exponentials of one tile of logits against the running shift ``m`` of a row (BLAS path).
-
-    Fast path (no max pass): ``e = exp(s - m)`` with the current shift; it is
-    kept when the tile sum is at most ``big`` -- a shift below the maximum
-    costs no precision (exp is relative-accurate), only range, and ``big``
-    leaves ample range. Otherwise (first tile, a much larger logit, or NaN)
-    :func:`_tile_reshift`.
-
-    Returns
-    -------
-    (lt, shift) : tile sum of ``e`` and the shift used (float64)
-    """
-    if m > -np.inf:
-        lt = _tile_exp_into(s, e, w, to_dtype_of(m, zero), zero)
-        if lt <= big:
-            return lt, m
-    return _tile_reshift(s, e, w, m, zero)
-
-
-@njit(**NJIT_PAIR)
-def _tile_weights_into(s, e, w, m, c, sv):
-    """``e[jj] = exp(s[jj] - m) (c + sv[jj])`` for ``jj < w`` (accelerated force weights)."""
-    wide_vectors()
-    for jj in range(w):
-        e[jj] = fexp_tile(s[jj] - m) * (c + sv[jj])
 
 
 @njit(**NJIT_PAIR)
@@ -477,7 +453,7 @@ def _self_logit(QA, XT, i):
 
 @njit(**NJIT_PAIR_PARALLEL)
 def loop_pass(mode, QA, XT, ST, cvec, n, causal, zero, big, acc, mrow, lrow):
-    """One pass over pairs with the loop kernels (every d; :func:`gemm_pass` is the BLAS variant).
+    """One pass over pairs (every d).
 
     For every target i (sources j < n, or j <= i under a causal mask), with
     a row shift ``m_i``::
@@ -847,7 +823,7 @@ def finish_hamiltonian(X, Y, acc, mrow, z, A, B, Q, q, causal, n, FX, GY):
     Parameters
     ----------
     X, Y : (N, d)
-    acc : (N, d) float64 from the force pass (:func:`loop_pass` or :func:`gemm_pass`, MODE_FORCE)
+    acc : (N, d) float64 from the force pass (:func:`loop_pass`, MODE_FORCE)
     mrow, z : (N,) float64
     A, B, Q : (d, d) float64
     q : (d,) float64
@@ -914,120 +890,3 @@ def axpby2(ax, X, bx, FX, ay, Y, by, GY, outX, outY):
         for k in range(d):
             outX[i, k] = ax * X[i, k] + bx * FX[i, k]
             outY[i, k] = ay * Y[i, k] + by * GY[i, k]
-
-
-# ------------------------------------------------ BLAS tile products (large d)
-
-#: From this dimension on, tile products go through BLAS (GEMM): at d = 64 the
-#: two O(d) products per pair dominate and BLAS kernels beat the loops above.
-BLAS_MIN_D = 32
-#: Targets per block in the BLAS path (rows of the GEMMs).
-TIB = 64
-#: Source tile width of the BLAS path.
-TJB = 256
-
-
-@njit(**NJIT_PAIR_PARALLEL)
-def prepare_rows(X, XP):
-    """Zero-padded row copy ``XP[:N] = X``, ``XP[N:] = 0`` (sources as GEMM operand).
-
-    Parameters
-    ----------
-    X : (N, d)
-    XP : (ntiles TJ, d) output
-    """
-    n, d = X.shape
-    for j in prange(XP.shape[0]):
-        for k in range(d):
-            XP[j, k] = X[j, k] if j < n else 0.0
-
-
-@njit(**NJIT_PAIR_PARALLEL)
-def gemm_pass(mode, QA, XT, XP, ST, cvec, n, causal, zero, big, acc, mrow, lrow):
-    """The three passes over pairs with BLAS tile products (``np.dot``, one BLAS thread per call).
-
-    Per block of ``TIB`` targets and tile of ``TJ`` sources: ``S = Q_block XT[t]``
-    (logits, GEMM), exponentials row by row as in the loop kernels, then
-    ``acc_block += E XP[tile]`` (GEMM). Results equal the loop kernels' up to
-    summation order.
-
-    Parameters
-    ----------
-    mode : int
-        ``MODE_SOFTMAX`` (shift m_i, l_i, acc_i), ``MODE_Z`` (m_i, l_i) or
-        ``MODE_FORCE`` (acc_i with weights exp(l_ij - m_i) (c_i + s_j), m_i read).
-    QA : (N, d) query rows
-    XT : (ntiles, d, TJ) source tiles
-    XP : (ntiles TJ, d) zero-padded source rows
-    ST : (ntiles, TJ) tiles of s_j (force mode; any array otherwise)
-    cvec : (N,) float64 c_i (force mode; any array otherwise)
-    n : int, number of sources
-    causal : bool
-    zero, big : scalars of the state dtype
-    acc : (N, d) float64 output (not written in z mode)
-    mrow : (N,) float64, output (input in force mode)
-    lrow : (N,) float64 output (not written in force mode)
-    """
-    N, d = QA.shape
-    tj = XT.shape[2]
-    nblk = (N + TIB - 1) // TIB
-    npar = (nblk + 1) // 2 if causal else nblk
-    for p in prange(npar):
-        Qb = np.zeros((TIB, d), QA.dtype)
-        S = np.empty((TIB, tj), QA.dtype)
-        E = np.zeros((TIB, tj), QA.dtype)
-        AT = np.empty((TIB, d), QA.dtype)
-        m = np.empty(TIB, np.float64)
-        l = np.empty(TIB, np.float64)
-        a = np.empty((TIB, d), np.float64)
-        for half in range(2):
-            b = _block_of(np.int64(p), half, nblk, causal)
-            if b < 0:
-                continue
-            i0 = b * TIB
-            i1 = min(N, i0 + TIB)
-            nb = i1 - i0
-            for ii in range(TIB):
-                for k in range(d):
-                    Qb[ii, k] = QA[i0 + ii, k] if ii < nb else 0.0
-                for jj in range(tj):
-                    E[ii, jj] = 0.0
-                m[ii] = mrow[i0 + ii] if (mode == MODE_FORCE and ii < nb) else -np.inf
-                l[ii] = 0.0
-                for k in range(d):
-                    a[ii, k] = 0.0
-            jend = i1 if causal else n
-            for t in range(n_tiles_of(jend, tj)):
-                j0 = t * tj
-                np.dot(Qb, XT[t], S)
-                for ii in range(nb):
-                    i = i0 + ii
-                    w = min(tj, (i + 1 if causal else n) - j0)
-                    srow = S[ii]
-                    erow = E[ii]
-                    if w <= 0:
-                        for jj in range(tj):
-                            erow[jj] = 0.0
-                        continue
-                    if mode == MODE_FORCE:
-                        _tile_weights_into(srow, erow, w, to_dtype_of(m[ii], zero),
-                                           to_dtype_of(cvec[i], zero), ST[t])
-                    else:
-                        lt, shift = _tile_softmax(srow, erow, w, m[ii], zero, big)
-                        _rescale_row(ii, shift, m, l, a)
-                        l[ii] += lt
-                    for jj in range(w, tj):
-                        erow[jj] = 0.0
-                if mode != MODE_Z:
-                    np.dot(E, XP[j0:j0 + tj], AT)
-                    for ii in range(nb):
-                        for k in range(d):
-                            a[ii, k] += AT[ii, k]
-            for ii in range(nb):
-                i = i0 + ii
-                if mode != MODE_FORCE:
-                    mrow[i] = m[ii]
-                    lrow[i] = l[ii]
-                if mode != MODE_Z:
-                    for k in range(d):
-                        acc[i, k] = a[ii, k]

@@ -26,8 +26,7 @@ z_i (``interaction = -1/(2N) sum_i z_i``) and are not expected to be monotone.
 
 One oracle call is O(N^2 d): one pass over pairs for SA/USA (online softmax),
 two for the accelerated field (z_i, then the force with s_i); see
-:mod:`meanfield._kernels.pairwise` (tile products through BLAS for d >= 32
-when threadpoolctl is importable). For a symmetric A in float64 without a
+:mod:`meanfield._kernels.pairwise`. For a symmetric A in float64 without a
 mask, the z_i pass computes each unordered pair's exponential once
 (``E_ij = E_ji``, :func:`~meanfield._kernels.pairwise.z_pass_symmetric`)
 while every x_i^T |A| x_i <= 2 MU_MAX = 340, and the row-wise pass otherwise. Quantities that are intrinsically
@@ -50,22 +49,6 @@ from ._params import as_matrix, as_vector, require_symmetric
 from .base import Model
 
 _LOG_MAX = math.log(np.finfo(np.float64).max)
-_BLAS_CONTROLLER = []
-
-
-def _blas_controller():
-    """A threadpoolctl controller (to run BLAS single-threaded inside numba threads), or None."""
-    if not _BLAS_CONTROLLER:
-        try:
-            import scipy.linalg.cython_blas  # noqa: F401  (numba's np.dot calls it: load it first
-            from threadpoolctl import ThreadpoolController  # so the controller sees that BLAS)
-        except ImportError:  # optional: without it the loop kernels are used at every d
-            _BLAS_CONTROLLER.append(None)
-        else:
-            _BLAS_CONTROLLER.append(ThreadpoolController())
-    return _BLAS_CONTROLLER[0]
-
-
 def _flag(p: dict, key: str, default: bool) -> bool:
     v = p.get(key, default)
     if not isinstance(v, bool):
@@ -173,8 +156,6 @@ class Softmax(Model):
         self.causal = params.causal
         self._zero = self.dtype.type(0)
         self._big = self.dtype.type(PK.big_for(self.dtype))
-        #: tile products through BLAS for large d (set to False to force the loop kernels)
-        self.use_blas = self.d >= PK.BLAS_MIN_D and _blas_controller() is not None
         #: z_i with each unordered pair's exponential computed once (symmetric A, float64, no
         #: mask; used when max_i x_i^T |A| x_i / 2 <= PK.MU_MAX). Set to False to force the row pass.
         self.symmetric_z = (self.dtype == np.float64 and not self.causal
@@ -183,7 +164,6 @@ class Softmax(Model):
             lam, U = np.linalg.eigh(self.A)
             self._absA = np.ascontiguousarray((U * np.abs(lam)) @ U.T)
         self._work_n = -1
-        self._blas_scratch = None
 
     @classmethod
     def from_dict(cls, p: dict, dtype=np.float64):
@@ -193,14 +173,12 @@ class Softmax(Model):
     # ---------------------------------------------------------------- scratch
     def _scratch(self, n: int) -> None:
         """Allocate the model-owned work arrays for ``n`` particles (once per size)."""
-        if n == self._work_n and self._blas_scratch == self.use_blas:
+        if n == self._work_n:
             return
-        self._blas_scratch = self.use_blas
         d, dt = self.d, self.dtype
-        self._tj = PK.TJB if self.use_blas else PK.tile_width(d, dt.itemsize)
+        self._tj = PK.tile_width(d, dt.itemsize)
         nt = PK.n_tiles(n, self._tj)
         self._XT = PK.empty_aligned((nt, d, self._tj), dt)  # source tiles (64-byte aligned rows)
-        self._XP = np.empty((nt * self._tj if self.use_blas else 0, d), dt)  # padded rows (BLAS path)
         self._no_ST = np.zeros((1, 1), dt)  # placeholder s_j tiles for the softmax and z passes
         self._QA = np.empty((n, d), dt)  # query rows q_i = A^T x_i
         self._acc = np.empty((n, d), np.float64)
@@ -248,20 +226,14 @@ class Softmax(Model):
         n = x.shape[0]
         self._scratch(n)
         PK.prepare(x, self.A, self._XT, self._QA)
-        if self.use_blas:
-            PK.prepare_rows(x, self._XP)
         return n
 
     def _pairs(self, mode, n, ST=None, cvec=None) -> None:
-        """One pass over pairs (``PK.MODE_*``) into ``_mrow``, ``_lrow``, ``_acc``; BLAS or loop kernels."""
+        """One pass over pairs (``PK.MODE_*``) into ``_mrow``, ``_lrow``, ``_acc``."""
         ST = self._no_ST if ST is None else ST
         cvec = self._mrow if cvec is None else cvec
-        rest = (n, self.causal, self._zero, self._big, self._acc, self._mrow, self._lrow)
-        if self.use_blas:
-            with _blas_controller().limit(limits=1, user_api="blas"):
-                PK.gemm_pass(mode, self._QA, self._XT, self._XP, ST, cvec, *rest)
-        else:
-            PK.loop_pass(mode, self._QA, self._XT, ST, cvec, *rest)
+        PK.loop_pass(mode, self._QA, self._XT, ST, cvec, n, self.causal, self._zero, self._big,
+                     self._acc, self._mrow, self._lrow)
 
     def z(self, x, t=None) -> np.ndarray:
         """z_i = (1/n_i) sum_j E_ij (masked under ``causal``), shape ``(N,)`` float64; one pass.
