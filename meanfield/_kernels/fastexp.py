@@ -35,7 +35,6 @@ each instruction's own flags.
 """
 
 import numpy as np
-from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
@@ -44,52 +43,26 @@ from ._config import NJIT
 # ---------------------------------------------------------------- bit casts
 
 
-@intrinsic
-def _f64_bits(typingctx, x):
-    """Reinterpret a float64 as int64 (one ``bitcast``, vectorizable)."""
-    if x != types.float64:
-        return None
+def _bitcast(src, dst):
+    """An intrinsic reinterpreting the bits of a ``src`` scalar as ``dst`` (one LLVM ``bitcast``, vectorizable)."""
 
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.IntType(64))
+    @intrinsic
+    def cast(typingctx, x):
+        if x != src:
+            return None
 
-    return types.int64(types.float64), codegen
+        def codegen(context, builder, sig, args):
+            return builder.bitcast(args[0], context.get_value_type(dst))
 
+        return dst(src), codegen
 
-@intrinsic
-def _bits_f64(typingctx, i):
-    """Reinterpret an int64 as float64."""
-    if i != types.int64:
-        return None
-
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-
-    return types.float64(types.int64), codegen
+    return cast
 
 
-@intrinsic
-def _f32_bits(typingctx, x):
-    """Reinterpret a float32 as int32."""
-    if x != types.float32:
-        return None
-
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.IntType(32))
-
-    return types.int32(types.float32), codegen
-
-
-@intrinsic
-def _bits_f32(typingctx, i):
-    """Reinterpret an int32 as float32."""
-    if i != types.int32:
-        return None
-
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.FloatType())
-
-    return types.float32(types.int32), codegen
+_f64_bits = _bitcast(types.float64, types.int64)
+_bits_f64 = _bitcast(types.int64, types.float64)
+_f32_bits = _bitcast(types.float32, types.int32)
+_bits_f32 = _bitcast(types.int32, types.float32)
 
 
 # ---------------------------------------------------------------- constants
