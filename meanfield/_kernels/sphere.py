@@ -81,6 +81,18 @@ def norms_into(X, out):
         out[i] = math.sqrt(s)
 
 
+@njit(**NJIT)
+def _retract_row(X, i):
+    """``x_i <- x_i / |x_i|`` for one row (norm in float64)."""
+    s = 0.0
+    for k in range(X.shape[1]):
+        v = np.float64(X[i, k])
+        s += v * v
+    inv = 1.0 / math.sqrt(s)
+    for k in range(X.shape[1]):
+        X[i, k] = np.float64(X[i, k]) * inv
+
+
 @njit(**NJIT_PARALLEL)
 def retract(X):
     """In place ``x_i <- x_i / |x_i|`` (the retraction onto S^{d-1}).
@@ -89,15 +101,8 @@ def retract(X):
     ----------
     X : (N, d), float64 or float32, updated in place
     """
-    N, d = X.shape
-    for i in prange(N):
-        s = 0.0
-        for k in range(d):
-            v = np.float64(X[i, k])
-            s += v * v
-        inv = 1.0 / math.sqrt(s)
-        for k in range(d):
-            X[i, k] = np.float64(X[i, k]) * inv
+    for i in prange(X.shape[0]):
+        _retract_row(X, i)
 
 
 @njit(**NJIT_PARALLEL)
@@ -114,14 +119,8 @@ def retract_tangent(X, Y):
     """
     N, d = X.shape
     for i in prange(N):
-        s = 0.0
-        for k in range(d):
-            v = np.float64(X[i, k])
-            s += v * v
-        inv = 1.0 / math.sqrt(s)
+        _retract_row(X, i)
         c = 0.0
-        for k in range(d):
-            X[i, k] = np.float64(X[i, k]) * inv
         for k in range(d):
             c += np.float64(X[i, k]) * np.float64(Y[i, k])
         for k in range(d):
