@@ -71,10 +71,20 @@ def as_vector(value, d: int, key: str) -> np.ndarray:
     return arr
 
 
-def require_symmetric(M: np.ndarray, key: str, tol: float = 1e-12) -> None:
+def require_symmetric(M: np.ndarray, key: str, tol: float = 1e-12, expected: str = "a symmetric matrix",
+                      found: str = "a non-symmetric matrix") -> None:
+    """Raise ParameterError(key, expected, found) unless ``|M - M^T| <= tol max(1, |M|)`` entrywise."""
     scale = max(1.0, float(np.abs(M).max()))
     if np.abs(M - M.T).max() > tol * scale:
-        raise ParameterError(key, "a symmetric matrix", "a non-symmetric matrix")
+        raise ParameterError(key, expected, found)
+
+
+def as_flag(p: dict, key: str, default: bool) -> bool:
+    """``p[key]`` (or ``default``) as a bool; anything but true/false is a ParameterError on ``model.key``."""
+    v = p.get(key, default)
+    if not isinstance(v, bool):
+        raise ParameterError(f"model.{key}", "true or false", v)
+    return v
 
 
 def sym(M: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ import numpy as np
 from .._kernels import moments as K
 from .._kernels._config import chunk_bounds
 from ..errors import ParameterError
-from ._params import as_matrix, as_vector, require_symmetric, sym
+from ._params import as_flag, as_matrix, as_vector, require_symmetric, sym
 from .base import Model
 
 
@@ -91,9 +91,7 @@ class Bilinear(Model):
 
     @classmethod
     def from_dict(cls, p: dict, dtype=np.float64):
-        causal = p.get("causal", False)
-        if not isinstance(causal, bool):
-            raise ParameterError("model.causal", "true or false", causal)
+        causal = as_flag(p, "causal", False)
         return cls(BilinearParams.from_dict(p), p.get("dynamics", "accelerated"), dtype, causal=causal)
 
     # ---------------------------------------------------------------- scratch

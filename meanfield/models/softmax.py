@@ -45,26 +45,31 @@ from .._kernels import moments as MK
 from .._kernels import pairwise as PK
 from .._kernels._config import chunk_bounds
 from ..errors import ParameterError, SimulationError
-from ._params import as_matrix, as_vector, require_symmetric
+from ._params import as_flag, as_matrix, as_vector, require_symmetric
 from .base import Model
 
 _LOG_MAX = math.log(np.finfo(np.float64).max)
-def _flag(p: dict, key: str, default: bool) -> bool:
-    v = p.get(key, default)
-    if not isinstance(v, bool):
-        raise ParameterError(f"model.{key}", "true or false", v)
-    return v
 
 
 def _symmetric_for_accelerated(M: np.ndarray, key: str) -> None:
-    scale = max(1.0, float(np.abs(M).max()))
-    if np.abs(M - M.T).max() > 1e-12 * scale:
+    require_symmetric(M, key, expected=(
+        "a symmetric matrix for accelerated softmax dynamics (the Hamiltonian of SPEC §3 "
+        "needs symmetric A and B; first-order runs accept any A and V)"))
+
+
+def reject_first_order_options(p: dict, normalized: bool, fixed_by: str) -> None:
+    """V and normalized = false belong to first-order runs: ParameterError under accelerated dynamics.
+
+    Shared by the softmax and sphere models; ``fixed_by`` names what fixes the force.
+    """
+    if "V" in p:
         raise ParameterError(
-            key,
-            "a symmetric matrix for accelerated softmax dynamics (the Hamiltonian of SPEC §3 "
-            "needs symmetric A and B; first-order runs accept any A and V)",
-            "a non-symmetric matrix",
-        )
+            "model.V", f"no V for accelerated dynamics (the force is fixed by {fixed_by}; "
+            "V is the first-order value matrix)", p["V"])
+    if not normalized:
+        raise ParameterError(
+            "model.normalized", "true for accelerated dynamics (the mobility 1/z_i is "
+            "part of the Hamiltonian; USA is a first-order flow)", normalized)
 
 
 @dataclass(frozen=True)
@@ -106,19 +111,12 @@ class SoftmaxParams:
         Q = as_matrix(p.get("Q", "zero"), d, "model.Q")
         require_symmetric(Q, "model.Q")
         m = as_vector(p.get("m", 0.0), d, "model.m")
-        causal = _flag(p, "causal", False)
-        normalized = _flag(p, "normalized", True)
+        causal = as_flag(p, "causal", False)
+        normalized = as_flag(p, "normalized", True)
         if dynamics == "accelerated":
             _symmetric_for_accelerated(A, "model.A")
             _symmetric_for_accelerated(B, "model.B")
-            if "V" in p:
-                raise ParameterError(
-                    "model.V", "no V for accelerated dynamics (the force is fixed by A and B; "
-                    "V is the first-order value matrix)", p["V"])
-            if not normalized:
-                raise ParameterError(
-                    "model.normalized", "true for accelerated dynamics (the mobility 1/z_i is "
-                    "part of the Hamiltonian; USA is a first-order flow)", normalized)
+            reject_first_order_options(p, normalized, "A and B")
             V = B @ A
         else:
             V = as_matrix(p["V"], d, "model.V") if "V" in p else B @ A

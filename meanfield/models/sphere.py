@@ -89,21 +89,14 @@ import numpy as np
 
 from .._kernels import sphere as SK
 from ..errors import ParameterError, SimulationError
-from ._params import as_matrix
+from ._params import as_flag, as_matrix, require_symmetric
 from .base import Model
-from .softmax import Softmax, SoftmaxParams
+from .softmax import Softmax, SoftmaxParams, reject_first_order_options
 
 #: Default tolerance of the cluster graph <theta_i, theta_j> > 1 - tol.
 DEFAULT_CLUSTER_TOL = 1e-3
 
 NORMALIZATIONS = tuple(SK.SCHEMES)
-
-
-def _flag(p: dict, key: str, default: bool) -> bool:
-    v = p.get(key, default)
-    if not isinstance(v, bool):
-        raise ParameterError(f"model.{key}", "true or false", v)
-    return v
 
 
 @dataclass(frozen=True)
@@ -151,26 +144,18 @@ class SphereParams:
         beta = float(beta)
         Q = as_matrix(p.get("Q", "identity"), d, "model.Q")
         K = as_matrix(p.get("K", "identity"), d, "model.K")
-        normalized = _flag(p, "normalized", True)
-        causal = _flag(p, "causal", False)
+        normalized = as_flag(p, "normalized", True)
+        causal = as_flag(p, "causal", False)
         norm = p.get("normalization", "post_ln")
         if norm not in NORMALIZATIONS:
             raise ParameterError("model.normalization", f"one of {list(NORMALIZATIONS)}", norm)
         if dynamics == "accelerated":
             A = beta * (Q.T @ K)
-            if np.abs(A - A.T).max() > 1e-12 * max(1.0, float(np.abs(A).max())):
-                raise ParameterError(
-                    "model.Q", "Q, K with Q^T K symmetric for accelerated dynamics (the Hamiltonian "
-                    "of SPEC §3 needs a symmetric A = beta Q^T K; first-order runs accept any Q, K)",
-                    "a non-symmetric Q^T K")
-            if "V" in p:
-                raise ParameterError(
-                    "model.V", "no V for accelerated dynamics (the force is fixed by beta, Q, K; "
-                    "V is the first-order value matrix)", p["V"])
-            if not normalized:
-                raise ParameterError(
-                    "model.normalized", "true for accelerated dynamics (the mobility 1/z_i is part "
-                    "of the Hamiltonian; USA is a first-order flow)", normalized)
+            require_symmetric(
+                A, "model.Q", expected="Q, K with Q^T K symmetric for accelerated dynamics (the "
+                "Hamiltonian of SPEC §3 needs a symmetric A = beta Q^T K; first-order runs accept any Q, K)",
+                found="a non-symmetric Q^T K")
+            reject_first_order_options(p, normalized, "beta, Q, K")
             if norm != "post_ln":
                 raise ParameterError(
                     "model.normalization", '"post_ln" for accelerated dynamics (the damped Hamiltonian '
