@@ -676,7 +676,7 @@ def _z_round(rnd, QA, XT, MU, W, MUT, WT, n, rowsum, colsum):
 
 
 @njit(**NJIT_PAIR)
-def z_pass_symmetric(QA, XT, MU, W, MUT, WT, n, mrow, lrow, rowsum, colsum):
+def z_pass_symmetric(QA, XT, MU, W, MUT, WT, mu_max, n, mrow, lrow, rowsum, colsum):
     """z_i for a symmetric A with each unordered pair's exponential computed once (float64, no mask).
 
     With ``mu_i = x_i^T |A| x_i / 2`` (``|A|`` the matrix absolute value),
@@ -698,6 +698,7 @@ def z_pass_symmetric(QA, XT, MU, W, MUT, WT, n, mrow, lrow, rowsum, colsum):
     QA : (N, d) float64 query rows, XT : (ntiles, d, TJ) float64 source tiles
     MU, W : (N,) float64, mu_i and exp(mu_i) (:func:`half_quadratic`)
     MUT, WT : (ntiles, TJ) float64 tiles of MU and W (:func:`prepare_values`)
+    mu_max : float, max_i mu_i (at most MU_MAX)
     n : int, number of particles (= N)
     mrow, lrow : (N,) float64 outputs
     rowsum, colsum : (N,) float64 work arrays
@@ -708,9 +709,6 @@ def z_pass_symmetric(QA, XT, MU, W, MUT, WT, n, mrow, lrow, rowsum, colsum):
         colsum[i] = 0.0
     for rnd in range(nt // 2 + 1):
         _z_round(rnd, QA, XT, MU, W, MUT, WT, n, rowsum, colsum)
-    mu_max = -np.inf
-    for i in range(n):
-        mu_max = max(mu_max, MU[i])
     for i in range(n):
         mrow[i] = MU[i] + mu_max
         lrow[i] = (rowsum[i] + colsum[i]) * math.exp(-mu_max)

@@ -255,12 +255,13 @@ class Softmax(Model):
     def _z_symmetric(self, x, n) -> bool:
         """Shifts and sums of z_i by :func:`PK.z_pass_symmetric`; False (nothing done) when out of its range."""
         PK.half_quadratic(x, self._absA, self._mu, self._w)
-        if not np.max(self._mu) <= PK.MU_MAX:  # also False for NaN
+        mu_max = float(np.max(self._mu))
+        if not mu_max <= PK.MU_MAX:  # also False for NaN
             return False
         PK.prepare_values(self._mu, self._MUT)
         PK.prepare_values(self._w, self._WT)
-        PK.z_pass_symmetric(self._QA, self._XT, self._mu, self._w, self._MUT, self._WT, n, self._mrow,
-                            self._lrow, self._rowsum, self._colsum)
+        PK.z_pass_symmetric(self._QA, self._XT, self._mu, self._w, self._MUT, self._WT, mu_max, n,
+                            self._mrow, self._lrow, self._rowsum, self._colsum)
         return True
 
     # ----------------------------------------------------------------- fields
