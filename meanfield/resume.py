@@ -61,7 +61,7 @@ def resume_run(path: str, overrides=(), progress=None) -> RunResult:
         raise ParameterError("--resume", "an unfinished run (status running/interrupted/failed)",
                              f"{path} (status {status})")
     cfg = tr.config
-    if ck is None or "x" not in ck:
+    if ck is None or not ck.get("state"):
         if cfg and len(tr.scales.get("sim_time", ())) <= 1:
             # killed before its first checkpoint: only the initial state was saved, which the
             # stored parameters reproduce, so nothing is lost by starting again
@@ -79,8 +79,7 @@ def resume_run(path: str, overrides=(), progress=None) -> RunResult:
                              f"{path} (saved iterations end at {last}, "
                              f"{min(lengths, default=0)} saves)")
     truncate_to(path, keep)
-    x = np.ascontiguousarray(ck["x"], dtype=run.model.dtype)
-    y = None if "y" not in ck else np.ascontiguousarray(ck["y"], dtype=run.model.dtype)
+    system = run.make_system({name: np.ascontiguousarray(arr) for name, arr in ck["state"].items()})
     resume_state = {"energy": float(tr.tasks["energy"][keep - 1])}
     if "kinetic" in tr.tasks:
         resume_state["kinetic"] = float(tr.tasks["kinetic"][keep - 1])
@@ -89,8 +88,8 @@ def resume_run(path: str, overrides=(), progress=None) -> RunResult:
     wall0 = float(tr.scales["wall_time"][keep - 1])
     run.model.oracle_calls = int(ck["oracle_calls"])
     try:
-        res = run.loop(
-            x, y, [recorder, writer], progress,
+        res = run.advance(
+            system, [recorder, writer], progress,
             start_step=it, start_oracle_calls=int(ck["oracle_calls"]), start_wall_time=wall0,
             resume_state=resume_state, integrator_state=ck.get("integrator"),
         )
@@ -107,7 +106,7 @@ def resume_run(path: str, overrides=(), progress=None) -> RunResult:
     scales, tasks = recorder.arrays() if recorder.scales else ({}, {})
     return RunResult(scales=scales, tasks=tasks, x=res.x, y=res.y, config=run.resolved(),
                      status=res.status, oracle_calls=res.oracle_calls, wall_time=res.wall_time,
-                     path=path)
+                     path=path, state=res.state)
 
 
 __all__ = ["resume_run"]

@@ -28,7 +28,8 @@ from .io import config as _config
 from .io.hdf5 import HDF5Writer
 from .models import make_model
 from .schedules import make_schedule
-from .simulate import Horizon, LoopResult, Recorder, simulate
+from .simulate import Horizon, LoopResult, Recorder, advance
+from .systems import ParticleSystem
 
 
 @dataclass
@@ -42,7 +43,8 @@ class RunResult:
     tasks : dict of (T, ...) arrays
         ``energy``, ``potential``, ``mean (T, d)``, ``cov (T, d, d)``, ``x (T, N, d)``, ...
     x, y : (N, d) arrays
-        Final state (``y`` is None for first-order dynamics).
+        Final particle state (``y`` is None for first-order dynamics; both
+        None for pde runs, whose final state is in ``state``).
     config : dict
         The fully resolved parameters.
     path : str or None
@@ -59,6 +61,7 @@ class RunResult:
     wall_time: float
     path: str | None = None
     attrs: dict = field(default_factory=dict)
+    state: dict = field(default_factory=dict)
 
     @property
     def t(self) -> np.ndarray:
@@ -167,20 +170,39 @@ class Run:
         cfg["initial"] = {k: v for k, v in cfg["initial"].items() if not k.startswith("_")}
         return json.loads(json.dumps(cfg, default=_jsonable))
 
-    def loop(self, x, y, observers, progress=None, **resume) -> LoopResult:
-        """The time loop with this run's model, schedule, integrator and run options.
+    def make_system(self, state=None):
+        """What the loop advances: the initial system, or one holding ``state`` (resume).
+
+        Parameters
+        ----------
+        state : dict of arrays or None
+            Named state arrays of a checkpoint (``x``, ``y`` for particles);
+            None starts from the initial state (copied).
+        """
+        if state is None:
+            state = {"x": self.x0.copy()} if self.y0 is None else {"x": self.x0.copy(), "y": self.y0.copy()}
+        x, y = (None if state.get(k) is None else np.ascontiguousarray(state[k], dtype=self.model.dtype)
+                for k in ("x", "y"))
+        return ParticleSystem(self.model, x, y)
+
+    def advance(self, system, observers, progress=None, **resume) -> LoopResult:
+        """The time loop on ``system`` with this run's schedule, integrator and run options.
 
         ``resume`` passes the counters of a resumed run through to
-        :func:`meanfield.simulate.simulate` (start_step, start_oracle_calls, ...).
+        :func:`meanfield.simulate.advance` (start_step, start_oracle_calls, ...).
         """
         cfg = self.config
-        return simulate(
-            self.model, self.schedule, self.integrator, x, y, self.horizon,
+        return advance(
+            system, self.schedule, self.integrator, self.horizon,
             save_every=cfg["run"]["save_every"], save_fields=tuple(cfg["output"]["save"]),
             observers=observers, progress=progress, dissipation=cfg["diagnostics"]["dissipation"],
             check_every=cfg["run"].get("check_every"), max_wall_time=cfg["run"].get("max_wall_time"),
             probes=[make(self) for make in self.probes], **resume,
         )
+
+    def loop(self, x, y, observers, progress=None, **resume) -> LoopResult:
+        """The time loop on particles ``(x, y)`` (updated in place); see :meth:`advance`."""
+        return self.advance(ParticleSystem(self.model, x, y), observers, progress, **resume)
 
     def simulate(self, output=None, *, overwrite=False, progress=None, observers=()) -> RunResult:
         """Run the simulation; optionally also write an HDF5 file.
@@ -222,11 +244,10 @@ class Run:
             for key, value in attrs.items():
                 writer.set_attr(key, value)
             obs.append(writer)
-        x = self.x0.copy()
-        y = None if self.y0 is None else self.y0.copy()
+        system = self.make_system()
         self.model.oracle_calls = 0
         try:
-            res: LoopResult = self.loop(x, y, obs, progress)
+            res: LoopResult = self.advance(system, obs, progress)
         except KeyboardInterrupt:
             if writer is not None:
                 writer.set_status("interrupted")
@@ -243,7 +264,7 @@ class Run:
         scales, tasks = recorder.arrays()
         return RunResult(scales=scales, tasks=tasks, x=res.x, y=res.y, config=self.resolved(),
                          status=res.status, oracle_calls=res.oracle_calls,
-                         wall_time=res.wall_time, path=output, attrs=attrs)
+                         wall_time=res.wall_time, path=output, attrs=attrs, state=res.state)
 
 
 def simulate_config(config=None, overrides=(), output=None, **kw) -> RunResult:

@@ -1,11 +1,16 @@
 """The one time loop: steps, saves, observers, stop conditions, checkpoints.
 
-``simulate`` advances a state with an integrator, asks the model for energies
-and diagnostics at every save, hands each save record to its observers (an
-in-memory :class:`Recorder`, an HDF5 writer, ...), and stops on the first of:
-the end time / step count / oracle budget, a non-finite or blown-up state
+:func:`advance` moves a *system* (:mod:`meanfield.systems`: particles ``x, y``,
+a grid density, the bilinear flow map) with an integrator, asks it for
+energies and diagnostics at every save, hands each save record to its
+observers (an in-memory :class:`Recorder`, an HDF5 writer, ...) together
+with the state to checkpoint, and stops on the first of: the end time / step
+count / oracle budget, a non-finite or blown-up state
 (:class:`~meanfield.errors.SimulationError`), a wall-time limit, or Ctrl-C
 (a checkpoint is written first, then ``KeyboardInterrupt`` propagates).
+Per-step bookkeeping is done by probes: :class:`DissipationResidual`
+integrates ``2 alpha K`` between saves. :func:`simulate` is the particle
+form ``simulate(model, schedule, integrator, x, y, horizon, ...)``.
 """
 
 from __future__ import annotations
@@ -18,9 +23,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._kernels._config import chunk_bounds, serial_if_small
-from ._kernels.checks import max_abs_or_nan
+from ._kernels._config import serial_if_small
 from .errors import SimulationError
+from .systems import ParticleSystem
 
 #: |state| above this counts as a blow-up (well below float64 overflow of products).
 BLOWUP = {np.dtype(np.float64): 1e150, np.dtype(np.float32): 1e18}
@@ -108,23 +113,154 @@ class Recorder:
 
 @dataclass
 class LoopResult:
-    """What the loop returns: final state and counters."""
+    """What the loop returns: final state and counters.
 
-    x: np.ndarray
+    ``state`` holds the system's named arrays; ``x`` and ``y`` are its
+    particle positions and momenta (None for systems without them).
+    """
+
+    x: np.ndarray | None
     y: np.ndarray | None
     t: float
     iteration: int
     oracle_calls: int
     wall_time: float
     status: str
+    state: dict = field(default_factory=dict)
 
 
-def simulate(
-    model,
+class DissipationResidual:
+    """Probe of accelerated runs: ``H(t_s) - H(t_{s-1}) + int 2 alpha K dt`` at every save.
+
+    Parameters
+    ----------
+    system : system with ``kinetic()`` and ``cheap_kinetic``
+    schedule : Schedule
+    mode : {"auto", "step", "save", "off"}
+        "step" integrates ``2 alpha K`` from K at every step (default when K is
+        cheap): composite Simpson when an even number of steps separates two
+        saves, trapezoid otherwise; "save" uses the trapezoid over the saves
+        only; "off" (or no damping) records ``H(t_s) - H(t_{s-1})``.
+    t : float
+        Time of the first state.
+    resume_state : dict or None
+        ``{"energy": H, "kinetic": K}`` of the last save of a resumed run.
+    """
+
+    def __init__(self, system, schedule, mode, t, resume_state=None):
+        if mode == "auto":
+            mode = "step" if system.cheap_kinetic else "save"
+        track = mode != "off" and not schedule.is_zero
+        self.per_step = track and mode == "step"
+        self.per_save = track and mode == "save"
+        self.system, self.schedule = system, schedule
+        self.H_prev = None if resume_state is None else resume_state.get("energy")
+        self.K_save = 0.0 if resume_state is None else resume_state.get("kinetic", 0.0)
+        self.t_prev = t
+        # trapezoid over single steps (diss) and over pairs of steps (diss2): their
+        # Richardson combination is composite Simpson, O(h^4)
+        self.diss = self.diss2 = 0.0
+        self.nsub = 0
+        self.f_prev = self.f_prev2 = self.t_prev2 = None
+
+    def start(self, t) -> None:
+        """Called once before the first step, at time ``t``."""
+        if self.per_step:
+            self.f_prev = 2.0 * self.schedule.alpha(t) * self.system.kinetic()
+
+    def after_step(self, t, t_next) -> None:
+        """Add the step ``[t, t_next]`` to the quadrature (the system is at ``t_next``)."""
+        if not self.per_step:
+            return
+        f1 = 2.0 * self.schedule.alpha(t_next) * self.system.kinetic()
+        self.diss += 0.5 * (t_next - t) * (self.f_prev + f1)
+        self.nsub += 1
+        if self.nsub % 2 == 0:
+            self.diss2 += 0.5 * (t_next - self.t_prev2) * (self.f_prev2 + f1)
+        else:
+            self.f_prev2, self.t_prev2 = self.f_prev, t
+        self.f_prev = f1
+
+    def record(self, t, energies) -> dict:
+        """The residual since the previous save; starts the next interval."""
+        H = energies["energy"]
+        if self.H_prev is None:
+            residual = 0.0
+        else:
+            integral = self.diss
+            if self.nsub >= 2 and self.nsub % 2 == 0:
+                integral = (4.0 * self.diss - self.diss2) / 3.0
+            if self.per_save:
+                a0, a1 = self.schedule.alpha(self.t_prev), self.schedule.alpha(t)
+                integral = (t - self.t_prev) * (a0 * self.K_save + a1 * energies["kinetic"])
+            residual = H - self.H_prev + integral
+        self.H_prev, self.K_save, self.t_prev = H, energies["kinetic"], t
+        self.diss = self.diss2 = 0.0
+        self.nsub = 0
+        return {"dissipation_residual": residual}
+
+
+class _Saver:
+    """Builds a save record (scales and tasks) and hands it, and the state, to the observers."""
+
+    def __init__(self, system, integrator, observers, probes, residual, save_fields,
+                 start_wall_time, start_oracle_calls):
+        self.system, self.integrator, self.observers = system, integrator, observers
+        self.probes, self.residual, self.save_fields = probes, residual, save_fields
+        self.t_start = time.perf_counter() - start_wall_time
+        self.calls0 = system.oracle_calls - start_oracle_calls
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t_start
+
+    def record(self, k, t) -> dict:
+        system = self.system
+        with np.errstate(over="ignore", invalid="ignore"):
+            energies = system.energies()
+        bad = [name for name, v in energies.items() if not math.isfinite(v)]
+        if bad:
+            raise SimulationError(
+                f"non-finite {', '.join(bad)} at step {k} (t = {t:.6g}): the state overflows the "
+                f"energy; the run stopped and everything saved before is kept", step=k, t=t)
+        tasks = dict(energies)
+        if self.residual is not None:
+            tasks.update(self.residual.record(t, energies))
+        tasks.update(system.diagnostics())
+        for probe in self.probes:
+            tasks.update(probe(t, *system.probe_args(), tasks))
+        tasks.update(system.fields(self.save_fields))
+        scales = {"sim_time": float(t), "iteration": int(k),
+                  "oracle_calls": int(system.oracle_calls - self.calls0), "wall_time": float(self.elapsed())}
+        return {"scales": scales, "tasks": tasks}
+
+    def __call__(self, k, t) -> None:
+        rec = self.record(k, t)
+        state = self.system.state
+        for obs in self.observers:
+            obs.save(rec)
+            if hasattr(obs, "checkpoint"):
+                obs.checkpoint(state, t, k, self.system.oracle_calls - self.calls0, self.integrator.get_state())
+
+
+def _check_state(system, k, t, limit) -> None:
+    """SimulationError when the state holds a NaN, an inf or an entry above ``limit``."""
+    worst = system.max_abs()
+    if worst <= limit:
+        return
+    if worst != worst:
+        what = "NaN"
+    elif math.isinf(worst):
+        what = "overflow (inf)"
+    else:
+        what = f"blow-up (|state| = {worst:.3g})"
+    raise SimulationError(f"{what} in the state at step {k} (t = {t:.6g}); "
+                          f"the run stopped and everything saved before is kept", step=k, t=t)
+
+
+def advance(
+    system,
     schedule,
     integrator,
-    x,
-    y,
     horizon: Horizon,
     *,
     save_every: int = 1,
@@ -141,30 +277,26 @@ def simulate(
     integrator_state: dict | None = None,
     probes=(),
 ) -> LoopResult:
-    """Integrate from ``(x, y)`` and report saves to ``observers``.
+    """Integrate ``system`` over ``horizon`` and report saves to ``observers``.
 
     Parameters
     ----------
-    model : Model
+    system : ParticleSystem or a pde system (see :mod:`meanfield.systems`)
+        Owns the state; updated in place.
     schedule : Schedule
     integrator : Integrator
-    x : (N, d) array, positions (updated in place)
-    y : (N, d) array or None, momenta for accelerated dynamics (updated in place)
     horizon : Horizon
     save_every : int
         Steps between saves; the initial and final states are always saved.
     save_fields : tuple of str
-        Which of ``"x"``, ``"y"`` to store at every save.
+        Which state arrays a particle system stores at every save (``"x"``, ``"y"``).
     observers : sequence
         Objects with ``save(record)`` and optionally
-        ``checkpoint(x, y, t, iteration, calls, integrator_state)``.
+        ``checkpoint(state, t, iteration, oracle_calls, integrator_state)``,
+        ``state`` being ``{name: array}`` (e.g. ``x``, ``y`` or ``density``).
     progress : callable(done, total) or None
     dissipation : {"auto", "step", "save", "off"}
-        How the integral of ``2 alpha K`` in the dissipation residual
-        ``H(t_s) - H(t_{s-1}) + int 2 alpha K dt`` is computed: from K at
-        every step ("step", the default when the model's kinetic energy is
-        cheap; composite Simpson when an even number of steps separates two
-        saves, trapezoid otherwise) or from the saves only ("save", trapezoid).
+        Quadrature of the dissipation residual (see :class:`DissipationResidual`).
     check_every : int or None
         Steps between finiteness checks (default: every step).
     max_wall_time : float or None
@@ -177,7 +309,8 @@ def simulate(
     integrator_state : dict or None
         What ``integrator.get_state()`` returned at the checkpoint (multistep history).
     probes : sequence of callables ``probe(t, x, y, tasks) -> dict``
-        Extra diagnostics added to every save record (e.g. the moment ODE).
+        Extra diagnostics added to every save record (e.g. the moment ODE);
+        ``x, y`` are ``system.probe_args()``.
 
     Returns
     -------
@@ -188,143 +321,70 @@ def simulate(
     SimulationError
         When the state becomes non-finite or blows up; everything saved before stays saved.
     """
-    accelerated = model.accelerated
-    if accelerated and y is None:
-        raise ValueError("accelerated dynamics need momenta y")
-    n = x.shape[0]
     nsteps = horizon.n_steps(integrator.oracle_calls)
     save_every = max(1, int(save_every))
     check_every = 1 if check_every is None else max(1, int(check_every))
-    if dissipation == "auto":
-        dissipation = "step" if model.cheap_kinetic else "save"
-    track_diss = accelerated and dissipation != "off" and not schedule.is_zero
-
-    bounds = chunk_bounds(n)
-    partial = np.empty(bounds.shape[0] - 1)
-    limit = BLOWUP.get(np.dtype(x.dtype), 1e150)
-
-    t_start = time.perf_counter() - start_wall_time
-    calls0 = model.oracle_calls - start_oracle_calls
-    # dissipation quadrature: trapezoid over single steps (diss) and over pairs of
-    # steps (diss2); their Richardson combination is composite Simpson, O(h^4)
-    state = {"H_prev": None, "diss": 0.0, "diss2": 0.0, "nsub": 0, "f_prev": None, "f_prev2": None,
-             "t_prev": horizon.time_of(start_step, nsteps), "t_prev2": None, "K_save": 0.0}
-    if resume_state is not None:
-        state["H_prev"] = resume_state.get("energy")
-        state["K_save"] = resume_state.get("kinetic", 0.0)
-
-    def make_record(k, t):
-        with np.errstate(over="ignore", invalid="ignore"):
-            energies = model.energies(x, y)
-        bad = [name for name, v in energies.items() if not math.isfinite(v)]
-        if bad:
-            raise SimulationError(
-                f"non-finite {', '.join(bad)} at step {k} (t = {t:.6g}): the state overflows the "
-                f"energy; the run stopped and everything saved before is kept", step=k, t=t)
-        tasks = dict(energies)
-        if accelerated:
-            H = energies["energy"]
-            if state["H_prev"] is None:
-                tasks["dissipation_residual"] = 0.0
-            else:
-                integral = state["diss"]
-                if state["nsub"] >= 2 and state["nsub"] % 2 == 0:
-                    integral = (4.0 * state["diss"] - state["diss2"]) / 3.0
-                if track_diss and dissipation == "save":
-                    a0 = schedule.alpha(state["t_prev"])
-                    a1 = schedule.alpha(t)
-                    integral = (t - state["t_prev"]) * (a0 * state["K_save"] + a1 * energies["kinetic"])
-                tasks["dissipation_residual"] = H - state["H_prev"] + integral
-            state["H_prev"] = H
-            state["K_save"] = energies["kinetic"]
-            state["diss"] = 0.0
-            state["diss2"] = 0.0
-            state["nsub"] = 0
-            state["t_prev"] = t
-        tasks.update(model.diagnostics(x, y))
-        for probe in probes:
-            tasks.update(probe(t, x, y, tasks))
-        if "x" in save_fields:
-            tasks["x"] = x
-        if accelerated and "y" in save_fields:
-            tasks["y"] = y
-        return {
-            "scales": {
-                "sim_time": float(t),
-                "iteration": int(k),
-                "oracle_calls": int(model.oracle_calls - calls0),
-                "wall_time": float(time.perf_counter() - t_start),
-            },
-            "tasks": tasks,
-        }
-
-    def emit(k, t):
-        rec = make_record(k, t)
-        for obs in observers:
-            obs.save(rec)
-            if hasattr(obs, "checkpoint"):
-                obs.checkpoint(x, y, t, k, model.oracle_calls - calls0, integrator.get_state())
-
-    def check(k, t):
-        worst = max_abs_or_nan(x, bounds, partial)
-        if accelerated:
-            worst = max(worst, max_abs_or_nan(y, bounds, partial)) if worst == worst else worst
-        if not (worst <= limit):
-            if worst != worst:
-                what = "NaN"
-            elif math.isinf(worst):
-                what = "overflow (inf)"
-            else:
-                what = f"blow-up (|state| = {worst:.3g})"
-            raise SimulationError(
-                f"{what} in the state at step {k} (t = {t:.6g}); "
-                f"the run stopped and everything saved before is kept",
-                step=k,
-                t=t,
-            )
-
+    limit = BLOWUP.get(system.dtype, 1e150)
+    t = horizon.time_of(start_step, nsteps)
+    residual = (DissipationResidual(system, schedule, dissipation, t, resume_state)
+                if system.accelerated else None)
+    save = _Saver(system, integrator, observers, probes, residual, save_fields,
+                  start_wall_time, start_oracle_calls)
     integrator.reset()
     if integrator_state:
         integrator.set_state(integrator_state)
-    t = horizon.time_of(start_step, nsteps)
     if resume_state is None:
-        emit(start_step, t)
-    if track_diss and dissipation == "step":
-        state["f_prev"] = 2.0 * schedule.alpha(t) * model.kinetic(x, y)
+        save(start_step, t)
+    if residual is not None:
+        residual.start(t)
     status = "finished"
     k = start_step
-    with _DeferredInterrupt() as interrupt, serial_if_small(n, model.serial_below):
+    with _DeferredInterrupt() as interrupt, serial_if_small(system.size, system.serial_below):
         for k in range(start_step + 1, nsteps + 1):
             t_next = horizon.time_of(k, nsteps)
-            h = t_next - t
-            x, y = integrator.step(model, schedule, t, h, x, y)
-            model.project(x, y)
+            system.step(integrator, schedule, t, t_next - t)
             if k % check_every == 0 or k == nsteps:
-                check(k, t_next)
-            if track_diss and dissipation == "step":
-                f1 = 2.0 * schedule.alpha(t_next) * model.kinetic(x, y)
-                state["diss"] += 0.5 * h * (state["f_prev"] + f1)
-                state["nsub"] += 1
-                if state["nsub"] % 2 == 0:
-                    state["diss2"] += 0.5 * (t_next - state["t_prev2"]) * (state["f_prev2"] + f1)
-                else:
-                    state["f_prev2"], state["t_prev2"] = state["f_prev"], t
-                state["f_prev"] = f1
+                _check_state(system, k, t_next, limit)
+            if residual is not None:
+                residual.after_step(t, t_next)
             t = t_next
             saved = k % save_every == 0 or k == nsteps
             if saved:
-                emit(k, t)
+                save(k, t)
             if progress is not None:
                 progress(k, nsteps)
-            if interrupt.flag or (max_wall_time is not None and time.perf_counter() - t_start > max_wall_time):
+            if interrupt.flag or (max_wall_time is not None and save.elapsed() > max_wall_time):
                 # stop between steps, where the state is consistent: save it, then report
                 if not saved:
-                    emit(k, t)
+                    save(k, t)
                 if interrupt.flag:
                     raise KeyboardInterrupt(f"interrupted at step {k} (t = {t:.6g})")
                 status = "stopped: wall time"
                 break
-    return LoopResult(
-        x=x, y=y, t=t, iteration=k, oracle_calls=model.oracle_calls - calls0,
-        wall_time=time.perf_counter() - t_start, status=status,
-    )
+    state = system.state
+    return LoopResult(x=state.get("x"), y=state.get("y"), t=t, iteration=k,
+                      oracle_calls=system.oracle_calls - save.calls0, wall_time=save.elapsed(),
+                      status=status, state=state)
+
+
+def simulate(model, schedule, integrator, x, y, horizon: Horizon, **options) -> LoopResult:
+    """Integrate particles from ``(x, y)``: :func:`advance` of a :class:`ParticleSystem`.
+
+    Parameters
+    ----------
+    model : Model
+    schedule : Schedule
+    integrator : Integrator
+    x : (N, d) array, positions (updated in place)
+    y : (N, d) array or None, momenta for accelerated dynamics (updated in place)
+    horizon : Horizon
+    **options
+        The keyword options of :func:`advance` (save_every, save_fields,
+        observers, progress, dissipation, check_every, max_wall_time, the
+        resume counters, probes).
+
+    Returns
+    -------
+    LoopResult
+    """
+    return advance(ParticleSystem(model, x, y), schedule, integrator, horizon, **options)

@@ -5,7 +5,10 @@
     attrs: config (JSON), meanfield_version, numpy/numba/h5py versions, created, status
     /scales/{sim_time, iteration, oracle_calls, wall_time}   (T,)
     /tasks/<name>                                            (T, ...)
-    /checkpoint/{x, y}   attrs t, iteration, oracle_calls
+    /grid/<axis>                                             (M,)  cell centres (grid runs)
+    /checkpoint/<state>  attrs t, iteration, oracle_calls
+                         the named state arrays of the system: x, y (particles),
+                         density (grid runs), flow_x, flow_y (bilinear flow map)
 
 Crash safety
 ------------
@@ -158,12 +161,14 @@ class HDF5Writer:
         f.flush()
         self.n_saves += 1
 
-    def checkpoint(self, x, y, t, iteration, oracle_calls, integrator_state=None) -> None:
+    def checkpoint(self, state, t, iteration, oracle_calls, integrator_state=None) -> None:
         """Record the current state and counters as the checkpoint to resume from.
 
         Parameters
         ----------
-        x, y : (N, d) arrays (``y`` None for first-order dynamics)
+        state : dict of arrays
+            The system's named state (``x`` (N, d) and ``y`` (N, d) for
+            particles, ``density`` for a grid, ...): one dataset each.
         t : float
         iteration, oracle_calls : int
         integrator_state : dict or None
@@ -175,13 +180,13 @@ class HDF5Writer:
         """
         attrs = {"t": float(t), "iteration": int(iteration), "oracle_calls": int(oracle_calls),
                  "n_saves": int(self.n_saves)}
-        self._pending = (x, y, attrs, integrator_state)
+        self._pending = (state, attrs, integrator_state)
         now = time.monotonic()
         wait = self.interval
         if wait > 0:
             wait = max(wait, self._write_cost / _CHECKPOINT_SHARE)
         if now - self._last_write >= wait:
-            write_checkpoint_file(self.ckpt_path, x, y, attrs, integrator_state)
+            write_checkpoint_file(self.ckpt_path, state, attrs, integrator_state)
             self._last_write = time.monotonic()
             self._write_cost = self._last_write - now
 
@@ -196,6 +201,13 @@ class HDF5Writer:
         if self._pending is None:
             self.f.attrs["status"] = status
             self.f.flush()
+
+    def set_grid(self, grid: dict) -> None:
+        """Store the cell centres of a grid run as ``/grid/<axis>`` (each ``(M,)``)."""
+        g = self.f.require_group("grid")
+        for name, centres in grid.items():
+            _put(g, name, np.asarray(centres, dtype=np.float64))
+        self.f.flush()
 
     def set_attr(self, name: str, value) -> None:
         self.f.attrs[name] = value
@@ -217,9 +229,9 @@ class HDF5Writer:
         keep_sidecar = False
         try:
             if self._pending is not None:
-                x, y, attrs, integ = self._pending
+                state, attrs, integ = self._pending
                 if _pending_is_final(attrs["iteration"]):
-                    _write_checkpoint_group(self.f.require_group("checkpoint"), x, y, attrs, integ)
+                    _write_checkpoint_group(self.f.require_group("checkpoint"), state, attrs, integ)
                 elif os.path.exists(self.ckpt_path):
                     try:
                         ck = _read_sidecar(self.ckpt_path)
@@ -227,8 +239,11 @@ class HDF5Writer:
                         # keep it for --resume to report; do not hide the exception propagating
                         keep_sidecar = True
                     else:
-                        _write_checkpoint_group(self.f.require_group("checkpoint"), ck.pop("x"),
-                                                ck.pop("y", None), ck, ck.pop("integrator", None))
+                        state = ck.pop("state")
+                        for name in state:
+                            ck.pop(name)
+                        _write_checkpoint_group(self.f.require_group("checkpoint"), state, ck,
+                                                ck.pop("integrator", None))
                 self.f.flush()
             if self._status is not None:
                 self.f.attrs["status"] = self._status
@@ -274,10 +289,12 @@ def _put(group, name, arr):
         group.create_dataset(name, data=arr)
 
 
-def _write_checkpoint_group(g, x, y, attrs: dict, integrator_state=None) -> None:
-    """Fill an HDF5 group with a checkpoint: datasets x, y, integrator/*, and ``attrs``."""
-    _put(g, "x", x)
-    _put(g, "y", y)
+def _write_checkpoint_group(g, state: dict, attrs: dict, integrator_state=None) -> None:
+    """Fill an HDF5 group with a checkpoint: one dataset per state array, integrator/*, ``attrs``."""
+    for name in [k for k in g if isinstance(g[k], h5py.Dataset) and k not in state]:
+        del g[name]  # e.g. a stale y
+    for name, arr in state.items():
+        _put(g, name, arr)
     if "integrator" in g:
         del g["integrator"]
     if integrator_state:
@@ -291,6 +308,7 @@ def _write_checkpoint_group(g, x, y, attrs: dict, integrator_state=None) -> None
 
 def _read_checkpoint_group(g) -> dict:
     ckpt = {k: g[k][...] for k in g if isinstance(g[k], h5py.Dataset)}
+    ckpt["state"] = dict(ckpt)
     if "integrator" in g:
         gi = g["integrator"]
         ckpt["integrator"] = {k: (gi[k][()] if gi[k].ndim == 0 else gi[k][...]) for k in gi}
@@ -309,21 +327,21 @@ def _fsync(path: str, directory: bool = False) -> None:
         os.close(fd)
 
 
-def write_checkpoint_file(path: str, x, y, attrs: dict, integrator_state=None) -> None:
+def write_checkpoint_file(path: str, state: dict, attrs: dict, integrator_state=None) -> None:
     """Atomically replace the checkpoint file ``path`` (write ``path.tmp``, fsync, rename).
 
     Parameters
     ----------
     path : str
         Sidecar file, e.g. ``OUT.h5.ckpt``; holds group ``/checkpoint`` as in a run file.
-    x, y : (N, d) arrays (``y`` may be None)
+    state : dict of arrays (``x``, ``y`` of particles, ``density`` of a grid, ...)
     attrs : dict
         ``t``, ``iteration``, ``oracle_calls``, ``n_saves`` (saves in the main file).
     integrator_state : dict or None
     """
     tmp = path + ".tmp"
     with h5py.File(tmp, "w") as f:
-        _write_checkpoint_group(f.create_group("checkpoint"), x, y, attrs, integrator_state)
+        _write_checkpoint_group(f.create_group("checkpoint"), state, attrs, integrator_state)
         f.attrs["complete"] = True
     _fsync(tmp)
     os.replace(tmp, path)
@@ -348,7 +366,9 @@ def read_checkpoint(path: str) -> dict | None:
     Returns
     -------
     dict or None
-        ``x (N, d)``, ``y (N, d)`` (accelerated), ``integrator`` (dict, if any),
+        ``state`` (dict: the named state arrays), each state array also under
+        its own name (``x (N, d)``, ``y (N, d)``, ``density``, ...),
+        ``integrator`` (dict, if any),
         ``t``, ``iteration``, ``oracle_calls``, ``n_saves`` (if known) and
         ``source`` ("sidecar" or "file"); None if the run has no checkpoint.
     """
@@ -358,9 +378,11 @@ def read_checkpoint(path: str) -> dict | None:
         ck["source"] = "sidecar"
         return ck
     with h5py.File(path, "r") as f:
-        if "checkpoint" not in f or "x" not in f["checkpoint"]:
+        if "checkpoint" not in f:
             return None
         ck = _read_checkpoint_group(f["checkpoint"])
+    if not ck["state"]:
+        return None
     ck["source"] = "file"
     return ck
 
@@ -385,14 +407,17 @@ class Trajectory:
         All file attributes (status, versions, ...).
     scales : dict of (T,) arrays
     tasks : dict of (T, ...) arrays
+    grid : dict of (M,) arrays
+        Cell centres of a grid run (``theta`` or ``x``), empty otherwise.
     """
 
-    def __init__(self, config, attrs, scales, tasks, checkpoint=None):
+    def __init__(self, config, attrs, scales, tasks, checkpoint=None, grid=None):
         self.config = config
         self.attrs = attrs
         self.scales = scales
         self.tasks = tasks
         self.checkpoint = checkpoint
+        self.grid = grid or {}
 
     @property
     def t(self):
@@ -417,7 +442,8 @@ def load(path: str, tasks=None) -> Trajectory:
         scales = {k: f["scales"][k][...] for k in f.get("scales", {})}
         names = list(f.get("tasks", {})) if tasks is None else [t for t in tasks if t in f["tasks"]]
         data = {k: f["tasks"][k][...] for k in names}
-    return Trajectory(config, attrs, scales, data, read_checkpoint(path))
+        grid = {k: f["grid"][k][...] for k in f.get("grid", {})}
+    return Trajectory(config, attrs, scales, data, read_checkpoint(path), grid)
 
 
 def last_state(path: str, which: str = "x") -> np.ndarray:
