@@ -149,13 +149,22 @@ class Run:
             raise ParameterError("run.oracle_calls",
                                  f"at least {self.integrator.oracle_calls} calls (one step of {name})",
                                  run.get("oracle_calls"))
-        section = dict(cfg["initial"])
-        if base_dir is not None:
-            section["_base_dir"] = base_dir
-        x, y = initial_state(section, self.model.d, self.model.accelerated)
-        self.x0 = x.astype(dtype)
-        self.y0 = None if y is None else y.astype(dtype)
-        self.model.check_state(self.x0, self.y0)
+        self.pde = None
+        self.x0 = self.y0 = None
+        if cfg["solver"]["kind"] == "pde":
+            from .pde import make_pde
+
+            if dtype != np.float64:
+                raise ParameterError("run.dtype", '"float64" for pde runs', run["dtype"])
+            self.pde = make_pde(cfg, self.model, self.integrator, base_dir)
+        else:
+            section = dict(cfg["initial"])
+            if base_dir is not None:
+                section["_base_dir"] = base_dir
+            x, y = initial_state(section, self.model.d, self.model.accelerated)
+            self.x0 = x.astype(dtype)
+            self.y0 = None if y is None else y.astype(dtype)
+            self.model.check_state(self.x0, self.y0)
         self.probes = []
         if cfg["diagnostics"].get("moment_ode", False):
             from .diagnostics.moments import moment_ode_probe
@@ -176,9 +185,11 @@ class Run:
         Parameters
         ----------
         state : dict of arrays or None
-            Named state arrays of a checkpoint (``x``, ``y`` for particles);
-            None starts from the initial state (copied).
+            Named state arrays of a checkpoint (``x``, ``y`` for particles,
+            ``density`` of a grid, ...); None starts from the initial state (copied).
         """
+        if self.pde is not None:
+            return self.pde.system(state)
         if state is None:
             state = {"x": self.x0.copy()} if self.y0 is None else {"x": self.x0.copy(), "y": self.y0.copy()}
         x, y = (None if state.get(k) is None else np.ascontiguousarray(state[k], dtype=self.model.dtype)
@@ -233,7 +244,9 @@ class Run:
                                  str(output), file=self.file)
         attrs = {"integrator_order": self.integrator.order,
                  "oracle_calls_per_step": self.integrator.oracle_calls}
-        e_inf = self.model.energy_infimum(self.x0)
+        e_inf = self.model.energy_infimum(self.x0) if self.pde is None else self.pde.energy_infimum()
+        if self.pde is not None:
+            attrs.update(self.pde.attrs())
         if e_inf is not None:
             attrs["energy_infimum"] = float(e_inf)
         recorder = Recorder()
@@ -245,6 +258,8 @@ class Run:
                 writer.set_attr(key, value)
             obs.append(writer)
         system = self.make_system()
+        if writer is not None and getattr(system, "grid", None):
+            writer.set_grid(system.grid)
         self.model.oracle_calls = 0
         try:
             res: LoopResult = self.advance(system, obs, progress)

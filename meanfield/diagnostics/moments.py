@@ -19,15 +19,20 @@ class MomentODEProbe:
     ----------
     model : Bilinear
     schedule : Schedule
-    x0 : (N, d) initial positions (the ODE starts from their empirical moments)
+    x0 : (N, d) initial positions (the ODE starts from their empirical moments), or None
     t0 : float
     S, b : (d, d), (d,) affine initial momentum y = S x + b (accelerated only)
+    moments : ((d,), (d, d)) or None
+        Initial mean and second moment of the positions instead of those of ``x0``
+        (a pde run: the law's population moments).
     """
 
-    def __init__(self, model, schedule, x0, t0, S=None, b=None):
+    def __init__(self, model, schedule, x0, t0, S=None, b=None, moments=None):
         self.ode = BilinearMomentODE(model, schedule)
-        x0 = np.asarray(x0, dtype=np.float64)
-        self.z = self.ode.pack(x0.mean(axis=0), x0.T @ x0 / x0.shape[0], S, b)
+        if moments is None:
+            x0 = np.asarray(x0, dtype=np.float64)
+            moments = (x0.mean(axis=0), x0.T @ x0 / x0.shape[0])
+        self.z = self.ode.pack(*moments, S, b)
         self.t = float(t0)
 
     def __call__(self, t, x, y, tasks) -> dict:
@@ -70,7 +75,11 @@ def moment_ode_probe(run) -> MomentODEProbe:
         else:
             raise ParameterError("diagnostics.moment_ode",
                                  'momentum "affine" or "zero" (the closure needs y = S x + b)', mom)
-    return MomentODEProbe(run.model, run.schedule, run.x0, cfg["run"]["t0"], S, b)
+    moments = None
+    if getattr(run, "pde", None) is not None:
+        d = run.model.d
+        moments = (run.pde.mean0[:d], run.pde.second0[:d, :d])
+    return MomentODEProbe(run.model, run.schedule, run.x0, cfg["run"]["t0"], S, b, moments)
 
 
 def whitened(x) -> np.ndarray:

@@ -26,7 +26,13 @@ SECTIONS = {
             "max_wall_time"),
     "output": ("path", "save"),
     "diagnostics": ("dissipation", "moment_ode", "cluster_tol"),
+    "solver": ("kind", "grid", "domain", "momentum_max"),
 }
+
+#: ``solver.kind``: simulate particles, or solve the mean-field equation (SPEC §9).
+SOLVER_KINDS = ("particles", "pde")
+#: Cells per axis of a pde run when ``solver.grid`` is not given.
+DEFAULT_GRID = 512
 
 #: The built-in default example: bilinear model, convex potential, accelerated (nesterov).
 DEFAULT = {
@@ -109,6 +115,30 @@ def _number(sec, key, value, *, positive=False, integer=False, minimum=None):
     return value
 
 
+def _resolve_solver(sol: dict) -> None:
+    """Check ``[solver]`` in place; a pde run gets the default grid. Particle runs ignore grid keys."""
+    kind = sol.setdefault("kind", "particles")
+    if kind not in SOLVER_KINDS:
+        raise ParameterError("solver.kind", " or ".join(f'"{k}"' for k in SOLVER_KINDS), kind)
+    if kind == "pde":
+        sol.setdefault("grid", DEFAULT_GRID)
+    grid = sol.get("grid")
+    if grid is not None:
+        cells = grid if isinstance(grid, list) else [grid]
+        if not 1 <= len(cells) <= 2 or any(isinstance(c, bool) or not isinstance(c, int) or c < 2
+                                           for c in cells):
+            raise ParameterError("solver.grid", "cells per axis: an integer >= 2, or [cells in position, "
+                                 "cells in momentum] for phase space", grid)
+    if "domain" in sol:
+        dom = sol["domain"]
+        if (not isinstance(dom, list) or len(dom) != 2
+                or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                       for v in dom) or not dom[0] < dom[1]):
+            raise ParameterError("solver.domain", "[lo, hi], two finite numbers with lo < hi", dom)
+    if "momentum_max" in sol:
+        _number("solver", "momentum_max", sol["momentum_max"], positive=True)
+
+
 def resolve(raw: dict, file: str | None = None) -> dict:
     """Check section names and the generic keys, fill defaults; returns a new dict.
 
@@ -176,6 +206,7 @@ def resolve(raw: dict, file: str | None = None) -> dict:
         diss = cfg["diagnostics"]["dissipation"]
         if diss not in ("auto", "step", "save", "off"):
             raise ParameterError("diagnostics.dissipation", '"auto", "step", "save" or "off"', diss)
+        _resolve_solver(cfg["solver"])
         if not isinstance(cfg["diagnostics"].get("moment_ode", False), bool):
             raise ParameterError("diagnostics.moment_ode", "true or false",
                                  cfg["diagnostics"]["moment_ode"])

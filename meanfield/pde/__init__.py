@@ -1,0 +1,64 @@
+"""Mean-field equation runs (``[solver] kind = "pde"``, SPEC §9) and their registry.
+
+``PDE_SOLVERS[(model name, dynamics)]`` holds the set-up of a pde run for
+that model: a callable ``setup(cfg, model, integrator, base_dir)`` returning
+an object with ``system(state=None)`` (the system the loop advances; a
+checkpoint's state when resuming), ``energy_infimum()`` and ``attrs()``
+(extra file attributes), plus the dimension it is limited to. Register a
+solver with one line, e.g. the finite-volume solvers of the first-order
+continuity equation::
+
+    register_pde("sphere", "first_order", GridRun.of(CircleFV), d=2)
+    register_pde("softmax", "first_order", GridRun.of(LineFV), d=1)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ParameterError
+from .bilinear_flow import BilinearFlow
+from .grid import GridRun, GridSystem
+
+
+@dataclass(frozen=True)
+class PDEEntry:
+    """A registered pde run set-up and the token dimension it covers (None: any)."""
+
+    setup: object
+    d: int | None = None
+
+    def covers(self, d: int) -> bool:
+        return self.d is None or self.d == d
+
+
+PDE_SOLVERS: dict[tuple[str, str], PDEEntry] = {}
+
+
+def register_pde(model: str, dynamics: str, setup, d: int | None = None) -> None:
+    """Make ``[solver] kind = "pde"`` available for ``model`` / ``dynamics`` (in dimension ``d``)."""
+    PDE_SOLVERS[(model, dynamics)] = PDEEntry(setup, d)
+
+
+def covered() -> str:
+    """What pde runs cover, for error messages: e.g. "bilinear/accelerated (any d), ..."."""
+    return ", ".join(f"{m}/{dyn} ({'any d' if e.d is None else f'd = {e.d}'})"
+                     for (m, dyn), e in sorted(PDE_SOLVERS.items()))
+
+
+def make_pde(cfg: dict, model, integrator, base_dir=None):
+    """The set-up of a pde run for ``model``; an input error naming solver.kind when not covered."""
+    entry = PDE_SOLVERS.get((model.name, model.dynamics))
+    if entry is None or not entry.covers(model.d):
+        raise ParameterError("solver.kind", f'"particles" for this model (pde runs cover: {covered()})',
+                             f'"pde" with {model.name}/{model.dynamics}, d = {model.d}')
+    if getattr(model, "causal", False):
+        raise ParameterError("solver.kind", '"particles" under a causal mask (the mean-field equations '
+                             "are those of unmasked attention)", '"pde" with model.causal = true')
+    return entry.setup(cfg, model, integrator, base_dir)
+
+
+register_pde("bilinear", "first_order", BilinearFlow)
+register_pde("bilinear", "accelerated", BilinearFlow)
+
+__all__ = ["PDE_SOLVERS", "BilinearFlow", "GridRun", "GridSystem", "make_pde", "register_pde"]

@@ -1,0 +1,172 @@
+"""A density on a grid as a system of the time loop (method of lines).
+
+:class:`GridSystem` wraps a first-order finite-volume solver (state
+``density``, shape ``(M,)``) so that the loop and the existing first-order
+integrators advance it unchanged: it presents the two field methods those
+integrators call on a model, ``first_order(rho, t)`` and
+``combine_first_order(rho, t, a, b, out) = a rho + b drho/dt``, with the
+solver's method-of-lines right-hand side as the field. Explicit Euler and
+Heun (the explicit trapezoid, SSP-RK2) keep the scheme's positivity under
+its CFL bound; rk4 is accepted for smooth solutions.
+
+A solver (e.g. ``CircleFV``, ``LineFV``) provides::
+
+    order : int                   spatial order of the scheme
+    grid_names : tuple of str     ("theta",) or ("x",)
+    grid : dict of (M,) arrays    cell centres
+    cell_volume : float
+    oracle_calls : int            counted by rhs
+    initial_density(initial_section) -> (M,) array   density per unit length
+    rhs(rho, t, out) -> out       d rho / dt
+    max_stable_step(rho) -> float CFL bound for positivity of forward Euler
+    energies(rho) -> dict         "energy", "potential", ... (names of particle runs)
+    diagnostics(rho) -> dict      "mass", "mean", ...
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._kernels._config import chunk_bounds
+from .._kernels.checks import max_abs_or_nan
+from ..errors import ParameterError
+
+#: Integrators of first-order grid runs (method of lines).
+GRID_INTEGRATORS = ("euler", "heun", "rk4")
+#: Integrators whose steps are convex combinations of forward Euler steps (positivity under CFL).
+SSP_INTEGRATORS = ("euler", "heun")
+
+
+class GridSystem:
+    """A density on a grid, advanced by a first-order integrator through the solver's rhs.
+
+    Parameters
+    ----------
+    solver : finite-volume solver (see the module docstring)
+    density : (M,) array
+        Density per unit length (updated in place by the integrators).
+    """
+
+    kind = "pde"
+    names = ("density",)
+    accelerated = False
+    cheap_kinetic = False
+    #: Grid kernels decide their own threading.
+    serial_below = 0
+
+    def __init__(self, solver, density):
+        self.solver = solver
+        self.density = density
+        self.grid = solver.grid
+        self._work = np.empty_like(density)
+        self._bounds = chunk_bounds(density.size)
+        self._partial = np.empty(self._bounds.shape[0] - 1)
+
+    @property
+    def dtype(self):
+        return np.dtype(self.density.dtype)
+
+    @property
+    def size(self) -> int:
+        return self.density.size
+
+    @property
+    def oracle_calls(self) -> int:
+        return self.solver.oracle_calls
+
+    @property
+    def state(self) -> dict:
+        return {"density": self.density}
+
+    # -------------------------------------- the model interface of integrators
+    def first_order(self, rho, t, out=None):
+        """d rho / dt of the method of lines, same shape as ``rho``; one oracle call."""
+        if out is None:
+            out = np.empty_like(rho)
+        return self.solver.rhs(rho, t, out)
+
+    def combine_first_order(self, rho, t, a, b, out=None):
+        """``out = a rho + b drho/dt`` (``out`` may be ``rho``); one oracle call."""
+        k = self.solver.rhs(rho, t, self._work)
+        if out is None:
+            out = np.empty_like(rho)
+        np.multiply(k, b, out=k)
+        if a == 1.0:
+            np.add(rho, k, out=out)
+        else:
+            np.add(a * rho, k, out=out)
+        return out
+
+    # ---------------------------------------------------------------- loop
+    def step(self, integrator, schedule, t, h) -> None:
+        self.density, _ = integrator.step(self, schedule, t, h, self.density, None)
+
+    def max_abs(self) -> float:
+        return max_abs_or_nan(self.density.reshape(-1, 1), self._bounds, self._partial)
+
+    def energies(self) -> dict:
+        return self.solver.energies(self.density)
+
+    def kinetic(self) -> float:  # pragma: no cover - first-order grids have no momenta
+        raise NotImplementedError
+
+    def diagnostics(self) -> dict:
+        return self.solver.diagnostics(self.density)
+
+    def fields(self, save) -> dict:
+        """The density is stored at every save (``output.save`` is for particle runs)."""
+        return {"density": self.density}
+
+    def probe_args(self) -> tuple:
+        return None, None
+
+
+class GridRun:
+    """Set-up of a first-order grid run: solver, initial density, checks of the step.
+
+    Parameters
+    ----------
+    solver_cls : class
+        CircleFV, LineFV, ... (see the module docstring).
+    cfg : dict
+        The resolved configuration.
+    model : Model
+        The particle model of the same section (validated parameters).
+    integrator : Integrator
+    base_dir : str or None
+        Directory of the parameter file (relative paths).
+    """
+
+    def __init__(self, solver_cls, cfg, model, integrator, base_dir=None):
+        if integrator.name not in GRID_INTEGRATORS:
+            raise ParameterError("integrator.name", f"an integrator of first-order pde runs "
+                                 f"({', '.join(GRID_INTEGRATORS)}: method of lines)", integrator.name)
+        sol = cfg["solver"]
+        model_params = {**cfg["model"], **model.describe()}
+        self.solver = solver_cls(model_params, sol["grid"], sol.get("domain"))
+        self.density0 = np.ascontiguousarray(self.solver.initial_density(cfg["initial"]), dtype=np.float64)
+        h = float(cfg["integrator"]["h"])
+        if integrator.name in SSP_INTEGRATORS:
+            h_max = float(self.solver.max_stable_step(self.density0))
+            if h > h_max:
+                raise ParameterError("integrator.h", f"h <= {h_max:.4g} (the scheme's CFL bound for a "
+                                     f"positive density at the initial state)", h)
+
+    @classmethod
+    def of(cls, solver_cls):
+        """The registry entry for ``solver_cls``: ``register_pde(..., GridRun.of(CircleFV), d=2)``."""
+        def setup(cfg, model, integrator, base_dir=None):
+            return cls(solver_cls, cfg, model, integrator, base_dir)
+
+        setup.__name__ = solver_cls.__name__
+        return setup
+
+    def system(self, state=None) -> GridSystem:
+        rho = self.density0.copy() if state is None else np.ascontiguousarray(state["density"], np.float64)
+        return GridSystem(self.solver, rho)
+
+    def energy_infimum(self):
+        return None
+
+    def attrs(self) -> dict:
+        return {"spatial_order": int(self.solver.order)}
