@@ -199,7 +199,7 @@ def info(path, as_json):
 
     try:
         tr = load(path, tasks=["energy", "kinetic", "potential", "mean", "dissipation_residual",
-                               "E_beta", "min_inner", "mean_inner", "n_clusters"])
+                               "E_beta", "min_inner", "mean_inner", "n_clusters", "mass"])
     except OSError as exc:
         raise ParameterError("(file)", "a meanfield HDF5 file", f"{path} ({exc})") from None
     if as_json:
@@ -210,8 +210,14 @@ def info(path, as_json):
     click.echo(f"file      {path}")
     click.echo(f"status    {tr.attrs.get('status', '?')}  (meanfield {tr.attrs.get('meanfield_version', '?')}, "
                f"created {tr.attrs.get('created', '?')})")
-    click.echo(f"model     {m.get('name')} / {m.get('dynamics')}, d = {m.get('d')}, "
-               f"n = {cfg.get('initial', {}).get('n')}")
+    solver = cfg.get("solver", {})
+    if solver.get("kind") == "pde":
+        size = ", ".join(f"{k} {len(v)} cells" for k, v in tr.grid.items()) or "exact flow map"
+        click.echo(f"model     {m.get('name')} / {m.get('dynamics')}, d = {m.get('d')}, "
+                   f"mean-field equation (pde: {size})")
+    else:
+        click.echo(f"model     {m.get('name')} / {m.get('dynamics')}, d = {m.get('d')}, "
+                   f"n = {cfg.get('initial', {}).get('n')}")
     integ = cfg.get("integrator", {})
     click.echo(f"integrator {integ.get('name')} h = {integ.get('h')}, damping {cfg.get('damping', {})}")
     n = len(tr.t)
@@ -222,7 +228,7 @@ def info(path, as_json):
     click.echo(f"saves     {n}: t = {tr.t[0]:.6g} .. {tr.t[-1]:.6g}, iterations {sc['iteration'][-1]}, "
                f"oracle calls {sc['oracle_calls'][-1]}, wall {sc['wall_time'][-1]:.3g} s")
     for name in ("energy", "kinetic", "potential", "dissipation_residual", "E_beta", "min_inner",
-                 "mean_inner", "n_clusters"):
+                 "mean_inner", "n_clusters", "mass"):
         if name in tr.tasks:
             click.echo(f"{name:<21}{tr.tasks[name][-1]:.10g}")
     if "mean" in tr.tasks:

@@ -22,6 +22,8 @@ def _label(tr) -> str:
     c = tr.config
     m, i, dmp = c.get("model", {}), c.get("integrator", {}), c.get("damping", {})
     sched = dmp.get("schedule", "none")
+    if c.get("solver", {}).get("kind") == "pde":
+        return f"{m.get('name')} {m.get('dynamics')} mean-field (pde, {i.get('name')})"
     if m.get("dynamics") == "first_order" and not i.get("name") == "nag":
         return f"{m.get('name')} first-order {i.get('name')}"
     return f"{m.get('name')} {m.get('dynamics')} {i.get('name')} ({sched})"
@@ -201,6 +203,38 @@ def plot_clusters(tr, tol=None):
     return fig
 
 
+def plot_density(tr):
+    """Density of a grid run over time (space-time image) and its mass drift.
+
+    Parameters
+    ----------
+    tr : Trajectory / RunResult of a pde run on a grid (``/tasks/density``, ``/grid/<axis>``)
+    """
+    grid = getattr(tr, "grid", None) or {}
+    if "density" not in tr or not grid:
+        raise ParameterError("solver.kind", 'a pde run on a grid (/tasks/density and /grid)',
+                             "a run without a density")
+    axis, centres = next(iter(grid.items()))
+    rho = np.asarray(tr["density"], dtype=float)
+    t = np.asarray(tr["sim_time"], dtype=float)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [2, 1]})
+    ax = axes[0]
+    mesh = ax.pcolormesh(centres, t, rho, shading="nearest", cmap="magma")
+    fig.colorbar(mesh, ax=ax, label="density")
+    ax.set_xlabel(axis)
+    ax.set_ylabel("t")
+    ax = axes[1]
+    if "mass" in tr:
+        mass = np.asarray(tr["mass"], dtype=float)
+        ax.plot(t, mass - mass[0])
+        ax.set_ylabel("mass - initial mass")
+    ax.set_xlabel("t")
+    ax.grid(True, alpha=0.3)
+    fig.suptitle(_label(tr))
+    fig.tight_layout()
+    return fig
+
+
 #: ``meanfield plot --kind`` name -> (function, accepts several runs)
 PLOTS = {
     "energy": (plot_energy, True),
@@ -208,3 +242,4 @@ PLOTS = {
     "particles": (plot_particles, False),
 }
 PLOTS["clusters"] = (plot_clusters, False)
+PLOTS["density"] = (plot_density, False)

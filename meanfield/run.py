@@ -47,6 +47,10 @@ class RunResult:
         None for pde runs, whose final state is in ``state``).
     config : dict
         The fully resolved parameters.
+    state : dict of arrays
+        Final named state of the system (``x``, ``y``; ``density``; ``flow_x``, ``flow_y``).
+    grid : dict of (M,) arrays
+        Cell centres of a grid run (``theta`` or ``x``), empty otherwise.
     path : str or None
         The HDF5 file written, if any.
     """
@@ -62,6 +66,7 @@ class RunResult:
     path: str | None = None
     attrs: dict = field(default_factory=dict)
     state: dict = field(default_factory=dict)
+    grid: dict = field(default_factory=dict)
 
     @property
     def t(self) -> np.ndarray:
@@ -279,7 +284,8 @@ class Run:
         scales, tasks = recorder.arrays()
         return RunResult(scales=scales, tasks=tasks, x=res.x, y=res.y, config=self.resolved(),
                          status=res.status, oracle_calls=res.oracle_calls,
-                         wall_time=res.wall_time, path=output, attrs=attrs, state=res.state)
+                         wall_time=res.wall_time, path=output, attrs=attrs, state=res.state,
+                         grid=dict(getattr(system, "grid", None) or {}))
 
 
 def simulate_config(config=None, overrides=(), output=None, **kw) -> RunResult:
