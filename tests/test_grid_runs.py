@@ -82,6 +82,7 @@ def test_grid_resume_is_bit_identical(tmp_path, toy_registered):
     ({"integrator": {"name": "nag", "h": 0.01}}, "integrator.name"),
     ({"integrator": {"name": "euler", "h": 1.0}}, "integrator.h"),
     ({"run": {"t0": 0.0, "steps": 2, "dtype": "float32"}}, "run.dtype"),
+    ({"solver": {"kind": "pde", "grid": [64, 32]}}, "solver.grid"),
 ])
 def test_bad_grid_run_input_names_the_key(change, key, toy_registered):
     cfg = toy_config()

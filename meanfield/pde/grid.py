@@ -142,6 +142,9 @@ class GridRun:
             raise ParameterError("integrator.name", f"an integrator of first-order pde runs "
                                  f"({', '.join(GRID_INTEGRATORS)}: method of lines)", integrator.name)
         sol = cfg["solver"]
+        if not isinstance(sol["grid"], int):
+            raise ParameterError("solver.grid", "cells of the position axis (one integer) for a "
+                                 "first-order pde run", sol["grid"])
         model_params = {**cfg["model"], **model.describe()}
         self.solver = solver_cls(model_params, sol["grid"], sol.get("domain"))
         self.density0 = np.ascontiguousarray(self.solver.initial_density(cfg["initial"]), dtype=np.float64)
