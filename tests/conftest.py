@@ -45,3 +45,20 @@ def one_thread():
     numba.set_num_threads(1)
     yield
     numba.set_num_threads(old)
+
+
+def interrupt_and_resume(cfg, path, at):
+    """Run ``cfg`` into ``path``, Ctrl-C after step ``at``, then resume; returns the resumed RunResult."""
+    import os
+    import signal
+
+    import meanfield
+    from meanfield.resume import resume_run
+
+    def interrupt(done, total):
+        if done == at:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        meanfield.Run(cfg).simulate(path, progress=interrupt)
+    return resume_run(path)

@@ -1,16 +1,13 @@
 """The bilinear flow map (SPEC §2) as a pde run: exact mean-field solution for any initial law."""
 
-import os
-import signal
-
 import h5py
 import numpy as np
 import pytest
+from conftest import interrupt_and_resume
 
 import meanfield
 from meanfield.errors import ParameterError
 from meanfield.pde.bilinear_flow import initial_moments
-from meanfield.resume import resume_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -129,14 +126,8 @@ def test_pde_run_file_layout_and_bit_identical_resume(tmp_path):
         assert "x" not in f["tasks"] and "flow_x" in f["checkpoint"]
         assert "energy_infimum" not in f.attrs  # gaussian momenta: positions do not move linearly
 
-    def interrupt(done, total):
-        if done == 25:
-            os.kill(os.getpid(), signal.SIGINT)
-
     path = str(tmp_path / "cut.h5")
-    with pytest.raises(KeyboardInterrupt):
-        meanfield.Run(cfg).simulate(path, progress=interrupt)
-    res = resume_run(path)
+    res = interrupt_and_resume(cfg, path, at=25)
     assert np.array_equal(res.state["flow_x"], full.state["flow_x"])
     tr = meanfield.load(path)
     assert tr.attrs["status"] == "finished"

@@ -1,18 +1,17 @@
 """Grid (pde) runs through the one loop: registry, HDF5 layout, resume, CLI, with a toy solver."""
 
 import os
-import signal
 
 import h5py
 import numpy as np
 import pytest
+from conftest import interrupt_and_resume
 from click.testing import CliRunner
 from toy_grid import UpwindCircle
 
 import meanfield
 from meanfield.errors import ParameterError
 from meanfield.pde import PDE_SOLVERS, GridRun, register_pde
-from meanfield.resume import resume_run
 
 M = 64
 
@@ -63,14 +62,8 @@ def test_grid_resume_is_bit_identical(tmp_path, toy_registered):
     cfg = toy_config("heun", steps=60, save_every=7, h=0.02)
     full = meanfield.Run(cfg).simulate(str(tmp_path / "full.h5"))
 
-    def interrupt(done, total):
-        if done == 25:
-            os.kill(os.getpid(), signal.SIGINT)
-
     path = str(tmp_path / "cut.h5")
-    with pytest.raises(KeyboardInterrupt):
-        meanfield.Run(cfg).simulate(path, progress=interrupt)
-    res = resume_run(path)
+    res = interrupt_and_resume(cfg, path, at=25)
     assert np.array_equal(res.state["density"], full.state["density"])
     tr = meanfield.load(path)
     assert tr.attrs["status"] == "finished"
