@@ -111,7 +111,10 @@ class GridSystem:
         raise NotImplementedError
 
     def diagnostics(self) -> dict:
-        return self.solver.diagnostics(self.density)
+        """The solver's diagnostics; ``mass`` (density.sum() * cell volume) is always among them."""
+        out = self.solver.diagnostics(self.density)
+        out.setdefault("mass", float(self.density.sum() * self.solver.cell_volume))
+        return out
 
     def fields(self, save) -> dict:
         """The density is stored at every save (``output.save`` is for particle runs)."""
