@@ -218,6 +218,8 @@ class Run:
 
     def loop(self, x, y, observers, progress=None, **resume) -> LoopResult:
         """The time loop on particles ``(x, y)`` (updated in place); see :meth:`advance`."""
+        if self.pde is not None:
+            raise TypeError("a pde run advances its own system: use advance(make_system(), ...)")
         return self.advance(ParticleSystem(self.model, x, y), observers, progress, **resume)
 
     def simulate(self, output=None, *, overwrite=False, progress=None, observers=()) -> RunResult:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ParameterError
-from .bilinear_flow import BilinearFlow
+from .bilinear_flow import BilinearFlow, push_forward
 from .grid import GridRun, GridSystem
 
 
@@ -61,4 +61,4 @@ def make_pde(cfg: dict, model, integrator, base_dir=None):
 register_pde("bilinear", "first_order", BilinearFlow)
 register_pde("bilinear", "accelerated", BilinearFlow)
 
-__all__ = ["PDE_SOLVERS", "BilinearFlow", "GridRun", "GridSystem", "make_pde", "register_pde"]
+__all__ = ["PDE_SOLVERS", "BilinearFlow", "GridRun", "GridSystem", "make_pde", "push_forward", "register_pde"]

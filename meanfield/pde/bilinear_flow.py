@@ -148,6 +148,29 @@ class FlowMapSystem(ParticleSystem):
         return None, None
 
 
+def push_forward(flow_map, flow_shift, x, y=None):
+    """Apply a saved flow map to initial samples: ``z = Phi z0 + c`` (or ``x = U x0``).
+
+    Parameters
+    ----------
+    flow_map : (2d, 2d) or (d, d) array
+        ``/tasks/flow_map`` at one save.
+    flow_shift : (2d,) array or None
+        ``/tasks/flow_shift`` at the same save (accelerated runs).
+    x, y : (N, d) arrays
+        Initial positions (and momenta, accelerated runs).
+
+    Returns
+    -------
+    x, y : (N, d) arrays (``y`` None for the first-order flow)
+    """
+    if flow_shift is None:
+        return np.asarray(x) @ np.asarray(flow_map).T, None
+    z = np.hstack([x, y]) @ np.asarray(flow_map).T + flow_shift
+    d = z.shape[1] // 2
+    return z[:, :d], z[:, d:]
+
+
 # ------------------------------------------------------------------ initial laws
 #: Position laws whose population mean and covariance are known in closed form.
 POPULATION_LAWS = ("gaussian", "student_t", "uniform_ellipsoid", "elliptical", "sphere_uniform")
