@@ -320,7 +320,7 @@ def compare(paths, e_star, tol, window, out):
             raise ParameterError("(file)", "a run with at least two saves of the energy", p)
     rows = compare_runs(trajs, names=[os.path.basename(p) for p in paths], e_star=e_star, tol=tol,
                         window=win)
-    cols = [("file", "{}"), ("dynamics", "{}"), ("integrator", "{}"), ("schedule", "{}"),
+    cols = [("file", "{}"), ("solver", "{}"), ("dynamics", "{}"), ("integrator", "{}"), ("schedule", "{}"),
             ("power_exponent", "{:+.3f}"), ("power_r2", "{:.3f}"), ("exp_rate", "{:.3g}"),
             ("exp_r2", "{:.3f}"), ("final_gap", "{:.3e}"), ("time_to_tol", "{:.4g}"),
             ("calls_to_tol", "{:.0f}"), ("speedup_calls_to_tol", "{:.2f}"),

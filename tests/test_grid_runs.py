@@ -121,4 +121,5 @@ def test_cli_info_plot_compare_take_pde_runs(tmp_path, toy_registered):
     assert out.exit_code == 2 and "solver.kind" in out.output, out.output
     out = runner.invoke(cli, ["compare", parts, flow])
     assert out.exit_code == 0, out.output
-    assert "flow.h5" in out.output and "parts.h5" in out.output
+    rows = {line.split()[0]: line.split()[1] for line in out.output.splitlines() if ".h5" in line.split()[0]}
+    assert rows == {"parts.h5": "particles", "flow.h5": "pde"}, out.output

@@ -129,7 +129,8 @@ def describe_run(tr) -> dict:
     c = tr.config
     m, i, dmp = c.get("model", {}), c.get("integrator", {}), c.get("damping", {})
     return {"model": m.get("name"), "dynamics": m.get("dynamics"), "integrator": i.get("name"),
-            "h": i.get("h"), "schedule": dmp.get("schedule", "none")}
+            "h": i.get("h"), "schedule": dmp.get("schedule", "none"),
+            "solver": c.get("solver", {}).get("kind", "particles")}
 
 
 def is_baseline(tr) -> bool:
