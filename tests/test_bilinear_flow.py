@@ -159,3 +159,20 @@ def test_student_t_without_a_second_moment_is_an_input_error():
     with pytest.raises(ParameterError) as err:
         meanfield.Run(cfg)
     assert err.value.key == "initial.dof"
+
+
+def test_particles_approach_the_population_flow_like_one_over_sqrt_n():
+    """Particles sampled from a Student t law (gaussian momenta) vs the flow of the population law."""
+    initial = {"law": "student_t", "dof": 8.0, "mean": [0.5, 0.0, 0.2], "momentum": "gaussian",
+               "momentum_scale": 0.5}
+    flow = meanfield.Run(config("accelerated", "rk4", 0.1, 10, initial, kind="pde")).simulate()
+    rms = {}
+    for n in (1000, 100_000):
+        errs = []
+        for seed in range(8):
+            cfg = config("accelerated", "rk4", 0.1, 10, {**initial, "n": n, "seed": seed})
+            res = meanfield.Run(cfg).simulate()
+            errs.append(np.abs(res["cov"][-1] - flow["cov"][-1]).max())
+        rms[n] = float(np.sqrt(np.mean(np.square(errs))))
+    ratio = rms[1000] / rms[100_000]
+    assert 4 < ratio < 25, (rms, ratio)  # sqrt(100) = 10
