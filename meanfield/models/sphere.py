@@ -364,6 +364,10 @@ class Sphere(Model):
     def diagnostics(self, x, y) -> dict:
         """Per-save diagnostics (one O(N^2 d) serial pass over pairs, O(N d) memory).
 
+        Under ``summation = "fourier"``: O(N log N), :func:`~meanfield.diagnostics.clustering.
+        pair_statistics_fast` (``min_inner``, ``mean_inner``, ``n_clusters`` exact) and
+        ``E_beta = mean_i z_i / (2 beta)`` from the Fourier z_i (relative accuracy ``summation_tol``).
+
         Returns
         -------
         dict
@@ -373,9 +377,18 @@ class Sphere(Model):
             ``mean (d,)`` and ``cov (d, d)`` of the state, and for pre_ln / peri_ln
             ``mean_radius`` (mean |x_i|).
         """
-        from ..diagnostics.clustering import pair_statistics
+        from ..diagnostics.clustering import pair_statistics, pair_statistics_fast
 
-        st = pair_statistics(x, self.beta, tol=self.cluster_tol)
+        if self.params.summation == "fourier":
+            self._check_input(x)
+            self._scratch(x.shape[0])
+            st = pair_statistics_fast(x, tol=self.cluster_tol)
+            try:
+                st["E_beta"] = float(np.mean(self.attention.z(self._source(x)))) / (2.0 * self.beta)
+            except SimulationError as exc:
+                raise self._reraise(exc) from None
+        else:
+            st = pair_statistics(x, self.beta, tol=self.cluster_tol)
         xs = np.asarray(x, np.float64)
         mu = xs.mean(axis=0)
         xc = xs - mu
