@@ -12,22 +12,23 @@ as the real and imaginary parts of the type-2 output) and unpack the
 results into the pass sums of :func:`meanfield._kernels.pairwise.loop_pass`
 (``m_i``, ``l_i``, ``acc_i``), so the model's finishers do not change.
 
-All kernels write into preallocated outputs; work is split by particle
-index only, so results do not depend on the thread count.
+All kernels write into preallocated outputs. They are serial on purpose:
+they are O(N d), and waking numba's OpenMP threads right before FINUFFT's
+own (a second OpenMP runtime) made the two fight for the cores.
 """
 
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from ._config import NJIT_PARALLEL
+from ._config import NJIT
 
 #: What a packed strength vector column holds: the weight itself, w_j x_jk, w_j s_j x_jk.
 COL_ONE, COL_X, COL_SX = 0, 1, 2
 
 
-@njit(**NJIT_PARALLEL)
+@njit(**NJIT)
 def embed(X, L, U, mu):
     """``U[k, i] = (L x_i)_k`` and ``mu_i = |L x_i|^2 / 2`` (float64).
 
@@ -40,7 +41,7 @@ def embed(X, L, U, mu):
     """
     N, d = X.shape
     r = L.shape[0]
-    for i in prange(N):
+    for i in range(N):
         s = 0.0
         for k in range(r):
             v = 0.0
@@ -51,7 +52,7 @@ def embed(X, L, U, mu):
         mu[i] = 0.5 * s
 
 
-@njit(**NJIT_PARALLEL)
+@njit(**NJIT)
 def to_angles(U, lo, P, T):
     """``T[k, i] = 2 pi (U[k, i] - lo_k) / P_k - pi``, the NUFFT coordinates in [-pi, pi).
 
@@ -62,24 +63,24 @@ def to_angles(U, lo, P, T):
     T : (r, N) output (float64, or float32 for single-precision transforms)
     """
     r, N = U.shape
-    for i in prange(N):
+    for i in range(N):
         for k in range(r):
             T[k, i] = 2.0 * math.pi * (U[k, i] - lo[k]) / P[k] - math.pi
 
 
-@njit(**NJIT_PARALLEL)
+@njit(**NJIT)
 def weights(mu, M, w):
     """``w_j = exp(mu_j - M)``; returns ``sum_j w_j``."""
     N = mu.shape[0]
     total = 0.0
-    for j in prange(N):
+    for j in range(N):
         wj = math.exp(mu[j] - M)
         w[j] = wj
         total += wj
     return total
 
 
-@njit(**NJIT_PARALLEL)
+@njit(**NJIT)
 def pack(w, X, s, kinds, axes, C):
     """Fill complex strengths: real column ``c`` goes to ``C[c // 2]`` (real part if c even, else imaginary).
 
@@ -98,7 +99,7 @@ def pack(w, X, s, kinds, axes, C):
     N = w.shape[0]
     m = kinds.shape[0]
     ntr = C.shape[0]
-    for j in prange(N):
+    for j in range(N):
         for p in range(ntr):
             re = 0.0
             im = 0.0
@@ -117,7 +118,7 @@ def pack(w, X, s, kinds, axes, C):
             C[p, j] = re + 1j * im
 
 
-@njit(**NJIT_PARALLEL)
+@njit(**NJIT)
 def multiply_modes(F, g0, g1, g2):
     """In place ``F[t, a, b, c] *= g0[a] g1[b] g2[c]`` (the Gaussian's Fourier coefficients).
 
@@ -127,7 +128,7 @@ def multiply_modes(F, g0, g1, g2):
     g0, g1, g2 : (K0,), (K1,), (K2,) float64
     """
     ntr, K0, K1, K2 = F.shape
-    for a in prange(K0):
+    for a in range(K0):
         for t in range(ntr):
             for b in range(K1):
                 gab = g0[a] * g1[b]
@@ -135,16 +136,16 @@ def multiply_modes(F, g0, g1, g2):
                     F[t, a, b, c] *= gab * g2[c]
 
 
-@njit(**NJIT_PARALLEL)
+@njit(**NJIT)
 def column(V, c, out):
     """``out_i = Re V[c // 2, i]`` (c even) or ``Im`` (c odd): one real sum back from the packed output."""
     N = out.shape[0]
     p = c // 2
-    for i in prange(N):
+    for i in range(N):
         out[i] = V[p, i].real if c % 2 == 0 else V[p, i].imag
 
 
-@njit(**NJIT_PARALLEL)
+@njit(**NJIT)
 def finish_sums(V, col_one, col_x, mu, M, lrow, mrow, acc):
     """Pass sums of the first-order and z passes from the packed type-2 output.
 
@@ -164,7 +165,7 @@ def finish_sums(V, col_one, col_x, mu, M, lrow, mrow, acc):
     N = mu.shape[0]
     d = acc.shape[1]
     lmin = np.inf
-    for i in prange(N):
+    for i in range(N):
         p = col_one // 2
         li = V[p, i].real if col_one % 2 == 0 else V[p, i].imag
         lrow[i] = li
@@ -178,7 +179,7 @@ def finish_sums(V, col_one, col_x, mu, M, lrow, mrow, acc):
     return lmin
 
 
-@njit(**NJIT_PARALLEL)
+@njit(**NJIT)
 def finish_force(V, col_sx, Sx, cvec, mu, M, mrow, acc):
     """Force-pass sums: ``acc_ik = exp(mu_i + M - m_i) (c_i Sx_ik + sum_j w_j G_ij s_j x_jk)``.
 
@@ -196,7 +197,7 @@ def finish_force(V, col_sx, Sx, cvec, mu, M, mrow, acc):
     acc : (N, d) float64 output
     """
     N, d = acc.shape
-    for i in prange(N):
+    for i in range(N):
         f = math.exp(mu[i] + M - mrow[i])
         for k in range(d):
             c = col_sx + k

@@ -79,7 +79,11 @@ Precision, threads, reproducibility
 -----------------------------------
 Transforms are double precision (``complex128``), except for float32 states
 with ``summation_tol >= 1e-5``, which use single precision. FINUFFT uses
-numba's thread count (``numba.get_num_threads()``). With more than one
+numba's thread count (``numba.get_num_threads()``) from ``SERIAL_BELOW``
+tokens up, one thread below. The particle-wise kernels of this backend are
+serial (O(N d), a few percent of a call): two OpenMP runtimes (numba's and
+the one bundled with FINUFFT) spinning on the same cores slowed 2-thread
+calls several-fold on a loaded 2-core machine (see :func:`finufft_module`). With more than one
 thread, FINUFFT's type-1 spreading of a *single* vector adds the threads'
 sub-grids in a timing-dependent order (not bit-reproducible); we therefore
 run it with ``spread_thread = 2`` (each vector spread by one thread, threads
@@ -107,8 +111,40 @@ COARSE = 1e-5
 EPS_FLOOR = {np.dtype(np.complex128): 1e-14, np.dtype(np.complex64): 2e-6}
 #: Largest total number of Fourier modes K_0 ... K_{r-1} of one transform.
 MAX_MODES = 2 ** 22
+#: Below this many tokens FINUFFT runs on one thread (its parallel regions cost more than they save).
+SERIAL_BELOW = 50_000
 #: Mode-wise NUFFT error taken per unit of absolute strength (FINUFFT's error model).
 C_NUFFT = 1.0
+
+
+_FINUFFT = None
+
+
+def finufft_module():
+    """Import FINUFFT with its OpenMP runtime set to sleep, not spin, between parallel regions.
+
+    The finufft wheel bundles its own libgomp, next to the OpenMP runtime of
+    numba's threads. With both spinning after their parallel regions, each
+    steals the cores the other needs: a 2-thread call at N = 10^4 took 0.8 s
+    instead of 0.04 s on this project's 2-core machine. libgomp reads
+    ``OMP_WAIT_POLICY`` once, when it is loaded; we set it to ``passive`` for
+    that moment only (unless the user set it), so numba's runtime keeps its
+    own policy.
+    """
+    global _FINUFFT
+    if _FINUFFT is None:
+        import os
+
+        old = os.environ.get("OMP_WAIT_POLICY")
+        if old is None:
+            os.environ["OMP_WAIT_POLICY"] = "passive"
+        try:
+            import finufft
+        finally:
+            if old is None:
+                del os.environ["OMP_WAIT_POLICY"]
+        _FINUFFT = finufft
+    return _FINUFFT
 
 
 def summation_keys(p: dict) -> tuple[str, float]:
@@ -279,8 +315,7 @@ class FourierSums:
         return (P, K, eps, bound), None
 
     def _plan(self, kind: int, K, ntr: int, eps: float, nthreads: int):
-        import finufft
-
+        finufft = finufft_module()
         key = (kind, tuple(int(k) for k in K), ntr, eps, nthreads)
         plan = self._plans.get(key)
         if plan is None:
@@ -298,7 +333,7 @@ class FourierSums:
         import numba
 
         P, K, eps, _ = setup
-        nthreads = max(1, numba.get_num_threads())
+        nthreads = max(1, numba.get_num_threads()) if self._n >= SERIAL_BELOW else 1
         n = self._n
         ntr = -(-((len(kinds) + 1) // 2) // nthreads) * nthreads
         if self._P is None or not np.array_equal(self._P, P):
