@@ -77,8 +77,9 @@ most N, reached by a token with no neighbour), or softmax tokens whose
 
 Precision, threads, reproducibility
 -----------------------------------
-Transforms are double precision (``complex128``), except for float32 states
-with ``summation_tol >= 1e-5``, which use single precision. FINUFFT uses
+Transforms are double precision (``complex128``); for float32 states, a pass
+whose NUFFT tolerance is at least FINUFFT's single-precision floor (2e-6,
+e.g. ``summation_tol = 1e-3``) runs in single precision. FINUFFT uses
 numba's thread count (``numba.get_num_threads()``) from ``SERIAL_BELOW``
 tokens up, one thread below. The particle-wise kernels of this backend are
 serial (O(N d), a few percent of a call): two OpenMP runtimes (numba's and
@@ -247,8 +248,8 @@ class FourierSums:
         self.L = psd_factor(np.asarray(A, np.float64))
         self.r = self.L.shape[0]
         self.tol = float(tol)
-        single = np.dtype(dtype) == np.float32 and tol >= 1e-5
-        self.cdtype = np.dtype(np.complex64 if single else np.complex128)
+        #: transform precisions allowed: single as well for float32 states (used when eps allows)
+        self.single_ok = np.dtype(dtype) == np.float32
         self._plans: dict = {}
         self._n = -1
         self._version = 0
@@ -266,7 +267,8 @@ class FourierSums:
         self.Sx = np.empty((n, d), np.float64)
         self._lc = np.empty(n, np.float64)
         self._mc = np.empty(n, np.float64)
-        self._T = np.empty((self.r, n), np.float32 if self.cdtype == np.complex64 else np.float64)
+        self._T = np.empty((self.r, n), np.float64)
+        self._T32 = None
         self._C: dict = {}  # packed strengths / type-2 outputs, per batch size
         self._n = n
 
@@ -296,7 +298,8 @@ class FourierSums:
     def _budget(self, target: float):
         """Kernel grid and NUFFT tolerance for an absolute error ``target`` per unit strength.
 
-        Returns ``((P, K, eps, bound), None)`` or ``(None, why)`` when infeasible.
+        Returns ``((P, K, eps, bound, cdtype), None)`` or ``(None, why)`` when infeasible;
+        ``cdtype`` is complex64 for float32 states when eps allows it, else complex128.
         The kernel gets 1/20 of the budget (it costs only log(1/e) more modes),
         the two transforms the rest; eps is rounded down to a quarter decade so
         nearby budgets share plans.
@@ -305,24 +308,26 @@ class FourierSums:
         e = target / (20.0 * r)
         P, K, e_ker = kernel_grid(self.span, e)
         eps = target / (2.5 * C_NUFFT)
-        if eps < EPS_FLOOR[self.cdtype]:
-            return None, f"a NUFFT tolerance {eps:.2g} below the floor {EPS_FLOOR[self.cdtype]:.0e}"
+        single = self.single_ok and eps >= EPS_FLOOR[np.dtype(np.complex64)]
+        cdtype = np.dtype(np.complex64 if single else np.complex128)
+        if eps < EPS_FLOOR[cdtype]:
+            return None, f"a NUFFT tolerance {eps:.2g} below the floor {EPS_FLOOR[cdtype]:.0e}"
         if float(np.prod(K.astype(np.float64))) > MAX_MODES:
             return None, (f"{' x '.join(map(str, K))} Fourier modes (more than {MAX_MODES}): the "
                           f"tokens span {np.round(self.span, 3).tolist()} in units of the kernel width")
         eps = 10.0 ** (math.floor(4.0 * math.log10(eps)) / 4.0)
         bound = r * e_ker * (1 + e_ker) ** (r - 1) + 2 * C_NUFFT * eps * (1 + e_ker) ** r
-        return (P, K, eps, bound), None
+        return (P, K, eps, bound, cdtype), None
 
-    def _plan(self, kind: int, K, ntr: int, eps: float, nthreads: int):
+    def _plan(self, kind: int, K, ntr: int, eps: float, nthreads: int, cdtype):
         finufft = finufft_module()
-        key = (kind, tuple(int(k) for k in K), ntr, eps, nthreads)
+        key = (kind, tuple(int(k) for k in K), ntr, eps, nthreads, cdtype)
         plan = self._plans.get(key)
         if plan is None:
             if len(self._plans) > 16:
                 self._plans.clear()
             plan = finufft.Plan(kind, tuple(int(k) for k in K), n_trans=ntr, eps=eps,
-                                isign=-1 if kind == 1 else 1, dtype=self.cdtype, nthreads=nthreads,
+                                isign=-1 if kind == 1 else 1, dtype=cdtype, nthreads=nthreads,
                                 spread_thread=2, maxbatchsize=nthreads, modeord=0)
             plan._mf_points = (-1, None)
             self._plans[key] = plan
@@ -332,20 +337,26 @@ class FourierSums:
         """Sum_j w_j G(u_i - u_j) f_j for the packed columns; returns the (ntr, N) complex output."""
         import numba
 
-        P, K, eps, _ = setup
+        P, K, eps, _, cdtype = setup
         nthreads = max(1, numba.get_num_threads()) if self._n >= SERIAL_BELOW else 1
         n = self._n
         ntr = -(-((len(kinds) + 1) // 2) // nthreads) * nthreads
         if self._P is None or not np.array_equal(self._P, P):
             FK.to_angles(self.U, self.lo, P, self._T)
             self._P = P
-        C = self._C.get(ntr)
+            self._T32 = None
+        T = self._T
+        if cdtype == np.complex64:
+            if self._T32 is None:
+                self._T32 = self._T.astype(np.float32)
+            T = self._T32
+        C = self._C.get((ntr, cdtype))
         if C is None:
-            C = self._C[ntr] = np.empty((ntr, n), self.cdtype)
+            C = self._C[(ntr, cdtype)] = np.empty((ntr, n), cdtype)
         FK.pack(self.w, self.x, s, np.asarray(kinds, np.int64), np.asarray(axes, np.int64), C)
-        coords = [self._T[k] for k in range(self.r)]
+        coords = [T[k] for k in range(self.r)]
         tag = (self._version, tuple(P))
-        p1 = self._plan(1, K, ntr, eps, nthreads)
+        p1 = self._plan(1, K, ntr, eps, nthreads, cdtype)
         if p1._mf_points != tag:
             p1.setpts(*coords)
             p1._mf_points = tag
@@ -353,7 +364,7 @@ class FourierSums:
         F = F.reshape((ntr, *[int(k) for k in K], *([1] * (3 - self.r))))
         g = [ghat(P[k], int(K[k])) if k < self.r else np.ones(1) for k in range(3)]
         FK.multiply_modes(F, *g)
-        p2 = self._plan(2, K, ntr, eps, nthreads)
+        p2 = self._plan(2, K, ntr, eps, nthreads, cdtype)
         if p2._mf_points != tag:
             p2.setpts(*coords)
             p2._mf_points = tag
@@ -365,7 +376,10 @@ class FourierSums:
         A function of the state only, so the accurate pass that follows (and
         its round-off) does not depend on the history of the run.
         """
-        setup, _ = self._budget(COARSE)
+        setup, why = self._budget(COARSE)
+        if setup is None:
+            raise self._error(f"the interaction sums cannot be resolved: they would need {why}. "
+                              'Use summation = "exact"')
         V = self._transform([FK.COL_ONE], [0], self.mu, setup)
         lmin = FK.finish_sums(V, 0, -1, self.mu, self.M, self._lc, self._mc, self.Sx)
         kappa = self._kappa(lmin, setup[3])
@@ -390,7 +404,7 @@ class FourierSums:
             measured = kappa_of(lmin, bound)
             if measured * bound <= self.tol:
                 self.last = {"kappa": measured, "bound": measured * bound, "modes": setup[1].tolist(),
-                             "eps_nufft": setup[2], "attempts": attempt, "kappa_assumed": kappa}
+                             "eps_nufft": setup[2], "attempts": attempt, "precision": setup[4].name, "kappa_assumed": kappa}
                 return
             kappa = 2.0 ** math.ceil(math.log2(max(measured, 2.0 * kappa)))
         raise self._error(f"the error bound summation_tol = {self.tol:g} was not met after two "
