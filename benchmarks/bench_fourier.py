@@ -11,9 +11,9 @@ What it measures, in one process (ratios are what count on a shared machine):
 * time of one first-order oracle call (SA, post_ln) against N on S^1
   (sphere d = 2, beta = 4), S^2 (sphere d = 3, beta = 4) and R^2 (softmax,
   A = I / 4, Gaussian tokens), for summation = "fourier" (N = 10^3 .. 10^6)
-  and "exact" (N up to 32000; larger N extrapolated with its fitted power
+  and "exact" (N up to 64000; larger N extrapolated with its fitted power
   law, and marked so); the fitted growth exponents (fourier from its three
-  largest N, exact from N >= 8000) and the crossover N;
+  largest N, exact from N >= 16000) and the crossover N;
 * S^2 first-order call at N = 10^6, summation_tol = 1e-10: the exact-equivalent
   pair rate 10^12 / time against the best rate any exact sum could reach on
   this machine, the large-matmul FLOP rate / (4 d + 10) flops per pair,
@@ -177,7 +177,7 @@ def main(argv=None):
     ap.add_argument("--figure", default=os.path.join(ROOT, "figures", "fourier_scaling.png"))
     args = ap.parse_args(argv)
     Nf = [10**3, 10**4, 10**5] + ([] if args.quick else [3 * 10**5, 10**6])
-    Ne = [2000, 8000, 16000, 32000]
+    Ne = [4000, 16000, 32000, 64000]
     load = os.getloadavg()
     result = {"cpu": cpu_name(), "threads": numba.get_num_threads(), "loadavg_at_start": load,
               "note": "machine shared with other jobs while measured: absolute times are noisy, "

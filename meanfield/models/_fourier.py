@@ -267,16 +267,28 @@ class FourierSums:
         self.Sx = np.empty((n, d), np.float64)
         self._lc = np.empty(n, np.float64)
         self._mc = np.empty(n, np.float64)
+        self._zl = np.empty(n, np.float64)  # the last z pass's l_i and m_i (same state: reused)
+        self._zm = np.empty(n, np.float64)
+        self._xprev = None
+        self._zc_version = -1
         self._T = np.empty((self.r, n), np.float64)
         self._T32 = None
         self._C: dict = {}  # packed strengths / type-2 outputs, per batch size
         self._n = n
 
     def set_points(self, x, t=None) -> None:
-        """Embed the state ``x`` (N, d): u = L x, the weights and the NUFFT coordinates."""
+        """Embed the state ``x`` (N, d): u = L x, the weights and the NUFFT coordinates.
+
+        The same state again (bitwise; e.g. the energies and the diagnostics of
+        one save) keeps the embedding, the transforms' points and the last z pass.
+        """
         n, d = x.shape
         self._scratch(n, d)
         self.t = t
+        if self._xprev is not None and self._xprev.dtype == x.dtype and np.array_equal(self._xprev, x):
+            self.x = x
+            return
+        self._xprev = x.copy()
         FK.embed(x, self.L, self.U, self.mu)
         self.M = float(self.mu.max())
         self.W = FK.weights(self.mu, self.M, self.w)
@@ -425,11 +437,18 @@ class FourierSums:
 
     def z_pass(self, mrow, lrow) -> None:
         """``m_i``, ``l_i`` (MODE_Z); also keeps ``sum_j w_j G_ij x_j`` for a following force pass."""
+        if self._zc_version == self._version:
+            lrow[:] = self._zl
+            mrow[:] = self._zm
+            return
         d = self.Sx.shape[1]
         kinds = [FK.COL_ONE] + [FK.COL_X] * d
         axes = [0] + list(range(d))
         self._run(kinds, axes, self.mu,
                   lambda V: FK.finish_sums(V, 0, 1, self.mu, self.M, lrow, mrow, self.Sx), self._kappa)
+        self._zl[:] = lrow
+        self._zm[:] = mrow
+        self._zc_version = self._version
         self._sx_version = self._version
         self._z_lmin = float(lrow.min())
         self._z_kappa = self.last["kappa_assumed"]
