@@ -38,7 +38,7 @@ import time
 
 import numba
 import numpy as np
-from threadpoolctl import threadpool_limits
+from bench_softmax import best_time, matmul_gflops
 
 from meanfield.models import make_model
 
@@ -61,23 +61,6 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
-
-
-def best_time(fn, reps: int) -> float:
-    fn()  # warm up (compilation, plans)
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
-def matmul_gflops(n=3000) -> float:
-    a = np.random.default_rng(0).standard_normal((n, n))
-    with threadpool_limits(numba.get_num_threads()):
-        t = best_time(lambda: a @ a, 3)
-    return 2 * n**3 / t / 1e9
 
 
 def tokens(case: str, N: int, seed=0) -> np.ndarray:
@@ -182,7 +165,7 @@ def main(argv=None):
     result = {"cpu": cpu_name(), "threads": numba.get_num_threads(), "loadavg_at_start": load,
               "note": "machine shared with other jobs while measured: absolute times are noisy, "
                       "ratios within this run are the meaningful numbers",
-              "matmul_GFLOP_s": matmul_gflops(), "scaling": {}}
+              "matmul_GFLOP_s": matmul_gflops(np.float64, numba.get_num_threads()), "scaling": {}}
     print(f"{result['cpu']}, {result['threads']} threads, load {load}")
     print(f"large matmul: {result['matmul_GFLOP_s']:.1f} GFLOP/s float64", flush=True)
     for case in CASES:

@@ -265,3 +265,22 @@ def test_backend_reports_its_bound():
     fs.softmax_pass(acc, m, l)
     last = fs.last
     assert last["bound"] <= 1e-9 and last["kappa"] >= 1.0 and all(k % 2 == 1 for k in last["modes"])
+
+
+def test_one_save_computes_z_once_and_a_changed_state_recomputes(monkeypatch):
+    rng = np.random.default_rng(8)
+    x = unit(rng.standard_normal((300, 3)))
+    m = make_model({"name": "sphere", "d": 3, "beta": 3.0, "dynamics": "first_order",
+                    "summation": "fourier"})
+    fs = m.attention._fourier
+    calls = []
+    run = fs._run
+    monkeypatch.setattr(fs, "_run", lambda *a, **k: (calls.append(1), run(*a, **k)))
+    e = m.energies(x, None)
+    diag = m.diagnostics(x, None)
+    assert len(calls) == 1
+    assert abs(diag["E_beta"] + e["potential"] / 3.0) <= 1e-14 * abs(e["potential"])
+    x2 = x.copy()
+    x2[0, 0] = np.nextafter(x2[0, 0], 2.0)
+    m.energies(x2, None)
+    assert len(calls) == 2
