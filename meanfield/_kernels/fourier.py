@@ -137,15 +137,6 @@ def multiply_modes(F, g0, g1, g2):
 
 
 @njit(**NJIT)
-def column(V, c, out):
-    """``out_i = Re V[c // 2, i]`` (c even) or ``Im`` (c odd): one real sum back from the packed output."""
-    N = out.shape[0]
-    p = c // 2
-    for i in range(N):
-        out[i] = V[p, i].real if c % 2 == 0 else V[p, i].imag
-
-
-@njit(**NJIT)
 def finish_sums(V, col_one, col_x, mu, M, lrow, mrow, acc):
     """Pass sums of the first-order and z passes from the packed type-2 output.
 

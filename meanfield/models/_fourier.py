@@ -114,7 +114,8 @@ COARSE = 1e-5
 EPS_FLOOR = {np.dtype(np.complex128): 1e-14, np.dtype(np.complex64): 2e-6}
 #: Largest total number of Fourier modes K_0 ... K_{r-1} of one transform.
 MAX_MODES = 2 ** 22
-#: Below this many tokens FINUFFT runs on one thread (its parallel regions cost more than they save).
+#: Below this many tokens FINUFFT runs on one thread (its parallel regions cost more than
+#: they save).
 SERIAL_BELOW = 50_000
 #: Mode-wise NUFFT error taken per unit of absolute strength (FINUFFT's error model).
 C_NUFFT = 1.0
@@ -192,7 +193,8 @@ def psd_factor(A: np.ndarray, key: str = "model.A", why: str = "") -> np.ndarray
 def _tail(P: float, n_max: int) -> float:
     """``2 sum_{n > n_max} ghat_n`` for period P (the 1-D truncation error of the series)."""
     n = np.arange(n_max + 1, n_max + 400, dtype=np.float64)
-    return float(2.0 * math.sqrt(2.0 * math.pi) / P * np.exp(-0.5 * (2.0 * math.pi * n / P) ** 2).sum())
+    g = np.exp(-0.5 * (2.0 * math.pi * n / P) ** 2)
+    return float(2.0 * math.sqrt(2.0 * math.pi) / P * g.sum())
 
 
 def kernel_grid(span: np.ndarray, e: float) -> tuple[np.ndarray, np.ndarray, float]:
@@ -205,7 +207,9 @@ def kernel_grid(span: np.ndarray, e: float) -> tuple[np.ndarray, np.ndarray, flo
 
     Returns
     -------
-    P : (r,) float64 periods, K : (r,) int64 odd mode counts, e_kernel : float, the achieved 1-D error
+    P : (r,) float64 periods
+    K : (r,) int64 odd mode counts
+    e_kernel : float, the achieved 1-D error
     """
     delta = math.sqrt(2.0 * math.log(4.0 / e))
     P = np.asarray(span, np.float64) + delta
@@ -221,7 +225,7 @@ def kernel_grid(span: np.ndarray, e: float) -> tuple[np.ndarray, np.ndarray, flo
 
 
 def ghat(P: float, K: int) -> np.ndarray:
-    """Fourier coefficients ``(K,)`` of the period-P unit Gaussian, modes ``-(K-1)/2 .. (K-1)/2``."""
+    """Fourier coefficients ``(K,)`` of the period-P unit Gaussian, modes -(K-1)/2 .. (K-1)/2."""
     n = np.arange(K, dtype=np.float64) - (K - 1) // 2
     return math.sqrt(2.0 * math.pi) / P * np.exp(-0.5 * (2.0 * math.pi * n / P) ** 2)
 
@@ -287,7 +291,8 @@ class FourierSums:
         n, d = x.shape
         self._scratch(n, d)
         self.t = t
-        if self._xprev is not None and self._xprev.dtype == x.dtype and np.array_equal(self._xprev, x):
+        prev = self._xprev
+        if prev is not None and prev.dtype == x.dtype and np.array_equal(prev, x):
             self.x = x
             return
         self._xprev = x.copy()
@@ -328,7 +333,8 @@ class FourierSums:
             return None, f"a NUFFT tolerance {eps:.2g} below the floor {EPS_FLOOR[cdtype]:.0e}"
         if float(np.prod(K.astype(np.float64))) > MAX_MODES:
             return None, (f"{' x '.join(map(str, K))} Fourier modes (more than {MAX_MODES}): the "
-                          f"tokens span {np.round(self.span, 3).tolist()} in units of the kernel width")
+                          f"tokens span {np.round(self.span, 3).tolist()} in units of the "
+                          "kernel width")
         eps = 10.0 ** (math.floor(4.0 * math.log10(eps)) / 4.0)
         bound = r * e_ker * (1 + e_ker) ** (r - 1) + 2 * C_NUFFT * eps * (1 + e_ker) ** r
         return (P, K, eps, bound, cdtype), None
@@ -348,7 +354,7 @@ class FourierSums:
         return plan
 
     def _transform(self, kinds, axes, s, setup):
-        """Sum_j w_j G(u_i - u_j) f_j for the packed columns; returns the (ntr, N) complex output."""
+        """Sum_j w_j G(u_i - u_j) f_j for the packed columns: the (ntr, N) complex output."""
         import numba
 
         P, K, eps, _, cdtype = setup
@@ -385,7 +391,7 @@ class FourierSums:
         return p2.execute(F.reshape((ntr, *[int(k) for k in K])), out=C)
 
     def _coarse_kappa(self) -> float:
-        """An upper bound of kappa from a cheap pass (``COARSE`` accuracy, one vector), a power of 2.
+        """An upper bound of kappa (a power of 2) from a cheap pass: ``COARSE`` accuracy, one vector.
 
         A function of the state only, so the accurate pass that follows (and
         its round-off) does not depend on the history of the run.
@@ -417,8 +423,9 @@ class FourierSums:
             bound = setup[3]
             measured = kappa_of(lmin, bound)
             if measured * bound <= self.tol:
-                self.last = {"kappa": measured, "bound": measured * bound, "modes": setup[1].tolist(),
-                             "eps_nufft": setup[2], "attempts": attempt, "precision": setup[4].name, "kappa_assumed": kappa}
+                self.last = {"kappa": measured, "bound": measured * bound,
+                             "modes": setup[1].tolist(), "eps_nufft": setup[2], "attempts": attempt,
+                             "precision": setup[4].name, "kappa_assumed": kappa}
                 return
             kappa = 2.0 ** math.ceil(math.log2(max(measured, 2.0 * kappa)))
         raise self._error(f"the error bound summation_tol = {self.tol:g} was not met after two "
@@ -430,7 +437,7 @@ class FourierSums:
 
     # ------------------------------------------------------------ passes
     def softmax_pass(self, acc, mrow, lrow) -> None:
-        """``m_i``, ``l_i = sum_j exp(l_ij - m_i)``, ``acc_i = sum_j exp(l_ij - m_i) x_j`` (MODE_SOFTMAX)."""
+        """MODE_SOFTMAX: ``m_i``, ``l_i = sum_j exp(l_ij - m_i)``, ``acc_i = sum_j exp(l_ij - m_i) x_j``."""
         d = acc.shape[1]
         kinds = [FK.COL_ONE] + [FK.COL_X] * d
         axes = [0] + list(range(d))
@@ -438,7 +445,7 @@ class FourierSums:
                   lambda V: FK.finish_sums(V, 0, 1, self.mu, self.M, lrow, mrow, acc), self._kappa)
 
     def z_pass(self, mrow, lrow) -> None:
-        """``m_i``, ``l_i`` (MODE_Z); also keeps ``sum_j w_j G_ij x_j`` for a following force pass."""
+        """MODE_Z: ``m_i``, ``l_i``; keeps ``sum_j w_j G_ij x_j`` for a following force pass."""
         if self._zc_version == self._version:
             lrow[:] = self._zl
             mrow[:] = self._zm
@@ -447,7 +454,8 @@ class FourierSums:
         kinds = [FK.COL_ONE] + [FK.COL_X] * d
         axes = [0] + list(range(d))
         self._run(kinds, axes, self.mu,
-                  lambda V: FK.finish_sums(V, 0, 1, self.mu, self.M, lrow, mrow, self.Sx), self._kappa)
+                  lambda V: FK.finish_sums(V, 0, 1, self.mu, self.M, lrow, mrow, self.Sx),
+                  self._kappa)
         self._zl[:] = lrow
         self._zm[:] = mrow
         self._zc_version = self._version
@@ -456,7 +464,7 @@ class FourierSums:
         self._z_kappa = self.last["kappa_assumed"]
 
     def force_pass(self, s, cvec, mrow, acc) -> None:
-        """``acc_i = sum_j exp(l_ij - m_i) (c_i + s_j) x_j`` with ``m_i`` from the z pass (MODE_FORCE)."""
+        """MODE_FORCE: ``acc_i = sum_j exp(l_ij - m_i) (c_i + s_j) x_j``, ``m_i`` of the z pass."""
         if self._sx_version != self._version:
             raise RuntimeError("force_pass needs the z_pass of the same points first")
         d = acc.shape[1]
