@@ -45,6 +45,7 @@ from .._kernels import moments as MK
 from .._kernels import pairwise as PK
 from .._kernels._config import chunk_bounds
 from ..errors import ParameterError, SimulationError
+from ._fourier import FourierSums, psd_factor, summation_keys
 from ._params import as_flag, as_matrix, as_vector, require_symmetric
 from .base import Model
 
@@ -86,6 +87,8 @@ class SoftmaxParams:
     m : (d,) minimiser of W
     normalized : bool, SA (True) or USA (False), first-order only
     causal : bool, token i interacts with j <= i only
+    summation : {"exact", "fourier"}, the backend of the interaction sums
+    summation_tol : float, relative accuracy asked of the fourier backend
     """
 
     d: int
@@ -96,6 +99,8 @@ class SoftmaxParams:
     m: np.ndarray
     normalized: bool
     causal: bool
+    summation: str = "exact"
+    summation_tol: float = 1e-10
 
     @property
     def has_potential(self) -> bool:
@@ -120,7 +125,22 @@ class SoftmaxParams:
             V = B @ A
         else:
             V = as_matrix(p["V"], d, "model.V") if "V" in p else B @ A
-        return cls(d=d, A=A, B=B, V=V, Q=Q, m=m, normalized=normalized, causal=causal)
+        summation, tol = summation_keys(p)
+        if summation == "fourier":
+            check_fourier(d, A, causal, "model.d", "model.A")
+        return cls(d=d, A=A, B=B, V=V, Q=Q, m=m, normalized=normalized, causal=causal,
+                   summation=summation, summation_tol=tol)
+
+
+def check_fourier(d: int, A: np.ndarray, causal: bool, key_d: str, key_A: str, d_max: int = 3) -> None:
+    """ParameterError unless summation = "fourier" applies: no mask, d <= d_max, A symmetric PSD."""
+    if causal:
+        raise ParameterError("model.summation", 'summation = "exact" under a causal mask (masked sums '
+                             "are prefix sums: no Fourier summation for them)", "fourier")
+    if d > d_max:
+        raise ParameterError(key_d, f'd <= {d_max} for summation = "fourier" (the number of Fourier '
+                             "modes grows exponentially with the dimension)", d)
+    psd_factor(A, key_A)
 
 
 class Softmax(Model):
@@ -135,7 +155,8 @@ class Softmax(Model):
 
     name = "softmax"
     cheap_kinetic = False  # K needs every z_i: one pass over pairs
-    keys = ("name", "dynamics", "d", "A", "B", "V", "Q", "m", "normalized", "causal")
+    keys = ("name", "dynamics", "d", "A", "B", "V", "Q", "m", "normalized", "causal", "summation",
+            "summation_tol")
 
     def __init__(self, params: SoftmaxParams, dynamics="accelerated", dtype=np.float64):
         super().__init__(params.d, dynamics, dtype)
@@ -154,9 +175,12 @@ class Softmax(Model):
         self.causal = params.causal
         self._zero = self.dtype.type(0)
         self._big = self.dtype.type(PK.big_for(self.dtype))
+        #: Summation backend: None (the exact pair passes below) or a FourierSums (SPEC §8).
+        self._fourier = (FourierSums(self.A, params.summation_tol, self.dtype)
+                         if params.summation == "fourier" else None)
         #: z_i with each unordered pair's exponential computed once (symmetric A, float64, no
         #: mask; used when max_i x_i^T |A| x_i / 2 <= PK.MU_MAX). Set to False to force the row pass.
-        self.symmetric_z = (self.dtype == np.float64 and not self.causal
+        self.symmetric_z = (self.dtype == np.float64 and not self.causal and self._fourier is None
                             and np.array_equal(self.A, self.A.T))
         if self.symmetric_z:
             lam, U = np.linalg.eigh(self.A)
@@ -175,10 +199,10 @@ class Softmax(Model):
             return
         d, dt = self.d, self.dtype
         self._tj = PK.tile_width(d, dt.itemsize)
-        nt = PK.n_tiles(n, self._tj)
+        nt = PK.n_tiles(n, self._tj) if self._fourier is None else 0  # fourier: no tiles
         self._XT = PK.empty_aligned((nt, d, self._tj), dt)  # source tiles (64-byte aligned rows)
         self._no_ST = np.zeros((1, 1), dt)  # placeholder s_j tiles for the softmax and z passes
-        self._QA = np.empty((n, d), dt)  # query rows q_i = A^T x_i
+        self._QA = np.empty((n if nt else 0, d), dt)  # query rows q_i = A^T x_i
         self._acc = np.empty((n, d), np.float64)
         self._mrow = np.empty(n, np.float64)
         self._lrow = np.empty(n, np.float64)
@@ -219,19 +243,34 @@ class Softmax(Model):
         )
 
     # ----------------------------------------------------------------- passes
-    def _prepare(self, x) -> int:
+    def _prepare(self, x, t=None) -> int:
         self._check_input(x)
         n = x.shape[0]
         self._scratch(n)
+        if self._fourier is not None:
+            self._fourier.set_points(x, t)
+            return n
         PK.prepare(x, self.A, self._XT, self._QA)
         return n
 
     def _pairs(self, mode, n, ST=None, cvec=None) -> None:
         """One pass over pairs (``PK.MODE_*``) into ``_mrow``, ``_lrow``, ``_acc``."""
+        if self._fourier is not None:
+            self._fourier_pass(mode, cvec)
+            return
         ST = self._no_ST if ST is None else ST
         cvec = self._mrow if cvec is None else cvec
         PK.loop_pass(mode, self._QA, self._XT, ST, cvec, n, self.causal, self._zero, self._big,
                      self._acc, self._mrow, self._lrow)
+
+    def _fourier_pass(self, mode, cvec) -> None:
+        """The same pass sums from the Fourier backend (:mod:`meanfield.models._fourier`)."""
+        if mode == PK.MODE_SOFTMAX:
+            self._fourier.softmax_pass(self._acc, self._mrow, self._lrow)
+        elif mode == PK.MODE_Z:
+            self._fourier.z_pass(self._mrow, self._lrow)
+        else:
+            self._fourier.force_pass(self._s, cvec, self._mrow, self._acc)
 
     def z(self, x, t=None) -> np.ndarray:
         """z_i = (1/n_i) sum_j E_ij (masked under ``causal``), shape ``(N,)`` float64; one pass.
@@ -241,7 +280,7 @@ class Softmax(Model):
         SimulationError
             If some z_i overflows (or underflows to 0).
         """
-        n = self._prepare(x)
+        n = self._prepare(x, t)
         return self._z_after_prepare(x, n, t).copy()
 
     def _z_after_prepare(self, x, n, t=None) -> np.ndarray:
@@ -266,7 +305,7 @@ class Softmax(Model):
 
     # ----------------------------------------------------------------- fields
     def _combine_first_order(self, x, t, a, b, out):
-        n = self._prepare(x)
+        n = self._prepare(x, t)
         self._pairs(PK.MODE_SOFTMAX, n)
         bad = PK.finish_first_order(x, self._acc, self._mrow, self._lrow, self.V, self._BQ, self._Bq,
                                     self.params.has_potential, self.normalized, self.causal, n, self._F)
@@ -278,7 +317,7 @@ class Softmax(Model):
 
     def _combine_hamiltonian(self, x, y, t, ax, bx, ay, by, out_x, out_y):
         self._check_input(y)
-        n = self._prepare(x)
+        n = self._prepare(x, t)
         z = self._z_after_prepare(x, n, t)
         PK.kinetic_terms(y, self.B, z, self._yBy, self._s, self._c)
         PK.prepare_values(self._s, self._ST)
@@ -340,4 +379,6 @@ class Softmax(Model):
         if not self.accelerated:
             out["V"] = self.V.tolist()
             out["normalized"] = self.normalized
+        if self._fourier is not None:
+            out.update(summation="fourier", summation_tol=self.params.summation_tol)
         return out

@@ -91,7 +91,8 @@ from .._kernels import sphere as SK
 from ..errors import ParameterError, SimulationError
 from ._params import as_flag, as_matrix, require_symmetric
 from .base import Model
-from .softmax import Softmax, SoftmaxParams, reject_first_order_options
+from ._fourier import summation_keys
+from .softmax import Softmax, SoftmaxParams, check_fourier, reject_first_order_options
 
 #: Default tolerance of the cluster graph <theta_i, theta_j> > 1 - tol.
 DEFAULT_CLUSTER_TOL = 1e-3
@@ -112,6 +113,8 @@ class SphereParams:
     normalized : bool, SA (True) or USA (False)
     causal : bool, token i attends to j <= i only
     normalization : {"post_ln", "pre_ln", "peri_ln"}
+    summation : {"exact", "fourier"}, the backend of the attention sums (fourier: d = 2, 3, Q^T K = I)
+    summation_tol : float, relative accuracy asked of the fourier backend
     """
 
     d: int
@@ -122,6 +125,8 @@ class SphereParams:
     normalized: bool
     causal: bool
     normalization: str
+    summation: str = "exact"
+    summation_tol: float = 1e-10
 
     @property
     def A(self) -> np.ndarray:
@@ -163,8 +168,15 @@ class SphereParams:
             V = A.copy()
         else:
             V = as_matrix(p.get("V", "identity"), d, "model.V")
+        summation, tol = summation_keys(p)
+        if summation == "fourier":
+            if not np.array_equal(Q.T @ K, np.eye(d)):
+                raise ParameterError("model.Q", 'Q = K = identity for summation = "fourier" (the '
+                                     "kernel exp(beta <Q x, K x'>) is a Gaussian of |x - x'| on the "
+                                     "sphere only then)", "Q^T K != I")
+            check_fourier(d, beta * np.eye(d), causal, "model.d", "model.beta")
         return cls(d=d, beta=beta, Q=Q, K=K, V=V, normalized=normalized, causal=causal,
-                   normalization=norm)
+                   normalization=norm, summation=summation, summation_tol=tol)
 
 
 class Sphere(Model):
@@ -187,7 +199,8 @@ class Sphere(Model):
 
     name = "sphere"
     cheap_kinetic = False  # K needs every z_i: one pass over pairs
-    keys = ("name", "dynamics", "d", "beta", "Q", "K", "V", "normalized", "causal", "normalization")
+    keys = ("name", "dynamics", "d", "beta", "Q", "K", "V", "normalized", "causal", "normalization",
+            "summation", "summation_tol")
 
     def __init__(self, params: SphereParams, dynamics="first_order", dtype=np.float64):
         super().__init__(params.d, dynamics, dtype)
@@ -200,7 +213,8 @@ class Sphere(Model):
         self.cluster_tol = DEFAULT_CLUSTER_TOL
         d = params.d
         sp = SoftmaxParams(d=d, A=params.A, B=np.eye(d), V=params.V, Q=np.zeros((d, d)),
-                           m=np.zeros(d), normalized=params.normalized, causal=params.causal)
+                           m=np.zeros(d), normalized=params.normalized, causal=params.causal,
+                           summation=params.summation, summation_tol=params.summation_tol)
         self.attention = Softmax(sp, dynamics, dtype)
         self._n = -1
 
@@ -350,6 +364,10 @@ class Sphere(Model):
     def diagnostics(self, x, y) -> dict:
         """Per-save diagnostics (one O(N^2 d) serial pass over pairs, O(N d) memory).
 
+        Under ``summation = "fourier"``: O(N log N), :func:`~meanfield.diagnostics.clustering.
+        pair_statistics_fast` (``min_inner``, ``mean_inner``, ``n_clusters`` exact) and
+        ``E_beta = mean_i z_i / (2 beta)`` from the Fourier z_i (relative accuracy ``summation_tol``).
+
         Returns
         -------
         dict
@@ -359,9 +377,18 @@ class Sphere(Model):
             ``mean (d,)`` and ``cov (d, d)`` of the state, and for pre_ln / peri_ln
             ``mean_radius`` (mean |x_i|).
         """
-        from ..diagnostics.clustering import pair_statistics
+        from ..diagnostics.clustering import pair_statistics, pair_statistics_fast
 
-        st = pair_statistics(x, self.beta, tol=self.cluster_tol)
+        if self.params.summation == "fourier":
+            self._check_input(x)
+            self._scratch(x.shape[0])
+            st = pair_statistics_fast(x, tol=self.cluster_tol)
+            try:
+                st["E_beta"] = float(np.mean(self.attention.z(self._source(x)))) / (2.0 * self.beta)
+            except SimulationError as exc:
+                raise self._reraise(exc) from None
+        else:
+            st = pair_statistics(x, self.beta, tol=self.cluster_tol)
         xs = np.asarray(x, np.float64)
         mu = xs.mean(axis=0)
         xc = xs - mu
@@ -385,4 +412,6 @@ class Sphere(Model):
         if not self.accelerated:
             out["V"] = p.V.tolist()
             out["normalized"] = self.normalized
+        if p.summation == "fourier":
+            out.update(summation="fourier", summation_tol=p.summation_tol)
         return out

@@ -1,0 +1,197 @@
+"""Particle-wise kernels of the Fourier summation backend (SPEC §8).
+
+The backend (:mod:`meanfield.models._fourier`) writes every interaction sum
+as ``sum_j w_j G(u_i - u_j) f_j`` with a unit Gaussian ``G`` in the
+coordinates ``u = L x`` (``A = L^T L``), source weights
+``w_j = exp(|u_j|^2/2 - M)`` (``M = max_j |u_j|^2/2``) and a few real
+vectors ``f`` (1, the coordinates x_j, s_j x_j). These kernels embed the
+points, pack the weighted vectors two at a time into the complex strengths
+of one type-1 NUFFT (real part one vector, imaginary part the next: the
+Gaussian's Fourier coefficients are real and even, so the two sums come back
+as the real and imaginary parts of the type-2 output) and unpack the
+results into the pass sums of :func:`meanfield._kernels.pairwise.loop_pass`
+(``m_i``, ``l_i``, ``acc_i``), so the model's finishers do not change.
+
+All kernels write into preallocated outputs. They are serial on purpose:
+they are O(N d), and waking numba's OpenMP threads right before FINUFFT's
+own (a second OpenMP runtime) made the two fight for the cores.
+"""
+
+import math
+
+import numpy as np
+from numba import njit
+
+from ._config import NJIT
+
+#: What a packed strength vector column holds: the weight itself, w_j x_jk, w_j s_j x_jk.
+COL_ONE, COL_X, COL_SX = 0, 1, 2
+
+
+@njit(**NJIT)
+def embed(X, L, U, mu):
+    """``U[k, i] = (L x_i)_k`` and ``mu_i = |L x_i|^2 / 2`` (float64).
+
+    Parameters
+    ----------
+    X : (N, d) positions (state dtype)
+    L : (r, d) float64 factor, ``A = L^T L``
+    U : (r, N) float64 output (one contiguous row per axis, as FINUFFT takes them)
+    mu : (N,) float64 output
+    """
+    N, d = X.shape
+    r = L.shape[0]
+    for i in range(N):
+        s = 0.0
+        for k in range(r):
+            v = 0.0
+            for l in range(d):
+                v += L[k, l] * np.float64(X[i, l])
+            U[k, i] = v
+            s += v * v
+        mu[i] = 0.5 * s
+
+
+@njit(**NJIT)
+def to_angles(U, lo, P, T):
+    """``T[k, i] = 2 pi (U[k, i] - lo_k) / P_k - pi``, the NUFFT coordinates in [-pi, pi).
+
+    Parameters
+    ----------
+    U : (r, N) float64
+    lo, P : (r,) float64, box corner and period per axis
+    T : (r, N) output (float64, or float32 for single-precision transforms)
+    """
+    r, N = U.shape
+    for i in range(N):
+        for k in range(r):
+            T[k, i] = 2.0 * math.pi * (U[k, i] - lo[k]) / P[k] - math.pi
+
+
+@njit(**NJIT)
+def weights(mu, M, w):
+    """``w_j = exp(mu_j - M)``; returns ``sum_j w_j``."""
+    N = mu.shape[0]
+    total = 0.0
+    for j in range(N):
+        wj = math.exp(mu[j] - M)
+        w[j] = wj
+        total += wj
+    return total
+
+
+@njit(**NJIT)
+def pack(w, X, s, kinds, axes, C):
+    """Fill complex strengths: real column ``c`` goes to ``C[c // 2]`` (real part if c even, else imaginary).
+
+    Column ``c`` is ``w_j`` (``kinds[c] == COL_ONE``), ``w_j x_j[axes[c]]``
+    (``COL_X``) or ``w_j s_j x_j[axes[c]]`` (``COL_SX``). Slots past the last
+    column are zero (padding to a multiple of the thread count).
+
+    Parameters
+    ----------
+    w : (N,) float64 weights
+    X : (N, d) positions
+    s : (N,) float64 (used by ``COL_SX``)
+    kinds, axes : (m,) int64
+    C : (ntr, N) complex output, ``ntr >= ceil(m / 2)``
+    """
+    N = w.shape[0]
+    m = kinds.shape[0]
+    ntr = C.shape[0]
+    for j in range(N):
+        for p in range(ntr):
+            re = 0.0
+            im = 0.0
+            for h in range(2):
+                c = 2 * p + h
+                if c < m:
+                    v = w[j]
+                    if kinds[c] != COL_ONE:
+                        v *= np.float64(X[j, axes[c]])
+                        if kinds[c] == COL_SX:
+                            v *= s[j]
+                    if h == 0:
+                        re = v
+                    else:
+                        im = v
+            C[p, j] = re + 1j * im
+
+
+@njit(**NJIT)
+def multiply_modes(F, g0, g1, g2):
+    """In place ``F[t, a, b, c] *= g0[a] g1[b] g2[c]`` (the Gaussian's Fourier coefficients).
+
+    Parameters
+    ----------
+    F : (ntr, K0, K1, K2) complex modes (unused axes have length 1, coefficient 1)
+    g0, g1, g2 : (K0,), (K1,), (K2,) float64
+    """
+    ntr, K0, K1, K2 = F.shape
+    for a in range(K0):
+        for t in range(ntr):
+            for b in range(K1):
+                gab = g0[a] * g1[b]
+                for c in range(K2):
+                    F[t, a, b, c] *= gab * g2[c]
+
+
+@njit(**NJIT)
+def finish_sums(V, col_one, col_x, mu, M, lrow, mrow, acc):
+    """Pass sums of the first-order and z passes from the packed type-2 output.
+
+    ``m_i = mu_i + M``, ``l_i = sum_j w_j G_ij`` (column ``col_one``) and, when
+    ``col_x >= 0``, ``acc_ik = sum_j w_j G_ij x_jk`` (columns ``col_x + k``);
+    then ``exp(m_i) l_i = sum_j E_ij`` and ``exp(m_i) acc_i = sum_j E_ij x_j``.
+    Returns ``min_i l_i``.
+
+    Parameters
+    ----------
+    V : (ntr, N) complex type-2 output
+    col_one, col_x : int
+    mu : (N,) float64, M : float
+    lrow, mrow : (N,) float64 outputs
+    acc : (N, d) float64 output (written when ``col_x >= 0``)
+    """
+    N = mu.shape[0]
+    d = acc.shape[1]
+    lmin = np.inf
+    for i in range(N):
+        p = col_one // 2
+        li = V[p, i].real if col_one % 2 == 0 else V[p, i].imag
+        lrow[i] = li
+        mrow[i] = mu[i] + M
+        lmin = min(lmin, li)
+        if col_x >= 0:
+            for k in range(d):
+                c = col_x + k
+                q = c // 2
+                acc[i, k] = V[q, i].real if c % 2 == 0 else V[q, i].imag
+    return lmin
+
+
+@njit(**NJIT)
+def finish_force(V, col_sx, Sx, cvec, mu, M, mrow, acc):
+    """Force-pass sums: ``acc_ik = exp(mu_i + M - m_i) (c_i Sx_ik + sum_j w_j G_ij s_j x_jk)``.
+
+    ``Sx`` holds ``sum_j w_j G_ij x_j`` from the z pass of the same points,
+    ``m_i`` (``mrow``, input) the shift of that pass, so that
+    ``exp(m_i) acc_i = sum_j E_ij (c_i + s_j) x_j`` as in
+    :func:`meanfield._kernels.pairwise.loop_pass` (MODE_FORCE).
+
+    Parameters
+    ----------
+    V : (ntr, N) complex type-2 output (columns ``col_sx + k``)
+    Sx : (N, d) float64
+    cvec, mu : (N,) float64, M : float
+    mrow : (N,) float64 input
+    acc : (N, d) float64 output
+    """
+    N, d = acc.shape
+    for i in range(N):
+        f = math.exp(mu[i] + M - mrow[i])
+        for k in range(d):
+            c = col_sx + k
+            q = c // 2
+            sx = V[q, i].real if c % 2 == 0 else V[q, i].imag
+            acc[i, k] = f * (cvec[i] * Sx[i, k] + sx)
