@@ -31,6 +31,9 @@ class Integrator:
     #: True for integrators of first-order dynamics that still use the damping schedule (nag).
     uses_schedule = False
 
+    def check_model(self, model) -> None:
+        """Raise ParameterError if this integrator cannot step ``model`` (called when a run is built)."""
+
     def reset(self) -> None:
         """Forget any history (multistep methods); called by the loop before the first step."""
 
