@@ -103,7 +103,13 @@ def main(argv=None):
     ap.add_argument("--n-equiangular", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("-o", "--output", default=os.path.join(HERE, "long_context.png"))
+    ap.add_argument("--replot", action="store_true", help="redraw the figure from the JSON next to --output")
     args = ap.parse_args(argv)
+    js = os.path.splitext(args.output)[0] + ".json"
+    if args.replot:
+        with open(js) as fh:
+            plot(json.load(fh), args.output)
+        return
     rng = np.random.default_rng(args.seed)
     gammas = sorted(args.gammas)
     Ns = [10**k for k in range(2, 9) if 10**k <= args.n_max]
@@ -146,7 +152,14 @@ def main(argv=None):
                   + " ".join(f"{r['mean_inner']:.3f}" for r in rows)
                   + f"  ({time.perf_counter() - t0:.1f} s)")
     out["seconds"] = time.perf_counter() - t_start
+    with open(js, "w") as fh:
+        json.dump(out, fh, indent=1)
+    plot(out, args.output)
+    print(f"wrote {args.output} and {js} ({out['seconds']:.0f} s)")
 
+
+def plot(out: dict, path: str) -> None:
+    """Draw the two panels from the numbers of :func:`main`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -155,8 +168,9 @@ def main(argv=None):
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
     ax = axes[0]
     gg = np.linspace(0.1, 2.6, 500)
+    gammas = out["gammas"]
     for k, e in enumerate(out["equiangular"]):
-        rho, c = e["rho"], f"C{k}"
+        rho, c, ne = e["rho"], f"C{k}", e["n"]
         for nn, ls in ((ne, "-"), (10**4, "--"), (10**8, ":")):
             ax.plot(gg, [one_layer_inner(rho, g * math.log(nn), nn) for g in gg], ls, color=c, lw=1,
                     label=f"rho = {rho}: closed form, N = {nn:g}")
@@ -179,14 +193,12 @@ def main(argv=None):
     ax.axvline(0.5, color="k", lw=0.5, ls="--")
     ax.axvline(1.0, color="k", lw=0.5, ls="-.")
     ax.set(xlabel="gamma  (beta = gamma log N)", ylabel="mean <x_i, x_j> after one layer",
-           title="i.i.d. tokens (dotted: equiangular map at rho0 ~ 0; dashed: heuristic)")
+           title="i.i.d. uniform tokens (dotted: equiangular map at rho0;\n"
+           "dashed: Gaussian-logit heuristic)")
     ax.legend(fontsize=6.5)
+    axes[1].title.set_fontsize(10)
     fig.tight_layout()
-    fig.savefig(args.output, dpi=130)
-    js = os.path.splitext(args.output)[0] + ".json"
-    with open(js, "w") as fh:
-        json.dump(out, fh, indent=1)
-    print(f"wrote {args.output} and {js} ({out['seconds']:.0f} s)")
+    fig.savefig(path, dpi=130)
 
 
 if __name__ == "__main__":
