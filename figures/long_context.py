@@ -37,6 +37,7 @@ import time
 
 import numpy as np
 
+from meanfield.initial import equiangular, sphere_uniform
 from meanfield.models import make_model
 from meanfield.reductions.equiangular import long_context_limit, one_layer_inner
 
@@ -78,21 +79,6 @@ def iid_heuristic(gamma: float, n: int, d: int) -> float:
     return n * math.exp(b * b / d) / ((n**gamma + c) ** 2 + n * math.exp(2 * b * b / d))
 
 
-def uniform_tokens(n: int, d: int, rng) -> np.ndarray:
-    X = rng.standard_normal((n, d))
-    return X / np.linalg.norm(X, axis=1, keepdims=True)
-
-
-def equiangular_tokens(n: int, rho: float, rng) -> np.ndarray:
-    """n unit vectors in R^n with <x_i, x_j> = rho (Gram square root), randomly rotated."""
-    G = (1.0 - rho) * np.eye(n) + rho * np.ones((n, n))
-    w, U = np.linalg.eigh(G)
-    X = (U * np.sqrt(np.clip(w, 0.0, None))) @ U.T
-    R, T = np.linalg.qr(rng.standard_normal((n, n)))
-    X = X @ (R * np.sign(np.diag(T))).T
-    return X / np.linalg.norm(X, axis=1, keepdims=True)
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n-max", type=int, default=10_000, help="largest N of the i.i.d. runs (powers of 10 from 100)")
@@ -121,7 +107,7 @@ def main(argv=None):
     for rho in args.rhos:
         crit = 1.0 / (1.0 - rho)
         eg = sorted(set(np.round(np.linspace(0.1, 2.6, 14), 6).tolist()) | {crit})
-        X0 = equiangular_tokens(ne, rho, rng)
+        X0 = equiangular({"n": ne, "rho": rho}, ne, rng)
         rows = []
         for g in eg:
             beta = g * math.log(ne)
@@ -137,7 +123,7 @@ def main(argv=None):
     # --- i.i.d. uniform tokens
     for d in args.dims:
         for n in Ns:
-            X0 = uniform_tokens(n, d, rng)
+            X0 = sphere_uniform({"n": n}, d, rng)
             rho0 = mean_inner(X0)
             rows = []
             t0 = time.perf_counter()
