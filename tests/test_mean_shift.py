@@ -256,3 +256,28 @@ def test_cli_exits_2_with_one_line(tmp_path, monkeypatch, model, dynamics):
     assert len(lines) == 1 and "p.toml" in lines[0] and "integrator.name" in lines[0]
     assert "mean_shift" in lines[0] and "Traceback" not in res.output
     assert not (tmp_path / "out.h5").exists()
+
+
+def test_sweep_over_blocks_and_compare(tmp_path):
+    """A sweep switches euler <-> mean_shift by name alone; compare reads both files."""
+    pytest.importorskip("distributed")
+    base = ('[model]\nname = "sphere"\ndynamics = "first_order"\nd = 3\nbeta = 1.0\n'
+            '[integrator]\nname = "euler"\nh = 0.5\n[initial]\nlaw = "sphere_uniform"\nn = 32\nseed = 0\n'
+            '[run]\nt0 = 0.0\noracle_calls = 30\nsave_every = 1\n[output]\nsave = []\n')
+    (tmp_path / "base.toml").write_text(base)
+    (tmp_path / "grid.toml").write_text('base = "base.toml"\n[grid]\n"integrator.name" = ["euler", "mean_shift"]\n'
+                                        '[output]\ndir = "out"\n')
+    runner = CliRunner()
+    r = runner.invoke(cli, ["sweep", str(tmp_path / "grid.toml"), "--workers", "1", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    files = sorted((tmp_path / "out").glob("*.h5"))
+    assert [f.name.split("-")[0] for f in files] == ["euler", "mean_shift"]
+    for f in files:
+        tr = meanfield.load(str(f))
+        assert tr.attrs["status"] == "finished" and tr.scales["oracle_calls"][-1] == 30
+    layers = {f.name.split("-")[0]: time_to_clustering(meanfield.load(str(f)), 1e-3, x="oracle_calls")
+              for f in files}
+    assert layers["mean_shift"] < layers["euler"]  # the pure layer clusters in fewer layers at beta = 1
+    r = runner.invoke(cli, ["compare", *map(str, files)])
+    assert r.exit_code == 0, r.output
+    assert "mean_shift" in r.output and "euler" in r.output
