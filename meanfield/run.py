@@ -141,6 +141,7 @@ class Run:
         integ = dict(cfg["integrator"])
         name, h = integ.pop("name"), integ.pop("h")
         self.integrator = make_integrator(name, dyn, **integ)
+        self.integrator.check_model(self.model)
         if dyn == "first_order" and schedule_name != "none":
             # the damping schedule is meaningless for first-order flows except for nag
             if not getattr(self.integrator, "uses_schedule", False):
@@ -249,8 +250,9 @@ class Run:
         if output is not None and os.path.exists(output) and not overwrite:
             raise ParameterError("output.path", "a file that does not exist yet (or --overwrite)",
                                  str(output), file=self.file)
-        attrs = {"integrator_order": self.integrator.order,
-                 "oracle_calls_per_step": self.integrator.oracle_calls}
+        attrs = {"oracle_calls_per_step": self.integrator.oracle_calls}
+        if self.integrator.order is not None:  # None: a map without an order (mean_shift)
+            attrs["integrator_order"] = self.integrator.order
         e_inf = self.model.energy_infimum(self.x0) if self.pde is None else self.pde.energy_infimum()
         if self.pde is not None:
             attrs.update(self.pde.attrs())

@@ -46,8 +46,11 @@ def _rel_error(res):
 def _cases():
     for kind in ("first_order", "accelerated"):
         for name in sorted(n for n, by in INTEGRATORS.items() if kind in by):
+            cls = INTEGRATORS[name][kind]
+            # integrators of no flow (order None: mean_shift) have no moment ODE to follow
+            marks = () if cls.order is not None else pytest.mark.skip(reason=f"{name}: {cls.order_note}")
             for law in LAWS:
-                yield kind, name, law
+                yield pytest.param(kind, name, law, marks=marks)
 
 
 @pytest.mark.parametrize("dynamics,integrator,law", list(_cases()))

@@ -11,6 +11,7 @@ from ..errors import ParameterError
 from .base import Integrator
 from .damped import ExpEuler, HeavyBall, KickDrift
 from .first_order import Euler
+from .mean_shift import MeanShift
 from .multistep import AB2
 from .nesterov import NAG
 from .runge_kutta import RK4, Heun, RK4Damped
@@ -28,7 +29,7 @@ def register(cls: type[Integrator]) -> type[Integrator]:
 for _cls in (Euler, Heun, RK4, ExpEuler, KickDrift, HeavyBall, RK4Damped):
     register(_cls)
 
-for _cls in (Tao2, Strang, AB2, NAG):
+for _cls in (Tao2, Strang, AB2, NAG, MeanShift):
     register(_cls)
 
 

@@ -2,12 +2,14 @@
 
 An integrator is a small class that declares
 
-* ``order`` -- its convergence order (a test measures it),
+* ``order`` -- its convergence order (a test measures it); ``None`` for a map
+  that discretizes no flow (``mean_shift``), with the reason in ``order_note``,
 * ``oracle_calls`` -- oracle calls per step (the loop checks the model's count),
 * ``kind`` -- which dynamics it integrates (``"first_order"`` or ``"accelerated"``),
 * ``options`` -- the names of the ``[integrator]`` keys it accepts besides ``name`` and ``h``,
 
-and implements ``step(model, schedule, t, h, x, y) -> (x, y)``. It may
+and implements ``step(model, schedule, t, h, x, y) -> (x, y)``; ``check_model(model)``
+may reject a model it cannot step (a ParameterError when the run is built). A step may
 update ``x``/``y`` in place and must return the new state. Integrators know
 the model only through its field methods (see :mod:`meanfield.models.base`).
 """
@@ -19,7 +21,8 @@ class Integrator:
     """Base class. Subclasses set the class attributes and implement ``step``."""
 
     name = "base"
-    order = 0
+    order: int | None = 0
+    order_note = ""
     oracle_calls = 1
     kind = "first_order"
     options: tuple[str, ...] = ()
@@ -30,6 +33,9 @@ class Integrator:
 
     #: True for integrators of first-order dynamics that still use the damping schedule (nag).
     uses_schedule = False
+
+    def check_model(self, model) -> None:
+        """Raise ParameterError if this integrator cannot step ``model`` (called when a run is built)."""
 
     def reset(self) -> None:
         """Forget any history (multistep methods); called by the loop before the first step."""

@@ -368,7 +368,7 @@ class Softmax(Model):
         xc = x - mu
         cov = np.empty((self.d, self.d), self.dtype)
         MK.cross_moment(xc, xc, self._bounds, self._partial, cov)
-        return {"mean": mu.astype(np.float64), "cov": cov.astype(np.float64)}
+        return {"mean": mu.astype(np.float64), "cov": cov.astype(np.float64), "spread": float(np.trace(cov))}
 
     def describe(self) -> dict:
         out = {
@@ -382,3 +382,14 @@ class Softmax(Model):
         if self._fourier is not None:
             out.update(summation="fourier", summation_tol=self.params.summation_tol)
         return out
+
+    def attention_layer(self, x, t, out=None):
+        """Output of one pure attention layer, ``a_i = sum_j E_ij V x_j / sum_j E_ij``, ``(N, d)``.
+
+        One oracle call (the first-order field, which is ``a_i`` when there is
+        no confining W; USA gives ``(1/n_i) sum_j E_ij V x_j``). ``out`` may be
+        ``x`` (the layer x <- a of the ``mean_shift`` integrator).
+        """
+        if self.params.has_potential:
+            raise ValueError("an attention layer has no confining W term (the model has Q != 0)")
+        return self.first_order(x, t, out)

@@ -415,3 +415,19 @@ class Sphere(Model):
         if p.summation == "fourier":
             out.update(summation="fourier", summation_tol=p.summation_tol)
         return out
+
+    def attention_layer(self, x, t, out=None):
+        """Attention outputs ``a_i`` at the directions ``theta_i = x_i / |x_i|``, ``(N, d)``; one oracle call.
+
+        SA or USA, masked under ``causal``, no projection. ``out`` may be ``x``:
+        the ``mean_shift`` integrator writes a_i into the state and the
+        retraction of :meth:`project` makes it a_i / |a_i| (post_ln).
+        """
+        self._check_input(x)
+        self._scratch(x.shape[0])
+        src = self._source(x)
+        self.oracle_calls += 1
+        try:
+            return self.attention.first_order(src, t, out=out)
+        except SimulationError as exc:
+            raise self._reraise(exc) from None
