@@ -26,6 +26,79 @@ from .errors import SimulationError
 BLOWUP = {np.dtype(np.float64): 1e150, np.dtype(np.float32): 1e18}
 
 
+def _at_step(exc: SimulationError, k: int, t: float, where: str) -> SimulationError:
+    """The same failure with the step and time of the loop (a model only knows stage times)."""
+    if exc.step is not None:
+        return exc
+    return SimulationError(f"{where}: {exc}", step=k, t=t)
+
+
+class EnergyWatch:
+    """Checks of the saved energies that warn instead of stopping a run whose state is finite.
+
+    * an energy beyond the float64 range (stored as +-inf or nan);
+    * ``energy`` below the model's known lower bound ``model.energy_infimum``
+      by more than sqrt(eps) of the energy scale (round-off stays far below);
+    * a dissipation residual larger than the energy scale of the first save
+      (the energy balance dH/dt = -2 alpha K is then lost: a runaway or a far
+      too large step).
+
+    The energy scale is max(|H|, K, |U|, |H - infimum|) at the first save (of
+    this run or of the resumed file's last save). Each kind is reported once,
+    at its first occurrence, in ``messages``.
+
+    Parameters
+    ----------
+    model : Model
+    x : (N, d) the state the loop starts from (for the infimum)
+    resume_state : dict or None, ``{"energy", "kinetic"}`` of a resumed run's last save
+    """
+
+    def __init__(self, model, x, resume_state=None):
+        self.infimum = model.energy_infimum(x)
+        self.rel = float(np.sqrt(np.finfo(x.dtype).eps))
+        self.scale = None
+        self.messages: list[str] = []
+        self._kinds: set[str] = set()
+        if resume_state is not None and resume_state.get("energy") is not None:
+            self._set_scale({"energy": resume_state["energy"], "kinetic": resume_state.get("kinetic", 0.0)})
+
+    def _set_scale(self, energies: dict) -> None:
+        vals = [energies.get(k, 0.0) for k in ("energy", "kinetic", "potential")]
+        if self.infimum is not None:
+            vals.append(energies["energy"] - self.infimum)
+        finite = [abs(v) for v in vals if math.isfinite(v)]
+        self.scale = max(finite, default=math.inf)
+
+    def _warn(self, kind: str, message: str) -> None:
+        if kind not in self._kinds:
+            self._kinds.add(kind)
+            self.messages.append(message)
+
+    def __call__(self, tasks: dict, k: int, t: float) -> None:
+        bad = [name for name, v in tasks.items() if np.ndim(v) == 0 and not math.isfinite(v)]
+        if bad:
+            self._warn("range", f"{', '.join(bad)} beyond the float64 range from step {k} (t = {t:.6g}) on "
+                       "(stored as inf or nan; the state itself is finite)")
+        if self.scale is None:
+            self._set_scale(tasks)
+        E = tasks["energy"]
+        if self.infimum is not None and E < self.infimum - self.rel * self.scale:
+            self._warn("infimum", f"energy {E:.6g} below the known infimum {self.infimum:.6g} at step {k} "
+                       f"(t = {t:.6g}): a numerical runaway (reduce the step size)")
+        res = tasks.get("dissipation_residual", 0.0)
+        if abs(res) > self.scale:
+            self._warn("residual", f"dissipation residual {res:.3g} exceeds the energy scale {self.scale:.3g} "
+                       f"at step {k} (t = {t:.6g}): the energy balance dH/dt = -2 alpha K is lost "
+                       "(a runaway, or a step size far too large)")
+
+    def status(self, status: str) -> str:
+        """``status`` with the warnings appended ("finished: warning: ...")."""
+        if not self.messages:
+            return status
+        return status + (": " if status == "finished" else "; ") + "warning: " + "; ".join(self.messages)
+
+
 class _DeferredInterrupt:
     """Turn SIGINT into a flag checked between steps (main thread only).
 
@@ -117,6 +190,7 @@ class LoopResult:
     oracle_calls: int
     wall_time: float
     status: str
+    warnings: list = field(default_factory=list)
 
 
 def simulate(
@@ -213,14 +287,14 @@ def simulate(
         state["H_prev"] = resume_state.get("energy")
         state["K_save"] = resume_state.get("kinetic", 0.0)
 
+    watch = EnergyWatch(model, x, resume_state)
+
     def make_record(k, t):
-        with np.errstate(over="ignore", invalid="ignore"):
-            energies = model.energies(x, y)
-        bad = [name for name, v in energies.items() if not math.isfinite(v)]
-        if bad:
-            raise SimulationError(
-                f"non-finite {', '.join(bad)} at step {k} (t = {t:.6g}): the state overflows the "
-                f"energy; the run stopped and everything saved before is kept", step=k, t=t)
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                energies = model.energies(x, y)
+        except SimulationError as exc:
+            raise _at_step(exc, k, t, f"at the save of step {k} (t = {t:.6g})") from None
         tasks = dict(energies)
         if accelerated:
             H = energies["energy"]
@@ -241,6 +315,7 @@ def simulate(
             state["diss2"] = 0.0
             state["nsub"] = 0
             state["t_prev"] = t
+        watch(tasks, k, t)
         tasks.update(model.diagnostics(x, y))
         for probe in probes:
             tasks.update(probe(t, x, y, tasks))
@@ -267,8 +342,9 @@ def simulate(
 
     def check(k, t):
         worst = max_abs_or_nan(x, bounds, partial)
-        if accelerated:
-            worst = max(worst, max_abs_or_nan(y, bounds, partial)) if worst == worst else worst
+        if accelerated and worst == worst:  # not NaN yet: y may hold one (max() would skip it)
+            worst_y = max_abs_or_nan(y, bounds, partial)
+            worst = worst_y if not worst_y <= worst else worst
         if not (worst <= limit):
             if worst != worst:
                 what = "NaN"
@@ -297,8 +373,11 @@ def simulate(
         for k in range(start_step + 1, nsteps + 1):
             t_next = horizon.time_of(k, nsteps)
             h = t_next - t
-            x, y = integrator.step(model, schedule, t, h, x, y)
-            model.project(x, y)
+            try:
+                x, y = integrator.step(model, schedule, t, h, x, y)
+                model.project(x, y)
+            except SimulationError as exc:
+                raise _at_step(exc, k, t, f"in step {k} (from t = {t:.6g})") from None
             if k % check_every == 0 or k == nsteps:
                 check(k, t_next)
             if track_diss and dissipation == "step":
@@ -326,5 +405,5 @@ def simulate(
                 break
     return LoopResult(
         x=x, y=y, t=t, iteration=k, oracle_calls=model.oracle_calls - calls0,
-        wall_time=time.perf_counter() - t_start, status=status,
+        wall_time=time.perf_counter() - t_start, status=watch.status(status), warnings=watch.messages,
     )
