@@ -6,6 +6,12 @@ in-memory :class:`Recorder`, an HDF5 writer, ...), and stops on the first of:
 the end time / step count / oracle budget, a non-finite or blown-up state
 (:class:`~meanfield.errors.SimulationError`), a wall-time limit, or Ctrl-C
 (a checkpoint is written first, then ``KeyboardInterrupt`` propagates).
+A failure inside a step is reported with the loop's step and time. The
+per-save diagnostics never stop a run whose state is finite: an energy beyond
+the float64 range is stored as +-inf, and :class:`EnergyWatch` appends a
+warning to the final status ("finished: warning: ...") for that, for an
+energy below the model's known infimum and for a dissipation residual larger
+than the energy scale.
 """
 
 from __future__ import annotations
@@ -181,7 +187,11 @@ class Recorder:
 
 @dataclass
 class LoopResult:
-    """What the loop returns: final state and counters."""
+    """What the loop returns: final state and counters.
+
+    ``status`` is "finished" or "stopped: wall time", followed by the
+    warnings of :class:`EnergyWatch` if any (also listed in ``warnings``).
+    """
 
     x: np.ndarray
     y: np.ndarray | None

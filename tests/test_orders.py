@@ -34,8 +34,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _require(model):
-    if model not in MODELS:
-        pytest.skip(f"model {model!r} is not registered yet")
+    assert model in MODELS, f"model {model!r} is no longer registered"  # fail, never skip
 
 
 # ---------------------------------------------------------------- problems

@@ -1,6 +1,6 @@
 """Resume is bit-identical for EVERY registered integrator, including those with internal state.
 
-tao2 (doubled copies), ab2 (previous field) and nag (velocity) carry state
+tao2 and strang (doubled copies), ab2 (previous field) and nag (velocity) carry state
 between steps: a resume that dropped it would restart them (tao2 / ab2 then
 end ~1e-5 away from the uninterrupted run). Two paths are tested:
 
@@ -31,7 +31,7 @@ from meanfield.resume import resume_run
 
 CASES = sorted((name, kind) for name, by_kind in INTEGRATORS.items() for kind in by_kind)
 IDS = [f"{name}-{kind}" for name, kind in CASES]
-STATEFUL = {"tao2", "ab2", "nag"}
+STATEFUL = {"tao2", "strang", "ab2", "nag"}
 STEPS, STOP, KILL = 60, 25, 27
 TIMEOUT = 120
 
