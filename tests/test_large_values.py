@@ -206,3 +206,19 @@ def test_runaway_accelerated_softmax_is_reported():
     res = meanfield.Run(cfg).simulate()
     assert res["energy"][-1] < -100 * abs(res["energy"][0])
     assert "warning: dissipation residual" in res.status and "exceeds the energy scale" in res.status
+
+
+def test_circle_pde_at_large_beta():
+    from meanfield.reductions.circle_pde import CirclePDE
+
+    f = 1.0 / (2.0 * np.pi) * (1.0 + 0.5 * np.cos(CirclePDE(64, 1.0).theta))
+    v = CirclePDE(64, 800.0).velocity(f)  # SA: the ratio of two scaled correlations
+    assert np.all(np.isfinite(v))
+    # SA is invariant under the scaling: same velocity as with the plain kernels (beta = 5)
+    plain = CirclePDE(64, 5.0)
+    K0 = np.exp(5.0 * np.cos(plain.theta))
+    ref = (np.fft.ifft(np.fft.fft(f) * np.conj(np.fft.fft(K0 * np.sin(plain.theta)))).real
+           / np.fft.ifft(np.fft.fft(f) * np.conj(np.fft.fft(K0))).real)
+    assert np.abs(plain.velocity(f) - ref).max() < 1e-13 * np.abs(ref).max()
+    with pytest.raises(ParameterError, match="model.beta"):
+        CirclePDE(64, 800.0, normalized=False)
