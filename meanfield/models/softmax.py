@@ -50,7 +50,6 @@ from ._params import as_flag, as_matrix, as_vector, require_symmetric
 from .base import Model
 
 
-
 def _symmetric_for_accelerated(M: np.ndarray, key: str) -> None:
     require_symmetric(M, key, expected=(
         "a symmetric matrix for accelerated softmax dynamics (the Hamiltonian of SPEC §3 "
