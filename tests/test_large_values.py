@@ -25,6 +25,7 @@ from meanfield.errors import ParameterError, SimulationError
 from meanfield.models import make_model
 from meanfield.models.bilinear import Bilinear
 from meanfield.reductions.equiangular import clustering_rate, solve_equiangular
+from meanfield.resume import resume_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -81,6 +82,8 @@ def test_growing_sa_tokens_finish_with_a_warning_not_an_error(tmp_path):
     assert np.isfinite(E[0]) and E[-1] == -np.inf  # stored, never a stop
     tr = meanfield.load(res.path)
     assert tr.attrs["status"] == res.status and len(tr.t) == len(res.t)
+    with pytest.raises(ParameterError, match="unfinished"):  # finished, with a warning
+        resume_run(res.path)
 
 
 @pytest.mark.parametrize("beta", [709.0, 710.0, 800.0, 5000.0])
