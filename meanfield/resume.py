@@ -57,7 +57,7 @@ def resume_run(path: str, overrides=(), progress=None) -> RunResult:
                              f"{path} ({exc})") from None
     ck = tr.checkpoint
     status = str(tr.attrs.get("status", ""))
-    if status == "finished":
+    if status == "finished" or status.startswith("finished:"):  # also "finished: warning: ..."
         raise ParameterError("--resume", "an unfinished run (status running/interrupted/failed)",
                              f"{path} (status {status})")
     cfg = tr.config

@@ -214,8 +214,12 @@ class Run:
             save_every=cfg["run"]["save_every"], save_fields=tuple(cfg["output"]["save"]),
             observers=observers, progress=progress, dissipation=cfg["diagnostics"]["dissipation"],
             check_every=cfg["run"].get("check_every"), max_wall_time=cfg["run"].get("max_wall_time"),
-            probes=[make(self) for make in self.probes], **resume,
+            probes=[make(self) for make in self.probes], energy_infimum=self.energy_infimum(), **resume,
         )
+
+    def energy_infimum(self) -> float | None:
+        """The known lower bound of this run's energy (None when unknown)."""
+        return self.model.energy_infimum(self.x0) if self.pde is None else self.pde.energy_infimum()
 
     def loop(self, x, y, observers, progress=None, **resume) -> LoopResult:
         """The time loop on particles ``(x, y)`` (updated in place); see :meth:`advance`."""
@@ -253,7 +257,7 @@ class Run:
         attrs = {"oracle_calls_per_step": self.integrator.oracle_calls}
         if self.integrator.order is not None:  # None: a map without an order (mean_shift)
             attrs["integrator_order"] = self.integrator.order
-        e_inf = self.model.energy_infimum(self.x0) if self.pde is None else self.pde.energy_infimum()
+        e_inf = self.energy_infimum()
         if self.pde is not None:
             attrs.update(self.pde.attrs())
         if e_inf is not None:

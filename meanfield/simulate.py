@@ -8,6 +8,12 @@ with the state to checkpoint, and stops on the first of: the end time / step
 count / oracle budget, a non-finite or blown-up state
 (:class:`~meanfield.errors.SimulationError`), a wall-time limit, or Ctrl-C
 (a checkpoint is written first, then ``KeyboardInterrupt`` propagates).
+A failure inside a step is reported with the loop's step and time. The
+per-save diagnostics never stop a run whose state is finite: an energy beyond
+the float64 range is stored as +-inf, and :class:`EnergyWatch` appends a
+warning to the final status ("finished: warning: ...") for that, for an
+energy below the model's known infimum and for a dissipation residual larger
+than the energy scale.
 Per-step bookkeeping is done by probes: :class:`DissipationResidual`
 integrates ``2 alpha K`` between saves. :func:`simulate` is the particle
 form ``simulate(model, schedule, integrator, x, y, horizon, ...)``.
@@ -29,6 +35,80 @@ from .systems import ParticleSystem
 
 #: |state| above this counts as a blow-up (well below float64 overflow of products).
 BLOWUP = {np.dtype(np.float64): 1e150, np.dtype(np.float32): 1e18}
+
+
+def _at_step(exc: SimulationError, k: int, t: float, where: str) -> SimulationError:
+    """The same failure with the step and time of the loop (a model only knows stage times)."""
+    if exc.step is not None:
+        return exc
+    return SimulationError(f"{where}: {exc}", step=k, t=t)
+
+
+class EnergyWatch:
+    """Checks of the saved energies that warn instead of stopping a run whose state is finite.
+
+    * an energy beyond the float64 range (stored as +-inf or nan);
+    * ``energy`` below the model's known lower bound ``model.energy_infimum``
+      by more than sqrt(eps) of the energy scale (round-off stays far below);
+    * a dissipation residual larger than the energy scale of the first save
+      (the energy balance dH/dt = -2 alpha K is then lost: a runaway or a far
+      too large step).
+
+    The energy scale is max(|H|, K, |U|, |H - infimum|) at the first save (of
+    this run or of the resumed file's last save). Each kind is reported once,
+    at its first occurrence, in ``messages``.
+
+    Parameters
+    ----------
+    infimum : float or None
+        The known lower bound of the energy (``model.energy_infimum``), if any.
+    dtype : numpy dtype of the state (sets the round-off allowance)
+    resume_state : dict or None, ``{"energy", "kinetic"}`` of a resumed run's last save
+    """
+
+    def __init__(self, infimum, dtype, resume_state=None):
+        self.infimum = infimum
+        self.rel = float(np.sqrt(np.finfo(dtype).eps))
+        self.scale = None
+        self.messages: list[str] = []
+        self._kinds: set[str] = set()
+        if resume_state is not None and resume_state.get("energy") is not None:
+            self._set_scale({"energy": resume_state["energy"], "kinetic": resume_state.get("kinetic", 0.0)})
+
+    def _set_scale(self, energies: dict) -> None:
+        vals = [energies.get(k, 0.0) for k in ("energy", "kinetic", "potential")]
+        if self.infimum is not None:
+            vals.append(energies["energy"] - self.infimum)
+        finite = [abs(v) for v in vals if math.isfinite(v)]
+        self.scale = max(finite, default=math.inf)
+
+    def _warn(self, kind: str, message: str) -> None:
+        if kind not in self._kinds:
+            self._kinds.add(kind)
+            self.messages.append(message)
+
+    def __call__(self, tasks: dict, k: int, t: float) -> None:
+        bad = [name for name, v in tasks.items() if np.ndim(v) == 0 and not math.isfinite(v)]
+        if bad:
+            self._warn("range", f"{', '.join(bad)} beyond the float64 range from step {k} (t = {t:.6g}) on "
+                       "(stored as inf or nan; the state itself is finite)")
+        if self.scale is None:
+            self._set_scale(tasks)
+        E = tasks["energy"]
+        if self.infimum is not None and E < self.infimum - self.rel * self.scale:
+            self._warn("infimum", f"energy {E:.6g} below the known infimum {self.infimum:.6g} at step {k} "
+                       f"(t = {t:.6g}): a numerical runaway (reduce the step size)")
+        res = tasks.get("dissipation_residual", 0.0)
+        if abs(res) > self.scale:
+            self._warn("residual", f"dissipation residual {res:.3g} exceeds the energy scale {self.scale:.3g} "
+                       f"at step {k} (t = {t:.6g}): the energy balance dH/dt = -2 alpha K is lost "
+                       "(a runaway, or a step size far too large)")
+
+    def status(self, status: str) -> str:
+        """``status`` with the warnings appended ("finished: warning: ...")."""
+        if not self.messages:
+            return status
+        return status + (": " if status == "finished" else "; ") + "warning: " + "; ".join(self.messages)
 
 
 class _DeferredInterrupt:
@@ -117,6 +197,8 @@ class LoopResult:
 
     ``state`` holds the system's named arrays; ``x`` and ``y`` are its
     particle positions and momenta (None for systems without them).
+    ``status`` is "finished" or "stopped: wall time", followed by the
+    warnings of :class:`EnergyWatch` if any (also listed in ``warnings``).
     """
 
     x: np.ndarray | None
@@ -127,6 +209,7 @@ class LoopResult:
     wall_time: float
     status: str
     state: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
 
 
 class DissipationResidual:
@@ -203,10 +286,10 @@ class DissipationResidual:
 class _Saver:
     """Builds a save record (scales and tasks) and hands it, and the state, to the observers."""
 
-    def __init__(self, system, integrator, observers, probes, residual, save_fields,
+    def __init__(self, system, integrator, observers, probes, residual, watch, save_fields,
                  start_wall_time, start_oracle_calls):
         self.system, self.integrator, self.observers = system, integrator, observers
-        self.probes, self.residual, self.save_fields = probes, residual, save_fields
+        self.probes, self.residual, self.watch, self.save_fields = probes, residual, watch, save_fields
         self.t_start = time.perf_counter() - start_wall_time
         self.calls0 = system.oracle_calls - start_oracle_calls
 
@@ -215,16 +298,15 @@ class _Saver:
 
     def record(self, k, t) -> dict:
         system = self.system
-        with np.errstate(over="ignore", invalid="ignore"):
-            energies = system.energies()
-        bad = [name for name, v in energies.items() if not math.isfinite(v)]
-        if bad:
-            raise SimulationError(
-                f"non-finite {', '.join(bad)} at step {k} (t = {t:.6g}): the state overflows the "
-                f"energy; the run stopped and everything saved before is kept", step=k, t=t)
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                energies = system.energies()
+        except SimulationError as exc:
+            raise _at_step(exc, k, t, f"at the save of step {k} (t = {t:.6g})") from None
         tasks = dict(energies)
         if self.residual is not None:
             tasks.update(self.residual.record(t, energies))
+        self.watch(tasks, k, t)
         tasks.update(system.diagnostics())
         for probe in self.probes:
             tasks.update(probe(t, *system.probe_args(), tasks))
@@ -276,6 +358,7 @@ def advance(
     resume_state: dict | None = None,
     integrator_state: dict | None = None,
     probes=(),
+    energy_infimum: float | None = None,
 ) -> LoopResult:
     """Integrate ``system`` over ``horizon`` and report saves to ``observers``.
 
@@ -311,6 +394,9 @@ def advance(
     probes : sequence of callables ``probe(t, x, y, tasks) -> dict``
         Extra diagnostics added to every save record (e.g. the moment ODE);
         ``x, y`` are ``system.probe_args()``.
+    energy_infimum : float or None
+        A known lower bound of the energy: a saved energy below it ends the
+        run with a warning status (:class:`EnergyWatch`).
 
     Returns
     -------
@@ -328,7 +414,8 @@ def advance(
     t = horizon.time_of(start_step, nsteps)
     residual = (DissipationResidual(system, schedule, dissipation, t, resume_state)
                 if system.accelerated else None)
-    save = _Saver(system, integrator, observers, probes, residual, save_fields,
+    watch = EnergyWatch(energy_infimum, system.dtype, resume_state)
+    save = _Saver(system, integrator, observers, probes, residual, watch, save_fields,
                   start_wall_time, start_oracle_calls)
     integrator.reset()
     if integrator_state:
@@ -342,7 +429,10 @@ def advance(
     with _DeferredInterrupt() as interrupt, serial_if_small(system.size, system.serial_below):
         for k in range(start_step + 1, nsteps + 1):
             t_next = horizon.time_of(k, nsteps)
-            system.step(integrator, schedule, t, t_next - t)
+            try:
+                system.step(integrator, schedule, t, t_next - t)
+            except SimulationError as exc:
+                raise _at_step(exc, k, t, f"in step {k} (from t = {t:.6g})") from None
             if k % check_every == 0 or k == nsteps:
                 _check_state(system, k, t_next, limit)
             if residual is not None:
@@ -364,7 +454,7 @@ def advance(
     state = system.state
     return LoopResult(x=state.get("x"), y=state.get("y"), t=t, iteration=k,
                       oracle_calls=system.oracle_calls - save.calls0, wall_time=save.elapsed(),
-                      status=status, state=state)
+                      status=watch.status(status), state=state, warnings=watch.messages)
 
 
 def simulate(model, schedule, integrator, x, y, horizon: Horizon, **options) -> LoopResult:
@@ -381,10 +471,12 @@ def simulate(model, schedule, integrator, x, y, horizon: Horizon, **options) -> 
     **options
         The keyword options of :func:`advance` (save_every, save_fields,
         observers, progress, dissipation, check_every, max_wall_time, the
-        resume counters, probes).
+        resume counters, probes, energy_infimum: by default the model's
+        ``energy_infimum(x)``).
 
     Returns
     -------
     LoopResult
     """
+    options.setdefault("energy_infimum", model.energy_infimum(x))
     return advance(ParticleSystem(model, x, y), schedule, integrator, horizon, **options)

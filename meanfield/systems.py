@@ -91,8 +91,9 @@ class ParticleSystem:
     def max_abs(self) -> float:
         """Largest |entry| of the state, NaN if any entry is NaN."""
         worst = max_abs_or_nan(self.x, self._bounds, self._partial)
-        if self.accelerated and worst == worst:
-            worst = max(worst, max_abs_or_nan(self.y, self._bounds, self._partial))
+        if self.accelerated and worst == worst:  # not NaN yet: y may hold one (max() would skip it)
+            worst_y = max_abs_or_nan(self.y, self._bounds, self._partial)
+            worst = worst_y if not worst_y <= worst else worst
         return worst
 
     def energies(self) -> dict:

@@ -1,7 +1,27 @@
-import copy
+"""Shared fixtures; also gives the whole test session a fresh numba cache.
 
-import numpy as np
-import pytest
+numba's ``cache=True`` keys a cached kernel on its own source file only: a
+kernel whose helper (defined in another file, e.g. ``fastexp.py``) changed is
+loaded stale from the cache, so a broken helper could pass with a warm cache.
+``NUMBA_CACHE_DIR`` is therefore set to a new temporary directory before numba
+is first imported (conftest.py is imported before any test module), and every
+process of the session (CLI subprocesses inherit the environment) compiles
+from source once, then shares that cache. It is removed when the session ends.
+"""
+
+import atexit
+import os
+import shutil
+import tempfile
+
+_NUMBA_CACHE = tempfile.mkdtemp(prefix="meanfield-numba-cache-")
+os.environ["NUMBA_CACHE_DIR"] = _NUMBA_CACHE
+atexit.register(shutil.rmtree, _NUMBA_CACHE, ignore_errors=True)
+
+import copy  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 
 def bilinear_config(dynamics="accelerated", integrator=None, n=50, d=3, **run):

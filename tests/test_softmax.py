@@ -135,8 +135,11 @@ def test_hamiltonian_field_and_energy_match_reference(N, d, causal):
     e = model.energies(X, Y)
     assert e["energy"] == pytest.approx(energy(X, Y, As, B, Q, m, causal), rel=RTOL)
     assert e["first_order_energy"] == pytest.approx(energy(X, None, As, B, Q, m, causal), rel=RTOL)
-    assert e["energy"] == pytest.approx(e["kinetic"] + e["potential"], rel=1e-14)
-    assert model.kinetic(X, Y) == pytest.approx(e["kinetic"], rel=1e-14)
+    # each term against the reference on its own (a sum of the model's own terms proves nothing)
+    K_ref = float(np.mean(np.einsum("ik,kl,il->i", Y, B, Y) / (2.0 * z(X, As, causal))))
+    assert e["kinetic"] == pytest.approx(K_ref, rel=RTOL)
+    assert e["potential"] == pytest.approx(energy(X, None, As, B, Q, m, causal), rel=RTOL)
+    assert model.kinetic(X, Y) == pytest.approx(K_ref, rel=RTOL)
 
 
 def test_combine_aliases_inputs_in_place():
@@ -273,7 +276,6 @@ def test_template_parses_and_runs(tmp_path):
 # --------------------------------------------------- threads and precision
 
 
-@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 numba threads")
 def _z_of_pass(model, X, symmetric):
     """z_i from one z pass of the model, asserting which pass ran."""
     n = model._prepare(X)
@@ -326,10 +328,11 @@ def test_symmetric_z_pass_steps_aside_beyond_its_range():
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("d", [5, 40])
 def test_parallel_equals_serial(causal, d):
-    N = 700
+    N = 1100  # above the serial threshold, or both arms would run on one thread (see test_threads.py)
     X, Y, A, As, B, V, Q, m = problem(N, d, seed=21)
     fm = first_model(d, A, V, True, causal)
     am = acc_model(d, As, B, Q, m, causal)
+    assert N >= fm.serial_below and numba.config.NUMBA_NUM_THREADS >= 2
     before = numba.get_num_threads()
     out = {}
     try:
@@ -408,8 +411,8 @@ def test_usa_overflow_raises_simulation_error():
         model.first_order(U.copy(), 1.5)
     sa_model = first_model(d, 800.0 * np.eye(d), normalized=True)
     assert np.all(np.isfinite(sa_model.first_order(U.copy(), 0.0)))  # SA is normalized: fine
-    with pytest.raises(SimulationError, match="z_i"):
-        sa_model.energies(U, None)  # the interaction energy is not
+    # the interaction energy -e^800 / 6 is beyond float64: reported as -inf, never raised
+    assert sa_model.energies(U, None)["energy"] == -np.inf
 
 
 def test_accelerated_overflow_raises_and_keeps_state():

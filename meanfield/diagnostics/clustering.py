@@ -28,6 +28,7 @@ import numpy as np
 
 from .._kernels import sphere as SK
 from .._kernels.grid import count_components
+from .._logspace import LOG_MAX, exp_clipped
 from ..errors import ParameterError
 
 
@@ -135,8 +136,11 @@ def pair_statistics(x, beta: float, tol: float = 1e-3) -> dict:
     tree = spanning_tree(x, beta)
     theta = tree["theta"]
     n = theta.shape[0]
-    # sum_ij exp(beta g_ij) = e^beta (sum_i exp(beta (|theta_i|^2 - 1)) + 2 sum_{i<j} ...), |theta_i| = 1
-    E = math.exp(beta) * (n + 2.0 * tree["sum_exp"]) / (2.0 * beta * n * n)
+    # sum_ij exp(beta g_ij) = e^beta (sum_i exp(beta (|theta_i|^2 - 1)) + 2 sum_{i<j} ...), |theta_i| = 1;
+    # formed from its log: e^beta alone overflows for beta > 709.8 (E_beta is then inf)
+    S = n + 2.0 * tree["sum_exp"]
+    E = (math.exp(beta) * (S / (2.0 * beta * n * n)) if beta <= LOG_MAX
+         else exp_clipped(beta + math.log(S) - math.log(2.0 * beta * n * n)))
     ssum = theta.sum(axis=0)
     sq = float(np.einsum("ij,ij->", theta, theta))
     mean_inner = (float(ssum @ ssum) - sq) / (n * (n - 1)) if n > 1 else 1.0

@@ -12,6 +12,8 @@ import math
 import numpy as np
 from scipy.optimize import curve_fit
 
+from .._logspace import exp_clipped
+
 
 def e_star_of(tr, given=None):
     """The reference energy E* and where it came from.
@@ -89,7 +91,7 @@ def fit_power_law(t, gap, window=None) -> dict:
         return {"exponent": float("nan"), "constant": float("nan"), "r2": float("nan"),
                 "stderr": float("nan"), "window": _win(t, mask), "points": int(mask.sum())}
     p, logc, r2, se = _linfit(np.log(t[mask]), np.log(gap[mask]))
-    return {"exponent": p, "constant": math.exp(logc), "r2": r2, "stderr": se,
+    return {"exponent": p, "constant": exp_clipped(logc), "r2": r2, "stderr": se,
             "window": _win(t, mask), "points": int(mask.sum())}
 
 

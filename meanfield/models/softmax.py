@@ -44,12 +44,11 @@ import numpy as np
 from .._kernels import moments as MK
 from .._kernels import pairwise as PK
 from .._kernels._config import chunk_bounds
+from .._logspace import LOG_MAX, exp_clipped, log_mean_exp
 from ..errors import ParameterError, SimulationError
 from ._fourier import FourierSums, psd_factor, summation_keys
 from ._params import as_flag, as_matrix, as_vector, require_symmetric
 from .base import Model
-
-_LOG_MAX = math.log(np.finfo(np.float64).max)
 
 
 def _symmetric_for_accelerated(M: np.ndarray, key: str) -> None:
@@ -234,11 +233,13 @@ class Softmax(Model):
     def _overflow(self, what: str, t=None) -> SimulationError:
         mmax = float(np.max(self._mrow))
         where = "" if t is None else f" at t = {t:.6g}"
+        advice = "reduce the logits (A, the inverse temperature), the initial spread or the step size"
+        if not self.accelerated and not self.normalized:
+            advice += ", or use normalized = true (SA normalizes the field)"
         return SimulationError(
             f"softmax overflow{where}: {what} exceeds the float range (largest logit "
-            f"x_i^T A x_j ~ {mmax:.6g}, exp overflows above {_LOG_MAX:.2f}); this quantity is "
-            "intrinsically unnormalized, so the run stopped. Reduce A (temperature), the "
-            "initial spread or the step size, or use normalized = true (SA) for first-order runs",
+            f"x_i^T A x_j ~ {mmax:.6g}, exp overflows above {LOG_MAX:.2f}); this quantity is "
+            f"intrinsically unnormalized, so the run stopped: {advice}",
             t=t,
         )
 
@@ -337,28 +338,62 @@ class Softmax(Model):
         return float(MK.quadratic_mean(x, self._Q_state, self._m_state, self._bounds, self._partial_e))
 
     def interaction(self, x) -> float:
-        """-1/(2N^2) sum_ij E_ij = -1/(2N) sum_i z_i (masked z_i under ``causal``)."""
-        z = self.z(x)
-        return -0.5 * float(np.mean(z))
+        """-1/(2N^2) sum_ij E_ij = -1/(2N) sum_i z_i (masked z_i under ``causal``); -inf past float64."""
+        return self._interaction_and_inv_z(x)[0]
+
+    def _interaction_and_inv_z(self, x):
+        """``(-1/(2N) sum_i z_i, 1 / z (N,) float64)`` from one pass over pairs; never raises.
+
+        The z_i are formed as usual when they are representable (the numbers
+        are then those of :meth:`z`); otherwise ``log z_i = m_i + log l_i - log n_i``
+        comes from the shifted row sums of the same pass and the mean by
+        log-sum-exp, so a state whose z_i overflow (or underflow) still has an
+        interaction energy, which is -inf only when the energy itself exceeds
+        the float64 range.
+        """
+        n = self._prepare(x)
+        try:
+            z = self._z_after_prepare(x, n)
+        except SimulationError:
+            z = None
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            if z is not None:
+                inter = -0.5 * float(np.mean(z))
+                if math.isfinite(inter):
+                    return inter, 1.0 / z
+            counts = np.arange(1, n + 1, dtype=np.float64) if self.causal else float(n)
+            log_z = self._mrow + np.log(self._lrow) - np.log(counts)
+            return -0.5 * exp_clipped(log_mean_exp(log_z)), np.exp(-log_z)
 
     def kinetic(self, x, y) -> float:
-        """K = (1/N) sum_i y_i^T B y_i / (2 z_i) (one pass over pairs for z)."""
-        n = self._prepare(x)
-        z = self._z_after_prepare(x, n)
-        PK.kinetic_terms(y, self.B, z, self._yBy, self._s, self._c)
-        return float(np.mean(self._yBy / (2.0 * z)))
+        """K = (1/N) sum_i y_i^T B y_i / (2 z_i) (one pass over pairs for z); inf past float64."""
+        return self._kinetic_from_inv_z(y, self._interaction_and_inv_z(x)[1])
+
+    def _kinetic_from_inv_z(self, y, inv_z) -> float:
+        PK.kinetic_terms(y, self.B, self._ones(y.shape[0]), self._yBy, self._s, self._c)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return float(np.mean(self._yBy * inv_z / 2.0))
+
+    def _ones(self, n: int) -> np.ndarray:
+        if getattr(self, "_one", None) is None or self._one.shape[0] != n:
+            self._one = np.ones(n)
+        return self._one
 
     def energies(self, x, y) -> dict:
-        n = self._prepare(x)
-        z = self._z_after_prepare(x, n)
-        inter = -0.5 * float(np.mean(z))
+        """``energy``, ``potential``, ``interaction`` (and ``kinetic``, ``first_order_energy`` if accelerated).
+
+        Never raises on overflow: the terms are computed from log z_i (see
+        :meth:`_interaction_and_inv_z`) and a value beyond the float64 range
+        is returned as -inf / +inf for the caller to report.
+        """
+        inter, inv_z = self._interaction_and_inv_z(x)
         U = inter + self.potential_W(x)
         out = {"energy": U, "potential": U, "interaction": inter}
         if not self.accelerated:
             return out
-        PK.kinetic_terms(y, self.B, z, self._yBy, self._s, self._c)
-        K = float(np.mean(self._yBy / (2.0 * z)))
-        out.update(energy=K + U, kinetic=K, first_order_energy=U)
+        K = self._kinetic_from_inv_z(y, inv_z)
+        with np.errstate(invalid="ignore"):
+            out.update(energy=K + U, kinetic=K, first_order_energy=U)
         return out
 
     def diagnostics(self, x, y) -> dict:

@@ -88,6 +88,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._kernels import sphere as SK
+from .._logspace import LOG_MAX, exp_clipped
 from ..errors import ParameterError, SimulationError
 from ._params import as_flag, as_matrix, require_symmetric
 from .base import Model
@@ -399,9 +400,15 @@ class Sphere(Model):
         return out
 
     def energy_infimum(self, x0) -> float | None:
-        """-e^beta / 2 for Q^T K = I: the value of U (and H) at full clustering, its minimum."""
+        """-e^beta / 2 for Q^T K = I: the value of U (and H) at full clustering, its minimum.
+
+        None when unknown (Q^T K != I) or beyond the float64 range (beta > ~710.5).
+        """
         if self.params.identity_qk:
-            return -0.5 * math.exp(self.beta)
+            if self.beta <= LOG_MAX:
+                return -0.5 * math.exp(self.beta)
+            inf = -exp_clipped(self.beta - math.log(2.0))  # e^beta alone overflows, e^beta / 2 may not
+            return inf if math.isfinite(inf) else None
         return None
 
     def describe(self) -> dict:

@@ -28,6 +28,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.integrate import solve_ivp
 
+from .._logspace import LOG_MAX
+from ..errors import ParameterError
+
 TWO_PI = 2.0 * np.pi
 
 
@@ -52,7 +55,11 @@ class CirclePDE:
         self.normalized = bool(normalized)
         self.theta = TWO_PI * np.arange(M) / M
         phi = self.theta
-        K0 = np.exp(self.beta * np.cos(phi))
+        if not self.normalized and self.beta > LOG_MAX:
+            raise ParameterError("model.beta", f"beta <= {LOG_MAX:.1f} for the unnormalized (USA) PDE "
+                                 "(its velocity grows like e^beta)", self.beta)
+        # SA divides K1 by K0: both are scaled by e^-beta (no overflow at any beta); USA is not
+        K0 = np.exp(self.beta * (np.cos(phi) - 1.0)) if self.normalized else np.exp(self.beta * np.cos(phi))
         self._K0c = np.conj(np.fft.fft(K0))
         self._K1c = np.conj(np.fft.fft(K0 * np.sin(phi)))
         k = np.fft.fftfreq(M, 1.0 / M)

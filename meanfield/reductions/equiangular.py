@@ -31,24 +31,29 @@ import math
 import numpy as np
 from scipy.integrate import solve_ivp
 
+from .._logspace import LOG_MAX, exp_clipped
 from ..errors import ParameterError
 
 SCHEMES = ("post_ln", "pre_ln", "peri_ln")
 
 
 def _terms(rho: float, beta: float, n: int, normalized: bool):
-    """(R, <theta, a>, |a|) of equiangular tokens, scaled to avoid overflow for SA."""
+    """``(R, <theta, a>, |a|, log_scale)`` of equiangular tokens, each of the first three
+    divided by ``exp(log_scale)`` so that nothing overflows at any beta.
+
+    p, q and Z are divided by p = e^beta, so only e^{beta (rho - 1)} <= 1
+    appears; for SA the factor cancels (log_scale = 0), for USA (Z = n) it
+    multiplies R, <theta, a> and |a| (log_scale = beta).
+    """
+    p, q = 1.0, math.exp(beta * (rho - 1.0))
     if normalized:
-        # divide p, q and Z by p = e^beta: only e^{beta (rho - 1)} <= 1 appears
-        p, q = 1.0, math.exp(beta * (rho - 1.0))
-        Z = 1.0 + (n - 1) * q
+        Z, log_scale = 1.0 + (n - 1) * q, 0.0
     else:
-        p, q = math.exp(beta), math.exp(beta * rho)
-        Z = float(n)
+        Z, log_scale = float(n), beta
     R = 2.0 * q * (1.0 - rho) * (1.0 + (n - 1) * rho) / Z
     ta = (p + (n - 1) * q * rho) / Z
     aa = (p * p + 2.0 * (n - 1) * p * q * rho + (n - 1) * q * q * (1.0 + (n - 2) * rho)) / (Z * Z)
-    return R, ta, math.sqrt(max(aa, 0.0))
+    return R, ta, math.sqrt(max(aa, 0.0)), log_scale
 
 
 def equiangular_rhs(t, state, beta: float, n: int, normalized: bool = True,
@@ -66,12 +71,13 @@ def equiangular_rhs(t, state, beta: float, n: int, normalized: bool = True,
     (1,) or (2,) array
     """
     rho = float(state[0])
-    R, ta, na = _terms(rho, beta, n, normalized)
+    R, ta, na, log_scale = _terms(rho, beta, n, normalized)
+    scale = exp_clipped(log_scale)  # peri_ln divides it out
     if normalization == "post_ln":
-        return np.array([R])
+        return np.array([R * scale])
     r = float(state[1])
     if normalization == "pre_ln":
-        return np.array([R / r, ta])
+        return np.array([R * scale / r, ta * scale])
     if normalization == "peri_ln":
         return np.array([R / (r * na), ta / na])
     raise ParameterError("model.normalization", f"one of {list(SCHEMES)}", normalization)
@@ -93,6 +99,9 @@ def solve_equiangular(rho0: float, t, beta: float, n: int, normalized: bool = Tr
     -------
     dict with ``t (T,)``, ``rho (T,)`` and, for pre_ln / peri_ln, ``r (T,)``.
     """
+    if not normalized and normalization != "peri_ln" and beta > LOG_MAX:
+        raise ParameterError("model.beta", f"beta <= {LOG_MAX:.1f} for the unnormalized (USA) reduction "
+                             "with post_ln / pre_ln (its rates grow like e^beta)", beta)
     t = np.asarray(t, float)
     y0 = [rho0] if normalization == "post_ln" else [rho0, r0]
     sol = solve_ivp(equiangular_rhs, (t[0], t[-1]), y0, t_eval=t, method="DOP853", rtol=rtol,
@@ -128,6 +137,6 @@ def long_context_limit(rho: float, gamma: float) -> float:
 def clustering_rate(beta: float, normalized: bool = True) -> float:
     """Linearized rate lambda of eps = 1 - rho near full clustering, eps' ~ -lambda eps (post_ln).
 
-    2 for SA, 2 e^beta for USA (SPEC §4).
+    2 for SA, 2 e^beta for USA (SPEC §4; inf beyond the float64 range).
     """
-    return 2.0 if normalized else 2.0 * math.exp(beta)
+    return 2.0 if normalized else exp_clipped(beta + math.log(2.0))

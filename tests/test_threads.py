@@ -1,0 +1,207 @@
+"""1 thread == 2 threads, bit for bit, for every parallel numba kernel, ABOVE the serial threshold.
+
+Models run their kernels on one thread below ``Model.serial_below``
+particles (:class:`meanfield._kernels._config.serial_if_small`), so every
+problem here is just above its model's threshold (softmax / sphere 1024,
+bilinear 4096), with a small d to stay fast. Kernels split work by particle
+count only, so results must not depend on the thread count. These tests fail
+(they do not skip) when numba cannot run two threads: a thread test that
+passes on one thread proves nothing.
+"""
+
+import inspect
+
+import numba
+import numpy as np
+import pytest
+from numba import njit, prange
+
+from meanfield._kernels import _config, checks, moments, pairwise, sphere
+from meanfield._kernels._config import serial_if_small
+from meanfield.models import make_model
+
+KERNEL_MODULES = (checks, moments, pairwise, sphere)
+
+
+def _parallel_kernels() -> set[str]:
+    out = set()
+    for mod in KERNEL_MODULES:
+        for name, obj in inspect.getmembers(mod):
+            if isinstance(obj, numba.core.registry.CPUDispatcher) and obj.targetoptions.get("parallel"):
+                out.add(f"{mod.__name__.rsplit('.', 1)[1]}.{name}")
+    return out
+
+
+#: every parallel kernel, and the test below that runs it on 1 and 2 threads
+COVERED = {
+    "checks.max_abs_or_nan": "test_state_check",
+    **{f"moments.{k}": "test_bilinear" for k in (
+        "cross_moment", "column_mean", "affine_map", "affine_pair_map", "quadratic_mean",
+        "causal_hamiltonian", "causal_first_order")},
+    **{f"pairwise.{k}": "test_softmax" for k in (
+        "prepare", "prepare_values", "loop_pass", "half_quadratic", "_z_round", "finish_first_order",
+        "z_from_rows", "kinetic_terms", "finish_hamiltonian", "axpby", "axpby2")},
+    **{f"sphere.{k}": "test_sphere" for k in (
+        "directions", "norms_into", "retract", "retract_tangent", "finish_first_order",
+        "finish_hamiltonian", "constraint_errors")},
+}
+
+
+@njit(parallel=True)
+def _thread_ids(out):
+    for i in prange(out.shape[0]):
+        out[i] = numba.get_thread_id()
+
+
+def test_two_threads_really_run():
+    """Fail loudly on a machine (or a numba configuration) with a single thread."""
+    assert numba.config.NUMBA_NUM_THREADS >= 2, (
+        f"numba has {numba.config.NUMBA_NUM_THREADS} thread(s): the 1-vs-2-thread tests need 2 "
+        "(set NUMBA_NUM_THREADS=2; two threads also run correctly on one core)")
+    with _threads(2):
+        ids = np.full(4096, -1, np.int64)
+        _thread_ids(ids)
+    assert len(set(ids.tolist())) == 2
+
+
+def test_every_parallel_kernel_is_covered():
+    """A new parallel kernel must be added to COVERED (and to one of the tests below)."""
+    assert _parallel_kernels() == set(COVERED)
+
+
+class _threads:
+    def __init__(self, n):
+        self.n = n
+
+    def __enter__(self):
+        self.old = numba.get_num_threads()
+        numba.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        numba.set_num_threads(self.old)
+
+
+def _same_on_1_and_2_threads(fn, model=None, n=None):
+    """Run ``fn()`` on 1 then 2 threads; every returned array must be identical."""
+    if model is not None:  # the model must not fall back to one thread at this size
+        assert not serial_if_small(n, model.serial_below).serial
+    out = {}
+    for threads in (1, 2):
+        with _threads(threads):
+            out[threads] = fn()
+    assert len(out[1]) == len(out[2])
+    for i, (a, b) in enumerate(zip(out[1], out[2])):
+        assert np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True), f"output {i} differs between 1 and 2 threads"
+
+
+def _state(n, d, seed, y=True):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    return X, (0.4 * rng.standard_normal((n, d)) if y else None)
+
+
+def test_state_check():
+    n = 1100  # two chunks of particles
+    X, _ = _state(n, 3, 0)
+    bounds = _config.chunk_bounds(n)
+    assert bounds.shape[0] - 1 >= 2
+    partial = np.empty(bounds.shape[0] - 1)
+    X[1000, 2] = 1e200  # in the last chunk
+    Xn = X.copy()
+    Xn[n - 1, 0] = np.nan
+    _same_on_1_and_2_threads(lambda: (checks.max_abs_or_nan(X, bounds, partial),
+                                      checks.max_abs_or_nan(Xn, bounds, partial)))
+    with _threads(2):
+        assert checks.max_abs_or_nan(X, bounds, partial) == 1e200
+        assert np.isnan(checks.max_abs_or_nan(Xn, bounds, partial))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_bilinear(causal):
+    d = 3
+    n = 4200  # Bilinear.serial_below = 4096
+    rng = np.random.default_rng(1)
+    A = np.eye(d) + 0.2 * rng.standard_normal((d, d))
+    p = {"name": "bilinear", "d": d, "A": A.tolist(), "Q": np.diag([1.0, 2.0, 0.5]).tolist(),
+         "m": [0.3, -0.2, 0.1], "causal": causal}
+    acc = make_model({**p, "dynamics": "accelerated"})
+    fo = make_model({**p, "dynamics": "first_order"})
+    X, Y = _state(n, d, 2)
+
+    def run():
+        return (*acc.hamiltonian_field(X, Y, 0.0), fo.first_order(X, 0.0),
+                [acc.energies(X, Y)[k] for k in ("energy", "kinetic", "potential")],
+                *acc.diagnostics(X, Y).values())
+
+    _same_on_1_and_2_threads(run, acc, n)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_softmax(causal):
+    d = 3
+    n = 1100
+    rng = np.random.default_rng(3)
+    A = 0.3 * np.eye(d) + 0.1 * (lambda G: G + G.T)(rng.standard_normal((d, d)))
+    p = {"name": "softmax", "d": d, "A": A.tolist(), "causal": causal, "Q": np.eye(d).tolist()}
+    acc = make_model({**p, "dynamics": "accelerated"})
+    sa = make_model({**p, "dynamics": "first_order"})
+    usa = make_model({**p, "dynamics": "first_order", "normalized": False})
+    X, Y = _state(n, d, 4)
+    X *= 0.7
+    assert acc.symmetric_z is (not causal)  # z_pass_symmetric (its _z_round) runs when unmasked
+
+    def run():
+        out = [*acc.hamiltonian_field(X, Y, 0.0), sa.first_order(X, 0.0), usa.first_order(X, 0.0),
+               acc.z(X)]
+        X2, Y2 = X.copy(), Y.copy()
+        acc.combine_hamiltonian(X2, Y2, 0.0, 1.0, 0.01, 0.9, 0.01, out_x=X2, out_y=Y2)
+        X3 = X.copy()
+        sa.combine_first_order(X3, 0.0, 1.0, 0.01, out=X3)
+        e = acc.energies(X, Y)
+        return [*out, X2, Y2, X3, [e[k] for k in ("energy", "kinetic", "potential")],
+                *acc.diagnostics(X, Y).values()]
+
+    _same_on_1_and_2_threads(run, acc, n)
+    # the row-wise z pass too (symmetric_z off), so both z passes ran on two threads
+    if not causal:
+        acc.symmetric_z = False
+        _same_on_1_and_2_threads(lambda: (acc.z(X), *acc.hamiltonian_field(X, Y, 0.0)), acc, n)
+
+
+@pytest.mark.parametrize("normalization", ["post_ln", "pre_ln", "peri_ln"])
+def test_sphere(normalization):
+    d = 3
+    n = 1100
+    p = {"name": "sphere", "d": d, "beta": 2.0, "normalization": normalization}
+    fo = make_model({**p, "dynamics": "first_order"})
+    X, Y = _state(n, d, 5)
+    if normalization == "post_ln":
+        X /= np.linalg.norm(X, axis=1, keepdims=True)
+
+    def run():
+        out = [fo.first_order(X, 0.0)]
+        X2 = X.copy()
+        fo.combine_first_order(X2, 0.0, 1.0, 0.01, out=X2)
+        fo.project(X2, None)
+        theta = np.empty_like(X)
+        sphere.directions(X, theta)
+        r = np.empty(n)
+        sphere.norms_into(X, r)
+        return [*out, X2, theta, r, fo.constraint_errors(X2), fo.energies(X, None)["energy"]]
+
+    _same_on_1_and_2_threads(run, fo, n)
+    if normalization != "post_ln":
+        return
+    acc = make_model({**p, "dynamics": "accelerated"})
+    Xa, Ya = X.copy(), Y.copy()
+    acc.check_state(Xa, Ya)  # retract_tangent
+
+    def run_acc():
+        X2, Y2 = Xa.copy(), Ya.copy()
+        acc.combine_hamiltonian(X2, Y2, 0.0, 1.0, 0.01, 0.9, 0.01, out_x=X2, out_y=Y2)
+        acc.project(X2, Y2)
+        e = acc.energies(Xa, Ya)
+        return [*acc.hamiltonian_field(Xa, Ya, 0.0), X2, Y2, acc.constraint_errors(X2, Y2),
+                [e[k] for k in ("energy", "kinetic")]]
+
+    _same_on_1_and_2_threads(run_acc, acc, n)
