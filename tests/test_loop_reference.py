@@ -5,6 +5,12 @@ with the time loop as it was before it advanced systems of named arrays; the
 cases (tests/loop_reference_cases.py) cover the loop's paths: dissipation
 quadrature per step and per save, a shortened last step, multistep history,
 nag, a causal mask, the sphere projection, float32.
+
+The states (positions, momenta) must be bit-identical. Energies and
+diagnostics may differ by round-off since they are computed in log space
+(large beta and growing tokens no longer overflow them): measured 1 ulp
+(kinetic 5.6e-17 of 0.42, E_beta 5.6e-17 of 0.48); they are compared to
+1e-14 relative.
 """
 
 import os
@@ -19,6 +25,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 #: Cases whose kernels differ by an ulp between numba's freshly compiled and cached machine code
 #: (measured: softmax first-order under nag, 1.1e-16 in x); compared to 1e-13 instead of bitwise.
 ULP_SENSITIVE = {"soft_nag": 1e-13}
+#: Saved arrays that are the state itself (bit-identical); every other task is a diagnostic.
+STATE_KEYS = {"final_x", "final_y", "task_x", "task_y"}
 
 REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "loop_reference.npz")
 
@@ -28,12 +36,15 @@ def test_particle_run_is_bit_identical_to_the_recorded_one(name):
     ref = np.load(REFERENCE)
     keys = {k.split("/", 1)[1] for k in ref.files if k.startswith(name + "/")}
     got = run_case(name)
-    assert set(got) == keys
+    # every recorded output is still there (later versions may add diagnostics, e.g. softmax spread)
+    assert keys <= set(got), sorted(keys - set(got))
     for key in sorted(keys):
         want = ref[f"{name}/{key}"]
         assert got[key].dtype == want.dtype, key
         if name in ULP_SENSITIVE:
             np.testing.assert_allclose(got[key], want, rtol=ULP_SENSITIVE[name], atol=ULP_SENSITIVE[name],
                                        err_msg=f"{name}: {key}")
-        else:
+        elif key in STATE_KEYS or not np.issubdtype(want.dtype, np.floating):
             assert np.array_equal(got[key], want), f"{name}: {key} differs"
+        else:
+            np.testing.assert_allclose(got[key], want, rtol=1e-14, atol=1e-16, err_msg=f"{name}: {key}")
