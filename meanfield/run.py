@@ -25,7 +25,7 @@ from .errors import ParameterError
 from .initial import initial_state
 from .integrators import make_integrator
 from .io import config as _config
-from .io.hdf5 import HDF5Writer
+from .io.hdf5 import HDF5Writer, check_output_path
 from .models import make_model
 from .schedules import make_schedule
 from .simulate import Horizon, LoopResult, Recorder, simulate
@@ -70,6 +70,12 @@ class RunResult:
 
     def __contains__(self, name):
         return name in self.tasks or name in self.scales
+
+    def to_xarray(self):
+        """The saves as an ``xarray.Dataset`` (see :meth:`meanfield.Trajectory.to_xarray`)."""
+        from .io.xr import to_dataset
+
+        return to_dataset(self)
 
 
 class Run:
@@ -206,9 +212,14 @@ class Run:
         """
         if output is True:
             output = self.config["output"]["path"]
-        if output is not None and os.path.exists(output) and not overwrite:
-            raise ParameterError("output.path", "a file that does not exist yet (or --overwrite)",
-                                 str(output), file=self.file)
+        replace = False
+        if output is not None:
+            output = os.fspath(output)
+            try:
+                check_output_path(output, "output.path", overwrite=overwrite)
+            except ParameterError as exc:
+                raise exc.in_file(self.file) from None
+            replace = os.path.exists(output)
         attrs = {"integrator_order": self.integrator.order,
                  "oracle_calls_per_step": self.integrator.oracle_calls}
         e_inf = self.model.energy_infimum(self.x0)
@@ -218,7 +229,7 @@ class Run:
         obs = [recorder, *observers]
         writer = None
         if output is not None:
-            writer = HDF5Writer(output, self.resolved(), mode="w")
+            writer = HDF5Writer(output, self.resolved(), mode="w", replace=replace)
             for key, value in attrs.items():
                 writer.set_attr(key, value)
             obs.append(writer)
