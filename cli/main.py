@@ -141,7 +141,9 @@ def run(params, output, overrides, threads, progress, resume, overwrite):
         target = output or params
         if target is None:
             raise ParameterError("--resume", "an output file to resume (-o OUT.h5)", None)
-        res = resume_run(target, overrides=overrides, progress=_Progress(progress, "resume"))
+        # with both PARAMS and -o, PARAMS must describe the run in the file (checked, not ignored)
+        res = resume_run(target, overrides=overrides, progress=_Progress(progress, "resume"),
+                         params=params if output else None)
         click.echo(_summary_line(res))
         return
     r = meanfield.Run(params, overrides)
@@ -156,14 +158,16 @@ def run(params, output, overrides, threads, progress, resume, overwrite):
 def _default_example(r, path, overwrite, progress, overrides):
     """Accelerated vs first-order on the default problem, at equal oracle calls."""
     import meanfield
+    from meanfield.run import MOMENTUM_KEYS
+
     companion = _companion_path(path)
     for p in (path, companion):
-        if os.path.exists(p) and not overwrite:
-            raise ParameterError("output.path", "a file that does not exist yet (or --overwrite)", p)
+        check_writable_file(p, "output.path", overwrite=overwrite)
     acc = _simulate(r, path, overwrite, progress, "accelerated")
     cfg = copy.deepcopy(r.config)
     cfg["model"]["dynamics"] = "first_order"
     cfg["damping"] = {"schedule": "none"}
+    cfg["initial"] = {k: v for k, v in cfg["initial"].items() if k not in MOMENTUM_KEYS}
     cfg["integrator"] = {"name": "euler", "h": cfg["integrator"]["h"]}
     cfg["run"] = {k: v for k, v in cfg["run"].items() if k not in ("t1", "steps", "oracle_calls")}
     cfg["run"]["oracle_calls"] = int(acc.oracle_calls)

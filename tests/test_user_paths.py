@@ -233,3 +233,165 @@ def _cfg(**run):
            "run": {"steps": 4}}
     cfg["run"].update(run)
     return cfg
+
+
+# ---- step sizes that cannot advance time; the step cap ----------------------------------------
+
+@pytest.mark.parametrize("sets,key", [
+    (["integrator.h=1e-300"], "run.t1"),                      # 6e301 steps: over the cap
+    (["integrator.h=5e-324"], "run.t1"),                      # (t1 - t0) / h overflows
+    (["integrator.h=1e-300", "run.steps=10", "run.t1=nan"], "run.t1"),
+])
+def test_tiny_h_rejected(runner, sets, key):
+    args = ["run", "p.toml", "-o", "z.h5"]
+    for s_ in sets:
+        args += ["--set", s_]
+    res = runner.invoke(cli, args)
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    assert not os.path.exists("z.h5")
+
+
+def test_h_below_time_spacing_rejected_with_steps():
+    cfg = _cfg(steps=10)
+    cfg["run"]["t0"] = 1.0
+    cfg["integrator"]["h"] = 1e-300
+    with pytest.raises(ParameterError, match=r"integrator\.h.*advances t"):
+        meanfield.Run(cfg)
+
+
+def test_step_cap():
+    from meanfield.run import MAX_STEPS
+
+    cfg = _cfg(steps=MAX_STEPS + 1)
+    with pytest.raises(ParameterError, match="run.steps.*at most"):
+        meanfield.Run(cfg)
+    meanfield.Run(_cfg(steps=MAX_STEPS))  # the cap itself is allowed (nothing runs here)
+
+
+# ---- resume: what may change, and the record of it -------------------------------------------
+
+@pytest.fixture
+def stopped(runner):
+    """A run stopped by its wall-time limit after a few steps (resumable)."""
+    cfg = SMALL.replace("t1 = 2.0", "t1 = 2.0\nmax_wall_time = 1e-9")
+    (open("s.toml", "w")).write(cfg)
+    res = runner.invoke(cli, ["run", "s.toml", "-o", "s.h5"])
+    assert res.exit_code == 0, res.output
+    assert meanfield.load("s.h5").attrs["status"].startswith("stopped")
+    return "s.h5"
+
+
+@pytest.mark.parametrize("override,key", [
+    ("integrator.h=0.5", "integrator.h"), ("integrator.name=kick_drift", "integrator.name"),
+    ("model.causal=true", "model.causal"), ("damping.r=2.0", "damping.r"), ("initial.seed=5", "initial.seed"),
+    ('output.save=["x"]', "output.save"), ('run.dtype="float32"', "run.dtype"),
+])
+def test_resume_refuses_changing_the_dynamics(runner, stopped, override, key):
+    before = digest(stopped)
+    res = runner.invoke(cli, ["run", "--resume", stopped, "--set", override])
+    one_line_error(res, 2, key)
+    assert digest(stopped) == before
+
+
+def test_resume_records_changes(runner, stopped):
+    import json
+
+    res = runner.invoke(cli, ["run", "--resume", stopped, "--set", "run.max_wall_time=100",
+                              "--set", "run.t1=2.5"])
+    assert res.exit_code == 0, res.output
+    tr = meanfield.load(stopped)
+    assert tr.attrs["status"] == "finished"
+    assert tr.config["run"]["t1"] == 2.5 and tr.config["run"]["max_wall_time"] == 100
+    assert tr.t[-1] == 2.5
+    (entry,) = json.loads(tr.attrs["resume_history"])
+    assert entry["changed"] == {"run.t1": [2.0, 2.5], "run.max_wall_time": [1e-9, 100]}
+    assert entry["iteration"] >= 1
+
+
+def test_resume_extends_finished_run_bit_identically(runner):
+    cfg = SMALL.replace("t1 = 2.0", "steps = 40")
+    open("e.toml", "w").write(cfg)
+    assert runner.invoke(cli, ["run", "e.toml", "-o", "a.h5"]).exit_code == 0
+    assert runner.invoke(cli, ["run", "--resume", "a.h5", "--set", "run.steps=60"]).exit_code == 0
+    assert runner.invoke(cli, ["run", "e.toml", "-o", "b.h5", "--set", "run.steps=60"]).exit_code == 0
+    a, b = meanfield.load("a.h5"), meanfield.load("b.h5")
+    assert np.array_equal(a.x, b.x) and np.array_equal(a.y, b.y)
+    assert a.t[-1] == b.t[-1]
+    # a finished run is not resumed without something to extend
+    one_line_error(runner.invoke(cli, ["run", "--resume", "b.h5"]), 2, "unfinished")
+
+
+def test_resume_with_other_parameter_file(runner, stopped):
+    other = SMALL.replace("h = 0.02", "h = 0.01")
+    open("other.toml", "w").write(other)
+    before = digest(stopped)
+    res = runner.invoke(cli, ["run", "other.toml", "--resume", "-o", stopped])
+    line = one_line_error(res, 2, "integrator.h", "other.toml")
+    assert "same run" in line
+    assert digest(stopped) == before
+    # the run's own parameter file is accepted
+    res = runner.invoke(cli, ["run", "s.toml", "--resume", "-o", stopped,
+                              "--set", "run.max_wall_time=100"])
+    assert res.exit_code == 0, res.output
+    assert meanfield.load(stopped).attrs["status"] == "finished"
+
+
+# ---- inputs that were silently changed -------------------------------------------------------
+
+def test_complex_npy_rejected(runner):
+    np.save("c.npy", (np.ones((32, 2)) + 1j).astype(np.complex128))
+    text = SMALL.replace('law = "gaussian"', 'law = "file"\npath = "c.npy"')
+    text = text.replace("mean = [0.5, 0.0]\n", "").replace("cov = [[1.0, 0.0], [0.0, 1.0]]\n", "")
+    open("c.toml", "w").write(text)
+    res = runner.invoke(cli, ["run", "c.toml", "-o", "c.h5"])
+    line = one_line_error(res, 2, "initial.path", "real")
+    assert "complex" in line
+
+
+def test_first_order_with_damping_or_momenta_warns(runner):
+    res = runner.invoke(cli, ["run", "p.toml", "-o", "f.h5", "--set", 'model.dynamics="first_order"',
+                              "--set", "integrator.name=euler", "--set", 'initial.momentum="gaussian"',
+                              "--set", "initial.momentum_scale=0.3"])
+    assert res.exit_code == 0, res.output
+    warn = [ln for ln in res.output.splitlines() if "warning" in ln]
+    assert len(warn) == 1, res.output
+    assert "damping" in warn[0] and "initial.momentum_scale" in warn[0]
+    # nag uses the schedule: only the momenta are reported
+    res = runner.invoke(cli, ["run", "p.toml", "-o", "g.h5", "--set", 'model.dynamics="first_order"',
+                              "--set", "integrator.name=nag"])
+    assert res.exit_code == 0
+    assert "warning" not in res.output
+
+
+def test_runtime_warnings_not_printed_before_failure(runner, monkeypatch):
+    import warnings
+
+    from meanfield.errors import SimulationError
+
+    def failing(self, *a, **k):
+        np.exp(np.array([1000.0]))  # numpy's own RuntimeWarning, as a real overflow would give
+        warnings.warn("invalid value encountered in subtract", RuntimeWarning)
+        raise SimulationError("blow-up at step 3 (t = 0.06)", step=3, t=0.06)
+
+    monkeypatch.setattr(meanfield.Run, "simulate", failing)
+    with np.errstate(over="warn"), warnings.catch_warnings():
+        # as outside pytest: warnings are printed to stderr (pytest records them otherwise)
+        warnings.simplefilter("default")
+        warnings.showwarning = lambda msg, cat, fn, ln, file=None, line=None: sys.stderr.write(
+            warnings.formatwarning(msg, cat, fn, ln, line))
+        res = runner.invoke(cli, ["run", "p.toml", "-o", "w.h5"])
+    one_line_error(res, 1, "step 3")
+
+
+def test_energy_plot_keeps_negative_energies():
+    from meanfield.plotting import plot_energy
+
+    cfg = _cfg(steps=20)
+    res = meanfield.Run(cfg).simulate()
+    res.tasks["energy"] = res.tasks["energy"] - 10.0   # all negative
+    fig = plot_energy([res])
+    (line,) = fig.axes[0].lines
+    assert len(line.get_xdata()) == len(res.t)
+    assert "E_min" in fig.axes[0].get_ylabel()
+    fig = plot_energy([res], e_star=float(np.median(res["energy"])))
+    assert "not shown" in fig.axes[0].get_ylabel()
