@@ -1,6 +1,6 @@
 """Parameter sweeps: a base parameter file x a grid x seeds, run on dask.distributed.
 
-A sweep file (TOML, shared/INTERFACE.md)::
+A sweep file (TOML, docs/file-format.md)::
 
     base = "params.toml"              # relative to the sweep file
     seeds = [0, 1, 2]                 # optional: overrides initial.seed

@@ -1,4 +1,4 @@
-"""HDF5 run files (layout of shared/INTERFACE.md, after Dedalus).
+"""HDF5 run files (layout described in docs/file-format.md, after Dedalus).
 
 ::
 
