@@ -19,7 +19,7 @@ r = 3.0
 
 [integrator]
 name = "exp_euler"              # accelerated: exp_euler | kick_drift | heavy_ball | ab2 | tao2 | strang | rk4
-h = 0.01                        # first_order: euler | heun | rk4 | nag
+h = 0.05                        # first_order: euler | heun | rk4 | nag
 # beta = 0.9                    # heavy_ball only: momentum coefficient (default 1 - h alpha(t))
 # omega = 5.0                   # tao2 / strang only: coupling of the doubled copies
 
@@ -37,7 +37,7 @@ seed = 0
 
 [run]
 t0 = 1.0
-t1 = 61.0                       # or: steps = 6000; or: oracle_calls = 6000 (exactly one of the three)
+t1 = 61.0                       # or: steps = 1200; or: oracle_calls = 1200 (exactly one of the three)
 save_every = 10                 # steps between saves (the first and last state are always saved)
 dtype = "float64"               # float64 | float32
 # check_every = 1               # steps between NaN / blow-up checks
