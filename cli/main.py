@@ -132,6 +132,8 @@ def run(params, output, overrides, threads, progress, resume, overwrite):
     """
     import meanfield
 
+    if output is not None and not output:
+        raise ParameterError("-o", "a file name", output)
     _set_threads(threads)
     if progress is None:
         progress = sys.stderr.isatty()
@@ -265,7 +267,7 @@ def plot(paths, kind, xaxis, e_star, output):
         raise ParameterError("--kind", f"one run file for --kind {kind}", f"{len(paths)} files")
     if kind == "energy" and e_star not in (None, "auto"):
         e_star = _finite(e_star, "--e-star", 'a finite number or "auto"')
-    out = output or f"{os.path.splitext(paths[0])[0]}-{kind}.png"
+    out = f"{os.path.splitext(paths[0])[0]}-{kind}.png" if output is None else output
     _check_image_path(out)
     trajs = [load_run(p, need=PLOT_NEEDS.get(kind, ())) for p in paths]
     if kind == "energy":

@@ -559,6 +559,11 @@ def load(path, tasks=None) -> Trajectory:
         have = list(tg) if isinstance(tg, h5py.Group) else []
         names = have if tasks is None else [t for t in tasks if t in have]
         data = {k: tg[k][...] for k in names}
+    missing = [k for k in SCALES if k not in scales]
+    if (scales or data) and missing:
+        raise ParameterError("(file)", f"a meanfield run file (/scales/{missing[0]} missing)", path)
+    if any(np.ndim(v) != 1 for v in scales.values()) or any(np.ndim(v) < 1 for v in data.values()):
+        raise ParameterError("(file)", "a meanfield run file (datasets with a save axis)", path)
     return Trajectory(config, attrs, scales, data, read_checkpoint(path), path=path)
 
 
