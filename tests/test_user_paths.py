@@ -395,3 +395,50 @@ def test_energy_plot_keeps_negative_energies():
     assert "E_min" in fig.axes[0].get_ylabel()
     fig = plot_energy([res], e_star=float(np.median(res["energy"])))
     assert "not shown" in fig.axes[0].get_ylabel()
+
+
+# ---- API and module structure ---------------------------------------------------------------
+
+def test_trajectory_has_final_state_like_runresult(tmp_path):
+    cfg = _cfg(steps=7)
+    cfg["run"]["save_every"] = 3
+    res = meanfield.Run(cfg).simulate(str(tmp_path / "a.h5"))
+    tr = meanfield.load(str(tmp_path / "a.h5"))
+    assert np.array_equal(tr.x, res.x) and np.array_equal(tr.y, res.y)
+    cfg["output"] = {"save": []}
+    res = meanfield.Run(cfg).simulate(str(tmp_path / "b.h5"))
+    tr = meanfield.load(str(tmp_path / "b.h5"))   # nothing saved: the checkpoint has it
+    assert np.array_equal(tr.x, res.x) and np.array_equal(tr.y, res.y)
+
+
+def test_sweep_command_does_not_import_main():
+    """cli/sweep.py and cli/main.py share cli/_common.py; no import circle."""
+    code = textwrap.dedent("""\
+        import sys
+        from click.testing import CliRunner
+        from meanfield_cli.sweep import sweep
+        res = CliRunner().invoke(sweep, ["missing-grid.toml"])
+        assert res.exit_code == 2, res.output
+        assert "meanfield_cli.main" not in sys.modules, "sweep imported main"
+        """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+
+
+def test_sweep_grid_with_whole_sections(tmp_path):
+    from meanfield.sweep import load_sweep
+
+    (tmp_path / "p.toml").write_text(SMALL)
+    (tmp_path / "g.toml").write_text(textwrap.dedent("""\
+        base = "p.toml"
+        [grid]
+        "integrator.name" = ["exp_euler", "kick_drift"]
+        damping = [{schedule = "constant", a = 1.0}, {schedule = "nesterov", r = 3.0}]
+        """))
+    sw = load_sweep(str(tmp_path / "g.toml"))
+    assert len(sw.jobs) == 4
+    dampings = [j.config["damping"] for j in sw.jobs]
+    assert {"schedule": "constant", "a": 1.0} in dampings and {"schedule": "nesterov", "r": 3.0} in dampings
+    for job in sw.jobs:
+        meanfield.Run(job.config)  # every point is valid (no r left over for constant)
+    assert len({j.path for j in sw.jobs}) == 4
