@@ -338,6 +338,13 @@ def compare(paths, e_star, tol, window, out):
             raise ParameterError("--out", "a file name ending in .csv or .json", out)
         check_writable_file(out, "--out")
     trajs = [load_run(p, tasks=["energy"], min_saves=2, need=("energy",)) for p in paths]
+    if win is not None:
+        for p, tr in zip(paths, trajs):
+            inside = int(np.count_nonzero((tr.t >= win[0]) & (tr.t <= win[1])))
+            if inside < 3:
+                raise ParameterError("--window", f"a window holding at least 3 saves of every run "
+                                     f"({p}: saves at t = {tr.t[0]:.4g}..{tr.t[-1]:.4g})",
+                                     f"{window} ({inside} saves)")
     rows = compare_runs(trajs, names=[os.path.basename(p) for p in paths], e_star=e_star, tol=tol,
                         window=win)
     cols = [("file", "{}"), ("dynamics", "{}"), ("integrator", "{}"), ("schedule", "{}"),

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import ParameterError
+from . import initial as _initial
 from .initial import initial_state
 from .integrators import make_integrator
 from .io import config as _config
@@ -266,7 +267,7 @@ class Run:
 
 
 #: ``[initial]`` keys that only set momenta (accelerated dynamics).
-MOMENTUM_KEYS = ("momentum", "S", "b", "momentum_scale", "momentum_path")
+MOMENTUM_KEYS = ("momentum",) + tuple(k for keys in _initial.MOMENTUM_KEYS.values() for k in keys)
 
 
 def _warn_first_order_ignores(cfg: dict, integrator, file=None) -> None:

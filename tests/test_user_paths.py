@@ -23,33 +23,7 @@ import meanfield
 from meanfield.errors import ParameterError
 from meanfield.io.hdf5 import HDF5Writer, checkpoint_path
 
-SMALL = textwrap.dedent("""\
-    [model]
-    name = "bilinear"
-    dynamics = "accelerated"
-    d = 2
-    Q = [[1.0, 0.0], [0.0, 2.0]]
-    m = [0.5, -0.5]
-    [damping]
-    schedule = "nesterov"
-    r = 3.0
-    [integrator]
-    name = "exp_euler"
-    h = 0.02
-    [initial]
-    law = "gaussian"
-    n = 32
-    mean = [0.5, 0.0]
-    cov = [[1.0, 0.0], [0.0, 1.0]]
-    seed = 0
-    [run]
-    t0 = 1.0
-    t1 = 2.0
-    save_every = 5
-    [output]
-    path = "small.h5"
-    save = ["x", "y"]
-    """)
+from test_cli import SMALL  # the small bilinear parameter file of the CLI tests (n = 64, t1 = 2)
 
 
 @pytest.fixture
@@ -149,7 +123,7 @@ def test_overwrite_removes_old_sidecar_only_at_replace(tmp_path):
 def test_killed_overwrite_run_leaves_readable_new_file(tmp_path):
     """SIGKILL an --overwrite run after its first saves: the file is the new run's, readable."""
     (tmp_path / "p.toml").write_text(SMALL.replace("t1 = 2.0", "t1 = 400.0")
-                                     .replace("n = 32", "n = 3000").replace("h = 0.02", "h = 0.005"))
+                                     .replace("n = 64", "n = 3000").replace("h = 0.02", "h = 0.005"))
     ok = subprocess.run([sys.executable, "-m", "meanfield_cli.main", "run", "p.toml", "-o", "o.h5",
                          "--set", "run.t1=1.1", "--no-progress", "--threads", "1"],
                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
@@ -222,6 +196,7 @@ def test_info_rows_aligned(runner):
     (["--e-star", "nan"], "--e-star"), (["--e-star", "inf"], "--e-star"),
     (["--tol", "inf"], "--tol"), (["--out", "t.txt"], "--out"),
     (["--out", "missing/t.csv"], "--out"),
+    (["--window", "100:200"], "--window"), (["--window", "1.5:1.55"], "--window"),
 ])
 def test_compare_rejects_bad_options(runner, args, key):
     assert runner.invoke(cli, ["run", "p.toml", "-o", "r.h5"]).exit_code == 0
@@ -339,7 +314,7 @@ def test_resume_with_other_parameter_file(runner, stopped):
 # ---- inputs that were silently changed -------------------------------------------------------
 
 def test_complex_npy_rejected(runner):
-    np.save("c.npy", (np.ones((32, 2)) + 1j).astype(np.complex128))
+    np.save("c.npy", (np.ones((64, 2)) + 1j).astype(np.complex128))
     text = SMALL.replace('law = "gaussian"', 'law = "file"\npath = "c.npy"')
     text = text.replace("mean = [0.5, 0.0]\n", "").replace("cov = [[1.0, 0.0], [0.0, 1.0]]\n", "")
     open("c.toml", "w").write(text)
