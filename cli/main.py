@@ -1,7 +1,8 @@
 """The ``meanfield`` command line: a thin layer over :mod:`meanfield`'s Python API.
 
 Exit status: 0 success, 2 bad input (one line naming file, key, expected,
-found), 1 a run that failed numerically (NaN / blow-up, with step and time).
+found), 1 a run that failed numerically (NaN / blow-up, with step and time),
+130 interrupted (Ctrl-C). Shared helpers live in :mod:`._common`.
 """
 
 from __future__ import annotations
@@ -120,7 +121,10 @@ def _companion_path(path: str) -> str:
 @click.option("--threads", type=int, default=None, help="Numba threads (default: all cores).")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar (default: on when stderr is a terminal).")
-@click.option("--resume", is_flag=True, help="Continue OUT.h5 from its checkpoint.")
+@click.option("--resume", is_flag=True,
+              help="Continue OUT.h5 from its checkpoint (--set may change only run.t1, steps, "
+                   "oracle_calls, save_every, check_every, max_wall_time; with PARAMS and -o, "
+                   "PARAMS must describe the same run).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @guard
 def run(params, output, overrides, threads, progress, resume, overwrite):

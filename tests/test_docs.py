@@ -74,3 +74,11 @@ def test_models_md_covers_every_model_and_integrator():
         assert name in text, name
     for scheme in ("post_ln", "pre_ln", "peri_ln", "causal"):
         assert scheme in text
+
+
+def test_exit_statuses_documented():
+    for path in ("README.md", "docs/file-format.md"):
+        text = read(path)
+        for status in ("0", "1", "2", "130"):
+            assert re.search(rf"\b{status}\b", text), (path, status)
+    assert "130" in read("README.md").split("## Python API")[0]  # in the command-line section
