@@ -419,3 +419,18 @@ def test_sweep_grid_with_whole_sections(tmp_path):
     for job in sw.jobs:
         meanfield.Run(job.config)  # every point is valid (no r left over for constant)
     assert len({j.path for j in sw.jobs}) == 4
+
+
+def test_info_on_a_file_a_run_is_writing(runner):
+    """HDF5 locks a file while a run writes it: say so instead of 'unreadable'."""
+    assert runner.invoke(cli, ["run", "p.toml", "-o", "busy.h5"]).exit_code == 0
+    holder = subprocess.Popen([sys.executable, "-c", "import h5py, sys, time\n"
+                               "f = h5py.File('busy.h5', 'a'); print('open', flush=True)\n"
+                               "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        for cmd in (["info", "busy.h5"], ["plot", "busy.h5"], ["compare", "busy.h5"]):
+            one_line_error(runner.invoke(cli, cmd), 2, "still writing")
+    finally:
+        holder.kill()
+        holder.wait()
