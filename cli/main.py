@@ -1,13 +1,13 @@
 """The ``meanfield`` command line: a thin layer over :mod:`meanfield`'s Python API.
 
 Exit status: 0 success, 2 bad input (one line naming file, key, expected,
-found), 1 a run that failed numerically (NaN / blow-up, with step and time).
+found), 1 a run that failed numerically (NaN / blow-up, with step and time),
+130 interrupted (Ctrl-C). Shared helpers live in :mod:`._common`.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
 import json
 import os
 import sys
@@ -17,33 +17,35 @@ os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 import click
 import numpy as np
 
-from meanfield.errors import ParameterError, SimulationError
+from meanfield.errors import ParameterError
 
+from ._common import check_writable_file, guard, load_run
+from .sweep import sweep as _sweep
 from .templates import TEMPLATES
 
 
-def _guard(fn):
-    """Translate expected errors into one line and the documented exit status."""
+class _Group(click.Group):
+    """The command group, with click's own usage errors also reduced to one line."""
 
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:
-            return fn(*args, **kwargs)
-        except ParameterError as exc:
-            click.echo(f"meanfield: error: {exc}", err=True)
-            sys.exit(2)
-        except SimulationError as exc:
-            click.echo(f"meanfield: run failed: {exc}", err=True)
-            sys.exit(1)
-        except KeyboardInterrupt as exc:
-            msg = str(exc) or "interrupted"
-            click.echo(f"meanfield: {msg}; checkpoint written (continue with --resume)", err=True)
+            super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.ClickException as exc:
+            hint = ""
+            if isinstance(exc, click.UsageError) and exc.ctx is not None:
+                hint = f" (see {exc.ctx.command_path} --help)"
+            msg = " ".join(exc.format_message().split())
+            click.echo(f"meanfield: error: {msg}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("meanfield: aborted", err=True)
             sys.exit(130)
+        sys.exit(0)
 
-    return wrapper
 
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="meanfield")
 def cli():
     """meanfield: attention as an interacting particle system.
@@ -119,9 +121,12 @@ def _companion_path(path: str) -> str:
 @click.option("--threads", type=int, default=None, help="Numba threads (default: all cores).")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar (default: on when stderr is a terminal).")
-@click.option("--resume", is_flag=True, help="Continue OUT.h5 from its checkpoint.")
+@click.option("--resume", is_flag=True,
+              help="Continue OUT.h5 from its checkpoint (--set may change only run.t1, steps, "
+                   "oracle_calls, save_every, check_every, max_wall_time; with PARAMS and -o, "
+                   "PARAMS must describe the same run).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
-@_guard
+@guard
 def run(params, output, overrides, threads, progress, resume, overwrite):
     """Run a simulation from PARAMS.toml (no file: the built-in default example).
 
@@ -131,6 +136,8 @@ def run(params, output, overrides, threads, progress, resume, overwrite):
     """
     import meanfield
 
+    if output is not None and not output:
+        raise ParameterError("-o", "a file name", output)
     _set_threads(threads)
     if progress is None:
         progress = sys.stderr.isatty()
@@ -140,7 +147,9 @@ def run(params, output, overrides, threads, progress, resume, overwrite):
         target = output or params
         if target is None:
             raise ParameterError("--resume", "an output file to resume (-o OUT.h5)", None)
-        res = resume_run(target, overrides=overrides, progress=_Progress(progress, "resume"))
+        # with both PARAMS and -o, PARAMS must describe the run in the file (checked, not ignored)
+        res = resume_run(target, overrides=overrides, progress=_Progress(progress, "resume"),
+                         params=params if output else None)
         click.echo(_summary_line(res))
         return
     r = meanfield.Run(params, overrides)
@@ -155,14 +164,16 @@ def run(params, output, overrides, threads, progress, resume, overwrite):
 def _default_example(r, path, overwrite, progress, overrides):
     """Accelerated vs first-order on the default problem, at equal oracle calls."""
     import meanfield
+    from meanfield.run import MOMENTUM_KEYS
+
     companion = _companion_path(path)
     for p in (path, companion):
-        if os.path.exists(p) and not overwrite:
-            raise ParameterError("output.path", "a file that does not exist yet (or --overwrite)", p)
+        check_writable_file(p, "output.path", overwrite=overwrite)
     acc = _simulate(r, path, overwrite, progress, "accelerated")
     cfg = copy.deepcopy(r.config)
     cfg["model"]["dynamics"] = "first_order"
     cfg["damping"] = {"schedule": "none"}
+    cfg["initial"] = {k: v for k, v in cfg["initial"].items() if k not in MOMENTUM_KEYS}
     cfg["integrator"] = {"name": "euler", "h": cfg["integrator"]["h"]}
     cfg["run"] = {k: v for k, v in cfg["run"].items() if k not in ("t1", "steps", "oracle_calls")}
     cfg["run"]["oracle_calls"] = int(acc.oracle_calls)
@@ -192,49 +203,55 @@ def _default_example(r, path, overwrite, progress, overrides):
 @cli.command()
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the resolved config as JSON.")
-@_guard
+@guard
 def info(path, as_json):
     """Describe a run file: config, times, final diagnostics."""
-    from meanfield.io.hdf5 import load
-
-    try:
-        tr = load(path, tasks=["energy", "kinetic", "potential", "mean", "dissipation_residual",
-                               "E_beta", "min_inner", "mean_inner", "n_clusters", "mass"])
-    except OSError as exc:
-        raise ParameterError("(file)", "a meanfield HDF5 file", f"{path} ({exc})") from None
+    tr = load_run(path, tasks=list(INFO_TASKS) + ["mean"], min_saves=0)
     if as_json:
         click.echo(json.dumps(tr.config, indent=2))
         return
     cfg = tr.config
     m = cfg.get("model", {})
-    click.echo(f"file      {path}")
-    click.echo(f"status    {tr.attrs.get('status', '?')}  (meanfield {tr.attrs.get('meanfield_version', '?')}, "
-               f"created {tr.attrs.get('created', '?')})")
-    solver = cfg.get("solver", {})
-    if solver.get("kind") == "pde":
-        size = ", ".join(f"{k} {len(v)} cells" for k, v in tr.grid.items()) or "exact flow map"
-        click.echo(f"model     {m.get('name')} / {m.get('dynamics')}, d = {m.get('d')}, "
-                   f"mean-field equation (pde: {size})")
-    else:
-        click.echo(f"model     {m.get('name')} / {m.get('dynamics')}, d = {m.get('d')}, "
-                   f"n = {cfg.get('initial', {}).get('n')}")
     integ = cfg.get("integrator", {})
-    click.echo(f"integrator {integ.get('name')} h = {integ.get('h')}, damping {cfg.get('damping', {})}")
-    n = len(tr.t)
-    if n == 0:
-        click.echo("saves     none")
-        return
+
+    def row(label, text):
+        click.echo(f"{label:<{INFO_WIDTH}}{text}")
+
+    row("file", path)
+    row("status", f"{tr.attrs.get('status', '?')}  (meanfield {tr.attrs.get('meanfield_version', '?')}, "
+                  f"created {tr.attrs.get('created', '?')})")
+    if cfg.get("solver", {}).get("kind") == "pde":
+        size = ", ".join(f"{k} {len(v)} cells" for k, v in tr.grid.items()) or "exact flow map"
+        row("model", f"{m.get('name')} / {m.get('dynamics')}, d = {m.get('d')}, "
+                     f"mean-field equation (pde: {size})")
+    else:
+        row("model", f"{m.get('name')} / {m.get('dynamics')}, d = {m.get('d')}, "
+                     f"n = {cfg.get('initial', {}).get('n')}")
+    row("integrator", f"{integ.get('name')} h = {integ.get('h')}, damping {cfg.get('damping', {})}")
+    history = tr.attrs.get("resume_history")
+    if history:
+        row("resumed", f"{len(json.loads(history))} time(s) (attrs resume_history)")
     sc = tr.scales
-    click.echo(f"saves     {n}: t = {tr.t[0]:.6g} .. {tr.t[-1]:.6g}, iterations {sc['iteration'][-1]}, "
-               f"oracle calls {sc['oracle_calls'][-1]}, wall {sc['wall_time'][-1]:.3g} s")
-    for name in ("energy", "kinetic", "potential", "dissipation_residual", "E_beta", "min_inner",
-                 "mean_inner", "n_clusters", "mass"):
-        if name in tr.tasks:
-            click.echo(f"{name:<21}{tr.tasks[name][-1]:.10g}")
-    if "mean" in tr.tasks:
-        click.echo(f"mean      {np.array2string(tr.tasks['mean'][-1], precision=6)}")
+    n = min((len(v) for v in (*sc.values(), *tr.tasks.values())), default=0)
+    if n == 0:
+        row("saves", "none (the run stopped before its first save)")
+    else:
+        row("saves", f"{n}: t = {tr.t[0]:.6g} .. {tr.t[n - 1]:.6g}, iterations "
+                     f"{sc['iteration'][n - 1]}, oracle calls {sc['oracle_calls'][n - 1]}, "
+                     f"wall {sc['wall_time'][n - 1]:.3g} s")
+        for name in INFO_TASKS:
+            if name in tr.tasks:
+                row(name, f"{tr.tasks[name][n - 1]:.10g}")
+        if "mean" in tr.tasks:
+            row("mean", np.array2string(tr.tasks["mean"][n - 1], precision=6))
     if tr.checkpoint:
-        click.echo(f"checkpoint t = {tr.checkpoint.get('t'):.6g}, iteration {tr.checkpoint.get('iteration')}")
+        row("checkpoint", f"t = {tr.checkpoint.get('t'):.6g}, iteration {tr.checkpoint.get('iteration')}")
+
+
+#: Scalar diagnostics ``meanfield info`` shows (last save), and the width of its labels.
+INFO_TASKS = ("energy", "kinetic", "potential", "dissipation_residual", "E_beta", "min_inner",
+              "mean_inner", "n_clusters", "mass")
+INFO_WIDTH = 22
 
 
 @cli.command()
@@ -247,37 +264,50 @@ def info(path, as_json):
               help='Energy plots: subtract E* (a number, or "auto" for the lowest energy seen).')
 @click.option("-o", "--output", "output", default=None, type=click.Path(dir_okay=False),
               help="Image file (default: <first run>-<kind>.png).")
-@_guard
+@guard
 def plot(paths, kind, xaxis, e_star, output):
     """Draw figures from run files (energy takes several runs on one axis)."""
-    from meanfield.io.hdf5 import load
-    from meanfield.plotting import PLOTS
+    from meanfield.plotting import PLOTS, PLOT_NEEDS
 
-    trajs = []
-    for p in paths:
-        if not os.path.exists(p):
-            raise ParameterError("(file)", "an existing meanfield HDF5 file", p)
-        try:
-            trajs.append(load(p))
-        except OSError as exc:
-            raise ParameterError("(file)", "a meanfield HDF5 file", f"{p} ({exc})") from None
     if kind not in PLOTS:
         raise ParameterError("--kind", f"one of {sorted(PLOTS)}", kind)
     fn, many = PLOTS[kind]
-    if not many and len(trajs) > 1:
-        raise ParameterError("--kind", f"one run file for --kind {kind}", f"{len(trajs)} files")
+    if not many and len(paths) > 1:
+        raise ParameterError("--kind", f"one run file for --kind {kind}", f"{len(paths)} files")
+    if kind == "energy" and e_star not in (None, "auto"):
+        e_star = _finite(e_star, "--e-star", 'a finite number or "auto"')
+    out = f"{os.path.splitext(paths[0])[0]}-{kind}.png" if output is None else output
+    _check_image_path(out)
+    trajs = [load_run(p, need=PLOT_NEEDS.get(kind, ())) for p in paths]
     if kind == "energy":
-        if e_star not in (None, "auto"):
-            try:
-                e_star = float(e_star)
-            except ValueError:
-                raise ParameterError("--e-star", 'a number or "auto"', e_star) from None
         fig = fn(trajs, x="sim_time" if xaxis == "time" else "oracle_calls", e_star=e_star)
     else:
         fig = fn(trajs[0])
-    out = output or f"{os.path.splitext(paths[0])[0]}-{kind}.png"
     fig.savefig(out, dpi=120)
     click.echo(f"wrote {out}")
+
+
+def _check_image_path(out):
+    """An image file name with a format matplotlib writes, in a writable directory."""
+    import matplotlib.figure
+
+    formats = matplotlib.figure.Figure().canvas.get_supported_filetypes()
+    ext = os.path.splitext(out)[1].lstrip(".").lower()
+    if ext not in formats:
+        raise ParameterError("-o", f"an image file ending in one of .{', .'.join(sorted(formats))}",
+                             out)
+    check_writable_file(out, "-o")
+
+
+def _finite(text, key, expected):
+    """``float(text)`` if it is a finite number, else ParameterError naming ``key``."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise ParameterError(key, expected, text) from None
+    if not np.isfinite(value):
+        raise ParameterError(key, expected, text)
+    return value
 
 
 @cli.command()
@@ -290,34 +320,40 @@ def plot(paths, kind, xaxis, e_star, output):
 @click.option("--window", default=None, metavar="T_LO:T_HI", help="Fit window in time.")
 @click.option("--out", "out", default=None, type=click.Path(dir_okay=False),
               help="Also write the table as .csv or .json.")
-@_guard
+@guard
 def compare(paths, e_star, tol, window, out):
     """Convergence table: decay fits, time and oracle calls to tolerance, speed-up over euler.
 
     The baseline is the first-order euler run of the same model among the files.
     """
     from meanfield.diagnostics.rates import compare_runs
-    from meanfield.io.hdf5 import load
 
     win = None
     if window is not None:
-        try:
-            lo, hi = (float(v) for v in window.split(":"))
-        except ValueError:
-            raise ParameterError("--window", "T_LO:T_HI (two numbers)", window) from None
+        parts = window.split(":")
+        if len(parts) != 2:
+            raise ParameterError("--window", "T_LO:T_HI (two numbers, T_LO < T_HI)", window)
+        lo, hi = (_finite(v, "--window", "T_LO:T_HI (two finite numbers, T_LO < T_HI)")
+                  for v in parts)
+        if not lo < hi:
+            raise ParameterError("--window", "T_LO:T_HI with T_LO < T_HI", window)
         win = (lo, hi)
-    if tol is not None and not tol > 0:
-        raise ParameterError("--tol", "a number > 0", tol)
-    trajs = []
-    for p in paths:
-        if not os.path.exists(p):
-            raise ParameterError("(file)", "an existing meanfield HDF5 file", p)
-        try:
-            trajs.append(load(p, tasks=["energy"]))
-        except OSError as exc:
-            raise ParameterError("(file)", "a meanfield HDF5 file", f"{p} ({exc})") from None
-        if "energy" not in trajs[-1].tasks or len(trajs[-1].t) < 2:
-            raise ParameterError("(file)", "a run with at least two saves of the energy", p)
+    if e_star is not None and not np.isfinite(e_star):
+        raise ParameterError("--e-star", "a finite number", e_star)
+    if tol is not None and not (tol > 0 and np.isfinite(tol)):
+        raise ParameterError("--tol", "a finite number > 0", tol)
+    if out is not None:
+        if not out.endswith((".csv", ".json")):
+            raise ParameterError("--out", "a file name ending in .csv or .json", out)
+        check_writable_file(out, "--out")
+    trajs = [load_run(p, tasks=["energy"], min_saves=2, need=("energy",)) for p in paths]
+    if win is not None:
+        for p, tr in zip(paths, trajs):
+            inside = int(np.count_nonzero((tr.t >= win[0]) & (tr.t <= win[1])))
+            if inside < 3:
+                raise ParameterError("--window", f"a window holding at least 3 saves of every run "
+                                     f"({p}: saves at t = {tr.t[0]:.4g}..{tr.t[-1]:.4g})",
+                                     f"{window} ({inside} saves)")
     rows = compare_runs(trajs, names=[os.path.basename(p) for p in paths], e_star=e_star, tol=tol,
                         window=win)
     cols = [("file", "{}"), ("solver", "{}"), ("dynamics", "{}"), ("integrator", "{}"), ("schedule", "{}"),
@@ -360,7 +396,7 @@ def _write_table(rows, out):
 @cli.command()
 @click.option("--model", "model", default="bilinear", show_default=True,
               help=f"Model template to print ({', '.join(sorted(TEMPLATES))}).")
-@_guard
+@guard
 def init(model):
     """Print a commented template parameter file."""
     if model not in TEMPLATES:
@@ -368,7 +404,7 @@ def init(model):
     click.echo(TEMPLATES[model], nl=False)
 
 
-from .sweep import sweep as _sweep; cli.add_command(_sweep)
+cli.add_command(_sweep)
 
 
 #: ``meanfield bench NAME`` -> script under benchmarks/ (a checkout's, not installed)
@@ -392,7 +428,7 @@ def _benchmarks_dir():
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("name", required=False)
 @click.pass_context
-@_guard
+@guard
 def bench(ctx, name):
     """Run a performance benchmark of a checkout's benchmarks/ (table + JSON in benchmarks/results/).
 

@@ -1,28 +1,17 @@
 """``meanfield sweep GRID.toml``: a parameter grid x seeds on dask.distributed.
 
-Kept out of ``main.py`` (which registers it with one line); ``_guard`` is
-looked up at call time so that ``python -m meanfield_cli.main`` works too.
+Kept out of ``main.py``, which registers it; the error translation both use
+lives in :mod:`._common`.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 
 import click
 
-
-def _guarded(fn):
-    """The CLI's error translation (ParameterError -> exit 2, one line), imported lazily."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from .main import _guard
-
-        return _guard(fn)(*args, **kwargs)
-
-    return wrapper
+from ._common import guard
 
 
 class _Bar:
@@ -60,7 +49,7 @@ class _Bar:
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar (default: on when stderr is a terminal).")
 @click.option("--overwrite", is_flag=True, help="Run finished points again, replacing their files.")
-@_guarded
+@guard
 def sweep(grid, scheduler, workers, threads, progress, overwrite):
     """Run a parameter grid x seeds (GRID.toml) on dask.distributed.
 

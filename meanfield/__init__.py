@@ -7,7 +7,7 @@ counterparts, simulated with numba kernels. See README.md.
 import os as _os
 
 # OpenBLAS's idle threads spin after a matmul and halve the speed of a numba
-# parallel region started right after (shared/PERFORMANCE.md). Only effective
+# parallel region started right after (measured on the reference machine). Only effective
 # when meanfield is imported before numpy.
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 

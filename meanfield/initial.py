@@ -153,6 +153,8 @@ def load_array(path: str, key: str, d: int, n: int | None, base_dir: str | None 
         raise
     except Exception as exc:  # unreadable file: say so in one line
         raise ParameterError(key, "a readable .npy or meanfield .h5 file", f"{path} ({exc})") from None
+    if np.asarray(arr).dtype.kind not in "fiu":  # complex, bool, strings, records: not positions
+        raise ParameterError(key, "an array of real numbers", f"{path} (dtype {np.asarray(arr).dtype})")
     arr = np.asarray(arr, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] != d or (n is not None and arr.shape[0] != n):
         want = f"({n if n is not None else 'n'}, {d})"

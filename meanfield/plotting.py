@@ -47,23 +47,46 @@ def plot_energy(trajs, x="sim_time", e_star=None, ax=None):
         Horizontal axis.
     e_star : float, "auto" or None
         Subtract E*; "auto" uses the smallest energy seen in all runs minus a
-        small margin (a run's own limit), None plots E itself.
+        small margin (a run's own limit). None plots E itself when every
+        energy is positive, otherwise ``E - E_min`` as "auto" does (energies
+        of the sphere and softmax models are negative); the axis label says
+        which was drawn.
+
+    Notes
+    -----
+    Points with ``E - E* <= 0`` cannot be drawn on a log axis; when there
+    are any, the axis label says how many were left out.
     """
     fig = ax.figure if ax is not None else plt.figure(figsize=(6.4, 4.4))
     ax = ax or fig.add_subplot(111)
+    energies = [np.asarray(t["energy"], dtype=float) for t in trajs]
+    finite = np.concatenate([E[np.isfinite(E)] for E in energies] or [np.zeros(0)])
+    if e_star is None and finite.size and finite.min() <= 0:
+        e_star = "auto"
+        ylabel = "E - E_min (E_min: lowest energy seen, {:.6g})"
+    elif e_star == "auto":
+        ylabel = "E - E_min (E_min: lowest energy seen, {:.6g})"
+    elif e_star is None:
+        ylabel = "energy E"
+    else:
+        ylabel = "E - E* (E* = {:.6g})"
     if e_star == "auto":
-        lo = min(float(np.min(t["energy"])) for t in trajs)
-        hi = max(float(np.max(t["energy"])) for t in trajs)
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
         e_star = lo - 1e-6 * max(1.0, hi - lo)
-    for tr in trajs:
+    hidden = 0
+    for tr, E in zip(trajs, energies):
         xs = np.asarray(tr[x], dtype=float)
         if x == "sim_time":
             xs = xs - xs[0] + (xs[1] - xs[0] if len(xs) > 1 else 1.0)
-        E = np.asarray(tr["energy"], dtype=float) - (e_star or 0.0)
-        keep = (xs > 0) & (E > 0)
-        ax.loglog(xs[keep], E[keep], label=_label(tr))
+        gap = E - (e_star or 0.0)
+        keep = (xs > 0) & (gap > 0)
+        hidden += int(np.count_nonzero(~keep))
+        ax.loglog(xs[keep], gap[keep], label=_label(tr))
+    label = ylabel.format(e_star)
+    if hidden:
+        label += f"; {hidden} point(s) <= 0 not shown"
     ax.set_xlabel("oracle calls" if x == "oracle_calls" else "t - t0 (+ first save interval)")
-    ax.set_ylabel("E - E*" if e_star is not None else "energy")
+    ax.set_ylabel(label, fontsize=8 if hidden else None)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -243,3 +266,7 @@ PLOTS = {
 }
 PLOTS["clusters"] = (plot_clusters, False)
 PLOTS["density"] = (plot_density, False)
+
+#: Tasks a run file needs for each ``--kind`` (checked before drawing).
+PLOT_NEEDS = {"energy": ("energy",), "moments": ("mean", "cov"), "particles": ("x",),
+              "clusters": ("min_inner", "mean_inner", "n_clusters", "E_beta"), "density": ("density",)}

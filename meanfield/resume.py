@@ -3,10 +3,28 @@
 The checkpoint is the newest of the sidecar ``OUT.h5.ckpt`` (written
 atomically while the run goes, so it survives SIGKILL) and ``/checkpoint`` of
 the file (written when the run stops cleanly); see :mod:`meanfield.io.hdf5`.
+
+What a resume may change
+------------------------
+Only how long the run goes and what it records on the way: the keys in
+:data:`RESUMABLE` (a longer ``run.t1`` / ``steps`` / ``oracle_calls``, or
+switching between them; ``save_every``, ``check_every``, ``max_wall_time``).
+A finished run can be extended too when its last step ended on the grid
+``t0 + k h`` (its final step was not shortened to land on ``t1``).
+Anything else (model, dynamics, damping, integrator, ``h``, initial state,
+dtype, saved fields, diagnostics) would make the file describe two different
+runs and is refused, naming the key. Every resume is recorded in the file:
+``attrs["config"]`` holds the parameters now in force and
+``attrs["resume_history"]`` (JSON list) one entry per resume with the
+checkpoint it started from and the keys it changed (``[old, new]``).
 """
 
 from __future__ import annotations
 
+import datetime as _dt
+import json
+
+import h5py
 import numpy as np
 
 from .errors import ParameterError
@@ -14,8 +32,88 @@ from .io.hdf5 import HDF5Writer, load, truncate_to
 from .run import Run, RunResult
 from .simulate import Recorder
 
+#: Parameters ``--resume`` may change (all others must equal the file's).
+RESUMABLE = ("run.t1", "run.steps", "run.oracle_calls", "run.save_every", "run.check_every",
+             "run.max_wall_time")
+_BOUNDS = ("t1", "steps", "oracle_calls")
 
-def resume_run(path: str, overrides=(), progress=None) -> RunResult:
+
+def _flat(cfg: dict) -> dict:
+    return {f"{sec}.{key}": value for sec, body in cfg.items() if isinstance(body, dict)
+            for key, value in body.items()}
+
+
+def resumed_run(stored: dict, overrides=(), params=None) -> tuple[Run, dict]:
+    """The run a resume continues, and what it changes in the stored parameters.
+
+    Parameters
+    ----------
+    stored : dict
+        The resolved parameters stored in the run file.
+    overrides : sequence of str
+        ``section.key=value``; setting one of ``run.t1/steps/oracle_calls``
+        replaces the stored bound.
+    params : str or None
+        A parameter file given with ``--resume -o OUT.h5``: it must describe
+        the same run as the file, up to the keys in :data:`RESUMABLE`.
+
+    Returns
+    -------
+    run : Run
+    changed : dict
+        ``{"section.key": [old, new]}`` for every key that differs from ``stored``.
+
+    Raises
+    ------
+    ParameterError
+        Naming the first key that a resume may not change.
+    """
+    if params is not None:
+        run = Run(params, overrides)
+    else:
+        base = json.loads(json.dumps(stored))
+        keys = {item.split("=", 1)[0].strip() for item in overrides or () if "=" in item}
+        if any(f"run.{b}" in keys for b in _BOUNDS):
+            for b in _BOUNDS:
+                base.get("run", {}).pop(b, None)
+        run = Run(base, overrides)
+    new = run.resolved()
+    new["output"]["path"] = stored.get("output", {}).get("path", new["output"]["path"])
+    old_flat, new_flat = _flat(stored), _flat(new)
+    changed = {}
+    for key in sorted(set(old_flat) | set(new_flat)):
+        old, val = old_flat.get(key), new_flat.get(key)
+        if old == val:
+            continue
+        if key not in RESUMABLE:
+            same = "a parameter file given with --resume describes the same run; " if params else ""
+            raise ParameterError(key, f"the run file's value {old!r} ({same}--resume may change "
+                                 f"only {', '.join(RESUMABLE)})", val, file=params)
+        changed[key] = [old, val]
+    return run, changed
+
+
+def _extends(run: Run, ck: dict) -> bool:
+    """Whether ``run`` goes past checkpoint ``ck`` with the checkpoint on its time grid.
+
+    A finished run may be extended only if its last step was not shortened to
+    land on ``t1``: then continuing gives the steps of the longer run exactly.
+    """
+    it = int(ck["iteration"])
+    n = run.horizon.n_steps(run.integrator.oracle_calls)
+    return n > it and run.horizon.time_of(it, n) == float(ck["t"])
+
+
+def _record_resume(path: str, config: dict, entry: dict) -> None:
+    """Store the parameters in force and append ``entry`` to ``attrs["resume_history"]``."""
+    with h5py.File(path, "a") as f:
+        history = json.loads(f.attrs.get("resume_history", "[]"))
+        history.append(entry)
+        f.attrs["resume_history"] = json.dumps(history)
+        f.attrs["config"] = json.dumps(config)
+
+
+def resume_run(path: str, overrides=(), progress=None, params=None) -> RunResult:
     """Continue the run stored in ``path`` from its checkpoint, appending to the same file.
 
     The steps after the checkpoint are those of the uninterrupted run (same
@@ -29,8 +127,12 @@ def resume_run(path: str, overrides=(), progress=None) -> RunResult:
     path : str
         A run file whose status is not "finished".
     overrides : sequence of str
-        ``section.key=value`` applied to the stored config (e.g. a longer ``run.t1``).
+        ``section.key=value`` applied to the stored config (e.g. a longer
+        ``run.t1``); only the keys in :data:`RESUMABLE` may change.
     progress : callable(done, total) or None
+    params : str or None
+        A parameter file to check against the file (``meanfield run P.toml
+        --resume -o OUT.h5``): it must describe the same run up to :data:`RESUMABLE`.
 
     Returns
     -------
@@ -41,7 +143,9 @@ def resume_run(path: str, overrides=(), progress=None) -> RunResult:
     ------
     ParameterError
         The file is unreadable, finished, has no checkpoint (and saves beyond
-        the initial state), or its saves do not reach the checkpoint.
+        the initial state), or its saves do not reach the checkpoint; an
+        override or ``params`` changes a key outside :data:`RESUMABLE`; the
+        new bound does not reach past the checkpoint.
 
     Notes
     -----
@@ -57,18 +161,33 @@ def resume_run(path: str, overrides=(), progress=None) -> RunResult:
                              f"{path} ({exc})") from None
     ck = tr.checkpoint
     status = str(tr.attrs.get("status", ""))
-    if status == "finished" or status.startswith("finished:"):  # also "finished: warning: ..."
-        raise ParameterError("--resume", "an unfinished run (status running/interrupted/failed)",
-                             f"{path} (status {status})")
     cfg = tr.config
+    if not cfg:
+        raise ParameterError("--resume", "a meanfield run file with its parameters", path)
+    run, changed = resumed_run(cfg, overrides, params)
+    finished = status == "finished" or status.startswith("finished:")  # also "finished: warning: ..."
+    if finished and not (ck is not None and _extends(run, ck)):
+        raise ParameterError("--resume", "an unfinished run (status running/interrupted/failed), "
+                             "or a finished one with a later run.t1/steps/oracle_calls on its "
+                             "time grid t0 + k h", f"{path} (status {status})")
+    entry = {"resumed_at": _dt.datetime.now().isoformat(timespec="seconds"), "changed": changed}
+    if params is not None:
+        entry["params"] = str(params)
     if ck is None or not ck.get("state"):
-        if cfg and len(tr.scales.get("sim_time", ())) <= 1:
+        if len(tr.scales.get("sim_time", ())) <= 1:
             # killed before its first checkpoint: only the initial state was saved, which the
             # stored parameters reproduce, so nothing is lost by starting again
-            return Run(cfg, overrides).simulate(path, overwrite=True, progress=progress)
+            res = run.simulate(path, overwrite=True, progress=progress)
+            _record_resume(path, run.resolved(), {**entry, "iteration": 0, "t": float(run.horizon.t0)})
+            return res
         raise ParameterError("--resume", "a run file with a checkpoint", path)
-    run = Run(cfg, overrides)
     it = int(ck["iteration"])
+    nsteps = run.horizon.n_steps(run.integrator.oracle_calls)
+    if nsteps <= it:
+        bound = next(f"run.{b}" for b in _BOUNDS if run.config["run"].get(b) is not None)
+        raise ParameterError(bound, f"a run longer than its checkpoint (iteration {it}, "
+                             f"t = {float(ck['t']):.6g})",
+                             run.config["run"][bound.split(".")[1]], file=params)
     iters = tr.scales.get("iteration", np.zeros(0, np.int64))
     keep = int(np.searchsorted(iters, it, side="right"))
     lengths = {len(v) for v in (*tr.scales.values(), *tr.tasks.values())}
@@ -83,6 +202,7 @@ def resume_run(path: str, overrides=(), progress=None) -> RunResult:
     resume_state = {"energy": float(tr.tasks["energy"][keep - 1])}
     if "kinetic" in tr.tasks:
         resume_state["kinetic"] = float(tr.tasks["kinetic"][keep - 1])
+    _record_resume(path, run.resolved(), {**entry, "iteration": it, "t": float(ck["t"])})
     recorder = Recorder()
     writer = HDF5Writer(path, mode="a")
     wall0 = float(tr.scales["wall_time"][keep - 1])
@@ -109,4 +229,4 @@ def resume_run(path: str, overrides=(), progress=None) -> RunResult:
                      path=path, state=res.state, grid=dict(getattr(system, "grid", None) or {}))
 
 
-__all__ = ["resume_run"]
+__all__ = ["RESUMABLE", "resume_run", "resumed_run"]

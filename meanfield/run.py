@@ -16,16 +16,19 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .errors import ParameterError
+from . import initial as _initial
 from .initial import initial_state
 from .integrators import make_integrator
 from .io import config as _config
-from .io.hdf5 import HDF5Writer
+from .io.hdf5 import HDF5Writer, check_output_path
 from .models import make_model
 from .schedules import make_schedule
 from .simulate import Horizon, LoopResult, Recorder, advance
@@ -78,6 +81,12 @@ class RunResult:
 
     def __contains__(self, name):
         return name in self.tasks or name in self.scales
+
+    def to_xarray(self):
+        """The saves as an ``xarray.Dataset`` (see :meth:`meanfield.Trajectory.to_xarray`)."""
+        from .io.xr import to_dataset
+
+        return to_dataset(self)
 
 
 class Run:
@@ -142,19 +151,25 @@ class Run:
         name, h = integ.pop("name"), integ.pop("h")
         self.integrator = make_integrator(name, dyn, **integ)
         self.integrator.check_model(self.model)
-        if dyn == "first_order" and schedule_name != "none":
-            # the damping schedule is meaningless for first-order flows except for nag
-            if not getattr(self.integrator, "uses_schedule", False):
+        if dyn == "first_order":
+            _warn_first_order_ignores(cfg, self.integrator, file=self.file)
+            if schedule_name != "none" and not getattr(self.integrator, "uses_schedule", False):
+                # the damping schedule is meaningless for first-order flows except for nag
                 cfg["damping"] = {"schedule": "none"}
                 self.schedule = make_schedule("none", run["t0"])
         self.horizon = Horizon(
             t0=float(run["t0"]), h=float(h), t1=run.get("t1"), steps=run.get("steps"),
             oracle_calls=run.get("oracle_calls"),
         )
-        if self.horizon.n_steps(self.integrator.oracle_calls) < 1:
+        try:
+            nsteps = self.horizon.n_steps(self.integrator.oracle_calls)
+        except OverflowError:  # (t1 - t0) / h is inf
+            nsteps = math.inf
+        if nsteps < 1:
             raise ParameterError("run.oracle_calls",
                                  f"at least {self.integrator.oracle_calls} calls (one step of {name})",
                                  run.get("oracle_calls"))
+        check_horizon(self.horizon, nsteps)
         self.pde = None
         self.x0 = self.y0 = None
         if cfg["solver"]["kind"] == "pde":
@@ -251,9 +266,14 @@ class Run:
         """
         if output is True:
             output = self.config["output"]["path"]
-        if output is not None and os.path.exists(output) and not overwrite:
-            raise ParameterError("output.path", "a file that does not exist yet (or --overwrite)",
-                                 str(output), file=self.file)
+        replace = False
+        if output is not None:
+            output = os.fspath(output)
+            try:
+                check_output_path(output, "output.path", overwrite=overwrite)
+            except ParameterError as exc:
+                raise exc.in_file(self.file) from None
+            replace = os.path.exists(output)
         attrs = {"oracle_calls_per_step": self.integrator.oracle_calls}
         if self.integrator.order is not None:  # None: a map without an order (mean_shift)
             attrs["integrator_order"] = self.integrator.order
@@ -266,7 +286,7 @@ class Run:
         obs = [recorder, *observers]
         writer = None
         if output is not None:
-            writer = HDF5Writer(output, self.resolved(), mode="w")
+            writer = HDF5Writer(output, self.resolved(), mode="w", replace=replace)
             for key, value in attrs.items():
                 writer.set_attr(key, value)
             obs.append(writer)
@@ -294,6 +314,53 @@ class Run:
                          status=res.status, oracle_calls=res.oracle_calls,
                          wall_time=res.wall_time, path=output, attrs=attrs, state=res.state,
                          grid=dict(getattr(system, "grid", None) or {}))
+
+
+#: ``[initial]`` keys that only set momenta (accelerated dynamics).
+MOMENTUM_KEYS = ("momentum",) + tuple(k for keys in _initial.MOMENTUM_KEYS.values() for k in keys)
+
+
+def _warn_first_order_ignores(cfg: dict, integrator, file=None) -> None:
+    """Say (one warning) which accelerated-only settings a first-order run ignores.
+
+    A damping schedule is used by the nag integrator only; momenta never.
+    ``momentum = "zero"`` and ``schedule = "none"`` are silent (they change nothing).
+    """
+    ignored = []
+    sched = cfg["damping"].get("schedule", "none")
+    if sched != "none" and not getattr(integrator, "uses_schedule", False):
+        ignored.append(f"[damping] schedule = {sched!r} (only nag uses damping)")
+    mom = [k for k in MOMENTUM_KEYS if k in cfg["initial"]
+           and not (k == "momentum" and cfg["initial"][k] == "zero")]
+    if mom:
+        ignored.append("initial." + ", initial.".join(mom) + " (first-order runs have no momenta)")
+    if ignored:
+        where = f"{file}: " if file else ""
+        warnings.warn(f"{where}model.dynamics = \"first_order\" ignores {'; '.join(ignored)}",
+                      UserWarning, stacklevel=4)
+
+
+#: Most steps one run may take (``meanfield run`` refuses longer runs; split them with --resume).
+MAX_STEPS = 10**9
+
+
+def check_horizon(horizon: Horizon, nsteps: int) -> None:
+    """Reject a step size that cannot advance time, and runs longer than :data:`MAX_STEPS`.
+
+    Every step must move ``t`` in floating point: ``h`` at least the spacing
+    of doubles at the largest ``|t|`` of the run (``t + h == t`` otherwise,
+    and the run would save forever at one time).
+    """
+    bound = "run.t1" if horizon.t1 is not None else "run.steps" if horizon.steps is not None \
+        else "run.oracle_calls"
+    if nsteps > MAX_STEPS:
+        raise ParameterError(bound, f"a run of at most {MAX_STEPS:.0e} steps (a larger integrator.h "
+                             "or a shorter run)", f"{nsteps:.3g} steps of h = {horizon.h:g}")
+    t_end = horizon.t1 if horizon.t1 is not None else horizon.t0 + nsteps * horizon.h
+    spacing = float(np.spacing(max(abs(horizon.t0), abs(t_end))))
+    if not horizon.h >= spacing:
+        raise ParameterError("integrator.h", f"a step that advances t over the run (h >= {spacing:.3g})",
+                             horizon.h)
 
 
 def simulate_config(config=None, overrides=(), output=None, **kw) -> RunResult:

@@ -1,12 +1,14 @@
 """Parameter sweeps: a base parameter file x a grid x seeds, run on dask.distributed.
 
-A sweep file (TOML, shared/INTERFACE.md)::
+A sweep file (TOML, docs/file-format.md)::
 
     base = "params.toml"              # relative to the sweep file
     seeds = [0, 1, 2]                 # optional: overrides initial.seed
     [grid]                            # cartesian product of the listed values
     "integrator.name" = ["exp_euler", "kick_drift"]
     "damping.schedule" = ["constant", "nesterov"]
+    # or a whole section per value (each schedule with its own keys):
+    # damping = [{schedule = "constant", a = 1.0}, {schedule = "nesterov", r = 3.0}]
     [output]
     dir = "sweep-out"                 # relative to the sweep file
 
@@ -232,7 +234,13 @@ def _check_grid(grid) -> dict:
             flat[key] = values
     for key, values in flat.items():
         parts = key.split(".")
-        if len(parts) != 2 or not all(parts):
+        if len(parts) == 1 and key in _config.SECTIONS and key != "output":
+            # a whole section per grid value: damping = [{schedule = "constant", a = 1.0}, ...]
+            if not isinstance(values, list) or not values or \
+                    not all(isinstance(v, dict) for v in values):
+                raise ParameterError(f"grid.{key}", f"a non-empty list of [{key}] tables", values)
+            parts = [key, ""]
+        elif len(parts) != 2 or not all(parts):
             raise ParameterError(f"grid.{key}", 'a key "section.key" (e.g. "integrator.h")', key)
         if parts[0] not in _config.SECTIONS:
             raise ParameterError(f"grid.{key}", f"a section among {list(_config.SECTIONS)}",
@@ -254,7 +262,10 @@ def _canonical(obj) -> str:
 
 def _slug_part(key: str, value) -> str:
     tail = key.split(".")[-1]
-    text = value if isinstance(value, str) else f"{tail}{_canonical(value)}"
+    if isinstance(value, dict):  # a whole section: its values, e.g. "constant_1.0"
+        text = "_".join(v if isinstance(v, str) else _canonical(v) for v in value.values())
+    else:
+        text = value if isinstance(value, str) else f"{tail}{_canonical(value)}"
     text = re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_.")
     return text[:24] or tail
 
@@ -296,6 +307,9 @@ def _merge(base_raw: dict, params: dict) -> dict:
     """Base parameters with ``section.key`` values set (a bad section type is left to Run)."""
     config = copy.deepcopy(base_raw)
     for key, value in params.items():
+        if "." not in key:  # a whole section
+            config[key] = copy.deepcopy(value)
+            continue
         section, name = key.split(".")
         body = config.setdefault(section, {})
         if isinstance(body, dict):

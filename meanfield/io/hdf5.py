@@ -1,4 +1,4 @@
-"""HDF5 run files (layout of shared/INTERFACE.md, after Dedalus).
+"""HDF5 run files (layout described in docs/file-format.md, after Dedalus).
 
 ::
 
@@ -42,6 +42,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
 
 import h5py
@@ -64,6 +65,37 @@ _CHECKPOINT_SHARE = 0.1
 def checkpoint_path(path) -> str:
     """Path of the sidecar checkpoint of run file ``path`` (``OUT.h5`` -> ``OUT.h5.ckpt``)."""
     return os.fspath(path) + CHECKPOINT_SUFFIX
+
+
+def check_output_path(path, key: str = "output.path", overwrite: bool = False) -> None:
+    """Raise ParameterError unless ``path`` can be written as a new (or, with ``overwrite``, a replaced) file.
+
+    Writability is tested by creating (and removing) a temporary file in the
+    target directory, so nothing existing is touched.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    key : str
+        Parameter or option named in the error (``output.path``, ``-o``, ...).
+    overwrite : bool
+        Whether an existing file at ``path`` may be replaced.
+    """
+    path = os.fspath(path)
+    if not path or os.path.isdir(path):
+        raise ParameterError(key, "a file name (not a directory)", path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ParameterError(key, "a file in an existing directory", path)
+    if os.path.exists(path) and not overwrite:
+        raise ParameterError(key, "a file that does not exist yet (or --overwrite)", path)
+    try:
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=".meanfield-probe-")
+    except OSError as exc:
+        raise ParameterError(key, "a file in a writable directory",
+                             f"{path} ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.remove(probe)
 
 
 def _interval_from_env() -> float:
@@ -105,6 +137,13 @@ class HDF5Writer:
         ``"w"`` creates (the caller decides about overwriting; a stale sidecar
         checkpoint of an earlier run at ``path`` is removed), ``"a"`` appends
         to an existing run (resume).
+    replace : bool
+        With ``mode="w"`` and an existing file at ``path``: write to a
+        temporary file in the same directory and move it over ``path``
+        (``os.replace``, atomic) right after the first save, so the old file
+        is untouched until the new run holds a save, and a run killed after
+        that leaves its own readable file at ``path``. A run that ends before
+        its first save removes the temporary file and leaves the old one.
     checkpoint_interval : float or None
         Minimum seconds between sidecar checkpoints (0: at every save); None
         reads ``$MEANFIELD_CHECKPOINT_INTERVAL`` (default 1 s).
@@ -118,19 +157,23 @@ class HDF5Writer:
     """
 
     def __init__(self, path: str, config: dict | None = None, mode: str = "w",
-                 checkpoint_interval: float | None = None):
-        self.path = str(path)
+                 checkpoint_interval: float | None = None, replace: bool = False):
+        self.path = os.fspath(path)
         self.ckpt_path = checkpoint_path(self.path)
+        self._final = None          # path to move the temporary file to at the first save
         self.interval = (_interval_from_env() if checkpoint_interval is None
                          else float(checkpoint_interval))
         self._pending = None        # arguments of the last checkpoint() call
         self._status = None         # final status, written by close() after /checkpoint
         self._last_write = -math.inf
         self._write_cost = 0.0
-        if mode == "w":
-            for stale in (self.ckpt_path, self.ckpt_path + ".tmp"):
-                if os.path.exists(stale):
-                    os.remove(stale)
+        if mode == "w" and replace and os.path.exists(self.path):
+            directory, base = os.path.split(os.path.abspath(self.path))
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{base}.", suffix=".partial")
+            os.close(fd)
+            self._final, self.path = self.path, tmp
+        elif mode == "w":
+            _remove_sidecars(self.ckpt_path)
         self.f = h5py.File(self.path, mode)
         if mode == "w":
             self.f.attrs["config"] = json.dumps(config or {})
@@ -152,14 +195,25 @@ class HDF5Writer:
                 if name not in g:
                     dtype = _SCALE_DTYPES.get(name, arr.dtype) if group == "scales" else arr.dtype
                     chunk = (1,) + arr.shape if arr.ndim else (1024,)
-                    g.create_dataset(name, shape=(0,) + arr.shape, maxshape=(None,) + arr.shape,
-                                     dtype=dtype, chunks=chunk)
+                    ds = g.create_dataset(name, shape=(0,) + arr.shape,
+                                          maxshape=(None,) + arr.shape, dtype=dtype, chunks=chunk)
+                    _attach_time_scale(f, ds, name if group == "scales" else None)
                 ds = g[name]
                 n = ds.shape[0]
                 ds.resize(n + 1, axis=0)
                 ds[n] = arr
         f.flush()
         self.n_saves += 1
+        if self._final is not None:
+            self._commit()
+
+    def _commit(self) -> None:
+        """Move the temporary file (holding its first save) over the file it replaces."""
+        final, self._final = self._final, None
+        _remove_sidecars(self.ckpt_path)  # the old run's checkpoint must not outlive it
+        os.replace(self.path, final)
+        self.path = final
+        _fsync(os.path.dirname(os.path.abspath(final)), directory=True)
 
     def checkpoint(self, state, t, iteration, oracle_calls, integrator_state=None) -> None:
         """Record the current state and counters as the checkpoint to resume from.
@@ -251,12 +305,15 @@ class HDF5Writer:
         finally:
             self.f.close()
             self._pending = None
+            if self._final is not None:
+                # ended before its first save: keep the old file, drop the temporary one
+                os.remove(self.path)
+                self.path, self._final = self._final, None
+                return
         if keep_sidecar:
             return
         # the main file now holds the newest checkpoint: the sidecar is redundant
-        for done in (self.ckpt_path, self.ckpt_path + ".tmp"):
-            if os.path.exists(done):
-                os.remove(done)
+        _remove_sidecars(self.ckpt_path)
 
     def __enter__(self):
         return self
@@ -264,6 +321,27 @@ class HDF5Writer:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+def _attach_time_scale(f, ds, scale_name=None) -> None:
+    """HDF5 dimension scales: ``/scales/sim_time`` labels the save axis of every other dataset.
+
+    h5py (``ds.dims[0][0]``), HDFView and netCDF readers then show the save
+    times along the first axis. Files written before this existed are left as they are.
+    """
+    if scale_name == "sim_time":
+        ds.make_scale("sim_time")
+        return
+    st = f.get("scales/sim_time")
+    if st is not None and h5py.h5ds.is_scale(st.id):
+        ds.dims[0].attach_scale(st)
+        ds.dims[0].label = "sim_time"
+
+
+def _remove_sidecars(ckpt_path: str) -> None:
+    for stale in (ckpt_path, ckpt_path + ".tmp"):
+        if os.path.exists(stale):
+            os.remove(stale)
 
 
 def _pending_is_final(iteration: int) -> bool:
@@ -406,22 +484,49 @@ class Trajectory:
     attrs : dict
         All file attributes (status, versions, ...).
     scales : dict of (T,) arrays
+        ``sim_time``, ``iteration``, ``oracle_calls``, ``wall_time``.
     tasks : dict of (T, ...) arrays
     grid : dict of (M,) arrays
         Cell centres of a grid run (``theta`` or ``x``), empty otherwise.
+    checkpoint : dict or None
+        The newest checkpoint (see :func:`read_checkpoint`).
+    path : str or None
+        The file read.
     """
 
-    def __init__(self, config, attrs, scales, tasks, checkpoint=None, grid=None):
+    def __init__(self, config, attrs, scales, tasks, checkpoint=None, grid=None, path=None):
         self.config = config
         self.attrs = attrs
         self.scales = scales
         self.tasks = tasks
         self.checkpoint = checkpoint
         self.grid = grid or {}
+        self.path = path
 
     @property
-    def t(self):
-        return self.scales["sim_time"]
+    def t(self) -> np.ndarray:
+        """Save times, shape ``(T,)`` (empty for a run without saves)."""
+        return self.scales.get("sim_time", np.zeros(0))
+
+    def _final(self, which: str):
+        ck = self.checkpoint
+        iters = self.scales.get("iteration", np.zeros(0, np.int64))
+        saved = which in self.tasks and len(self.tasks[which]) > 0
+        if ck is not None and which in ck:
+            n = min(len(self.tasks[which]), len(iters)) if saved else 0
+            if n == 0 or int(ck["iteration"]) >= int(iters[n - 1]):
+                return ck[which]
+        return self.tasks[which][-1] if saved else None
+
+    @property
+    def x(self) -> np.ndarray | None:
+        """Last state of the positions, ``(N, d)``: the newest of checkpoint and last save."""
+        return self._final("x")
+
+    @property
+    def y(self) -> np.ndarray | None:
+        """Last state of the momenta, ``(N, d)`` (None for first-order runs)."""
+        return self._final("y")
 
     def __getitem__(self, name):
         return self.tasks[name] if name in self.tasks else self.scales[name]
@@ -431,19 +536,62 @@ class Trajectory:
 
     def __repr__(self):
         return (f"Trajectory({len(self.t)} saves, t = {self.t[0]:.4g}..{self.t[-1]:.4g}, "
-                f"tasks = {sorted(self.tasks)})") if len(self.t) else "Trajectory(empty)"
+                f"tasks = {sorted(self.tasks)})") if len(self.t) else "Trajectory(no saves)"
+
+    def to_xarray(self):
+        """The saves as an ``xarray.Dataset`` (needs the optional dependency xarray).
+
+        Returns
+        -------
+        xarray.Dataset
+            Every task a variable whose first dimension ``sim_time`` is the
+            save index, with coordinates ``sim_time`` (the dimension's index),
+            ``iteration``, ``oracle_calls`` and ``wall_time``; further
+            dimensions are named ``particle`` and ``component`` for states
+            ``(T, N, d)``, ``component`` for vectors ``(T, d)`` and
+            ``component``, ``component2`` for matrices ``(T, d, d)``. The
+            config and file attributes are in ``attrs``.
+        """
+        from .xr import to_dataset
+
+        return to_dataset(self)
 
 
-def load(path: str, tasks=None) -> Trajectory:
-    """Read a run file; ``tasks`` limits which ``/tasks`` datasets are loaded (all by default)."""
+def load(path, tasks=None) -> Trajectory:
+    """Read a run file; ``tasks`` limits which ``/tasks`` datasets are loaded (all by default).
+
+    Raises
+    ------
+    OSError
+        The file cannot be opened as HDF5 (missing, truncated, not HDF5).
+    ParameterError
+        An HDF5 file that is not a meanfield run file.
+    """
+    path = os.fspath(path)
     with h5py.File(path, "r") as f:
+        if "config" not in f.attrs:
+            raise ParameterError("(file)", "a meanfield run file (attribute config)", path)
         attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-        config = json.loads(attrs.get("config", "{}"))
-        scales = {k: f["scales"][k][...] for k in f.get("scales", {})}
-        names = list(f.get("tasks", {})) if tasks is None else [t for t in tasks if t in f["tasks"]]
-        data = {k: f["tasks"][k][...] for k in names}
-        grid = {k: f["grid"][k][...] for k in f.get("grid", {})}
-    return Trajectory(config, attrs, scales, data, read_checkpoint(path), grid)
+        try:
+            config = json.loads(attrs["config"])
+        except (TypeError, ValueError):
+            config = None
+        if not isinstance(config, dict):
+            raise ParameterError("(file)", "a meanfield run file (config as a JSON object)", path)
+        sg = f.get("scales")
+        tg = f.get("tasks")
+        gg = f.get("grid")
+        scales = {k: sg[k][...] for k in sg} if isinstance(sg, h5py.Group) else {}
+        have = list(tg) if isinstance(tg, h5py.Group) else []
+        names = have if tasks is None else [t for t in tasks if t in have]
+        data = {k: tg[k][...] for k in names}
+        grid = {k: gg[k][...] for k in gg} if isinstance(gg, h5py.Group) else {}
+    missing = [k for k in SCALES if k not in scales]
+    if (scales or data) and missing:
+        raise ParameterError("(file)", f"a meanfield run file (/scales/{missing[0]} missing)", path)
+    if any(np.ndim(v) != 1 for v in scales.values()) or any(np.ndim(v) < 1 for v in data.values()):
+        raise ParameterError("(file)", "a meanfield run file (datasets with a save axis)", path)
+    return Trajectory(config, attrs, scales, data, read_checkpoint(path), grid=grid, path=path)
 
 
 def last_state(path: str, which: str = "x") -> np.ndarray:

@@ -1,0 +1,144 @@
+"""What every ``meanfield`` command shares: error translation, warnings, output checks.
+
+``main.py`` and ``sweep.py`` both import from here (and nothing here imports them).
+
+Exit status: 0 success; 2 bad input (one line naming file, key, expected,
+found); 1 a run that failed numerically (one line with step and time); 130
+interrupted (Ctrl-C; a checkpoint is written).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import warnings
+
+import click
+
+from meanfield.errors import ParameterError, SimulationError
+
+#: Set to 1 to see the Python traceback of an unexpected error instead of its one-line summary.
+DEBUG_ENV = "MEANFIELD_DEBUG"
+
+
+def _one_line(text) -> str:
+    return " ".join(str(text).split())
+
+
+def _echo_warnings(caught, failed: bool) -> None:
+    """Print caught warnings as one line each; after a failure only meanfield's own.
+
+    NumPy's RuntimeWarnings (overflow in exp, invalid value ...) are the
+    symptoms of the failure the one-line message already reports.
+    """
+    seen = set()
+    for w in caught:
+        if failed and issubclass(w.category, RuntimeWarning):
+            continue
+        line = _one_line(w.message)
+        if line not in seen:
+            seen.add(line)
+            click.echo(f"meanfield: warning: {line}", err=True)
+
+
+def guard(fn):
+    """Translate expected errors into one line and the documented exit status.
+
+    ParameterError and OSError (a file that cannot be read or written) -> 2,
+    SimulationError -> 1, Ctrl-C -> 130. Anything else is a bug: one line
+    naming it and exit 1 (``MEANFIELD_DEBUG=1`` shows the traceback).
+    Warnings raised meanwhile are printed as one line each once the command
+    ends, and numpy's RuntimeWarnings are dropped when it failed.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        failed = True
+        with warnings.catch_warnings(record=True) as caught:  # the filters in force decide what shows
+            try:
+                out = fn(*args, **kwargs)
+                failed = False
+                return out
+            except ParameterError as exc:
+                click.echo(f"meanfield: error: {_one_line(exc)}", err=True)
+                sys.exit(2)
+            except SimulationError as exc:
+                click.echo(f"meanfield: run failed: {_one_line(exc)}", err=True)
+                sys.exit(1)
+            except KeyboardInterrupt as exc:
+                msg = _one_line(exc) or "interrupted"
+                click.echo(f"meanfield: {msg}; checkpoint written (continue with --resume)", err=True)
+                sys.exit(130)
+            except OSError as exc:
+                where = exc.filename if exc.filename is not None else ""
+                what = exc.strerror or str(exc)
+                click.echo(f"meanfield: error: {where}{': ' if where else ''}{_one_line(what)}",
+                           err=True)
+                sys.exit(2)
+            except (SystemExit, click.exceptions.ClickException, click.exceptions.Exit,
+                    click.exceptions.Abort):
+                failed = False
+                raise
+            except Exception as exc:
+                if os.environ.get(DEBUG_ENV):
+                    raise
+                click.echo(f"meanfield: internal error: {type(exc).__name__}: {_one_line(exc)} "
+                           f"(please report it; {DEBUG_ENV}=1 shows the traceback)", err=True)
+                sys.exit(1)
+            finally:
+                _echo_warnings(caught, failed)
+
+    return wrapper
+
+
+def check_writable_file(path: str, key: str, overwrite: bool = True) -> None:
+    """Raise ParameterError unless ``path`` can be created (or replaced) as a file.
+
+    Parameters
+    ----------
+    path : str
+        The file to be written.
+    key : str
+        The option or parameter named in the error (``-o``, ``--out``, ...).
+    overwrite : bool
+        Whether an existing file may be replaced.
+    """
+    from meanfield.io.hdf5 import check_output_path
+
+    check_output_path(path, key, overwrite=overwrite)
+
+
+def load_run(path: str, tasks=None, min_saves: int = 1, need=()):
+    """Read a run file for a command, or raise ParameterError in one line.
+
+    Parameters
+    ----------
+    path : str
+    tasks : list of str or None
+        Tasks to load (None: all).
+    min_saves : int
+        Saves the command needs (a run killed before its first save has none).
+    need : sequence of str
+        Tasks the command needs (e.g. ``("energy",)``).
+    """
+    from meanfield.io.hdf5 import load
+
+    if not os.path.isfile(path):
+        raise ParameterError("(file)", "an existing meanfield HDF5 file", path)
+    try:
+        tr = load(path, tasks=tasks)
+    except OSError as exc:
+        if "lock" in str(exc):  # HDF5's file lock: a run is writing it (reading now is unsafe)
+            raise ParameterError("(file)", "a run file no process is writing (a run is still "
+                                 "writing it: wait for it, or stop it with Ctrl-C)", path) from None
+        raise ParameterError("(file)", "a readable meanfield HDF5 file",
+                             f"{path} ({_one_line(exc)})") from None
+    n = min((len(v) for v in (*tr.scales.values(), *tr.tasks.values())), default=0)
+    if n < min_saves:
+        raise ParameterError("(file)", f"a run with at least {min_saves} save(s)",
+                             f"{path} ({n} saves, status {tr.attrs.get('status', '?')})")
+    missing = [name for name in need if name not in tr.tasks]
+    if missing:
+        raise ParameterError("(file)", f"a run that saved {', '.join(missing)}", path)
+    return tr

@@ -1,0 +1,91 @@
+"""Run files as ``xarray.Dataset`` (optional dependency: ``pip install meanfield[xarray]``).
+
+Used by :meth:`meanfield.io.hdf5.Trajectory.to_xarray`; imports xarray lazily.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from .hdf5 import SCALES
+
+#: Dimension names after the save axis, by task name; other tasks are named by their shape.
+TASK_DIMS = {
+    "x": ("particle", "component"),
+    "y": ("particle", "component"),
+    "mean": ("component",),
+    "ode_mean": ("component",),
+    "cov": ("component", "component2"),
+    "ode_cov": ("component", "component2"),
+    "Mxy": ("component", "component2"),
+}
+
+
+def _import_xarray():
+    try:
+        import xarray
+    except ImportError:
+        raise ImportError(
+            "Trajectory.to_xarray() needs the optional dependency xarray: "
+            'pip install "meanfield[xarray]" (or pip install xarray)') from None
+    return xarray
+
+
+def task_dims(name: str, shape: tuple, d: int | None, n: int | None) -> tuple:
+    """Dimension names of task ``name`` with per-save ``shape`` (the save axis excluded).
+
+    Known tasks use :data:`TASK_DIMS`; otherwise an axis of length ``n`` is
+    ``particle`` and a trailing axis of length ``d`` is ``component``
+    (``component2`` for a second one); anything else is ``<name>_dim<k>``.
+    """
+    if name in TASK_DIMS and len(TASK_DIMS[name]) == len(shape):
+        return TASK_DIMS[name]
+    dims = []
+    for k, size in enumerate(shape):
+        if size == d and "component" not in dims:
+            dims.append("component")
+        elif size == d and "component2" not in dims:
+            dims.append("component2")
+        elif size == n and k == 0 and len(shape) >= 1 and "particle" not in dims:
+            dims.append("particle")
+        else:
+            dims.append(f"{name}_dim{k + 1}")
+    return tuple(dims)
+
+
+def to_dataset(tr):
+    """Build the ``xarray.Dataset`` of a :class:`~meanfield.io.hdf5.Trajectory`.
+
+    Parameters
+    ----------
+    tr : Trajectory or RunResult
+
+    Returns
+    -------
+    xarray.Dataset
+        Dimension ``sim_time`` (length T, the save index) with coordinates
+        ``sim_time``, ``iteration``, ``oracle_calls``, ``wall_time``; one
+        variable per task. Tasks with fewer saves than ``sim_time`` (a run
+        killed between two writes) are cut to the common length.
+    """
+    xr = _import_xarray()
+    scales = {k: np.asarray(v) for k, v in tr.scales.items()}
+    tasks = {k: np.asarray(v) for k, v in tr.tasks.items()}
+    lengths = [len(v) for v in (*scales.values(), *tasks.values())]
+    T = min(lengths) if lengths else 0
+    d = tr.config.get("model", {}).get("d")
+    n = next((v.shape[1] for k, v in tasks.items() if k in ("x", "y") and v.ndim == 3), None)
+    if n is None:
+        n = tr.config.get("initial", {}).get("n")
+    coords = {"sim_time": ("sim_time", scales.get("sim_time", np.zeros(0))[:T])}
+    for name in SCALES[1:]:
+        if name in scales:
+            coords[name] = ("sim_time", scales[name][:T])
+    data = {name: (("sim_time", *task_dims(name, v.shape[1:], d, n)), v[:T])
+            for name, v in tasks.items()}
+    attrs = {k: v for k, v in getattr(tr, "attrs", {}).items()
+             if isinstance(v, (str, int, float, np.integer, np.floating))}
+    attrs["config"] = json.dumps(tr.config)
+    return xr.Dataset(data, coords=coords, attrs=attrs)
