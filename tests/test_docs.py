@@ -32,7 +32,7 @@ def accepted_keys() -> set:
     keys |= {f"initial.{k}" for k in COMMON_KEYS}
     keys |= {f"initial.{k}" for ks in LAW_KEYS.values() for k in ks}
     keys |= {f"initial.{k}" for ks in MOMENTUM_KEYS.values() for k in ks}
-    for section in ("run", "output", "diagnostics"):
+    for section in ("run", "output", "diagnostics", "solver"):
         keys |= {f"{section}.{k}" for k in SECTIONS[section]}
     return keys
 
