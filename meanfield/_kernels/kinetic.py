@@ -149,35 +149,38 @@ def theta_feet(T, zc, lo, dx, period_T, shift, feet):
             feet[j, e] = th + k * period
 
 
-def momentum_feet(omega_edges, a, b, tau, out):
-    """Backward feet of the momentum edges for d omega / dt = a_i + b_i omega^2 (a, b frozen).
+def momentum_feet(omega_edges, a, b, c, tau, out):
+    """Backward feet of the momentum edges for d omega / dt = a_i + c omega + b_i omega^2 (frozen).
 
     The flow of a Riccati equation with constant coefficients is a Moebius map:
-    ``omega = p / q`` with ``(p, q)' = [[0, a], [-b, 0]] (p, q)``, so the foot
-    is ``X = (C omega - a S) / (b S omega + C)`` with ``C = cos(r tau)``,
-    ``S = sin(r tau) / r``, ``r^2 = a b`` (cosh / sinh when ``a b < 0``).
-    Where ``b S omega + C <= 0`` the characteristic came from infinity (no
+    ``omega = p / q`` with ``(p, q)' = N (p, q)``, ``N = [[c/2, a], [-b, -c/2]]``
+    (traceless, ``N^2 = lam I``, ``lam = c^2/4 - a b``), so the foot is
+    ``X = ((C - S c/2) omega - S a) / (S b omega + C + S c/2)`` with
+    ``C = cosh(r tau)``, ``S = sinh(r tau) / r``, ``r^2 = lam`` (cos / sin when
+    ``lam < 0``). With a = b = 0 this is the exact damping ``X = e^{-c tau} omega``.
+    Where the denominator is <= 0 the characteristic came from infinity (no
     mass): the foot is put beyond the interval on the side it came from.
 
     Parameters
     ----------
     omega_edges : (K + 1,) array
     a, b : (M,) arrays
+    c : float, the linear coefficient (-alpha)
     tau : float
     out : (M, K + 1) output
     """
-    ab = a * b
-    q = ab * tau * tau
-    r = np.sqrt(np.abs(ab))
-    small = np.abs(q) < 1e-6
-    with np.errstate(invalid="ignore", divide="ignore"):
-        C = np.where(q > 0, np.cos(r * tau), np.cosh(r * tau))
-        S = np.where(q > 0, np.sin(r * tau), np.sinh(r * tau)) / np.where(r > 0, r, 1.0)
-    C = np.where(small, 1.0 - q / 2.0 + q * q / 24.0, C)
-    S = np.where(small, tau * (1.0 - q / 6.0 + q * q / 120.0), S)
+    lam = 0.25 * c * c - a * b
+    x = lam * tau * tau
+    r = np.sqrt(np.abs(lam))
+    small = np.abs(x) < 1e-6
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        C = np.where(lam > 0, np.cosh(r * tau), np.cos(r * tau))
+        S = np.where(lam > 0, np.sinh(r * tau), np.sin(r * tau)) / np.where(r > 0, r, 1.0)
+    C = np.where(small, 1.0 + x / 2.0 + x * x / 24.0, C)
+    S = np.where(small, tau * (1.0 + x / 6.0 + x * x / 120.0), S)
     w = omega_edges[None, :]
-    den = (b * S)[:, None] * w + C[:, None]
-    num = C[:, None] * w - (a * S)[:, None]
+    den = (b * S)[:, None] * w + (C + 0.5 * c * S)[:, None]
+    num = (C - 0.5 * c * S)[:, None] * w - (a * S)[:, None]
     far = -np.sign(b)[:, None] * 1e300 * np.ones_like(w)
     with np.errstate(invalid="ignore", divide="ignore"):
         np.copyto(out, np.where(den > 0, num / np.where(den > 0, den, 1.0), far))

@@ -15,20 +15,21 @@ coefficients ``2 pi I_k(beta)`` of E (modified Bessel functions).
 
 One step of ``strang`` (order 2) is the symmetric composition
 
-    D(h/2)  Theta(h/2)  Omega(h)  Theta(h/2)  D(h/2)
+    Theta(h/2)  Omega(h)  Theta(h/2)
 
-* D: the damping omega' = -alpha(t) omega, exact: ``omega -> omega e^{-Delta eta}``
-  and the density grows by ``e^{Delta eta}`` (the remap does it).
 * Theta: theta' = omega / z(theta) with omega fixed per momentum line; z
   depends on the moving marginal, so z is frozen at the trapezoid average of
   its values at the start and at a predicted end of the substep (local
   error O(h^3)); the characteristics of the frozen field are exact
   (``int z dtheta = omega t``, inverted by a fourth-order Hermite
   interpolant, :func:`meanfield._kernels.kinetic.theta_feet`).
-* Omega: omega' = a + b omega^2 with theta fixed; rho (so z, u, b) does not
+* Omega: omega' = a + b omega^2 - alpha omega with theta fixed; the damping
+  enters with its exact integral over the step, ``alpha = Delta eta / h``,
+  so momenta contract by exactly ``e^{-Delta eta}`` and the density grows by
+  ``e^{Delta eta}`` (k = 1 on the circle); rho (so z, u, b) does not
   move, a does through S: a is frozen at its value at a predicted half
   substep (midpoint rule, local error O(h^3)); the frozen Riccati flow is an
-  exact Moebius map (:func:`meanfield._kernels.kinetic.momentum_feet`).
+  exact Moebius map, damping included (:func:`meanfield._kernels.kinetic.momentum_feet`).
 
 Each substep is a conservative 1-D remap of cell averages through the
 monotone primitive (:func:`meanfield._kernels.kinetic.remap_lines`): mass
@@ -138,7 +139,8 @@ class CircleKinetic:
         self._slopesT = np.empty((self.K, self.M + 1))
         self._feetW = np.empty((self.M, self.K + 1))
         self._slopesW = np.empty((self.M, self.K + 1))
-        self._omega2 = self.omega ** 2
+        #: int omega^2 over each momentum cell / domega: the exact second moment of a cell average
+        self._omega2 = self.omega ** 2 + self.domega ** 2 / 12.0
 
     # ------------------------------------------------------------ resolution
     def tail(self) -> float:
@@ -179,12 +181,6 @@ class CircleKinetic:
         return u + 0.5 * v
 
     # ------------------------------------------------------------ substeps
-    def damp(self, f, deta, out):
-        """D: omega' = -alpha omega over a substep with ``int alpha = deta`` (exact remap)."""
-        np.copyto(self._feetW, self.omega_edges[None, :] * math.exp(deta))
-        KK.remap_lines(f, self._feetW, False, -self.P, self.domega, self._slopesW, out)
-        return out
-
     def _theta_remap(self, f, zc_coef, tau, out):
         """Theta substep with z frozen at the field of coefficients ``zc_coef``."""
         c = zc_coef.copy()
@@ -211,34 +207,33 @@ class CircleKinetic:
         c1 = self.z_coef(self.marginal(out))
         return self._theta_remap(f, 0.5 * (c0 + c1), tau, out)
 
-    def _omega_remap(self, f, a, b, tau, out):
-        KK.momentum_feet(self.omega_edges, a, b, tau, self._feetW)
+    def _omega_remap(self, f, a, b, c, tau, out):
+        KK.momentum_feet(self.omega_edges, a, b, c, tau, self._feetW)
         KK.remap_lines(f, self._feetW, False, -self.P, self.domega, self._slopesW, out)
         return out
 
-    def omega_step(self, f, tau, out):
-        """Omega(tau): a frozen at a predicted half substep (midpoint rule, order 2)."""
-        c = self.z_coef(self.marginal(f))
-        zc = self._eval(c)
-        u = self._eval(1j * self.k * c)
+    def omega_step(self, f, tau, deta, out):
+        """Omega(tau) with the damping: omega' = a + b omega^2 - (deta / tau) omega.
+
+        ``deta`` = int alpha over the substep, so the damping contracts momenta by
+        exactly ``e^{-deta}`` (and the density grows by ``e^{deta}``); a is frozen
+        at a predicted half substep (midpoint rule, order 2).
+        """
+        c = -deta / tau
+        zcoef = self.z_coef(self.marginal(f))
+        zc = self._eval(zcoef)
+        u = self._eval(1j * self.k * zcoef)
         b = 0.5 * u / zc ** 2
-        self._omega_remap(f, self.force(f, zc, u), b, 0.5 * tau, out)
+        self._omega_remap(f, self.force(f, zc, u), b, c, 0.5 * tau, out)
         a_half = self.force(out, zc, u)
-        return self._omega_remap(f, a_half, b, tau, out)
+        return self._omega_remap(f, a_half, b, c, tau, out)
 
     def step(self, f, schedule, t, h, work):
-        """One strang step of length h from time t; returns the new density (``f`` or ``work``)."""
-        a, b = f, work
-        d1 = schedule.eta(t + 0.5 * h) - schedule.eta(t)
-        if d1 != 0.0:
-            a, b = self.damp(a, d1, b), a
-        a, b = self.theta_step(a, 0.5 * h, b), a
-        a, b = self.omega_step(a, h, b), a
-        a, b = self.theta_step(a, 0.5 * h, b), a
-        d2 = schedule.eta(t + h) - schedule.eta(t + 0.5 * h)
-        if d2 != 0.0:
-            a, b = self.damp(a, d2, b), a
-        return a, b
+        """One strang step of length h from time t: ``(new density, scratch)`` (the two buffers swap)."""
+        self.theta_step(f, 0.5 * h, work)
+        self.omega_step(work, h, schedule.eta(t + h) - schedule.eta(t), f)
+        self.theta_step(f, 0.5 * h, work)
+        return work, f
 
     # ------------------------------------------------------------ initial density
     def initial_density(self, section: dict) -> np.ndarray:
