@@ -236,3 +236,52 @@ def test_cli_kinetic_run_and_clipping_box_exits_2_with_one_line(tmp_path, moment
     assert out.exit_code == 2
     lines = out.output.strip().splitlines()
     assert len(lines) == 1 and "solver.momentum_max" in lines[0] and "Traceback" not in out.output
+
+
+def w1_circle_grid(angles, sol, rho, L=4096):
+    """W1 on the circle between the empirical law of ``angles`` and the grid marginal ``rho`` (M,).
+
+    W1 = min_c int |F_emp - F - c| dtheta, on L points (F piecewise linear between edges).
+    """
+    th = -np.pi + 2 * np.pi * (np.arange(L) + 0.5) / L
+    F = np.interp(th, sol.theta_edges, np.concatenate([[0.0], np.cumsum(rho) * sol.dtheta]))
+    s = np.sort(np.mod(np.asarray(angles) + np.pi, 2 * np.pi) - np.pi)
+    D = np.searchsorted(s, th, side="right") / s.size - F / F[-1]
+    return float(np.mean(np.abs(D - np.median(D))) * 2 * np.pi)
+
+
+def particles_on_the_circle(n, beta, alpha, h, T, seed=0):
+    """The accelerated sphere model (d = 2, rk4) from angles ~ the VM mixture, omega ~ N(0, s^2)."""
+    from meanfield.integrators import make_integrator
+    from meanfield.models import make_model
+    from meanfield.simulate import Horizon, simulate
+
+    rng = np.random.default_rng(seed)
+    comp = rng.random(n) < VM["weights"][0]
+    th = np.where(comp, rng.vonmises(VM["mu"][0], VM["kappa"][0], n), rng.vonmises(VM["mu"][1], VM["kappa"][1], n))
+    om = VM["momentum_scale"] * rng.standard_normal(n)
+    e_th = np.stack([-np.sin(th), np.cos(th)], 1)
+    x = np.ascontiguousarray(np.stack([np.cos(th), np.sin(th)], 1))
+    y = np.ascontiguousarray(om[:, None] * e_th)
+    model = make_model({"name": "sphere", "dynamics": "accelerated", "d": 2, "beta": beta})
+    res = simulate(model, make_schedule("constant", 0.0, a=alpha), make_integrator("rk4", "accelerated"), x, y,
+                   Horizon(t0=0.0, h=h, t1=T), save_every=10**6, save_fields=())
+    return model, res.x, res.y
+
+
+def test_kinetic_solution_matches_particles_within_a_few_over_sqrt_n():
+    n, beta, alpha, h, T = 2000, 2.0, 1.0, 0.05, 1.0
+    sol = CircleKinetic(beta, 64, 80, 5.0)
+    f = _evolve(sol, sol.initial_density(VM), make_schedule("constant", 0.0, a=alpha), h, T)[0]
+    e_pde, d_pde = sol.energies(f), sol.diagnostics(f)
+    model, x, y = particles_on_the_circle(n, beta, alpha, 2 * h, T)  # rk4: its time error is ~1e-6
+    e_par = model.energies(x, y)
+    op_par = float(np.hypot(*x.mean(axis=0)))
+    tol = 3.0 / np.sqrt(n)
+    for name in ("energy", "kinetic", "potential"):
+        assert abs(e_pde[name] - e_par[name]) < tol * max(1.0, abs(e_pde[name])), name
+    assert abs(d_pde["order_parameter"] - op_par) < tol
+    assert w1_circle_grid(np.arctan2(x[:, 1], x[:, 0]), sol, sol.marginal(f)) < tol
+    # the comparison can fail: the initial state is far from the final one in these quantities
+    f0 = sol.initial_density(VM)
+    assert abs(sol.energies(f0)["energy"] - e_par["energy"]) > tol
