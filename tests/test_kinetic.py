@@ -184,6 +184,12 @@ def test_kinetic_run_hdf5_and_resume_bit_identical(tmp_path):
     ({"solver": {"kind": "pde", "grid": [64, 80], "momentum_max": 2.0}}, "solver.momentum_max"),
     ({"model": {"name": "sphere", "dynamics": "accelerated", "d": 3, "beta": 2.0}}, "solver.kind"),
     ({"model": {"name": "sphere", "dynamics": "accelerated", "d": 2, "beta": 40.0}}, "solver.grid"),
+    ({"model": {"name": "sphere", "dynamics": "accelerated", "d": 2, "beta": 2.0, "Q": [[1.0, 0.0], [0.0, 2.0]]}},
+     "model.Q"),
+    ({"run": {"t0": 0.0, "oracle_calls": 70}}, "run.oracle_calls"),
+    ({"initial": {"law": "gaussian", "n": 10, "momentum": "gaussian", "momentum_scale": 0.6}}, "initial.law"),
+    ({"initial": {"law": "sphere_uniform", "n": 10, "momentum": "affine"}}, "initial.momentum"),
+    ({"initial": {"law": "sphere_uniform", "n": 10, "momentum": "zero"}}, "solver.grid"),  # even K
 ])
 def test_bad_kinetic_input_names_the_key(change, key):
     cfg = kinetic_config()

@@ -365,6 +365,10 @@ class KineticRun:
             raise ParameterError("integrator.name", f"an integrator of kinetic pde runs "
                                  f"({', '.join(KINETIC_INTEGRATORS)}: Strang splitting of the transport)",
                                  integrator.name)
+        if cfg["run"].get("oracle_calls") is not None:
+            raise ParameterError("run.oracle_calls", "run.t1 or run.steps for a kinetic pde run (its steps "
+                                 "count nonlocal moment evaluations, not the particle integrator's calls)",
+                                 cfg["run"]["oracle_calls"])
         params = model.params
         if not params.identity_qk:
             raise ParameterError("model.Q", "Q = K = identity for a kinetic pde run (the circle's kinetic "
