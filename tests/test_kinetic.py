@@ -291,3 +291,14 @@ def test_kinetic_solution_matches_particles_within_a_few_over_sqrt_n():
     # the comparison can fail: the initial state is far from the final one in these quantities
     f0 = sol.initial_density(VM)
     assert abs(sol.energies(f0)["energy"] - e_par["energy"]) > tol
+
+
+def test_momentum_spread_of_a_graph_and_of_a_gaussian():
+    sol = CircleKinetic(2.0, 32, 41, 3.0)
+    at_rest = sol.initial_density({"law": "von_mises", "mu": [0.5], "kappa": [1.0], "momentum": "zero"})
+    assert sol.momentum_spread(at_rest) == 0.0  # all mass in the cell centred at omega = 0
+    assert abs(sol.diagnostics(at_rest)["mass"] - 1.0) < 1e-13
+    gauss = CircleKinetic(2.0, 32, 120, 6.0)
+    f = gauss.initial_density({"law": "sphere_uniform", "momentum": "gaussian", "momentum_scale": 0.7})
+    # the midpoint moments of cell averages add domega^2 / 12 to the variance (Sheppard)
+    assert abs(gauss.momentum_spread(f) - np.sqrt(0.49 + gauss.domega ** 2 / 12)) < 1e-6

@@ -142,8 +142,9 @@ class CircleKinetic:
         self._slopesT = np.empty((self.K, self.M + 1))
         self._feetW = np.empty((self.M, self.K + 1))
         self._slopesW = np.empty((self.M, self.K + 1))
-        #: int omega^2 over each momentum cell / domega: the exact second moment of a cell average
-        self._omega2 = self.omega ** 2 + self.domega ** 2 / 12.0
+        # midpoint weights of the momentum moments: for smooth laws sum omega_j^2 P_j exceeds
+        # int omega^2 f by domega^2 / 12 (Sheppard); a piecewise-constant reading would double that
+        self._omega2 = self.omega ** 2
 
     # ------------------------------------------------------------ resolution
     def tail(self) -> float:
@@ -281,7 +282,7 @@ class CircleKinetic:
 
     def diagnostics(self, f) -> dict:
         """``mass``, ``min_density``, ``E_beta``, ``mean`` (2,) of x = (cos, sin) theta, ``cov`` (2, 2),
-        ``order_parameter`` |mean|."""
+        ``order_parameter`` |mean|, ``momentum_spread`` (:meth:`momentum_spread`)."""
         rho = self.marginal(f)
         c, s = np.cos(self.theta), np.sin(self.theta)
         mass = float(rho.sum() * self.dtheta)
@@ -291,7 +292,18 @@ class CircleKinetic:
         cov = (X * w) @ X.T / mass
         zc = self.z(rho)
         return {"mass": mass, "min_density": float(f.min()), "E_beta": float(np.dot(zc, w)) / (2 * self.beta),
-                "mean": mu, "cov": cov, "order_parameter": float(np.hypot(*mu))}
+                "mean": mu, "cov": cov, "order_parameter": float(np.hypot(*mu)),
+                "momentum_spread": self.momentum_spread(f)}
+
+    def momentum_spread(self, f) -> float:
+        """sqrt(int rho Var(omega | theta)): 0 while f lives on a graph omega = W(theta) (a monokinetic
+        state, up to the grid's numerical diffusion), and O(1) once trajectories have crossed."""
+        rho = self.marginal(f)
+        m1 = (f @ self.omega) * self.domega
+        m2 = (f @ self._omega2) * self.domega
+        with np.errstate(invalid="ignore", divide="ignore"):
+            var = np.where(rho > 0, m2 - m1 * m1 / np.where(rho > 0, rho, 1.0), 0.0)
+        return float(np.sqrt(max(var.sum() * self.dtheta, 0.0) / max(rho.sum() * self.dtheta, 1e-300)))
 
 
 class KineticSystem(GridSystem):
