@@ -13,10 +13,10 @@ import time
 import numpy as np
 
 sys.path.insert(0, "tests")
-from test_kinetic import VM, _evolve, particles_on_the_circle, w1_circle_grid  # noqa: E402
+from test_kinetic import VM, _evolve, particles_on_the_circle, w1_circle_grid
 
-from meanfield.pde.kinetic import CircleKinetic  # noqa: E402
-from meanfield.schedules import make_schedule  # noqa: E402
+from meanfield.pde.kinetic import CircleKinetic
+from meanfield.schedules import make_schedule
 
 beta, alpha, h, T = 2.0, 1.0, 0.05, 1.0
 t0 = time.perf_counter()

@@ -18,12 +18,12 @@ import time
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from meanfield.pde.kinetic import CircleKinetic, position_density  # noqa: E402
-from meanfield.reductions.circle_pde import CirclePDE  # noqa: E402
-from meanfield.schedules import make_schedule  # noqa: E402
+from meanfield.pde.kinetic import CircleKinetic, position_density
+from meanfield.reductions.circle_pde import CirclePDE
+from meanfield.schedules import make_schedule
 
 BETA = 2.0
 LAW = {"law": "von_mises", "mu": [0.0, 2.5], "kappa": [2.0, 1.0], "weights": [0.6, 0.4], "momentum": "zero"}
@@ -55,7 +55,7 @@ def accelerated(alpha, h, t1):
         mass.append(d["mass"])
 
     record(f)
-    n = int(round(t1 / h))
+    n = round(t1 / h)
     for k in range(n):
         f, w = sol.step(f, sch, k * h, h, w)
         ts.append((k + 1) * h)

@@ -22,14 +22,14 @@ import time
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from meanfield.integrators import make_integrator  # noqa: E402
-from meanfield.models import make_model  # noqa: E402
-from meanfield.pde.kinetic import CircleKinetic  # noqa: E402
-from meanfield.schedules import make_schedule  # noqa: E402
-from meanfield.simulate import Horizon, Recorder, simulate  # noqa: E402
+from meanfield.integrators import make_integrator
+from meanfield.models import make_model
+from meanfield.pde.kinetic import CircleKinetic
+from meanfield.schedules import make_schedule
+from meanfield.simulate import Horizon, Recorder, simulate
 
 BETA, KAPPA, T1, H = 2.0, 1.0, 3.0, 0.02
 LAW = {"law": "von_mises", "mu": [0.0], "kappa": [KAPPA], "momentum": "zero"}
@@ -68,8 +68,8 @@ def main():
     f = sol.initial_density(LAW)
     w = np.empty_like(f)
     sch = make_schedule("none", 0.0)
-    nsteps = int(round(T1 / H))
-    snaps_at = [int(round(s / H)) for s in (0.8, 1.6, 2.2, 3.0)]
+    nsteps = round(T1 / H)
+    snaps_at = [round(s / H) for s in (0.8, 1.6, 2.2, 3.0)]
     snaps, spread, ts = {}, [], []
     for k in range(1, nsteps + 1):
         f, w = sol.step(f, sch, (k - 1) * H, H, w)

@@ -87,7 +87,7 @@ def test_theta_feet_follow_the_characteristics_of_omega_over_z():
     feet = sol._feetT
     for j in (0, 3, 6):
         for e in (0, 17, 40):
-            back = solve_ivp(lambda t, y: [-sol.omega[j] / z_of(y[0])], (0, tau), [sol.theta_edges[e]],
+            back = solve_ivp(lambda t, y, w=sol.omega[j]: [-w / z_of(y[0])], (0, tau), [sol.theta_edges[e]],
                              rtol=1e-12, atol=1e-12).y[0, -1]
             assert abs(feet[j, e] - back) < 1e-6
 
@@ -110,7 +110,7 @@ def _evolve(sol, f, schedule, h, T):
     w = np.empty_like(f)
     H0, Kp, diss, t = sol.energies(f)["energy"], sol.kinetic(f), 0.0, 0.0
     Hs = [H0]
-    for _ in range(int(round(T / h))):
+    for _ in range(round(T / h)):
         f, w = sol.step(f, schedule, t, h, w)
         Kn = sol.kinetic(f)
         diss += h * (schedule.alpha(t) * Kp + schedule.alpha(t + h) * Kn)

@@ -365,7 +365,7 @@ class KineticRun:
         tail = self.solver.tail()
         width = 1.0 / math.sqrt(params.beta) / self.solver.dtheta
         if tail > KERNEL_TAIL or width < CELLS_PER_WIDTH:
-            need = max(int(math.ceil(2 * np.pi * CELLS_PER_WIDTH * math.sqrt(params.beta))), 8)
+            need = max(math.ceil(2 * np.pi * CELLS_PER_WIDTH * math.sqrt(params.beta)), 8)
             while special.ive(need // 2, params.beta) / special.ive(0, params.beta) > KERNEL_TAIL:
                 need += 2
             raise ParameterError("solver.grid", f"at least {need} theta cells for beta = {params.beta:g} "
@@ -377,7 +377,7 @@ class KineticRun:
                                      f"law (mass outside <= {CLIP_TOLERANCE:g}; momentum_max >= "
                                      f"{s * -special.ndtri(CLIP_TOLERANCE / 2):.4g})", P)
             if s / self.solver.domega < CELLS_PER_MOMENTUM_SCALE:
-                raise ParameterError("solver.grid", f"at least {int(math.ceil(2 * P / s * CELLS_PER_MOMENTUM_SCALE))}"
+                raise ParameterError("solver.grid", f"at least {math.ceil(2 * P / s * CELLS_PER_MOMENTUM_SCALE)}"
                                      f" momentum cells (momentum_scale {s:g} over >= "
                                      f"{CELLS_PER_MOMENTUM_SCALE:g} cells)", grid)
         self.density0 = self.solver.initial_density(section)
