@@ -359,7 +359,12 @@ class KineticRun:
                                  grid)
         M, K = (int(g) for g in grid)
         section = cfg["initial"]
-        s = float(section.get("momentum_scale", 1.0)) if section.get("momentum") == "gaussian" else None
+        s = None
+        if section.get("momentum") == "gaussian":
+            s = section.get("momentum_scale", 1.0)
+            if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s) or not s > 0:
+                raise ParameterError("initial.momentum_scale", "a finite number > 0 for a kinetic pde run", s)
+            s = float(s)
         P = float(sol.get("momentum_max", 8.0 * s if s else 4.0))
         self.solver = CircleKinetic(params.beta, M, K, P)
         tail = self.solver.tail()
