@@ -5,7 +5,7 @@
 Sphere model, d = 2, beta = 2, no damping, positions ~ von Mises(0, kappa = 1),
 all momenta zero: f starts on the graph omega = 0 and stays on a graph
 omega = W(t, theta) until trajectories cross (the bump focuses through its
-centre). The kinetic equation (strang, 256 x 321 cells, |omega| <= 8,
+centre). The kinetic equation (strang, 256 x 561 cells, |omega| <= 14,
 h = 0.02) is drawn in phase space at four times with N particles (rk4, same
 h, saved every 5 steps) overlaid.
 Crossing is measured two ways and printed:
@@ -80,7 +80,7 @@ def main():
     crossed = np.nonzero(np.any(np.diff(th, axis=1) < 0, axis=1))[0]
     t_cross_particles = tp[crossed[0]] if crossed.size else None
     t0 = time.perf_counter()
-    sol = CircleKinetic(BETA, 256, 321, 8.0)
+    sol = CircleKinetic(BETA, 256, 561, 14.0)
     f = sol.initial_density(LAW)
     w = np.empty_like(f)
     sch = make_schedule("none", 0.0)
@@ -95,7 +95,7 @@ def main():
         if k in snaps_at:
             snaps[k] = f.copy()
     spread, ts = np.array(spread), np.array(ts)
-    print(f"kinetic 256 x 321: {time.perf_counter() - t0:.1f} s, mass lost {1 - f.sum() * sol.cell_volume:.2e}")
+    print(f"kinetic 256 x 561: {time.perf_counter() - t0:.1f} s, mass lost {1 - f.sum() * sol.cell_volume:.2e}")
     multi = np.nonzero(np.array(nstreams) >= 2)[0]
     t_cross_pde = ts[multi[0]] if multi.size else None
     print(f"crossing: particles (Lagrangian map no longer monotone, saves every {SAVE_EVERY * H:g}) "
@@ -108,7 +108,7 @@ def main():
         ax.plot(wrap[::2], om[k // SAVE_EVERY][::2], ".", ms=1.0, color="cyan", alpha=0.6)
         ax.set_title(f"t = {k * H:.2f}")
         ax.set_xlabel("theta")
-        ax.set_ylim(-6.0, 6.0)
+        ax.set_ylim(-10.0, 10.0)
     axes[0].set_ylabel("omega")
     ax = axes[-1]
     ax.semilogy(ts, spread, label="kinetic: momentum_spread")
