@@ -227,7 +227,8 @@ def plot_clusters(tr, tol=None):
 
 
 def plot_density(tr):
-    """Density of a grid run over time (space-time image) and its mass drift.
+    """Density of a grid run over time (space-time image; phase space: its position marginal) and its
+    mass drift.
 
     Parameters
     ----------
@@ -237,8 +238,10 @@ def plot_density(tr):
     if "density" not in tr or not grid:
         raise ParameterError("solver.kind", 'a pde run on a grid (/tasks/density and /grid)',
                              "a run without a density")
-    axis, centres = next(iter(grid.items()))
+    axis, centres = next((k, v) for k, v in grid.items() if k != "momentum")
     rho = np.asarray(tr["density"], dtype=float)
+    if rho.ndim == 3 and "momentum" in grid:  # phase space (kinetic run): the position marginal
+        rho = rho.sum(axis=2) * float(np.diff(grid["momentum"][:2])[0])
     t = np.asarray(tr["sim_time"], dtype=float)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [2, 1]})
     ax = axes[0]

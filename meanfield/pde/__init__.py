@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from ..errors import ParameterError
 from .bilinear_flow import BilinearFlow, push_forward
 from .grid import GridRun, GridSystem
+from .kinetic import KineticRun
 
 
 @dataclass(frozen=True)
@@ -60,5 +61,6 @@ def make_pde(cfg: dict, model, integrator, base_dir=None):
 
 register_pde("bilinear", "first_order", BilinearFlow)
 register_pde("bilinear", "accelerated", BilinearFlow)
+register_pde("sphere", "accelerated", KineticRun, d=2)
 
-__all__ = ["PDE_SOLVERS", "BilinearFlow", "GridRun", "GridSystem", "make_pde", "push_forward", "register_pde"]
+__all__ = ["PDE_SOLVERS", "BilinearFlow", "GridRun", "GridSystem", "KineticRun", "make_pde", "push_forward", "register_pde"]
