@@ -1,0 +1,1 @@
+"""Solvers of the mean-field equations (SPEC §9) on grids."""
