@@ -52,6 +52,7 @@ from .._kernels import fv as FK
 from ..errors import ParameterError
 from ..models.softmax import SoftmaxParams
 from ..models.sphere import SphereParams
+from ..reductions.circle_pde import w1_circle_cdf
 from .densities import cell_masses
 
 TWO_PI = 2.0 * np.pi
@@ -279,6 +280,12 @@ class CircleFV(_FiniteVolume):
         rho = np.asarray(rho, np.float64)
         rh = None if self.dense else np.fft.rfft(rho)
         return {"u": self._scale * self._u_c(rho, rh), "z": self._scale * self._z_c(rho, rh)}
+
+    def w1(self, angles: np.ndarray, rho: np.ndarray) -> float:
+        """Wasserstein-1 distance on the circle between particles at ``angles (N,)`` and the
+        piecewise-constant density ``rho (M,)`` (exact: its CDF is linear in every cell)."""
+        F = np.concatenate([[0.0], np.cumsum(rho) * self.dx])
+        return w1_circle_cdf(angles, self.edges, F)
 
     def initial_density(self, initial_section: dict) -> np.ndarray:
         """Cell averages ``(M,)`` of the initial law (``sphere_uniform`` or ``von_mises``); ``sum * dx = 1``."""

@@ -149,20 +149,32 @@ def sample_trig_density(a, b, n: int, rng) -> np.ndarray:
 def w1_circle(angles: np.ndarray, pde: CirclePDE, f: np.ndarray, L: int = 1 << 16) -> float:
     """Wasserstein-1 distance on the circle between the empirical law of ``angles`` and density f.
 
-    W1 = min_c int_0^{2 pi} |F_emp(theta) - F(theta) - c| dtheta (the circle's
-    formula, Rabin et al.), integrated exactly on the union of the particle
-    positions and an L-point grid on which F is interpolated linearly.
-
     Parameters
     ----------
     angles : (N,) particle angles (any real numbers; taken mod 2 pi)
     pde : CirclePDE (for the interpolant of f)
     f : (M,) density on the PDE grid, int f = 1
     """
+    th, F = pde.cdf(f, L)
+    return w1_circle_cdf(angles, th, F)
+
+
+def w1_circle_cdf(angles: np.ndarray, th: np.ndarray, F: np.ndarray) -> float:
+    """Wasserstein-1 distance on the circle between the empirical law of ``angles`` and a law given by its CDF.
+
+    W1 = min_c int_0^{2 pi} |F_emp(theta) - F(theta) - c| dtheta (the circle's
+    formula, Rabin et al.), integrated exactly on the union of the particle
+    positions and the points ``th`` between which F is linear.
+
+    Parameters
+    ----------
+    angles : (N,) particle angles (any real numbers; taken mod 2 pi)
+    th : (L + 1,) increasing points from 0 to 2 pi
+    F : (L + 1,) the CDF int_0^th rho at those points (normalized by F[-1])
+    """
     s = np.sort(np.mod(np.asarray(angles, float), TWO_PI))
     n = s.size
-    th, F = pde.cdf(f, L)
-    F = F / F[-1]
+    F = np.asarray(F, float) / F[-1]
     pts = np.union1d(th, s)
     Fp = np.interp(pts, th, F)
     Fe = np.searchsorted(s, pts[:-1], side="right") / n  # F_emp on [pts_k, pts_{k+1})
