@@ -362,7 +362,9 @@ class LineFV(_FiniteVolume):
         # interior interfaces x_{j+1/2}, j = 0..M-2 (the right wall M-1 has zero flux)
         self._K0_if, self._K1_if, self._s_if = self._kernel_matrices(self.edges[1:-1], pts, wts)
         self._K0_c, self._K1_c, self._s_c = self._kernel_matrices(self.centres, pts, wts)
-        self._gradW_if = self.q * (self.edges[1:-1] - self.m)
+        self._gradW_if = self.b * self.q * (self.edges[1:-1] - self.m)  # B W' at the interfaces
+        self._e_if = np.exp(self._s_if)
+        self._gradW_scaled = self._gradW_if / self._e_if
 
     @staticmethod
     def _check_domain(domain):
@@ -392,9 +394,9 @@ class LineFV(_FiniteVolume):
         u = self.v * (self._K1_if @ rho)
         if self.normalized:
             z = self._K0_if @ rho
-            out[:-1] = (u - self.b * self._gradW_if * np.exp(-self._s_if)) / z
+            out[:-1] = (u - self._gradW_scaled) / z
         else:
-            out[:-1] = u * np.exp(self._s_if) - self.b * self._gradW_if
+            out[:-1] = u * self._e_if - self._gradW_if
         out[-1] = 0.0
 
     def fields(self, rho: np.ndarray) -> dict:

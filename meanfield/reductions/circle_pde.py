@@ -18,6 +18,13 @@ derivative is set to zero). Time stepping is scipy's DOP853 with tight
 tolerances. Every stage derivative has a zero mean mode, so the mass
 int f = (2 pi / M) sum_k f_k is conserved to round-off.
 
+Role: a smooth-data reference. While the density is resolved the spectral
+solution converges exponentially in M, which is what the second-order
+finite-volume solver (:class:`meanfield.pde.finite_volume.CircleFV`) is
+checked against; once clusters get narrower than the grid it loses positivity
+(Gibbs oscillations) and soon stops, while the finite-volume solver runs
+through cluster formation and merging.
+
 Particle comparison: :func:`w1_circle` computes the Wasserstein-1 distance on
 the circle between an empirical measure and the trigonometric interpolant of
 f, exactly up to the interpolation of its antiderivative on a fine grid.
