@@ -223,8 +223,12 @@ def equiangular(section: dict, d: int, rng) -> np.ndarray:
 def _finite_list(value, key: str, what: str) -> np.ndarray:
     """A number or a non-empty list of finite numbers as a ``(k,)`` float64 array."""
     items = value if isinstance(value, (list, tuple)) else [value]
-    if not items or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
-                            for v in items):
+    try:
+        ok = bool(items) and all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(float(v))
+                                 for v in items)
+    except OverflowError:  # an integer beyond float range
+        ok = False
+    if not ok:
         raise ParameterError(key, what, value)
     return np.asarray(items, dtype=np.float64)
 
