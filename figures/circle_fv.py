@@ -84,8 +84,8 @@ def main(argv=None):
     ext = [0, 2 * np.pi, times[-1], times[0]]
     floor = 1e-3
     shown = rho.reshape(rho.shape[0], BINS, -1).mean(axis=2)  # cell averages over the histogram's bins
-    for k, (img, title) in enumerate([(shown, f"finite-volume density (M = {M}, shown in {BINS} bins)"),
-                                      (hist, f"histogram of N = {n} particles")]):
+    for k, (img, title) in enumerate([(shown, f"finite volume, M = {M} ({BINS} bins shown)"),
+                                      (hist, f"{n} particles (histogram)")]):
         im = ax[k].imshow(np.log10(np.maximum(img, floor)), aspect="auto", extent=ext, cmap="magma",
                           vmin=np.log10(floor), vmax=2.0, interpolation="nearest")
         ax[k].set(xlabel="theta", ylabel="t" if k == 0 else None, title=title)
