@@ -30,6 +30,13 @@ Spatial order 2 (:attr:`order`) on smooth solutions, measured in L1 against a
 fine-grid reference (tests/test_fv.py); the limiter clips slopes at extrema,
 so the maximum-norm error converges more slowly there.
 
+After collapse. A cluster narrower than a cell sits in one or two cells; it
+moves only when its drift beats its own attraction at the neighbouring
+interfaces (about dx / 2 for SA), so the slow drift of metastable clusters
+towards each other is resolved at first order in dx (beta = 3, two clusters:
+merging at t = 27, 25, 24.5 with M = 512, 1024, 2048; figures/circle_fv.py).
+Mass and positivity are unaffected.
+
 Interaction sums. On the circle they are circular correlations of rho with
 the cell-integrated kernels: by FFT (O(M log M)) for ``beta <= FFT_BETA_MAX``;
 above it the FFT's round-off (relative to the largest value, ~1e-16) exceeds
