@@ -222,8 +222,61 @@ def equiangular(section: dict, d: int, rng) -> np.ndarray:
     return X / np.linalg.norm(X, axis=1, keepdims=True)
 
 
+def _finite_list(value, key: str, what: str) -> np.ndarray:
+    """A number or a non-empty list of finite numbers as a ``(k,)`` float64 array."""
+    items = value if isinstance(value, (list, tuple)) else [value]
+    try:
+        ok = bool(items) and all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(float(v))
+                                 for v in items)
+    except OverflowError:  # an integer beyond float range
+        ok = False
+    if not ok:
+        raise ParameterError(key, what, value)
+    return np.asarray(items, dtype=np.float64)
+
+
+def von_mises_params(section: dict, d: int):
+    """Validated mixture parameters of the ``von_mises`` law: ``(mu, kappa, weights)``, each ``(k,)``.
+
+    ``mu``: a number or list of angles (radians); ``kappa``: a number (shared) or a
+    list of concentrations >= 0, one per component; ``weights``: a list of numbers
+    >= 0 summing to 1 (default: equal weights).
+    """
+    if d != 2:
+        raise ParameterError("initial.law", "a law for model.d = 2 (von_mises is a law of angles on the circle)",
+                             f"von_mises with d = {d}")
+    mu = _finite_list(section.get("mu", 0.0), "initial.mu", "an angle or a list of angles (radians)")
+    k = mu.size
+    kappa = _finite_list(section.get("kappa", 1.0), "initial.kappa", "a number >= 0 or a list of them")
+    if kappa.size == 1:
+        kappa = np.full(k, kappa[0])
+    if kappa.size != k or np.any(kappa < 0):
+        raise ParameterError("initial.kappa", f"a number >= 0 or a list of {k} numbers >= 0 (one per mu)",
+                             section.get("kappa"))
+    w = section.get("weights", [1.0 / k] * k)
+    weights = _finite_list(w, "initial.weights", f"a list of {k} numbers >= 0 summing to 1")
+    if weights.size != k or np.any(weights < 0) or abs(weights.sum() - 1.0) > 1e-9:
+        raise ParameterError("initial.weights", f"a list of {k} numbers >= 0 summing to 1 (one per mu)", w)
+    return mu, kappa, weights
+
+
+def von_mises(section: dict, d: int, rng) -> np.ndarray:
+    """Mixture of von Mises laws on the circle, x_i = (cos theta_i, sin theta_i); returns ``(n, 2)``.
+
+    theta has density sum_c w_c exp(kappa_c cos(theta - mu_c)) / (2 pi I_0(kappa_c));
+    a component is drawn with probability w_c, then theta from numpy's von Mises sampler.
+    """
+    n = _n_of(section)
+    mu, kappa, weights = von_mises_params(section, d)
+    comp = rng.choice(mu.size, size=n, p=weights / weights.sum())
+    theta = rng.vonmises(mu[comp], kappa[comp])
+    return np.stack([np.cos(theta), np.sin(theta)], axis=1)
+
+
 LAWS["sphere_uniform"] = sphere_uniform
 LAW_KEYS["sphere_uniform"] = ()
+LAWS["von_mises"] = von_mises
+LAW_KEYS["von_mises"] = ("mu", "kappa", "weights")
 LAWS["equiangular"] = equiangular
 LAW_KEYS["equiangular"] = ("rho",)
 

@@ -4,12 +4,11 @@
 that model: a callable ``setup(cfg, model, integrator, base_dir)`` returning
 an object with ``system(state=None)`` (the system the loop advances; a
 checkpoint's state when resuming), ``energy_infimum()`` and ``attrs()``
-(extra file attributes), plus the dimension it is limited to. Register a
-solver with one line, e.g. the finite-volume solvers of the first-order
-continuity equation::
-
-    register_pde("sphere", "first_order", GridRun.of(CircleFV), d=2)
-    register_pde("softmax", "first_order", GridRun.of(LineFV), d=1)
+(extra file attributes), plus the dimension it is limited to. Registered:
+the bilinear flow map (any d), the finite-volume solvers of the first-order
+continuity equation on the circle (sphere, d = 2) and the line (softmax,
+d = 1), and the kinetic equation of the accelerated sphere model on the
+circle.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 
 from ..errors import ParameterError
 from .bilinear_flow import BilinearFlow, push_forward
+from .finite_volume import CircleFV, LineFV
 from .grid import GridRun, GridSystem
 from .kinetic import KineticRun
 
@@ -62,5 +62,7 @@ def make_pde(cfg: dict, model, integrator, base_dir=None):
 register_pde("bilinear", "first_order", BilinearFlow)
 register_pde("bilinear", "accelerated", BilinearFlow)
 register_pde("sphere", "accelerated", KineticRun, d=2)
+register_pde("sphere", "first_order", GridRun.of(CircleFV), d=2)
+register_pde("softmax", "first_order", GridRun.of(LineFV), d=1)
 
 __all__ = ["PDE_SOLVERS", "BilinearFlow", "GridRun", "GridSystem", "KineticRun", "make_pde", "push_forward", "register_pde"]
