@@ -7,7 +7,7 @@ Regenerate with::
 Both runs start from the same Gaussian cloud (N = 4000, d = 2) and use the
 same model (A = I, W(x) = 1/2 x^T Q x); the accelerated run uses nesterov
 damping and affine initial momentum y = S x. Solid ellipses: particle
-covariance at equal times; dashed: the exact moment ODE of SPEC §2. The law
+covariance at equal times; dashed: the exact moment ODE of docs/models.md §2. The law
 stays Gaussian (elliptical) in both flows -- only its mean and covariance move.
 """
 

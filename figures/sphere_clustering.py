@@ -12,7 +12,7 @@ attention over all pairs) for three blocks:
   gradient flow of U), explicit Euler: the residual block;
 * nag: the same first-order field with Nesterov momentum (constant damping
   0.5), followed by the retraction onto the sphere;
-* the accelerated sphere Hamiltonian (SPEC §3/§4, B = I, A = beta I, tangent
+* the accelerated sphere Hamiltonian (docs/models.md §3/§4, B = I, A = beta I, tangent
   momenta), exponential Euler with constant damping 1, followed by the
   retraction and momentum projection.
 

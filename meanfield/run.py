@@ -95,7 +95,7 @@ class Run:
     Parameters
     ----------
     config : dict, str, os.PathLike or None
-        A parameter dict (sections as in INTERFACE.md), a path to a TOML file,
+        A parameter dict (sections as in docs/parameters.md), a path to a TOML file,
         or None for the built-in default example.
     overrides : sequence of str
         ``"section.key=value"`` overrides (TOML values), applied after the file.

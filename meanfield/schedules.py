@@ -1,6 +1,6 @@
 """Damping schedules alpha(t), their integrals eta(t) and exact damping factors.
 
-SPEC §1. Every schedule knows ``alpha(t)``, ``eta(t) = int_{t0}^t alpha`` and
+docs/models.md §1. Every schedule knows ``alpha(t)``, ``eta(t) = int_{t0}^t alpha`` and
 the exact factor ``sigma(t, h) = exp(-(eta(t + h) - eta(t)))`` by which the
 pure damping ODE ``y' = -alpha(t) y`` shrinks ``y`` over ``[t, t + h]``.
 """

@@ -1,4 +1,4 @@
-"""Slow NumPy references for the softmax model: the full N x N formulas of SPEC §3 and §6.
+"""Slow NumPy references for the softmax model: the full N x N formulas of docs/models.md §3 and §6.
 
 Everything is float64 and forms ``E = exp(X A X^T)`` explicitly; only for
 small N (tests). Under ``causal=True`` token i (0-based) sees j <= i and the
@@ -73,7 +73,7 @@ def hamiltonian_field(X, Y, A, B, Q=None, m=None, causal=False):
 def energy(X, Y, A, B, Q=None, m=None, causal=False):
     """H = (1/N) sum_i y_i^T B y_i / (2 z_i) - 1/(2N) sum_i z_i + (1/N) sum_i W(x_i).
 
-    Without a mask the middle term is -1/(2N^2) sum_ij E_ij (SPEC §3). ``Y=None``
+    Without a mask the middle term is -1/(2N^2) sum_ij E_ij (docs/models.md §3). ``Y=None``
     gives the first-order energy (no kinetic term).
     """
     X, E, counts = _E_mask_counts(X, A, causal)

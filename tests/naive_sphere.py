@@ -1,4 +1,4 @@
-"""Slow NumPy references for the sphere model (SPEC §4, §6): full N x N formulas, float64, small N."""
+"""Slow NumPy references for the sphere model (docs/models.md §4, §6): full N x N formulas, float64, small N."""
 
 from __future__ import annotations
 

@@ -174,7 +174,7 @@ def test_first_order_energy_decreases(make_config):
 
 @pytest.mark.parametrize("dynamics", ["accelerated", "first_order"])
 def test_particles_follow_the_moment_ode(make_config, dynamics):
-    """SPEC §2 closure: affine momentum, nesterov damping, rk4 h = 0.005 -> agreement ~1e-8."""
+    """docs/models.md §2 closure: affine momentum, nesterov damping, rk4 h = 0.005 -> agreement ~1e-8."""
     cfg = make_config(dynamics, "rk4", n=200, d=3, t1=3.0, save_every=40)
     cfg["integrator"]["h"] = 0.005
     S = [[0.1, 0.05, 0.0], [0.05, -0.2, 0.0], [0.0, 0.0, 0.3]]
@@ -197,7 +197,7 @@ def test_particles_follow_the_moment_ode(make_config, dynamics):
 # ----------------------------------------------------------- causal mask
 @pytest.mark.parametrize("n", [7, 1500])
 def test_causal_fields_match_the_masked_pairwise_reference(n, dtype):
-    """SPEC §6: sums over j <= i with factor 1/i; several chunks exercise the prefix offsets."""
+    """docs/models.md §6: sums over j <= i with factor 1/i; several chunks exercise the prefix offsets."""
     A, Q, m, X, Y = _problem(n=n, d=3, seed=5)
     X, Y = 0.5 * X, 0.5 * Y
     fo = Bilinear(BilinearParams(d=3, A=A, Q=Q, m=m), "first_order", dtype, causal=True)

@@ -1,4 +1,4 @@
-"""The bilinear flow map (SPEC §2) as a pde run: exact mean-field solution for any initial law."""
+"""The bilinear flow map (docs/models.md §2) as a pde run: exact mean-field solution for any initial law."""
 
 import h5py
 import numpy as np
@@ -81,7 +81,7 @@ def test_first_order_flow_map_moves_particles_linearly(tmp_path):
 
 
 def test_affine_momenta_reduce_to_the_moment_ode():
-    """Population moments of a Gaussian law with y = S x + b: the moment ODE of SPEC §2."""
+    """Population moments of a Gaussian law with y = S x + b: the moment ODE of docs/models.md §2."""
     initial = {"law": "gaussian", "mean": [0.5, 0.0, -0.2], "cov": [[1.0, 0.2, 0.0], [0.2, 0.5, 0.1],
                                                                     [0.0, 0.1, 0.8]],
                "momentum": "affine", "S": [[0.1, 0.05, 0.0], [0.05, -0.2, 0.0], [0.0, 0.0, 0.3]],

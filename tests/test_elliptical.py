@@ -1,4 +1,4 @@
-"""SPEC §2 moment closure as a feature: elliptical laws stay elliptical, moments follow the ODE."""
+"""docs/models.md §2 moment closure as a feature: elliptical laws stay elliptical, moments follow the ODE."""
 
 import numpy as np
 import pytest

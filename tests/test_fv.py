@@ -2,7 +2,7 @@
 
 Kernel against a slow NumPy reference; conservation and positivity (including a
 step past the CFL bound that must break it); interaction integrals against
-direct quadrature; the energy identities of SPEC §9 to the scheme's order;
+direct quadrature; the energy identities of docs/models.md §9 to the scheme's order;
 the declared spatial order measured against a fine-grid reference; the
 spectral solver losing positivity where the finite-volume one continues; bad
 input.
@@ -169,7 +169,7 @@ def test_line_mass_positivity_and_zero_flux_walls():
     assert s.diagnostics(rho0)["boundary_mass"] < 1e-8
 
 
-# ------------------------------------------------------------------ energy identities (SPEC §9)
+# ------------------------------------------------------------------ energy identities (docs/models.md §9)
 def _rate_along_flow(energy, s, rho):
     """d E / dt along the semi-discrete flow: E is quadratic, so a central difference is exact."""
     r = s.rhs(rho, 0.0)

@@ -1,6 +1,6 @@
 """Every integrator against an independent plain-NumPy transcription of its own scheme.
 
-The references below are written from the schemes' formulas (SPEC §5 and the
+The references below are written from the schemes' formulas (docs/models.md §5 and the
 integrators' docstrings), on the naive pairwise bilinear fields of
 ``tests/naive.py`` and with the damping written out by hand (nesterov:
 eta(t) = r log t), sharing no code with :mod:`meanfield.integrators` or the

@@ -1,4 +1,4 @@
-"""Kinetic equation of the accelerated sphere model on the circle (SPEC §9): remap kernels
+"""Kinetic equation of the accelerated sphere model on the circle (docs/models.md §9): remap kernels
 against references, exact characteristics, mass / positivity / energy identities, order 2
 in time, the run (HDF5, resume, CLI errors) and agreement with particles."""
 

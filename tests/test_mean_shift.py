@@ -125,7 +125,7 @@ def test_tight_separated_clusters_at_large_beta_contract_and_stay_put():
 
 
 def numpy_layer(X, beta, Q, K, V, causal, normalized):
-    """One attention layer written from SPEC §4 in plain NumPy: a_i / |a_i|."""
+    """One attention layer written from docs/models.md §4 in plain NumPy: a_i / |a_i|."""
     n = X.shape[0]
     L = beta * (X @ Q.T) @ (X @ K.T).T
     if causal:

@@ -149,7 +149,7 @@ def energy_config(model, name, steps=10_000, h=0.01):
     """Undamped problem whose exact trajectory stays bounded for t <= 100.
 
     bilinear: every particle moves by one common linear map (x_i = U(t) x_i(0),
-    SPEC §2) and without damping the spread of the cloud has no potential
+    docs/models.md §2) and without damping the spread of the cloud has no potential
     minimum: a wide cloud collapses exponentially (x -> 0, |y| -> inf), where
     no fixed-step method is meaningful. A narrow cloud (cov 1e-4 I) around a
     point away from m oscillates in the potential well instead; its spread

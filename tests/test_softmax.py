@@ -1,4 +1,4 @@
-"""Softmax model (SPEC §3, §6): kernels vs the naive N x N references, Hamilton's
+"""Softmax model (docs/models.md §3, §6): kernels vs the naive N x N references, Hamilton's
 equations, dissipation, thread independence, float32, stability and overflow, runs."""
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ def test_hamilton_equations_vs_finite_differences():
 
 
 def test_dH_dt_equals_minus_alpha_mobility_kinetic_along_rk4():
-    """Along a damped run, dH/dt = -alpha (1/N) sum_i y_i^T B y_i / z_i (SPEC §3)."""
+    """Along a damped run, dH/dt = -alpha (1/N) sum_i y_i^T B y_i / z_i (docs/models.md §3)."""
     N, d, alpha, h = 60, 3, 0.7, 0.01
     X, Y, _, As, B, _, Q, m = problem(N, d, seed=3)
     model = acc_model(d, As, B, Q, m)

@@ -1,4 +1,4 @@
-"""Sphere model (SPEC §4, §6): kernels vs naive references, geometry invariants, the
+"""Sphere model (docs/models.md §4, §6): kernels vs naive references, geometry invariants, the
 accelerated constrained scheme and its orders, diagnostics, initial laws, and the exact
 checks (equiangular reduction, Kuramoto form, long-context limits, contraction rates)."""
 

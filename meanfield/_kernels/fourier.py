@@ -1,4 +1,4 @@
-"""Particle-wise kernels of the Fourier summation backend (SPEC §8).
+"""Particle-wise kernels of the Fourier summation backend (docs/models.md §8).
 
 The backend (:mod:`meanfield.models._fourier`) writes every interaction sum
 as ``sum_j w_j G(u_i - u_j) f_j`` with a unit Gaussian ``G`` in the

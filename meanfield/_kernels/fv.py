@@ -1,4 +1,4 @@
-"""Finite-volume kernel of the first-order mean-field equations (SPEC §9).
+"""Finite-volume kernel of the first-order mean-field equations (docs/models.md §9).
 
 One function, :func:`continuity_rhs`: the semi-discrete right-hand side of
 ``d_t rho + d_x (rho v) = 0`` on a uniform 1D grid of cell averages ``rho_j``

@@ -187,7 +187,7 @@ def quadratic_mean(X, Q, m, bounds, partial):
 
 @njit(**NJIT_PARALLEL)
 def causal_hamiltonian(X, Y, AsT, QT, q, offsets, bounds, ax, bx, ay, by, outX, outY):
-    """Causally masked bilinear Hamiltonian field, combined: one ordered scan per chunk (SPEC §6).
+    """Causally masked bilinear Hamiltonian field, combined: one ordered scan per chunk (docs/models.md §6).
 
     With the prefix sums S_i = sum_{j<=i} x_j y_j^T (so Mxy(i) = S_i / i, i 1-based)::
 
@@ -244,7 +244,7 @@ def causal_hamiltonian(X, Y, AsT, QT, q, offsets, bounds, ax, bx, ay, by, outX, 
 
 @njit(**NJIT_PARALLEL)
 def causal_first_order(X, AT, QT, q, offsets, bounds, a, b, out):
-    """Causally masked first-order bilinear field, combined: one ordered scan per chunk (SPEC §6).
+    """Causally masked first-order bilinear field, combined: one ordered scan per chunk (docs/models.md §6).
 
     With S_i = sum_{j<=i} grad W(x_j) x_j^T (so C_i = S_i / i)::
 

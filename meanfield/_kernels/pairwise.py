@@ -1,4 +1,4 @@
-"""Pairwise O(N^2 d) kernels of the softmax model (SPEC §3, causal mask §6).
+"""Pairwise O(N^2 d) kernels of the softmax model (docs/models.md §3, causal mask §6).
 
 Every sum over source particles j is computed without ever forming an N x N
 array: targets i are processed in blocks of ``TI`` (one ``prange`` iteration
@@ -813,7 +813,7 @@ def kinetic_terms(Y, B, z, yBy, svec, cvec):
 
 @njit(**NJIT_PARALLEL_PLAIN)
 def finish_hamiltonian(X, Y, acc, mrow, z, A, B, Q, q, causal, n, FX, GY):
-    """Hamiltonian field from the pass sums (SPEC §3), G without the damping term.
+    """Hamiltonian field from the pass sums (docs/models.md §3), G without the damping term.
 
     ``F_i = B y_i / z_i``, ``G_i = exp(m_i) / (2 n_i) A acc_i - Q x_i + q`` with
     ``q = Q m``.

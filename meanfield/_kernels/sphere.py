@@ -1,4 +1,4 @@
-"""Kernels of the sphere model (SPEC §4) that the pairwise softmax module lacks.
+"""Kernels of the sphere model (docs/models.md §4) that the pairwise softmax module lacks.
 
 The attention sums themselves are the tiled softmax passes of
 :mod:`meanfield._kernels.pairwise` (logits ``beta <Q x_i, K x_j> = x_i^T A x_j``
@@ -190,7 +190,7 @@ def finish_first_order(X, F, a, b, scheme, out):
 def finish_hamiltonian(X, Y, F, G, ax, bx, ay, by, outX, outY):
     """Constrained (tangent) Hamiltonian field on the sphere, combined into an explicit step.
 
-    From the unconstrained field ``F = y / z``, ``G = -N dH/dx`` of SPEC §3
+    From the unconstrained field ``F = y / z``, ``G = -N dH/dx`` of docs/models.md §3
     (A = beta Q^T K symmetric, B = I) the field on ``{|x_i| = 1, x_i . y_i = 0}``
     is ``x' = F``, ``y' = G - lambda_i x_i`` with the Lagrange multiplier
     ``lambda_i = (x_i . G_i + y_i . F_i) / |x_i|^2``. This choice makes

@@ -9,7 +9,7 @@ def bilinear_energy_infimum(model, x0) -> float:
     """Infimum of (1/N) sum_i W(U x_i) over linear maps U, for the bilinear model.
 
     Both bilinear flows move particles by a linear map, x_i(t) = U(t) x_i(0)
-    (SPEC §2), so their energy is bounded below by
+    (docs/models.md §2), so their energy is bounded below by
     ``min_U (1/N) sum_i W(U x_i) = 1/2 m^T Q m (1 - mu^T M^{-1} mu)``
     with mu, M the initial mean and second moment (Q positive definite,
     M invertible). The minimiser U = m mu^T M^{-1} has rank one: the flows

@@ -52,7 +52,7 @@ def moment_ode_probe(run) -> MomentODEProbe:
     """Build the probe for a :class:`meanfield.run.Run`, checking that the closure applies."""
     cfg = run.config
     if run.model.name != "bilinear":
-        raise ParameterError("diagnostics.moment_ode", "the bilinear model (the closure is SPEC §2's)",
+        raise ParameterError("diagnostics.moment_ode", "the bilinear model (the closure is docs/models.md §2's)",
                              run.model.name)
     if getattr(run.model, "causal", False):
         raise ParameterError("diagnostics.moment_ode", "an unmasked model (the closure fails under a causal mask)",

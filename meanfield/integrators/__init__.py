@@ -1,4 +1,4 @@
-"""Integrators and their registry (SPEC §5).
+"""Integrators and their registry (docs/models.md §5).
 
 ``INTEGRATORS[name][kind]`` is the class registered under ``name`` for dynamics
 ``kind`` (``"first_order"`` or ``"accelerated"``); ``rk4`` exists for both.

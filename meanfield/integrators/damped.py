@@ -1,4 +1,4 @@
-"""Explicit integrators of the damped Hamiltonian system (SPEC §5).
+"""Explicit integrators of the damped Hamiltonian system (docs/models.md §5).
 
 Notation: F = dx/dt, G = dy/dt without the damping term, sigma the exact
 damping factor exp(-(eta(t+h) - eta(t))) of the schedule over the step.

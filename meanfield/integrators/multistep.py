@@ -1,4 +1,4 @@
-"""Linear multistep integrators of the damped Hamiltonian system (SPEC §5)."""
+"""Linear multistep integrators of the damped Hamiltonian system (docs/models.md §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Nesterov's accelerated gradient on the first-order oracle (SPEC §5, ``nag``)."""
+"""Nesterov's accelerated gradient on the first-order oracle (docs/models.md §5, ``nag``)."""
 
 from __future__ import annotations
 

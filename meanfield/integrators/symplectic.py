@@ -1,4 +1,4 @@
-"""Presymplectic integrators of the damped Hamiltonian system: ``tao2`` and ``strang`` (SPEC §5).
+"""Presymplectic integrators of the damped Hamiltonian system: ``tao2`` and ``strang`` (docs/models.md §5).
 
 Both use Tao's explicit scheme for non-separable Hamiltonians (Phys. Rev. E
 94, 043303, 2016). The phase space is doubled: besides the state ``(q, p)``

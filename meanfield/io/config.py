@@ -29,7 +29,7 @@ SECTIONS = {
     "solver": ("kind", "grid", "domain", "momentum_max"),
 }
 
-#: ``solver.kind``: simulate particles, or solve the mean-field equation (SPEC §9).
+#: ``solver.kind``: simulate particles, or solve the mean-field equation (docs/models.md §9).
 SOLVER_KINDS = ("particles", "pde")
 #: Cells per axis of a pde run when ``solver.grid`` is not given.
 DEFAULT_GRID = 512

@@ -1,4 +1,4 @@
-"""Fourier summation backend of the softmax and sphere models (SPEC §8), with FINUFFT.
+"""Fourier summation backend of the softmax and sphere models (docs/models.md §8), with FINUFFT.
 
 Keys (``[model]`` of softmax and sphere): ``summation = "exact" | "fourier"``
 (default exact) and ``summation_tol`` (default 1e-10).
@@ -231,7 +231,7 @@ def ghat(P: float, K: int) -> np.ndarray:
 
 
 class FourierSums:
-    """The interaction sums of a softmax model with symmetric PSD ``A`` by NUFFT (SPEC §8).
+    """The interaction sums of a softmax model with symmetric PSD ``A`` by NUFFT (docs/models.md §8).
 
     The model calls :meth:`set_points` once per state, then the passes
     (:meth:`softmax_pass`, :meth:`z_pass`, :meth:`force_pass`), which write

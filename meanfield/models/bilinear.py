@@ -1,4 +1,4 @@
-"""Model "bilinear": linear attention as a Stein flow with kernel k(x, x') = x'^T A x (SPEC §2).
+"""Model "bilinear": linear attention as a Stein flow with kernel k(x, x') = x'^T A x (docs/models.md §2).
 
 First-order flow (classical linear attention)::
 
@@ -11,7 +11,7 @@ Accelerated flow (damped Hamiltonian in the Stein metric, As = sym(A))::
 
 Both fields need d x d moment matrices only, so one oracle call costs
 O(N d^2): a moment pass and one particle-wise affine pass, both numba kernels.
-Under a causal mask (SPEC §6) the moments become prefix means, e.g.
+Under a causal mask (docs/models.md §6) the moments become prefix means, e.g.
 Mxy(i) = (1/i) sum_{j<=i} x_j y_j^T: chunk sums, an exclusive prefix over
 chunks, then one ordered scan per chunk -- still O(N d^2) and parallel. The
 energies reported for a masked run use the unmasked formulas (the masked

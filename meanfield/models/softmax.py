@@ -1,4 +1,4 @@
-"""Model "softmax": softmax self-attention and its accelerated Hamiltonian (SPEC §3, §6).
+"""Model "softmax": softmax self-attention and its accelerated Hamiltonian (docs/models.md §3, §6).
 
 With ``E_ij = exp(x_i^T A x_j)`` and ``z_i = (1/N) sum_j E_ij``:
 
@@ -10,7 +10,7 @@ First-order flow (classical attention, value ``V``, default ``V = B A``)::
 The confining term (absent by default, Q = 0) is the one of the gradient
 flow: with V = B A and symmetric A, SA is the descent of
 Ecal = -1/(2N^2) sum_ij E_ij + (1/N) sum_i W(x_i) with mobility 1/z_i
-(SPEC §3), USA the descent with unit mobility, so the reported first-order
+(docs/models.md §3), USA the descent with unit mobility, so the reported first-order
 energy decreases along both when B is positive semidefinite.
 
 Accelerated flow (damped Hamiltonian with mobility 1/z_i, A and B symmetric)::
@@ -21,7 +21,7 @@ Accelerated flow (damped Hamiltonian with mobility 1/z_i, A and B symmetric)::
     s_i = y_i^T B y_i / z_i^2
 
 Under a causal mask (``causal = true``) every sum over j runs over j <= i and
-its 1/N becomes 1/i (SPEC §6); the energies are then computed from the masked
+its 1/N becomes 1/i (docs/models.md §6); the energies are then computed from the masked
 z_i (``interaction = -1/(2N) sum_i z_i``) and are not expected to be monotone.
 
 One oracle call is O(N^2 d): one pass over pairs for SA/USA (online softmax),
@@ -53,7 +53,7 @@ from .base import Model
 
 def _symmetric_for_accelerated(M: np.ndarray, key: str) -> None:
     require_symmetric(M, key, expected=(
-        "a symmetric matrix for accelerated softmax dynamics (the Hamiltonian of SPEC §3 "
+        "a symmetric matrix for accelerated softmax dynamics (the Hamiltonian of docs/models.md §3 "
         "needs symmetric A and B; first-order runs accept any A and V)"))
 
 
@@ -174,7 +174,7 @@ class Softmax(Model):
         self.causal = params.causal
         self._zero = self.dtype.type(0)
         self._big = self.dtype.type(PK.big_for(self.dtype))
-        #: Summation backend: None (the exact pair passes below) or a FourierSums (SPEC §8).
+        #: Summation backend: None (the exact pair passes below) or a FourierSums (docs/models.md §8).
         self._fourier = (FourierSums(self.A, params.summation_tol, self.dtype)
                          if params.summation == "fourier" else None)
         #: z_i with each unordered pair's exponential computed once (symmetric A, float64, no

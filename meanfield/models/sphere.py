@@ -1,4 +1,4 @@
-"""Model "sphere": tokens on S^{d-1}, softmax self-attention as a projected flow (SPEC §4, §6).
+"""Model "sphere": tokens on S^{d-1}, softmax self-attention as a projected flow (docs/models.md §4, §6).
 
 Parameters: inverse temperature ``beta > 0`` and optional query, key and value
 matrices ``Q, K, V`` (default identity); logits ``beta <Q x_i, K x_j> =
@@ -37,7 +37,7 @@ the directions theta:
 With Q = K = V = I, USA (post_ln) ascends E_beta = 1/(2 beta N^2) sum_ij
 exp(beta <x_i, x_j>), and SA ascends it in the metric with mobility 1/Z_i.
 
-Accelerated dynamics (post_ln only). The damped Hamiltonian of SPEC §3 with
+Accelerated dynamics (post_ln only). The damped Hamiltonian of docs/models.md §3 with
 B = I, A = beta Q^T K (symmetric; beta I by default), W = 0,
 
     H = (1/N) sum_i |y_i|^2 / (2 z_i) - 1/(2N^2) sum_ij exp(x_i^T A x_j),
@@ -48,7 +48,7 @@ constrained to |x_i| = 1 with tangent momenta x_i . y_i = 0:
     x_i' = y_i / z_i,
     y_i' = -alpha y_i + G_i - lambda_i x_i,  lambda_i = (x_i . G_i + y_i . x_i') / |x_i|^2,
 
-G_i the unconstrained force of SPEC §3. The multiplier is the tangential
+G_i the unconstrained force of docs/models.md §3. The multiplier is the tangential
 projection of G_i plus the centripetal term |y_i|^2 / z_i; with it x_i . y_i
 and then |x_i| are exact invariants of the ambient flow.
 
@@ -159,7 +159,7 @@ class SphereParams:
             A = beta * (Q.T @ K)
             require_symmetric(
                 A, "model.Q", expected="Q, K with Q^T K symmetric for accelerated dynamics (the "
-                "Hamiltonian of SPEC §3 needs a symmetric A = beta Q^T K; first-order runs accept any Q, K)",
+                "Hamiltonian of docs/models.md §3 needs a symmetric A = beta Q^T K; first-order runs accept any Q, K)",
                 found="a non-symmetric Q^T K")
             reject_first_order_options(p, normalized, "beta, Q, K")
             if norm != "post_ln":

@@ -1,4 +1,4 @@
-"""Mean-field equation runs (``[solver] kind = "pde"``, SPEC §9) and their registry.
+"""Mean-field equation runs (``[solver] kind = "pde"``, docs/models.md §9) and their registry.
 
 ``PDE_SOLVERS[(model name, dynamics)]`` holds the set-up of a pde run for
 that model: a callable ``setup(cfg, model, integrator, base_dir)`` returning

@@ -1,4 +1,4 @@
-"""The exact mean-field solution of the bilinear model: the affine flow map (SPEC §2).
+"""The exact mean-field solution of the bilinear model: the affine flow map (docs/models.md §2).
 
 Every particle of the accelerated bilinear flow moves by one affine map of
 phase space, ``z(t) = Phi(t) z(t0) + c(t)`` with ``z = (x, y)``, whose
@@ -281,7 +281,7 @@ class BilinearFlow:
         return FlowMapSystem(self.flow_model, X, Y)
 
     def energy_infimum(self):
-        """inf over linear maps U of E[W(U x)] when positions move linearly (SPEC §2).
+        """inf over linear maps U of E[W(U x)] when positions move linearly (docs/models.md §2).
 
         Holds for the first-order flow and for affine (or zero) momenta; None otherwise
         or when Q is not positive definite or the second moment of x is singular.

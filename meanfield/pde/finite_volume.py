@@ -1,4 +1,4 @@
-"""Finite-volume solvers of the first-order mean-field equations (SPEC §9).
+"""Finite-volume solvers of the first-order mean-field equations (docs/models.md §9).
 
 Both solve the continuity equation ``d_t rho + d_x (rho v[rho]) = 0`` for the
 density of the tokens, on a uniform grid of M cells whose unknowns are cell
@@ -234,7 +234,7 @@ class CircleFV(_FiniteVolume):
         eye = np.eye(2)
         for key in ("Q", "K", "V"):
             if not np.array_equal(getattr(prm, key), eye):
-                raise ParameterError(f"model.{key}", "the identity for pde runs on the circle (SPEC §9 "
+                raise ParameterError(f"model.{key}", "the identity for pde runs on the circle (docs/models.md §9 "
                                      "covers Q = K = V = I)", p.get(key))
         if prm.normalization != "post_ln":
             raise ParameterError("model.normalization", '"post_ln" for pde runs on the circle',
@@ -283,7 +283,7 @@ class CircleFV(_FiniteVolume):
             np.multiply(u, self._scale, out=out)
 
     def fields(self, rho: np.ndarray) -> dict:
-        """``u`` and ``z`` of SPEC §9 at the cell centres, ``(M,)`` each (unscaled)."""
+        """``u`` and ``z`` of docs/models.md §9 at the cell centres, ``(M,)`` each (unscaled)."""
         rho = np.asarray(rho, np.float64)
         rh = None if self.dense else np.fft.rfft(rho)
         return {"u": self._scale * self._u_c(rho, rh), "z": self._scale * self._z_c(rho, rh)}

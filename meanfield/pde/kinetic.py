@@ -1,4 +1,4 @@
-"""The kinetic equation of the accelerated dynamics on the circle (SPEC §9), semi-Lagrangian.
+"""The kinetic equation of the accelerated dynamics on the circle (docs/models.md §9), semi-Lagrangian.
 
 The accelerated sphere model in d = 2 converges, as N -> infinity, to a
 density f(t, theta, omega) in phase space (omega the tangent momentum):

@@ -1,4 +1,4 @@
-"""The closed moment ODE of the bilinear model (SPEC §2, elliptical preservation).
+"""The closed moment ODE of the bilinear model (docs/models.md §2, elliptical preservation).
 
 If y_i = S x_i + b with S symmetric, this stays true, and with mu the mean,
 M the second moment, q = Q m, Mxy = M S + mu b^T, L = Mxy^T As::

@@ -1,7 +1,7 @@
 """The mean-field PDE of the sphere model on the circle (d = 2), spectral in space.
 
 Tokens x = (cos theta, sin theta) with Q = K = V = I move by the Kuramoto-type
-velocity of SPEC §4; their law, with density f(theta, t) (int f dtheta = 1),
+velocity of docs/models.md §4; their law, with density f(theta, t) (int f dtheta = 1),
 solves the continuity equation
 
     d_t f + d_theta (f v[f]) = 0,

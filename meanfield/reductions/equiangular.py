@@ -1,4 +1,4 @@
-"""Equiangular tokens on the sphere: the exact one-variable reduction of SPEC §4.
+"""Equiangular tokens on the sphere: the exact one-variable reduction of docs/models.md §4.
 
 If n tokens have <theta_i, theta_j> = rho for all i != j (and, for the
 residual-stream schemes, equal radii r), the symmetry is preserved by the
@@ -9,7 +9,7 @@ to (rho, r). With p = exp(beta), q = exp(beta rho) and Z = p + (n - 1) q
     <theta_i, a_i> = (p + (n - 1) q rho) / Z,
     |a_i|^2 = (p^2 + 2 (n - 1) p q rho + (n - 1) q^2 (1 + (n - 2) rho)) / Z^2,
 
-and the post-LN rate is the SPEC formula
+and the post-LN rate is the formula of docs/models.md §4
 
     R(rho) = 2 q (1 - rho) (1 + (n - 1) rho) / Z.
 
@@ -124,7 +124,7 @@ def one_layer_inner(rho: float, beta: float, n: int) -> float:
 
 
 def long_context_limit(rho: float, gamma: float) -> float:
-    """N -> infinity limit of :func:`one_layer_inner` with beta = gamma log N (SPEC §4).
+    """N -> infinity limit of :func:`one_layer_inner` with beta = gamma log N (docs/models.md §4).
 
     1 if gamma < 1/(1 - rho), 4 rho / (1 + 3 rho) at gamma = 1/(1 - rho), rho above.
     """
@@ -137,6 +137,6 @@ def long_context_limit(rho: float, gamma: float) -> float:
 def clustering_rate(beta: float, normalized: bool = True) -> float:
     """Linearized rate lambda of eps = 1 - rho near full clustering, eps' ~ -lambda eps (post_ln).
 
-    2 for SA, 2 e^beta for USA (SPEC §4; inf beyond the float64 range).
+    2 for SA, 2 e^beta for USA (docs/models.md §4; inf beyond the float64 range).
     """
     return 2.0 if normalized else exp_clipped(beta + math.log(2.0))
