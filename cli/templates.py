@@ -19,7 +19,7 @@ r = 3.0
 
 [integrator]
 name = "exp_euler"              # accelerated: exp_euler | kick_drift | heavy_ball | ab2 | tao2 | strang | rk4
-h = 0.05                        # first_order: euler | heun | rk4 | nag
+h = 0.05                        # first_order: euler | heun | rk4 | nag (mean_shift: softmax/sphere only)
 # beta = 0.9                    # heavy_ball only: momentum coefficient (default 1 - h alpha(t))
 # omega = 5.0                   # tao2 / strang only: coupling of the doubled copies
 
@@ -67,6 +67,8 @@ B = "identity"                  # preconditioner (symmetric if accelerated)
 # V = [[...]]                   # first_order only: value matrix, default B A
 # normalized = true             # first_order only: true = SA (softmax), false = USA (no normalization)
 causal = false                  # token i attends to j <= i only (factor 1/i)
+# summation = "fourier"        # exact (default, O(N^2)) | fourier: O(N log N) for d <= 3 (sphere: d = 2, 3
+# summation_tol = 1e-10        # and Q^T K = I; softmax: symmetric PSD A); no causal mask
 Q = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]   # optional W(x) = 1/2 (x - m)^T Q (x - m); omit for none
 m = [0.0, 0.0, 0.0]
 
@@ -76,7 +78,8 @@ a = 1.0
 
 [integrator]
 name = "exp_euler"              # accelerated: exp_euler | kick_drift | heavy_ball | ab2 | tao2 | strang | rk4
-h = 0.01                        # first_order: euler | heun | rk4 | nag
+h = 0.01                        # first_order: euler | heun | rk4 | nag | mean_shift (one attention
+                                # layer without the residual, x <- its average; SA without W; ignores h)
 # beta = 0.9                    # heavy_ball only: momentum coefficient
 # omega = 5.0                   # tao2 / strang only: coupling of the doubled copies
 
@@ -121,6 +124,8 @@ beta = 4.0                      # inverse temperature: logits beta <Q x_i, K x_j
 normalized = true               # true = SA (softmax), false = USA (unnormalized); accelerated: true
 normalization = "post_ln"       # post_ln (|x_i| = 1) | pre_ln, peri_ln (residual stream x_i = r_i theta_i)
 causal = false                  # token i attends to j <= i only (factor 1/i)
+# summation = "fourier"        # exact (default, O(N^2)) | fourier: O(N log N) for d <= 3 (sphere: d = 2, 3
+# summation_tol = 1e-10        # and Q^T K = I; softmax: symmetric PSD A); no causal mask
 # Q = "identity"                # query, key, value matrices (d x d, default identity);
 # K = "identity"                # accelerated: Q^T K symmetric, no V
 # V = "identity"
@@ -131,13 +136,15 @@ schedule = "none"               # none | constant (a) | nesterov (r, needs t0 > 
 # a = 1.0
 
 [integrator]
-name = "rk4"                    # first_order: euler | heun | rk4 | nag
+name = "rk4"                    # first_order: euler | heun | rk4 | nag | mean_shift (one layer without
+                                # the residual: x <- a / |a|, post_ln; ignores h)
                                 # accelerated: exp_euler | kick_drift | heavy_ball | ab2 | tao2 | strang | rk4
 h = 0.05                        # every step is followed by the retraction x_i <- x_i / |x_i| (post_ln)
 # omega = 50.0                  # tao2/strang on the sphere at beta >= 4: omega >= 25 with 2 omega h <= 1
 
 [initial]
 law = "sphere_uniform"          # sphere_uniform | equiangular (rho; needs n <= d) | file (path; unit vectors)
+                                # | von_mises (d = 2: mu = [angles], kappa, weights)
 n = 256
 momentum = "zero"               # accelerated only: zero | gaussian (momentum_scale; projected to the tangent
 seed = 0                        # space) | file (momentum_path)

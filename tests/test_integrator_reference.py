@@ -19,6 +19,7 @@ from naive import bilinear_first_order, bilinear_hamiltonian_field
 from meanfield.integrators import INTEGRATORS, make_integrator
 from meanfield.integrators.symplectic import DEFAULT_OMEGA
 from meanfield.models.bilinear import Bilinear, BilinearParams
+from meanfield.models.softmax import Softmax, SoftmaxParams
 from meanfield.schedules import make_schedule
 
 R, T0 = 3.0, 1.0
@@ -154,7 +155,31 @@ def _tao(x, y, t, h, st, conformal):
     return q, p
 
 
+#: mean_shift is one attention layer without the residual (x <- the attention average): it is
+#: defined for softmax attention, not for the bilinear model, so it steps a softmax model
+#: with these matrices, and its reference is the layer written out in NumPy.
+AS = np.array([[0.8, 0.2], [0.1, 0.6]])
+VS = np.array([[1.0, 0.3], [-0.2, 0.9]])
+
+
+def ref_mean_shift(x, y, t, h, st):
+    logits = x @ AS @ x.T  # x_i^T A x_j
+    E = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (E @ (x @ VS.T)) / E.sum(axis=1, keepdims=True), None
+
+
+def softmax_model(kind):
+    return Softmax(SoftmaxParams.from_dict({"d": 2, "A": AS.tolist(), "V": VS.tolist()}, kind), kind)
+
+
+def bilinear_model(kind):
+    return Bilinear(BilinearParams(d=2, A=A, Q=Q, m=M), kind)
+
+
+MODEL_FOR = {"mean_shift": softmax_model}
+
 REFERENCES = {
+    ("mean_shift", "first_order"): ref_mean_shift,
     ("euler", "first_order"): ref_euler,
     ("heun", "first_order"): ref_heun,
     ("rk4", "first_order"): ref_rk4_first,
@@ -183,7 +208,7 @@ def _initial(kind):
 
 @pytest.mark.parametrize("name,kind", PAIRS, ids=[f"{n}-{k}" for n, k in PAIRS])
 def test_steps_match_the_independent_transcription(name, kind):
-    model = Bilinear(BilinearParams(d=2, A=A, Q=Q, m=M), kind)
+    model = MODEL_FOR.get(name, bilinear_model)(kind)
     schedule = make_schedule("nesterov", T0, r=R)
     integ = make_integrator(name, kind)
     integ.reset()

@@ -21,7 +21,7 @@ from meanfield.io.config import SECTIONS
 from meanfield.models import MODELS
 from meanfield.schedules import SCHEDULES
 
-SPHERE_LAWS = {"sphere_uniform", "equiangular"}
+SPHERE_LAWS = {"sphere_uniform", "equiangular", "von_mises"}  # laws on the sphere (von_mises: the circle)
 
 
 def _printed(model):
