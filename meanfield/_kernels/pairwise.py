@@ -42,7 +42,7 @@ running totals across tiles are float64 even for float32 states.
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, set_parallel_chunksize
 
 from ._config import NJIT, NJIT_PARALLEL, wide_vectors
 from .fastexp import fexp_tile, to_dtype_of
@@ -588,6 +588,9 @@ def quadratic_form(M, X, i):
 MU_MAX = 170.0
 MU_MAX_F32 = 20.0
 
+#: Tile pairs handed out per request in a round (0: numba's static split).
+CHUNK = 1
+
 
 def mu_max_for(dtype) -> float:
     """Largest mu_i the symmetric passes accept for a state of ``dtype`` (:data:`MU_MAX`, :data:`MU_MAX_F32`)."""
@@ -641,14 +644,6 @@ def prepare_symmetric(X, MU, W, XWT, MUT):
 
 
 @njit(**NJIT_PAIR)
-def _tile_sym_exp(s, mut, w):
-    """``s[jj] <- exp(s[jj] - mu_j)`` for ``jj < w`` (``s`` holds ``l_ij - mu_i``): the pair factor g_ij."""
-    wide_vectors()
-    for jj in range(w):
-        s[jj] = fexp_tile(s[jj] - mut[jj])
-
-
-@njit(**NJIT_PAIR)
 def _tile_sym_weights(s, mut, st, c, w):
     """``s[jj] <- exp(s[jj] - mu_j) (c_i + s_j)`` for ``jj < w``: the symmetric force weight of a pair."""
     wide_vectors()
@@ -657,22 +652,19 @@ def _tile_sym_weights(s, mut, st, c, w):
 
 
 @njit(**NJIT_PAIR)
-def _tile_sym_z_group(S, MUt, Wt, w, U, col, zero):
-    """z-pass exponentials of a group, summed both ways in one sweep.
+def _tile_sym_exp_group(S, MUt, Wt, w, e0, e1, e2, e3, colz, store, zero):
+    """Pair factors of a group, and their z sums both ways, in one sweep.
 
-    With ``S[r, jj] = l_ij - mu_i``, ``g_ij = exp(S[r, jj] - mu_j)``; returns the
-    four row sums ``sum_jj g_ij w_j`` and adds ``sum_r g_ij U[r, 0]`` to ``col[jj]``
-    (``U[r, 0] = w_i``, or 0 for rows that must not count).
+    With ``S[r, jj] = l_ij - mu_i``, ``g_ij = exp(S[r, jj] - mu_j)`` (written back
+    into ``S`` when ``store``); returns the four row sums ``sum_jj g_ij w_j`` and
+    adds ``sum_r g_ij e_r`` to ``colz[jj]`` (``e_r = w_i``, or 0 for rows that
+    must not count).
     """
     wide_vectors()
     S0 = S[0]
     S1 = S[1]
     S2 = S[2]
     S3 = S[3]
-    e0 = U[0, 0]
-    e1 = U[1, 0]
-    e2 = U[2, 0]
-    e3 = U[3, 0]
     r0 = r1 = r2 = r3 = zero
     for jj in range(w):
         mj = MUt[jj]
@@ -681,11 +673,16 @@ def _tile_sym_z_group(S, MUt, Wt, w, U, col, zero):
         g1 = fexp_tile(S1[jj] - mj)
         g2 = fexp_tile(S2[jj] - mj)
         g3 = fexp_tile(S3[jj] - mj)
+        if store:
+            S0[jj] = g0
+            S1[jj] = g1
+            S2[jj] = g2
+            S3[jj] = g3
         r0 += g0 * wj
         r1 += g1 * wj
         r2 += g2 * wj
         r3 += g3 * wj
-        col[jj] += g0 * e0 + g1 * e1 + g2 * e2 + g3 * e3
+        colz[jj] += g0 * e0 + g1 * e1 + g2 * e2 + g3 * e3
     return r0, r1, r2, r3
 
 
@@ -743,29 +740,29 @@ def _sym_round(rnd, mode, QA, XT, XWT, MUT, ST, cvec, MU, n, zero, rowacc, colac
     ``colacc``) never race. Round 0 pairs each tile with itself and is summed
     row-wise in full (no column sums).
     """
-    nt, _, tj = XT.shape
-    d = XWT.shape[1] - 1
-    k0 = d if mode == MODE_Z else 0  # the columns of XWT a mode accumulates: z only the w_j row,
-    k1 = d if mode == MODE_FORCE else d + 1  # the force only w_j x_j, the softmax pass both
-    K = k1 - k0
-    force = mode == MODE_FORCE
+    nt, d, tj = XT.shape
     ntask = nt // 2 if (rnd > 0 and 2 * rnd == nt) else nt  # distance nt/2: each pair once
+    sums = mode != MODE_Z  # weighted sums of x (softmax and force); z sums in softmax and z modes
+    zsums = mode != MODE_FORCE
     for I in prange(ntask):
         J = (I + rnd) % nt
         S = _empty_aligned(R, tj, QA.dtype)  # l_ij - mu_i, then the pair weights
-        col = _empty_aligned(K, tj, QA.dtype)  # column sums of tile J (state dtype, one tile pair)
+        col = _empty_aligned(d + 1, tj, QA.dtype)  # column sums of tile J (state dtype, this tile pair)
         sh = np.empty(R, QA.dtype)
         rows = np.empty(R, np.int64)
-        U = np.empty((R, K), QA.dtype)
-        at = np.empty((R, K), np.float64)
+        U = np.zeros((R, d + 1), QA.dtype)  # w_i x_i and w_i of the group's rows (0: do not count)
+        at = np.empty((R, d), np.float64)
         i0 = I * tj
         ni = min(n, i0 + tj) - i0
         j0 = J * tj
         wj = min(tj, n - j0)
         Xt = XT[J]
-        XWt = XWT[J, k0:k1]
+        XWt = XWT[J, :d]
+        Wt = XWT[J, d]
         MUt = MUT[J]
-        for k in range(K):
+        colx = col[:d]
+        colz = col[d]
+        for k in range(d + 1):
             for jj in range(wj):
                 col[k, jj] = zero
         for g in range(0, ni, R):
@@ -774,35 +771,40 @@ def _sym_round(rnd, mode, QA, XT, XWT, MUT, ST, cvec, MU, n, zero, rowacc, colac
                 ii = min(g + r, ni - 1)
                 rows[r] = i0 + ii
                 sh[r] = to_dtype_of(MU[i0 + ii], zero)
-                for k in range(K):
-                    U[r, k] = XWT[I, k0 + k, ii] if (rnd > 0 and g + r < ni) else zero
-                    at[r, k] = 0.0
+                if rnd > 0 and g + r < ni:
+                    for k in range(d + 1):
+                        U[r, k] = XWT[I, k, ii]
+                else:
+                    for k in range(d + 1):
+                        U[r, k] = zero
             _tile_logits_group(QA, rows, Xt, wj, S, sh)
-            if mode == MODE_Z:
-                r0, r1, r2, r3 = _tile_sym_z_group(S, MUt, XWT[J, d], wj, U, col[0], zero)
-                at[0, 0] = r0
-                at[1, 0] = r1
-                at[2, 0] = r2
-                at[3, 0] = r3
+            z0 = z1 = z2 = z3 = 0.0
+            if zsums:
+                z0, z1, z2, z3 = _tile_sym_exp_group(S, MUt, Wt, wj, U[0, d], U[1, d], U[2, d], U[3, d],
+                                                     colz, sums, zero)
             else:
                 for r in range(R):
-                    if force:
-                        _tile_sym_weights(S[r], MUt, ST[J], to_dtype_of(cvec[rows[r]], zero), wj)
-                    else:
-                        _tile_sym_exp(S[r], MUt, wj)
+                    _tile_sym_weights(S[r], MUt, ST[J], to_dtype_of(cvec[rows[r]], zero), wj)
+            if sums:
+                for r in range(R):
+                    for k in range(d):
+                        at[r, k] = 0.0
                 _tile_accumulate_group(S, XWt, wj, at, zero)
                 if rnd > 0:
-                    _tile_columns_group(S, U, wj, col)
+                    _tile_columns_group(S, U[:, :d], wj, colx)
             for r in range(min(R, ni - g)):
-                for k in range(K):
-                    rowacc[rows[r], k0 + k] += at[r, k]
+                i = rows[r]
+                if zsums:
+                    rowacc[i, d] += (z0, z1, z2, z3)[r]
+                if sums:
+                    for k in range(d):
+                        rowacc[i, k] += at[r, k]
         if rnd > 0:
             for jj in range(wj):
-                for k in range(K):
-                    colacc[j0 + jj, k0 + k] += col[k, jj]
+                for k in range(d + 1):
+                    colacc[j0 + jj, k] += col[k, jj]
 
 
-@njit(**NJIT_PAIR)
 def symmetric_pass(mode, QA, XT, XWT, MUT, ST, cvec, MU, mu_max, n, zero, rowacc, colacc, acc, mrow, lrow):
     """A pass over pairs for a symmetric A with each unordered pair computed once (no mask).
 
@@ -843,6 +845,18 @@ def symmetric_pass(mode, QA, XT, XWT, MUT, ST, cvec, MU, mu_max, n, zero, rowacc
     mrow : (N,) float64 output
     lrow : (N,) float64 output (not written in force mode)
     """
+    # tile pairs go to threads one at a time (the split does not change any sum: each tile
+    # pair's terms are added in a fixed order), so a busy core delays a round less
+    old = set_parallel_chunksize(CHUNK)
+    try:
+        _symmetric_pass(mode, QA, XT, XWT, MUT, ST, cvec, MU, mu_max, n, zero, rowacc, colacc, acc, mrow, lrow)
+    finally:
+        set_parallel_chunksize(old)
+
+
+@njit(**NJIT_PAIR)
+def _symmetric_pass(mode, QA, XT, XWT, MUT, ST, cvec, MU, mu_max, n, zero, rowacc, colacc, acc, mrow, lrow):
+    """:func:`symmetric_pass` (compiled; the caller sets numba's parallel chunk size)."""
     nt = XT.shape[0]
     d = XWT.shape[1] - 1
     for i in range(n):
@@ -859,6 +873,7 @@ def symmetric_pass(mode, QA, XT, XWT, MUT, ST, cvec, MU, mu_max, n, zero, rowacc
         if mode != MODE_Z:
             for k in range(d):
                 acc[i, k] = (rowacc[i, k] + colacc[i, k]) * sc
+
 
 # ------------------------------------------------- particle-wise passes
 
