@@ -4,6 +4,7 @@ One command produces every number of the softmax performance table::
 
     python benchmarks/bench_softmax.py            # ~6-8 min on a quiet 2-core machine
     python benchmarks/bench_softmax.py --quick    # smaller sizes, writes softmax_quick.json
+    python benchmarks/bench_softmax.py --markdown benchmarks/results/softmax.json  # README tables
 
 and writes ``benchmarks/results/softmax.json`` (``--quick``: ``softmax_quick.json``,
 never the published file). Sections, all in one process or its children:
@@ -326,14 +327,55 @@ def memory_check():
 # -------------------------------------------------------------------- main
 
 
+def write(result, path):
+    """Write the result so far (each section adds to it: a run stopped midway keeps what it measured)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as fh:
+        json.dump(result, fh, indent=2)
+
+
 def print_isolated_row(row):
     print(f"{row['N']:>6} {row['d']:>3} {row['dtype']:>7} {row['threads']:>2} {row['path']:>9} | "
           f"{row['first_Gpair_s']:6.3f} {row['accel_Gpair_s']:6.3f} {row['accel_over_first']:6.2f} | "
           f"{row['first_x_matmul']:5.2f}", flush=True)
 
 
+def markdown(result) -> str:
+    """The README's tables (markdown) from a result JSON of this script."""
+    big = max(r["N"] for r in result["cases"])
+    after = result.get("load_average_after")
+    load = (f"load average {result['load_average_before'][0]:.1f} before, "
+            + (f"{after[0]:.1f} after" if after else "run stopped before the end"))
+    mm = result["matmul_GFLOP_s"]
+    lines = [f"CPU: {result['cpu_label']}; {load}. Large matmul: {mm['float64_threads1']:.0f} / "
+             f"{mm['float64_threads2']:.0f} GFLOP/s float64 on 1 / 2 threads, "
+             f"{mm['float32_threads1']:.0f} / {mm['float32_threads2']:.0f} float32.", "",
+             f"Isolated oracles, N = {big}, Gpair/s (x matmul: at 4d + 10 flops per ordered pair, over the "
+             "matmul rate of the same dtype and threads):", "",
+             "| d, dtype | SA, 2 thr | x matmul | accelerated | acc / SA | SA 1 -> 2 thr | row-wise SA | "
+             "symmetric / row-wise (SA, acc) |",
+             "|---|---|---|---|---|---|---|---|"]
+    sel = {(r["d"], r["dtype"], r["threads"], r["path"]): r for r in result["cases"] if r["N"] == big}
+    for dt in ("float64", "float32"):
+        for d in sorted({r["d"] for r in result["cases"]}):
+            s2, s1, rw = sel[(d, dt, 2, "symmetric")], sel[(d, dt, 1, "symmetric")], sel[(d, dt, 2, "row-wise")]
+            lines.append(
+                f"| {d}, f{dt[5:]} | {s2['first_Gpair_s']:.2f} | {s2['first_x_matmul']:.2f} | "
+                f"{s2['accel_Gpair_s']:.2f} | {s2['accel_over_first']:.2f} | "
+                f"x{s2['first_Gpair_s'] / s1['first_Gpair_s']:.2f} | {rw['first_Gpair_s']:.2f} | "
+                f"x{s2['first_Gpair_s'] / rw['first_Gpair_s']:.2f}, x{s2['accel_Gpair_s'] / rw['accel_Gpair_s']:.2f} |")
+    lines += ["", "Through `meanfield run` (seconds per step from `/scales/wall_time`, min / median / max "
+              "over the runs; loop / isolated = median step per oracle call over the isolated oracle):", "",
+              "| run | env | step (s) | loop / isolated |", "|---|---|---|---|"]
+    for u in result.get("user_path", []):
+        lines.append(f"| {u['case']} | {u['env']} | {u['step_min_s']:.3f} / {u['step_median_s']:.3f} / "
+                     f"{u['step_max_s']:.3f} ({u['runs']} runs) | {u.get('loop_over_isolated', float('nan')):.2f} |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--markdown", metavar="JSON", help="print the README tables of a result file and exit")
     ap.add_argument("--quick", action="store_true",
                     help="N = 4000 and 8000, d = 16, 3 user runs: a smoke test (writes softmax_quick.json)")
     ap.add_argument("--out", default=None,
@@ -341,6 +383,10 @@ def main(argv=None):
     ap.add_argument("--runs", type=int, default=None, help="user-path runs per variant (default 5; 3 with --quick)")
     ap.add_argument("--no-memory", action="store_true", help="skip the 64000-particle memory run")
     args = ap.parse_args(argv)
+    if args.markdown:
+        with open(args.markdown) as fh:
+            print(markdown(json.load(fh)))
+        return
     out_path = args.out or os.path.join(RESULTS, "softmax_quick.json" if args.quick else "softmax.json")
     runs = args.runs or (3 if args.quick else 5)
     Ns = (4000, 8000) if args.quick else (16000, 20000)
@@ -367,6 +413,7 @@ def main(argv=None):
     print("-" * len(hdr))
     rows = isolated(Ns, ds, dtypes, peaks, 3, print_isolated_row)
     result["cases"] = rows
+    write(result, out_path)
 
     big = max(Ns)
     scaling = []
@@ -410,8 +457,10 @@ def main(argv=None):
              (f"sa_d{ud}_f32_save_every_{se}", "first_order", uN, ud, "float32", 2 * se, se, both[:1])]
     print(f"\nuser path: meanfield run, N = {uN}, d = {ud}, seconds per step from /scales/wall_time "
           f"(first interval skipped), {runs} runs; loop/isolated = median step per oracle call / isolated oracle")
+    write(result, out_path)
     with tempfile.TemporaryDirectory() as tmp:
         result["user_path"] = user_path(cases, runs, iso, tmp)
+    write(result, out_path)
 
     if not args.no_memory:
         mem = memory_check()
@@ -420,9 +469,7 @@ def main(argv=None):
     result["load_average_after"] = load_average()
     result["wall_s"] = time.perf_counter() - t_begin
     print(f"\nload average after: {result['load_average_after']}; total {result['wall_s']:.0f} s")
-    os.makedirs(os.path.dirname(out_path), exist_ok=True)
-    with open(out_path, "w") as fh:
-        json.dump(result, fh, indent=2)
+    write(result, out_path)
     print(f"wrote {out_path}")
 
 
