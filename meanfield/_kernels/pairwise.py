@@ -27,6 +27,13 @@ and the model scales them: SA divides by ``l_i`` (the shift cancels), while
 intrinsically unnormalized quantities (USA, z_i, the accelerated force, the
 energy) multiply by ``exp(m_i)`` in float64 and check for overflow.
 
+For a symmetric A (no mask) :func:`symmetric_pass` does the same three passes
+visiting each unordered pair once: one logit and one exponential feed the
+sums of both rows, with the separable shift ``mu_i + mu_j``,
+``mu_i = x_i^T |A| x_i / 2``, instead of the online one; it needs every
+``mu_i <= mu_max_for(dtype)`` and the model falls back to :func:`loop_pass`
+otherwise.
+
 There is no BLAS path: with four targets per source load these loops beat
 BLAS tile products (logits and weighted sums as GEMMs, as in an earlier
 version) at every d measured, 24 to 512 (benchmarks/bench_softmax.py and the
