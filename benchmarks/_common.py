@@ -31,6 +31,46 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def cpu_info() -> dict:
+    """The CPU as /proc/cpuinfo, lscpu and numba (LLVM's host CPU name) see it."""
+    import subprocess
+
+    import llvmlite.binding as llvm
+    import numba
+
+    info = {"model_name": None, "lscpu_model_name": None, "avx512f": None,
+            "numba_cpu_name": numba.config.CPU_NAME or llvm.get_host_cpu_name()}
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and info["model_name"] is None:
+                    info["model_name"] = value.strip()
+                if key.strip() == "flags" and info["avx512f"] is None:
+                    info["avx512f"] = "avx512f" in value.split()
+    except OSError:
+        pass
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                info["lscpu_model_name"] = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return info
+
+
+def cpu_label(info: dict) -> str:
+    """One line naming the CPU, e.g. ``Intel(R) Xeon(R) Processor (emeraldrapids, AVX-512), 2 cores``."""
+    vec = "AVX-512" if info.get("avx512f") else "no AVX-512"
+    return f"{info.get('model_name') or 'unknown CPU'} ({info.get('numba_cpu_name')}, {vec}), {os.cpu_count()} cores"
+
+
+def load_average() -> list[float]:
+    """1, 5 and 15 minute load averages (another job on these cores skews every timing)."""
+    return [round(v, 2) for v in os.getloadavg()]
+
+
 def machine() -> dict:
     import numba
     import numpy as np
@@ -38,7 +78,7 @@ def machine() -> dict:
     return {
         "cpu_count": os.cpu_count(), "numba_threads": numba.get_num_threads(),
         "numpy": np.__version__, "numba": numba.__version__, "python": platform.python_version(),
-        "machine": platform.machine(),
+        "machine": platform.machine(), "cpu": cpu_info(),
     }
 
 

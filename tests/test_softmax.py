@@ -276,72 +276,145 @@ def test_template_parses_and_runs(tmp_path):
 # --------------------------------------------------- threads and precision
 
 
-def _z_of_pass(model, X, symmetric):
-    """z_i from one z pass of the model, asserting which pass ran."""
-    n = model._prepare(X)
-    if symmetric:
-        assert model._z_symmetric(X, n)
-    else:
-        model._pairs(PK.MODE_Z, n)
-    out = np.empty(n)
-    assert PK.z_from_rows(model._mrow, model._lrow, model.causal, n, out) == 0
-    return out, model._mrow.copy()
-
-
-# tiles of sources: 1, 2 (even: the last round pairs each tile once), 3, 6 (even), 5
-@pytest.mark.parametrize("N,d", [(333, 8), (600, 5), (1100, 3), (1500, 16), (2100, 4)])
-def test_symmetric_z_pass_matches_reference_and_row_pass(N, d):
-    X, Y, _, As, B, _, Q, m = problem(N, d, seed=N + 3 * d)
+def _indefinite(As):
+    """``As`` shifted to be indefinite for d > 1 (so |A| differs from A)."""
+    d = As.shape[0]
     lam = np.linalg.eigvalsh(As)
-    As = As - 0.5 * (lam.min() + lam.max()) * np.eye(d)  # indefinite (d > 1): |A| differs from A
-    assert np.linalg.eigvalsh(As).min() < 0 < np.linalg.eigvalsh(As).max()
-    model = acc_model(d, As, B, Q, m, False)
-    assert model.symmetric_z
-    zs, ms = _z_of_pass(model, X, True)
-    zr, _ = _z_of_pass(model, X, False)
-    zref = z(X, As, False)
-    assert rel(zs, zref) < 1e-13 and rel(zr, zref) < 1e-13
-    # the symmetric pass's shift bounds every logit of its row (the force pass relies on it)
-    assert np.all((X @ As @ X.T).max(1) <= ms + 1e-9)
-    F, G = model.hamiltonian_field(X.copy(), Y.copy(), 0.0)
-    Fr, Gr = hamiltonian_field(X, Y, As, B, Q, m, False)
-    assert rel(F, Fr) < RTOL and rel(G, Gr) < RTOL
+    As = As - 0.5 * (lam.min() + lam.max()) * np.eye(d)
+    assert d == 1 or np.linalg.eigvalsh(As).min() < 0 < np.linalg.eigvalsh(As).max()
+    return As
 
 
-def test_symmetric_z_pass_steps_aside_beyond_its_range():
-    """One particle with x^T |A| x / 2 > MU_MAX: the row-wise pass runs and z is still exact."""
-    N, d = 700, 4
-    X, _, _, _, B, _, Q, m = problem(N, d, seed=5)
+def _fields(X, Y, As, B, V, Q, m, dtype, symmetric):
+    """SA, USA (both with a confining term), accelerated F, G and z of one state; asserts which pass ran."""
+    d = X.shape[1]
+    out = []
+    for normalized in (True, False):
+        fm = first_model(d, As, V, normalized, dtype=dtype, B=B, Q=Q, m=m)
+        fm.symmetric_pairs = symmetric
+        out.append(fm.first_order(X.astype(dtype), 0.0))
+        assert fm._sym == symmetric
+    am = acc_model(d, As, B, Q, m, dtype=dtype)
+    am.symmetric_pairs = symmetric
+    out.extend(am.hamiltonian_field(X.astype(dtype), Y.astype(dtype), 0.0))
+    assert am._sym == symmetric
+    out.append(am.z(X.astype(dtype)))
+    return out
+
+
+def _references(X, Y, As, B, V, Q, m):
+    F, G = hamiltonian_field(X, Y, As, B, Q, m)
+    return [sa(X, As, V, False, B, Q, m), usa(X, As, V, False, B, Q, m), F, G, z(X, As)]
+
+
+def _tiles_problem(ntiles, d, dtype, seed):
+    """A problem whose sources fill ``ntiles`` tiles (the last one partly; N not a multiple of 4)."""
+    tj = PK.tile_width(d, np.dtype(dtype).itemsize)
+    N = (ntiles - 1) * tj + 4 * (tj // 12) + 3
+    assert PK.n_tiles(N, tj) == ntiles and N % 4 != 0
+    X, Y, _, As, B, V, Q, m = problem(N, d, seed=seed)
+    # inputs exactly representable in the state dtype, so the references see the same state
+    return X.astype(dtype).astype(np.float64), Y.astype(dtype).astype(np.float64), _indefinite(As), B, V, Q, m
+
+
+# tiles of sources: 1, 2 (even: the last round pairs each tile once), 3, 5 (odd), 6 (even);
+# d below, at and above the 4-row sweeps of the tile kernels
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("ntiles,d", [(1, 8), (2, 5), (3, 3), (5, 4), (6, 16), (3, 1)])
+def test_symmetric_passes_match_reference_and_row_passes(ntiles, d, dtype):
+    """Each unordered pair once (SA, USA, z, accelerated force) vs the N x N formulas and the row passes."""
+    X, Y, As, B, V, Q, m = _tiles_problem(ntiles, d, dtype, seed=10 * ntiles + d)
+    sym = _fields(X, Y, As, B, V, Q, m, dtype, True)
+    row = _fields(X, Y, As, B, V, Q, m, dtype, False)
+    tol = RTOL if dtype == np.float64 else F32_RTOL
+    for a, b, ref in zip(sym, row, _references(X, Y, As, B, V, Q, m)):
+        assert rel(a, ref) < tol and rel(b, ref) < tol
+        assert rel(a, b) < (1e-13 if dtype == np.float64 else F32_RTOL)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_symmetric_passes_at_the_edge_of_their_range(dtype):
+    """max mu_i just below the dtype's limit: the symmetric passes run, nothing underflows, stated accuracy holds.
+
+    With mu_i = x_i^T |A| x_i / 2 every exponent lies in [-4 max mu, 0]: down to
+    -680 in float64 and -80 in float32, inside both exps' ranges.
+    """
+    limit = PK.mu_max_for(dtype)
+    X, Y, As, B, V, Q, m = _tiles_problem(3, 4, dtype, seed=7)
+    As = 0.5 * np.eye(4)  # mu_i = |x_i|^2 / 4
+    X[:, :] /= np.linalg.norm(X, axis=1, keepdims=True)
+    X *= np.sqrt(4 * limit * np.linspace(0.2, 0.98, X.shape[0]))[:, None]  # mu_i up to 0.98 limit
+    X = X.astype(dtype).astype(np.float64)
+    mu = 0.25 * (X**2).sum(1)
+    assert 0.97 * limit < mu.max() <= limit
+    sym = _fields(X, Y, As, B, V, Q, m, dtype, True)
+    # SA only: the unnormalized quantities reach exp(2 * 0.98 * 170) and are compared relatively
+    ref = _references(X, Y, As, B, V, Q, m)
+    tol = RTOL if dtype == np.float64 else F32_RTOL
+    for a, r in zip(sym, ref):
+        assert np.all(np.isfinite(a)) and rel(a, r) < tol
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_symmetric_passes_step_aside_beyond_their_range(dtype):
+    """One particle with x^T |A| x / 2 above the dtype's limit: the row passes run, results still exact."""
+    d = 4
+    X, Y, _, _, B, V, Q, m = problem(700, d, seed=5)
     As = 0.5 * np.eye(d)
-    X[0] *= np.sqrt(4.4 * PK.MU_MAX) / np.linalg.norm(X[0])  # mu_0 = 1.1 MU_MAX, logit l_00 = 2.2 MU_MAX
-    model = acc_model(d, As, B, Q, m, False)
-    model._prepare(X)
-    assert not model._z_symmetric(X, N)
-    assert rel(model.z(X), z(X, As, False)) < 1e-12
-    for off in ({"dtype": np.float32}, {"causal": True}):  # no symmetric pass for float32 or a mask
-        kw = {"causal": False, "dtype": np.float64, **off}
-        assert not acc_model(d, As, B, Q, m, kw["causal"], kw["dtype"]).symmetric_z
-    A = As + 0.1 * np.triu(np.ones((d, d)), 1)  # first-order runs may have a non-symmetric A
-    assert not first_model(d, A).symmetric_z
+    X[0] *= np.sqrt(4.4 * PK.mu_max_for(dtype)) / np.linalg.norm(X[0])  # mu_0 = 1.1 limit
+    X = X.astype(dtype).astype(np.float64)
+    for normalized, ref in ((True, sa), (False, usa)):
+        fm = first_model(d, As, V, normalized, dtype=dtype)
+        assert fm.symmetric_pairs
+        f = fm.first_order(X.astype(dtype), 0.0)
+        assert not fm._sym
+        assert rel(f, ref(X, As, V)) < (RTOL if dtype == np.float64 else F32_RTOL)
+    am = acc_model(d, As, B, Q, m, dtype=dtype)
+    F, G = am.hamiltonian_field(X.astype(dtype), Y.astype(dtype), 0.0)
+    assert not am._sym
+    with np.errstate(over="ignore"):  # float64: z_0^2 overflows, s_0 = 0 in both
+        Fr, Gr = hamiltonian_field(X, Y, As, B, Q, m)
+    tol = RTOL if dtype == np.float64 else F32_RTOL
+    assert rel(F, Fr) < tol and rel(G, Gr) < tol
 
 
+def test_symmetric_passes_only_for_symmetric_unmasked_A():
+    d = 3
+    _, _, _, As, B, _, _, _ = problem(10, d)
+    assert first_model(d, As).symmetric_pairs and acc_model(d, As, B).symmetric_pairs
+    assert acc_model(d, As, B, dtype=np.float32).symmetric_pairs
+    assert not acc_model(d, As, B, causal=True).symmetric_pairs
+    assert not first_model(d, As + 0.1 * np.triu(np.ones((d, d)), 1)).symmetric_pairs
+
+
+# N above the models' serial threshold (1024), so the passes really run on two threads
 @pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("d", [5, 40])
-def test_parallel_equals_serial(causal, d):
-    N = 1100  # above the serial threshold, or both arms would run on one thread (see test_threads.py)
+@pytest.mark.parametrize("d,N", [(5, 2100), (16, 1500), (40, 1100)])
+def test_parallel_equals_serial(causal, d, N):
+    assert numba.config.NUMBA_NUM_THREADS >= 2, "this test needs 2 numba threads (NUMBA_NUM_THREADS)"
+    assert N > Softmax.serial_below
     X, Y, A, As, B, V, Q, m = problem(N, d, seed=21)
-    fm = first_model(d, A, V, True, causal)
-    am = acc_model(d, As, B, Q, m, causal)
-    assert N >= fm.serial_below and numba.config.NUMBA_NUM_THREADS >= 2
+    As = _indefinite(As)
+    models = [first_model(d, A, V, True, causal), first_model(d, As, V, False, causal, B=B, Q=Q, m=m),
+              acc_model(d, As, B, Q, m, causal), acc_model(d, As, B, Q, m, causal, np.float32)]
     before = numba.get_num_threads()
     out = {}
     try:
         for threads in (1, 2):
             numba.set_num_threads(threads)
-            out[threads] = (fm.first_order(X.copy(), 0.0), *am.hamiltonian_field(X.copy(), Y.copy(), 0.0),
-                            am.energies(X, Y)["energy"])
+            assert numba.get_num_threads() == threads
+            res = []
+            for model in models:
+                x = X.astype(model.dtype)
+                if model.accelerated:
+                    res.extend(model.hamiltonian_field(x.copy(), Y.astype(model.dtype), 0.0))
+                    res.append(model.energies(x, Y.astype(model.dtype))["energy"])
+                else:
+                    res.append(model.first_order(x.copy(), 0.0))
+            out[threads] = res
     finally:
         numba.set_num_threads(before)
+    assert models[1]._sym != causal and models[2]._sym != causal and models[3]._sym != causal
     for a, b in zip(out[1], out[2]):
         assert np.array_equal(a, b)
 

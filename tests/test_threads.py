@@ -9,7 +9,9 @@ count only, so results must not depend on the thread count. These tests fail
 passes on one thread proves nothing.
 """
 
+import importlib
 import inspect
+import pkgutil
 
 import numba
 import numpy as np
@@ -17,10 +19,13 @@ import pytest
 from numba import njit, prange
 
 from meanfield._kernels import _config, checks, moments, pairwise, sphere
+import meanfield._kernels
 from meanfield._kernels._config import serial_if_small
 from meanfield.models import make_model
 
-KERNEL_MODULES = (checks, moments, pairwise, sphere)
+#: Every module of meanfield._kernels (a new module's parallel kernels are found too).
+KERNEL_MODULES = tuple(importlib.import_module(f"meanfield._kernels.{m.name}")
+                       for m in pkgutil.iter_modules(meanfield._kernels.__path__))
 
 
 def _parallel_kernels() -> set[str]:
@@ -39,8 +44,9 @@ COVERED = {
         "cross_moment", "column_mean", "affine_map", "affine_pair_map", "quadratic_mean",
         "causal_hamiltonian", "causal_first_order")},
     **{f"pairwise.{k}": "test_softmax" for k in (
-        "prepare", "prepare_values", "loop_pass", "half_quadratic", "_z_round", "finish_first_order",
-        "z_from_rows", "kinetic_terms", "finish_hamiltonian", "axpby", "axpby2")},
+        "prepare", "prepare_values", "loop_pass", "half_quadratic", "prepare_symmetric", "_sym_round",
+        "finish_first_order", "z_from_rows", "kinetic_terms", "finish_hamiltonian", "axpby", "axpby2")},
+    **{f"kinetic.{k}": "test_kinetic" for k in ("remap_lines", "theta_feet")},
     **{f"sphere.{k}": "test_sphere" for k in (
         "directions", "norms_into", "retract", "retract_tangent", "finish_first_order",
         "finish_hamiltonian", "constraint_errors")},
@@ -148,7 +154,7 @@ def test_softmax(causal):
     usa = make_model({**p, "dynamics": "first_order", "normalized": False})
     X, Y = _state(n, d, 4)
     X *= 0.7
-    assert acc.symmetric_z is (not causal)  # z_pass_symmetric (its _z_round) runs when unmasked
+    assert acc.symmetric_pairs is (not causal)  # the symmetric passes (_sym_round) run when unmasked
 
     def run():
         out = [*acc.hamiltonian_field(X, Y, 0.0), sa.first_order(X, 0.0), usa.first_order(X, 0.0),
@@ -162,10 +168,36 @@ def test_softmax(causal):
                 *acc.diagnostics(X, Y).values()]
 
     _same_on_1_and_2_threads(run, acc, n)
-    # the row-wise z pass too (symmetric_z off), so both z passes ran on two threads
+    # the row-wise passes too (symmetric_pairs off), so both kinds of pass ran on two threads
     if not causal:
-        acc.symmetric_z = False
-        _same_on_1_and_2_threads(lambda: (acc.z(X), *acc.hamiltonian_field(X, Y, 0.0)), acc, n)
+        acc.symmetric_pairs = sa.symmetric_pairs = False
+        _same_on_1_and_2_threads(lambda: (acc.z(X), *acc.hamiltonian_field(X, Y, 0.0),
+                                          sa.first_order(X, 0.0)), acc, n)
+
+
+def test_kinetic():
+    """The kinetic solver's remap kernels (parallel over grid lines), called outside the loop.
+
+    The loop runs grids below ``KineticSystem.serial_below`` cells on one thread;
+    here the solver's steps are taken directly, so both thread counts really run.
+    """
+    import meanfield
+
+    cfg = {"model": {"name": "sphere", "dynamics": "accelerated", "d": 2, "beta": 2.0},
+           "integrator": {"name": "strang", "h": 0.05}, "damping": {"schedule": "constant", "a": 1.0},
+           "initial": {"law": "von_mises", "mu": [0.0, 2.0], "kappa": 3.0, "weights": [0.5, 0.5],
+                       "momentum": "gaussian", "momentum_scale": 0.5, "n": 10},
+           "run": {"t0": 0.0, "steps": 4}, "solver": {"kind": "pde", "grid": [64, 80], "momentum_max": 5.0}}
+    run = meanfield.Run(cfg)
+
+    def steps():
+        system = run.make_system()
+        run.integrator.reset()
+        for k in range(3):
+            system.step(run.integrator, run.schedule, 0.05 * k, 0.05)
+        return [system.density.copy()]
+
+    _same_on_1_and_2_threads(steps)
 
 
 @pytest.mark.parametrize("normalization", ["post_ln", "pre_ln", "peri_ln"])

@@ -27,6 +27,13 @@ and the model scales them: SA divides by ``l_i`` (the shift cancels), while
 intrinsically unnormalized quantities (USA, z_i, the accelerated force, the
 energy) multiply by ``exp(m_i)`` in float64 and check for overflow.
 
+For a symmetric A (no mask) :func:`symmetric_pass` does the same three passes
+visiting each unordered pair once: one logit and one exponential feed the
+sums of both rows, with the separable shift ``mu_i + mu_j``,
+``mu_i = x_i^T |A| x_i / 2``, instead of the online one; it needs every
+``mu_i <= mu_max_for(dtype)`` and the model falls back to :func:`loop_pass`
+otherwise.
+
 There is no BLAS path: with four targets per source load these loops beat
 BLAS tile products (logits and weighted sums as GEMMs, as in an earlier
 version) at every d measured, 24 to 512 (benchmarks/bench_softmax.py and the
@@ -42,7 +49,7 @@ running totals across tiles are float64 even for float32 states.
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, set_parallel_chunksize
 
 from ._config import NJIT, NJIT_PARALLEL, wide_vectors
 from .fastexp import fexp_tile, to_dtype_of
@@ -580,11 +587,21 @@ def quadratic_form(M, X, i):
     return q
 
 
-# ------------------------------------------- symmetric z pass (symmetric A)
+# ------------------------------------------ symmetric passes (symmetric A)
 
-#: Largest mu_i = x_i^T |A| x_i / 2 for which :func:`z_pass_symmetric` is used:
-#: every exponent it forms then lies in [-4 MU_MAX, MU_MAX] (no overflow, no underflow in float64).
+#: Largest mu_i = x_i^T |A| x_i / 2 for which :func:`symmetric_pass` is used, per state dtype:
+#: every exponent it forms then lies in [-4 mu_max, 0] (up to rounding), inside the range of
+#: the dtype's exp (float64 to -708, float32 to -87.3: 4 * 20 = 80 leaves room for rounding).
 MU_MAX = 170.0
+MU_MAX_F32 = 20.0
+
+#: Tile pairs handed out per request in a round (0: numba's static split).
+CHUNK = 1
+
+
+def mu_max_for(dtype) -> float:
+    """Largest mu_i the symmetric passes accept for a state of ``dtype`` (:data:`MU_MAX`, :data:`MU_MAX_F32`)."""
+    return MU_MAX if np.dtype(dtype) == np.float64 else MU_MAX_F32
 
 
 @njit(**NJIT_PARALLEL_PLAIN)
@@ -603,20 +620,59 @@ def half_quadratic(X, M, mu, w):
         w[i] = math.exp(v)
 
 
-@njit(**NJIT_PAIR)
-def _tile_sym_group(S, MUt, Wt, w, e0, e1, e2, e3, col):
-    """Exponentials of a group's shifted logits, summed both ways.
+@njit(**NJIT_PAIR_PARALLEL)
+def prepare_symmetric(X, MU, W, XWT, MUT):
+    """Lay out the weighted source tiles of the symmetric passes.
 
-    With ``S[r, jj] = l_ij - mu_i`` for the group's rows, ``g_ij = exp(S[r, jj] - mu_j)``;
-    returns the four row sums ``sum_jj g_ij w_j`` and adds ``sum_r g_ij e_r`` to
-    ``col[jj]`` (``e_r = w_i``, or 0 for rows that must not count).
+    Parameters
+    ----------
+    X : (N, d) positions
+    MU, W : (N,) float64, mu_j and w_j = exp(mu_j) (:func:`half_quadratic`)
+    XWT : (ntiles, d + 1, TJ) output (state dtype): ``XWT[t, k, jj] = w_j x_jk`` for
+        ``k < d`` and ``XWT[t, d, jj] = w_j``, with ``j = t TJ + jj`` (zero padded)
+    MUT : (ntiles, TJ) output (state dtype), ``MUT[t, jj] = mu_j`` (zero padded)
+    """
+    n, d = X.shape
+    ntiles, _, tj = XWT.shape
+    for t in prange(ntiles):
+        j0 = t * tj
+        w = min(tj, n - j0)
+        for k in range(d):
+            for jj in range(w):
+                XWT[t, k, jj] = W[j0 + jj] * np.float64(X[j0 + jj, k])
+            for jj in range(w, tj):
+                XWT[t, k, jj] = 0.0
+        for jj in range(w):
+            XWT[t, d, jj] = W[j0 + jj]
+            MUT[t, jj] = MU[j0 + jj]
+        for jj in range(w, tj):
+            XWT[t, d, jj] = 0.0
+            MUT[t, jj] = 0.0
+
+
+@njit(**NJIT_PAIR)
+def _tile_sym_weights(s, mut, st, c, w):
+    """``s[jj] <- exp(s[jj] - mu_j) (c_i + s_j)`` for ``jj < w``: the symmetric force weight of a pair."""
+    wide_vectors()
+    for jj in range(w):
+        s[jj] = fexp_tile(s[jj] - mut[jj]) * (c + st[jj])
+
+
+@njit(**NJIT_PAIR)
+def _tile_sym_exp_group(S, MUt, Wt, w, e0, e1, e2, e3, colz, store, zero):
+    """Pair factors of a group, and their z sums both ways, in one sweep.
+
+    With ``S[r, jj] = l_ij - mu_i``, ``g_ij = exp(S[r, jj] - mu_j)`` (written back
+    into ``S`` when ``store``); returns the four row sums ``sum_jj g_ij w_j`` and
+    adds ``sum_r g_ij e_r`` to ``colz[jj]`` (``e_r = w_i``, or 0 for rows that
+    must not count).
     """
     wide_vectors()
     S0 = S[0]
     S1 = S[1]
     S2 = S[2]
     S3 = S[3]
-    r0 = r1 = r2 = r3 = 0.0
+    r0 = r1 = r2 = r3 = zero
     for jj in range(w):
         mj = MUt[jj]
         wj = Wt[jj]
@@ -624,94 +680,206 @@ def _tile_sym_group(S, MUt, Wt, w, e0, e1, e2, e3, col):
         g1 = fexp_tile(S1[jj] - mj)
         g2 = fexp_tile(S2[jj] - mj)
         g3 = fexp_tile(S3[jj] - mj)
+        if store:
+            S0[jj] = g0
+            S1[jj] = g1
+            S2[jj] = g2
+            S3[jj] = g3
         r0 += g0 * wj
         r1 += g1 * wj
         r2 += g2 * wj
         r3 += g3 * wj
-        col[jj] += g0 * e0 + g1 * e1 + g2 * e2 + g3 * e3
+        colz[jj] += g0 * e0 + g1 * e1 + g2 * e2 + g3 * e3
     return r0, r1, r2, r3
 
 
+@njit(**NJIT_PAIR)
+def _tile_columns_group(S, U, w, col):
+    """``col[k, jj] += sum_{r < R} S[r, jj] U[r, k]`` for ``jj < w``, ``k < K`` (the column side of a pair).
+
+    Parameters
+    ----------
+    S : (R, TJ) pair weights of a group of target rows
+    U : (R, K) the rows' own values (``w_i x_i`` and ``w_i``; 0 for rows that must not count)
+    w : int
+    col : (K, TJ) column sums of the source tile, added to
+    """
+    wide_vectors()
+    K = U.shape[1]
+    S0 = S[0]
+    S1 = S[1]
+    S2 = S[2]
+    S3 = S[3]
+    k = 0
+    while k + 4 <= K:
+        C0 = col[k]
+        C1 = col[k + 1]
+        C2 = col[k + 2]
+        C3 = col[k + 3]
+        a0, a1, a2, a3 = U[0, k], U[1, k], U[2, k], U[3, k]
+        b0, b1, b2, b3 = U[0, k + 1], U[1, k + 1], U[2, k + 1], U[3, k + 1]
+        c0, c1, c2, c3 = U[0, k + 2], U[1, k + 2], U[2, k + 2], U[3, k + 2]
+        e0, e1, e2, e3 = U[0, k + 3], U[1, k + 3], U[2, k + 3], U[3, k + 3]
+        for jj in range(w):
+            g0 = S0[jj]
+            g1 = S1[jj]
+            g2 = S2[jj]
+            g3 = S3[jj]
+            C0[jj] += a0 * g0 + a1 * g1 + a2 * g2 + a3 * g3
+            C1[jj] += b0 * g0 + b1 * g1 + b2 * g2 + b3 * g3
+            C2[jj] += c0 * g0 + c1 * g1 + c2 * g2 + c3 * g3
+            C3[jj] += e0 * g0 + e1 * g1 + e2 * g2 + e3 * g3
+        k += 4
+    while k < K:
+        C0 = col[k]
+        a0, a1, a2, a3 = U[0, k], U[1, k], U[2, k], U[3, k]
+        for jj in range(w):
+            C0[jj] += a0 * S0[jj] + a1 * S1[jj] + a2 * S2[jj] + a3 * S3[jj]
+        k += 1
+
+
 @njit(**NJIT_PAIR_PARALLEL)
-def _z_round(rnd, QA, XT, MU, W, MUT, WT, n, rowsum, colsum):
-    """Round ``rnd`` of :func:`z_pass_symmetric`: target tile I against source tile (I + rnd) mod nt.
+def _sym_round(rnd, mode, QA, XT, XWT, MUT, ST, cvec, MU, n, zero, rowacc, colacc):
+    """Round ``rnd`` of :func:`symmetric_pass`: target tile I against source tile (I + rnd) mod nt.
 
     Within a round the target tiles and the source tiles are each hit once,
-    so row sums (of tile I) and column sums (of tile J) never race.
+    so row sums (of tile I, into ``rowacc``) and column sums (of tile J, into
+    ``colacc``) never race. Round 0 pairs each tile with itself and is summed
+    row-wise in full (no column sums).
     """
-    nt, _, tj = XT.shape
+    nt, d, tj = XT.shape
     ntask = nt // 2 if (rnd > 0 and 2 * rnd == nt) else nt  # distance nt/2: each pair once
+    sums = mode != MODE_Z  # weighted sums of x (softmax and force); z sums in softmax and z modes
+    zsums = mode != MODE_FORCE
     for I in prange(ntask):
         J = (I + rnd) % nt
-        S = _empty_aligned(R, tj, np.float64)
-        sh = np.empty(R, np.float64)
+        S = _empty_aligned(R, tj, QA.dtype)  # l_ij - mu_i, then the pair weights
+        col = _empty_aligned(d + 1, tj, QA.dtype)  # column sums of tile J (state dtype, this tile pair)
+        sh = np.empty(R, QA.dtype)
         rows = np.empty(R, np.int64)
-        col = np.zeros(tj, np.float64)
+        U = np.zeros((R, d + 1), QA.dtype)  # w_i x_i and w_i of the group's rows (0: do not count)
+        at = np.empty((R, d), np.float64)
         i0 = I * tj
         ni = min(n, i0 + tj) - i0
         j0 = J * tj
         wj = min(tj, n - j0)
         Xt = XT[J]
+        XWt = XWT[J, :d]
+        Wt = XWT[J, d]
+        MUt = MUT[J]
+        colx = col[:d]
+        colz = col[d]
+        for k in range(d + 1):
+            for jj in range(wj):
+                col[k, jj] = zero
         for g in range(0, ni, R):
+            # the group's rows; past the tile's end, repeats of its last row (U = 0, sums discarded)
             for r in range(R):
-                rows[r] = i0 + min(g + r, ni - 1)
-                sh[r] = MU[rows[r]]
+                ii = min(g + r, ni - 1)
+                rows[r] = i0 + ii
+                sh[r] = to_dtype_of(MU[i0 + ii], zero)
+                if rnd > 0 and g + r < ni:
+                    for k in range(d + 1):
+                        U[r, k] = XWT[I, k, ii]
+                else:
+                    for k in range(d + 1):
+                        U[r, k] = zero
             _tile_logits_group(QA, rows, Xt, wj, S, sh)
-            # the diagonal tile (rnd = 0) is summed row-wise in full: no column sums there
-            e0 = W[rows[0]] if rnd > 0 else 0.0
-            e1 = W[rows[1]] if (rnd > 0 and g + 1 < ni) else 0.0
-            e2 = W[rows[2]] if (rnd > 0 and g + 2 < ni) else 0.0
-            e3 = W[rows[3]] if (rnd > 0 and g + 3 < ni) else 0.0
-            r0, r1, r2, r3 = _tile_sym_group(S, MUT[J], WT[J], wj, e0, e1, e2, e3, col)
-            rowsum[rows[0]] += r0
-            if g + 1 < ni:
-                rowsum[rows[1]] += r1
-            if g + 2 < ni:
-                rowsum[rows[2]] += r2
-            if g + 3 < ni:
-                rowsum[rows[3]] += r3
+            z0 = z1 = z2 = z3 = 0.0
+            if zsums:
+                z0, z1, z2, z3 = _tile_sym_exp_group(S, MUt, Wt, wj, U[0, d], U[1, d], U[2, d], U[3, d],
+                                                     colz, sums, zero)
+            else:
+                for r in range(R):
+                    _tile_sym_weights(S[r], MUt, ST[J], to_dtype_of(cvec[rows[r]], zero), wj)
+            if sums:
+                for r in range(R):
+                    for k in range(d):
+                        at[r, k] = 0.0
+                _tile_accumulate_group(S, XWt, wj, at, zero)
+                if rnd > 0:
+                    _tile_columns_group(S, U[:, :d], wj, colx)
+            for r in range(min(R, ni - g)):
+                i = rows[r]
+                if zsums:
+                    rowacc[i, d] += (z0, z1, z2, z3)[r]
+                if sums:
+                    for k in range(d):
+                        rowacc[i, k] += at[r, k]
         if rnd > 0:
             for jj in range(wj):
-                colsum[j0 + jj] += col[jj]
+                for k in range(d + 1):
+                    colacc[j0 + jj, k] += col[k, jj]
 
 
-@njit(**NJIT_PAIR)
-def z_pass_symmetric(QA, XT, MU, W, MUT, WT, mu_max, n, mrow, lrow, rowsum, colsum):
-    """z_i for a symmetric A with each unordered pair's exponential computed once (float64, no mask).
+def symmetric_pass(mode, QA, XT, XWT, MUT, ST, cvec, MU, mu_max, n, zero, rowacc, colacc, acc, mrow, lrow):
+    """A pass over pairs for a symmetric A with each unordered pair computed once (no mask).
 
     With ``mu_i = x_i^T |A| x_i / 2`` (``|A|`` the matrix absolute value),
-    ``l_ij <= mu_i + mu_j``, so ``g_ij = exp(l_ij - mu_i - mu_j) <= 1`` and::
+    ``|l_ij| <= mu_i + mu_j``, so ``g_ij = exp(l_ij - mu_i - mu_j) <= 1``,
+    ``g_ij = g_ji``, and with ``w_j = exp(mu_j)``::
 
-        n z_i = sum_j E_ij = exp(mu_i) sum_j g_ij exp(mu_j).
+        sum_j E_ij v_j = exp(mu_i) sum_j g_ij w_j v_j.
 
-    ``g_ij = g_ji`` feeds the sums of rows i and j. Tiles are paired in rounds
-    (tile I with tile I + rnd, rnd = 0 .. nt/2), one parallel region per round;
-    every row's terms are added in the same order whatever the thread count.
-    Needs ``max mu_i <= MU_MAX`` (then every exponent lies in [-4 MU_MAX, MU_MAX]).
+    One ``g_ij`` (one logit, one exponential) feeds the sums of row i
+    (``+= g_ij w_j v_j``) and of row j (``+= g_ij w_i v_i``). The modes are those
+    of :func:`loop_pass`: ``MODE_SOFTMAX`` sums ``v_j = (x_j, 1)`` (the SA/USA sums
+    and z_i), ``MODE_Z`` only ``v_j = 1``, ``MODE_FORCE`` sums ``v_j = x_j`` with the
+    symmetric weight ``E_ij (c_i + s_j) = E_ij (s_i + s_j + 2)``. Tiles are paired
+    in rounds (tile I with tile I + rnd, rnd = 0 .. nt/2), one parallel region
+    per round; every row's terms are added in the same order whatever the
+    thread count. Needs ``max mu_i <= mu_max_for(dtype)``: then every exponent
+    lies in [-4 mu_max, 0] and nothing over- or underflows.
 
-    Outputs, in the form of the row-wise z pass: ``mrow_i = mu_i + max mu``
-    (a shift at least every logit of row i, used by the force pass) and
-    ``lrow_i = sum_j exp(l_ij - mrow_i)``, so ``z_i = exp(mrow_i) lrow_i / n``.
+    Outputs are in the form of :func:`loop_pass`: ``mrow_i = mu_i + max mu``
+    (a shift at least every logit of row i), ``lrow_i = sum_j exp(l_ij - mrow_i)``
+    and ``acc_i = sum_j exp(l_ij - mrow_i) w_ij x_j`` (``w_ij = 1``, or
+    ``c_i + s_j`` in force mode).
 
     Parameters
     ----------
-    QA : (N, d) float64 query rows, XT : (ntiles, d, TJ) float64 source tiles
-    MU, W : (N,) float64, mu_i and exp(mu_i) (:func:`half_quadratic`)
-    MUT, WT : (ntiles, TJ) float64 tiles of MU and W (:func:`prepare_values`)
-    mu_max : float, max_i mu_i (at most MU_MAX)
+    mode : int, ``MODE_SOFTMAX``, ``MODE_Z`` or ``MODE_FORCE``
+    QA : (N, d) query rows, XT : (ntiles, d, TJ) source tiles (:func:`prepare`)
+    XWT : (ntiles, d + 1, TJ), MUT : (ntiles, TJ) weighted tiles (:func:`prepare_symmetric`)
+    ST : (ntiles, TJ) tiles of s_j (force mode; any 2-D array of the state dtype otherwise)
+    cvec : (N,) float64 c_i (force mode; any float64 array otherwise)
+    MU : (N,) float64 mu_i
+    mu_max : float, max_i mu_i
     n : int, number of particles (= N)
-    mrow, lrow : (N,) float64 outputs
-    rowsum, colsum : (N,) float64 work arrays
+    zero : scalar 0 of the state dtype
+    rowacc, colacc : (N, d + 1) float64 work arrays
+    acc : (N, d) float64 output (not written in z mode)
+    mrow : (N,) float64 output
+    lrow : (N,) float64 output (not written in force mode)
     """
+    # tile pairs go to threads one at a time (the split does not change any sum: each tile
+    # pair's terms are added in a fixed order), so a busy core delays a round less
+    old = set_parallel_chunksize(CHUNK)
+    try:
+        _symmetric_pass(mode, QA, XT, XWT, MUT, ST, cvec, MU, mu_max, n, zero, rowacc, colacc, acc, mrow, lrow)
+    finally:
+        set_parallel_chunksize(old)
+
+
+@njit(**NJIT_PAIR)
+def _symmetric_pass(mode, QA, XT, XWT, MUT, ST, cvec, MU, mu_max, n, zero, rowacc, colacc, acc, mrow, lrow):
+    """:func:`symmetric_pass` (compiled; the caller sets numba's parallel chunk size)."""
     nt = XT.shape[0]
+    d = XWT.shape[1] - 1
     for i in range(n):
-        rowsum[i] = 0.0
-        colsum[i] = 0.0
+        for k in range(d + 1):
+            rowacc[i, k] = 0.0
+            colacc[i, k] = 0.0
     for rnd in range(nt // 2 + 1):
-        _z_round(rnd, QA, XT, MU, W, MUT, WT, n, rowsum, colsum)
+        _sym_round(rnd, mode, QA, XT, XWT, MUT, ST, cvec, MU, n, zero, rowacc, colacc)
+    sc = math.exp(-mu_max)
     for i in range(n):
         mrow[i] = MU[i] + mu_max
-        lrow[i] = (rowsum[i] + colsum[i]) * math.exp(-mu_max)
+        if mode != MODE_FORCE:
+            lrow[i] = (rowacc[i, d] + colacc[i, d]) * sc
+        if mode != MODE_Z:
+            for k in range(d):
+                acc[i, k] = (rowacc[i, k] + colacc[i, k]) * sc
 
 
 # ------------------------------------------------- particle-wise passes

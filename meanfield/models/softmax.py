@@ -26,10 +26,11 @@ z_i (``interaction = -1/(2N) sum_i z_i``) and are not expected to be monotone.
 
 One oracle call is O(N^2 d): one pass over pairs for SA/USA (online softmax),
 two for the accelerated field (z_i, then the force with s_i); see
-:mod:`meanfield._kernels.pairwise`. For a symmetric A in float64 without a
-mask, the z_i pass computes each unordered pair's exponential once
-(``E_ij = E_ji``, :func:`~meanfield._kernels.pairwise.z_pass_symmetric`)
-while every x_i^T |A| x_i <= 2 MU_MAX = 340, and the row-wise pass otherwise. Quantities that are intrinsically
+:mod:`meanfield._kernels.pairwise`. For a symmetric A without a mask, every
+pass computes each unordered pair's logit and exponential once (``E_ij = E_ji``,
+:func:`~meanfield._kernels.pairwise.symmetric_pass`) while every
+x_i^T |A| x_i / 2 <= ``mu_max_for(dtype)`` (170 in float64, 20 in float32), and
+goes row by row otherwise. Quantities that are intrinsically
 unnormalized (USA, z_i, the accelerated force, the energy) raise
 :class:`~meanfield.errors.SimulationError` when they overflow.
 """
@@ -177,13 +178,15 @@ class Softmax(Model):
         #: Summation backend: None (the exact pair passes below) or a FourierSums (docs/models.md §8).
         self._fourier = (FourierSums(self.A, params.summation_tol, self.dtype)
                          if params.summation == "fourier" else None)
-        #: z_i with each unordered pair's exponential computed once (symmetric A, float64, no
-        #: mask; used when max_i x_i^T |A| x_i / 2 <= PK.MU_MAX). Set to False to force the row pass.
-        self.symmetric_z = (self.dtype == np.float64 and not self.causal and self._fourier is None
-                            and np.array_equal(self.A, self.A.T))
-        if self.symmetric_z:
+        #: Passes over pairs compute each unordered pair once (symmetric A, no mask; used while
+        #: max_i x_i^T |A| x_i / 2 <= PK.mu_max_for(dtype)). Set to False to force the row passes.
+        self.symmetric_pairs = (not self.causal and self._fourier is None
+                                and np.array_equal(self.A, self.A.T))
+        if self.symmetric_pairs:
             lam, U = np.linalg.eigh(self.A)
             self._absA = np.ascontiguousarray((U * np.abs(lam)) @ U.T)
+        self._mu_limit = PK.mu_max_for(self.dtype)
+        self._sym = False  # whether the current state's symmetric tiles are laid out (_prepare)
         self._work_n = -1
 
     @classmethod
@@ -207,10 +210,12 @@ class Softmax(Model):
         self._lrow = np.empty(n, np.float64)
         self._z = np.empty(n, np.float64)
         self._F = np.empty((n, d), dt)
-        if self.symmetric_z:
-            self._mu, self._w, self._rowsum, self._colsum = (np.empty(n, np.float64) for _ in range(4))
-            self._MUT = PK.empty_aligned((nt, self._tj), np.float64)
-            self._WT = PK.empty_aligned((nt, self._tj), np.float64)
+        if self.symmetric_pairs:
+            self._mu, self._w = np.empty(n, np.float64), np.empty(n, np.float64)
+            self._XWT = PK.empty_aligned((nt, d + 1, self._tj), dt)  # w_j x_j and w_j
+            self._MUT = PK.empty_aligned((nt, self._tj), dt)
+            self._rowacc = np.empty((n, d + 1), np.float64)
+            self._colacc = np.empty((n, d + 1), np.float64)
         if self.accelerated:
             self._ST = PK.empty_aligned((nt, self._tj), dt)
             self._yBy = np.empty(n, np.float64)
@@ -252,17 +257,37 @@ class Softmax(Model):
             self._fourier.set_points(x, t)
             return n
         PK.prepare(x, self.A, self._XT, self._QA)
+        self._sym = self.symmetric_pairs and self._prepare_symmetric(x)
         return n
 
+    def _prepare_symmetric(self, x) -> bool:
+        """mu_i, w_i and the weighted tiles of :func:`PK.symmetric_pass`; False when mu is out of its range."""
+        PK.half_quadratic(x, self._absA, self._mu, self._w)
+        self._mu_max = float(np.max(self._mu))
+        if not self._mu_max <= self._mu_limit:  # also False for NaN
+            return False
+        PK.prepare_symmetric(x, self._mu, self._w, self._XWT, self._MUT)
+        return True
+
     def _pairs(self, mode, n, ST=None, cvec=None) -> None:
-        """One pass over pairs (``PK.MODE_*``) into ``_mrow``, ``_lrow``, ``_acc``."""
+        """One pass over pairs (``PK.MODE_*``) into ``_mrow``, ``_lrow``, ``_acc``.
+
+        From the Fourier backend when ``summation = "fourier"``; else each
+        unordered pair once (:func:`PK.symmetric_pass`) when :meth:`_prepare`
+        laid out the symmetric tiles, else row by row (:func:`PK.loop_pass`).
+        """
         if self._fourier is not None:
             self._fourier_pass(mode, cvec)
             return
         ST = self._no_ST if ST is None else ST
         cvec = self._mrow if cvec is None else cvec
-        PK.loop_pass(mode, self._QA, self._XT, ST, cvec, n, self.causal, self._zero, self._big,
-                     self._acc, self._mrow, self._lrow)
+        if self._sym:
+            PK.symmetric_pass(mode, self._QA, self._XT, self._XWT, self._MUT, ST, cvec, self._mu,
+                              self._mu_max, n, self._zero, self._rowacc, self._colacc,
+                              self._acc, self._mrow, self._lrow)
+        else:
+            PK.loop_pass(mode, self._QA, self._XT, ST, cvec, n, self.causal, self._zero, self._big,
+                         self._acc, self._mrow, self._lrow)
 
     def _fourier_pass(self, mode, cvec) -> None:
         """The same pass sums from the Fourier backend (:mod:`meanfield.models._fourier`)."""
@@ -285,24 +310,11 @@ class Softmax(Model):
         return self._z_after_prepare(x, n, t).copy()
 
     def _z_after_prepare(self, x, n, t=None) -> np.ndarray:
-        if not (self.symmetric_z and self._z_symmetric(x, n)):
-            self._pairs(PK.MODE_Z, n)
+        self._pairs(PK.MODE_Z, n)
         bad = PK.z_from_rows(self._mrow, self._lrow, self.causal, n, self._z)
         if bad:
             raise self._overflow(f"z_i = (1/N) sum_j exp(x_i^T A x_j) ({bad} rows)", t)
         return self._z
-
-    def _z_symmetric(self, x, n) -> bool:
-        """Shifts and sums of z_i by :func:`PK.z_pass_symmetric`; False (nothing done) when out of its range."""
-        PK.half_quadratic(x, self._absA, self._mu, self._w)
-        mu_max = float(np.max(self._mu))
-        if not mu_max <= PK.MU_MAX:  # also False for NaN
-            return False
-        PK.prepare_values(self._mu, self._MUT)
-        PK.prepare_values(self._w, self._WT)
-        PK.z_pass_symmetric(self._QA, self._XT, self._mu, self._w, self._MUT, self._WT, mu_max, n,
-                            self._mrow, self._lrow, self._rowsum, self._colsum)
-        return True
 
     # ----------------------------------------------------------------- fields
     def _combine_first_order(self, x, t, a, b, out):
