@@ -107,6 +107,13 @@ def _summary_line(res) -> str:
             + (f" -> {res.path}" if res.path else ""))
 
 
+def _report(res) -> None:
+    """The run's summary line; a run that finished with warnings also says so on stderr (one line)."""
+    click.echo(_summary_line(res))
+    if "warning:" in res.status:
+        click.echo(f"meanfield: {res.status[res.status.index('warning:'):]}", err=True)
+
+
 def _companion_path(path: str) -> str:
     root, ext = os.path.splitext(path)
     return f"{root}-first_order{ext or '.h5'}"
@@ -150,7 +157,7 @@ def run(params, output, overrides, threads, progress, resume, overwrite):
         # with both PARAMS and -o, PARAMS must describe the run in the file (checked, not ignored)
         res = resume_run(target, overrides=overrides, progress=_Progress(progress, "resume"),
                          params=params if output else None)
-        click.echo(_summary_line(res))
+        _report(res)
         return
     r = meanfield.Run(params, overrides)
     path = output or r.config["output"]["path"]
@@ -158,7 +165,7 @@ def run(params, output, overrides, threads, progress, resume, overwrite):
         _default_example(r, path, overwrite, progress, overrides)
         return
     res = _simulate(r, path, overwrite, progress, "run")
-    click.echo(_summary_line(res))
+    _report(res)
 
 
 def _default_example(r, path, overwrite, progress, overrides):
@@ -179,8 +186,8 @@ def _default_example(r, path, overwrite, progress, overrides):
     cfg["run"]["oracle_calls"] = int(acc.oracle_calls)
     cfg["output"]["save"] = [s for s in cfg["output"]["save"] if s == "x"]
     first = _simulate(meanfield.Run(cfg), companion, overwrite, progress, "first-order")
-    click.echo(_summary_line(acc))
-    click.echo(_summary_line(first))
+    _report(acc)
+    _report(first)
     E_star = r.model.energy_infimum(r.x0)
     gap_a = acc["energy"][-1] - E_star
     gap_f = first["energy"][-1] - E_star

@@ -225,3 +225,21 @@ def test_circle_pde_at_large_beta():
     assert np.abs(plain.velocity(f) - ref).max() < 1e-13 * np.abs(ref).max()
     with pytest.raises(ParameterError, match="model.beta"):
         CirclePDE(64, 800.0, normalized=False)
+
+
+def test_cli_says_a_runaway_on_stderr_in_one_line(tmp_path):
+    """The CLI reports a finished-with-warning run: exit 0, the summary on stdout, one warning line on stderr."""
+    params = tmp_path / "runaway.toml"
+    params.write_text(
+        '[model]\nname = "softmax"\ndynamics = "accelerated"\nd = 3\nA = 0.5\n'
+        'Q = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]\nm = [0.0, 0.0, 0.0]\n'
+        '[damping]\nschedule = "constant"\na = 1.0\n[integrator]\nname = "exp_euler"\nh = 0.01\n'
+        '[initial]\nlaw = "gaussian"\nn = 100\nmean = [0.5, 0.0, 0.0]\nmomentum = "gaussian"\n'
+        'momentum_scale = 0.3\nseed = 0\n[run]\nt0 = 0.0\nt1 = 5.0\nsave_every = 10\n[output]\nsave = []\n')
+    res = subprocess.run([sys.executable, "-m", "meanfield_cli.main", "run", str(params), "-o",
+                          str(tmp_path / "r.h5"), "--no-progress"], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    warn = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(warn) == 1 and warn[0].startswith("meanfield: warning: dissipation residual"), res.stderr
+    assert "final energy" in res.stdout
