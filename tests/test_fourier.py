@@ -14,7 +14,7 @@ from meanfield.diagnostics.clustering import pair_statistics, pair_statistics_fa
 from meanfield.errors import ParameterError, SimulationError
 from meanfield.models import make_model
 from meanfield.models._fourier import FourierSums, kernel_grid
-from meanfield.resume import resume_run
+from conftest import interrupt_and_resume
 
 
 def unit(x):
@@ -239,20 +239,9 @@ def test_whole_runs_agree_with_exact(dynamics, integrator):
 
 
 def test_resume_is_bit_identical(tmp_path):
-    import os
-    import signal
-
     cfg = sphere_run("fourier", "accelerated", "exp_euler", steps=30)
     full = meanfield.Run(cfg).simulate(str(tmp_path / "full.h5"))
-
-    def interrupt(done, total):
-        if done == 12:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    path = str(tmp_path / "cut.h5")
-    with pytest.raises(KeyboardInterrupt):
-        meanfield.Run(cfg).simulate(path, progress=interrupt)
-    res = resume_run(path)
+    res = interrupt_and_resume(cfg, str(tmp_path / "cut.h5"), at=12)
     assert np.array_equal(res.x, full.x) and np.array_equal(res.y, full.y)
 
 

@@ -85,7 +85,9 @@ def test_cross_polytope_is_a_fixed_point_for_every_beta():
     X = np.vstack([np.eye(d), -np.eye(d)])
     for beta in (0.1, 3.0, 40.0):
         res = layers_of(sphere_cfg(d=d, n=2 * d, beta=beta, layers=3), X)
-        assert np.abs(res.x - X).max() < 1e-15 * 4
+        # a_i = 2 sinh(beta) e_k / Z is short at small beta (|a_i| ~ 0.02 at beta = 0.1), so the
+        # normalization a_i / |a_i| magnifies the round-off of the sums: measured 3e-14 after 3 layers
+        assert np.abs(res.x - X).max() < 1e-13
         assert list(res["n_clusters"]) == [2 * d] * 4
 
 
