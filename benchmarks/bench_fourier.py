@@ -38,7 +38,7 @@ import time
 
 import numba
 import numpy as np
-from bench_softmax import best_time, matmul_gflops
+from bench_softmax import matmul_gflops, timings
 
 from meanfield.models import make_model
 
@@ -87,7 +87,7 @@ def call_time(case, summation, N, dynamics="first_order", reps=None):
             y -= np.einsum("ij,ij->i", x, y)[:, None] * x
         fn = lambda: m.hamiltonian_field(x, y, 0.0)  # noqa: E731
     reps = reps if reps is not None else (3 if N <= 10**5 else 1)
-    return best_time(fn, reps)
+    return min(timings(fn, reps))
 
 
 def slope(Ns, ts) -> float:

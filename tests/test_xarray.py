@@ -80,3 +80,21 @@ def test_dimension_scales_attached_and_kept_across_resume(tmp_path):
     assert set(b.t) <= set(a.t) and a.t[-1] == b.t[-1]
     assert np.array_equal(a.x, b.x) and np.array_equal(a.y, b.y)
     assert a.to_xarray().sizes["sim_time"] == len(a.t)
+
+
+def test_pde_runs_name_their_grid_and_phase_axes():
+    """A grid run's density has the grid's axes (cell centres as coordinates); a flow map acts on phase space."""
+    circle = {"model": {"name": "sphere", "dynamics": "first_order", "d": 2, "beta": 2.0},
+              "solver": {"kind": "pde", "grid": 64}, "integrator": {"name": "heun", "h": 0.01},
+              "initial": {"law": "von_mises", "mu": 0.0, "kappa": 2.0}, "run": {"steps": 4, "save_every": 2}}
+    ds = meanfield.Run(circle).simulate().to_xarray()
+    assert ds["density"].dims == ("sim_time", "theta") and ds.sizes["theta"] == 64
+    assert np.all(np.diff(ds["theta"].values) > 0)
+    mass = (ds["density"].sum("theta") * (2 * np.pi / 64)).values
+    assert np.allclose(mass, 1.0, atol=1e-12)
+    flow = {"model": {"name": "bilinear", "dynamics": "accelerated", "d": 2}, "solver": {"kind": "pde"},
+            "integrator": {"name": "rk4", "h": 0.05}, "damping": {"schedule": "constant", "a": 1.0},
+            "initial": {"law": "gaussian", "momentum": "gaussian"}, "run": {"steps": 4, "save_every": 2}}
+    ds = meanfield.Run(flow).simulate().to_xarray()
+    assert ds["flow_map"].dims == ("sim_time", "phase", "phase2") and ds.sizes["phase"] == 4
+    assert ds["flow_shift"].dims == ("sim_time", "phase")

@@ -42,6 +42,8 @@ def task_dims(name: str, shape: tuple, d: int | None, n: int | None) -> tuple:
     """
     if name in TASK_DIMS and len(TASK_DIMS[name]) == len(shape):
         return TASK_DIMS[name]
+    if name in ("flow_map", "flow_shift") and d is not None and all(s == 2 * d for s in shape):
+        return ("phase", "phase2")[:len(shape)]  # z = (x, y): acting on phase space
     dims = []
     for k, size in enumerate(shape):
         if size == d and "component" not in dims:
@@ -67,7 +69,10 @@ def to_dataset(tr):
     xarray.Dataset
         Dimension ``sim_time`` (length T, the save index) with coordinates
         ``sim_time``, ``iteration``, ``oracle_calls``, ``wall_time``; one
-        variable per task. Tasks with fewer saves than ``sim_time`` (a run
+        variable per task. Grid runs: ``density`` has the grid's axes as
+        dimensions (``theta`` or ``x``, then ``momentum``) with the cell
+        centres as coordinates; a bilinear flow map acts on ``phase``
+        (z = (x, y), accelerated) or ``component`` (first order). Tasks with fewer saves than ``sim_time`` (a run
         killed between two writes) are cut to the common length.
     """
     xr = _import_xarray()
@@ -83,7 +88,13 @@ def to_dataset(tr):
     for name in SCALES[1:]:
         if name in scales:
             coords[name] = ("sim_time", scales[name][:T])
-    data = {name: (("sim_time", *task_dims(name, v.shape[1:], d, n)), v[:T])
+    # grid runs: the density's axes are the grid's (position, then momentum), with cell centres
+    grid = {k: np.asarray(v) for k, v in (getattr(tr, "grid", None) or {}).items()}
+    axes = tuple(a for a in ("theta", "x", "momentum") if a in grid)
+    for a in axes:
+        coords[a] = (a, grid[a])
+    data = {name: (("sim_time", *(axes if name == "density" and v.ndim == len(axes) + 1
+                                  else task_dims(name, v.shape[1:], d, n))), v[:T])
             for name, v in tasks.items()}
     attrs = {k: v for k, v in getattr(tr, "attrs", {}).items()
              if isinstance(v, (str, int, float, np.integer, np.floating))}
