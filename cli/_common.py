@@ -92,23 +92,6 @@ def guard(fn):
     return wrapper
 
 
-def check_writable_file(path: str, key: str, overwrite: bool = True) -> None:
-    """Raise ParameterError unless ``path`` can be created (or replaced) as a file.
-
-    Parameters
-    ----------
-    path : str
-        The file to be written.
-    key : str
-        The option or parameter named in the error (``-o``, ``--out``, ...).
-    overwrite : bool
-        Whether an existing file may be replaced.
-    """
-    from meanfield.io.hdf5 import check_output_path
-
-    check_output_path(path, key, overwrite=overwrite)
-
-
 def load_run(path: str, tasks=None, min_saves: int = 1, need=()):
     """Read a run file for a command, or raise ParameterError in one line.
 

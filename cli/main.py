@@ -18,8 +18,9 @@ import click
 import numpy as np
 
 from meanfield.errors import ParameterError
+from meanfield.io.hdf5 import check_output_path
 
-from ._common import check_writable_file, guard, load_run
+from ._common import guard, load_run
 from .sweep import sweep as _sweep
 from .templates import TEMPLATES
 
@@ -175,7 +176,7 @@ def _default_example(r, path, overwrite, progress, overrides):
 
     companion = _companion_path(path)
     for p in (path, companion):
-        check_writable_file(p, "output.path", overwrite=overwrite)
+        check_output_path(p, "output.path", overwrite=overwrite)
     acc = _simulate(r, path, overwrite, progress, "accelerated")
     cfg = copy.deepcopy(r.config)
     cfg["model"]["dynamics"] = "first_order"
@@ -303,7 +304,7 @@ def _check_image_path(out):
     if ext not in formats:
         raise ParameterError("-o", f"an image file ending in one of .{', .'.join(sorted(formats))}",
                              out)
-    check_writable_file(out, "-o")
+    check_output_path(out, "-o", overwrite=True)
 
 
 def _finite(text, key, expected):
@@ -352,7 +353,7 @@ def compare(paths, e_star, tol, window, out):
     if out is not None:
         if not out.endswith((".csv", ".json")):
             raise ParameterError("--out", "a file name ending in .csv or .json", out)
-        check_writable_file(out, "--out")
+        check_output_path(out, "--out", overwrite=True)
     trajs = [load_run(p, tasks=["energy"], min_saves=2, need=("energy",)) for p in paths]
     if win is not None:
         for p, tr in zip(paths, trajs):
