@@ -292,10 +292,13 @@ class Sphere(Model):
         One layer of attention (SA or USA, masked under ``causal``); not
         counted as an oracle call. Used by the long-context checks.
         """
+        return self._attention(x, t)
+
+    def _attention(self, x, t, out=None):
+        """a_i at the directions theta_i = x_i / |x_i| (SA or USA, masked under ``causal``), ``(N, d)``."""
         self._check_input(x)
         self._scratch(x.shape[0])
-        SK.directions(x, self._theta)
-        return self.attention.first_order(self._theta, t).copy()
+        return self.attention.first_order(self._source(x), t, out=out)
 
     # -------------------------------------------------------------- geometry
     def check_state(self, x, y) -> None:
@@ -430,11 +433,8 @@ class Sphere(Model):
         the ``mean_shift`` integrator writes a_i into the state and the
         retraction of :meth:`project` makes it a_i / |a_i| (post_ln).
         """
-        self._check_input(x)
-        self._scratch(x.shape[0])
-        src = self._source(x)
         self.oracle_calls += 1
         try:
-            return self.attention.first_order(src, t, out=out)
+            return self._attention(x, t, out)
         except SimulationError as exc:
             raise self._reraise(exc) from None
