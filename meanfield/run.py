@@ -15,6 +15,7 @@ The CLI (``meanfield run``) is a thin layer over :class:`Run`.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import os
@@ -229,11 +230,12 @@ class Run:
             save_every=cfg["run"]["save_every"], save_fields=tuple(cfg["output"]["save"]),
             observers=observers, progress=progress, dissipation=cfg["diagnostics"]["dissipation"],
             check_every=cfg["run"].get("check_every"), max_wall_time=cfg["run"].get("max_wall_time"),
-            probes=[make(self) for make in self.probes], energy_infimum=self.energy_infimum(), **resume,
+            probes=[make(self) for make in self.probes], energy_infimum=self.energy_infimum, **resume,
         )
 
+    @functools.cached_property
     def energy_infimum(self) -> float | None:
-        """The known lower bound of this run's energy (None when unknown)."""
+        """The known lower bound of this run's energy (None when unknown); computed once."""
         return self.model.energy_infimum(self.x0) if self.pde is None else self.pde.energy_infimum()
 
     def loop(self, x, y, observers, progress=None, **resume) -> LoopResult:
@@ -277,7 +279,7 @@ class Run:
         attrs = {"oracle_calls_per_step": self.integrator.oracle_calls}
         if self.integrator.order is not None:  # None: a map without an order (mean_shift)
             attrs["integrator_order"] = self.integrator.order
-        e_inf = self.energy_infimum()
+        e_inf = self.energy_infimum
         if self.pde is not None:
             attrs.update(self.pde.attrs())
         if e_inf is not None:
