@@ -60,18 +60,22 @@ def _sphere_uniform(section: dict, d: int, edges: np.ndarray, periodic: bool):
     return np.diff(edges) / TWO_PI, 0.0, np.inf
 
 
+def von_mises_pdf(theta, mu, kappa, weights) -> np.ndarray:
+    """Density per unit angle of the mixture sum_c w_c vM(mu_c, kappa_c) at ``theta`` (any shape).
+
+    ``mu, kappa, weights`` as returned by :func:`meanfield.initial.von_mises_params`.
+    """
+    out = np.zeros_like(theta, dtype=np.float64)
+    for m, k, w in zip(mu, kappa, weights):
+        # exp(k cos) / I_0(k) = exp(k (cos - 1)) / i0e(k): no overflow at large kappa
+        out += w * np.exp(k * (np.cos(theta - m) - 1.0)) / (TWO_PI * i0e(k))
+    return out
+
+
 def _von_mises(section: dict, d: int, edges: np.ndarray, periodic: bool):
     mu, kappa, weights = von_mises_params(section, d)
-
-    def pdf(th):
-        out = np.zeros_like(th)
-        for m, k, w in zip(mu, kappa, weights):
-            # exp(k cos) / I_0(k) = exp(k (cos - 1)) / i0e(k): no overflow at large kappa
-            out += w * np.exp(k * (np.cos(th - m) - 1.0)) / (TWO_PI * i0e(k))
-        return out
-
     width = float(np.min(1.0 / np.sqrt(np.maximum(kappa, 1e-300))))
-    return _gl_cell_masses(pdf, edges), 0.0, width
+    return _gl_cell_masses(lambda th: von_mises_pdf(th, mu, kappa, weights), edges), 0.0, width
 
 
 #: Laws with a density: name -> f(section, d, edges, periodic) -> (cell masses (M,), mass outside, width).

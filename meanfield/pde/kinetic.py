@@ -48,6 +48,8 @@ from scipy import special
 
 from .._kernels import kinetic as KK
 from ..errors import ParameterError
+from ..initial import von_mises_params
+from .densities import von_mises_pdf
 from .grid import GridSystem
 
 #: Integrators of kinetic (accelerated) pde runs.
@@ -62,31 +64,18 @@ CELLS_PER_WIDTH = 2.0
 CELLS_PER_MOMENTUM_SCALE = 2.0
 
 
-def _von_mises_mixture(theta, mu, kappa, weights):
-    """Density of a von Mises mixture at ``theta`` (normalized on [-pi, pi))."""
-    out = np.zeros_like(theta)
-    for m, k, w in zip(mu, kappa, weights):
-        out += w * np.exp(k * (np.cos(theta - m) - 1.0)) / (2 * np.pi * special.ive(0, k))
-    return out
-
-
 def position_density(section: dict, theta) -> np.ndarray:
     """Density per unit angle of the initial position law at ``theta`` (sphere_uniform, von_mises).
 
-    A private stand-in for the shared initial densities of :mod:`meanfield.pde`
-    (it only covers what kinetic runs on the circle need).
+    The von Mises mixture is validated and evaluated as in the other pde
+    runs (:func:`meanfield.initial.von_mises_params`,
+    :func:`meanfield.pde.densities.von_mises_pdf`).
     """
     law = section.get("law", "gaussian")
     if law == "sphere_uniform":
         return np.full_like(theta, 1.0 / (2 * np.pi))
     if law == "von_mises":
-        mu = np.atleast_1d(np.asarray(section.get("mu", 0.0), dtype=np.float64))
-        kappa = np.broadcast_to(np.asarray(section.get("kappa", 1.0), dtype=np.float64), mu.shape)
-        weights = np.broadcast_to(np.asarray(section.get("weights", 1.0 / mu.size), np.float64), mu.shape)
-        if np.any(kappa < 0) or np.any(weights < 0) or abs(weights.sum() - 1.0) > 1e-12:
-            raise ParameterError("initial.kappa", "kappa >= 0 and weights >= 0 summing to 1",
-                                 {"kappa": kappa.tolist(), "weights": weights.tolist()})
-        return _von_mises_mixture(theta, mu, kappa, weights)
+        return von_mises_pdf(theta, *von_mises_params(section, 2))
     raise ParameterError("initial.law", 'a position law with a density on the circle for a kinetic pde '
                          'run ("sphere_uniform", "von_mises")', law)
 
