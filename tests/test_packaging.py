@@ -1,0 +1,25 @@
+"""The package list in pyproject.toml must name every package of the source tree.
+
+An editable install finds sub-packages even when pyproject.toml forgets them, so the
+suite would pass while ``pip install .`` (non-editable) ships a broken package.
+"""
+from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_package_is_listed():
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(cfg["packages"])
+    found = {
+        ".".join(p.parent.relative_to(ROOT).parts)
+        for p in (ROOT / "meanfield").rglob("__init__.py")
+    }
+    found |= {"meanfield_cli"}
+    assert found - listed == set(), f"packages missing from pyproject.toml: {found - listed}"
+    assert listed - found == set(), f"packages listed but absent: {listed - found}"
