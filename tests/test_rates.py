@@ -82,3 +82,19 @@ def test_compare_table_speedup_and_outputs(tmp_path):
     assert r.exit_code == 0 and len(json.loads((tmp_path / "c.json").read_text())) == 2
     bad = CliRunner().invoke(cli, ["compare", paths[0], "--window", "a:b"])
     assert bad.exit_code == 2 and "--window" in bad.output
+
+
+def test_gap_ratio_of_a_gap_at_roundoff_is_unknown():
+    """A run whose energy reaches E* to round-off has no gap ratio (it printed ~1e304)."""
+
+    class T(dict):
+        config = {"model": {"name": "softmax", "dynamics": "first_order"},
+                  "integrator": {"name": "euler"}}
+
+    t = np.linspace(0.0, 1.0, 6)
+    base = T(sim_time=t, energy=1.0 + np.exp(-t), oracle_calls=np.arange(6.0))
+    exact = T(sim_time=t, energy=np.r_[2.0, np.ones(5)], oracle_calls=np.arange(6.0))
+    exact.config = {**exact.config, "integrator": {"name": "mean_shift"}}
+    rows = compare_runs([base, exact], names=["base", "exact"], e_star=1.0)
+    assert rows[0]["gap_ratio_equal_calls"] == pytest.approx(1.0)
+    assert np.isnan(rows[1]["gap_ratio_equal_calls"])

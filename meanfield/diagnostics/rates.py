@@ -117,13 +117,19 @@ def first_reach(x, gap, tol):
     return float(np.asarray(x)[idx[0]]) if len(idx) else float("nan")
 
 
-def gap_at(calls, gap, k):
-    """Gap at oracle-call count ``k`` (log-linear interpolation between saves)."""
+ROUNDOFF = 1e3 * np.finfo(np.float64).eps  # relative resolution of a saved energy gap
+
+
+def gap_at(calls, gap, k, floor=1e-300):
+    """Gap at oracle-call count ``k`` (log-linear interpolation between saves).
+
+    Gaps below ``floor`` (round-off of the energies) are read as ``floor``.
+    """
     calls = np.asarray(calls, float)
     gap = np.asarray(gap, float)
     if k < calls[0] or k > calls[-1]:
         return float("nan")
-    g = np.log(np.maximum(gap, 1e-300))
+    g = np.log(np.maximum(gap, floor))
     return float(np.exp(np.interp(k, calls, g)))
 
 
@@ -198,7 +204,13 @@ def compare_runs(trajs, names=None, e_star=None, tol=None, rel_tol=1e-2, window=
         r["speedup_calls_to_tol"] = base["calls_to_tol"] / r["calls_to_tol"]
         k = min(base["_calls"][-1], r["_calls"][-1])
         r["equal_calls"] = k
-        r["gap_ratio_equal_calls"] = gap_at(base["_calls"], base["_gap"], k) / gap_at(r["_calls"], r["_gap"], k)
+        # A gap at round-off of the energies has no digits left: a ratio of it is noise
+        # (it printed as 1e300 for runs that hit E* exactly), so it is reported as unknown.
+        floor = ROUNDOFF * max(abs(r["E_star"]), abs(base["E_star"]),
+                               abs(r["initial_gap"]), abs(base["initial_gap"]))
+        g_run = gap_at(r["_calls"], r["_gap"], k, floor)
+        g_base = gap_at(base["_calls"], base["_gap"], k, floor)
+        r["gap_ratio_equal_calls"] = float("nan") if g_run <= floor else g_base / g_run
     for r in rows:
         for key in ("_t", "_gap", "_calls"):
             r.pop(key)
