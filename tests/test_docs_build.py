@@ -31,7 +31,7 @@ def built(tmp_path_factory):
 
 
 def text_of(html_file) -> str:
-    return re.sub(r"<[^>]+>", " ", html_file.read_text(encoding="utf-8"))
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html_file.read_text(encoding="utf-8")))
 
 
 def test_every_page_of_docs_is_built(built):
@@ -58,4 +58,5 @@ def test_gallery_shows_every_example(built):
 
 def test_api_reference_renders_the_docstrings(built):
     text = text_of(built / "generated" / "meanfield.Run.html")
-    assert "Run.simulate" in text and "ParameterError" in text
+    assert "Run the simulation; optionally also write an HDF5 file." in text
+    assert "Raises : ParameterError" in text and "SimulationError" in text
