@@ -128,3 +128,13 @@ def example_scripts():
 def test_examples_have_a_title_and_a_description(path):
     title, description = mf_gallery.title_and_description(path)
     assert title and len(title) < 100 and description, path
+
+
+def test_sweep_file_keys_documented():
+    from meanfield.sweep import OUTPUT_KEYS, SWEEP_KEYS
+
+    table = read("docs", "parameters.md").split("## Sweep files")[1]
+    rows = set(re.findall(r"^\| `([^`]+)` \|", table, re.M))
+    expected = {k for k in SWEEP_KEYS if k not in ("grid", "output")} | {"[grid]"}
+    expected |= {f"[output] {k}" for k in OUTPUT_KEYS}
+    assert rows == expected, (rows, expected)

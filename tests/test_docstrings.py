@@ -8,6 +8,7 @@ of a base class inherits its docstring (as the rendered reference shows it).
 """
 
 import importlib
+import re
 import inspect
 import pkgutil
 
@@ -94,3 +95,41 @@ def test_a_missing_docstring_is_found(monkeypatch):
 
     monkeypatch.setattr(sched.make_schedule, "__doc__", None)
     assert "meanfield.schedules.make_schedule" in missing_docstrings("meanfield.schedules")
+
+
+def numpydoc_problems(modname):
+    """Docstrings numpydoc cannot parse cleanly, and array arguments/returns without a shape."""
+    import warnings
+
+    from numpydoc.docscrape import NumpyDocString
+
+    out = []
+    for qualname, obj in public_objects(modname):
+        doc = _doc(obj.fget if isinstance(obj, property) else obj)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            try:
+                parsed = NumpyDocString(doc)
+            except Exception as exc:  # numpydoc's warnings and errors both mean a malformed section
+                out.append(f"{qualname}: {exc}")
+                continue
+        for p in parsed["Parameters"] + parsed["Returns"] + parsed["Attributes"]:
+            if "array" in p.type and not re.search(r"\(|shape", p.type + " ".join(p.desc)):
+                out.append(f"{qualname}: {p.name} is an array without a shape")
+    return out
+
+
+@pytest.mark.parametrize("modname", public_modules())
+def test_docstrings_are_numpydoc_with_shapes(modname):
+    pytest.importorskip("numpydoc", reason='the docs extra is not installed (pip install -e ".[test,docs]")')
+    problems = numpydoc_problems(modname)
+    assert not problems, "\n".join(problems)
+
+
+def test_a_shapeless_array_is_found(monkeypatch):
+    pytest.importorskip("numpydoc", reason='the docs extra is not installed (pip install -e ".[test,docs]")')
+    import meanfield.initial as initial
+
+    doc = "Sample.\n\nReturns\n-------\nx : array\n    The positions.\n"
+    monkeypatch.setattr(initial.momentum_zero, "__doc__", doc)
+    assert any("x is an array without a shape" in p for p in numpydoc_problems("meanfield.initial"))
