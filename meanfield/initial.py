@@ -282,6 +282,7 @@ LAW_KEYS["equiangular"] = ("rho",)
 
 
 def momentum_zero(section, x, rng):
+    """y_i = 0 for every token: returns zeros of the shape of ``x``, ``(n, d)``."""
     return np.zeros_like(x)
 
 
@@ -302,6 +303,7 @@ def momentum_gaussian(section, x, rng):
 
 
 def momentum_file(section, x, rng):
+    """Momenta read from ``initial.momentum_path`` (``.npy`` or a run file's last ``y``); ``(n, d)``."""
     return load_array(
         section.get("momentum_path"), "initial.momentum_path", x.shape[1], x.shape[0],
         section.get("_base_dir"),

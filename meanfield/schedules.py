@@ -27,9 +27,11 @@ class Schedule:
     name = "base"
 
     def alpha(self, t: float) -> float:  # pragma: no cover - abstract
+        """The damping rate alpha(t) >= 0 at time ``t`` (float)."""
         raise NotImplementedError
 
     def eta(self, t: float) -> float:  # pragma: no cover - abstract
+        """eta(t) = int_{t0}^t alpha(s) ds, the integrated damping (float; sigma = exp(-delta eta))."""
         raise NotImplementedError
 
     def deta(self, t: float, h: float) -> float:
@@ -42,6 +44,7 @@ class Schedule:
 
     @property
     def is_zero(self) -> bool:
+        """True when alpha(t) = 0 for every t (no damping at all)."""
         return False
 
 

@@ -157,6 +157,7 @@ class Horizon:
     oracle_calls: int | None = None
 
     def n_steps(self, calls_per_step: int) -> int:
+        """The number of steps of this horizon for an integrator making ``calls_per_step`` oracle calls per step."""
         if self.t1 is not None:
             return max(0, math.ceil((self.t1 - self.t0) / self.h - 1e-9))
         if self.steps is not None:
@@ -178,6 +179,7 @@ class Recorder:
     tasks: dict = field(default_factory=dict)
 
     def save(self, record: dict) -> None:
+        """Record one save: the scales (t, iteration, oracle calls, wall time) and the tasks (arrays)."""
         for k, v in record["scales"].items():
             self.scales.setdefault(k, []).append(v)
         for k, v in record["tasks"].items():

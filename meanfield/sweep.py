@@ -98,6 +98,7 @@ class Job:
     path: str
 
     def as_dict(self) -> dict:
+        """The job as a JSON-able dict: ``id``, ``name``, ``params``, ``config``, ``base_dir``, ``path``."""
         return {"id": self.id, "name": self.name, "params": self.params, "config": self.config,
                 "base_dir": self.base_dir, "path": self.path}
 

@@ -56,35 +56,43 @@ class ParticleSystem:
     # ----------------------------------------------------------- description
     @property
     def accelerated(self) -> bool:
+        """True for accelerated (damped Hamiltonian) dynamics: the state has momenta ``y``."""
         return self.model.accelerated
 
     @property
     def cheap_kinetic(self) -> bool:
+        """True when the kinetic energy costs no oracle call (the dissipation residual may use every step)."""
         return self.model.cheap_kinetic
 
     @property
     def dtype(self):
+        """The floating-point type of the state (float64 or float32)."""
         return np.dtype(self.x.dtype)
 
     @property
     def size(self) -> int:
+        """N, the number of particles."""
         return self.x.shape[0]
 
     @property
     def serial_below(self) -> int:
+        """Run the model's kernels on one thread when ``size`` is below this."""
         return self.model.serial_below
 
     @property
     def oracle_calls(self) -> int:
+        """Oracle calls (interaction sums) made so far."""
         return self.model.oracle_calls
 
     @property
     def state(self) -> dict:
+        """``{"x": (N, d), "y": (N, d)}``: the live arrays a checkpoint stores (no ``y`` for first order)."""
         nx, ny = self.names
         return {nx: self.x} if self.y is None else {nx: self.x, ny: self.y}
 
     # ------------------------------------------------------------------ loop
     def step(self, integrator, schedule, t, h) -> None:
+        """Take one step of ``integrator`` from ``t`` with size ``h``, updating the state in place."""
         self.x, self.y = integrator.step(self.model, schedule, t, h, self.x, self.y)
         self.model.project(self.x, self.y)
 
@@ -97,12 +105,15 @@ class ParticleSystem:
         return worst
 
     def energies(self) -> dict:
+        """The energies at a save, ``{"energy", "kinetic", "potential", ...}`` (floats)."""
         return self.model.energies(self.x, self.y)
 
     def kinetic(self) -> float:
+        """The kinetic energy K of the current momenta, as the model defines it (float)."""
         return self.model.kinetic(self.x, self.y)
 
     def diagnostics(self) -> dict:
+        """The model's diagnostics of the current state at a save, ``{name: array}`` (e.g. ``mean`` (d,), ``cov`` (d, d))."""
         return self.model.diagnostics(self.x, self.y)
 
     def fields(self, save) -> dict:
@@ -115,4 +126,5 @@ class ParticleSystem:
         return out
 
     def probe_args(self) -> tuple:
+        """``(x, y)``: what user probes ``probe(t, x, y, tasks)`` receive, (N, d) arrays."""
         return self.x, self.y

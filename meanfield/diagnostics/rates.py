@@ -134,6 +134,7 @@ def gap_at(calls, gap, k, floor=1e-300):
 
 
 def describe_run(tr) -> dict:
+    """``{"model", "dynamics", "integrator", ...}`` of a loaded run (a :class:`~meanfield.io.hdf5.Trajectory`), for tables."""
     c = tr.config
     m, i, dmp = c.get("model", {}), c.get("integrator", {}), c.get("damping", {})
     return {"model": m.get("name"), "dynamics": m.get("dynamics"), "integrator": i.get("name"),
@@ -142,6 +143,7 @@ def describe_run(tr) -> dict:
 
 
 def is_baseline(tr) -> bool:
+    """True for the runs speed-ups are measured against: first-order dynamics with the euler block."""
     d = describe_run(tr)
     return d["dynamics"] == "first_order" and d["integrator"] == "euler"
 

@@ -51,7 +51,28 @@ class Integrator:
         """Restore what :meth:`get_state` returned (resume from a checkpoint)."""
 
     def step(self, model, schedule, t, h, x, y):  # pragma: no cover - abstract
+        """Advance the state by one step of size ``h`` from time ``t`` (one attention block).
+
+        Parameters
+        ----------
+        model : Model
+            Owns the fields; the step calls them ``oracle_calls`` times.
+        schedule : Schedule
+            The damping alpha(t) (accelerated dynamics and ``nag``).
+        t, h : float
+            Time at the step start and step size.
+        x : (N, d) array
+            Positions (may be updated in place).
+        y : (N, d) array or None
+            Momenta (None for first-order dynamics; may be updated in place).
+
+        Returns
+        -------
+        x, y : (N, d) arrays (y None for first-order dynamics)
+            The state at ``t + h``.
+        """
         raise NotImplementedError
 
     def describe(self) -> dict:
+        """JSON-able ``{"name": ..., option: value}`` of this integrator (stored in run files)."""
         return {"name": self.name, **{k: getattr(self, k) for k in self.options}}

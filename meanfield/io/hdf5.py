@@ -264,6 +264,7 @@ class HDF5Writer:
         self.f.flush()
 
     def set_attr(self, name: str, value) -> None:
+        """Set a file attribute ``attrs[name] = value`` and flush."""
         self.f.attrs[name] = value
         self.f.flush()
 

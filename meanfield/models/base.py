@@ -62,6 +62,7 @@ class Model:
     # ------------------------------------------------------------------ fields
     @property
     def accelerated(self) -> bool:
+        """True for accelerated (damped Hamiltonian) dynamics."""
         return self.dynamics == "accelerated"
 
     def first_order(self, x, t, out=None):

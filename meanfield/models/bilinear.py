@@ -53,6 +53,7 @@ class BilinearParams:
 
     @classmethod
     def from_dict(cls, p: dict) -> BilinearParams:
+        """Validated parameters from a ``[model]`` section (a ParameterError names a bad key)."""
         d = p.get("d")
         if not isinstance(d, int) or isinstance(d, bool) or d < 1:
             raise ParameterError("model.d", "a positive integer", d)
@@ -91,6 +92,7 @@ class Bilinear(Model):
 
     @classmethod
     def from_dict(cls, p: dict, dtype=np.float64):
+        """The model of a ``[model]`` section, computing in ``dtype``."""
         causal = as_flag(p, "causal", False)
         return cls(BilinearParams.from_dict(p), p.get("dynamics", "accelerated"), dtype, causal=causal)
 

@@ -104,10 +104,12 @@ class SoftmaxParams:
 
     @property
     def has_potential(self) -> bool:
+        """True when a confining potential W is set (Q != 0)."""
         return bool(np.any(self.Q != 0.0))
 
     @classmethod
     def from_dict(cls, p: dict, dynamics: str = "accelerated") -> SoftmaxParams:
+        """Validated parameters from a ``[model]`` section for ``dynamics`` (a ParameterError names a bad key)."""
         d = p.get("d")
         if not isinstance(d, int) or isinstance(d, bool) or d < 1:
             raise ParameterError("model.d", "a positive integer", d)
@@ -191,6 +193,7 @@ class Softmax(Model):
 
     @classmethod
     def from_dict(cls, p: dict, dtype=np.float64):
+        """The model of a ``[model]`` section, computing in ``dtype``."""
         dynamics = p.get("dynamics", "accelerated")
         return cls(SoftmaxParams.from_dict(p, dynamics), dynamics, dtype)
 

@@ -136,10 +136,12 @@ class SphereParams:
 
     @property
     def identity_qk(self) -> bool:
+        """True when Q^T K = I (the kernel is exp(beta <x, x'>): circle PDE and Fourier summation apply)."""
         return bool(np.array_equal(self.Q.T @ self.K, np.eye(self.d)))
 
     @classmethod
     def from_dict(cls, p: dict, dynamics: str = "first_order") -> SphereParams:
+        """Validated parameters from a ``[model]`` section for ``dynamics`` (a ParameterError names a bad key)."""
         d = p.get("d")
         if not isinstance(d, int) or isinstance(d, bool) or d < 2:
             raise ParameterError("model.d", "an integer >= 2 (tokens on the sphere S^{d-1})", d)
@@ -221,6 +223,7 @@ class Sphere(Model):
 
     @classmethod
     def from_dict(cls, p: dict, dtype=np.float64):
+        """The model of a ``[model]`` section, computing in ``dtype``."""
         dynamics = p.get("dynamics", "first_order")
         return cls(SphereParams.from_dict(p, dynamics), dynamics, dtype)
 

@@ -145,6 +145,7 @@ class FlowMapSystem(ParticleSystem):
         return {"flow_map": Phi} if c is None else {"flow_map": Phi, "flow_shift": c}
 
     def probe_args(self) -> tuple:
+        """``(None, None)``: a flow-map run has no particles to hand to user probes."""
         return None, None
 
 
@@ -273,6 +274,7 @@ class BilinearFlow:
         self.flow_model = BilinearFlowModel(model, self.mean0, self.second0)
 
     def system(self, state=None) -> FlowMapSystem:
+        """The flow-map system to advance: the identity map, or the one of a checkpoint's ``state``."""
         if state is None:
             X, Y = self.flow_model.identity()
         else:
@@ -296,4 +298,5 @@ class BilinearFlow:
         return float(0.5 * (fm.m @ fm.q) * (1.0 - mu @ np.linalg.solve(M, mu)))
 
     def attrs(self) -> dict:
+        """Extra file attributes of the run."""
         return {}

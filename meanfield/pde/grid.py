@@ -64,18 +64,22 @@ class GridSystem:
 
     @property
     def dtype(self):
+        """float64: grid runs compute in double precision."""
         return np.dtype(self.density.dtype)
 
     @property
     def size(self) -> int:
+        """M, the number of cells."""
         return self.density.size
 
     @property
     def oracle_calls(self) -> int:
+        """Right-hand-side evaluations (nonlocal interaction sums) made so far."""
         return self.solver.oracle_calls
 
     @property
     def state(self) -> dict:
+        """``{"density": (M,) or (M, K)}``: the live cell masses a checkpoint stores."""
         return {"density": self.density}
 
     # -------------------------------------- the model interface of integrators
@@ -99,15 +103,19 @@ class GridSystem:
 
     # ---------------------------------------------------------------- loop
     def step(self, integrator, schedule, t, h) -> None:
+        """Take one step of ``integrator`` from ``t`` with size ``h``, updating the density in place."""
         self.density, _ = integrator.step(self, schedule, t, h, self.density, None)
 
     def max_abs(self) -> float:
+        """The largest |cell mass| (NaN if any is NaN): the loop's blow-up check."""
         return max_abs_or_nan(self.density.reshape(-1, 1), self._bounds, self._partial)
 
     def energies(self) -> dict:
+        """The energies of the density at a save (floats, the particle runs' names)."""
         return self.solver.energies(self.density)
 
     def kinetic(self) -> float:  # pragma: no cover - first-order grids have no momenta
+        """The kinetic energy (first-order grids have none)."""
         raise NotImplementedError
 
     def diagnostics(self) -> dict:
@@ -121,6 +129,7 @@ class GridSystem:
         return {"density": self.density}
 
     def probe_args(self) -> tuple:
+        """``(density,)``: what user probes receive."""
         return None, None
 
 
@@ -168,11 +177,14 @@ class GridRun:
         return setup
 
     def system(self, state=None) -> GridSystem:
+        """The grid system to advance: the initial density, or ``state["density"]`` of a checkpoint."""
         rho = self.density0.copy() if state is None else np.ascontiguousarray(state["density"], np.float64)
         return GridSystem(self.solver, rho)
 
     def energy_infimum(self):
+        """None: no lower bound of the energy is known for grid runs."""
         return None
 
     def attrs(self) -> dict:
+        """Extra file attributes of the run (``spatial_order``)."""
         return {"spatial_order": int(self.solver.order)}

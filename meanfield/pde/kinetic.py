@@ -311,9 +311,11 @@ class KineticSystem(GridSystem):
     serial_below = 1 << 20
 
     def step(self, integrator, schedule, t, h) -> None:
+        """One Strang step (theta h/2, omega h, theta h/2) of the kinetic equation, in place."""
         self.density, self._work = self.solver.step(self.density, schedule, t, h, self._work)
 
     def kinetic(self) -> float:
+        """The kinetic energy of the phase-space density (float)."""
         return self.solver.kinetic(self.density)
 
 
@@ -377,11 +379,14 @@ class KineticRun:
         self.density0 = self.solver.initial_density(section)
 
     def system(self, state=None) -> KineticSystem:
+        """The kinetic system to advance: the initial (M, K) density, or that of a checkpoint's ``state``."""
         f = self.density0.copy() if state is None else np.ascontiguousarray(state["density"], np.float64)
         return KineticSystem(self.solver, f)
 
     def energy_infimum(self):
+        """The known lower bound of the energy, -exp(beta) / 2 (float)."""
         return -0.5 * math.exp(self.solver.beta)
 
     def attrs(self) -> dict:
+        """Extra file attributes of the run (``spatial_order``)."""
         return {"spatial_order": int(self.solver.order)}

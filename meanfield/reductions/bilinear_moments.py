@@ -68,6 +68,7 @@ class BilinearMomentODE:
         return out
 
     def rhs(self, t, z) -> np.ndarray:
+        """The moment ODE's right-hand side at ``t`` for the packed state vector (scipy's ``fun``)."""
         m = self.model
         u = self.unpack(z)
         mu, M = u["mean"], u["M"]
