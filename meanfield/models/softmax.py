@@ -194,6 +194,39 @@ class Softmax(Model):
         dynamics = p.get("dynamics", "accelerated")
         return cls(SoftmaxParams.from_dict(p, dynamics), dynamics, dtype)
 
+    # ------------------------------------------------------- per-layer weights
+    def set_layers(self, A, V) -> None:
+        """Per-layer attention matrices: step k of a run uses ``A[l], V[l]``, l = k mod L.
+
+        Parameters
+        ----------
+        A, V : (L, d, d) arrays
+            Query-key and value matrices of each layer (the caller checks them:
+            symmetric A and V = B A for accelerated dynamics; exact summation).
+        """
+        self.n_layers = int(A.shape[0])
+        self._layers = []
+        for Al, Vl in zip(A, V):
+            Al = np.ascontiguousarray(Al, dtype=np.float64)
+            sym = not self.causal and self._fourier is None and np.array_equal(Al, Al.T)
+            absA = None
+            if sym:
+                lam, U = np.linalg.eigh(Al)
+                absA = np.ascontiguousarray((U * np.abs(lam)) @ U.T)
+            self._layers.append((Al, np.ascontiguousarray(Vl, dtype=np.float64), sym, absA))
+        self._layer = -1
+        self.use_layer(0)
+
+    def use_layer(self, layer: int) -> None:
+        """Make layer ``layer``'s A and V current (no-op without per-layer matrices)."""
+        if self.n_layers == 1 or layer == self._layer:
+            return
+        self.A, self.V, self.symmetric_pairs, absA = self._layers[layer]
+        if absA is not None:
+            self._absA = absA
+        self._layer = layer
+        self._work_n = -1  # the symmetric-pair scratch may be missing for this layer
+
     # ---------------------------------------------------------------- scratch
     def _scratch(self, n: int) -> None:
         """Allocate the model-owned work arrays for ``n`` particles (once per size)."""
