@@ -80,7 +80,7 @@ class ParticleSystem:
 
     @property
     def state(self) -> dict:
-        nx, ny = self.names
+        nx, ny = self.names[:2]
         return {nx: self.x} if self.y is None else {nx: self.x, ny: self.y}
 
     # ------------------------------------------------------------------ loop

@@ -187,6 +187,8 @@ class Softmax(Model):
             self._absA = np.ascontiguousarray((U * np.abs(lam)) @ U.T)
         self._mu_limit = PK.mu_max_for(self.dtype)
         self._sym = False  # whether the current state's symmetric tiles are laid out (_prepare)
+        self._layers = None  # per-layer (A, V, symmetric_pairs, |A|) of set_layers
+        self._layer = 0
         self._work_n = -1
 
     @classmethod
@@ -219,7 +221,7 @@ class Softmax(Model):
 
     def use_layer(self, layer: int) -> None:
         """Make layer ``layer``'s A and V current (no-op without per-layer matrices)."""
-        if self.n_layers == 1 or layer == self._layer:
+        if self._layers is None or layer == self._layer:
             return
         self.A, self.V, self.symmetric_pairs, absA = self._layers[layer]
         if absA is not None:
