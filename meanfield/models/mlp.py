@@ -82,12 +82,17 @@ def _read_arrays(full: str, key: str, single: str) -> dict:
     raise ParameterError(key, "a NumPy .npz or .npy file", full)
 
 
+def _named(key: str, full: str, name: str) -> str:
+    """The key of an error about array ``name`` of file ``full``: names the key, the file and the array."""
+    return f"{key} = {full!r}, array {name}"
+
+
 def _numeric(arr, key: str, full: str, name: str) -> np.ndarray:
     if arr.dtype.kind not in "iuf":
-        raise ParameterError(key, f"real numbers in array {name}", f"{full}: {name} of dtype {arr.dtype}")
+        raise ParameterError(_named(key, full, name), "real numbers", f"dtype {arr.dtype}")
     out = np.asarray(arr, dtype=np.float64)
     if not np.all(np.isfinite(out)):
-        raise ParameterError(key, f"finite numbers in array {name}", f"{full}: {name} holds NaN or inf")
+        raise ParameterError(_named(key, full, name), "finite numbers", "NaN or inf")
     return out
 
 
@@ -109,14 +114,14 @@ def load_layered_matrix(value, d: int, key: str, base_dir: str | None):
     elif len(arrays) == 1:
         arr = next(iter(arrays.values()))
     else:
-        raise ParameterError(key, f"an array named {name} (or a single array)",
-                             f"{full}: arrays {sorted(arrays)}")
+        raise ParameterError(_named(key, full, name), f"an array named {name} (or a single array)",
+                             f"arrays {sorted(arrays)}")
     arr = _numeric(arr, key, full, name)
     if arr.ndim == 2:
         arr = arr[None]
     if arr.ndim != 3 or arr.shape[1:] != (d, d) or arr.shape[0] < 1:
-        raise ParameterError(key, f"array {name} of shape ({d}, {d}) or (L, {d}, {d})",
-                             f"{full}: {name} of shape {arr.shape}")
+        raise ParameterError(_named(key, full, name), f"shape ({d}, {d}) or (L, {d}, {d})",
+                             f"shape {arr.shape}")
     return arr, full
 
 
@@ -167,13 +172,11 @@ class TokenMLP:
         names = ("W1", "b1", "W2", "b2")
         missing = [n for n in names if n not in arrays]
         if missing:
-            raise ParameterError(key, "arrays W1 (h, d), b1 (h,), W2 (d, h), b2 (d,) in an .npz file",
-                                 f"{full}: no array {', '.join(missing)} (has {sorted(arrays)})")
+            raise ParameterError(_named(key, full, missing[0]), "arrays W1 (h, d), b1 (h,), W2 (d, h), "
+                                 "b2 (d,) in an .npz file", f"no array {missing[0]} (has {sorted(arrays)})")
         W1, b1, W2, b2 = (_numeric(arrays[n], key, full, n) for n in names)
         layered = W1.ndim == 3
-        if layered:
-            W1, b1, W2, b2 = W1, b1, W2, b2
-        else:
+        if not layered:
             W1, b1, W2, b2 = W1[None], b1[None], W2[None], b2[None]
         L = W1.shape[0]
         h = W1.shape[1] if W1.ndim == 3 else -1
@@ -181,12 +184,11 @@ class TokenMLP:
         shapes = {"W1": (L, h, d), "b1": (L, h), "W2": (L, d, h), "b2": (L, d)}
         for n, arr in zip(names, (W1, b1, W2, b2)):
             if arr.shape != shapes[n] or h < 1 or L < 1:
-                want = {"W1": f"({lead}h, {d})", "b1": f"({lead}h,)", "W2": f"({lead}{d}, h)",
-                        "b2": f"({lead}{d},)"}[n]
-                found = arrays[n].shape
-                raise ParameterError(key, f"array {n} of shape {want} (d = {d}"
+                want = {"W1": f"({lead}h, {d})", "b1": f"({lead}h)" if lead else "(h,)",
+                        "W2": f"({lead}{d}, h)", "b2": f"({lead}{d})" if lead else f"({d},)"}[n]
+                raise ParameterError(_named(key, full, n), f"shape {want} (d = {d}"
                                      + (f", h = {h}" if h >= 1 and n != "W1" else "") + ")",
-                                     f"{full}: {n} of shape {found}")
+                                     f"shape {arrays[n].shape}")
         return cls(W1, b1, W2, b2, activation, layered, full)
 
     def _work(self, n: int, dtype) -> np.ndarray:
