@@ -12,6 +12,7 @@ from meanfield.initial import COMMON_KEYS, LAW_KEYS, LAWS, MOMENTA, MOMENTUM_KEY
 from meanfield.integrators import INTEGRATORS
 from meanfield.io.config import SECTIONS
 from meanfield.models import MODELS
+from meanfield.models.mlp import MLP_KEYS
 from meanfield.schedules import SCHEDULE_KEYS, SCHEDULES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,6 +26,7 @@ def read(*parts):
 def accepted_keys() -> set:
     """Every ``section.key`` some registry of the code accepts."""
     keys = {f"model.{k}" for cls in MODELS.values() for k in cls.keys}
+    keys |= {f"model.{k}" for k in MLP_KEYS}
     keys |= {"damping.schedule"} | {f"damping.{k}" for ks in SCHEDULE_KEYS.values() for k in ks}
     keys |= {"integrator.name", "integrator.h"}
     keys |= {f"integrator.{k}" for by_kind in INTEGRATORS.values() for cls in by_kind.values()
