@@ -188,6 +188,7 @@ class Softmax(Model):
         self._mu_limit = PK.mu_max_for(self.dtype)
         self._sym = False  # whether the current state's symmetric tiles are laid out (_prepare)
         self._layers = None  # per-layer (A, V, symmetric_pairs, |A|) of set_layers
+        self._sym_scratch = False  # whether _scratch allocated the symmetric-pair arrays
         self._layer = 0
         self._work_n = -1
 
@@ -227,7 +228,8 @@ class Softmax(Model):
         if absA is not None:
             self._absA = absA
         self._layer = layer
-        self._work_n = -1  # the symmetric-pair scratch may be missing for this layer
+        if self.symmetric_pairs and not self._sym_scratch:
+            self._work_n = -1  # allocate the symmetric-pair scratch this layer needs
 
     # ---------------------------------------------------------------- scratch
     def _scratch(self, n: int) -> None:
@@ -245,6 +247,7 @@ class Softmax(Model):
         self._lrow = np.empty(n, np.float64)
         self._z = np.empty(n, np.float64)
         self._F = np.empty((n, d), dt)
+        self._sym_scratch = self.symmetric_pairs
         if self.symmetric_pairs:
             self._mu, self._w = np.empty(n, np.float64), np.empty(n, np.float64)
             self._XWT = PK.empty_aligned((nt, d + 1, self._tj), dt)  # w_j x_j and w_j
