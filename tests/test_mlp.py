@@ -120,6 +120,12 @@ def test_a_stack_of_per_layer_blocks_is_a_gpt_network(tmp_path):
         x = _gpt_block(x, Wq[layer], Wk[layer], Wv[layer], Wo[layer], w, "gelu", layer)
         assert np.abs(res.tasks["x"][layer + 1] - x).max() < 1e-12 * np.abs(x).max()
     assert res.config["model"]["mlp"] == str(tmp_path / "mlp.npz")  # absolute: a resume finds it
+    again = meanfield.Run(res.config).simulate()  # the stored parameters give the same run
+    assert np.array_equal(again.x, res.x)
+    cfg = {**res.config, "model": {k: v for k, v in res.config["model"].items() if k != "V"}}
+    default_v = meanfield.Run(cfg).simulate()  # V = B A in every layer: stored as such
+    assert "V" not in default_v.config["model"]
+    assert np.array_equal(meanfield.Run(default_v.config).simulate().x, default_v.x)
 
 
 def _paper_mlp_substep(x, v, w, mu, beta, gamma):

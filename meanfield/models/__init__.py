@@ -108,6 +108,7 @@ def _set_layers(model, p: dict, files: dict) -> None:
         V = np.broadcast_to(model.V, (L, model.d, model.d))
     else:
         V = np.einsum("ij,ljk->lik", model.B, A)
+        model.V_is_BA = True  # per layer: the description must not pin layer 0's V
     model.set_layers(A, V)
     model.block_files = {k: path for k, (_, path) in files.items()}
 

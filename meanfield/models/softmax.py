@@ -155,6 +155,8 @@ class Softmax(Model):
 
     name = "softmax"
     cheap_kinetic = False  # K needs every z_i: one pass over pairs
+    #: True when V defaults to B A in every layer of per-layer A files (then V is not described).
+    V_is_BA = False
     keys = ("name", "dynamics", "d", "A", "B", "V", "Q", "m", "normalized", "causal", "summation",
             "summation_tol")
 
@@ -462,7 +464,8 @@ class Softmax(Model):
             "causal": self.causal,
         }
         if not self.accelerated:
-            out["V"] = self.V.tolist()
+            if not self.V_is_BA:
+                out["V"] = self.V.tolist()
             out["normalized"] = self.normalized
         if self._fourier is not None:
             out.update(summation="fourier", summation_tol=self.params.summation_tol)
