@@ -153,6 +153,7 @@ class TokenMLP:
         self.b2 = np.ascontiguousarray(b2)
         self.n_layers, self.d, self.h = W1.shape[0], W1.shape[2], W1.shape[1]
         self._cache = {}
+        self._typed = {}
 
     @classmethod
     def from_file(cls, value, d: int, activation, base_dir: str | None = None) -> TokenMLP:
@@ -197,15 +198,23 @@ class TokenMLP:
             u = self._cache[(n, dtype)] = np.empty((n, self.h), dtype)
         return u
 
+    def _weights(self, dtype) -> tuple:
+        """The weights in the state's dtype (converted once: float32 runs multiply in float32)."""
+        w = self._typed.get(dtype)
+        if w is None:
+            w = self._typed[dtype] = tuple(np.ascontiguousarray(a, dtype=dtype)
+                                           for a in (self.W1t, self.b1, self.W2t, self.b2))
+        return w
+
     def __call__(self, x: np.ndarray, layer: int, out: np.ndarray) -> np.ndarray:
         """``out = MLP_layer(x)`` for every row of ``x (N, d)``; ``out (N, d)`` must not alias ``x``."""
-        dt = x.dtype
-        u = self._work(x.shape[0], dt)
-        np.matmul(x, self.W1t[layer].astype(dt, copy=False), out=u)
-        u += self.b1[layer].astype(dt, copy=False)
+        W1t, b1, W2t, b2 = self._weights(x.dtype)
+        u = self._work(x.shape[0], x.dtype)
+        np.matmul(x, W1t[layer], out=u)
+        u += b1[layer]
         self._act(u)
-        np.matmul(u, self.W2t[layer].astype(dt, copy=False), out=out)
-        out += self.b2[layer].astype(dt, copy=False)
+        np.matmul(u, W2t[layer], out=out)
+        out += b2[layer]
         return out
 
 
