@@ -356,3 +356,19 @@ def test_bad_per_layer_matrix_files(tmp_path):
     cfg["model"] = {"name": "sphere", "d": 2, "Q": str(tmp_path / "A.npy")}
     with pytest.raises(meanfield.ParameterError, match="model.Q"):
         meanfield.Run(cfg)
+
+
+def test_blocks_refuse_mean_shift_and_pde_runs(tmp_path):
+    np.savez(tmp_path / "w.npz", **_mlp_weights(np.random.default_rng(0), 1, 3))
+    cfg = {"model": {"name": "softmax", "dynamics": "first_order", "d": 1, "mlp": str(tmp_path / "w.npz")},
+           "integrator": {"name": "mean_shift", "h": 0.1}, "run": {"steps": 1}, "initial": _gaussian(1, 4)}
+    with pytest.raises(meanfield.ParameterError, match=r"integrator\.name.*mean_shift ignores h"):
+        meanfield.Run(cfg)
+    cfg["integrator"]["name"] = "euler"
+    cfg["solver"] = {"kind": "pde"}
+    with pytest.raises(meanfield.ParameterError, match=r"solver\.kind"):
+        meanfield.Run(cfg)
+    cfg.pop("solver")
+    cfg["model"]["mlp_beta"] = float("nan")
+    with pytest.raises(meanfield.ParameterError, match=r"model\.mlp_beta"):
+        meanfield.Run(cfg)
