@@ -372,3 +372,40 @@ def test_blocks_refuse_mean_shift_and_pde_runs(tmp_path):
     cfg["model"]["mlp_beta"] = float("nan")
     with pytest.raises(meanfield.ParameterError, match=r"model\.mlp_beta"):
         meanfield.Run(cfg)
+
+
+def test_accelerated_block_with_scaled_parameters_discretizes_the_augmented_flow(tmp_path):
+    """beta = 1 - a h, gamma = c h^2, mu = beta: first order in h for
+    x' = F(x, y) + w, y' = -alpha y + G(x, y), w' = -a w + c MLP(x) (docs/mlp-block.md)."""
+    d, a, c, T = 2, 2.0, 1.5, 0.4
+    w = _mlp_weights(np.random.default_rng(4), d, 5, scale=0.5)
+    np.savez(tmp_path / "mlp.npz", **w)
+    base = {"model": {"name": "softmax", "dynamics": "accelerated", "d": d, "A": 0.3,
+                      "mlp": str(tmp_path / "mlp.npz")},
+            "damping": {"schedule": "constant", "a": 1.0}, "integrator": {"name": "exp_euler", "h": 0.1},
+            "run": {"t1": T}, "initial": {**_gaussian(d, 6), "momentum": "gaussian"}}
+
+    def block(h):
+        beta = 1.0 - a * h
+        return meanfield.Run(base, [f"integrator.h={h}", f"model.mlp_beta={beta}", f"model.mlp_mu={beta}",
+                                    f"model.mlp_gamma={c * h * h}"]).simulate().x
+
+    run = meanfield.Run(base)
+    model = run.model
+
+    def rhs(t, z):
+        x, y, v = z
+        F, G = model.hamiltonian_field(np.ascontiguousarray(x), np.ascontiguousarray(y), t)
+        return np.stack([F + v, G - 1.0 * y, -a * v + c * _mlp(w, x, "gelu")])
+
+    z, t, k = np.stack([run.x0, run.y0, np.zeros_like(run.x0)]), 0.0, 1e-3
+    for _ in range(int(round(T / k))):  # rk4 with a tiny step: the reference solution
+        k1 = rhs(t, z)
+        k2 = rhs(t + k / 2, z + k / 2 * k1)
+        k3 = rhs(t + k / 2, z + k / 2 * k2)
+        k4 = rhs(t + k, z + k * k3)
+        z, t = z + k / 6 * (k1 + 2 * k2 + 2 * k3 + k4), t + k
+    hs = [0.04, 0.02, 0.01]
+    errs = [np.abs(block(h) - z[0]).max() for h in hs]
+    slope = np.polyfit(np.log(hs), np.log(errs), 1)[0]
+    assert 0.85 < slope < 1.2, (slope, errs)
