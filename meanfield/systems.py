@@ -4,8 +4,10 @@ The loop (:mod:`meanfield.simulate`) never looks inside the state. It asks
 the system to take a step with an integrator, for the largest |entry| (the
 blow-up check), for energies and diagnostics at a save, and for the named
 arrays to checkpoint. Particle runs advance :class:`ParticleSystem` (state
-``x``, ``y``); mean-field equation runs advance a grid density or the
-bilinear flow map (:mod:`meanfield.pde`).
+``x``, ``y``), or :class:`BlockSystem` for whole transformer blocks
+(attention then a token-wise MLP, per-layer weights; state ``x``, ``y``,
+``v``); mean-field equation runs advance a grid density or the bilinear
+flow map (:mod:`meanfield.pde`).
 
 A system has
 
