@@ -66,10 +66,19 @@ def test_first_order_step_with_h_1_is_a_gpt_block(tmp_path, d, act):
     Wq, Wk, Wv, Wo = (rng.normal(size=(d, d)) / math.sqrt(d) for _ in range(4))
     w = _mlp_weights(rng, d, h_mlp)
     np.savez(tmp_path / "mlp.npz", **w)
-    cfg = {"model": {"name": "softmax", "dynamics": "first_order", "d": d, "causal": True,
-                     "A": (Wq.T @ Wk / math.sqrt(d)).tolist(), "V": (Wo @ Wv).tolist(),
+    A, V = Wq.T @ Wk / math.sqrt(d), Wo @ Wv
+    initial = _gaussian(d, n)
+    if d > 100:  # a trained layer's matrices and tokens come from files (no d x d lists in the config)
+        np.save(tmp_path / "A.npy", A)
+        np.save(tmp_path / "V.npy", V)
+        np.save(tmp_path / "x0.npy", rng.normal(size=(n, d)))
+        A, V, initial = str(tmp_path / "A.npy"), str(tmp_path / "V.npy"), {"law": "file",
+                                                                          "path": str(tmp_path / "x0.npy")}
+    else:
+        A, V = A.tolist(), V.tolist()
+    cfg = {"model": {"name": "softmax", "dynamics": "first_order", "d": d, "causal": True, "A": A, "V": V,
                      "mlp": str(tmp_path / "mlp.npz"), "mlp_activation": act},
-           "integrator": {"name": "euler", "h": 1.0}, "run": {"steps": 1}, "initial": _gaussian(d, n)}
+           "integrator": {"name": "euler", "h": 1.0}, "run": {"steps": 1}, "initial": initial}
     run = meanfield.Run(cfg)
     x0 = run.x0.copy()
     res = run.simulate()

@@ -56,7 +56,7 @@ def make_model(p: dict, dtype=np.float64, base_dir: str | None = None) -> Model:
             loaded = load_layered_matrix(p.get(key), p.get("d"), f"model.{key}", base_dir)
             if loaded is not None:
                 files[key] = loaded
-                p[key] = loaded[0][0].tolist()  # layer 0 validates like a matrix given inline
+                p[key] = loaded[0][0]  # layer 0 validates like a matrix given inline
     elif name == "sphere":
         for key in ("Q", "K", "V"):
             if isinstance(p.get(key), str) and p[key].lower().endswith((".npy", ".npz")):
