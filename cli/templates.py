@@ -38,6 +38,7 @@ seed = 0
 [run]
 t0 = 1.0
 t1 = 61.0                       # or: steps = 1200; or: oracle_calls = 1200 (exactly one of the three)
+# layers = true                 # instead: one pass through per-layer weights (L steps)
 save_every = 10                 # steps between saves (the first and last state are always saved)
 dtype = "float64"               # float64 | float32
 # check_every = 1               # steps between NaN / blow-up checks
@@ -69,6 +70,8 @@ B = "identity"                  # preconditioner (symmetric if accelerated)
 causal = false                  # token i attends to j <= i only (factor 1/i)
 # summation = "fourier"        # exact (default, O(N^2)) | fourier: O(N log N) for d <= 3 (sphere: d = 2, 3
 # summation_tol = 1e-10        # and Q^T K = I; softmax: symmetric PSD A); no causal mask
+# mlp = "weights.npz"          # whole transformer blocks: a token-wise MLP after every attention step
+# mlp_activation = "gelu"       # (W1 (h, d), b1, W2 (d, h), b2; leading layer axis L: per layer); see docs/mlp-block.md
 Q = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]   # optional W(x) = 1/2 (x - m)^T Q (x - m); omit for none
 m = [0.0, 0.0, 0.0]
 
@@ -96,6 +99,7 @@ seed = 0
 [run]
 t0 = 0.0
 t1 = 5.0                        # or: steps = 500; or: oracle_calls = 500 (exactly one of the three)
+# layers = true                 # instead: one pass through per-layer weights (L steps)
 save_every = 10                 # steps between saves (the first and last state are always saved)
 dtype = "float64"               # float64 | float32
 # check_every = 1               # steps between NaN / blow-up checks
@@ -126,6 +130,8 @@ normalization = "post_ln"       # post_ln (|x_i| = 1) | pre_ln, peri_ln (residua
 causal = false                  # token i attends to j <= i only (factor 1/i)
 # summation = "fourier"        # exact (default, O(N^2)) | fourier: O(N log N) for d <= 3 (sphere: d = 2, 3
 # summation_tol = 1e-10        # and Q^T K = I; softmax: symmetric PSD A); no causal mask
+# mlp = "weights.npz"          # whole transformer blocks: a token-wise MLP after every attention step
+# mlp_activation = "gelu"       # (W1 (h, d), b1, W2 (d, h), b2; leading layer axis L: per layer); see docs/mlp-block.md
 # Q = "identity"                # query, key, value matrices (d x d, default identity);
 # K = "identity"                # accelerated: Q^T K symmetric, no V
 # V = "identity"
@@ -152,6 +158,7 @@ seed = 0                        # space) | file (momentum_path)
 [run]
 t0 = 0.0
 t1 = 20.0                       # or: steps = 400; or: oracle_calls = 1600 (exactly one of the three)
+# layers = true                 # instead: one pass through per-layer weights (L steps)
 save_every = 4
 dtype = "float64"               # float64 | float32
 # check_every = 1               # steps between NaN / blow-up checks

@@ -33,9 +33,9 @@ from .run import Run, RunResult
 from .simulate import Recorder
 
 #: Parameters ``--resume`` may change (all others must equal the file's).
-RESUMABLE = ("run.t1", "run.steps", "run.oracle_calls", "run.save_every", "run.check_every",
-             "run.max_wall_time")
-_BOUNDS = ("t1", "steps", "oracle_calls")
+RESUMABLE = ("run.t1", "run.steps", "run.oracle_calls", "run.layers", "run.save_every",
+             "run.check_every", "run.max_wall_time")
+_BOUNDS = ("t1", "steps", "oracle_calls", "layers")
 
 
 def _flat(cfg: dict) -> dict:

@@ -33,7 +33,7 @@ from .io.hdf5 import HDF5Writer, check_output_path
 from .models import make_model
 from .schedules import make_schedule
 from .simulate import Horizon, LoopResult, Recorder, advance
-from .systems import ParticleSystem
+from .systems import particle_system
 
 
 @dataclass
@@ -136,7 +136,7 @@ class Run:
     def _build(self, cfg: dict, base_dir: str | None) -> None:
         run = cfg["run"]
         dtype = np.dtype(run["dtype"])
-        self.model = make_model(cfg["model"], dtype=dtype)
+        self.model = make_model(cfg["model"], dtype=dtype, base_dir=base_dir)
         if "cluster_tol" in cfg["diagnostics"]:
             from .diagnostics.clustering import check_cluster_tol
 
@@ -152,6 +152,12 @@ class Run:
         name, h = integ.pop("name"), integ.pop("h")
         self.integrator = make_integrator(name, dyn, **integ)
         self.integrator.check_model(self.model)
+        _check_block(self.model, name, cfg)
+        if run.get("layers"):
+            if self.model.n_layers < 2:
+                raise ParameterError("run.layers", "per-layer weights (a leading layer axis L >= 2 in "
+                                     "model.mlp, or (L, d, d) files for model.A / model.V)",
+                                     f"{self.model.n_layers} layer")
         if dyn == "first_order":
             _warn_first_order_ignores(cfg, self.integrator, file=self.file)
             if schedule_name != "none" and not getattr(self.integrator, "uses_schedule", False):
@@ -159,7 +165,8 @@ class Run:
                 cfg["damping"] = {"schedule": "none"}
                 self.schedule = make_schedule("none", run["t0"])
         self.horizon = Horizon(
-            t0=float(run["t0"]), h=float(h), t1=run.get("t1"), steps=run.get("steps"),
+            t0=float(run["t0"]), h=float(h), t1=run.get("t1"),
+            steps=self.model.n_layers if run.get("layers") else run.get("steps"),  # layers: one pass
             oracle_calls=run.get("oracle_calls"),
         )
         try:
@@ -197,7 +204,7 @@ class Run:
     def resolved(self) -> dict:
         """The fully resolved parameters, JSON-able (stored in every output file)."""
         cfg = copy.deepcopy(self.config)
-        cfg["model"] = {**cfg["model"], **self.model.describe()}
+        cfg["model"] = {**cfg["model"], **self.model.describe(), **self.model.block_files}
         cfg["initial"] = {k: v for k, v in cfg["initial"].items() if not k.startswith("_")}
         return json.loads(json.dumps(cfg, default=_jsonable))
 
@@ -214,9 +221,9 @@ class Run:
             return self.pde.system(state)
         if state is None:
             state = {"x": self.x0.copy()} if self.y0 is None else {"x": self.x0.copy(), "y": self.y0.copy()}
-        x, y = (None if state.get(k) is None else np.ascontiguousarray(state[k], dtype=self.model.dtype)
-                for k in ("x", "y"))
-        return ParticleSystem(self.model, x, y)
+        x, y, v = (None if state.get(k) is None else np.ascontiguousarray(state[k], dtype=self.model.dtype)
+                   for k in ("x", "y", "v"))
+        return particle_system(self.model, x, y, v)
 
     def advance(self, system, observers, progress=None, **resume) -> LoopResult:
         """The time loop on ``system`` with this run's schedule, integrator and run options.
@@ -236,13 +243,15 @@ class Run:
     @functools.cached_property
     def energy_infimum(self) -> float | None:
         """The known lower bound of this run's energy (None when unknown); computed once."""
+        if self.model.mlp is not None:  # the MLP field is no gradient: the attention energy has no floor
+            return None
         return self.model.energy_infimum(self.x0) if self.pde is None else self.pde.energy_infimum()
 
     def loop(self, x, y, observers, progress=None, **resume) -> LoopResult:
         """The time loop on particles ``(x, y)`` (updated in place); see :meth:`advance`."""
         if self.pde is not None:
             raise TypeError("a pde run advances its own system: use advance(make_system(), ...)")
-        return self.advance(ParticleSystem(self.model, x, y), observers, progress, **resume)
+        return self.advance(particle_system(self.model, x, y), observers, progress, **resume)
 
     def simulate(self, output=None, *, overwrite=False, progress=None, observers=()) -> RunResult:
         """Run the simulation; optionally also write an HDF5 file.
@@ -316,6 +325,19 @@ class Run:
                          status=res.status, oracle_calls=res.oracle_calls,
                          wall_time=res.wall_time, path=output, attrs=attrs, state=res.state,
                          grid=dict(getattr(system, "grid", None) or {}))
+
+
+def _check_block(model, integrator_name: str, cfg: dict) -> None:
+    """ParameterError for combinations a block with an MLP or per-layer weights does not support."""
+    if model.mlp is None and model.n_layers == 1:
+        return
+    key = "model.mlp" if model.mlp is not None else "model.A"
+    if cfg["solver"]["kind"] != "particles":
+        raise ParameterError("solver.kind", f'"particles" with {key} (mean-field equations of '
+                             "transformer blocks are not solved)", cfg["solver"]["kind"])
+    if integrator_name == "mean_shift" and model.mlp is not None:
+        raise ParameterError("integrator.name", "an integrator with a step size h (the MLP sub-step "
+                             "x <- x + h MLP(x) needs one; mean_shift ignores h)", integrator_name)
 
 
 #: ``[initial]`` keys that only set momenta (accelerated dynamics).

@@ -31,7 +31,7 @@ import numpy as np
 
 from ._kernels._config import serial_if_small
 from .errors import SimulationError
-from .systems import ParticleSystem
+from .systems import particle_system
 
 #: |state| above this counts as a blow-up (well below float64 overflow of products).
 BLOWUP = {np.dtype(np.float64): 1e150, np.dtype(np.float32): 1e18}
@@ -315,6 +315,7 @@ class _Saver:
         tasks.update(system.fields(self.save_fields))
         scales = {"sim_time": float(t), "iteration": int(k),
                   "oracle_calls": int(system.oracle_calls - self.calls0), "wall_time": float(self.elapsed())}
+        scales.update(getattr(system, "counters", dict)())  # e.g. mlp_calls of transformer blocks
         return {"scales": scales, "tasks": tasks}
 
     def __call__(self, k, t) -> None:
@@ -414,12 +415,15 @@ def advance(
     check_every = 1 if check_every is None else max(1, int(check_every))
     limit = BLOWUP.get(system.dtype, 1e150)
     t = horizon.time_of(start_step, nsteps)
+    # no energy balance dH/dt = -2 alpha K to check when a block adds a non-gradient field (an MLP)
     residual = (DissipationResidual(system, schedule, dissipation, t, resume_state)
-                if system.accelerated else None)
+                if system.accelerated and getattr(system, "energy_balance", True) else None)
     watch = EnergyWatch(energy_infimum, system.dtype, resume_state)
     save = _Saver(system, integrator, observers, probes, residual, watch, save_fields,
                   start_wall_time, start_oracle_calls)
     integrator.reset()
+    if hasattr(system, "begin"):
+        system.begin(start_step)  # systems whose step depends on the step index (per-layer weights)
     if integrator_state:
         integrator.set_state(integrator_state)
     if resume_state is None:
@@ -480,5 +484,5 @@ def simulate(model, schedule, integrator, x, y, horizon: Horizon, **options) -> 
     -------
     LoopResult
     """
-    options.setdefault("energy_infimum", model.energy_infimum(x))
-    return advance(ParticleSystem(model, x, y), schedule, integrator, horizon, **options)
+    options.setdefault("energy_infimum", None if model.mlp is not None else model.energy_infimum(x))
+    return advance(particle_system(model, x, y), schedule, integrator, horizon, **options)

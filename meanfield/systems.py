@@ -4,8 +4,10 @@ The loop (:mod:`meanfield.simulate`) never looks inside the state. It asks
 the system to take a step with an integrator, for the largest |entry| (the
 blow-up check), for energies and diagnostics at a save, and for the named
 arrays to checkpoint. Particle runs advance :class:`ParticleSystem` (state
-``x``, ``y``); mean-field equation runs advance a grid density or the
-bilinear flow map (:mod:`meanfield.pde`).
+``x``, ``y``), or :class:`BlockSystem` for whole transformer blocks
+(attention then a token-wise MLP, per-layer weights; state ``x``, ``y``,
+``v``); mean-field equation runs advance a grid density or the bilinear
+flow map (:mod:`meanfield.pde`).
 
 A system has
 
@@ -87,7 +89,7 @@ class ParticleSystem:
     @property
     def state(self) -> dict:
         """``{"x": (N, d), "y": (N, d)}``: the live arrays a checkpoint stores (no ``y`` for first order)."""
-        nx, ny = self.names
+        nx, ny = self.names[:2]
         return {nx: self.x} if self.y is None else {nx: self.x, ny: self.y}
 
     # ------------------------------------------------------------------ loop
@@ -128,3 +130,93 @@ class ParticleSystem:
     def probe_args(self) -> tuple:
         """``(x, y)``: what user probes ``probe(t, x, y, tasks)`` receive, (N, d) arrays."""
         return self.x, self.y
+
+
+class BlockSystem(ParticleSystem):
+    """Particles moved by whole transformer blocks: attention, then a token-wise MLP sub-step.
+
+    Step k uses layer ``k mod model.n_layers`` (per-layer attention matrices
+    and MLP weights). The MLP sub-step (:mod:`meanfield.integrators.mlp_substep`)
+    follows the attention step of the run's integrator (``strang``: half before,
+    half after); accelerated blocks carry the MLP velocity ``v`` in the state
+    (checkpointed and resumed like ``y``). MLP evaluations are counted in
+    ``mlp_calls`` (a save scale), apart from the attention oracle calls.
+
+    Parameters
+    ----------
+    model : Model
+        With ``model.mlp`` (a TokenMLP) or per-layer matrices (``n_layers > 1``).
+    x, y : (N, d) arrays
+        As for :class:`ParticleSystem`.
+    v : (N, d) array or None
+        MLP velocity of accelerated blocks (zeros when None).
+    """
+
+    names = ("x", "y", "v")
+
+    def __init__(self, model, x, y=None, v=None):
+        from .integrators.mlp_substep import make_substep
+
+        super().__init__(model, x, y)
+        self.substep = make_substep(model)
+        self.v = None
+        if self.substep is not None and self.substep.uses_velocity:
+            self.v = np.zeros_like(x) if v is None else v
+        #: Steps taken so far (the loop sets it when a run resumes, :meth:`begin`).
+        self.steps = 0
+
+    @property
+    def energy_balance(self) -> bool:
+        """False with an MLP: dH/dt = -2 alpha K does not hold (the MLP field is no gradient of H)."""
+        return self.substep is None
+
+    @property
+    def state(self) -> dict:
+        out = super().state
+        if self.v is not None:
+            out["v"] = self.v
+        return out
+
+    def begin(self, step: int) -> None:
+        """Called by the loop before the first step: the run starts after ``step`` steps."""
+        self.steps = int(step)
+
+    def counters(self) -> dict:
+        """Extra save scales: ``mlp_calls``, the MLP evaluations so far."""
+        if self.substep is None:
+            return {}
+        return {"mlp_calls": self.steps * self.substep.calls}
+
+    def step(self, integrator, schedule, t, h) -> None:
+        layer = self.steps % self.model.n_layers
+        self.model.use_layer(layer)
+        sub = self.substep
+        if sub is not None:
+            sub.before(self.model, self.x, self.v, h, layer)
+        super().step(integrator, schedule, t, h)
+        if sub is not None:
+            sub.after(self.model, self.x, self.v, h, layer)
+            self.model.project(self.x, self.y)
+            if self.v is not None:
+                self.model.project(self.x, self.v)
+        self.steps += 1
+
+    def max_abs(self) -> float:
+        worst = super().max_abs()
+        if self.v is not None and worst == worst:
+            worst_v = max_abs_or_nan(self.v, self._bounds, self._partial)
+            worst = worst_v if not worst_v <= worst else worst
+        return worst
+
+    def fields(self, save) -> dict:
+        out = super().fields(save)
+        if self.v is not None and "v" in save:
+            out["v"] = self.v
+        return out
+
+
+def particle_system(model, x, y=None, v=None):
+    """A :class:`BlockSystem` when ``model`` has an MLP or per-layer weights, else a :class:`ParticleSystem`."""
+    if model.mlp is not None or model.n_layers > 1:
+        return BlockSystem(model, x, y, v)
+    return ParticleSystem(model, x, y)

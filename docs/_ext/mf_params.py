@@ -38,7 +38,7 @@ def accepted_keys() -> dict[str, list[str]]:
     from meanfield.initial import COMMON_KEYS, LAW_KEYS, MOMENTUM_KEYS
     from meanfield.integrators import INTEGRATORS
     from meanfield.io.config import SECTIONS
-    from meanfield.models import MODELS
+    from meanfield.models import MLP_KEYS, MODELS
     from meanfield.schedules import SCHEDULE_KEYS
 
     out: dict[str, list[str]] = {}
@@ -53,6 +53,10 @@ def accepted_keys() -> dict[str, list[str]]:
             add(f"model.{k}", name)
     for k in ("name", "dynamics", "d"):  # every model reads these
         out[f"model.{k}"] = []
+    for name in MODELS:  # the token-wise MLP sub-block: every model but bilinear (make_model)
+        if name != "bilinear":
+            for k in MLP_KEYS:
+                add(f"model.{k}", name)
     add("damping.schedule")
     for sched, ks in SCHEDULE_KEYS.items():
         for k in ks:

@@ -22,7 +22,7 @@ SECTIONS = {
     "damping": None,
     "integrator": None,
     "initial": None,
-    "run": ("t0", "t1", "steps", "oracle_calls", "save_every", "dtype", "check_every",
+    "run": ("t0", "t1", "steps", "oracle_calls", "layers", "save_every", "dtype", "check_every",
             "max_wall_time"),
     "output": ("path", "save"),
     "diagnostics": ("dissipation", "moment_ode", "cluster_tol"),
@@ -175,10 +175,14 @@ def resolve(raw: dict, file: str | None = None) -> dict:
         run = cfg["run"]
         run.setdefault("t0", 0.0)
         _number("run", "t0", run["t0"])
+        if "layers" in run and not isinstance(run["layers"], bool):
+            raise ParameterError("run.layers", "true or false", run["layers"])
         bounds = [k for k in ("t1", "steps", "oracle_calls") if k in run]
+        if run.get("layers"):
+            bounds.append("layers")
         if len(bounds) != 1:
-            raise ParameterError("run.t1/steps/oracle_calls", "exactly one of t1, steps, oracle_calls",
-                                 bounds or None)
+            raise ParameterError("run.t1/steps/oracle_calls", "exactly one of t1, steps, oracle_calls "
+                                 "(or layers = true)", bounds or None)
         if "t1" in run:
             _number("run", "t1", run["t1"])
             if not run["t1"] > run["t0"]:
@@ -201,8 +205,8 @@ def resolve(raw: dict, file: str | None = None) -> dict:
         if not isinstance(out["path"], str) or not out["path"]:
             raise ParameterError("output.path", "a file name", out["path"])
         save = out["save"]
-        if not isinstance(save, list) or any(s not in ("x", "y") for s in save):
-            raise ParameterError("output.save", 'a list drawn from ["x", "y"]', save)
+        if not isinstance(save, list) or any(s not in ("x", "y", "v") for s in save):
+            raise ParameterError("output.save", 'a list drawn from ["x", "y", "v"]', save)
         diss = cfg["diagnostics"]["dissipation"]
         if diss not in ("auto", "step", "save", "off"):
             raise ParameterError("diagnostics.dissipation", '"auto", "step", "save" or "off"', diss)

@@ -52,7 +52,7 @@ from ..errors import ParameterError
 
 SCALES = ("sim_time", "iteration", "oracle_calls", "wall_time")
 _SCALE_DTYPES = {"sim_time": np.float64, "iteration": np.int64, "oracle_calls": np.int64,
-                 "wall_time": np.float64}
+                 "wall_time": np.float64, "mlp_calls": np.int64}
 
 #: Suffix of the sidecar checkpoint file of a running run (``OUT.h5`` -> ``OUT.h5.ckpt``).
 CHECKPOINT_SUFFIX = ".ckpt"

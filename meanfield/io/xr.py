@@ -85,7 +85,7 @@ def to_dataset(tr):
     if n is None:
         n = tr.config.get("initial", {}).get("n")
     coords = {"sim_time": ("sim_time", scales.get("sim_time", np.zeros(0))[:T])}
-    for name in SCALES[1:]:
+    for name in (*SCALES[1:], "mlp_calls"):
         if name in scales:
             coords[name] = ("sim_time", scales[name][:T])
     # grid runs: the density's axes are the grid's (position, then momentum), with cell centres

@@ -46,6 +46,12 @@ class Model:
 
     name = "base"
     cheap_kinetic = False
+    #: The token-wise MLP of the block (:class:`~meanfield.models.mlp.TokenMLP`), or None (attention only).
+    mlp = None
+    #: Layers with their own weights (step k uses layer k mod n_layers).
+    n_layers = 1
+    #: ``{key: absolute path}`` of the weight files read (``mlp``, per-layer ``A``, ``V``).
+    block_files: dict = {}
     #: Below this many particles the kernels run on one thread (pool wake-up costs more).
     serial_below = 1024
 
@@ -105,6 +111,18 @@ class Model:
 
     def _combine_hamiltonian(self, x, y, t, ax, bx, ay, by, out_x, out_y):  # pragma: no cover
         raise NotImplementedError(f"model {self.name!r} has no accelerated dynamics")
+
+    def use_layer(self, layer: int) -> None:
+        """Make the attention matrices of ``layer`` current (models without per-layer weights: no-op)."""
+
+    def mlp_field(self, at, base, layer: int, out):
+        """Token-wise MLP field evaluated at ``at``, as a velocity at ``base``; each ``(N, d)``.
+
+        Euclidean models: ``out = MLP_layer(at)`` (``base`` unused); the sphere
+        model projects or normalizes it as it does the attention field. Not an
+        oracle call (no interaction); ``out`` must not alias ``at``.
+        """
+        return self.mlp(at, layer, out)
 
     # ------------------------------------------------------------ diagnostics
     def kinetic(self, x, y) -> float:

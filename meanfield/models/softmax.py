@@ -157,6 +157,8 @@ class Softmax(Model):
 
     name = "softmax"
     cheap_kinetic = False  # K needs every z_i: one pass over pairs
+    #: True when V defaults to B A in every layer of per-layer A files (then V is not described).
+    V_is_BA = False
     keys = ("name", "dynamics", "d", "A", "B", "V", "Q", "m", "normalized", "causal", "summation",
             "summation_tol")
 
@@ -189,6 +191,9 @@ class Softmax(Model):
             self._absA = np.ascontiguousarray((U * np.abs(lam)) @ U.T)
         self._mu_limit = PK.mu_max_for(self.dtype)
         self._sym = False  # whether the current state's symmetric tiles are laid out (_prepare)
+        self._layers = None  # per-layer (A, V, symmetric_pairs, |A|) of set_layers
+        self._sym_scratch = False  # whether _scratch allocated the symmetric-pair arrays
+        self._layer = 0
         self._work_n = -1
 
     @classmethod
@@ -196,6 +201,40 @@ class Softmax(Model):
         """The model of a ``[model]`` section, computing in ``dtype``."""
         dynamics = p.get("dynamics", "accelerated")
         return cls(SoftmaxParams.from_dict(p, dynamics), dynamics, dtype)
+
+    # ------------------------------------------------------- per-layer weights
+    def set_layers(self, A, V) -> None:
+        """Per-layer attention matrices: step k of a run uses ``A[l], V[l]``, l = k mod L.
+
+        Parameters
+        ----------
+        A, V : (L, d, d) arrays
+            Query-key and value matrices of each layer (the caller checks them:
+            symmetric A and V = B A for accelerated dynamics; exact summation).
+        """
+        self.n_layers = int(A.shape[0])
+        self._layers = []
+        for Al, Vl in zip(A, V):
+            Al = np.ascontiguousarray(Al, dtype=np.float64)
+            sym = not self.causal and self._fourier is None and np.array_equal(Al, Al.T)
+            absA = None
+            if sym:
+                lam, U = np.linalg.eigh(Al)
+                absA = np.ascontiguousarray((U * np.abs(lam)) @ U.T)
+            self._layers.append((Al, np.ascontiguousarray(Vl, dtype=np.float64), sym, absA))
+        self._layer = -1
+        self.use_layer(0)
+
+    def use_layer(self, layer: int) -> None:
+        """Make layer ``layer``'s A and V current (no-op without per-layer matrices)."""
+        if self._layers is None or layer == self._layer:
+            return
+        self.A, self.V, self.symmetric_pairs, absA = self._layers[layer]
+        if absA is not None:
+            self._absA = absA
+        self._layer = layer
+        if self.symmetric_pairs and not self._sym_scratch:
+            self._work_n = -1  # allocate the symmetric-pair scratch this layer needs
 
     # ---------------------------------------------------------------- scratch
     def _scratch(self, n: int) -> None:
@@ -213,6 +252,7 @@ class Softmax(Model):
         self._lrow = np.empty(n, np.float64)
         self._z = np.empty(n, np.float64)
         self._F = np.empty((n, d), dt)
+        self._sym_scratch = self.symmetric_pairs
         if self.symmetric_pairs:
             self._mu, self._w = np.empty(n, np.float64), np.empty(n, np.float64)
             self._XWT = PK.empty_aligned((nt, d + 1, self._tj), dt)  # w_j x_j and w_j
@@ -427,7 +467,8 @@ class Softmax(Model):
             "causal": self.causal,
         }
         if not self.accelerated:
-            out["V"] = self.V.tolist()
+            if not self.V_is_BA:
+                out["V"] = self.V.tolist()
             out["normalized"] = self.normalized
         if self._fourier is not None:
             out.update(summation="fourier", summation_tol=self.params.summation_tol)

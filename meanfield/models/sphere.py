@@ -289,6 +289,22 @@ class Sphere(Model):
         if bad:
             raise SimulationError(f"sphere model at t = {t:.6g}: the field is not finite in {bad} rows", t=t)
 
+    def mlp_field(self, at, base, layer, out):
+        """The MLP at the directions of ``at``, as a field at ``base``, ``(N, d)``.
+
+        Like attention: post_ln projects it to the tangent space at ``base``,
+        pre_ln adds it to the residual stream as is, peri_ln normalizes it.
+        """
+        self._check_input(at)
+        self._scratch(at.shape[0])
+        raw = self.mlp(self._source(at), layer, self._G)
+        bad = SK.finish_first_order(base, raw, 0.0, 1.0, self.scheme, out)
+        if bad:
+            raise SimulationError(f"sphere model: the MLP field is not finite in {bad} rows"
+                                  + (" (MLP(theta_i) = 0: peri_ln divides by its norm)"
+                                     if self.scheme == SK.PERI_LN else ""))
+        return out
+
     def attention_vectors(self, x, t=0.0) -> np.ndarray:
         """The attention outputs ``a_i`` at the directions of ``x`` (no projection), ``(N, d)``.
 
