@@ -487,3 +487,44 @@ def test_bad_line_kinetic_input_names_the_key(change, key):
     with pytest.raises(ParameterError) as err:
         meanfield.Run(cfg)
     assert err.value.key == key
+
+
+LINE_TOML = """
+[model]
+name = "softmax"
+dynamics = "accelerated"
+d = 1
+A = [[0.5]]
+Q = [[1.0]]
+[integrator]
+name = "strang"
+h = 0.05
+[initial]
+law = "gaussian"
+mean = [0.3]
+cov = [[0.3]]
+momentum = "gaussian"
+momentum_scale = 0.5
+[run]
+t0 = 0.0
+steps = 3
+[solver]
+kind = "pde"
+grid = GRID
+domain = [-4.0, 4.0]
+"""
+
+
+@pytest.mark.parametrize("grid, code", [("[64, 64]", 0), ("[32, 64]", 2)])
+def test_cli_line_kinetic_run_and_too_coarse_grid_exits_2_with_one_line(tmp_path, grid, code):
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    path = tmp_path / "line.toml"
+    path.write_text(LINE_TOML.replace("GRID", grid))
+    out = CliRunner().invoke(cli, ["run", str(path), "-o", str(tmp_path / "line.h5")])
+    assert out.exit_code == code, out.output
+    if code:
+        lines = out.output.strip().splitlines()
+        assert len(lines) == 1 and "solver.grid" in lines[0] and "at least 48 cells" in lines[0]
