@@ -67,7 +67,7 @@ from ..integrators.base import Integrator
 from .densities import von_mises_pdf
 from .finite_volume import (BOUNDARY_TOL, BoundaryMassWarning, boundary_layer, check_line_domain, check_line_grid,
                             line_cell_masses)
-from .grid import GridSystem
+from .grid import GridRun, GridSystem
 
 #: Integrators of kinetic (accelerated) pde runs.
 KINETIC_INTEGRATORS = ("strang",)
@@ -538,7 +538,7 @@ class KineticStrang(Integrator):
         raise TypeError("a kinetic run is stepped by its solver")
 
 
-class KineticRun:
+class KineticRun(GridRun):
     """Set-up of a kinetic pde run: the circle x R (sphere, d = 2) or the line x R (softmax, d = 1).
 
     Checks the input: ``[integrator] name = "strang"``, a grid ``[M, K]``, the
@@ -546,7 +546,8 @@ class KineticRun:
     momentum law (>= :data:`CELLS_PER_MOMENTUM_SCALE` cells per momentum scale)
     and a momentum interval that holds it (mass outside <=
     :data:`CLIP_TOLERANCE`). ``momentum_max`` defaults to 8 momentum_scale
-    (gaussian momenta) or 4 (momenta at rest).
+    (gaussian momenta) or 4 (momenta at rest). A :class:`~meanfield.pde.grid.GridRun`
+    (``of``, ``attrs``) with its own checks, system and integrator.
 
     Parameters
     ----------
@@ -591,21 +592,9 @@ class KineticRun:
         self.density0 = self.solver.initial_density(section)
         self.integrator = KineticStrang(self.solver.calls_per_step)
 
-    @classmethod
-    def of(cls, solver_cls):
-        """The registry entry for ``solver_cls``: ``register_pde(..., KineticRun.of(LineKinetic), d=1)``."""
-        def setup(cfg, model, integrator, base_dir=None):
-            return cls(solver_cls, cfg, model, integrator, base_dir)
-
-        setup.__name__ = solver_cls.__name__
-        return setup
-
     def system(self, state=None) -> KineticSystem:
         f = self.density0.copy() if state is None else np.ascontiguousarray(state["density"], np.float64)
         return KineticSystem(self.solver, f)
 
     def energy_infimum(self):
         return self.solver.energy_infimum()
-
-    def attrs(self) -> dict:
-        return {"spatial_order": int(self.solver.order)}
