@@ -476,6 +476,7 @@ def test_line_mass_that_leaves_the_box_is_shown_by_mass_and_warned_by_boundary_m
     ({"momentum_max": 2.0}, "solver.momentum_max"),  # clips the momentum law
     ({"grid": [64, 8]}, "solver.grid"),  # momentum_scale over < 2 cells
     ({"grid": 64}, "solver.grid"),
+    ({"grid": [5000, 64]}, "solver.grid"),  # dense moment matrices beyond LINE_CELLS_MAX
     ({"model": {"name": "softmax", "dynamics": "accelerated", "d": 1, "A": [[0.5]], "B": [[-1.0]]}}, "model.B"),
     ({"model": {"name": "softmax", "dynamics": "accelerated", "d": 2}}, "solver.kind"),
     ({"integrator": {"name": "tao2", "h": 0.05}}, "integrator.name"),

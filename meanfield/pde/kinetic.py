@@ -79,6 +79,8 @@ KERNEL_TAIL = 1e-8
 CELLS_PER_WIDTH = 2.0
 #: The initial momentum law's scale spans at least this many momentum cells.
 CELLS_PER_MOMENTUM_SCALE = 2.0
+#: Most position cells of a kinetic run on the line (four dense (M, M) moment matrices).
+LINE_CELLS_MAX = 4096
 
 
 def position_density(section: dict, theta) -> np.ndarray:
@@ -429,6 +431,10 @@ class LineKinetic(_Kinetic):
         B = float(p.B[0, 0])
         if not B > 0:
             raise ParameterError("model.B", "B > 0 for a kinetic pde run (the kinetic energy y B y / 2z)", B)
+        if M > LINE_CELLS_MAX:
+            raise ParameterError("solver.grid", f"at most {LINE_CELLS_MAX} position cells for a kinetic run on the "
+                                 f"line (its moments are dense M x M sums: {32 * LINE_CELLS_MAX ** 2 / 2 ** 30:.1f} "
+                                 "GiB of matrices at the limit)", [M, K])
         lo, hi = check_line_domain(cfg["solver"].get("domain"))
         check_line_grid(float(p.A[0, 0]), lo, hi, M, [M, K])
         return cls(p.A[0, 0], B, p.Q[0, 0], p.m[0], lo, hi, M, K, P)
