@@ -232,7 +232,7 @@ class _Kinetic:
         return {"energy": K + U, "potential": U, "interaction": inter, "kinetic": K, "first_order_energy": U}
 
     def momentum_spread(self, f) -> float:
-        """sqrt(int rho Var(y | x)): 0 while f lives on a graph y = W(x) (a monokinetic
+        """sqrt(int rho Var(y | x)): 0 while f lives on a graph y = Y(x) (a monokinetic
         state, up to the grid's numerical diffusion), and O(1) once trajectories have crossed."""
         rho = self.marginal(f)
         m1 = (f @ self.omega) * self.domega
