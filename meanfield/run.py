@@ -164,6 +164,16 @@ class Run:
                 # the damping schedule is meaningless for first-order flows except for nag
                 cfg["damping"] = {"schedule": "none"}
                 self.schedule = make_schedule("none", run["t0"])
+        self.pde = None
+        self.x0 = self.y0 = None
+        if cfg["solver"]["kind"] == "pde":
+            from .pde import make_pde
+
+            if dtype != np.float64:
+                raise ParameterError("run.dtype", '"float64" for pde runs', run["dtype"])
+            self.pde = make_pde(cfg, self.model, self.integrator, base_dir)
+            # a solver that steps itself (kinetic runs) declares its own oracle calls per step
+            self.integrator = getattr(self.pde, "integrator", self.integrator)
         self.horizon = Horizon(
             t0=float(run["t0"]), h=float(h), t1=run.get("t1"),
             steps=self.model.n_layers if run.get("layers") else run.get("steps"),  # layers: one pass
@@ -178,15 +188,7 @@ class Run:
                                  f"at least {self.integrator.oracle_calls} calls (one step of {name})",
                                  run.get("oracle_calls"))
         check_horizon(self.horizon, nsteps)
-        self.pde = None
-        self.x0 = self.y0 = None
-        if cfg["solver"]["kind"] == "pde":
-            from .pde import make_pde
-
-            if dtype != np.float64:
-                raise ParameterError("run.dtype", '"float64" for pde runs', run["dtype"])
-            self.pde = make_pde(cfg, self.model, self.integrator, base_dir)
-        else:
+        if self.pde is None:
             section = dict(cfg["initial"])
             if base_dir is not None:
                 section["_base_dir"] = base_dir

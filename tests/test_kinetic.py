@@ -12,7 +12,7 @@ from scipy.integrate import solve_ivp
 import meanfield
 from meanfield._kernels import kinetic as KK
 from meanfield.errors import ParameterError
-from meanfield.pde.kinetic import CircleKinetic
+from meanfield.pde.kinetic import CircleKinetic, LineKinetic
 from meanfield.schedules import make_schedule
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -197,6 +197,18 @@ def test_kinetic_run_hdf5_and_resume_bit_identical(tmp_path):
     assert np.array_equal(res.state["density"], full.state["density"])
 
 
+def test_oracle_calls_are_counted_truthfully_and_budget_a_kinetic_run():
+    cfg = kinetic_config()
+    cfg["run"] = {"t0": 0.0, "oracle_calls": 75, "save_every": 5}
+    run = meanfield.Run(cfg)
+    assert run.integrator.oracle_calls == 7
+    res = run.simulate()
+    # 75 calls buy 10 strang steps of 7 moment evaluations each, and the solver made exactly those
+    assert res.scales["iteration"][-1] == 10
+    assert res.oracle_calls == 70 and res.scales["oracle_calls"][-1] == 70
+    assert res.attrs["oracle_calls_per_step"] == 7
+
+
 @pytest.mark.parametrize("change, key", [
     ({"integrator": {"name": "tao2", "h": 0.05}}, "integrator.name"),
     ({"solver": {"kind": "pde", "grid": [16, 80], "momentum_max": 5.0}}, "solver.grid"),
@@ -206,7 +218,7 @@ def test_kinetic_run_hdf5_and_resume_bit_identical(tmp_path):
     ({"model": {"name": "sphere", "dynamics": "accelerated", "d": 2, "beta": 40.0}}, "solver.grid"),
     ({"model": {"name": "sphere", "dynamics": "accelerated", "d": 2, "beta": 2.0, "Q": [[1.0, 0.0], [0.0, 2.0]]}},
      "model.Q"),
-    ({"run": {"t0": 0.0, "oracle_calls": 70}}, "run.oracle_calls"),
+    ({"run": {"t0": 0.0, "oracle_calls": 6}}, "run.oracle_calls"),  # less than one step (7 calls)
     ({"initial": {"law": "gaussian", "n": 10, "momentum": "gaussian", "momentum_scale": 0.6}}, "initial.law"),
     ({"initial": {"law": "sphere_uniform", "n": 10, "momentum": "affine"}}, "initial.momentum"),
     ({"initial": {**VM, "n": 10, "momentum_scale": 0.0}}, "initial.momentum_scale"),
@@ -323,3 +335,199 @@ def test_momentum_spread_of_a_graph_and_of_a_gaussian():
     f = gauss.initial_density({"law": "sphere_uniform", "momentum": "gaussian", "momentum_scale": 0.7})
     # the midpoint moments of cell averages add domega^2 / 12 to the variance (Sheppard)
     assert abs(gauss.momentum_spread(f) - np.sqrt(0.49 + gauss.domega ** 2 / 12)) < 1e-6
+
+
+# ---------------------------------------------------------------- the line x R (softmax, d = 1)
+LINE = {"law": "gaussian", "mean": [0.3], "cov": [[0.3]], "momentum": "gaussian", "momentum_scale": 0.5}
+
+
+def _line(M, K, A=0.5, B=1.0, m=0.0):
+    return LineKinetic(A, B, 1.0, m, -4.0, 4.0, M, K, 4.0)
+
+
+def test_line_feet_follow_the_characteristics_of_b_y_over_z():
+    sol = LineKinetic(0.5, 1.3, 1.0, 0.0, -4.0, 4.0, 64, 8, 4.0)
+    rho = sol.marginal(sol.initial_density(LINE))
+    z_of = lambda x: float(np.sum(np.exp(0.5 * x * sol.x) * rho) * sol.dx)  # the midpoint sum
+    tau = 0.3
+    field = sol.x_field(rho)
+    sol._x_feet(field, tau, sol._feetT)
+    for j in (0, 3, 6):
+        for e in (0, 17, 40, 64):
+            back = solve_ivp(lambda t, y, w=sol.omega[j]: [-1.3 * w / z_of(y[0])], (0, tau), [sol.x_edges[e]],
+                             rtol=1e-12, atol=1e-12).y[0, -1]
+            if sol.x_edges[0] <= back <= sol.x_edges[-1]:
+                assert abs(sol._feetT[j, e] - back) < 1e-6
+            else:  # came from outside the box: no mass enters
+                assert sol._feetT[j, e] < sol.x_edges[0] or sol._feetT[j, e] > sol.x_edges[-1]
+
+
+def test_line_mass_positivity_and_energy_decrease_under_damping():
+    sol = _line(64, 64)
+    f0 = sol.initial_density(LINE)
+    damp = make_schedule("constant", 0.0, a=1.0)
+    f, resid, H = _evolve(sol, f0, damp, 0.05, 1.0)
+    assert abs(f.sum() - f0.sum()) * sol.cell_volume < 1e-13
+    assert f.min() >= 0.0
+    assert np.all(np.diff(H) < 0) and H[0] - H[-1] > 0.1
+    # dH/dt = -alpha int int B y^2 / z f: the residual is the scheme's error and shrinks with the momentum grid
+    assert abs(resid) < 2e-3
+    fine = _line(64, 128)
+    assert abs(_evolve(fine, fine.initial_density(LINE), damp, 0.05, 1.0)[1]) < abs(resid) / 2
+
+
+def test_line_order_two_in_time_and_energy_conserved_without_damping():
+    # B != 1 and m != 0: a misplaced B in the force (b = B z' / 2 z^2, S = B int y^2 f / z^2) breaks H
+    sol = _line(128, 128, B=1.5, m=0.2)
+    f0 = sol.initial_density(LINE)
+    none = make_schedule("none", 0.0)
+    runs = {h: _evolve(sol, f0, none, h, 1.0) for h in (0.2, 0.1, 0.05)}
+    e1 = np.abs(runs[0.2][0] - runs[0.1][0]).max()
+    e2 = np.abs(runs[0.1][0] - runs[0.05][0]).max()
+    assert 1.8 < np.log2(e1 / e2) < 2.3, np.log2(e1 / e2)
+    assert e1 > 1e-5
+    drift = {h: abs(r[1]) for h, r in runs.items()}
+    # order 2 down to the grid's own (spatial) energy error (with b = z' / 2 z^2, B dropped, the drift
+    # stays at 3.3e-3 for all three steps)
+    assert drift[0.2] < 1e-3 and drift[0.1] < drift[0.2] / 3.5 and drift[0.05] < drift[0.1] / 2.5
+    for f, _, _ in runs.values():  # ~7e-10 of the mass is pushed out of the momentum box by t = 1
+        assert abs(f.sum() * sol.cell_volume - 1.0) < 1e-8 and f.min() >= 0.0
+
+
+def test_line_space_order_on_the_exact_rotation_of_a_harmonic_trap():
+    """A = 0: z = 1, G = -Q x, the flow rotates phase space; at t = pi / 2 (x, y) -> (y, -x) exactly."""
+    from scipy import special
+
+    def averages(edges, mean, std):
+        return np.diff(special.ndtr((edges - mean) / std)) / np.diff(edges)
+
+    T, steps, err = np.pi / 2, 80, {}
+    for M in (32, 64):
+        sol = _line(M, M, A=0.0)
+        f, _, _ = _evolve(sol, sol.initial_density(LINE), make_schedule("none", 0.0), T / steps, T)
+        exact = averages(sol.x_edges, 0.0, 0.5)[:, None] * averages(sol.omega_edges, -0.3, np.sqrt(0.3))[None, :]
+        err[M] = np.abs(f - exact).sum() * sol.cell_volume
+    assert err[64] < 1e-3 and np.log2(err[32] / err[64]) > 2.5, err
+
+
+def test_line_kinetic_solution_matches_particles_within_a_few_over_sqrt_n():
+    n = 1000
+    cfg = line_config()
+    cfg["run"] = {"t0": 0.0, "t1": 1.0, "save_every": 100}
+    pde = meanfield.Run(cfg).simulate()
+    par_cfg = {**cfg, "solver": {"kind": "particles"}, "integrator": {"name": "rk4", "h": 0.05},
+               "initial": {**cfg["initial"], "n": n, "seed": 4}}
+    par = meanfield.Run(par_cfg).simulate()
+    tol = 3.0 / np.sqrt(n)
+    for name in ("energy", "kinetic", "potential"):
+        assert abs(pde.tasks[name][-1] - par.tasks[name][-1]) < tol, name
+    assert abs(pde.tasks["mean"][-1, 0] - par.tasks["mean"][-1, 0]) < tol
+    # W1 of the x-marginals: int |F_particles - F_grid| dx
+    edges = np.linspace(-4.0, 4.0, 65)
+    rho = pde.state["density"].sum(axis=1) * (8.0 / 64)
+    xs = np.linspace(-4.0, 4.0, 4001)
+    F = np.interp(xs, edges, np.concatenate([[0.0], np.cumsum(rho) * (8.0 / 64)]))
+    Femp = np.searchsorted(np.sort(par.x[:, 0]), xs, side="right") / n
+    assert np.trapezoid(np.abs(Femp - F), xs) < tol
+    # the comparison can fail: the energy moved by more than the tolerance
+    assert abs(pde.tasks["energy"][0] - pde.tasks["energy"][-1]) > tol
+
+
+def line_config(**solver):
+    return {"model": {"name": "softmax", "dynamics": "accelerated", "d": 1, "A": [[0.5]], "B": [[1.0]],
+                      "Q": [[1.0]]},
+            "integrator": {"name": "strang", "h": 0.05},
+            "damping": {"schedule": "constant", "a": 1.0},
+            "initial": {**LINE, "n": 10},
+            "run": {"t0": 0.0, "steps": 12, "save_every": 5},
+            "solver": {"kind": "pde", "grid": [64, 64], "domain": [-4.0, 4.0], "momentum_max": 4.0, **solver}}
+
+
+def test_line_kinetic_run_records_the_particle_names_and_resumes(tmp_path):
+    cfg = line_config()
+    full = meanfield.Run(cfg).simulate(str(tmp_path / "full.h5"))
+    tr = meanfield.load(full.path)
+    assert tr["density"].shape == (4, 64, 64)
+    assert tr.grid["x"].shape == (64,) and tr.grid["momentum"].shape == (64,)
+    for name in ("energy", "kinetic", "potential", "interaction", "mass", "boundary_mass", "dissipation_residual"):
+        assert tr[name].shape == (4,)
+    assert np.abs(tr["mass"] - tr["mass"][0]).max() < 1e-13 and tr["boundary_mass"].max() < 1e-8
+    assert np.abs(tr["dissipation_residual"]).max() < 1e-3
+    res = interrupt_and_resume(cfg, str(tmp_path / "cut.h5"), at=7)
+    assert np.array_equal(res.state["density"], full.state["density"])
+
+
+def test_line_mass_that_leaves_the_box_is_shown_by_mass_and_warned_by_boundary_mass():
+    # A = 1 is not confined by Q = 1 (exp(A x x') beats Q x^2 / 2): fast tokens escape
+    cfg = line_config(grid=[96, 64], domain=[-4.0, 4.0])
+    cfg["model"]["A"] = [[1.0]]
+    cfg["run"] = {"t0": 0.0, "steps": 60, "save_every": 20}
+    with pytest.warns(meanfield.pde.finite_volume.BoundaryMassWarning):
+        res = meanfield.Run(cfg).simulate()
+    lost = 1.0 - res.tasks["mass"]
+    assert lost[0] < 1e-13 and lost[-1] > 1e-4
+    first = np.argmax(res.tasks["boundary_mass"] > 1e-8)
+    assert first > 0 and np.all(lost[:first] < 1e-12)  # the layer fills before anything leaves
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"grid": [32, 64]}, "solver.grid"),  # too coarse for A on [-4, 4]
+    ({"domain": [-2.0, 2.0]}, "solver.domain"),  # clips the initial law
+    ({"momentum_max": 2.0}, "solver.momentum_max"),  # clips the momentum law
+    ({"grid": [64, 8]}, "solver.grid"),  # momentum_scale over < 2 cells
+    ({"grid": 64}, "solver.grid"),
+    ({"grid": [5000, 64]}, "solver.grid"),  # dense moment matrices beyond LINE_CELLS_MAX
+    ({"model": {"name": "softmax", "dynamics": "accelerated", "d": 1, "A": [[0.5]], "B": [[-1.0]]}}, "model.B"),
+    ({"model": {"name": "softmax", "dynamics": "accelerated", "d": 2}}, "solver.kind"),
+    ({"integrator": {"name": "tao2", "h": 0.05}}, "integrator.name"),
+])
+def test_bad_line_kinetic_input_names_the_key(change, key):
+    cfg = line_config()
+    for section in ("model", "integrator"):
+        if section in change:
+            cfg[section] = change.pop(section)
+    cfg["solver"].update(change)
+    with pytest.raises(ParameterError) as err:
+        meanfield.Run(cfg)
+    assert err.value.key == key
+
+
+LINE_TOML = """
+[model]
+name = "softmax"
+dynamics = "accelerated"
+d = 1
+A = [[0.5]]
+Q = [[1.0]]
+[integrator]
+name = "strang"
+h = 0.05
+[initial]
+law = "gaussian"
+mean = [0.3]
+cov = [[0.3]]
+momentum = "gaussian"
+momentum_scale = 0.5
+[run]
+t0 = 0.0
+steps = 3
+[solver]
+kind = "pde"
+grid = GRID
+domain = [-4.0, 4.0]
+"""
+
+
+@pytest.mark.parametrize("grid, code", [("[64, 64]", 0), ("[32, 64]", 2)])
+def test_cli_line_kinetic_run_and_too_coarse_grid_exits_2_with_one_line(tmp_path, grid, code):
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    path = tmp_path / "line.toml"
+    path.write_text(LINE_TOML.replace("GRID", grid))
+    out = CliRunner().invoke(cli, ["run", str(path), "-o", str(tmp_path / "line.h5")])
+    assert out.exit_code == code, out.output
+    if code:
+        lines = out.output.strip().splitlines()
+        assert len(lines) == 1 and "solver.grid" in lines[0] and "at least 48 cells" in lines[0]

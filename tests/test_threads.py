@@ -46,7 +46,7 @@ COVERED = {
     **{f"pairwise.{k}": "test_softmax" for k in (
         "prepare", "prepare_values", "loop_pass", "half_quadratic", "prepare_symmetric", "_sym_round",
         "finish_first_order", "z_from_rows", "kinetic_terms", "finish_hamiltonian", "axpby", "axpby2")},
-    **{f"kinetic.{k}": "test_kinetic" for k in ("remap_lines", "theta_feet")},
+    **{f"kinetic.{k}": "test_kinetic" for k in ("remap_lines", "position_feet")},
     **{f"sphere.{k}": "test_sphere" for k in (
         "directions", "norms_into", "retract", "retract_tangent", "finish_first_order",
         "finish_hamiltonian", "constraint_errors")},

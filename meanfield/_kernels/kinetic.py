@@ -105,23 +105,25 @@ def remap_lines(f, feet, periodic, lo, dx, slopes, out):
 
 
 @njit(**NJIT_PARALLEL)
-def theta_feet(T, zc, lo, dx, period_T, shift, feet):
-    """Backward feet of the edges for d theta / dt = omega_j / z(theta), z frozen in time.
+def position_feet(T, zc, lo, dx, period_T, periodic, shift, feet):
+    """Backward feet of the edges for dx / dt = c_j / z(x), z frozen in time (c_j = B y_j per line).
 
-    With ``T(theta) = int_lo^theta z``, a characteristic satisfies
-    ``T(theta(t)) = T(theta(0)) + omega t``, so the foot of edge ``e`` is
-    ``T^{-1}(T_e - omega_j tau)``: the inverse is the cubic Hermite
-    interpolant of ``theta(T)`` on the edge nodes (values ``theta_e``,
-    derivatives ``1 / z_e``), fourth-order accurate.
+    With ``T(x) = int_lo^x z``, a characteristic satisfies
+    ``T(x(t)) = T(x(0)) + c_j t``, so the foot of edge ``e`` is
+    ``T^{-1}(T_e - c_j tau)``: the inverse is the cubic Hermite
+    interpolant of ``x(T)`` on the edge nodes (values ``x_e``,
+    derivatives ``1 / z_e``), fourth-order accurate. On a bounded line a
+    foot beyond an end is put one cell outside it (no mass enters).
 
     Parameters
     ----------
     T : (n + 1,) array, ``T_e`` at the edges (``T_0 = 0``, ``T_n = period_T``)
-    zc : (n + 1,) array, z at the edges (``zc[n] = zc[0]``)
+    zc : (n + 1,) array, z at the edges (periodic: ``zc[n] = zc[0]``)
     lo, dx : float, first edge and cell width
-    period_T : float, ``int z`` over one period
-    shift : (K,) array, ``omega_j tau`` per line
-    feet : (K, n + 1) output, unwrapped feet
+    period_T : float, ``int z`` over the interval (one period when periodic)
+    periodic : bool
+    shift : (K,) array, ``c_j tau`` per line
+    feet : (K, n + 1) output, feet (unwrapped when periodic)
     """
     K = shift.shape[0]
     n = T.shape[0] - 1
@@ -130,11 +132,21 @@ def theta_feet(T, zc, lo, dx, period_T, shift, feet):
         c = 0
         for e in range(n + 1):
             target = T[e] - shift[j]
-            k = math.floor(target / period_T)
-            r = target - k * period_T
-            if r >= period_T:
-                r -= period_T
-                k += 1
+            if periodic:
+                k = math.floor(target / period_T)
+                r = target - k * period_T
+                if r >= period_T:
+                    r -= period_T
+                    k += 1
+            else:
+                k = 0
+                r = target
+                if r < 0.0:
+                    feet[j, e] = lo - dx
+                    continue
+                if r > period_T:
+                    feet[j, e] = lo + period + dx
+                    continue
             # intervals move monotonically with e: walk from the previous one
             if c > 0 and T[c] > r:
                 c = 0

@@ -7,8 +7,8 @@ checkpoint's state when resuming), ``energy_infimum()`` and ``attrs()``
 (extra file attributes), plus the dimension it is limited to. Registered:
 the bilinear flow map (any d), the finite-volume solvers of the first-order
 continuity equation on the circle (sphere, d = 2) and the line (softmax,
-d = 1), and the kinetic equation of the accelerated sphere model on the
-circle.
+d = 1), and the kinetic equations of the accelerated sphere model on the
+circle and of the accelerated softmax model on the line.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from ..errors import ParameterError
 from .bilinear_flow import BilinearFlow, push_forward
 from .finite_volume import CircleFV, LineFV
 from .grid import GridRun, GridSystem
-from .kinetic import KineticRun
+from .kinetic import CircleKinetic, KineticRun, LineKinetic
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,8 @@ def make_pde(cfg: dict, model, integrator, base_dir=None):
 
 register_pde("bilinear", "first_order", BilinearFlow)
 register_pde("bilinear", "accelerated", BilinearFlow)
-register_pde("sphere", "accelerated", KineticRun, d=2)
+register_pde("sphere", "accelerated", KineticRun.of(CircleKinetic), d=2)
+register_pde("softmax", "accelerated", KineticRun.of(LineKinetic), d=1)
 register_pde("sphere", "first_order", GridRun.of(CircleFV), d=2)
 register_pde("softmax", "first_order", GridRun.of(LineFV), d=1)
 

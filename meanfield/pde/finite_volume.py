@@ -78,6 +78,8 @@ BOUNDARY_LAYER = 0.02
 FFT_BETA_MAX = 12.0
 #: exp of the largest logit must stay finite.
 LOGIT_MAX = 700.0
+#: Default ``[solver] domain`` of line runs.
+LINE_DOMAIN = (-6.0, 6.0)
 #: Gauss-Legendre nodes per cell for kernel integrals without a closed form.
 KERNEL_NODES = 8
 
@@ -111,6 +113,50 @@ def _gauss_nodes(edges: np.ndarray, nodes: int = KERNEL_NODES):
     g, w = np.polynomial.legendre.leggauss(nodes)
     a, b = edges[:-1, None], edges[1:, None]
     return 0.5 * (a + b) + 0.5 * (b - a) * g, 0.5 * (b - a) * w
+
+
+def check_line_domain(domain):
+    """``(lo, hi)`` of a ``[solver] domain`` (default :data:`LINE_DOMAIN`); ParameterError otherwise."""
+    domain = LINE_DOMAIN if domain is None else domain
+    ok = (isinstance(domain, (list, tuple)) and len(domain) == 2
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in domain)
+          and domain[0] < domain[1])
+    if not ok:
+        raise ParameterError("solver.domain", "[lo, hi] with finite lo < hi", domain)
+    return float(domain[0]), float(domain[1])
+
+
+def check_line_grid(a: float, lo: float, hi: float, M: int, grid) -> None:
+    """The interval keeps exp(a x x') finite and M cells resolve it (logit change <= 1/3 per cell)."""
+    L = max(abs(lo), abs(hi))
+    if abs(a) * L * L > LOGIT_MAX:
+        raise ParameterError("solver.domain", f"an interval with |A| max|x|^2 <= {LOGIT_MAX:g} (exp(A x x') "
+                             "must be finite on it)", [lo, hi])
+    if abs(a) * L * (hi - lo) / M * CELLS_PER_WIDTH > 1.0:
+        m_min = math.ceil(abs(a) * L * (hi - lo) * CELLS_PER_WIDTH)
+        raise ParameterError(
+            "solver.grid", f"at least {m_min} cells (the logit A x x' must change by at most "
+            f"1/{CELLS_PER_WIDTH} per cell)", grid)
+
+
+def boundary_layer(M: int) -> int:
+    """Cells of the boundary layer at each end of a line of M cells."""
+    return max(2, math.ceil(BOUNDARY_LAYER * M))
+
+
+def line_cell_masses(section: dict, edges: np.ndarray, layer: int):
+    """``(masses (M,), width)`` of the initial law on the line (:func:`cell_masses`).
+
+    Raises ParameterError (``solver.domain``) when more than INITIAL_CLIP_TOL of the
+    mass lies outside the interval or in its boundary layer (``layer`` cells per end).
+    """
+    masses, outside, width = cell_masses(section, 1, edges, False)
+    clipped = outside + float(masses[:layer].sum() + masses[-layer:].sum())
+    if clipped > INITIAL_CLIP_TOL:
+        raise ParameterError(
+            "solver.domain", f"an interval holding the initial law (at most {INITIAL_CLIP_TOL:g} of its mass "
+            f"outside or in the outer {layer} cells)", f"[{edges[0]:g}, {edges[-1]:g}] clips {clipped:.2g} of it")
+    return masses, width
 
 
 class _FiniteVolume:
@@ -342,28 +388,19 @@ class LineFV(_FiniteVolume):
 
     grid_names = ("x",)
     periodic = False
-    DEFAULT_DOMAIN = (-6.0, 6.0)
 
     def __init__(self, model_params: dict, grid: int, domain=None):
         p = dict(model_params)
         _check_model(p, "softmax", 1, "pde runs of the softmax model (the line)")
         prm = SoftmaxParams.from_dict(p, "first_order")
         M = _check_grid(grid)
-        lo, hi = self._check_domain(self.DEFAULT_DOMAIN if domain is None else domain)
+        lo, hi = check_line_domain(domain)
         self.a, self.b, self.v = float(prm.A[0, 0]), float(prm.B[0, 0]), float(prm.V[0, 0])
         self.q, self.m = float(prm.Q[0, 0]), float(prm.m[0])
         self.normalized = prm.normalized
-        L = max(abs(lo), abs(hi))
-        if abs(self.a) * L * L > LOGIT_MAX:
-            raise ParameterError("solver.domain", f"an interval with |A| max|x|^2 <= {LOGIT_MAX:g} (exp(A x x') "
-                                 "must be finite on it)", [lo, hi])
+        check_line_grid(self.a, lo, hi, M, grid)
         self._setup_grid(np.linspace(lo, hi, M + 1))
-        if abs(self.a) * L * self.dx * CELLS_PER_WIDTH > 1.0:
-            m_min = math.ceil(abs(self.a) * L * (hi - lo) * CELLS_PER_WIDTH)
-            raise ParameterError(
-                "solver.grid", f"at least {m_min} cells (the logit A x x' must change by at most "
-                f"1/{CELLS_PER_WIDTH} per cell)", grid)
-        self.layer = max(2, math.ceil(BOUNDARY_LAYER * M))
+        self.layer = boundary_layer(M)
         self._warned = False
         pts, wts = _gauss_nodes(self.edges)
         # interior interfaces x_{j+1/2}, j = 0..M-2 (the right wall M-1 has zero flux)
@@ -372,15 +409,6 @@ class LineFV(_FiniteVolume):
         self._gradW_if = self.b * self.q * (self.edges[1:-1] - self.m)  # B W' at the interfaces
         self._e_if = np.exp(self._s_if)
         self._gradW_scaled = self._gradW_if / self._e_if
-
-    @staticmethod
-    def _check_domain(domain):
-        ok = (isinstance(domain, (list, tuple)) and len(domain) == 2
-              and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in domain)
-              and domain[0] < domain[1])
-        if not ok:
-            raise ParameterError("solver.domain", "[lo, hi] with finite lo < hi", domain)
-        return float(domain[0]), float(domain[1])
 
     def _kernel_matrices(self, targets, pts, wts):
         """Cell integrals of exp(a t x' - s_t) and of that times x', ``(T, M)`` each, and s_t ``(T,)``.
@@ -419,13 +447,7 @@ class LineFV(_FiniteVolume):
         Raises ParameterError (``solver.domain``) when more than INITIAL_CLIP_TOL of the
         mass lies outside the interval or in its boundary layer.
         """
-        masses, outside, width = cell_masses(initial_section, 1, self.edges, False)
-        clipped = outside + float(masses[: self.layer].sum() + masses[-self.layer:].sum())
-        if clipped > INITIAL_CLIP_TOL:
-            lo, hi = self.edges[0], self.edges[-1]
-            raise ParameterError(
-                "solver.domain", f"an interval holding the initial law (at most {INITIAL_CLIP_TOL:g} of its mass "
-                f"outside or in the outer {self.layer} cells)", f"[{lo:g}, {hi:g}] clips {clipped:.2g} of it")
+        masses, width = line_cell_masses(initial_section, self.edges, self.layer)
         return self._from_masses(masses, width)
 
     def energies(self, rho: np.ndarray) -> dict:

@@ -1,47 +1,61 @@
-"""The kinetic equation of the accelerated dynamics on the circle (docs/models.md §9), semi-Lagrangian.
+"""The kinetic equation of the accelerated dynamics (docs/kinetic.md), semi-Lagrangian.
 
-The accelerated sphere model in d = 2 converges, as N -> infinity, to a
-density f(t, theta, omega) in phase space (omega the tangent momentum):
+The accelerated particles converge, as N -> infinity, to a density f(t, x, y)
+in phase space that solves (docs/models.md §9)
 
-    d_t f + d_theta(f omega / z) + d_omega(f (G - alpha omega)) = 0,
-    z(theta) = int E(theta - theta') rho(theta') dtheta',  E(p) = exp(beta cos p),
-    G(theta, omega) = a(theta) + b(theta) omega^2,
-    a = u + v / 2,  b = u / (2 z^2),  u = z',  v = (E * S)',  S(theta) = int omega^2 f domega / z^2,
+    d_t f + d_x(f B y / z) + d_y(f (G - alpha y)) = 0,
+    z(x) = int E(x, x') rho(x') dx',  G(x, y) = a(x) + b(x) y^2,
+    a = u + v / 2 - Q (x - m),  b = B u / (2 z^2),  u = dz/dx,  v = int dE/dx(x, x') S(x') dx',
+    S(x') = int B y'^2 f(x', y') dy' / z(x')^2,
 
-rho the theta-marginal (``u = int E beta sin(theta' - theta) rho`` is the
-derivative of z). Every nonlocal quantity is a convolution on the circle,
-evaluated from the Fourier coefficients of the marginals with the exact
-coefficients ``2 pi I_k(beta)`` of E (modified Bessel functions).
+rho the x-marginal, in two geometries:
+
+* :class:`CircleKinetic` -- the accelerated sphere model in d = 2 on the
+  circle x [-P, P] (x = theta, y = omega the tangent momentum,
+  E = exp(beta cos(theta - theta')), B = 1, Q = 0). Every nonlocal quantity
+  is a convolution, evaluated from the Fourier coefficients of the marginals
+  with the exact coefficients ``2 pi I_k(beta)`` of E (modified Bessel functions).
+* :class:`LineKinetic` -- the accelerated softmax model in d = 1 on the box
+  [lo, hi] x [-P, P] (E = exp(A x x'), dE/dx = A x' E, W = Q (x - m)^2 / 2):
+  the moments are direct sums over the grid's cell centres (dense (M, M)
+  matrices applied by BLAS: O(M^2) per evaluation), and what leaves the box
+  is lost (``mass`` shows it, ``boundary_mass`` warns before it happens).
 
 One step of ``strang`` (order 2) is the symmetric composition
 
-    Theta(h/2)  Omega(h)  Theta(h/2)
+    X(h/2)  Y(h)  X(h/2)
 
-* Theta: theta' = omega / z(theta) with omega fixed per momentum line; z
-  depends on the moving marginal, so z is frozen at the trapezoid average of
-  its values at the start and at a predicted end of the substep (local
-  error O(h^3)); the characteristics of the frozen field are exact
-  (``int z dtheta = omega t``, inverted by a fourth-order Hermite
-  interpolant, :func:`meanfield._kernels.kinetic.theta_feet`).
-* Omega: omega' = a + b omega^2 - alpha omega with theta fixed; the damping
-  enters with its exact integral over the step, ``alpha = Delta eta / h``,
-  so momenta contract by exactly ``e^{-Delta eta}`` and the density grows by
-  ``e^{Delta eta}`` (k = 1 on the circle); rho (so z, u, b) does not
+* X: x' = B y / z(x) with y fixed per momentum line; z depends on the moving
+  marginal, so z is frozen at the trapezoid average of its values at the
+  start and at a predicted end of the substep (local error O(h^3)); the
+  characteristics of the frozen field are exact (``int z dx = B y t``,
+  inverted by a fourth-order Hermite interpolant,
+  :func:`meanfield._kernels.kinetic.position_feet`).
+* Y: y' = a + b y^2 - alpha y with x fixed; the damping enters with its
+  exact integral over the step, ``alpha = Delta eta / h``, so momenta
+  contract by exactly ``e^{-Delta eta}`` and the density grows by
+  ``e^{Delta eta}`` (one momentum component); rho (so z, u, b) does not
   move, a does through S: a is frozen at its value at a predicted half
   substep (midpoint rule, local error O(h^3)); the frozen Riccati flow is an
   exact Moebius map, damping included (:func:`meanfield._kernels.kinetic.momentum_feet`).
 
 Each substep is a conservative 1-D remap of cell averages through the
 monotone primitive (:func:`meanfield._kernels.kinetic.remap_lines`): mass
-is conserved to round-off (except what leaves the momentum interval, shown
-by ``mass``), the density stays >= 0 without any fix, and the splitting's
-substeps need not be divergence-free. Quadratures (z, S, energies) use the
-cell averages at cell centres: second order in space.
+is conserved to round-off (except what leaves the box), the density stays
+>= 0 without any fix, and the splitting's substeps need not be
+divergence-free. Quadratures (z, S, energies) use the cell averages at cell
+centres: second order in space.
+
+Oracle calls: one evaluation of the nonlocal moments (z, or the force moment
+v) is one call; a strang step makes :attr:`_Kinetic.calls_per_step` = 7 of
+them (z at the start and the predicted end of both X substeps, z and the
+force twice in the Y substep).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from scipy import special
@@ -49,8 +63,11 @@ from scipy import special
 from .._kernels import kinetic as KK
 from ..errors import ParameterError
 from ..initial import von_mises_params
+from ..integrators.base import Integrator
 from .densities import von_mises_pdf
-from .grid import GridSystem
+from .finite_volume import (BOUNDARY_TOL, BoundaryMassWarning, boundary_layer, check_line_domain, check_line_grid,
+                            line_cell_masses)
+from .grid import GridRun, GridSystem
 
 #: Integrators of kinetic (accelerated) pde runs.
 KINETIC_INTEGRATORS = ("strang",)
@@ -62,6 +79,8 @@ KERNEL_TAIL = 1e-8
 CELLS_PER_WIDTH = 2.0
 #: The initial momentum law's scale spans at least this many momentum cells.
 CELLS_PER_MOMENTUM_SCALE = 2.0
+#: Most position cells of a kinetic run on the line (four dense (M, M) moment matrices).
+LINE_CELLS_MAX = 4096
 
 
 def position_density(section: dict, theta) -> np.ndarray:
@@ -80,7 +99,150 @@ def position_density(section: dict, theta) -> np.ndarray:
                          'run ("sphere_uniform", "von_mises")', law)
 
 
-class CircleKinetic:
+class _Kinetic:
+    """The strang splitting, remaps, momentum law and energies shared by both geometries.
+
+    A subclass sets the position grid (``x_edges (M + 1,)``, ``x (M,)``,
+    ``dx``, ``periodic``, ``speed`` = B, ``grad_W (M,)``, ``W (M,)``) and
+    implements
+
+    * ``x_field(rho)`` -- the (linear in rho) field an X substep is frozen at; one oracle call;
+    * ``_x_feet(field, tau, feet)`` -- backward feet ``(K, M + 1)`` of the X substep;
+    * ``z_and_slope(rho)`` -- ``(z, u = dz/dx)`` at the centres, ``(M,)`` each; one oracle call;
+    * ``_v(S)`` -- ``v = int dE/dx(x, x') S(x') dx'`` at the centres (part of a force call);
+    * ``z(rho)`` -- z at the centres, not counted (diagnostics).
+    """
+
+    order = 2
+    calls_per_step = 7
+    speed = 1.0
+
+    def _setup(self, x_edges, K: int, momentum_max: float) -> None:
+        self.x_edges = np.asarray(x_edges, np.float64)
+        self.M, self.K, self.P = self.x_edges.size - 1, int(K), float(momentum_max)
+        self.dx = float(self.x_edges[-1] - self.x_edges[0]) / self.M
+        self.x = self.x_edges[:-1] + 0.5 * self.dx
+        self.domega = 2 * self.P / self.K
+        self.cell_volume = self.dx * self.domega
+        self.omega_edges = -self.P + np.arange(self.K + 1) * self.domega
+        self.omega = self.omega_edges[:-1] + 0.5 * self.domega
+        self.grid = {self.grid_names[0]: self.x, "momentum": self.omega}
+        self.oracle_calls = 0
+        self._fT = np.empty((self.K, self.M))
+        self._outT = np.empty((self.K, self.M))
+        self._feetT = np.empty((self.K, self.M + 1))
+        self._slopesT = np.empty((self.K, self.M + 1))
+        self._feetW = np.empty((self.M, self.K + 1))
+        self._slopesW = np.empty((self.M, self.K + 1))
+        # midpoint weights of the momentum moments: for smooth laws sum omega_j^2 P_j exceeds
+        # int omega^2 f by domega^2 / 12 (Sheppard); a piecewise-constant reading would double that
+        self._omega2 = self.omega ** 2
+
+    def marginal(self, f):
+        """rho (M,): the position marginal density int f dy."""
+        return f.sum(axis=1) * self.domega
+
+    # ------------------------------------------------------------ substeps
+    def force(self, f, zc, u):
+        """``a`` (M,) of G = a + b y^2 for the density ``f`` with z, u = z' at the centres; one oracle call."""
+        S = self.speed * (f @ self._omega2) * self.domega / zc ** 2
+        self.oracle_calls += 1
+        return u + 0.5 * self._v(S) - self.grad_W
+
+    def _x_remap(self, f, field, tau, out):
+        """X substep of length ``tau`` with z frozen at ``field``."""
+        self._x_feet(field, tau, self._feetT)
+        np.copyto(self._fT, f.T)
+        KK.remap_lines(self._fT, self._feetT, self.periodic, self.x_edges[0], self.dx, self._slopesT, self._outT)
+        np.copyto(out, self._outT.T)
+        return out
+
+    def x_step(self, f, tau, out):
+        """X(tau): trapezoid average of z at the start and at a predicted end (order 2); two oracle calls."""
+        c0 = self.x_field(self.marginal(f))
+        self._x_remap(f, c0, tau, out)
+        c1 = self.x_field(self.marginal(out))
+        return self._x_remap(f, 0.5 * (c0 + c1), tau, out)
+
+    def _omega_remap(self, f, a, b, c, tau, out):
+        KK.momentum_feet(self.omega_edges, a, b, c, tau, self._feetW)
+        KK.remap_lines(f, self._feetW, False, -self.P, self.domega, self._slopesW, out)
+        return out
+
+    def omega_step(self, f, tau, deta, out):
+        """Y(tau) with the damping: y' = a + b y^2 - (deta / tau) y; three oracle calls.
+
+        ``deta`` = int alpha over the substep, so the damping contracts momenta by
+        exactly ``e^{-deta}`` (and the density grows by ``e^{deta}``); a is frozen
+        at a predicted half substep (midpoint rule, order 2).
+        """
+        c = -deta / tau
+        zc, u = self.z_and_slope(self.marginal(f))
+        b = 0.5 * self.speed * u / zc ** 2
+        self._omega_remap(f, self.force(f, zc, u), b, c, 0.5 * tau, out)
+        a_half = self.force(out, zc, u)
+        return self._omega_remap(f, a_half, b, c, tau, out)
+
+    def step(self, f, schedule, t, h, work):
+        """One strang step of length h from time t: ``(new density, scratch)`` (the two buffers swap)."""
+        self.x_step(f, 0.5 * h, work)
+        self.omega_step(work, h, schedule.eta(t + h) - schedule.eta(t), f)
+        self.x_step(f, 0.5 * h, work)
+        return work, f
+
+    # ------------------------------------------------------------ initial density
+    def momentum_law(self, section: dict) -> np.ndarray:
+        """Cell averages (K,) of the momentum law: gaussian y ~ N(0, s^2) or zero (the centre cell)."""
+        mom = section.get("momentum", "zero")
+        if mom == "gaussian":
+            s = float(section.get("momentum_scale", 1.0))
+            if not s > 0:
+                raise ParameterError("initial.momentum_scale", "a number > 0 for a kinetic pde run", s)
+            return np.diff(special.ndtr(self.omega_edges / s)) / self.domega
+        if mom == "zero":
+            if self.K % 2 == 0:
+                raise ParameterError("solver.grid", "an odd number of momentum cells for momentum = "
+                                     '"zero" (the resting law fills the centre cell)', [self.M, self.K])
+            law = np.zeros(self.K)
+            law[self.K // 2] = 1.0 / self.domega
+            return law
+        raise ParameterError("initial.momentum", 'a momentum law with a density for a kinetic pde run '
+                             '("gaussian", "zero")', mom)
+
+    def initial_density(self, section: dict) -> np.ndarray:
+        """Cell averages (M, K) of position law x momentum law."""
+        rho = self.position_law(section)
+        return np.ascontiguousarray(rho[:, None] * self.momentum_law(section)[None, :])
+
+    # ------------------------------------------------------------ diagnostics
+    def kinetic(self, f) -> float:
+        """K = int int B y^2 / (2 z(x)) f."""
+        zc = self.z(self.marginal(f))
+        return 0.5 * self.speed * float(((f @ self._omega2) / zc).sum() * self.cell_volume)
+
+    def energies(self, f) -> dict:
+        """``energy`` H = K + U, ``kinetic`` K, ``potential`` U = -1/2 int z rho + int W rho
+        (= ``first_order_energy``), ``interaction`` -1/2 int z rho: the names and normalization
+        of particle runs."""
+        rho = self.marginal(f)
+        zc = self.z(rho)
+        inter = -0.5 * float(np.dot(zc, rho) * self.dx)
+        U = inter + float(np.dot(self.W, rho) * self.dx)
+        K = 0.5 * self.speed * float(((f @ self._omega2) / zc).sum() * self.cell_volume)
+        return {"energy": K + U, "potential": U, "interaction": inter, "kinetic": K, "first_order_energy": U}
+
+    def momentum_spread(self, f) -> float:
+        """sqrt(int rho Var(y | x)): 0 while f lives on a graph y = Y(x) (a monokinetic
+        state, up to the grid's numerical diffusion), and O(1) once trajectories have crossed."""
+        rho = self.marginal(f)
+        m1 = (f @ self.omega) * self.domega
+        m2 = (f @ self._omega2) * self.domega
+        with np.errstate(invalid="ignore", divide="ignore"):
+            var = np.where(rho > 0, m2 - m1 * m1 / np.where(rho > 0, rho, 1.0), 0.0)
+        return float(np.sqrt(max(var.sum() * self.dx, 0.0) / max(rho.sum() * self.dx, 1e-300)))
+
+
+class CircleKinetic(_Kinetic):
     """Semi-Lagrangian solver of the kinetic equation on the circle x [-P, P] (see the module doc).
 
     Parameters
@@ -98,24 +260,17 @@ class CircleKinetic:
     cell_volume : float
         dtheta * domega (``density.sum() * cell_volume`` is the mass).
     oracle_calls : int
-        Evaluations of the nonlocal moments during steps (each a few FFTs of length M):
-        7 per strang step (z at the start and the predicted end of both theta substeps,
-        z and the force twice in the momentum substep).
+        Evaluations of the nonlocal moments (each a few FFTs of length M), 7 per strang step.
     """
 
-    order = 2
     grid_names = ("theta", "momentum")
+    periodic = True
 
     def __init__(self, beta: float, M: int, K: int, momentum_max: float):
-        self.beta, self.M, self.K, self.P = float(beta), int(M), int(K), float(momentum_max)
-        self.dtheta = 2 * np.pi / self.M
-        self.domega = 2 * self.P / self.K
-        self.cell_volume = self.dtheta * self.domega
-        self.theta_edges = -np.pi + np.arange(self.M + 1) * self.dtheta
-        self.theta = self.theta_edges[:-1] + 0.5 * self.dtheta
-        self.omega_edges = -self.P + np.arange(self.K + 1) * self.domega
-        self.omega = self.omega_edges[:-1] + 0.5 * self.domega
-        self.grid = {"theta": self.theta, "momentum": self.omega}
+        self.beta = float(beta)
+        self._setup(-np.pi + np.arange(int(M) + 1) * (2 * np.pi / int(M)), K, momentum_max)
+        self.dtheta, self.theta_edges, self.theta = self.dx, self.x_edges, self.x
+        self.grad_W = self.W = np.zeros(self.M)
         k = np.arange(self.M // 2 + 1)
         #: exact Fourier coefficients of E / (2 pi): I_k(beta); the Nyquist mode is dropped
         self.Ik = special.iv(k, self.beta)
@@ -123,17 +278,30 @@ class CircleKinetic:
         self.k = k
         # rho_hat_k = dtheta sum_i rho_i exp(-i k theta_i) from rfft (theta_i = -pi + (i + 1/2) dtheta)
         self._phase = self.dtheta * np.exp(1j * k * (np.pi - 0.5 * self.dtheta))
-        self.oracle_calls = 0
-        # scratch
-        self._fT = np.empty((self.K, self.M))
-        self._outT = np.empty((self.K, self.M))
-        self._feetT = np.empty((self.K, self.M + 1))
-        self._slopesT = np.empty((self.K, self.M + 1))
-        self._feetW = np.empty((self.M, self.K + 1))
-        self._slopesW = np.empty((self.M, self.K + 1))
-        # midpoint weights of the momentum moments: for smooth laws sum omega_j^2 P_j exceeds
-        # int omega^2 f by domega^2 / 12 (Sheppard); a piecewise-constant reading would double that
-        self._omega2 = self.omega ** 2
+
+    @classmethod
+    def from_config(cls, cfg: dict, model, M: int, K: int, P: float) -> CircleKinetic:
+        """The solver of a run: Q = K = I and a grid that resolves beta (else ParameterError)."""
+        params = model.params
+        if not params.identity_qk:
+            raise ParameterError("model.Q", "Q = K = identity for a kinetic pde run (the circle's kinetic "
+                                 "equation has E = exp(beta cos))", "Q^T K != I")
+        if cfg["solver"].get("domain") is not None:
+            raise ParameterError("solver.domain", "no domain on the circle (it is [-pi, pi))",
+                                 cfg["solver"]["domain"])
+        sol = cls(params.beta, M, K, P)
+        width = 1.0 / math.sqrt(params.beta) / sol.dtheta
+        if sol.tail() > KERNEL_TAIL or width < CELLS_PER_WIDTH:
+            need = max(math.ceil(2 * np.pi * CELLS_PER_WIDTH * math.sqrt(params.beta)), 8)
+            while special.ive(need // 2, params.beta) / special.ive(0, params.beta) > KERNEL_TAIL:
+                need += 2
+            raise ParameterError("solver.grid", f"at least {need} theta cells for beta = {params.beta:g} "
+                                 f"(the kernel exp(beta cos) resolved)", [M, K])
+        return sol
+
+    def energy_infimum(self) -> float:
+        """The known lower bound of the energy, -exp(beta) / 2 (float)."""
+        return -0.5 * math.exp(self.beta)
 
     # ------------------------------------------------------------ resolution
     def tail(self) -> float:
@@ -153,30 +321,26 @@ class CircleKinetic:
             X[-1] = 0.0
         return np.fft.irfft(X, n=self.M)
 
-    def marginal(self, f):
-        """rho (M,): the theta-marginal density int f domega."""
-        return f.sum(axis=1) * self.domega
-
     def z_coef(self, rho, count=True):
         """Coefficients of z = E * rho: I_k(beta) rho_hat_k; one oracle call (``count``)."""
         self.oracle_calls += count
         return self.Ik * self._coef(rho)
 
+    x_field = z_coef
+
     def z(self, rho):
         """z (M,) at the cell centres (for diagnostics: not counted as an oracle call)."""
         return self._eval(self.z_coef(rho, count=False))
 
-    def force(self, f, zc, u):
-        """``a`` (M,) of G = a + b omega^2 for the density ``f`` with z, u = z' at the centres."""
-        S = (f @ self._omega2) * self.domega / zc ** 2
-        v = self._eval(1j * self.k * self.Ik * self._coef(S))
-        self.oracle_calls += 1
-        return u + 0.5 * v
+    def z_and_slope(self, rho):
+        zcoef = self.z_coef(rho)
+        return self._eval(zcoef), self._eval(1j * self.k * zcoef)
 
-    # ------------------------------------------------------------ substeps
-    def _theta_remap(self, f, zc_coef, tau, out):
-        """Theta substep with z frozen at the field of coefficients ``zc_coef``."""
-        c = zc_coef.copy()
+    def _v(self, S):
+        return self._eval(1j * self.k * self.Ik * self._coef(S))
+
+    def _x_feet(self, c, tau, feet):
+        """Feet of the theta substep: T = int z from the coefficients ``c`` (exact primitive)."""
         c0 = c[0].real
         prim = np.zeros_like(c)
         prim[1:] = c[1:] / (1j * self.k[1:])
@@ -185,90 +349,18 @@ class CircleKinetic:
         T = c0 * (self.theta_edges - self.theta_edges[0]) + P - P[0]
         zc = self._eval(c, at_edges=True)
         zc = np.append(zc, zc[0])
-        period_T = 2 * np.pi * c0
-        KK.theta_feet(T, zc, self.theta_edges[0], self.dtheta, period_T, self.omega * tau, self._feetT)
-        np.copyto(self._fT, f.T)
-        KK.remap_lines(self._fT, self._feetT, True, self.theta_edges[0], self.dtheta, self._slopesT,
-                       self._outT)
-        np.copyto(out, self._outT.T)
-        return out
+        KK.position_feet(T, zc, self.theta_edges[0], self.dtheta, 2 * np.pi * c0, True, self.omega * tau, feet)
 
-    def theta_step(self, f, tau, out):
-        """Theta(tau): trapezoid average of z at the start and at a predicted end (order 2)."""
-        c0 = self.z_coef(self.marginal(f))
-        self._theta_remap(f, c0, tau, out)
-        c1 = self.z_coef(self.marginal(out))
-        return self._theta_remap(f, 0.5 * (c0 + c1), tau, out)
+    _theta_remap = _Kinetic._x_remap
 
-    def _omega_remap(self, f, a, b, c, tau, out):
-        KK.momentum_feet(self.omega_edges, a, b, c, tau, self._feetW)
-        KK.remap_lines(f, self._feetW, False, -self.P, self.domega, self._slopesW, out)
-        return out
-
-    def omega_step(self, f, tau, deta, out):
-        """Omega(tau) with the damping: omega' = a + b omega^2 - (deta / tau) omega.
-
-        ``deta`` = int alpha over the substep, so the damping contracts momenta by
-        exactly ``e^{-deta}`` (and the density grows by ``e^{deta}``); a is frozen
-        at a predicted half substep (midpoint rule, order 2).
-        """
-        c = -deta / tau
-        zcoef = self.z_coef(self.marginal(f))
-        zc = self._eval(zcoef)
-        u = self._eval(1j * self.k * zcoef)
-        b = 0.5 * u / zc ** 2
-        self._omega_remap(f, self.force(f, zc, u), b, c, 0.5 * tau, out)
-        a_half = self.force(out, zc, u)
-        return self._omega_remap(f, a_half, b, c, tau, out)
-
-    def step(self, f, schedule, t, h, work):
-        """One strang step of length h from time t: ``(new density, scratch)`` (the two buffers swap)."""
-        self.theta_step(f, 0.5 * h, work)
-        self.omega_step(work, h, schedule.eta(t + h) - schedule.eta(t), f)
-        self.theta_step(f, 0.5 * h, work)
-        return work, f
-
-    # ------------------------------------------------------------ initial density
-    def initial_density(self, section: dict) -> np.ndarray:
-        """Cell averages (M, K) of position law x momentum law (gaussian omega ~ N(0, s^2) or zero)."""
-        # 4-point Gauss-Legendre in every theta cell
+    def position_law(self, section: dict) -> np.ndarray:
+        """Cell averages (M,) of the position law (4-point Gauss-Legendre per cell), mass 1."""
         g, w = np.polynomial.legendre.leggauss(4)
         pts = self.theta[:, None] + 0.5 * self.dtheta * g[None, :]
         rho = position_density(section, pts) @ (0.5 * w)
-        rho /= rho.sum() * self.dtheta
-        mom = section.get("momentum", "zero")
-        if mom == "gaussian":
-            s = float(section.get("momentum_scale", 1.0))
-            if not s > 0:
-                raise ParameterError("initial.momentum_scale", "a number > 0 for a kinetic pde run", s)
-            cdf = special.ndtr(self.omega_edges / s)
-            law = np.diff(cdf) / self.domega
-        elif mom == "zero":
-            if self.K % 2 == 0:
-                raise ParameterError("solver.grid", "an odd number of momentum cells for momentum = "
-                                     '"zero" (the resting law fills the centre cell)', [self.M, self.K])
-            law = np.zeros(self.K)
-            law[self.K // 2] = 1.0 / self.domega
-        else:
-            raise ParameterError("initial.momentum", 'a momentum law with a density for a kinetic pde run '
-                                 '("gaussian", "zero")', mom)
-        return np.ascontiguousarray(rho[:, None] * law[None, :])
+        return rho / (rho.sum() * self.dtheta)
 
     # ------------------------------------------------------------ diagnostics
-    def kinetic(self, f) -> float:
-        """K = int int omega^2 / (2 z(theta)) f."""
-        zc = self.z(self.marginal(f))
-        return 0.5 * float(((f @ self._omega2) / zc).sum() * self.cell_volume)
-
-    def energies(self, f) -> dict:
-        """``energy`` H, ``kinetic``, ``potential`` U = -1/2 int z rho (= ``interaction``,
-        ``first_order_energy``), the names and normalization of particle sphere runs."""
-        rho = self.marginal(f)
-        zc = self.z(rho)
-        U = -0.5 * float(np.dot(zc, rho) * self.dtheta)
-        K = 0.5 * float(((f @ self._omega2) / zc).sum() * self.cell_volume)
-        return {"energy": K + U, "potential": U, "interaction": U, "kinetic": K, "first_order_energy": U}
-
     def diagnostics(self, f) -> dict:
         """``mass``, ``min_density``, ``E_beta``, ``mean`` (2,) of x = (cos, sin) theta, ``cov`` (2, 2),
         ``order_parameter`` |mean|, ``momentum_spread`` (:meth:`momentum_spread`)."""
@@ -284,19 +376,135 @@ class CircleKinetic:
                 "mean": mu, "cov": cov, "order_parameter": float(np.hypot(*mu)),
                 "momentum_spread": self.momentum_spread(f)}
 
-    def momentum_spread(self, f) -> float:
-        """sqrt(int rho Var(omega | theta)): 0 while f lives on a graph omega = W(theta) (a monokinetic
-        state, up to the grid's numerical diffusion), and O(1) once trajectories have crossed."""
-        rho = self.marginal(f)
-        m1 = (f @ self.omega) * self.domega
-        m2 = (f @ self._omega2) * self.domega
+
+class LineKinetic(_Kinetic):
+    """Semi-Lagrangian solver of the kinetic equation of the softmax model, d = 1, on [lo, hi] x [-P, P].
+
+    Parameters
+    ----------
+    A, B, Q, m : float
+        The model's (1 x 1) matrices and centre: E = exp(A x x'), dx/dt = B y / z,
+        W = Q (x - m)^2 / 2 (B > 0).
+    lo, hi : float
+        The position interval.
+    M, K : int
+        Cells in x and in y.
+    momentum_max : float
+        P: the momentum interval is [-P, P].
+
+    Attributes
+    ----------
+    x, omega : (M,), (K,) cell centres; x_edges, omega_edges : (M + 1,), (K + 1,)
+    cell_volume : float, dx * dy
+    layer : int, cells of the boundary layer at each end of both axes (``boundary_mass``)
+    oracle_calls : int
+        Evaluations of the nonlocal moments (each one or two (M, M) matrix-vector products), 7 per step.
+    """
+
+    grid_names = ("x", "momentum")
+    periodic = False
+
+    def __init__(self, A: float, B: float, Q: float, m: float, lo: float, hi: float, M: int, K: int,
+                 momentum_max: float):
+        self.A, self.speed, self.Q, self.m = float(A), float(B), float(Q), float(m)
+        self._setup(np.linspace(lo, hi, int(M) + 1), K, momentum_max)
+        self.layer = boundary_layer(min(self.M, self.K))
+        self._warned = False
+        self.grad_W = self.Q * (self.x - self.m)
+        self.W = 0.5 * self.Q * (self.x - self.m) ** 2
+        x, xe, dx, a = self.x, self.x_edges, self.dx, self.A
+        #: midpoint sums over the cell centres x_j: z(x) = sum_j exp(A x x_j) rho_j dx
+        self._E = np.exp(a * np.outer(x, x)) * dx
+        self._dE = self._E * (a * x)[None, :]
+        Ee = np.exp(a * np.outer(xe, x))
+        ax = a * x
         with np.errstate(invalid="ignore", divide="ignore"):
-            var = np.where(rho > 0, m2 - m1 * m1 / np.where(rho > 0, rho, 1.0), 0.0)
-        return float(np.sqrt(max(var.sum() * self.dtheta, 0.0) / max(rho.sum() * self.dtheta, 1e-300)))
+            # int_lo^{x_e} exp(A xi x_j) dxi, exactly (x_e - lo where A x_j = 0)
+            prim = np.where(np.abs(ax) > 1e-300,
+                            np.exp(a * lo * x)[None, :] * np.expm1(np.outer(xe - lo, ax)) / ax[None, :],
+                            (xe - lo)[:, None])
+        self._TZ = np.ascontiguousarray(np.vstack([prim, Ee]) * dx)
+
+    @classmethod
+    def from_config(cls, cfg: dict, model, M: int, K: int, P: float) -> LineKinetic:
+        """The solver of a run: B > 0, an interval with finite logits that M cells resolve."""
+        p = model.params
+        B = float(p.B[0, 0])
+        if not B > 0:
+            raise ParameterError("model.B", "B > 0 for a kinetic pde run (the kinetic energy y B y / 2z)", B)
+        if M > LINE_CELLS_MAX:
+            raise ParameterError("solver.grid", f"at most {LINE_CELLS_MAX} position cells for a kinetic run on the "
+                                 f"line (its moments are dense M x M sums: {32 * LINE_CELLS_MAX ** 2 / 2 ** 30:.1f} "
+                                 "GiB of matrices at the limit)", [M, K])
+        lo, hi = check_line_domain(cfg["solver"].get("domain"))
+        check_line_grid(float(p.A[0, 0]), lo, hi, M, [M, K])
+        return cls(p.A[0, 0], B, p.Q[0, 0], p.m[0], lo, hi, M, K, P)
+
+    def energy_infimum(self):
+        """None, as for particle softmax runs (the energy has no infimum the flow approaches)."""
+        return None
+
+    # ------------------------------------------------------------ moments
+    def x_field(self, rho):
+        """``[T (M + 1,), z (M + 1,)]`` at the edges, T = int_lo^x z; one oracle call."""
+        self.oracle_calls += 1
+        return self._TZ @ rho
+
+    def z(self, rho):
+        """z (M,) at the cell centres (for diagnostics: not counted as an oracle call)."""
+        return self._E @ rho
+
+    def z_and_slope(self, rho):
+        self.oracle_calls += 1
+        return self._E @ rho, self._dE @ rho
+
+    def _v(self, S):
+        return self._dE @ S
+
+    def _x_feet(self, field, tau, feet):
+        n = self.M + 1
+        T, zc = field[:n], field[n:]
+        KK.position_feet(T, zc, self.x_edges[0], self.dx, T[-1], False, self.speed * self.omega * tau, feet)
+
+    def position_law(self, section: dict) -> np.ndarray:
+        """Cell averages (M,) of the position law (``gaussian``), mass 1; ``solver.domain`` error
+        when it reaches the boundary layer."""
+        masses, width = line_cell_masses(section, self.x_edges, self.layer)
+        if width < self.dx:
+            raise ParameterError("solver.grid", f"cells narrower than the initial law's width {width:.3g} "
+                                 f"(dx = {self.dx:.3g})", [self.M, self.K])
+        return masses / (masses.sum() * self.dx)
+
+    # ------------------------------------------------------------ diagnostics
+    def boundary_mass(self, f) -> float:
+        """Mass in the boundary layer of the box (the outer ``layer`` cells of both axes)."""
+        n = self.layer
+        inner = f[n:-n, n:-n].sum()
+        return float((f.sum() - inner) * self.cell_volume)
+
+    def diagnostics(self, f) -> dict:
+        """``mass``, ``min_density``, ``mean (1,)``, ``cov (1, 1)``, ``boundary_mass``, ``momentum_spread``.
+
+        Warns once (:class:`~meanfield.pde.finite_volume.BoundaryMassWarning`) when
+        boundary_mass exceeds BOUNDARY_TOL.
+        """
+        rho = self.marginal(f)
+        w = rho * self.dx
+        mass = float(w.sum())
+        mean = float(w @ self.x) / mass
+        var = float(w @ (self.x - mean) ** 2) / mass
+        bm = self.boundary_mass(f)
+        if bm > BOUNDARY_TOL and not self._warned:
+            self._warned = True
+            warnings.warn(f"{bm:.2g} of the mass reached the boundary layer of the box [{self.x_edges[0]:g}, "
+                          f"{self.x_edges[-1]:g}] x [{-self.P:g}, {self.P:g}]: widen [solver] domain or "
+                          "momentum_max", BoundaryMassWarning, stacklevel=2)
+        return {"mass": mass, "min_density": float(f.min()), "mean": np.array([mean]), "cov": np.array([[var]]),
+                "boundary_mass": bm, "momentum_spread": self.momentum_spread(f)}
 
 
 class KineticSystem(GridSystem):
-    """A phase-space density (M, K) advanced by the strang splitting of :class:`CircleKinetic`.
+    """A phase-space density (M, K) advanced by the strang splitting of a kinetic solver.
 
     A :class:`~meanfield.pde.grid.GridSystem` (state ``density``, saves, mass,
     blow-up check) whose step is the solver's own splitting instead of a
@@ -319,36 +527,55 @@ class KineticSystem(GridSystem):
         return self.solver.kinetic(self.density)
 
 
-class KineticRun:
-    """Set-up of a kinetic pde run of the accelerated sphere model in d = 2 (the circle x R).
+class KineticStrang(Integrator):
+    """The integrator a kinetic run declares: strang, order 2, the solver's oracle calls per step.
 
-    Checks the input: ``[integrator] name = "strang"``, Q = K = I, a grid
-    ``[M, K]`` that resolves beta (kernel tail at the Nyquist mode <=
-    :data:`KERNEL_TAIL`, >= :data:`CELLS_PER_WIDTH` cells per width
-    beta^{-1/2}) and the momentum law, and a momentum interval that holds the
-    initial law (mass outside <= :data:`CLIP_TOLERANCE`). ``momentum_max``
-    defaults to 8 momentum_scale (gaussian momenta) or 4 (momenta at rest).
+    The steps themselves are the solver's (:meth:`KineticSystem.step`); this
+    object carries what the loop and the file need (``run.oracle_calls``
+    budgets, ``oracle_calls_per_step``).
     """
 
-    def __init__(self, cfg, model, integrator, base_dir=None):
+    name = "strang"
+    order = 2
+    kind = "accelerated"
+
+    def __init__(self, oracle_calls: int):
+        super().__init__()
+        self.oracle_calls = int(oracle_calls)
+
+    def step(self, model, schedule, t, h, x, y):  # pragma: no cover - the system steps itself
+        raise TypeError("a kinetic run is stepped by its solver")
+
+
+class KineticRun(GridRun):
+    """Set-up of a kinetic pde run: the circle x R (sphere, d = 2) or the line x R (softmax, d = 1).
+
+    Checks the input: ``[integrator] name = "strang"``, a grid ``[M, K]``, the
+    model and the grid's resolution (the solver's ``from_config``), the
+    momentum law (>= :data:`CELLS_PER_MOMENTUM_SCALE` cells per momentum scale)
+    and a momentum interval that holds it (mass outside <=
+    :data:`CLIP_TOLERANCE`). ``momentum_max`` defaults to 8 momentum_scale
+    (gaussian momenta) or 4 (momenta at rest). A :class:`~meanfield.pde.grid.GridRun`
+    (``of``, ``attrs``) with its own checks, system and integrator.
+
+    Parameters
+    ----------
+    solver_cls : CircleKinetic or LineKinetic
+    cfg, model, integrator, base_dir : as for every pde set-up
+    """
+
+    def __init__(self, solver_cls, cfg, model, integrator, base_dir=None):
         if integrator.name not in KINETIC_INTEGRATORS:
             raise ParameterError("integrator.name", f"an integrator of kinetic pde runs "
                                  f"({', '.join(KINETIC_INTEGRATORS)}: Strang splitting of the transport)",
                                  integrator.name)
-        if cfg["run"].get("oracle_calls") is not None:
-            raise ParameterError("run.oracle_calls", "run.t1 or run.steps for a kinetic pde run (its steps "
-                                 "count nonlocal moment evaluations, not the particle integrator's calls)",
-                                 cfg["run"]["oracle_calls"])
-        params = model.params
-        if not params.identity_qk:
-            raise ParameterError("model.Q", "Q = K = identity for a kinetic pde run (the circle's kinetic "
-                                 "equation has E = exp(beta cos))", "Q^T K != I")
         sol = cfg["solver"]
         grid = sol["grid"]
-        if not (isinstance(grid, list) and len(grid) == 2):
-            raise ParameterError("solver.grid", "[cells in theta, cells in momentum] for a kinetic pde run",
-                                 grid)
-        M, K = (int(g) for g in grid)
+        if not (isinstance(grid, list) and len(grid) == 2
+                and all(isinstance(g, int) and not isinstance(g, bool) and g >= 4 for g in grid)):
+            raise ParameterError("solver.grid", f"[cells in {solver_cls.grid_names[0]}, cells in momentum] "
+                                 "(integers >= 4) for a kinetic pde run", grid)
+        M, K = grid
         section = cfg["initial"]
         s = None
         if section.get("momentum") == "gaussian":
@@ -356,16 +583,11 @@ class KineticRun:
             if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s) or not s > 0:
                 raise ParameterError("initial.momentum_scale", "a finite number > 0 for a kinetic pde run", s)
             s = float(s)
-        P = float(sol.get("momentum_max", 8.0 * s if s else 4.0))
-        self.solver = CircleKinetic(params.beta, M, K, P)
-        tail = self.solver.tail()
-        width = 1.0 / math.sqrt(params.beta) / self.solver.dtheta
-        if tail > KERNEL_TAIL or width < CELLS_PER_WIDTH:
-            need = max(math.ceil(2 * np.pi * CELLS_PER_WIDTH * math.sqrt(params.beta)), 8)
-            while special.ive(need // 2, params.beta) / special.ive(0, params.beta) > KERNEL_TAIL:
-                need += 2
-            raise ParameterError("solver.grid", f"at least {need} theta cells for beta = {params.beta:g} "
-                                 f"(the kernel exp(beta cos) resolved)", grid)
+        P = sol.get("momentum_max", 8.0 * s if s else 4.0)
+        if isinstance(P, bool) or not isinstance(P, (int, float)) or not math.isfinite(P) or not P > 0:
+            raise ParameterError("solver.momentum_max", "a finite number > 0", P)
+        P = float(P)
+        self.solver = solver_cls.from_config(cfg, model, M, K, P)
         if s is not None:
             clipped = 2.0 * special.ndtr(-P / s)
             if clipped > CLIP_TOLERANCE:
@@ -377,6 +599,7 @@ class KineticRun:
                                      f" momentum cells (momentum_scale {s:g} over >= "
                                      f"{CELLS_PER_MOMENTUM_SCALE:g} cells)", grid)
         self.density0 = self.solver.initial_density(section)
+        self.integrator = KineticStrang(self.solver.calls_per_step)
 
     def system(self, state=None) -> KineticSystem:
         """The kinetic system to advance: the initial (M, K) density, or that of a checkpoint's ``state``."""
@@ -384,9 +607,5 @@ class KineticRun:
         return KineticSystem(self.solver, f)
 
     def energy_infimum(self):
-        """The known lower bound of the energy, -exp(beta) / 2 (float)."""
-        return -0.5 * math.exp(self.solver.beta)
-
-    def attrs(self) -> dict:
-        """Extra file attributes of the run (``spatial_order``)."""
-        return {"spatial_order": int(self.solver.order)}
+        """The known lower bound of the energy (float), or None (the solver's)."""
+        return self.solver.energy_infimum()
