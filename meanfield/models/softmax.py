@@ -193,7 +193,9 @@ class Softmax(Model):
         self._kept = None
         #: First order: saves run the softmax pass (z_i from it) so the next step reuses it;
         #: switched off once such a pass goes unused (a step starting elsewhere, another pass first).
-        self._keep_softmax = not self.accelerated
+        #: Not under summation = "fourier", whose backend keeps a state's z pass itself (the
+        #: sphere model's diagnostics ask it for z_i again at each save).
+        self._keep_softmax = not self.accelerated and self._fourier is None
 
     @classmethod
     def from_dict(cls, p: dict, dtype=np.float64):
