@@ -2,7 +2,7 @@
 
 One command produces every number of the softmax performance table::
 
-    python benchmarks/bench_softmax.py            # ~6-8 min on a quiet 2-core machine
+    python benchmarks/bench_softmax.py            # ~8-10 min on a quiet 2-core machine
     python benchmarks/bench_softmax.py --quick    # smaller sizes, writes softmax_quick.json
     python benchmarks/bench_softmax.py --markdown benchmarks/results/softmax.json  # README tables
 
