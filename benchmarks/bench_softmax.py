@@ -4,7 +4,7 @@ One command produces every number of the softmax performance table::
 
     python benchmarks/bench_softmax.py            # ~8-10 min on a quiet 2-core machine
     python benchmarks/bench_softmax.py --quick    # smaller sizes, writes softmax_quick.json
-    python benchmarks/bench_softmax.py --markdown benchmarks/results/softmax.json  # README tables
+    python benchmarks/bench_softmax.py --markdown benchmarks/results/softmax.json  # the tables of docs/performance.md
 
 and writes ``benchmarks/results/softmax.json`` (``--quick``: ``softmax_quick.json``,
 never the published file). Sections, all in one process or its children:
@@ -355,7 +355,7 @@ def print_isolated_row(row):
 
 
 def markdown(result) -> str:
-    """The README's tables (markdown) from a result JSON of this script."""
+    """The tables of docs/performance.md (markdown) from a result JSON of this script."""
     big = max(r["N"] for r in result["cases"])
     after = result.get("load_average_after")
     load = (f"load average {result['load_average_before'][0]:.1f} before, "
@@ -392,7 +392,7 @@ def markdown(result) -> str:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--markdown", metavar="JSON", help="print the README tables of a result file and exit")
+    ap.add_argument("--markdown", metavar="JSON", help="print the tables of docs/performance.md from a result file and exit")
     ap.add_argument("--quick", action="store_true",
                     help="N = 4000 and 8000, d = 16, 3 user runs: a smoke test (writes softmax_quick.json)")
     ap.add_argument("--out", default=None,
