@@ -392,7 +392,8 @@ def markdown(result) -> str:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--markdown", metavar="JSON", help="print the tables of docs/performance.md from a result file and exit")
+    ap.add_argument("--markdown", metavar="JSON",
+                    help="print the tables of docs/performance.md from a result file and exit")
     ap.add_argument("--quick", action="store_true",
                     help="N = 4000 and 8000, d = 16, 3 user runs: a smoke test (writes softmax_quick.json)")
     ap.add_argument("--out", default=None,
