@@ -2,9 +2,9 @@
 
 One command produces every number of the softmax performance table::
 
-    python benchmarks/bench_softmax.py            # ~6-8 min on a quiet 2-core machine
+    python benchmarks/bench_softmax.py            # ~8-10 min on a quiet 2-core machine
     python benchmarks/bench_softmax.py --quick    # smaller sizes, writes softmax_quick.json
-    python benchmarks/bench_softmax.py --markdown benchmarks/results/softmax.json  # README tables
+    python benchmarks/bench_softmax.py --markdown benchmarks/results/softmax.json  # the tables of docs/performance.md
 
 and writes ``benchmarks/results/softmax.json`` (``--quick``: ``softmax_quick.json``,
 never the published file). Sections, all in one process or its children:
@@ -24,10 +24,14 @@ never the published file). Sections, all in one process or its children:
 5. the user path: ``meanfield run params.toml`` in fresh subprocesses, each step
    timed from the file's own ``/scales/wall_time`` (the loop's clock: no start-up,
    import or compile time), between saves far apart (``save_every`` = 8) and with a
-   save every step (each save computes the energies: one more z pass); >= 5 runs,
-   min/median/max, and the ratio loop time per oracle call / isolated oracle
-   (the loop's overhead); runs alternate with and without ``OPENBLAS_NUM_THREADS=1``
-   to see whether OpenBLAS threads slow the numba regions down;
+   save every step (each save computes the energies, and its pass over pairs serves
+   the next step); the intervals between saves in the middle of the run (not the
+   first, which loads the cached kernels, nor the last, whose save has no next
+   step to serve); >= 5 runs, min/median/max, and the ratio loop time per oracle
+   call / isolated oracle timed in this process just before each run (the loop's
+   overhead, under the same load; median and range over the runs); runs alternate
+   with and without ``OPENBLAS_NUM_THREADS=1`` to see whether OpenBLAS threads slow
+   the numba regions down;
 6. peak memory of a 64000-particle d = 16 first-order run of 10 steps.
 """
 
@@ -247,41 +251,51 @@ def user_run(params_path, out_path, env):
     return wall, it, calls
 
 
-def user_path(cases, runs, iso, tmp):
-    """Section 5. ``cases``: (label, dynamics, N, d, dtype, steps, save_every, env variants)."""
+def user_path(cases, runs, tmp):
+    """Section 5. ``cases``: (label, dynamics, N, d, dtype, steps, save_every, env variants).
+
+    Before each run the isolated oracle of the same case (N, d, dtype, dynamics) is timed
+    in this process (median of 3 calls, 2 threads), so each run has its own
+    loop / isolated ratio taken under the same load; the row reports their median.
+    """
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("OPENBLAS")}
     envs = {"default": base_env, "OPENBLAS_NUM_THREADS=1": {**base_env, "OPENBLAS_NUM_THREADS": "1"}}
+    numba.set_num_threads(2)
     out = []
     for label, dyn, N, d, dtype, steps, save_every, variants in cases:
         params = os.path.join(tmp, f"{label}.toml")
         h5 = os.path.join(tmp, f"{label}.h5")
         with open(params, "w") as fh:
             fh.write(user_params(dyn, N, d, dtype, steps, save_every, h5))
+        orc = Oracles(N, d, np.dtype(dtype))
+        oracle = orc.first if dyn == "first_order" else orc.accel
         per = {v: [] for v in variants}
+        ratio = {v: [] for v in variants}
+        iso = []
         calls_per_step = None
         for _ in range(runs):
             for v in variants:  # interleaved, so a burst of load hits both alike
+                iso.append(statistics.median(timings(oracle, 3)))
                 wall, it, calls = user_run(params, h5, envs[v])
-                # skip the interval holding the first step (it loads the cached kernels)
-                k0 = 1
-                dt = np.diff(wall)[k0:] / np.diff(it)[k0:]
-                calls_per_step = float(np.diff(calls)[k0:].sum() / np.diff(it)[k0:].sum())
+                # middle intervals: not the first (it loads the cached kernels), nor the last
+                # (its save has no next step to hand its pass over pairs to)
+                mid = slice(1, -1)
+                dt = np.diff(wall)[mid] / np.diff(it)[mid]
+                calls_per_step = float(np.diff(calls)[mid].sum() / np.diff(it)[mid].sum())
                 per[v].append(float(np.median(dt)))
-        key = (N, d, dtype, "first" if dyn == "first_order" else "accel")
-        t_iso = iso.get(key)
+                ratio[v].append(per[v][-1] / calls_per_step / iso[-1])
         for v in variants:
-            s = per[v]
+            s, q = per[v], ratio[v]
             row = {"case": label, "dynamics": dyn, "N": N, "d": d, "dtype": dtype, "steps": steps,
                    "save_every": save_every, "env": v, "runs": len(s), "oracle_calls_per_step": calls_per_step,
                    "step_min_s": min(s), "step_median_s": statistics.median(s), "step_max_s": max(s),
-                   "isolated_oracle_s": t_iso}
-            if t_iso:
-                row["loop_over_isolated"] = row["step_median_s"] / calls_per_step / t_iso
-                row["loop_over_isolated_min"] = row["step_min_s"] / calls_per_step / t_iso
+                   "isolated_oracle_median_s": statistics.median(iso),
+                   "loop_over_isolated": statistics.median(q), "loop_over_isolated_min": min(q),
+                   "loop_over_isolated_max": max(q)}
             out.append(row)
             print(f"  {label:<28} {v:<24} step min/median/max {min(s):.3f}/{statistics.median(s):.3f}/"
-                  f"{max(s):.3f} s  ({len(s)} runs)  loop/isolated {row.get('loop_over_isolated', float('nan')):.2f}",
-                  flush=True)
+                  f"{max(s):.3f} s  ({len(s)} runs)  loop/isolated median {row['loop_over_isolated']:.2f} "
+                  f"({min(q):.2f}-{max(q):.2f})", flush=True)
     return out
 
 
@@ -341,7 +355,7 @@ def print_isolated_row(row):
 
 
 def markdown(result) -> str:
-    """The README's tables (markdown) from a result JSON of this script."""
+    """The tables of docs/performance.md (markdown) from a result JSON of this script."""
     big = max(r["N"] for r in result["cases"])
     after = result.get("load_average_after")
     load = (f"load average {result['load_average_before'][0]:.1f} before, "
@@ -365,17 +379,21 @@ def markdown(result) -> str:
                 f"x{s2['first_Gpair_s'] / s1['first_Gpair_s']:.2f} | {rw['first_Gpair_s']:.2f} | "
                 f"x{s2['first_Gpair_s'] / rw['first_Gpair_s']:.2f}, x{s2['accel_Gpair_s'] / rw['accel_Gpair_s']:.2f} |")
     lines += ["", "Through `meanfield run` (seconds per step from `/scales/wall_time`, min / median / max "
-              "over the runs; loop / isolated = median step per oracle call over the isolated oracle):", "",
+              "over the runs; middle intervals between saves; loop / isolated = step per oracle call over the isolated "
+              "oracle timed just before each run, median (range) over the runs):", "",
               "| run | env | step (s) | loop / isolated |", "|---|---|---|---|"]
     for u in result.get("user_path", []):
+        lo, hi = u.get("loop_over_isolated_min", float("nan")), u.get("loop_over_isolated_max", float("nan"))
         lines.append(f"| {u['case']} | {u['env']} | {u['step_min_s']:.3f} / {u['step_median_s']:.3f} / "
-                     f"{u['step_max_s']:.3f} ({u['runs']} runs) | {u.get('loop_over_isolated', float('nan')):.2f} |")
+                     f"{u['step_max_s']:.3f} ({u['runs']} runs) | {u['loop_over_isolated']:.2f} "
+                     f"({lo:.2f}-{hi:.2f}) |")
     return "\n".join(lines)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--markdown", metavar="JSON", help="print the README tables of a result file and exit")
+    ap.add_argument("--markdown", metavar="JSON",
+                    help="print the tables of docs/performance.md from a result file and exit")
     ap.add_argument("--quick", action="store_true",
                     help="N = 4000 and 8000, d = 16, 3 user runs: a smoke test (writes softmax_quick.json)")
     ap.add_argument("--out", default=None,
@@ -446,20 +464,19 @@ def main(argv=None):
               f"{c.get('torch_tiled_Gpair_s', float('nan')):.3f}; ours x{c.get('speedup_vs_numpy', float('nan')):.1f} "
               f"NumPy, x{c.get('speedup_vs_torch', float('nan')):.1f} PyTorch", flush=True)
 
-    iso = {(r["N"], r["d"], r["dtype"], o): r[f"{o}_s"] for r in rows
-           if r["threads"] == 2 and r["path"] == "symmetric" for o in ("first", "accel")}
     both = ("default", "OPENBLAS_NUM_THREADS=1")
     uN, ud = big, 16
     se = 4 if args.quick else 8
-    cases = [(f"sa_d{ud}_f64_save_every_{se}", "first_order", uN, ud, "float64", 2 * se, se, both),
-             (f"sa_d{ud}_f64_save_every_1", "first_order", uN, ud, "float64", 4, 1, both[:1]),
-             (f"accel_d{ud}_f64_save_every_{se}", "accelerated", uN, ud, "float64", 2 * se, se, both[:1]),
-             (f"sa_d{ud}_f32_save_every_{se}", "first_order", uN, ud, "float32", 2 * se, se, both[:1])]
+    cases = [(f"sa_d{ud}_f64_save_every_{se}", "first_order", uN, ud, "float64", 3 * se, se, both),
+             (f"sa_d{ud}_f64_save_every_1", "first_order", uN, ud, "float64", 5, 1, both[:1]),
+             (f"accel_d{ud}_f64_save_every_{se}", "accelerated", uN, ud, "float64", 3 * se, se, both[:1]),
+             (f"sa_d{ud}_f32_save_every_{se}", "first_order", uN, ud, "float32", 3 * se, se, both[:1])]
     print(f"\nuser path: meanfield run, N = {uN}, d = {ud}, seconds per step from /scales/wall_time "
-          f"(first interval skipped), {runs} runs; loop/isolated = median step per oracle call / isolated oracle")
+          f"(middle intervals), {runs} runs; loop/isolated = step per oracle call / isolated oracle timed just before "
+          "each run (median and range over the runs)")
     write(result, out_path)
     with tempfile.TemporaryDirectory() as tmp:
-        result["user_path"] = user_path(cases, runs, iso, tmp)
+        result["user_path"] = user_path(cases, runs, tmp)
     write(result, out_path)
 
     if not args.no_memory:

@@ -524,3 +524,72 @@ def test_parameter_errors():
     with pytest.raises(ParameterError, match="model.A"):
         meanfield.Run({**base_config("accelerated", d=2), "model": {
             "name": "softmax", "dynamics": "accelerated", "d": 2, "A": nonsym}})
+
+
+# ------------------------------------------- a save's pass reused by the next step
+
+
+def _count_passes(monkeypatch):
+    """Record the mode of every pass over pairs the softmax models make."""
+    modes = []
+    orig = Softmax._pairs
+
+    def counted(self, mode, n, ST=None, cvec=None):
+        modes.append(mode)
+        return orig(self, mode, n, ST, cvec)
+
+    monkeypatch.setattr(Softmax, "_pairs", counted)
+    return modes
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_first_order_step_reuses_the_saves_softmax_pass(monkeypatch, causal):
+    X, Y, A, As, B, V, Q, m = problem(300, 3)
+    fresh = first_model(3, As, V=V, causal=causal, Q=Q, m=m)
+    want_E = fresh.energies(X, None)
+    want = fresh.combine_first_order(X, 0.0, 1.0, 0.1)
+    modes = _count_passes(monkeypatch)
+    model = first_model(3, As, V=V, causal=causal, Q=Q, m=m)
+    E = model.energies(X, None)
+    got = model.combine_first_order(X.copy(), 0.0, 1.0, 0.1)  # equal content, another array
+    assert modes == [PK.MODE_SOFTMAX]  # the save's pass, nothing in the step
+    assert np.array_equal(got, want)
+    assert E["energy"] == pytest.approx(want_E["energy"], rel=1e-14, abs=0)
+    # a changed state is never served from the kept pass
+    model.energies(X, None)
+    X2 = X.copy()
+    X2[7, 1] = np.nextafter(X2[7, 1], 1.0)
+    assert np.array_equal(model.combine_first_order(X2, 0.0, 1.0, 0.1), fresh.combine_first_order(X2, 0.0, 1.0, 0.1))
+    assert modes[-2:] == [PK.MODE_SOFTMAX, PK.MODE_SOFTMAX]
+    # ... and the model stops running the softmax pass at saves once one went unused
+    model.energies(X, None)
+    assert modes[-1] == PK.MODE_Z
+
+
+def test_accelerated_step_reuses_the_saves_z_pass(monkeypatch):
+    X, Y, A, As, B, V, Q, m = problem(300, 3)
+    fresh = acc_model(3, As, B, Q=Q, m=m)
+    want = fresh.combine_hamiltonian(X, Y, 0.0, 1.0, 0.1, 0.9, 0.1)
+    modes = _count_passes(monkeypatch)
+    model = acc_model(3, As, B, Q=Q, m=m)
+    model.energies(X, Y)
+    got = model.combine_hamiltonian(X.copy(), Y, 0.0, 1.0, 0.1, 0.9, 0.1)
+    assert modes == [PK.MODE_Z, PK.MODE_FORCE]
+    assert all(np.array_equal(g, w) for g, w in zip(got, want))
+    got2 = model.combine_hamiltonian(X, Y, 0.0, 1.0, 0.1, 0.9, 0.1)  # nothing kept any more: z pass again
+    assert modes[2:] == [PK.MODE_Z, PK.MODE_FORCE]
+    assert all(np.array_equal(g, w) for g, w in zip(got2, want))
+
+
+@pytest.mark.parametrize("dynamics", ["first_order", "accelerated"])
+def test_runs_make_one_fewer_pass_per_save(monkeypatch, dynamics):
+    """Saves every 2 steps: a save's pass serves the next step (all but the last save)."""
+    cfg = base_config(dynamics, steps=6)
+    cfg["run"]["save_every"] = 2
+    ref = meanfield.Run(cfg).simulate()
+    modes = _count_passes(monkeypatch)
+    res = meanfield.Run(cfg).simulate()
+    assert np.array_equal(res.x, ref.x) and res.oracle_calls == 6
+    per_step = 1 if dynamics == "first_order" else 2  # accelerated: z pass + force pass
+    # 4 saves (t = 0, 2, 4, 6): each makes one pass; the first three spare one pass of the next step
+    assert len(modes) == 6 * per_step + 4 - 3

@@ -980,6 +980,20 @@ def kinetic_terms(Y, B, z, yBy, svec, cvec):
 
 
 @njit(**NJIT_PARALLEL_PLAIN)
+def quadratic_forms(Y, B, yBy):
+    """``yBy_i = y_i^T B y_i`` in float64 (the kinetic energy's numerators).
+
+    Parameters
+    ----------
+    Y : (N, d) momenta
+    B : (d, d) float64
+    yBy : (N,) float64 output
+    """
+    for i in prange(Y.shape[0]):
+        yBy[i] = quadratic_form(B, Y, i)
+
+
+@njit(**NJIT_PARALLEL_PLAIN)
 def finish_hamiltonian(X, Y, acc, mrow, z, A, B, Q, q, causal, n, FX, GY):
     """Hamiltonian field from the pass sums (docs/models.md §3), G without the damping term.
 

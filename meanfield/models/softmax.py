@@ -195,6 +195,14 @@ class Softmax(Model):
         self._sym_scratch = False  # whether _scratch allocated the symmetric-pair arrays
         self._layer = 0
         self._work_n = -1
+        #: The pass a save ran for the energies (PK.MODE_SOFTMAX or MODE_Z; None: nothing kept)
+        #: and its state, for the next oracle call at the same state (:meth:`_reuse`).
+        self._kept = None
+        #: First order: saves run the softmax pass (z_i from it) so the next step reuses it;
+        #: switched off once such a pass goes unused (a step starting elsewhere, another pass first).
+        #: Not under summation = "fourier", whose backend keeps a state's z pass itself (the
+        #: sphere model's diagnostics ask it for z_i again at each save).
+        self._keep_softmax = not self.accelerated and self._fourier is None
 
     @classmethod
     def from_dict(cls, p: dict, dtype=np.float64):
@@ -233,6 +241,7 @@ class Softmax(Model):
         if absA is not None:
             self._absA = absA
         self._layer = layer
+        self._kept = None  # a save's pass was summed with the previous layer's A
         if self.symmetric_pairs and not self._sym_scratch:
             self._work_n = -1  # allocate the symmetric-pair scratch this layer needs
 
@@ -253,6 +262,8 @@ class Softmax(Model):
         self._z = np.empty(n, np.float64)
         self._F = np.empty((n, d), dt)
         self._sym_scratch = self.symmetric_pairs
+        self._kept_x = np.empty((n, d), dt)
+        self._kept = None
         if self.symmetric_pairs:
             self._mu, self._w = np.empty(n, np.float64), np.empty(n, np.float64)
             self._XWT = PK.empty_aligned((nt, d + 1, self._tj), dt)  # w_j x_j and w_j
@@ -319,6 +330,9 @@ class Softmax(Model):
         unordered pair once (:func:`PK.symmetric_pass`) when :meth:`_prepare`
         laid out the symmetric tiles, else row by row (:func:`PK.loop_pass`).
         """
+        if self._kept == PK.MODE_SOFTMAX:  # a save's softmax pass went unused: saves go back to the z pass
+            self._keep_softmax = False
+        self._kept = None  # the work arrays are overwritten
         if self._fourier is not None:
             self._fourier_pass(mode, cvec)
             return
@@ -331,6 +345,29 @@ class Softmax(Model):
         else:
             PK.loop_pass(mode, self._QA, self._XT, ST, cvec, n, self.causal, self._zero, self._big,
                          self._acc, self._mrow, self._lrow)
+
+    def _keep(self, x, mode) -> None:
+        """Note that the work arrays hold pass ``mode`` at state ``x`` (a save's pass, see :meth:`_reuse`)."""
+        self._kept_x[...] = x
+        self._kept = mode
+
+    def _reuse(self, x, mode) -> bool:
+        """True when the work arrays hold pass ``mode`` at exactly this state; consumes the kept pass.
+
+        A save computes z_i at the state the next step starts from, so the
+        step's first oracle call finds the sums of that state already there:
+        accelerated runs skip the z pass, first-order runs (whose saves run the
+        softmax pass, z_i coming from its row sums) skip the pass altogether.
+        The state is compared bit for bit, so a reused pass is the pass the call
+        would have made.
+        """
+        kept, self._kept = self._kept, None
+        if kept is None:
+            return False
+        same = np.array_equal(x, self._kept_x)
+        if not same and kept == PK.MODE_SOFTMAX:
+            self._keep_softmax = False  # the integrator starts elsewhere (e.g. nesterov's look-ahead)
+        return same and kept == mode
 
     def _fourier_pass(self, mode, cvec) -> None:
         """The same pass sums from the Fourier backend (:mod:`meanfield.models._fourier`)."""
@@ -352,8 +389,8 @@ class Softmax(Model):
         n = self._prepare(x, t)
         return self._z_after_prepare(x, n, t).copy()
 
-    def _z_after_prepare(self, x, n, t=None) -> np.ndarray:
-        self._pairs(PK.MODE_Z, n)
+    def _z_after_prepare(self, x, n, t=None, mode=PK.MODE_Z) -> np.ndarray:
+        self._pairs(mode, n)
         bad = PK.z_from_rows(self._mrow, self._lrow, self.causal, n, self._z)
         if bad:
             raise self._overflow(f"z_i = (1/N) sum_j exp(x_i^T A x_j) ({bad} rows)", t)
@@ -361,8 +398,12 @@ class Softmax(Model):
 
     # ----------------------------------------------------------------- fields
     def _combine_first_order(self, x, t, a, b, out):
-        n = self._prepare(x, t)
-        self._pairs(PK.MODE_SOFTMAX, n)
+        self._check_input(x)
+        if self._reuse(x, PK.MODE_SOFTMAX):
+            n = x.shape[0]
+        else:
+            n = self._prepare(x, t)
+            self._pairs(PK.MODE_SOFTMAX, n)
         bad = PK.finish_first_order(x, self._acc, self._mrow, self._lrow, self.V, self._BQ, self._Bq,
                                     self.params.has_potential, self.normalized, self.causal, n, self._F)
         if bad:
@@ -373,8 +414,10 @@ class Softmax(Model):
 
     def _combine_hamiltonian(self, x, y, t, ax, bx, ay, by, out_x, out_y):
         self._check_input(y)
+        self._check_input(x)
+        reuse = self._reuse(x, PK.MODE_Z)
         n = self._prepare(x, t)
-        z = self._z_after_prepare(x, n, t)
+        z = self._z if reuse else self._z_after_prepare(x, n, t)
         PK.kinetic_terms(y, self.B, z, self._yBy, self._s, self._c)
         PK.prepare_values(self._s, self._ST)
         self._pairs(PK.MODE_FORCE, n, self._ST, self._c)
@@ -396,7 +439,7 @@ class Softmax(Model):
         """-1/(2N^2) sum_ij E_ij = -1/(2N) sum_i z_i (masked z_i under ``causal``); -inf past float64."""
         return self._interaction_and_inv_z(x)[0]
 
-    def _interaction_and_inv_z(self, x):
+    def _interaction_and_inv_z(self, x, keep=False):
         """``(-1/(2N) sum_i z_i, 1 / z (N,) float64)`` from one pass over pairs; never raises.
 
         The z_i are formed as usual when they are representable (the numbers
@@ -405,12 +448,19 @@ class Softmax(Model):
         log-sum-exp, so a state whose z_i overflow (or underflow) still has an
         interaction energy, which is -inf only when the energy itself exceeds
         the float64 range.
+
+        With ``keep`` (the loop's saves) the pass is kept for the next oracle
+        call at the same state (:meth:`_reuse`); first-order runs then make it
+        the softmax pass, whose row sums give z_i as well.
         """
         n = self._prepare(x)
+        mode = PK.MODE_SOFTMAX if keep and self._keep_softmax else PK.MODE_Z
         try:
-            z = self._z_after_prepare(x, n)
+            z = self._z_after_prepare(x, n, mode=mode)
         except SimulationError:
             z = None
+        if keep and z is not None and (self.accelerated or mode == PK.MODE_SOFTMAX):
+            self._keep(x, mode)
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
             if z is not None:
                 inter = -0.5 * float(np.mean(z))
@@ -422,17 +472,12 @@ class Softmax(Model):
 
     def kinetic(self, x, y) -> float:
         """K = (1/N) sum_i y_i^T B y_i / (2 z_i) (one pass over pairs for z); inf past float64."""
-        return self._kinetic_from_inv_z(y, self._interaction_and_inv_z(x)[1])
+        return self._kinetic_from_inv_z(y, self._interaction_and_inv_z(x, keep=True)[1])
 
     def _kinetic_from_inv_z(self, y, inv_z) -> float:
-        PK.kinetic_terms(y, self.B, self._ones(y.shape[0]), self._yBy, self._s, self._c)
+        PK.quadratic_forms(y, self.B, self._yBy)
         with np.errstate(over="ignore", invalid="ignore"):
             return float(np.mean(self._yBy * inv_z / 2.0))
-
-    def _ones(self, n: int) -> np.ndarray:
-        if getattr(self, "_one", None) is None or self._one.shape[0] != n:
-            self._one = np.ones(n)
-        return self._one
 
     def energies(self, x, y) -> dict:
         """``energy``, ``potential``, ``interaction`` (and ``kinetic``, ``first_order_energy`` if accelerated).
@@ -441,7 +486,7 @@ class Softmax(Model):
         :meth:`_interaction_and_inv_z`) and a value beyond the float64 range
         is returned as -inf / +inf for the caller to report.
         """
-        inter, inv_z = self._interaction_and_inv_z(x)
+        inter, inv_z = self._interaction_and_inv_z(x, keep=True)
         U = inter + self.potential_W(x)
         out = {"energy": U, "potential": U, "interaction": inter}
         if not self.accelerated:
