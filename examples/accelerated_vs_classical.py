@@ -26,7 +26,7 @@ import numpy as np
 import meanfield
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SIZES = {"small": (200, 300), "default": (4000, 4000), "large": (100000, 20000)}  # N, oracle calls
+SIZES = {"small": (200, 300), "default": (1000, 3000), "large": (100000, 20000)}  # N, oracle calls
 BLOCKS = [  # label, dynamics, integrator, damping
     ("classical (first-order, euler)", "first_order", "euler", {"schedule": "none"}),
     ("nag (momentum, classical oracle)", "first_order", "nag", {"schedule": "nesterov", "r": 3.0}),

@@ -9,10 +9,12 @@ schedule -- run on a local dask cluster of two worker processes by
 grid.toml --workers 2``). Every run writes its own HDF5 file and a row of
 ``index.csv``; the figure is drawn from the files.
 
-What to look for: weak constant damping oscillates, strong constant damping
-crawls (overdamped), the decaying schedules (nesterov, loglin) keep the
-momentum long enough to win late. The gap uses the exact infimum E* stored
-in each file (``attrs["energy_infimum"]``).
+What to look for: which schedule wins depends on the horizon. Strong
+constant damping (a = 3) is overdamped and the slowest throughout;
+a = 0.63 ~ 2 sqrt(mu_min), the critical damping of the slowest mode, leads
+early; the decaying schedules (nesterov, loglin) and the weak constant
+damping (a = 0.2, which oscillates at first) take over later. The gap uses
+the exact infimum E* stored in each file (``attrs["energy_infimum"]``).
 """
 
 import argparse

@@ -78,7 +78,7 @@ def main(argv=None):
         ax.set_xlim(-3, 5)
         ax.set_ylim(-3, 4)
         ax.set_aspect("equal")
-        ax.set_title(f"{name}: particles, 2-sigma ellipses of the moment ODE", fontsize=9)
+        ax.set_title(f"{name} (dashed: the moment ODE's 2-sigma ellipses)", fontsize=9)
         ax.legend(fontsize=8, loc="upper right", markerscale=4)
         r0 = whitened_radii(x[0], res["mean"][0], res["cov"][0])
         r1 = whitened_radii(x[-1], res["mean"][-1], res["cov"][-1])

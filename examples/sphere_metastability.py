@@ -26,6 +26,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import meanfield
+from meanfield.animation import orthographic, write_animation
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = {"small": (32, 20.0), "default": (128, 400.0), "large": (1024, 2000.0)}  # N, t1
@@ -40,15 +41,12 @@ def config(n, t1):
             "output": {"save": ["x"]}}
 
 
-def orthographic(ax, x, view):
-    """Tokens x (N, 3) seen along the unit vector ``view``."""
-    e1 = np.cross(view, [0.0, 0.0, 1.0])
-    e1 /= np.linalg.norm(e1)
-    e2 = np.cross(view, e1)
-    front = x @ view >= 0
+def draw_sphere(ax, x, view):
+    """Tokens x (N, 3) seen along ``view`` (grey: the back hemisphere)."""
+    proj, front = orthographic(x, view)
     ax.add_patch(plt.Circle((0, 0), 1.0, fill=False, color="0.6"))
-    ax.scatter(x[~front] @ e1, x[~front] @ e2, s=8, color="0.75")
-    ax.scatter(x[front] @ e1, x[front] @ e2, s=14, color="C0")
+    ax.scatter(*proj[~front].T, s=8, color="0.75")
+    ax.scatter(*proj[front].T, s=14, color="C0")
     ax.set_xlim(-1.05, 1.05)
     ax.set_ylim(-1.05, 1.05)
     ax.set_aspect("equal")
@@ -66,12 +64,12 @@ def main(argv=None):
     t, x, k = res.t, res["x"], res["n_clusters"]
     fig = plt.figure(figsize=(13, 7))
     gs = fig.add_gridspec(2, 4, height_ratios=[1, 1.1])
-    view = np.array([0.3, 0.5, 0.81]) / np.linalg.norm([0.3, 0.5, 0.81])
+    view = np.array([0.3, 0.5, 0.81])
     shown = np.unique(np.geomspace(1, len(t) - 1, 4).astype(int))
     shown[0] = 0
     for col, s in enumerate(shown):
         ax = fig.add_subplot(gs[0, col])
-        orthographic(ax, x[s], view)
+        draw_sphere(ax, x[s], view)
         ax.set_title(f"t = {t[s]:.3g}: {k[s]} cluster(s)", fontsize=10)
     ax = fig.add_subplot(gs[1, :2])
     ax.step(np.maximum(t, H), k, where="post", color="k")
@@ -92,8 +90,6 @@ def main(argv=None):
     fig.savefig(args.out, dpi=100)
     print(f"wrote {args.out}; clusters over time: {sorted(set(k.tolist()), reverse=True)}")
     if args.gif:
-        from meanfield.animation import write_animation
-
         frames = write_animation(res, args.gif, fps=12, every=max(1, len(t) // 150), dpi=70)
         print(f"wrote {args.gif} ({frames} frames)")
 

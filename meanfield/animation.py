@@ -58,6 +58,32 @@ def frame_indices(n_saves: int, every: int = 1) -> np.ndarray:
     return idx
 
 
+def orthographic(x, view):
+    """Orthographic projection of points of S^2 seen from the direction ``view``.
+
+    Parameters
+    ----------
+    x : (..., 3) array
+        Points on the unit sphere (any leading shape, e.g. (T, N, 3)).
+    view : (3,) array
+        Direction of the viewer (need not be normalized; a zero vector means +e_3).
+
+    Returns
+    -------
+    proj : (..., 2) array
+        Coordinates in the image plane (inside the unit disc).
+    front : (...,) bool array
+        True for points on the hemisphere facing the viewer.
+    """
+    view = np.asarray(view, dtype=float)
+    norm = np.linalg.norm(view)
+    v = view / norm if norm > 1e-8 else np.array([0.0, 0.0, 1.0])
+    e1 = np.cross(v, [0.0, 0.0, 1.0] if abs(v[2]) < 0.9 else [1.0, 0.0, 0.0])
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(v, e1)
+    return np.stack([x @ e1, x @ e2], axis=-1), x @ v >= 0
+
+
 def _energy_panel(ax, tr):
     """Energy against time; returns a function that moves the time marker to save ``k``."""
     t = np.asarray(tr["sim_time"], dtype=float)
@@ -107,13 +133,7 @@ def _particles_panel(ax, tr, max_particles, seed):
 
         return draw, note
     if sphere and d == 3:  # orthographic view along the initial mean direction
-        m = x[0].mean(axis=0)
-        v = m / np.linalg.norm(m) if np.linalg.norm(m) > 1e-8 else np.array([0.0, 0.0, 1.0])
-        e1 = np.cross(v, [0.0, 0.0, 1.0] if abs(v[2]) < 0.9 else [1.0, 0.0, 0.0])
-        e1 /= np.linalg.norm(e1)
-        e2 = np.cross(v, e1)
-        proj = np.stack([x @ e1, x @ e2], axis=2)
-        front = x @ v >= 0
+        proj, front = orthographic(x, x[0].mean(axis=0))
         ax.add_patch(plt.Circle((0, 0), 1.0, fill=False, color="0.6", lw=0.8))
         back = ax.scatter(proj[0, ~front[0], 0], proj[0, ~front[0], 1], s=6, color="0.7")
         fore = ax.scatter(proj[0, front[0], 0], proj[0, front[0], 1], s=10, color="C0")
