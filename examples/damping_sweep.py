@@ -93,8 +93,9 @@ def main(argv=None):
         keep = gap > 0
         ax.loglog(tr.t[keep], gap[keep], label=label(tr.config))
         print(f"{label(tr.config):32s} E - E* at t = {tr.t[-1]:g}: {gap[-1]:.3e}")
-    ax.set(xlabel="t", ylabel="E - E*", title=f"bilinear model, d = 4, kappa = 10, N = {n}, exp_euler h = 0.05; "
-           f"{len(runs)} runs on a dask cluster")
+    ax.set(xlabel="t", ylabel="E - E*",
+           title=f"bilinear model, d = 4, kappa = 10, N = {n}, exp_euler h = 0.05; "
+                 f"{len(runs)} runs on a dask cluster")
     ax.title.set_fontsize(9)
     ax.legend(fontsize=8)
     ax.grid(True, which="both", alpha=0.3)

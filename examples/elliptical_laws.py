@@ -95,7 +95,8 @@ def main(argv=None):
     for ax in axes[1]:
         ax.legend(fontsize=7)
         ax.grid(True, which="both", alpha=0.3)
-    fig.suptitle(f"accelerated bilinear flow (nesterov, rk4 h = 0.02), N = {n}: only mean and covariance move")
+    fig.suptitle(f"accelerated bilinear flow (nesterov, rk4 h = 0.02), N = {n}: "
+                 "only mean and covariance move")
     fig.tight_layout()
     fig.savefig(args.out, dpi=100)
     print(f"wrote {args.out}")
