@@ -88,7 +88,7 @@ def main(argv=None):
     if args.gif:
         from meanfield.animation import write_animation
 
-        frames = write_animation(kin, args.gif, fps=12, dpi=70)
+        frames = write_animation(kin, args.gif, fps=8, every=2, dpi=60)
         print(f"wrote {args.gif} ({frames} frames)")
 
 

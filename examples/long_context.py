@@ -33,7 +33,7 @@ import meanfield  # noqa: E402
 from meanfield.reductions.equiangular import long_context_limit, one_layer_inner  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SIZES = {"small": ([8, 32], 7), "default": ([8, 32, 128], 25), "large": ([8, 32, 128, 512, 2048], 41)}
+SIZES = {"small": ([8, 16], 5), "default": ([8, 32, 128], 25), "large": ([8, 32, 128, 512, 2048], 41)}
 RHO = 0.5
 
 

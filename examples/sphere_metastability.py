@@ -90,7 +90,8 @@ def main(argv=None):
     fig.savefig(args.out, dpi=100)
     print(f"wrote {args.out}; clusters over time: {sorted(set(k.tolist()), reverse=True)}")
     if args.gif:
-        frames = write_animation(res, args.gif, fps=12, every=max(1, len(t) // 150), dpi=70)
+        log_frames = np.unique(np.geomspace(1, len(t), 90).astype(int) - 1)  # the staircase is in log t
+        frames = write_animation(res, args.gif, fps=8, frames=log_frames, dpi=60)
         print(f"wrote {args.gif} ({frames} frames)")
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 
 import matplotlib
 
@@ -223,7 +224,19 @@ def _kind_and_saves(tr):
     return kind, n
 
 
-def make_animation(tr, fps: int = 10, every: int = 1, max_particles: int = 2000, seed: int = 0):
+def _check_frames(frames, n, every):
+    """The save indices to draw: ``frames`` checked against the ``n`` saves, or every ``every``-th."""
+    if frames is None:
+        return frame_indices(n, every)
+    frames = np.asarray(frames)
+    if frames.ndim != 1 or frames.size == 0 or frames.dtype.kind not in "iu" \
+            or frames.min() < 0 or frames.max() >= n:
+        raise ParameterError("frames", f"a non-empty list of save indices in 0..{n - 1}", frames)
+    return frames
+
+
+def make_animation(tr, fps: int = 10, every: int = 1, max_particles: int = 2000, seed: int = 0,
+                   frames=None):
     """The animation of a run: particles or density at the saved times, the energy beside.
 
     Parameters
@@ -237,12 +250,14 @@ def make_animation(tr, fps: int = 10, every: int = 1, max_particles: int = 2000,
     max_particles : int
         At most this many particles are drawn (a fixed random subset, ``seed``).
     seed : int
+    frames : (F,) int array, optional
+        The save indices to draw, in order (e.g. spaced logarithmically in time);
+        default :func:`frame_indices` ``(T, every)``.
 
     Returns
     -------
     fig : matplotlib Figure
     anim : matplotlib.animation.FuncAnimation
-        Its frames are :func:`frame_indices` ``(T, every)``.
 
     Raises
     ------
@@ -264,7 +279,7 @@ def make_animation(tr, fps: int = 10, every: int = 1, max_particles: int = 2000,
         title.set_text(f"{note}\nt = {t[k]:.4g}")
         return (*draw(k), *move(k), title)
 
-    frames = frame_indices(n, every)
+    frames = _check_frames(frames, n, every)
     update(frames[0])  # the layout sees the two-line title
     fig.tight_layout()
     anim = animation.FuncAnimation(fig, update, frames=frames,
@@ -287,7 +302,7 @@ def movie_writer(path: str, fps: int):
 
 
 def write_animation(tr, path, fps: int = 10, every: int = 1, max_particles: int = 2000,
-                    dpi: int = 80, seed: int = 0) -> int:
+                    dpi: int = 80, seed: int = 0, frames=None) -> int:
     """Write the animation of :func:`make_animation` to ``path`` (``.gif`` or ``.mp4``).
 
     The movie is written to a temporary file in the same directory and moved
@@ -301,8 +316,9 @@ def write_animation(tr, path, fps: int = 10, every: int = 1, max_particles: int 
     """
     path = os.fspath(path)
     writer = movie_writer(path, fps)
-    fig, anim = make_animation(tr, fps=fps, every=every, max_particles=max_particles, seed=seed)
-    n_frames = len(frame_indices(_kind_and_saves(tr)[1], every))
+    fig, anim = make_animation(tr, fps=fps, every=every, max_particles=max_particles, seed=seed,
+                               frames=frames)
+    n_frames = len(_check_frames(frames, _kind_and_saves(tr)[1], every))
     ext = os.path.splitext(path)[1]
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
                                prefix=".meanfield-animate-", suffix=ext)
@@ -315,6 +331,9 @@ def write_animation(tr, path, fps: int = 10, every: int = 1, max_particles: int 
         os.replace(tmp, path)
     finally:
         plt.close(fig)
+        with warnings.catch_warnings():  # after a failed save its "never drawn" warning is noise
+            warnings.filterwarnings("ignore", message="Animation was deleted")
+            del anim
         if os.path.exists(tmp):
             os.remove(tmp)
     return n_frames

@@ -199,3 +199,28 @@ def test_failed_write_keeps_the_old_movie(runs, tmp_path, monkeypatch):
     res = invoke(["animate", runs["plane"], "-o", str(out), "--dpi", "30"])  # like plot -o: replaced
     assert res.exit_code == 0, res.output
     assert len(gif_frames(str(out))) > 1
+
+
+def test_ctrl_c_aborts_without_resume_hint(runs, tmp_path, monkeypatch):
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mpl_animation.Animation, "save", interrupted)
+    res = CliRunner().invoke(cli, ["animate", runs["plane"], "-o", str(tmp_path / "m.gif")],
+                             standalone_mode=True)
+    assert res.exit_code == 130, res.output
+    assert "resume" not in res.output and "checkpoint" not in res.output
+    assert os.listdir(tmp_path) == []
+
+
+def test_explicit_frames(runs, tmp_path):
+    from meanfield.animation import write_animation
+
+    tr = meanfield.load(runs["circle"])
+    out = str(tmp_path / "m.gif")
+    assert write_animation(tr, out, frames=[0, 2, 4], dpi=30) == 3
+    assert len(gif_frames(out)) == 3
+    for bad in ([], [0, len(tr.t)], [-1], [0.5]):
+        with pytest.raises(meanfield.ParameterError):
+            write_animation(tr, out, frames=bad)
+    assert len(gif_frames(out)) == 3  # the refused calls left the movie alone
