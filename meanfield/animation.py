@@ -20,9 +20,9 @@ GIF files are written by Pillow (no system package needed); MP4 needs ffmpeg.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-import warnings
 
 import matplotlib
 
@@ -235,6 +235,29 @@ def _check_frames(frames, n, every):
     return frames
 
 
+def _frames_figure(tr, every, max_particles, seed, frames):
+    """``(fig, update, frames)``: the figure, the function drawing save ``k``, the saves to draw."""
+    kind, n = _kind_and_saves(tr)
+    frames = _check_frames(frames, n, every)
+    t = np.asarray(tr["sim_time"], dtype=float)
+    fig, (ax, ax_e) = plt.subplots(1, 2, figsize=(10, 4.2), gridspec_kw={"width_ratios": [1.25, 1]})
+    if kind == "density":
+        draw, note = _density_panel(ax, tr)
+    else:
+        draw, note = _particles_panel(ax, tr, max_particles, seed)
+    move = _energy_panel(ax_e, tr)
+    title = ax.set_title("", fontsize=10)
+    fig.suptitle(_label(tr), fontsize=10)
+
+    def update(k):
+        title.set_text(f"{note}\nt = {t[k]:.4g}")
+        return (*draw(k), *move(k), title)
+
+    update(frames[0])  # the layout sees the two-line title
+    fig.tight_layout()
+    return fig, update, frames
+
+
 def make_animation(tr, fps: int = 10, every: int = 1, max_particles: int = 2000, seed: int = 0,
                    frames=None):
     """The animation of a run: particles or density at the saved times, the energy beside.
@@ -264,26 +287,8 @@ def make_animation(tr, fps: int = 10, every: int = 1, max_particles: int = 2000,
     ParameterError
         When the run saved neither ``x`` nor ``density``, or has no save.
     """
-    kind, n = _kind_and_saves(tr)
-    t = np.asarray(tr["sim_time"], dtype=float)
-    fig, (ax, ax_e) = plt.subplots(1, 2, figsize=(10, 4.2), gridspec_kw={"width_ratios": [1.25, 1]})
-    if kind == "density":
-        draw, note = _density_panel(ax, tr)
-    else:
-        draw, note = _particles_panel(ax, tr, max_particles, seed)
-    move = _energy_panel(ax_e, tr)
-    title = ax.set_title("", fontsize=10)
-    fig.suptitle(_label(tr), fontsize=10)
-
-    def update(k):
-        title.set_text(f"{note}\nt = {t[k]:.4g}")
-        return (*draw(k), *move(k), title)
-
-    frames = _check_frames(frames, n, every)
-    update(frames[0])  # the layout sees the two-line title
-    fig.tight_layout()
-    anim = animation.FuncAnimation(fig, update, frames=frames,
-                                   interval=1000.0 / fps, blit=False)
+    fig, update, frames = _frames_figure(tr, every, max_particles, seed, frames)
+    anim = animation.FuncAnimation(fig, update, frames=frames, interval=1000.0 / fps, blit=False)
     return fig, anim
 
 
@@ -305,9 +310,9 @@ def write_animation(tr, path, fps: int = 10, every: int = 1, max_particles: int 
                     dpi: int = 80, seed: int = 0, frames=None) -> int:
     """Write the animation of :func:`make_animation` to ``path`` (``.gif`` or ``.mp4``).
 
-    The movie is written to a temporary file in the same directory and moved
-    over ``path`` only when complete, so an existing file is replaced only by
-    a finished movie.
+    The frames go through the movie writer one by one into a temporary file in
+    the same directory, which is moved over ``path`` only when complete: an
+    existing file is replaced only by a finished movie.
 
     Returns
     -------
@@ -316,24 +321,30 @@ def write_animation(tr, path, fps: int = 10, every: int = 1, max_particles: int 
     """
     path = os.fspath(path)
     writer = movie_writer(path, fps)
-    fig, anim = make_animation(tr, fps=fps, every=every, max_particles=max_particles, seed=seed,
-                               frames=frames)
-    n_frames = len(_check_frames(frames, _kind_and_saves(tr)[1], every))
-    ext = os.path.splitext(path)[1]
+    fig, update, frames = _frames_figure(tr, every, max_particles, seed, frames)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
-                               prefix=".meanfield-animate-", suffix=ext)
+                               prefix=".meanfield-animate-", suffix=os.path.splitext(path)[1])
     os.close(fd)
     try:
-        anim.save(tmp, writer=writer, dpi=dpi)
+        writer.setup(fig, tmp, dpi)
+        grabbed = 0
+        try:
+            for k in frames:
+                update(k)
+                writer.grab_frame()
+                grabbed += 1
+        except BaseException:
+            if grabbed:  # let the writer close its file or process; the partial movie goes below
+                with contextlib.suppress(Exception):
+                    writer.finish()
+            raise
+        writer.finish()
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is not what a user expects of a movie
         os.replace(tmp, path)
     finally:
         plt.close(fig)
-        with warnings.catch_warnings():  # after a failed save its "never drawn" warning is noise
-            warnings.filterwarnings("ignore", message="Animation was deleted")
-            del anim
         if os.path.exists(tmp):
             os.remove(tmp)
-    return n_frames
+    return len(frames)

@@ -184,14 +184,20 @@ def test_mp4_without_ffmpeg(runs, tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
-def test_failed_write_keeps_the_old_movie(runs, tmp_path, monkeypatch):
+@pytest.mark.parametrize("after", [0, 2])
+def test_failed_write_keeps_the_old_movie(runs, tmp_path, monkeypatch, after):
     out = tmp_path / "m.gif"
     out.write_bytes(b"old movie")
+    grab = mpl_animation.PillowWriter.grab_frame
+    calls = []
 
-    def broken(self, *args, **kwargs):
-        raise OSError(28, "No space left on device")
+    def broken(self, *args, **kwargs):  # fails at the first frame, or after two good ones
+        calls.append(1)
+        if len(calls) > after:
+            raise OSError(28, "No space left on device")
+        return grab(self, *args, **kwargs)
 
-    monkeypatch.setattr(mpl_animation.Animation, "save", broken)
+    monkeypatch.setattr(mpl_animation.PillowWriter, "grab_frame", broken)
     _one_line_error(invoke(["animate", runs["plane"], "-o", str(out)]))
     assert out.read_bytes() == b"old movie"
     assert os.listdir(tmp_path) == ["m.gif"]  # no temporary file left behind
@@ -205,7 +211,7 @@ def test_ctrl_c_aborts_without_resume_hint(runs, tmp_path, monkeypatch):
     def interrupted(self, *args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(mpl_animation.Animation, "save", interrupted)
+    monkeypatch.setattr(mpl_animation.PillowWriter, "grab_frame", interrupted)
     res = CliRunner().invoke(cli, ["animate", runs["plane"], "-o", str(tmp_path / "m.gif")],
                              standalone_mode=True)
     assert res.exit_code == 130, res.output
