@@ -31,6 +31,7 @@ matplotlib.use("Agg")  # files only
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import animation
+from matplotlib.colors import PowerNorm
 
 from .errors import ParameterError
 from .plotting import _label
@@ -185,9 +186,12 @@ def _density_panel(ax, tr):
         omega = np.asarray(grid["momentum"], dtype=float)
         dth, dom = centres[1] - centres[0], omega[1] - omega[0]
         ext = [centres[0] - dth / 2, centres[-1] + dth / 2, omega[0] - dom / 2, omega[-1] + dom / 2]
-        im = ax.imshow(rho[0].T, origin="lower", extent=ext, aspect="auto", cmap="magma",
-                       vmin=0.0, vmax=float(np.nanmax(rho)), interpolation="nearest")
-        ax.figure.colorbar(im, ax=ax, label="f(theta, omega)")
+        # one colour scale for all frames; the power law keeps thin filaments visible next to
+        # the peaks of collapsed clusters
+        norm = PowerNorm(0.4, vmin=0.0, vmax=max(float(np.nanmax(rho)), 1e-300))
+        im = ax.imshow(rho[0].T, origin="lower", extent=ext, aspect="auto", cmap="magma", norm=norm,
+                       interpolation="nearest")
+        ax.figure.colorbar(im, ax=ax, label="f(theta, omega) (power-law colour scale)")
         ax.set_xlabel(axis)
         ax.set_ylabel("momentum omega")
 
