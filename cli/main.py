@@ -21,6 +21,7 @@ from meanfield.errors import ParameterError
 from meanfield.io.hdf5 import check_output_path
 
 from ._common import guard, load_run
+from .animate import animate as _animate
 from .sweep import sweep as _sweep
 from .templates import TEMPLATES
 
@@ -413,6 +414,7 @@ def init(model):
 
 
 cli.add_command(_sweep)
+cli.add_command(_animate)
 
 
 #: ``meanfield bench NAME`` -> script under benchmarks/ (a checkout's, not installed)

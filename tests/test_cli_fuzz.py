@@ -1,4 +1,5 @@
-"""Fuzz the command line: malformed files, paths and options for run, info, plot, compare, sweep.
+"""Fuzz the command line: malformed files, paths and options for run, info, plot, compare, sweep,
+animate.
 
 Whatever the input, a command ends with exit status 0, 1 or 2, never prints a
 traceback or an "internal error", and when it fails (1 or 2) its whole output
@@ -126,6 +127,12 @@ def test_plot_on_any_file(runner, name, kind, tmp_path):
 
 
 @pytest.mark.parametrize("name", FILES)
+def test_animate_on_any_file(runner, name, tmp_path):
+    res = invoke(runner, ["animate", name, "-o", str(tmp_path / "m.gif"), "--dpi", "20"])
+    assert res.exit_code == (0 if name == "good.h5" else 2), res.output
+
+
+@pytest.mark.parametrize("name", FILES)
 def test_compare_on_any_file(runner, name):
     res = invoke(runner, ["compare", "good.h5", name])
     assert res.exit_code == (0 if name == "good.h5" else 2)
@@ -192,6 +199,12 @@ def test_plot_odd_outputs(runner, out):
     assert res.exit_code == 2
 
 
+@pytest.mark.parametrize("out", ODD_OUTPUTS + ["m.xyz", "m", "m.gif.h5", ".gif", "m.avi"])
+def test_animate_odd_outputs(runner, out):
+    res = invoke(runner, ["animate", "good.h5", "-o", out])
+    assert res.exit_code == 2
+
+
 @pytest.mark.parametrize("out", ODD_OUTPUTS + ["t.txt", "t"])
 def test_compare_odd_outputs(runner, out):
     res = invoke(runner, ["compare", "good.h5", "good2.h5", "--out", out])
@@ -214,7 +227,8 @@ def test_compare_odd_outputs(runner, out):
     ["compare", "good.h5", "--window", "a:b"], ["compare", "good.h5", "--window", "3"],
     ["compare", "good.h5", "--window", "2:1"], ["compare", "good.h5", "--e-star", "-inf"],
     ["init", "--model", "nope"], ["sweep", "p.toml", "--workers", "2", "--scheduler", "x"],
-    ["bench", "nope"], ["nocommand"],
+    ["bench", "nope"], ["nocommand"], ["animate"], ["animate", "good.h5", "--fps", "0"],
+    ["animate", "good.h5", "--every", "x"], ["animate", "good.h5", "--max-particles", "-1"],
 ])
 def test_bad_options(runner, args):
     res = invoke(runner, args)
