@@ -333,6 +333,7 @@ class CircleKinetic(_Kinetic):
         return self._eval(self.z_coef(rho, count=False))
 
     def z_and_slope(self, rho):
+        """``(z, dz/dx)`` at the cell centres, ``(M,)`` each, of the position density ``rho (M,)``; one oracle call."""
         zcoef = self.z_coef(rho)
         return self._eval(zcoef), self._eval(1j * self.k * zcoef)
 
@@ -455,6 +456,7 @@ class LineKinetic(_Kinetic):
         return self._E @ rho
 
     def z_and_slope(self, rho):
+        """``(z, dz/dx)`` at the cell centres, ``(M,)`` each, of the position density ``rho (M,)``; one oracle call."""
         self.oracle_calls += 1
         return self._E @ rho, self._dE @ rho
 
