@@ -195,3 +195,101 @@ def finish_force(V, col_sx, Sx, cvec, mu, M, mrow, acc):
             q = c // 2
             sx = V[q, i].real if c % 2 == 0 else V[q, i].imag
             acc[i, k] = f * (cvec[i] * Sx[i, k] + sx)
+
+
+@njit(**NJIT)
+def circle_angles(X, T):
+    """``T[0, i] = atan2(x_i2, x_i1)`` in [-pi, pi], the NUFFT coordinate of a token on the circle.
+
+    Parameters
+    ----------
+    X : (N, 2) unit vectors (state dtype)
+    T : (1, N) float64 output
+    """
+    N = X.shape[0]
+    for i in range(N):
+        T[0, i] = math.atan2(np.float64(X[i, 1]), np.float64(X[i, 0]))
+
+
+@njit(**NJIT)
+def cell_totals(U, lo, h, ncell, w, totals):
+    """Add the weights into cells of side ``h``: ``totals[key(u_j)] += w_j``.
+
+    The key is the row-major index of ``floor((u_j - lo) / h)`` (clipped to
+    ``ncell - 1`` per axis). Returns the number of occupied cells.
+
+    Parameters
+    ----------
+    U : (r, N) float64 coordinates
+    lo : (r,) float64 box corner
+    h : float, cell side
+    ncell : (r,) int64 cells per axis
+    w : (N,) float64 weights
+    totals : (prod(ncell),) float64 output
+    """
+    r, N = U.shape
+    totals[:] = 0.0
+    for j in range(N):
+        key = 0
+        for k in range(r):
+            c = int(math.floor((U[k, j] - lo[k]) / h))
+            c = min(max(c, 0), ncell[k] - 1)
+            key = key * ncell[k] + c
+        totals[key] += w[j]
+    occupied = 0
+    for c in range(totals.shape[0]):
+        if totals[c] > 0.0:
+            occupied += 1
+    return occupied
+
+
+@njit(**NJIT)
+def cell_lower_bound(totals, ncell, h, circle_beta):
+    """A lower bound of ``min_i sum_j w_j G(u_i - u_j)`` over the occupied cells (from :func:`cell_totals`).
+
+    For a target in cell ``a``, every source in cell ``b`` lies at most
+    ``Dmax(a, b)`` away, so ``sum_j w_j G_ij >= sum_b W_b G(Dmax(a, b))``
+    (``W_b`` the weight of cell ``b``, ``G`` decreasing in the distance).
+    Euclidean cells (``circle_beta == 0``): ``Dmax^2 = sum_k ((|a_k - b_k| + 1) h)^2``,
+    ``G(D) = exp(-D^2 / 2)``. The circle (one axis of ``ncell[0] = 2 pi / h``
+    angular cells, ``circle_beta = beta``): ``Dmax = min(pi, (circular index
+    distance + 1) h)``, ``G(D) = exp(beta (cos D - 1))``. O(occupied cells^2).
+
+    Returns
+    -------
+    float, ``min_a sum_b W_b G(Dmax(a, b))`` over occupied cells ``a``
+    """
+    r = ncell.shape[0]
+    nc = totals.shape[0]
+    occ = 0
+    for c in range(nc):
+        if totals[c] > 0.0:
+            occ += 1
+    cells = np.empty(occ, np.int64)
+    idx = np.empty((occ, r), np.int64)
+    q = 0
+    for c in range(nc):
+        if totals[c] > 0.0:
+            cells[q] = c
+            rem = c
+            for k in range(r - 1, -1, -1):
+                idx[q, k] = rem % ncell[k]
+                rem //= ncell[k]
+            q += 1
+    best = np.inf
+    for a in range(occ):
+        s = 0.0
+        for b in range(occ):
+            if circle_beta > 0.0:
+                di = abs(idx[a, 0] - idx[b, 0])
+                di = min(di, ncell[0] - di)
+                D = min(math.pi, (di + 1) * h)
+                s += totals[cells[b]] * math.exp(circle_beta * (math.cos(D) - 1.0))
+            else:
+                D2 = 0.0
+                for k in range(r):
+                    D = (abs(idx[a, k] - idx[b, k]) + 1) * h
+                    D2 += D * D
+                s += totals[cells[b]] * math.exp(-0.5 * D2)
+        best = min(best, s)
+    return best

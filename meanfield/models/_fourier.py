@@ -108,8 +108,11 @@ from ..errors import ParameterError, SimulationError
 
 SUMMATIONS = ("exact", "fourier")
 DEFAULT_TOL = 1e-10
-#: Accuracy (per unit strength) of the cheap pass that estimates kappa.
-COARSE = 1e-5
+#: Cell side (in units of the kernel width) of the a-priori kappa bound, and the most cells it
+#: uses: more occupied cells than MAX_OCCUPIED double the side (the bound costs O(cells^2)).
+CELL_SIDE = 0.25
+MAX_CELLS = 2 ** 15
+MAX_OCCUPIED = 3000
 #: Smallest NUFFT tolerance used (double, single precision).
 EPS_FLOOR = {np.dtype(np.complex128): 1e-14, np.dtype(np.complex64): 2e-6}
 #: Largest total number of Fourier modes K_0 ... K_{r-1} of one transform.
@@ -230,6 +233,33 @@ def ghat(P: float, K: int) -> np.ndarray:
     return math.sqrt(2.0 * math.pi) / P * np.exp(-0.5 * (2.0 * math.pi * n / P) ** 2)
 
 
+def circle_coefficients(beta: float, e: float) -> tuple[np.ndarray, float]:
+    """Fourier coefficients of ``exp(beta (cos t - 1))`` truncated for a sup error ``<= e``.
+
+    ``exp(beta (cos t - 1)) = sum_k I_k(beta) e^{-beta} e^{i k t}`` (``I_k`` the
+    modified Bessel function; ``scipy.special.ive``). The coefficients are
+    positive, even in k and sum to 1; for k >= 0 they decrease and so do the
+    ratios ``I_{k+1} / I_k``, so the tail beyond ``n`` is at most the geometric
+    series ``I_{n+1} / (1 - I_{n+2} / I_{n+1})``. Keeping ``|k| <= n`` errs by
+    at most twice that, everywhere on the circle.
+
+    Returns
+    -------
+    g : (2 n + 1,) float64, modes -n .. n
+    e_trunc : float, the bound of the truncation error (<= e)
+    """
+    from scipy.special import ive
+
+    k = np.arange(0, int(beta + 40.0 * math.sqrt(beta + 1.0) + 60.0), dtype=np.float64)
+    c = ive(k, beta)
+    for n in range(1, len(c) - 2):
+        ratio = c[n + 2] / c[n + 1] if c[n + 1] > 0 else 0.0
+        tail = 2.0 * c[n + 1] / (1.0 - ratio)
+        if tail <= e:
+            return np.concatenate([c[n:0:-1], c[: n + 1]]), float(tail)
+    raise ValueError(f"no truncation of exp(beta cos) below {e:g} at beta = {beta:g}")
+
+
 class FourierSums:
     """The interaction sums of a softmax model with symmetric PSD ``A`` by NUFFT (docs/models.md §8).
 
@@ -262,6 +292,23 @@ class FourierSums:
         self._sx_version = -1
         self.t = None
         self.last: dict = {}
+        #: beta of the circle path (tokens on S^1, A = beta I), else None
+        self.circle = None
+
+    def on_circle(self) -> None:
+        """Switch to the circle path: the tokens are unit vectors of R^2 and ``A = beta I``.
+
+        Then ``exp(beta x.x') = e^beta exp(beta (cos(t - t') - 1))`` is a function
+        of the angle only, and every sum is a 1-D transform in the angle ``t``
+        with the Bessel coefficients of :func:`circle_coefficients` (no box, no
+        aliasing). Called by the sphere model for d = 2.
+        """
+        lam = np.linalg.eigvalsh(self.L.T @ self.L)
+        if self.L.shape[1] != 2 or not np.allclose(lam, lam[0], rtol=1e-14, atol=0.0):
+            raise ValueError("the circle path needs d = 2 and A = beta I")
+        self.circle = float(lam[0])
+        self.r = 1
+        self._n = -1
 
     # ------------------------------------------------------------ set-up
     def _scratch(self, n: int, d: int) -> None:
@@ -296,6 +343,20 @@ class FourierSums:
             self.x = x
             return
         self._xprev = x.copy()
+        self._P = None  # NUFFT coordinates are computed per period (it depends on the error budget)
+        self.x = x
+        self._version += 1
+        self._T32 = None
+        self._kappa_max = None  # the a-priori bound of kappa (computed by the first pass)
+        if self.circle is not None:
+            FK.circle_angles(x, self._T)
+            self.mu[:] = 0.5 * self.circle  # |x| = 1: mu_i = beta |x_i|^2 / 2 = M, w_j = 1
+            self.M = 0.5 * self.circle
+            self.w[:] = 1.0
+            self.W = float(n)
+            if not np.all(np.isfinite(self._T)):
+                raise self._error("the state is not finite (NaN or inf)")
+            return
         FK.embed(x, self.L, self.U, self.mu)
         self.M = float(self.mu.max())
         self.W = FK.weights(self.mu, self.M, self.w)
@@ -305,9 +366,6 @@ class FourierSums:
             raise self._error("the state is not finite (NaN or inf in L x)")
         self.lo = lo
         self.span = hi - lo
-        self._P = None  # NUFFT coordinates are computed per period (it depends on the error budget)
-        self.x = x
-        self._version += 1
 
     def _error(self, why: str) -> SimulationError:
         where = "" if self.t is None else f" at t = {self.t:.6g}"
@@ -317,15 +375,24 @@ class FourierSums:
     def _budget(self, target: float):
         """Kernel grid and NUFFT tolerance for an absolute error ``target`` per unit strength.
 
-        Returns ``((P, K, eps, bound, cdtype), None)`` or ``(None, why)`` when infeasible;
-        ``cdtype`` is complex64 for float32 states when eps allows it, else complex128.
-        The kernel gets 1/20 of the budget (it costs only log(1/e) more modes),
-        the two transforms the rest; eps is rounded down to a quarter decade so
-        nearby budgets share plans.
+        Returns ``((P, K, eps, bound, cdtype, coef), None)`` or ``(None, why)`` when
+        infeasible; ``cdtype`` is complex64 for float32 states when eps allows it,
+        else complex128; ``coef`` the kernel's Fourier coefficients per axis.
+        The target is first rounded down to a quarter decade (nearby budgets share
+        modes, tolerance and plans); the kernel gets 1/20 of it (it costs only
+        log(1/e) more modes), the two transforms the rest.
         """
         r = max(self.r, 1)
+        target = 10.0 ** (math.floor(4.0 * math.log10(max(target, 1e-300))) / 4.0)
         e = target / (20.0 * r)
-        P, K, e_ker = kernel_grid(self.span, e)
+        if self.circle is not None:
+            P = None
+            g, e_ker = circle_coefficients(self.circle, e)
+            K = np.array([len(g)], np.int64)
+            coef = [g]
+        else:
+            P, K, e_ker = kernel_grid(self.span, e)
+            coef = [ghat(P[k], int(K[k])) for k in range(r)]
         eps = target / (2.5 * C_NUFFT)
         single = self.single_ok and eps >= EPS_FLOOR[np.dtype(np.complex64)]
         cdtype = np.dtype(np.complex64 if single else np.complex128)
@@ -335,9 +402,8 @@ class FourierSums:
             return None, (f"{' x '.join(map(str, K))} Fourier modes (more than {MAX_MODES}): the "
                           f"tokens span {np.round(self.span, 3).tolist()} in units of the "
                           "kernel width")
-        eps = 10.0 ** (math.floor(4.0 * math.log10(eps)) / 4.0)
         bound = r * e_ker * (1 + e_ker) ** (r - 1) + 2 * C_NUFFT * eps * (1 + e_ker) ** r
-        return (P, K, eps, bound, cdtype), None
+        return (P, K, eps, bound, cdtype, coef), None
 
     def _plan(self, kind: int, K, ntr: int, eps: float, nthreads: int, cdtype):
         finufft = finufft_module()
@@ -357,11 +423,11 @@ class FourierSums:
         """Sum_j w_j G(u_i - u_j) f_j for the packed columns: the (ntr, N) complex output."""
         import numba
 
-        P, K, eps, _, cdtype = setup
+        P, K, eps, _, cdtype, coef = setup
         nthreads = max(1, numba.get_num_threads()) if self._n >= SERIAL_BELOW else 1
         n = self._n
         ntr = -(-((len(kinds) + 1) // 2) // nthreads) * nthreads
-        if self._P is None or not np.array_equal(self._P, P):
+        if P is not None and (self._P is None or not np.array_equal(self._P, P)):
             FK.to_angles(self.U, self.lo, P, self._T)
             self._P = P
             self._T32 = None
@@ -375,48 +441,70 @@ class FourierSums:
             C = self._C[(ntr, cdtype)] = np.empty((ntr, n), cdtype)
         FK.pack(self.w, self.x, s, np.asarray(kinds, np.int64), np.asarray(axes, np.int64), C)
         coords = [T[k] for k in range(self.r)]
-        tag = (self._version, tuple(P))
+        tag = (self._version, None if P is None else tuple(P))
         p1 = self._plan(1, K, ntr, eps, nthreads, cdtype)
         if p1._mf_points != tag:
             p1.setpts(*coords)
             p1._mf_points = tag
         F = p1.execute(C)
         F = F.reshape((ntr, *[int(k) for k in K], *([1] * (3 - self.r))))
-        g = [ghat(P[k], int(K[k])) if k < self.r else np.ones(1) for k in range(3)]
-        FK.multiply_modes(F, *g)
+        FK.multiply_modes(F, *coef, *([np.ones(1)] * (3 - self.r)))
         p2 = self._plan(2, K, ntr, eps, nthreads, cdtype)
         if p2._mf_points != tag:
             p2.setpts(*coords)
             p2._mf_points = tag
         return p2.execute(F.reshape((ntr, *[int(k) for k in K])), out=C)
 
-    def _coarse_kappa(self) -> float:
-        """An upper bound of kappa (a power of 2) from a cheap pass: ``COARSE`` accuracy, one vector.
+    def _kappa_bound(self) -> float:
+        """A-priori upper bound of ``kappa = W / min_i l_i`` from cell totals (a function of the state).
 
-        A function of the state only, so the accurate pass that follows (and
-        its round-off) does not depend on the history of the run.
+        The weights are added into cells (side ``CELL_SIDE`` kernel widths, fewer
+        and larger cells when the tokens span many widths) and
+        :func:`~meanfield._kernels.fourier.cell_lower_bound` bounds every
+        ``l_i`` from below by placing each cell's weight at its farthest point.
         """
-        setup, why = self._budget(COARSE)
-        if setup is None:
-            raise self._error(f"the interaction sums cannot be resolved: they would need {why}. "
-                              'Use summation = "exact"')
-        V = self._transform([FK.COL_ONE], [0], self.mu, setup)
-        lmin = FK.finish_sums(V, 0, -1, self.mu, self.M, self._lc, self._mc, self.Sx)
-        kappa = self._kappa(lmin, setup[3])
-        if not math.isfinite(kappa):
-            kappa = 1.0 / setup[3]
-        return 2.0 ** math.ceil(math.log2(max(kappa, 1.0)))
+        if self._kappa_max is not None:
+            return self._kappa_max
+        if self.circle is not None:
+            U, lo, beta = self._T, np.array([-math.pi]), self.circle
+            nc = int(min(4096, max(256, math.ceil(2.0 * math.pi * math.sqrt(beta) / CELL_SIDE))))
+            ncell = np.array([nc], np.int64)
+            h = 2.0 * math.pi / nc
+        else:
+            U, lo, beta = self.U, self.lo, 0.0
+            h = CELL_SIDE
+            ncell = np.floor(self.span / h).astype(np.int64) + 1
+            while float(np.prod(ncell.astype(np.float64))) > MAX_CELLS:
+                h *= 1.25
+                ncell = np.floor(self.span / h).astype(np.int64) + 1
+        totals = np.empty(int(np.prod(ncell)), np.float64)
+        while FK.cell_totals(U, lo, h, ncell, self.w, totals) > MAX_OCCUPIED:
+            if self.circle is not None:
+                ncell[0] //= 2
+                h = 2.0 * math.pi / ncell[0]
+            else:
+                h *= 2.0
+                ncell = np.floor(self.span / h).astype(np.int64) + 1
+            totals = totals[: int(np.prod(ncell))]
+        low = FK.cell_lower_bound(totals, ncell, h, beta)
+        self._kappa_max = self.W / low if low > 0 else math.inf
+        return self._kappa_max
 
     def _run(self, kinds, axes, s, finish, kappa_of, kappa=None):
-        """Transform at the accuracy the (estimated) kappa needs, check, redo once if needed."""
+        """Transform at the accuracy the a-priori kappa bound needs; check with the computed sums.
+
+        The check (kappa from the computed ``l_i``, lowered by their own error
+        bound) cannot fail unless the NUFFT errs beyond its error model; then
+        the pass is redone once, tighter, before it raises.
+        """
         if kappa is None:
-            kappa = self._coarse_kappa()
+            kappa = self._kappa_bound()
         for attempt in (1, 2):
             setup, why = self._budget(self.tol / kappa)
             if setup is None:
                 raise self._error(
-                    f"the error bound summation_tol = {self.tol:g} cannot be met (kappa = "
-                    f"{kappa:.3g}: the smallest sum is that far below the total) with {why}. "
+                    f"the error bound summation_tol = {self.tol:g} cannot be met (kappa <= "
+                    f"{kappa:.3g}: the smallest sum may lie that far below the total) with {why}. "
                     "Use a larger summation_tol, or summation = \"exact\"")
             V = self._transform(kinds, axes, s, setup)
             lmin = finish(V)
@@ -425,9 +513,10 @@ class FourierSums:
             if measured * bound <= self.tol:
                 self.last = {"kappa": measured, "bound": measured * bound,
                              "modes": setup[1].tolist(), "eps_nufft": setup[2], "attempts": attempt,
-                             "precision": setup[4].name, "kappa_assumed": kappa}
+                             "precision": setup[4].name, "kappa_assumed": kappa,
+                             "path": "circle" if self.circle is not None else f"gaussian {self.r}-D"}
                 return
-            kappa = 2.0 ** math.ceil(math.log2(max(measured, 2.0 * kappa)))
+            kappa = max(measured, 2.0 * kappa)
         raise self._error(f"the error bound summation_tol = {self.tol:g} was not met after two "
                           f"attempts (kappa = {measured:.3g})")
 
