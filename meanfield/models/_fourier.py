@@ -120,6 +120,8 @@ MAX_MODES = 2 ** 22
 #: Below this many tokens FINUFFT runs on one thread (its parallel regions cost more than
 #: they save).
 SERIAL_BELOW = 50_000
+#: Most real spherical harmonics ((L + 1)^2, degree L) of the S^2 path; beyond, the 3-D NUFFT.
+SH_MAX_FEATURES = 2500
 #: Mode-wise NUFFT error taken per unit of absolute strength (FINUFFT's error model).
 C_NUFFT = 1.0
 
@@ -253,11 +255,67 @@ def circle_coefficients(beta: float, e: float) -> tuple[np.ndarray, float]:
     k = np.arange(0, int(beta + 40.0 * math.sqrt(beta + 1.0) + 60.0), dtype=np.float64)
     c = ive(k, beta)
     for n in range(1, len(c) - 2):
-        ratio = c[n + 2] / c[n + 1] if c[n + 1] > 0 else 0.0
+        ratio = c[n + 2] / c[n + 1] if c[n + 1] > 0 else 0.0  # < 1: I_k(beta) decreases in k
         tail = 2.0 * c[n + 1] / (1.0 - ratio)
         if tail <= e:
             return np.concatenate([c[n:0:-1], c[: n + 1]]), float(tail)
     raise ValueError(f"no truncation of exp(beta cos) below {e:g} at beta = {beta:g}")
+
+
+def sphere_coefficients(beta: float, e: float) -> tuple[np.ndarray, int, float]:
+    """Legendre coefficients of ``exp(beta (t - 1))`` on [-1, 1], truncated for a sup error ``<= e``.
+
+    ``exp(beta t) = sum_l (2 l + 1) i_l(beta) P_l(t)`` with the modified
+    spherical Bessel functions ``i_l(beta) = sqrt(pi / (2 beta)) I_{l+1/2}(beta)``;
+    scaled by ``e^{-beta}`` the terms ``(2 l + 1) ihat_l`` are positive and sum
+    to 1, and ``|P_l| <= 1``. Their ratios decrease in l (as those of
+    ``I_{l+1/2}`` and of ``2 l + 1`` do), so the tail beyond L is at most the
+    geometric series ``T_{L+1} / (1 - T_{L+2} / T_{L+1})``.
+
+    Returns
+    -------
+    ihat : (L + 1,) float64, the coefficient of ``sum_m f_lm(x) f_lm(x') = (2 l + 1) P_l(x.x')``
+    L : int, the degree
+    e_trunc : float, the bound of the truncation error (<= e)
+    """
+    from scipy.special import ive
+
+    l = np.arange(0, int(beta + 40.0 * math.sqrt(beta + 1.0) + 60.0), dtype=np.float64)
+    ihat = math.sqrt(math.pi / (2.0 * beta)) * ive(l + 0.5, beta)
+    T = (2.0 * l + 1.0) * ihat
+    for L in range(1, len(T) - 2):
+        ratio = T[L + 2] / T[L + 1] if T[L + 1] > 0 else 0.0
+        if ratio >= 1.0:  # the terms still grow (L below ~sqrt(beta)): no geometric bound yet
+            continue
+        tail = T[L + 1] / (1.0 - ratio)
+        if tail <= e:
+            return ihat[: L + 1].copy(), L, float(tail)
+    raise ValueError(f"no truncation of exp(beta t) below {e:g} at beta = {beta:g}")
+
+
+def sh_rounding(n: int, L: int) -> float:
+    """Round-off allowance of the harmonic sums, per unit strength (relative to ``sum_j |w_j f_j|``).
+
+    Every product ``ihat_l f_lm(x) f_lm(x')`` summed over the features is at most
+    ``(2 l + 1) ihat_l`` (Cauchy-Schwarz), and these sum to 1; the additions are
+    nested at most ``n / (64 SH_BLOCK) + SH_BLOCK / SH_LANES + 64`` deep in the
+    analysis (lanes, blocks, chunks) and ``(L + 1)^2`` deep in the synthesis, and
+    the Legendre recurrence loses about one unit per degree. Twice the unit
+    round-off per level, summed: a worst case, typically far above the error seen.
+    """
+    from .._kernels.fourier import SH_BLOCK, SH_LANES
+
+    u = np.finfo(np.float64).eps / 2.0
+    return 2.0 * u * (n / (64.0 * SH_BLOCK) + SH_BLOCK / SH_LANES + 64.0 + (L + 1) ** 2 + 4.0 * (L + 1))
+
+
+def sh_feature_degrees(L: int) -> np.ndarray:
+    """Degree l of each real spherical harmonic in the order of :func:`meanfield._kernels.fourier.sh_analysis`."""
+    out = []
+    for m in range(L + 1):
+        for l in range(m, L + 1):
+            out += [l] * (2 if m > 0 else 1)
+    return np.asarray(out, np.int64)
 
 
 class FourierSums:
@@ -294,20 +352,29 @@ class FourierSums:
         self.last: dict = {}
         #: beta of the circle path (tokens on S^1, A = beta I), else None
         self.circle = None
+        #: beta of the spherical-harmonic path (tokens on S^2, A = beta I), else None
+        self.sphere = None
 
-    def on_circle(self) -> None:
-        """Switch to the circle path: the tokens are unit vectors of R^2 and ``A = beta I``.
+    def on_unit_sphere(self) -> None:
+        """The tokens are unit vectors and ``A = beta I`` (the sphere model): angle-space paths.
 
-        Then ``exp(beta x.x') = e^beta exp(beta (cos(t - t') - 1))`` is a function
-        of the angle only, and every sum is a 1-D transform in the angle ``t``
-        with the Bessel coefficients of :func:`circle_coefficients` (no box, no
-        aliasing). Called by the sphere model for d = 2.
+        d = 2 (circle): ``exp(beta x.x') = e^beta exp(beta (cos(t - t') - 1))`` is a
+        function of the angle only, and every sum is a 1-D transform in the angle
+        ``t`` with the Bessel coefficients of :func:`circle_coefficients` (no box,
+        no aliasing). d = 3: the kernel is a Legendre series in ``x.x'``
+        (:func:`sphere_coefficients`), summed through real spherical harmonics
+        up to the degree the budget needs, O(N (L + 1)^2), as long as that is at
+        most ``SH_MAX_FEATURES`` harmonics; larger beta use the 3-D NUFFT.
         """
+        d = self.L.shape[1]
         lam = np.linalg.eigvalsh(self.L.T @ self.L)
-        if self.L.shape[1] != 2 or not np.allclose(lam, lam[0], rtol=1e-14, atol=0.0):
-            raise ValueError("the circle path needs d = 2 and A = beta I")
-        self.circle = float(lam[0])
-        self.r = 1
+        if d not in (2, 3) or not np.allclose(lam, lam[0], rtol=1e-14, atol=0.0):
+            raise ValueError("the unit-sphere paths need d = 2 or 3 and A = beta I")
+        if d == 2:
+            self.circle = float(lam[0])
+            self.r = 1
+        else:
+            self.sphere = float(lam[0])
         self._n = -1
 
     # ------------------------------------------------------------ set-up
@@ -366,6 +433,11 @@ class FourierSums:
             raise self._error("the state is not finite (NaN or inf in L x)")
         self.lo = lo
         self.span = hi - lo
+        if self.sphere is not None:  # unit tokens: mu_i = beta / 2 exactly, w_j = 1
+            self.mu[:] = 0.5 * self.sphere
+            self.M = 0.5 * self.sphere
+            self.w[:] = 1.0
+            self.W = float(n)
 
     def _error(self, why: str) -> SimulationError:
         where = "" if self.t is None else f" at t = {self.t:.6g}"
@@ -384,6 +456,13 @@ class FourierSums:
         """
         r = max(self.r, 1)
         target = 10.0 ** (math.floor(4.0 * math.log10(max(target, 1e-300))) / 4.0)
+        if self.sphere is not None:
+            ihat, L, e_ker = sphere_coefficients(self.sphere, 0.5 * target)
+            e_round = sh_rounding(self._n, L)
+            if (L + 1) ** 2 <= SH_MAX_FEATURES and e_round <= 0.5 * target:
+                coef = ihat[sh_feature_degrees(L)]
+                return (None, np.array([(L + 1) ** 2], np.int64), None, e_ker + e_round,
+                        np.dtype(np.float64), [coef], "harmonics"), None
         e = target / (20.0 * r)
         if self.circle is not None:
             P = None
@@ -403,7 +482,7 @@ class FourierSums:
                           f"tokens span {np.round(self.span, 3).tolist()} in units of the "
                           "kernel width")
         bound = r * e_ker * (1 + e_ker) ** (r - 1) + 2 * C_NUFFT * eps * (1 + e_ker) ** r
-        return (P, K, eps, bound, cdtype, coef), None
+        return (P, K, eps, bound, cdtype, coef, "circle" if self.circle is not None else "nufft"), None
 
     def _plan(self, kind: int, K, ntr: int, eps: float, nthreads: int, cdtype):
         finufft = finufft_module()
@@ -423,7 +502,9 @@ class FourierSums:
         """Sum_j w_j G(u_i - u_j) f_j for the packed columns: the (ntr, N) complex output."""
         import numba
 
-        P, K, eps, _, cdtype, coef = setup
+        P, K, eps, _, cdtype, coef, path = setup
+        if path == "harmonics":
+            return self._harmonics(kinds, axes, s, math.isqrt(int(K[0])) - 1, coef[0])
         nthreads = max(1, numba.get_num_threads()) if self._n >= SERIAL_BELOW else 1
         n = self._n
         ntr = -(-((len(kinds) + 1) // 2) // nthreads) * nthreads
@@ -454,6 +535,26 @@ class FourierSums:
             p2.setpts(*coords)
             p2._mf_points = tag
         return p2.execute(F.reshape((ntr, *[int(k) for k in K])), out=C)
+
+    def _harmonics(self, kinds, axes, s, L: int, coef):
+        """The packed sums through real spherical harmonics up to degree L (S^2 path)."""
+        from .._kernels._config import chunk_bounds
+
+        n = self._n
+        ntr = (len(kinds) + 1) // 2
+        C = self._C.get((ntr, "sh"))
+        if C is None:
+            C = self._C[(ntr, "sh")] = np.empty((ntr, n), np.complex128)
+        FK.pack(self.w, self.x, s, np.asarray(kinds, np.int64), np.asarray(axes, np.int64), C)
+        key = ("sh", L)
+        tables = self._plans.get(key)
+        if tables is None:
+            tables = self._plans[key] = FK.sh_tables(L)
+        bounds = chunk_bounds(n)
+        part = np.empty((len(bounds) - 1, len(coef), len(kinds)))
+        FK.sh_analysis(self.x, C, len(kinds), L, *tables, bounds, part)
+        FK.sh_synthesis(self.x, part.sum(axis=0), coef, L, *tables, bounds, C)
+        return C
 
     def _kappa_bound(self) -> float:
         """A-priori upper bound of ``kappa = W / min_i l_i`` from cell totals (a function of the state).
@@ -510,11 +611,10 @@ class FourierSums:
             lmin = finish(V)
             bound = setup[3]
             measured = kappa_of(lmin, bound)
-            if measured * bound <= self.tol:
-                self.last = {"kappa": measured, "bound": measured * bound,
+            if math.isfinite(measured) and 0.0 <= measured * bound <= self.tol:
+                self.last = {"kappa": float(measured), "bound": float(measured * bound),
                              "modes": setup[1].tolist(), "eps_nufft": setup[2], "attempts": attempt,
-                             "precision": setup[4].name, "kappa_assumed": kappa,
-                             "path": "circle" if self.circle is not None else f"gaussian {self.r}-D"}
+                             "precision": setup[4].name, "kappa_assumed": kappa, "path": setup[6]}
                 return
             kappa = max(measured, 2.0 * kappa)
         raise self._error(f"the error bound summation_tol = {self.tol:g} was not met after two "
