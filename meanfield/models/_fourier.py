@@ -121,7 +121,7 @@ MAX_MODES = 2 ** 22
 #: they save).
 SERIAL_BELOW = 50_000
 #: Most real spherical harmonics ((L + 1)^2, degree L) of the S^2 path; beyond, the 3-D NUFFT.
-SH_MAX_FEATURES = 2500
+SH_MAX_FEATURES = 2000
 #: Mode-wise NUFFT error taken per unit of absolute strength (FINUFFT's error model).
 C_NUFFT = 1.0
 
