@@ -276,21 +276,27 @@ def cell_lower_bound(totals, ncell, h, circle_beta):
                 idx[q, k] = rem % ncell[k]
                 rem //= ncell[k]
             q += 1
+    # G(Dmax) is a product of per-axis factors of the index distance (one factor on the circle)
+    nmax = 0
+    for k in range(r):
+        nmax = max(nmax, ncell[k])
+    tab = np.ones((r, nmax))
+    for k in range(r):
+        for di in range(ncell[k]):
+            if circle_beta > 0.0:
+                D = min(math.pi, (min(di, ncell[k] - di) + 1) * h)
+                tab[k, di] = math.exp(circle_beta * (math.cos(D) - 1.0))
+            else:
+                D = (di + 1) * h
+                tab[k, di] = math.exp(-0.5 * D * D)
     best = np.inf
     for a in range(occ):
         s = 0.0
         for b in range(occ):
-            if circle_beta > 0.0:
-                di = abs(idx[a, 0] - idx[b, 0])
-                di = min(di, ncell[0] - di)
-                D = min(math.pi, (di + 1) * h)
-                s += totals[cells[b]] * math.exp(circle_beta * (math.cos(D) - 1.0))
-            else:
-                D2 = 0.0
-                for k in range(r):
-                    D = (abs(idx[a, k] - idx[b, k]) + 1) * h
-                    D2 += D * D
-                s += totals[cells[b]] * math.exp(-0.5 * D2)
+            g = totals[cells[b]]
+            for k in range(r):
+                g *= tab[k, abs(idx[a, k] - idx[b, k])]
+            s += g
         best = min(best, s)
     return best
 

@@ -109,7 +109,8 @@ from ..errors import ParameterError, SimulationError
 SUMMATIONS = ("exact", "fourier")
 DEFAULT_TOL = 1e-10
 #: Cell side (in units of the kernel width) of the a-priori kappa bound, and the most cells it
-#: uses: more occupied cells than MAX_OCCUPIED double the side (the bound costs O(cells^2)).
+#: uses: more occupied cells than min(MAX_OCCUPIED, max(1024, 4 sqrt(N))) double the side (the bound
+#: costs O(cells^2), at most O(N)).
 CELL_SIDE = 0.25
 MAX_CELLS = 2 ** 15
 MAX_OCCUPIED = 3000
@@ -579,7 +580,8 @@ class FourierSums:
                 h *= 1.25
                 ncell = np.floor(self.span / h).astype(np.int64) + 1
         totals = np.empty(int(np.prod(ncell)), np.float64)
-        while FK.cell_totals(U, lo, h, ncell, self.w, totals) > MAX_OCCUPIED:
+        max_occupied = int(min(MAX_OCCUPIED, max(1024.0, 4.0 * math.sqrt(self._n))))
+        while FK.cell_totals(U, lo, h, ncell, self.w, totals) > max_occupied:
             if self.circle is not None:
                 ncell[0] //= 2
                 h = 2.0 * math.pi / ncell[0]
