@@ -62,13 +62,18 @@ i.e. ``z_i`` and the normalized attention ``sum_j E_ij f_j / sum_j E_ij`` to
 relative accuracy ``summation_tol`` (in units of the value scale). Since
 ``sum_j w_j |f_j| <= max |f| W`` with ``W = sum_j w_j``, this holds when the
 bracket above times ``kappa = W / min_i l_i`` is at most ``summation_tol``.
-``kappa`` -- how far the smallest sum lies below the total -- is measured
-after each pass from the computed ``l_i`` (lowered by their own error bound).
-A cheap first pass (one vector at accuracy ``COARSE`` = 1e-5) bounds kappa
-from above (a uniform state at beta = 16 on S^2 has kappa ~ 2 beta, a state
-of m equal clusters kappa ~ m); the modes and the NUFFT tolerance are then
-chosen for the next power of two above it, and the accurate pass checks the
-bound with its own ``l_i`` (redone once, tighter, if it fails). When
+``kappa`` -- how far the smallest sum lies below the total -- is bounded
+a priori from the state (:meth:`FourierSums._kappa_bound`): the weights are
+added into cells of a quarter kernel width (coarser when the tokens spread
+far), and every ``l_i`` is bounded below by moving each cell's weight to its
+farthest point, ``l_i >= sum_b W_b G(Dmax(a, b))``. That bound is a function of
+the state only (so a resumed run repeats the same transforms) and never
+below the true kappa (a uniform state at beta = 4 on S^2: true 8, bound
+~15). The budget ``summation_tol / kappa`` sets the modes and the NUFFT
+tolerance (rounded to quarter decades so nearby states share plans); after
+the pass the bound is checked again with the computed ``l_i`` (lowered by
+their own error bound), and the pass is redone once, tighter, if the check
+fails (only possible if the NUFFT errs beyond its error model). When
 that would need a NUFFT tolerance below FINUFFT's floor (``EPS_FLOOR``), or
 more than ``MAX_MODES`` modes (points spread far beyond the kernel width),
 the pass raises :class:`~meanfield.errors.SimulationError` saying why and by
@@ -77,9 +82,28 @@ causes: an isolated token far from every other (on the sphere kappa is at
 most N, reached by a token with no neighbour), or softmax tokens whose
 ``|L x|`` vary so much that the source weights span many orders of magnitude.
 
+Angle-space paths for the sphere model (tokens are unit vectors, A = beta I)
+----------------------------------------------------------------------------
+* d = 2, the circle: ``exp(beta cos(t - t')) = e^beta sum_k ihat_k e^{ik(t - t')}``
+  with ``ihat_k = I_k(beta) e^{-beta}`` (:func:`circle_coefficients`): a 1-D
+  NUFFT in the angle, ~beta + C sqrt(beta log(1/e)) modes, no box and no
+  aliasing; the kernel error is the tail ``2 sum_{k > n} ihat_k`` (bounded by
+  a geometric series), the bound above with r = 1.
+* d = 3: ``exp(beta (x.x' - 1)) = sum_l (2 l + 1) ihat_l P_l(x.x')``
+  (:func:`sphere_coefficients`) and the addition theorem turn every sum into
+  an analysis ``C_lm = sum_j f_lm(x_j) s_j`` and a synthesis
+  ``sum_lm ihat_l C_lm f_lm(x_i)`` over the (L + 1)^2 real spherical
+  harmonics (numba, recurrences vectorized over blocks of tokens, chunks
+  summed in a fixed order). No NUFFT: the error is the Legendre tail plus a
+  round-off allowance (:func:`sh_rounding`). L = 19 at beta = 4 and
+  summation_tol = 1e-10 (361 harmonics) against a 29^3-mode NUFFT with
+  spreading width 13; it is used while (L + 1)^2 <= ``SH_MAX_FEATURES``
+  (beta up to ~25 at 1e-10), the 3-D NUFFT beyond.
+
 Precision, threads, reproducibility
 -----------------------------------
-Transforms are double precision (``complex128``); for float32 states, a pass
+The harmonic sums are double precision. Transforms are double precision
+(``complex128``); for float32 states, a pass
 whose NUFFT tolerance is at least FINUFFT's single-precision floor (2e-6,
 e.g. ``summation_tol = 1e-3``) runs in single precision. FINUFFT uses
 numba's thread count (``numba.get_num_threads()``) from ``SERIAL_BELOW``
