@@ -329,7 +329,7 @@ def sh_tables(L):
 
 
 @njit(**NJIT)
-def _sh_block(X, j0, n, a, b, c, L, z, xs, ys, re, im, r0, r1, y, mode, S, Cacc, V, coef, lanes):
+def _sh_block(X, j0, n, a, b, c, L, work, mode, S, Cacc, V, coef, lanes):
     """One block of points: every real spherical harmonic up to degree L, analysed or synthesized.
 
     Features, in the order m = 0..L, l = m..L (for m > 0 the cos part, then the sin part):
@@ -343,13 +343,15 @@ def _sh_block(X, j0, n, a, b, c, L, z, xs, ys, re, im, r0, r1, y, mode, S, Cacc,
     ----------
     X : (N, 3) unit vectors; j0, n : first point and number of points of the block
     a, b, c : recurrence tables of :func:`sh_tables`; L : int, degree
-    z, xs, ys, re, im, r0, r1, y : float64 scratch of length B
+    work : (8, B) float64 scratch (rows: z, x, y, Re and Im of (x + i y)^m, two Legendre rows,
+        the feature)
     lanes : (SH_LANES,) float64 scratch
     S : (ncol, B) float64 strengths of the block (analysis)
     Cacc : (nf, ncol) float64 coefficients (accumulated, or read by the synthesis)
     V : (ncol, B) float64 block output (synthesis)
     coef : (nf,) float64 kernel coefficient per feature
     """
+    z, xs, ys, re, im, r0, r1, y = work[0], work[1], work[2], work[3], work[4], work[5], work[6], work[7]
     B = z.shape[0]
     ncol = Cacc.shape[1]
     for p in range(B):
@@ -431,14 +433,7 @@ def sh_analysis(X, C, ncol, L, a, b, c, bounds, part):
     B = SH_BLOCK
     nchunks = bounds.shape[0] - 1
     for k in prange(nchunks):
-        z = np.empty(B)
-        xs = np.empty(B)
-        ys = np.empty(B)
-        re = np.empty(B)
-        im = np.empty(B)
-        r0 = np.empty(B)
-        r1 = np.empty(B)
-        y = np.empty(B)
+        work = np.empty((8, B))
         lanes = np.empty(SH_LANES)
         S = np.empty((ncol, B))
         V = np.empty((1, 1))
@@ -454,7 +449,7 @@ def sh_analysis(X, C, ncol, L, a, b, c, bounds, part):
                         S[col, p] = v.real if col % 2 == 0 else v.imag
                     else:
                         S[col, p] = 0.0
-            _sh_block(X, j0, n, a, b, c, L, z, xs, ys, re, im, r0, r1, y, 0, S, Cacc, V, coef, lanes)
+            _sh_block(X, j0, n, a, b, c, L, work, 0, S, Cacc, V, coef, lanes)
 
 
 @njit(**NJIT_PARALLEL)
@@ -475,21 +470,14 @@ def sh_synthesis(X, Ccoef, coef, L, a, b, c, bounds, out):
     ntr = out.shape[0]
     nchunks = bounds.shape[0] - 1
     for k in prange(nchunks):
-        z = np.empty(B)
-        xs = np.empty(B)
-        ys = np.empty(B)
-        re = np.empty(B)
-        im = np.empty(B)
-        r0 = np.empty(B)
-        r1 = np.empty(B)
-        y = np.empty(B)
+        work = np.empty((8, B))
         lanes = np.empty(SH_LANES)
         S = np.empty((1, 1))
         V = np.empty((ncol, B))
         for j0 in range(bounds[k], bounds[k + 1], B):
             n = min(B, bounds[k + 1] - j0)
             V[:, :] = 0.0
-            _sh_block(X, j0, n, a, b, c, L, z, xs, ys, re, im, r0, r1, y, 1, S, Ccoef, V, coef, lanes)
+            _sh_block(X, j0, n, a, b, c, L, work, 1, S, Ccoef, V, coef, lanes)
             for p in range(n):
                 for q in range(ntr):
                     re_ = V[2 * q, p] if 2 * q < ncol else 0.0
