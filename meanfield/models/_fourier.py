@@ -95,7 +95,7 @@ Angle-space paths for the sphere model (tokens are unit vectors, A = beta I)
   ``sum_lm ihat_l C_lm f_lm(x_i)`` over the (L + 1)^2 real spherical
   harmonics (numba, recurrences vectorized over blocks of tokens, chunks
   summed in a fixed order). No NUFFT: the error is the Legendre tail plus a
-  round-off allowance (:func:`sh_rounding`). L = 19 at beta = 4 and
+  round-off allowance (:func:`sh_rounding`). L = 18 at beta = 4 and
   summation_tol = 1e-10 (361 harmonics) against a 29^3-mode NUFFT with
   spreading width 13; it is used while (L + 1)^2 <= ``SH_MAX_FEATURES``
   (beta up to ~25 at 1e-10), the 3-D NUFFT beyond.
