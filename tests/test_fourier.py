@@ -13,7 +13,9 @@ import meanfield
 from meanfield.diagnostics.clustering import pair_statistics, pair_statistics_fast
 from meanfield.errors import ParameterError, SimulationError
 from meanfield.models import make_model
-from meanfield.models._fourier import FourierSums, kernel_grid
+from meanfield.models._fourier import (FourierSums, circle_coefficients, kernel_grid,
+                                       sphere_coefficients)
+from scipy.special import eval_legendre
 from conftest import interrupt_and_resume
 
 
@@ -76,6 +78,7 @@ def test_fields_and_z_match_exact_to_summation_tol(label, p, sphere, tol):
             check_close(fe, ff, scale, tol, f"{label} {kind} first_order normalized={normalized}")
         zf = (mf.attention if sphere else mf).z(x)
         assert np.all(np.abs(zf - z) <= tol * z), f"{label} {kind} z_i"
+        assert (mf.attention if sphere else mf)._fourier.last["path"] == PATHS.get(label, "nufft")
         # accelerated: z_i pass + force pass
         me, mf = pair(dict(p, dynamics="accelerated", summation_tol=tol))
         y = tangent(rng, x, sphere)
@@ -89,14 +92,78 @@ def test_fields_and_z_match_exact_to_summation_tol(label, p, sphere, tol):
             assert abs(ee[key] - ef[key]) <= 2 * tol * (abs(ee[key]) + z.max()), (label, kind, key)
 
 
-@pytest.mark.parametrize("normalization", ["pre_ln", "peri_ln"])
-def test_residual_stream_normalizations(normalization):
+PATHS = {"S1": "circle", "S2": "harmonics"}
+
+
+@pytest.mark.parametrize("tol", [1e-6, 1e-10])
+@pytest.mark.parametrize("d", [2, 3])
+@pytest.mark.parametrize("normalization", ["post_ln", "pre_ln", "peri_ln"])
+def test_residual_stream_normalizations(normalization, d, tol):
     rng = np.random.default_rng(5)
-    x = unit(rng.standard_normal((200, 3))) * rng.uniform(0.5, 2.0, (200, 1))
-    V = [[1.0, 0.2, 0.0], [0.0, 0.8, 0.1], [0.3, 0.0, 1.1]]
-    me, mf = pair({"name": "sphere", "d": 3, "beta": 4.0, "dynamics": "first_order",
-                   "normalization": normalization, "V": V})
-    check_close(me.first_order(x, 0.0), mf.first_order(x, 0.0), 10.0, 1e-10, normalization)
+    x = unit(rng.standard_normal((200, d))) * rng.uniform(0.5, 2.0, (200, 1))
+    V = np.array([[1.0, 0.2, 0.0], [0.0, 0.8, 0.1], [0.3, 0.0, 1.1]])[:d, :d]
+    for normalized in (True, False):
+        me, mf = pair({"name": "sphere", "d": d, "beta": 4.0, "dynamics": "first_order",
+                       "normalization": normalization, "V": V.tolist(), "normalized": normalized,
+                       "summation_tol": tol})
+        z = me.attention.z(unit(x)).max()
+        check_close(me.first_order(x, 0.0), mf.first_order(x, 0.0),
+                    10.0 * (1.0 if normalized else z), tol, f"{normalization} d={d}")
+        assert mf.attention._fourier.last["path"] == PATHS[f"S{d - 1}"]
+
+
+@pytest.mark.parametrize("beta", [0.5, 4.0, 30.0, 200.0])
+def test_circle_truncation_bound(beta):
+    """sum_{|k|<=n} I_k(beta) e^{-beta} e^{ikt} against exp(beta (cos t - 1)): error within the bound."""
+    for e in (1e-6, 1e-12):
+        g, bound = circle_coefficients(beta, e)
+        n = (len(g) - 1) // 2
+        t = np.linspace(-np.pi, np.pi, 2001)
+        series = (g[None, :] * np.cos(np.outer(t, np.arange(-n, n + 1)))).sum(axis=1)
+        err = np.abs(series - np.exp(beta * (np.cos(t) - 1.0))).max()
+        assert bound <= e and err <= bound + 1e-15
+        # one mode fewer breaks the budget: the bound is not wildly loose
+        g2 = g[1:-1]
+        series2 = (g2[None, :] * np.cos(np.outer(t, np.arange(-n + 1, n)))).sum(axis=1)
+        assert np.abs(series2 - np.exp(beta * (np.cos(t) - 1.0))).max() > e / 50
+
+
+@pytest.mark.parametrize("beta", [0.5, 4.0, 30.0])
+def test_sphere_legendre_truncation_bound(beta):
+    for e in (1e-6, 1e-12):
+        ihat, L, bound = sphere_coefficients(beta, e)
+        t = np.linspace(-1.0, 1.0, 2001)
+        series = sum((2 * l + 1) * ihat[l] * eval_legendre(l, t) for l in range(L + 1))
+        err = np.abs(series - np.exp(beta * (t - 1.0))).max()
+        assert bound <= e and err <= bound + 1e-15
+        short = series - (2 * L + 1) * ihat[L] * eval_legendre(L, t)
+        assert np.abs(short - np.exp(beta * (t - 1.0))).max() > e / 50
+
+
+def test_kappa_bound_is_an_upper_bound():
+    """The a-priori kappa (from cell totals) is at least the true W / min_i l_i, on every path."""
+    rng = np.random.default_rng(9)
+    for label, p, sphere in CASES:
+        for kind, x in configurations(p["d"], 400, rng, sphere).items():
+            m = make_model(dict(p, dynamics="first_order", summation="fourier"))
+            m.first_order(x, 0.0)
+            fs = (m.attention if sphere else m)._fourier
+            soft = make_model(dict(p, dynamics="first_order"))
+            soft = soft.attention if sphere else soft
+            z = soft.z(x)
+            # true kappa from the exact z_i = (1/N) sum_j E_ij: W / min_i l_i, l_i = N z_i exp(-m_i)
+            true = fs.W / float(np.min(len(x) * z * np.exp(-(fs.mu + fs.M))))
+            assert fs._kappa_bound() >= true * (1 - 1e-9), (label, kind)
+            assert fs.last["kappa"] == pytest.approx(true, rel=1e-6), (label, kind)
+
+
+def test_large_beta_on_s2_falls_back_to_the_nufft():
+    rng = np.random.default_rng(10)
+    x = configurations(3, 300, rng, True)["mixed"]
+    me, mf = pair({"name": "sphere", "d": 3, "beta": 60.0, "dynamics": "first_order",
+                   "summation_tol": 1e-8})
+    check_close(me.first_order(x, 0.0), mf.first_order(x, 0.0), 4.0, 1e-8, "beta 60")
+    assert mf.attention._fourier.last["path"] == "nufft"
 
 
 def test_the_error_tracks_summation_tol():
@@ -173,18 +240,27 @@ def test_unsupported_cases_are_input_errors_naming_the_key(p, key):
     assert err.value.key == key
 
 
-def test_float32_states():
+@pytest.mark.parametrize("p,path", [
+    ({"name": "sphere", "d": 3, "beta": 4.0}, "harmonics"),
+    ({"name": "sphere", "d": 2, "beta": 4.0}, "circle"),
+    ({"name": "softmax", "d": 3, "A": 0.5}, "nufft"),
+])
+def test_float32_states(p, path):
     rng = np.random.default_rng(2)
-    x64 = unit(rng.standard_normal((500, 3)))
+    sphere = p["name"] == "sphere"
+    x64 = configurations(p["d"], 500, rng, sphere)["mixed"]
     x32 = x64.astype(np.float32)
-    p = {"name": "sphere", "d": 3, "beta": 4.0, "dynamics": "first_order"}
-    fe = make_model(p).first_order(x64, 0.0)
-    for tol, precision in ((1e-3, "complex64"), (1e-10, "complex128")):
+    p = dict(p, dynamics="first_order")
+    fe = make_model(p).first_order(x32.astype(np.float64), 0.0)
+    # the NUFFTs run in single precision when the tolerance allows; the harmonic sums in double
+    single = "float64" if path == "harmonics" else "complex64"
+    for tol, precision in ((1e-3, single), (1e-10, "float64" if path == "harmonics" else "complex128")):
         mf = make_model(dict(p, summation="fourier", summation_tol=tol), np.float32)
         ff = mf.first_order(x32, 0.0)
-        assert mf.attention._fourier.last["precision"] == precision
+        facts = (mf.attention if sphere else mf)._fourier.last
+        assert facts["precision"] == precision and facts["path"] == path
         assert ff.dtype == np.float32
-        check_close(fe, ff, 4.0, max(tol, 1e-6), f"float32 tol={tol}")
+        check_close(fe, ff, 4.0 * np.abs(fe).max(), max(tol, 1e-6), f"float32 tol={tol}")
 
 
 def test_bit_reproducible_at_fixed_threads():

@@ -48,6 +48,7 @@ COVERED = {
         "finish_first_order", "z_from_rows", "kinetic_terms", "quadratic_forms", "finish_hamiltonian", "axpby",
         "axpby2")},
     **{f"kinetic.{k}": "test_kinetic" for k in ("remap_lines", "position_feet")},
+    **{f"fourier.{k}": "test_fourier_harmonics" for k in ("sh_analysis", "sh_synthesis")},
     **{f"sphere.{k}": "test_sphere" for k in (
         "directions", "norms_into", "retract", "retract_tangent", "finish_first_order",
         "finish_hamiltonian", "constraint_errors")},
@@ -238,3 +239,21 @@ def test_sphere(normalization):
                 [e[k] for k in ("energy", "kinetic")]]
 
     _same_on_1_and_2_threads(run_acc, acc, n)
+
+
+def test_fourier_harmonics():
+    """The S^2 harmonic sums (summation = "fourier", d = 3) split work by fixed chunks of tokens."""
+    n = 1100  # two chunks
+    X, Y = _state(n, 3, 6)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    Y -= np.einsum("ij,ij->i", X, Y)[:, None] * X
+    p = {"name": "sphere", "d": 3, "beta": 3.0, "summation": "fourier"}
+
+    def run():  # fresh models: the backend keeps the sums of a state it has seen
+        fo = make_model({**p, "dynamics": "first_order"})
+        acc = make_model({**p, "dynamics": "accelerated"})
+        out = [fo.first_order(X, 0.0), *acc.hamiltonian_field(X, Y, 0.0)]
+        assert fo.attention._fourier.last["path"] == "harmonics"
+        return out
+
+    _same_on_1_and_2_threads(run)

@@ -62,13 +62,18 @@ i.e. ``z_i`` and the normalized attention ``sum_j E_ij f_j / sum_j E_ij`` to
 relative accuracy ``summation_tol`` (in units of the value scale). Since
 ``sum_j w_j |f_j| <= max |f| W`` with ``W = sum_j w_j``, this holds when the
 bracket above times ``kappa = W / min_i l_i`` is at most ``summation_tol``.
-``kappa`` -- how far the smallest sum lies below the total -- is measured
-after each pass from the computed ``l_i`` (lowered by their own error bound).
-A cheap first pass (one vector at accuracy ``COARSE`` = 1e-5) bounds kappa
-from above (a uniform state at beta = 16 on S^2 has kappa ~ 2 beta, a state
-of m equal clusters kappa ~ m); the modes and the NUFFT tolerance are then
-chosen for the next power of two above it, and the accurate pass checks the
-bound with its own ``l_i`` (redone once, tighter, if it fails). When
+``kappa`` -- how far the smallest sum lies below the total -- is bounded
+a priori from the state (:meth:`FourierSums._kappa_bound`): the weights are
+added into cells of a quarter kernel width (coarser when the tokens spread
+far), and every ``l_i`` is bounded below by moving each cell's weight to its
+farthest point, ``l_i >= sum_b W_b G(Dmax(a, b))``. That bound is a function of
+the state only (so a resumed run repeats the same transforms) and never
+below the true kappa (a uniform state at beta = 4 on S^2: true 8, bound
+~15). The budget ``summation_tol / kappa`` sets the modes and the NUFFT
+tolerance (rounded to quarter decades so nearby states share plans); after
+the pass the bound is checked again with the computed ``l_i`` (lowered by
+their own error bound), and the pass is redone once, tighter, if the check
+fails (only possible if the NUFFT errs beyond its error model). When
 that would need a NUFFT tolerance below FINUFFT's floor (``EPS_FLOOR``), or
 more than ``MAX_MODES`` modes (points spread far beyond the kernel width),
 the pass raises :class:`~meanfield.errors.SimulationError` saying why and by
@@ -77,9 +82,28 @@ causes: an isolated token far from every other (on the sphere kappa is at
 most N, reached by a token with no neighbour), or softmax tokens whose
 ``|L x|`` vary so much that the source weights span many orders of magnitude.
 
+Angle-space paths for the sphere model (tokens are unit vectors, A = beta I)
+----------------------------------------------------------------------------
+* d = 2, the circle: ``exp(beta cos(t - t')) = e^beta sum_k ihat_k e^{ik(t - t')}``
+  with ``ihat_k = I_k(beta) e^{-beta}`` (:func:`circle_coefficients`): a 1-D
+  NUFFT in the angle, ~beta + C sqrt(beta log(1/e)) modes, no box and no
+  aliasing; the kernel error is the tail ``2 sum_{k > n} ihat_k`` (bounded by
+  a geometric series), the bound above with r = 1.
+* d = 3: ``exp(beta (x.x' - 1)) = sum_l (2 l + 1) ihat_l P_l(x.x')``
+  (:func:`sphere_coefficients`) and the addition theorem turn every sum into
+  an analysis ``C_lm = sum_j f_lm(x_j) s_j`` and a synthesis
+  ``sum_lm ihat_l C_lm f_lm(x_i)`` over the (L + 1)^2 real spherical
+  harmonics (numba, recurrences vectorized over blocks of tokens, chunks
+  summed in a fixed order). No NUFFT: the error is the Legendre tail plus a
+  round-off allowance (:func:`sh_rounding`). L = 18 at beta = 4 and
+  summation_tol = 1e-10 (361 harmonics) against a 29^3-mode NUFFT with
+  spreading width 13; it is used while (L + 1)^2 <= ``SH_MAX_FEATURES``
+  (beta up to ~25 at 1e-10), the 3-D NUFFT beyond.
+
 Precision, threads, reproducibility
 -----------------------------------
-Transforms are double precision (``complex128``); for float32 states, a pass
+The harmonic sums are double precision. Transforms are double precision
+(``complex128``); for float32 states, a pass
 whose NUFFT tolerance is at least FINUFFT's single-precision floor (2e-6,
 e.g. ``summation_tol = 1e-3``) runs in single precision. FINUFFT uses
 numba's thread count (``numba.get_num_threads()``) from ``SERIAL_BELOW``
@@ -108,8 +132,12 @@ from ..errors import ParameterError, SimulationError
 
 SUMMATIONS = ("exact", "fourier")
 DEFAULT_TOL = 1e-10
-#: Accuracy (per unit strength) of the cheap pass that estimates kappa.
-COARSE = 1e-5
+#: Cell side (in units of the kernel width) of the a-priori kappa bound, and the most cells it
+#: uses: more occupied cells than min(MAX_OCCUPIED, max(1024, 4 sqrt(N))) double the side (the bound
+#: costs O(cells^2), at most O(N)).
+CELL_SIDE = 0.25
+MAX_CELLS = 2 ** 15
+MAX_OCCUPIED = 3000
 #: Smallest NUFFT tolerance used (double, single precision).
 EPS_FLOOR = {np.dtype(np.complex128): 1e-14, np.dtype(np.complex64): 2e-6}
 #: Largest total number of Fourier modes K_0 ... K_{r-1} of one transform.
@@ -117,6 +145,8 @@ MAX_MODES = 2 ** 22
 #: Below this many tokens FINUFFT runs on one thread (its parallel regions cost more than
 #: they save).
 SERIAL_BELOW = 50_000
+#: Most real spherical harmonics ((L + 1)^2, degree L) of the S^2 path; beyond, the 3-D NUFFT.
+SH_MAX_FEATURES = 2000
 #: Mode-wise NUFFT error taken per unit of absolute strength (FINUFFT's error model).
 C_NUFFT = 1.0
 
@@ -230,6 +260,89 @@ def ghat(P: float, K: int) -> np.ndarray:
     return math.sqrt(2.0 * math.pi) / P * np.exp(-0.5 * (2.0 * math.pi * n / P) ** 2)
 
 
+def circle_coefficients(beta: float, e: float) -> tuple[np.ndarray, float]:
+    """Fourier coefficients of ``exp(beta (cos t - 1))`` truncated for a sup error ``<= e``.
+
+    ``exp(beta (cos t - 1)) = sum_k I_k(beta) e^{-beta} e^{i k t}`` (``I_k`` the
+    modified Bessel function; ``scipy.special.ive``). The coefficients are
+    positive, even in k and sum to 1; for k >= 0 they decrease and so do the
+    ratios ``I_{k+1} / I_k``, so the tail beyond ``n`` is at most the geometric
+    series ``I_{n+1} / (1 - I_{n+2} / I_{n+1})``. Keeping ``|k| <= n`` errs by
+    at most twice that, everywhere on the circle.
+
+    Returns
+    -------
+    g : (2 n + 1,) float64, modes -n .. n
+    e_trunc : float, the bound of the truncation error (<= e)
+    """
+    from scipy.special import ive
+
+    k = np.arange(0, int(beta + 40.0 * math.sqrt(beta + 1.0) + 60.0), dtype=np.float64)
+    c = ive(k, beta)
+    for n in range(1, len(c) - 2):
+        ratio = c[n + 2] / c[n + 1] if c[n + 1] > 0 else 0.0  # < 1: I_k(beta) decreases in k
+        tail = 2.0 * c[n + 1] / (1.0 - ratio)
+        if tail <= e:
+            return np.concatenate([c[n:0:-1], c[: n + 1]]), float(tail)
+    raise ValueError(f"no truncation of exp(beta cos) below {e:g} at beta = {beta:g}")
+
+
+def sphere_coefficients(beta: float, e: float) -> tuple[np.ndarray, int, float]:
+    """Legendre coefficients of ``exp(beta (t - 1))`` on [-1, 1], truncated for a sup error ``<= e``.
+
+    ``exp(beta t) = sum_l (2 l + 1) i_l(beta) P_l(t)`` with the modified
+    spherical Bessel functions ``i_l(beta) = sqrt(pi / (2 beta)) I_{l+1/2}(beta)``;
+    scaled by ``e^{-beta}`` the terms ``(2 l + 1) ihat_l`` are positive and sum
+    to 1, and ``|P_l| <= 1``. Their ratios decrease in l (as those of
+    ``I_{l+1/2}`` and of ``2 l + 1`` do), so the tail beyond L is at most the
+    geometric series ``T_{L+1} / (1 - T_{L+2} / T_{L+1})``.
+
+    Returns
+    -------
+    ihat : (L + 1,) float64, the coefficient of ``sum_m f_lm(x) f_lm(x') = (2 l + 1) P_l(x.x')``
+    L : int, the degree
+    e_trunc : float, the bound of the truncation error (<= e)
+    """
+    from scipy.special import ive
+
+    l = np.arange(0, int(beta + 40.0 * math.sqrt(beta + 1.0) + 60.0), dtype=np.float64)
+    ihat = math.sqrt(math.pi / (2.0 * beta)) * ive(l + 0.5, beta)
+    T = (2.0 * l + 1.0) * ihat
+    for L in range(1, len(T) - 2):
+        ratio = T[L + 2] / T[L + 1] if T[L + 1] > 0 else 0.0
+        if ratio >= 1.0:  # the terms still grow (L below ~sqrt(beta)): no geometric bound yet
+            continue
+        tail = T[L + 1] / (1.0 - ratio)
+        if tail <= e:
+            return ihat[: L + 1].copy(), L, float(tail)
+    raise ValueError(f"no truncation of exp(beta t) below {e:g} at beta = {beta:g}")
+
+
+def sh_rounding(n: int, L: int) -> float:
+    """Round-off allowance of the harmonic sums, per unit strength (relative to ``sum_j |w_j f_j|``).
+
+    Every product ``ihat_l f_lm(x) f_lm(x')`` summed over the features is at most
+    ``(2 l + 1) ihat_l`` (Cauchy-Schwarz), and these sum to 1; the additions are
+    nested at most ``n / (64 SH_BLOCK) + SH_BLOCK / SH_LANES + 64`` deep in the
+    analysis (lanes, blocks, chunks) and ``(L + 1)^2`` deep in the synthesis, and
+    the Legendre recurrence loses about one unit per degree. Twice the unit
+    round-off per level, summed: a worst case, typically far above the error seen.
+    """
+    from .._kernels.fourier import SH_BLOCK, SH_LANES
+
+    u = np.finfo(np.float64).eps / 2.0
+    return 2.0 * u * (n / (64.0 * SH_BLOCK) + SH_BLOCK / SH_LANES + 64.0 + (L + 1) ** 2 + 4.0 * (L + 1))
+
+
+def sh_feature_degrees(L: int) -> np.ndarray:
+    """Degree l of each real spherical harmonic in the order of :func:`meanfield._kernels.fourier.sh_analysis`."""
+    out = []
+    for m in range(L + 1):
+        for l in range(m, L + 1):
+            out += [l] * (2 if m > 0 else 1)
+    return np.asarray(out, np.int64)
+
+
 class FourierSums:
     """The interaction sums of a softmax model with symmetric PSD ``A`` by NUFFT (docs/models.md §8).
 
@@ -262,6 +375,32 @@ class FourierSums:
         self._sx_version = -1
         self.t = None
         self.last: dict = {}
+        #: beta of the circle path (tokens on S^1, A = beta I), else None
+        self.circle = None
+        #: beta of the spherical-harmonic path (tokens on S^2, A = beta I), else None
+        self.sphere = None
+
+    def on_unit_sphere(self) -> None:
+        """The tokens are unit vectors and ``A = beta I`` (the sphere model): angle-space paths.
+
+        d = 2 (circle): ``exp(beta x.x') = e^beta exp(beta (cos(t - t') - 1))`` is a
+        function of the angle only, and every sum is a 1-D transform in the angle
+        ``t`` with the Bessel coefficients of :func:`circle_coefficients` (no box,
+        no aliasing). d = 3: the kernel is a Legendre series in ``x.x'``
+        (:func:`sphere_coefficients`), summed through real spherical harmonics
+        up to the degree the budget needs, O(N (L + 1)^2), as long as that is at
+        most ``SH_MAX_FEATURES`` harmonics; larger beta use the 3-D NUFFT.
+        """
+        d = self.L.shape[1]
+        lam = np.linalg.eigvalsh(self.L.T @ self.L)
+        if d not in (2, 3) or not np.allclose(lam, lam[0], rtol=1e-14, atol=0.0):
+            raise ValueError("the unit-sphere paths need d = 2 or 3 and A = beta I")
+        if d == 2:
+            self.circle = float(lam[0])
+            self.r = 1
+        else:
+            self.sphere = float(lam[0])
+        self._n = -1
 
     # ------------------------------------------------------------ set-up
     def _scratch(self, n: int, d: int) -> None:
@@ -296,6 +435,20 @@ class FourierSums:
             self.x = x
             return
         self._xprev = x.copy()
+        self._P = None  # NUFFT coordinates are computed per period (it depends on the error budget)
+        self.x = x
+        self._version += 1
+        self._T32 = None
+        self._kappa_max = None  # the a-priori bound of kappa (computed by the first pass)
+        if self.circle is not None:
+            FK.circle_angles(x, self._T)
+            self.mu[:] = 0.5 * self.circle  # |x| = 1: mu_i = beta |x_i|^2 / 2 = M, w_j = 1
+            self.M = 0.5 * self.circle
+            self.w[:] = 1.0
+            self.W = float(n)
+            if not np.all(np.isfinite(self._T)):
+                raise self._error("the state is not finite (NaN or inf)")
+            return
         FK.embed(x, self.L, self.U, self.mu)
         self.M = float(self.mu.max())
         self.W = FK.weights(self.mu, self.M, self.w)
@@ -305,9 +458,11 @@ class FourierSums:
             raise self._error("the state is not finite (NaN or inf in L x)")
         self.lo = lo
         self.span = hi - lo
-        self._P = None  # NUFFT coordinates are computed per period (it depends on the error budget)
-        self.x = x
-        self._version += 1
+        if self.sphere is not None:  # unit tokens: mu_i = beta / 2 exactly, w_j = 1
+            self.mu[:] = 0.5 * self.sphere
+            self.M = 0.5 * self.sphere
+            self.w[:] = 1.0
+            self.W = float(n)
 
     def _error(self, why: str) -> SimulationError:
         where = "" if self.t is None else f" at t = {self.t:.6g}"
@@ -317,15 +472,31 @@ class FourierSums:
     def _budget(self, target: float):
         """Kernel grid and NUFFT tolerance for an absolute error ``target`` per unit strength.
 
-        Returns ``((P, K, eps, bound, cdtype), None)`` or ``(None, why)`` when infeasible;
-        ``cdtype`` is complex64 for float32 states when eps allows it, else complex128.
-        The kernel gets 1/20 of the budget (it costs only log(1/e) more modes),
-        the two transforms the rest; eps is rounded down to a quarter decade so
-        nearby budgets share plans.
+        Returns ``((P, K, eps, bound, cdtype, coef), None)`` or ``(None, why)`` when
+        infeasible; ``cdtype`` is complex64 for float32 states when eps allows it,
+        else complex128; ``coef`` the kernel's Fourier coefficients per axis.
+        The target is first rounded down to a quarter decade (nearby budgets share
+        modes, tolerance and plans); the kernel gets 1/20 of it (it costs only
+        log(1/e) more modes), the two transforms the rest.
         """
         r = max(self.r, 1)
+        target = 10.0 ** (math.floor(4.0 * math.log10(max(target, 1e-300))) / 4.0)
+        if self.sphere is not None:
+            ihat, L, e_ker = sphere_coefficients(self.sphere, 0.5 * target)
+            e_round = sh_rounding(self._n, L)
+            if (L + 1) ** 2 <= SH_MAX_FEATURES and e_round <= 0.5 * target:
+                coef = ihat[sh_feature_degrees(L)]
+                return (None, np.array([(L + 1) ** 2], np.int64), None, e_ker + e_round,
+                        np.dtype(np.float64), [coef], "harmonics"), None
         e = target / (20.0 * r)
-        P, K, e_ker = kernel_grid(self.span, e)
+        if self.circle is not None:
+            P = None
+            g, e_ker = circle_coefficients(self.circle, e)
+            K = np.array([len(g)], np.int64)
+            coef = [g]
+        else:
+            P, K, e_ker = kernel_grid(self.span, e)
+            coef = [ghat(P[k], int(K[k])) for k in range(r)]
         eps = target / (2.5 * C_NUFFT)
         single = self.single_ok and eps >= EPS_FLOOR[np.dtype(np.complex64)]
         cdtype = np.dtype(np.complex64 if single else np.complex128)
@@ -335,9 +506,8 @@ class FourierSums:
             return None, (f"{' x '.join(map(str, K))} Fourier modes (more than {MAX_MODES}): the "
                           f"tokens span {np.round(self.span, 3).tolist()} in units of the "
                           "kernel width")
-        eps = 10.0 ** (math.floor(4.0 * math.log10(eps)) / 4.0)
         bound = r * e_ker * (1 + e_ker) ** (r - 1) + 2 * C_NUFFT * eps * (1 + e_ker) ** r
-        return (P, K, eps, bound, cdtype), None
+        return (P, K, eps, bound, cdtype, coef, "circle" if self.circle is not None else "nufft"), None
 
     def _plan(self, kind: int, K, ntr: int, eps: float, nthreads: int, cdtype):
         finufft = finufft_module()
@@ -357,11 +527,13 @@ class FourierSums:
         """Sum_j w_j G(u_i - u_j) f_j for the packed columns: the (ntr, N) complex output."""
         import numba
 
-        P, K, eps, _, cdtype = setup
+        P, K, eps, _, cdtype, coef, path = setup
+        if path == "harmonics":
+            return self._harmonics(kinds, axes, s, math.isqrt(int(K[0])) - 1, coef[0])
         nthreads = max(1, numba.get_num_threads()) if self._n >= SERIAL_BELOW else 1
         n = self._n
         ntr = -(-((len(kinds) + 1) // 2) // nthreads) * nthreads
-        if self._P is None or not np.array_equal(self._P, P):
+        if P is not None and (self._P is None or not np.array_equal(self._P, P)):
             FK.to_angles(self.U, self.lo, P, self._T)
             self._P = P
             self._T32 = None
@@ -375,59 +547,102 @@ class FourierSums:
             C = self._C[(ntr, cdtype)] = np.empty((ntr, n), cdtype)
         FK.pack(self.w, self.x, s, np.asarray(kinds, np.int64), np.asarray(axes, np.int64), C)
         coords = [T[k] for k in range(self.r)]
-        tag = (self._version, tuple(P))
+        tag = (self._version, None if P is None else tuple(P))
         p1 = self._plan(1, K, ntr, eps, nthreads, cdtype)
         if p1._mf_points != tag:
             p1.setpts(*coords)
             p1._mf_points = tag
         F = p1.execute(C)
         F = F.reshape((ntr, *[int(k) for k in K], *([1] * (3 - self.r))))
-        g = [ghat(P[k], int(K[k])) if k < self.r else np.ones(1) for k in range(3)]
-        FK.multiply_modes(F, *g)
+        FK.multiply_modes(F, *coef, *([np.ones(1)] * (3 - self.r)))
         p2 = self._plan(2, K, ntr, eps, nthreads, cdtype)
         if p2._mf_points != tag:
             p2.setpts(*coords)
             p2._mf_points = tag
         return p2.execute(F.reshape((ntr, *[int(k) for k in K])), out=C)
 
-    def _coarse_kappa(self) -> float:
-        """An upper bound of kappa (a power of 2) from a cheap pass: ``COARSE`` accuracy, one vector.
+    def _harmonics(self, kinds, axes, s, L: int, coef):
+        """The packed sums through real spherical harmonics up to degree L (S^2 path)."""
+        from .._kernels._config import chunk_bounds
 
-        A function of the state only, so the accurate pass that follows (and
-        its round-off) does not depend on the history of the run.
+        n = self._n
+        ntr = (len(kinds) + 1) // 2
+        C = self._C.get((ntr, "sh"))
+        if C is None:
+            C = self._C[(ntr, "sh")] = np.empty((ntr, n), np.complex128)
+        FK.pack(self.w, self.x, s, np.asarray(kinds, np.int64), np.asarray(axes, np.int64), C)
+        key = ("sh", L)
+        tables = self._plans.get(key)
+        if tables is None:
+            tables = self._plans[key] = FK.sh_tables(L)
+        bounds = chunk_bounds(n)
+        part = np.empty((len(bounds) - 1, len(coef), len(kinds)))
+        FK.sh_analysis(self.x, C, len(kinds), L, *tables, bounds, part)
+        FK.sh_synthesis(self.x, part.sum(axis=0), coef, L, *tables, bounds, C)
+        return C
+
+    def _kappa_bound(self) -> float:
+        """A-priori upper bound of ``kappa = W / min_i l_i`` from cell totals (a function of the state).
+
+        The weights are added into cells (side ``CELL_SIDE`` kernel widths, fewer
+        and larger cells when the tokens span many widths) and
+        :func:`~meanfield._kernels.fourier.cell_lower_bound` bounds every
+        ``l_i`` from below by placing each cell's weight at its farthest point.
         """
-        setup, why = self._budget(COARSE)
-        if setup is None:
-            raise self._error(f"the interaction sums cannot be resolved: they would need {why}. "
-                              'Use summation = "exact"')
-        V = self._transform([FK.COL_ONE], [0], self.mu, setup)
-        lmin = FK.finish_sums(V, 0, -1, self.mu, self.M, self._lc, self._mc, self.Sx)
-        kappa = self._kappa(lmin, setup[3])
-        if not math.isfinite(kappa):
-            kappa = 1.0 / setup[3]
-        return 2.0 ** math.ceil(math.log2(max(kappa, 1.0)))
+        if self._kappa_max is not None:
+            return self._kappa_max
+        if self.circle is not None:
+            U, lo, beta = self._T, np.array([-math.pi]), self.circle
+            nc = int(min(4096, max(256, math.ceil(2.0 * math.pi * math.sqrt(beta) / CELL_SIDE))))
+            ncell = np.array([nc], np.int64)
+            h = 2.0 * math.pi / nc
+        else:
+            U, lo, beta = self.U, self.lo, 0.0
+            h = CELL_SIDE
+            ncell = np.floor(self.span / h).astype(np.int64) + 1
+            while float(np.prod(ncell.astype(np.float64))) > MAX_CELLS:
+                h *= 1.25
+                ncell = np.floor(self.span / h).astype(np.int64) + 1
+        totals = np.empty(int(np.prod(ncell)), np.float64)
+        max_occupied = int(min(MAX_OCCUPIED, max(1024.0, 4.0 * math.sqrt(self._n))))
+        while FK.cell_totals(U, lo, h, ncell, self.w, totals) > max_occupied:
+            if self.circle is not None:
+                ncell[0] //= 2
+                h = 2.0 * math.pi / ncell[0]
+            else:
+                h *= 2.0
+                ncell = np.floor(self.span / h).astype(np.int64) + 1
+            totals = totals[: int(np.prod(ncell))]
+        low = FK.cell_lower_bound(totals, ncell, h, beta)
+        self._kappa_max = self.W / low if low > 0 else math.inf
+        return self._kappa_max
 
     def _run(self, kinds, axes, s, finish, kappa_of, kappa=None):
-        """Transform at the accuracy the (estimated) kappa needs, check, redo once if needed."""
+        """Transform at the accuracy the a-priori kappa bound needs; check with the computed sums.
+
+        The check (kappa from the computed ``l_i``, lowered by their own error
+        bound) cannot fail unless the NUFFT errs beyond its error model; then
+        the pass is redone once, tighter, before it raises.
+        """
         if kappa is None:
-            kappa = self._coarse_kappa()
+            kappa = self._kappa_bound()
         for attempt in (1, 2):
             setup, why = self._budget(self.tol / kappa)
             if setup is None:
                 raise self._error(
-                    f"the error bound summation_tol = {self.tol:g} cannot be met (kappa = "
-                    f"{kappa:.3g}: the smallest sum is that far below the total) with {why}. "
+                    f"the error bound summation_tol = {self.tol:g} cannot be met (kappa <= "
+                    f"{kappa:.3g}: the smallest sum may lie that far below the total) with {why}. "
                     "Use a larger summation_tol, or summation = \"exact\"")
             V = self._transform(kinds, axes, s, setup)
             lmin = finish(V)
             bound = setup[3]
             measured = kappa_of(lmin, bound)
-            if measured * bound <= self.tol:
-                self.last = {"kappa": measured, "bound": measured * bound,
+            if math.isfinite(measured) and 0.0 <= measured * bound <= self.tol:
+                self.last = {"kappa": float(measured), "bound": float(measured * bound),
                              "modes": setup[1].tolist(), "eps_nufft": setup[2], "attempts": attempt,
-                             "precision": setup[4].name, "kappa_assumed": kappa}
+                             "precision": setup[4].name, "kappa_assumed": kappa, "path": setup[6]}
                 return
-            kappa = 2.0 ** math.ceil(math.log2(max(measured, 2.0 * kappa)))
+            kappa = max(measured, 2.0 * kappa)
         raise self._error(f"the error bound summation_tol = {self.tol:g} was not met after two "
                           f"attempts (kappa = {measured:.3g})")
 

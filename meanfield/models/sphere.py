@@ -219,6 +219,8 @@ class Sphere(Model):
                            m=np.zeros(d), normalized=params.normalized, causal=params.causal,
                            summation=params.summation, summation_tol=params.summation_tol)
         self.attention = Softmax(sp, dynamics, dtype)
+        if self.attention._fourier is not None:
+            self.attention._fourier.on_unit_sphere()  # attention sees directions: angle-space sums
         self._n = -1
 
     @classmethod
