@@ -27,6 +27,8 @@ class LieMLP:
     """``x <- x + h MLP(x)`` after the attention step (Lie-Trotter). 1 MLP call per step."""
 
     calls = 1
+    #: Order of the block (attention integrator of order >= 1, then this sub-step) in h.
+    order = 1
     uses_velocity = False
 
     def __init__(self, model):
@@ -50,6 +52,7 @@ class StrangMLP(LieMLP):
     """Half an MLP step (explicit midpoint) before and after the attention step. 4 MLP calls per step."""
 
     calls = 4
+    order = 2  # with an attention integrator of order >= 2
 
     def __init__(self, model):
         super().__init__(model)
@@ -83,6 +86,9 @@ class NesterovMLP(LieMLP):
     """
 
     uses_velocity = True
+    #: None: with fixed (mu, beta, gamma) the block approximates no ODE (docs/mlp-block.md);
+    #: with beta = 1 - a h, gamma = c h^2, mu = beta it is first order (tests/test_mlp.py).
+    order = None
 
     def __init__(self, model):
         super().__init__(model)
