@@ -189,8 +189,8 @@ def main(argv=None):
     Ne = [1000, 4000, 8000, 16000] if args.quick else [4000, 16000, 32000, 64000]
     load = os.getloadavg()
     result = {"cpu": cpu_name(), "threads": numba.get_num_threads(), "loadavg_at_start": load,
-              "note": "machine shared with other jobs while measured: absolute times are noisy, "
-                      "ratios within this run are the meaningful numbers",
+              "note": ("ratios within this run are the meaningful numbers; the load average at the "
+                       "start and end says whether other jobs shared the cores"),
               "matmul_GFLOP_s": matmul_gflops(np.float64, numba.get_num_threads()), "scaling": {}}
     print(f"{result['cpu']}, {result['threads']} threads, load {load}")
     print(f"large matmul: {result['matmul_GFLOP_s']:.1f} GFLOP/s float64", flush=True)
