@@ -5,12 +5,15 @@ suite would pass while ``pip install .`` (non-editable) ships a broken package.
 """
 from pathlib import Path
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_python_requirement_matches_the_code():
+    """meanfield.io.config reads parameter files with tomllib (Python >= 3.11)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["requires-python"] == ">=3.11"
 
 
 def test_every_package_is_listed():
