@@ -226,7 +226,7 @@ def resume_run(path: str, overrides=(), progress=None, params=None) -> RunResult
     scales, tasks = recorder.arrays() if recorder.scales else ({}, {})
     return RunResult(scales=scales, tasks=tasks, x=res.x, y=res.y, config=run.resolved(),
                      status=res.status, oracle_calls=res.oracle_calls, wall_time=res.wall_time,
-                     path=path, state=res.state, grid=dict(getattr(system, "grid", None) or {}))
+                     path=path, state=res.state, grid=dict(system.grid))
 
 
 __all__ = ["RESUMABLE", "resume_run", "resumed_run"]

@@ -304,7 +304,7 @@ class Run:
                 writer.set_attr(key, value)
             obs.append(writer)
         system = self.make_system()
-        if writer is not None and getattr(system, "grid", None):
+        if writer is not None and system.grid:
             writer.set_grid(system.grid)
         self.model.oracle_calls = 0
         try:
@@ -326,7 +326,7 @@ class Run:
         return RunResult(scales=scales, tasks=tasks, x=res.x, y=res.y, config=self.resolved(),
                          status=res.status, oracle_calls=res.oracle_calls,
                          wall_time=res.wall_time, path=output, attrs=attrs, state=res.state,
-                         grid=dict(getattr(system, "grid", None) or {}))
+                         grid=dict(system.grid))
 
 
 def _check_block(model, integrator_name: str, cfg: dict) -> None:

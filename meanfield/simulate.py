@@ -315,7 +315,7 @@ class _Saver:
         tasks.update(system.fields(self.save_fields))
         scales = {"sim_time": float(t), "iteration": int(k),
                   "oracle_calls": int(system.oracle_calls - self.calls0), "wall_time": float(self.elapsed())}
-        scales.update(getattr(system, "counters", dict)())  # e.g. mlp_calls of transformer blocks
+        scales.update(system.counters())  # e.g. mlp_calls of transformer blocks
         return {"scales": scales, "tasks": tasks}
 
     def __call__(self, k, t) -> None:
@@ -417,13 +417,12 @@ def advance(
     t = horizon.time_of(start_step, nsteps)
     # no energy balance dH/dt = -2 alpha K to check when a block adds a non-gradient field (an MLP)
     residual = (DissipationResidual(system, schedule, dissipation, t, resume_state)
-                if system.accelerated and getattr(system, "energy_balance", True) else None)
+                if system.accelerated and system.energy_balance else None)
     watch = EnergyWatch(energy_infimum, system.dtype, resume_state)
     save = _Saver(system, integrator, observers, probes, residual, watch, save_fields,
                   start_wall_time, start_oracle_calls)
     integrator.reset()
-    if hasattr(system, "begin"):
-        system.begin(start_step)  # systems whose step depends on the step index (per-layer weights)
+    system.begin(start_step)  # systems whose step depends on the step index (per-layer weights)
     if integrator_state:
         integrator.set_state(integrator_state)
     if resume_state is None:

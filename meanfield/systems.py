@@ -23,13 +23,36 @@ A system has
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import numpy as np
 
 from ._kernels._config import chunk_bounds
 from ._kernels.checks import max_abs_or_nan
 
 
-class ParticleSystem:
+class System:
+    """Defaults of the system protocol (module docstring) that most systems share.
+
+    The loop calls these on every system; a system overrides what it has:
+    grid runs their ``grid``, transformer blocks ``begin``, ``counters`` and
+    ``energy_balance``.
+    """
+
+    #: Cell centres of a grid system, ``{axis: (M,)}``; empty for particles.
+    grid = MappingProxyType({})
+    #: Whether dH/dt = -2 alpha K holds, so the loop checks the dissipation residual.
+    energy_balance = True
+
+    def begin(self, step: int) -> None:
+        """Called by the loop before the first step: the run starts after ``step`` steps."""
+
+    def counters(self) -> dict:
+        """Extra save scales beyond the loop's own (``{name: int}``; none by default)."""
+        return {}
+
+
+class ParticleSystem(System):
     """N particles ``x`` (and momenta ``y``) moved by a model's fields.
 
     Parameters

@@ -30,6 +30,7 @@ import numpy as np
 from .._kernels._config import chunk_bounds
 from .._kernels.checks import max_abs_or_nan
 from ..errors import ParameterError
+from ..systems import System
 
 #: Integrators of first-order grid runs (method of lines).
 GRID_INTEGRATORS = ("euler", "heun", "rk4")
@@ -37,7 +38,7 @@ GRID_INTEGRATORS = ("euler", "heun", "rk4")
 SSP_INTEGRATORS = ("euler", "heun")
 
 
-class GridSystem:
+class GridSystem(System):
     """A density on a grid, advanced by a first-order integrator through the solver's rhs.
 
     Parameters
