@@ -652,12 +652,13 @@ class FourierSums:
 
     # ------------------------------------------------------------ passes
     def softmax_pass(self, acc, mrow, lrow) -> None:
-        """MODE_SOFTMAX: ``m_i``, ``l_i = sum_j exp(l_ij - m_i)``, ``acc_i = sum_j exp(l_ij - m_i) x_j``."""
-        d = acc.shape[1]
-        kinds = [FK.COL_ONE] + [FK.COL_X] * d
-        axes = [0] + list(range(d))
-        self._run(kinds, axes, self.mu,
-                  lambda V: FK.finish_sums(V, 0, 1, self.mu, self.M, lrow, mrow, acc), self._kappa)
+        """MODE_SOFTMAX: ``m_i``, ``l_i = sum_j exp(l_ij - m_i)``, ``acc_i = sum_j exp(l_ij - m_i) x_j``.
+
+        The same transforms as the z pass, whose cache then serves both (a save's
+        z pass and the next step's softmax pass at the same state).
+        """
+        self.z_pass(mrow, lrow)
+        acc[:] = self.Sx
 
     def z_pass(self, mrow, lrow) -> None:
         """MODE_Z: ``m_i``, ``l_i``; keeps ``sum_j w_j G_ij x_j`` for a following force pass."""
