@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 
 import matplotlib
 
@@ -34,6 +33,7 @@ from matplotlib import animation
 from matplotlib.colors import PowerNorm
 
 from .errors import ParameterError
+from .io.hdf5 import temp_file_beside
 from .plotting import _label
 
 #: Movie formats: extension -> matplotlib writer name.
@@ -326,9 +326,7 @@ def write_animation(tr, path, fps: int = 10, every: int = 1, max_particles: int 
     path = os.fspath(path)
     writer = movie_writer(path, fps)
     fig, update, frames = _frames_figure(tr, every, max_particles, seed, frames)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
-                               prefix=".meanfield-animate-", suffix=os.path.splitext(path)[1])
-    os.close(fd)
+    tmp = temp_file_beside(path, ".meanfield-animate-", os.path.splitext(path)[1])
     try:
         writer.setup(fig, tmp, dpi)
         grabbed = 0
@@ -343,9 +341,6 @@ def write_animation(tr, path, fps: int = 10, every: int = 1, max_particles: int 
                     writer.finish()
             raise
         writer.finish()
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is not what a user expects of a movie
         os.replace(tmp, path)
     finally:
         plt.close(fig)

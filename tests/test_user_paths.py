@@ -6,6 +6,7 @@ never destroyed before the new output is known to be writable.
 
 import hashlib
 import os
+import stat
 import signal
 import subprocess
 import sys
@@ -94,6 +95,18 @@ def test_replacing_writer_leaves_old_file_until_first_save(tmp_path):
     assert meanfield.load(str(old)).config == {"new": True}
     w.close()
     assert sorted(os.listdir(tmp_path)) == ["r.h5"]
+
+
+def test_replaced_file_has_the_permissions_of_a_new_file(tmp_path):
+    """--overwrite writes through a temporary file: the result is not left at mkstemp's 0600."""
+    fresh, old = tmp_path / "fresh.h5", tmp_path / "old.h5"
+    rec = {"scales": {"sim_time": 0.0, "iteration": 0, "oracle_calls": 0, "wall_time": 0.0},
+           "tasks": {"energy": 1.0}}
+    for path, replace in ((fresh, False), (old, False), (old, True)):
+        w = HDF5Writer(str(path), {}, mode="w", replace=replace)
+        w.save(rec)
+        w.close()
+    assert stat.S_IMODE(os.stat(old).st_mode) == stat.S_IMODE(os.stat(fresh).st_mode)
 
 
 def test_replacing_writer_closed_before_first_save_keeps_old(tmp_path):

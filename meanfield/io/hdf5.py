@@ -124,6 +124,20 @@ def _versions() -> dict:
     }
 
 
+def temp_file_beside(path: str, prefix: str, suffix: str) -> str:
+    """An empty temporary file in ``path``'s directory, to be moved over ``path`` when complete.
+
+    It gets the permissions a new file would (``0o666`` less the umask), not
+    ``mkstemp``'s ``0o600``: the file it becomes is a result the user shares.
+    """
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=prefix, suffix=suffix)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return tmp
+
+
 class HDF5Writer:
     """Observer that appends every save to an HDF5 file and keeps a checkpoint.
 
@@ -168,9 +182,7 @@ class HDF5Writer:
         self._last_write = -math.inf
         self._write_cost = 0.0
         if mode == "w" and replace and os.path.exists(self.path):
-            directory, base = os.path.split(os.path.abspath(self.path))
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{base}.", suffix=".partial")
-            os.close(fd)
+            tmp = temp_file_beside(self.path, f".{os.path.basename(self.path)}.", ".partial")
             self._final, self.path = self.path, tmp
         elif mode == "w":
             _remove_sidecars(self.ckpt_path)
