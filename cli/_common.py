@@ -67,8 +67,11 @@ def guard(fn):
                 click.echo(f"meanfield: run failed: {_one_line(exc)}", err=True)
                 sys.exit(1)
             except KeyboardInterrupt as exc:
-                msg = _one_line(exc) or "interrupted"
-                click.echo(f"meanfield: {msg}; checkpoint written (continue with --resume)", err=True)
+                msg = _one_line(exc)
+                if msg.startswith("interrupted at step"):  # the time loop's: it wrote a checkpoint
+                    click.echo(f"meanfield: {msg}; checkpoint written (continue with --resume)", err=True)
+                else:  # any other command, or a run stopped before its loop: nothing to resume
+                    click.echo("meanfield: interrupted", err=True)
                 sys.exit(130)
             except OSError as exc:
                 where = exc.filename if exc.filename is not None else ""

@@ -46,8 +46,5 @@ def animate(path, output, fps, every, max_particles, dpi):
     movie_writer(out, fps)  # extension and writer checked before the file is read
     check_output_path(out, "-o", overwrite=True)
     tr = load_run(path, need=("energy",))
-    try:
-        frames = write_animation(tr, out, fps=fps, every=every, max_particles=max_particles, dpi=dpi)
-    except KeyboardInterrupt:  # nothing to resume: the partial movie is gone, an old one kept
-        raise click.Abort() from None
+    frames = write_animation(tr, out, fps=fps, every=every, max_particles=max_particles, dpi=dpi)
     click.echo(f"wrote {out} ({frames} frames)")
