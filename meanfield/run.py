@@ -152,7 +152,7 @@ class Run:
         name, h = integ.pop("name"), integ.pop("h")
         self.integrator = make_integrator(name, dyn, **integ)
         self.integrator.check_model(self.model)
-        _check_block(self.model, name, cfg)
+        _check_block(self.model, cfg)
         if run.get("layers"):
             if self.model.n_layers < 2:
                 raise ParameterError("run.layers", "per-layer weights (a leading layer axis L >= 2 in "
@@ -329,7 +329,7 @@ class Run:
                          grid=dict(system.grid))
 
 
-def _check_block(model, integrator_name: str, cfg: dict) -> None:
+def _check_block(model, cfg: dict) -> None:
     """ParameterError for combinations a block with an MLP or per-layer weights does not support."""
     if model.mlp is None and model.n_layers == 1:
         return
@@ -337,9 +337,6 @@ def _check_block(model, integrator_name: str, cfg: dict) -> None:
     if cfg["solver"]["kind"] != "particles":
         raise ParameterError("solver.kind", f'"particles" with {key} (mean-field equations of '
                              "transformer blocks are not solved)", cfg["solver"]["kind"])
-    if integrator_name == "mean_shift" and model.mlp is not None:
-        raise ParameterError("integrator.name", "an integrator with a step size h (the MLP sub-step "
-                             "x <- x + h MLP(x) needs one; mean_shift ignores h)", integrator_name)
 
 
 #: ``[initial]`` keys that only set momenta (accelerated dynamics).

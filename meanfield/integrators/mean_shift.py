@@ -56,6 +56,9 @@ def _expected(model) -> str | None:
     if model.name == "softmax" and model.params.has_potential:
         return ("no confining W (model.Q = 0): -B grad W / z_i is a velocity of the flow, "
                 "not part of an attention layer's output")
+    if model.mlp is not None:
+        return ("an integrator with a step size h (the MLP sub-step x <- x + h MLP(x) needs one; "
+                "mean_shift ignores h)")
     if not hasattr(model, "attention_layer"):
         return ("model sphere (post_ln) or softmax (SA, no confining W): the layer replaces "
                 "each token by its softmax attention average")
