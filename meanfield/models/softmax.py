@@ -184,11 +184,9 @@ class Softmax(Model):
                          if params.summation == "fourier" else None)
         #: Passes over pairs compute each unordered pair once (symmetric A, no mask; used while
         #: max_i x_i^T |A| x_i / 2 <= PK.mu_max_for(dtype)). Set to False to force the row passes.
-        self.symmetric_pairs = (not self.causal and self._fourier is None
-                                and np.array_equal(self.A, self.A.T))
+        self.symmetric_pairs, absA = self._pair_layout(self.A)
         if self.symmetric_pairs:
-            lam, U = np.linalg.eigh(self.A)
-            self._absA = np.ascontiguousarray((U * np.abs(lam)) @ U.T)
+            self._absA = absA
         self._mu_limit = PK.mu_max_for(self.dtype)
         self._sym = False  # whether the current state's symmetric tiles are laid out (_prepare)
         self._layers = None  # per-layer (A, V, symmetric_pairs, |A|) of set_layers
@@ -203,6 +201,17 @@ class Softmax(Model):
         #: Not under summation = "fourier", whose backend keeps a state's z pass itself (the
         #: sphere model's diagnostics ask it for z_i again at each save).
         self._keep_softmax = not self.accelerated and self._fourier is None
+
+    def _pair_layout(self, A):
+        """``(symmetric_pairs, |A|)`` for query-key matrix ``A`` (d, d); ``|A|`` is None when not symmetric.
+
+        Each unordered pair is computed once for a symmetric A without a mask
+        under exact summation; ``|A| = U |lambda| U^T`` bounds the logits' shift.
+        """
+        if self.causal or self._fourier is not None or not np.array_equal(A, A.T):
+            return False, None
+        lam, U = np.linalg.eigh(A)
+        return True, np.ascontiguousarray((U * np.abs(lam)) @ U.T)
 
     @classmethod
     def from_dict(cls, p: dict, dtype=np.float64):
@@ -224,11 +233,7 @@ class Softmax(Model):
         self._layers = []
         for Al, Vl in zip(A, V):
             Al = np.ascontiguousarray(Al, dtype=np.float64)
-            sym = not self.causal and self._fourier is None and np.array_equal(Al, Al.T)
-            absA = None
-            if sym:
-                lam, U = np.linalg.eigh(Al)
-                absA = np.ascontiguousarray((U * np.abs(lam)) @ U.T)
+            sym, absA = self._pair_layout(Al)
             self._layers.append((Al, np.ascontiguousarray(Vl, dtype=np.float64), sym, absA))
         self._layer = -1
         self.use_layer(0)
