@@ -13,7 +13,18 @@ Each sweep is timed alone over one (TJ x TJ) tile pair held in cache, in CPU tim
 (usable while other jobs share the cores), as ns per unordered pair, and as
 *multiply-add equivalents*: the number of multiply-adds per pair that a one-thread
 large matmul of the same dtype performs in that time. A sweep that needs k
-multiply-adds per pair and shows about k equivalents runs at the matmul's rate::
+multiply-adds per pair and shows about k equivalents runs at the matmul's rate.
+
+It also times a loop of nothing but independent 512-bit multiply-adds (``peak``): the
+rate at which one core issues vector operations. The matmul runs at about that rate,
+so a pass that issues n vector operations per ordered pair is bounded by
+(2 d + 5) / n times the matmul rate (the 4 d + 10 flops of the target are 2 d + 5
+multiply-adds). The vector operations of the exponential sweep are counted in its
+compiled hot loop (``exp_ops_per_pair``: numba's assembly of a fresh compile, every
+512-bit instruction that is not a move or broadcast, per exponential); the logits, row
+and column sweeps issue d multiply-adds per pair each. Per ordered pair the pass then
+issues n = (3 d + e) / 2 operations, and ``ceiling_x_matmul`` = (2 d + 5) / n x (loop rate
+/ matmul rate) is what the pass would reach if every operation issued at the loop's rate::
 
     python benchmarks/bench_softmax_breakdown.py   # ~1 min; writes results/softmax_breakdown.json
 """
@@ -24,6 +35,7 @@ import os
 
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
+import re
 import time
 
 import numba
@@ -33,6 +45,7 @@ from numba import njit
 from threadpoolctl import threadpool_limits
 
 from meanfield._kernels import pairwise as PK
+from meanfield._kernels._config import wide_vectors
 
 SWEEPS = {0: "logits", 1: "exp + z", 2: "row sums", 3: "columns", 9: "all four"}
 
@@ -56,6 +69,59 @@ def _sweeps(which, reps, tj, QA, Xt, XWt, MUt, Wt, S, col, U, at, sh, rows, zero
             if which == 3 or which == 9:
                 PK._tile_columns_group(S, U[:, :d], tj, col[:d])
     return total
+
+
+@njit(cache=False, fastmath={"contract"})
+def _peak(v, m, c, reps):
+    """``reps`` times 16 dependent multiply-adds on each of the independent lanes of ``v``."""
+    wide_vectors()
+    for _ in range(reps):
+        for i in range(v.shape[0]):
+            t = v[i]
+            for _ in range(16):
+                t = t * m + c
+            v[i] = t
+
+
+def peak_gflops(dtype, rounds=5):
+    """One-thread rate of the multiply-add loop :func:`_peak`, GFLOP/s (best of ``rounds``)."""
+    v = np.ones(256, dtype)
+    m, c = dtype(0.999), dtype(1e-4)
+    _peak(v, m, c, 1)
+    reps = 100000
+    best = np.inf
+    for _ in range(rounds):
+        t = time.process_time()
+        _peak(v, m, c, reps)
+        best = min(best, time.process_time() - t)
+    return 2 * 16 * v.size * reps / best / 1e9
+
+
+def exp_ops_per_pair(dtype) -> float:
+    """512-bit arithmetic instructions per exponential in the hot loop of the exp + z sweep.
+
+    Compiles a fresh copy of ``PK._tile_sym_exp_group`` (cached code cannot be
+    inspected), takes the basic block with the most 512-bit instructions, and
+    counts those that are not moves or broadcasts, per vector shift (each
+    exponential builds its 2^n with one). Includes the shift subtraction, the
+    clamp and the two z sums of the pair.
+    """
+    dt = np.dtype(dtype)
+    fresh = njit(**dict(PK.NJIT_PAIR, cache=False))(PK._tile_sym_exp_group.py_func)
+    tj, zero = 256, dt.type(0)
+    S = PK.empty_aligned((PK.R, tj), dt)
+    S[:] = -1.0
+    fresh(S, np.zeros(tj, dt), np.ones(tj, dt), tj, zero, zero, zero, zero, np.zeros(tj, dt), True, zero)
+    blocks, cur = [], None
+    for line in next(iter(fresh.inspect_asm().values())).splitlines():
+        if re.match(r"^\.LBB\S+:", line):
+            cur = []
+            blocks.append(cur)
+        elif cur is not None and "zmm" in line:
+            cur.append(line.split()[0])
+    hot = max(blocks, key=len)
+    shifts = sum(op in ("vpsllq", "vpslld") for op in hot)
+    return sum(not op.startswith(("vmov", "vbroadcast")) for op in hot) / shifts
 
 
 def breakdown(d, dtype, reps, rounds=3):
@@ -105,10 +171,17 @@ def main():
                 a @ a
             gflops = 3 * 2 * 2000**3 / (time.process_time() - t) / 1e9
         fma_ns = gflops / 2  # multiply-adds per ns at the matmul rate
+        peak = peak_gflops(dt)
+        e = exp_ops_per_pair(dt)
+        print(f"{np.dtype(dt).name}: matmul {gflops:.1f} GFLOP/s, multiply-add loop {peak:.1f} GFLOP/s "
+              f"(matmul / loop {gflops / peak:.2f}), one thread; exp + z sweep: {e:.1f} vector operations "
+              "per pair", flush=True)
         for d in (4, 16, 64):
             b = breakdown(d, dt, reps=max(20, 3200 // d))
             parts = sum(b[w] for w in (0, 1, 2, 3))
             row = {"d": d, "dtype": np.dtype(dt).name, "matmul_GFLOP_s_1thread": gflops,
+                   "fma_loop_GFLOP_s_1thread": peak, "exp_ops_per_pair": e,
+                   "ceiling_x_matmul": 2 * (2 * d + 5) / (3 * d + e) * peak / gflops,
                    **{f"{SWEEPS[w]}_ns": b[w] for w in SWEEPS},
                    **{f"{SWEEPS[w]}_share": b[w] / parts for w in (0, 1, 2, 3)},
                    **{f"{SWEEPS[w]}_fma_equivalents": b[w] * fma_ns for w in SWEEPS},
@@ -117,7 +190,8 @@ def main():
             rows.append(row)
             print(f"d={d:>3} {row['dtype']}: " + ", ".join(
                 f"{SWEEPS[w]} {b[w]:.3f} ns ({b[w] * fma_ns:.0f})" for w in SWEEPS)
-                + f"; all four x matmul {row['all_x_matmul']:.2f}", flush=True)
+                + f"; all four x matmul {row['all_x_matmul']:.2f} (ceiling {row['ceiling_x_matmul']:.2f})",
+                flush=True)
     path = save_json("softmax_breakdown.json", {
         "cpu_label": cpu_label(cpu_info()), "load_average_before": before, "load_average_after": load_average(),
         "unit": "ns of CPU time per unordered pair, one thread; fma_equivalents = ns x the one-thread matmul's "
