@@ -82,6 +82,24 @@ def test_fast_exp_float32_within_2ulp():
     assert fast_exp(np.array([-np.inf, 100.0], np.float32)).tolist() == [0.0, np.inf]
 
 
+@pytest.mark.parametrize("dtype,lo", [(np.float64, -708.39), (np.float32, -87.33)])
+def test_fast_exp_bounded_variant_equals_the_tile_variant_on_its_range(dtype, lo):
+    """fexp_bounded (the symmetric passes' exp, no clamps) is fexp_tile bit for bit on [lo, 0]."""
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.uniform(lo, 0.0, 400_000), rng.uniform(-1e-3, 0.0, 1000), [lo, -1e-300, 0.0]])
+    x = x.astype(dtype)
+    y = fast_exp(x, bounded=True)
+    assert np.array_equal(y, fast_exp(x, tile=True))
+    ref = np.exp(x.astype(np.float64)).astype(dtype).astype(np.float64)
+    assert np.all(np.abs(y.astype(np.float64) - ref) <= np.spacing(ref.astype(dtype)).astype(np.float64))
+
+
+def test_symmetric_pass_exponents_stay_in_the_bounded_range():
+    """4 mu_max, the most negative exponent a symmetric pass forms, is inside fexp_bounded's range."""
+    from meanfield._kernels import pairwise as PK
+    assert 4 * PK.MU_MAX < 708.39 and 4 * PK.MU_MAX_F32 < 87.33
+
+
 @pytest.mark.parametrize("dtype,lo,top,hi", [(np.float64, -708.39, 709.43, 709.78),
                                              (np.float32, -87.33, 88.37, 88.72)])
 def test_fast_exp_tile_variant(dtype, lo, top, hi):

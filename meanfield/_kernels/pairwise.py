@@ -10,7 +10,8 @@ vectors where the CPU has them, see :func:`~._config.wide_vectors`). The tile
 loop is the outer loop of a block, so one tile stays in L1 while it is used
 by all ``TI`` targets of the block; within a block the loop kernels take
 targets ``R = 4`` at a time, so every source value loaded from the tile feeds
-four multiply-adds. Exponentials use the polynomial :func:`~.fastexp.fexp_tile`.
+four multiply-adds. Exponentials use the polynomial :func:`~.fastexp.fexp_tile` (the symmetric
+passes, whose exponents are bounded, :func:`~.fastexp.fexp_bounded`).
 
 Logits are ``l_ij = x_i^T A x_j = q_i . x_j`` with ``q_i = A^T x_i`` (rows of
 ``QA``). Exponentials are always taken of ``l_ij - m_i`` with ``m_i`` a
@@ -52,7 +53,7 @@ import numpy as np
 from numba import njit, prange, set_parallel_chunksize
 
 from ._config import NJIT, NJIT_PARALLEL, wide_vectors
-from .fastexp import fexp_tile, to_dtype_of
+from .fastexp import fexp_bounded, fexp_tile, to_dtype_of
 
 #: Re-association lets LLVM vectorize the tile reductions (sum over jj); the
 #: exp helpers are compiled separately with "contract" only and keep it.
@@ -655,7 +656,7 @@ def _tile_sym_weights(s, mut, st, c, w):
     """``s[jj] <- exp(s[jj] - mu_j) (c_i + s_j)`` for ``jj < w``: the symmetric force weight of a pair."""
     wide_vectors()
     for jj in range(w):
-        s[jj] = fexp_tile(s[jj] - mut[jj]) * (c + st[jj])
+        s[jj] = fexp_bounded(s[jj] - mut[jj]) * (c + st[jj])
 
 
 @njit(**NJIT_PAIR)
@@ -676,10 +677,10 @@ def _tile_sym_exp_group(S, MUt, Wt, w, e0, e1, e2, e3, colz, store, zero):
     for jj in range(w):
         mj = MUt[jj]
         wj = Wt[jj]
-        g0 = fexp_tile(S0[jj] - mj)
-        g1 = fexp_tile(S1[jj] - mj)
-        g2 = fexp_tile(S2[jj] - mj)
-        g3 = fexp_tile(S3[jj] - mj)
+        g0 = fexp_bounded(S0[jj] - mj)
+        g1 = fexp_bounded(S1[jj] - mj)
+        g2 = fexp_bounded(S2[jj] - mj)
+        g3 = fexp_bounded(S3[jj] - mj)
         if store:
             S0[jj] = g0
             S1[jj] = g1
