@@ -176,21 +176,29 @@ def isolated(Ns, ds, dtypes, peaks, reps, table):
                 variants = [("symmetric", 2, True)]
                 if N == max(Ns):
                     variants += [("symmetric", 1, True), ("row-wise", 2, False)]
-                outs = {}
+                    # the 2-thread symmetric oracle once more after the others: a core taken by another
+                    # job for a moment shows as a slow round; each row keeps the best of its rounds
+                    variants += [("symmetric", 2, True)]
+                outs, best, rounds = {}, {}, {}
                 for path, threads, sym in variants:
-                    t, outs[(path, threads)] = orc.measure(threads, r, sym)
+                    key = (path, threads)
+                    t, outs[key] = orc.measure(threads, r, sym)
+                    rounds[key] = rounds.get(key, 0) + 1
+                    if key not in best or t["first_s"] + t["accel_s"] < best[key]["first_s"] + best[key]["accel_s"]:
+                        best[key] = t
+                for (path, threads), t in best.items():
                     row = {"N": N, "d": d, "dtype": name, "threads": threads, "path": path, **t,
+                           "rounds": rounds[(path, threads)],
                            "first_Gpair_s": orc.pairs / t["first_s"] / 1e9,
                            "accel_Gpair_s": orc.pairs / t["accel_s"] / 1e9,
                            "accel_over_first": t["accel_s"] / t["first_s"]}
                     row["first_x_matmul"] = (row["first_Gpair_s"] * flops_per_pair(d)
                                              / peaks[f"{name}_threads{threads}"])
+                    if ("symmetric", 1) in outs:
+                        row["threads_1_2_bit_identical"] = all(
+                            np.array_equal(a, b) for a, b in zip(outs[("symmetric", 1)], outs[("symmetric", 2)]))
                     rows.append(row)
                     table(row)
-                if ("symmetric", 1) in outs:
-                    same = all(np.array_equal(a, b) for a, b in zip(outs[("symmetric", 1)], outs[("symmetric", 2)]))
-                    for row in rows[-len(variants):]:
-                        row["threads_1_2_bit_identical"] = same
     return rows
 
 
