@@ -500,6 +500,25 @@ def truncate_to(path: str, n_saves: int) -> None:
                     ds.resize(n_saves, axis=0)
 
 
+def grid_axes(grid) -> tuple:
+    """The axes of a grid run's density in its order: the position axis, then ``"momentum"`` if any.
+
+    Parameters
+    ----------
+    grid : dict
+        ``{axis: (M,) cell centres}`` of a run's ``/grid`` (``theta`` or ``x``,
+        and ``momentum`` for a kinetic run), in any order.
+
+    Returns
+    -------
+    tuple of str
+        ``(position,)`` for a density ``(T, M)``, ``(position, "momentum")`` for ``(T, M, K)``;
+        empty for a run without a grid.
+    """
+    position = tuple(k for k in grid if k != "momentum")[:1]
+    return position + (("momentum",) if "momentum" in grid else ())
+
+
 class Trajectory:
     """A run file read back into memory.
 
