@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from .errors import ParameterError
-from .models._params import as_matrix, as_vector
+from .models._params import as_matrix, as_vector, config_path
 
 
 def _psd_factor(cov: np.ndarray, key: str) -> np.ndarray:
@@ -138,7 +138,7 @@ def load_array(path: str, key: str, d: int, n: int | None, base_dir: str | None 
     """
     if not isinstance(path, str) or not path:
         raise ParameterError(key, "a file path", path)
-    full = path if os.path.isabs(path) or base_dir is None else os.path.join(base_dir, path)
+    full = config_path(path, base_dir)
     if not os.path.exists(full):
         raise ParameterError(key, "an existing .npy or .h5 file", path)
     which = "y" if key.endswith("momentum_path") else "x"

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import numbers
+import os
 
 import numpy as np
 
 from ..errors import ParameterError
+
+
+def config_path(path: str, base_dir: str | None) -> str:
+    """A file name as a parameter file means it: relative to the file's folder ``base_dir``.
+
+    Absolute names, and any name when there is no parameter file (``base_dir`` None), stay as given.
+    """
+    return path if os.path.isabs(path) or base_dir is None else os.path.join(base_dir, path)
 
 
 def _has_bool(value) -> bool:
