@@ -26,6 +26,16 @@ def _has_bool(value) -> bool:
     return False
 
 
+def _numbers(value, key: str, expected: str) -> np.ndarray:
+    """``value`` (a nested list) as a float64 array; ParameterError(key, expected) for booleans or non-numbers."""
+    if _has_bool(value):
+        raise ParameterError(key, f"{expected} (not booleans)", value)
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ParameterError(key, expected, value) from None
+
+
 def as_matrix(value, d: int, key: str) -> np.ndarray:
     """Read a d x d matrix given as ``"identity"``, a number (times identity) or a nested list.
 
@@ -44,12 +54,7 @@ def as_matrix(value, d: int, key: str) -> np.ndarray:
             raise ParameterError(key, "a finite number", value)
         arr = float(value) * np.eye(d)
     else:
-        if _has_bool(value):
-            raise ParameterError(key, f"a {d}x{d} list of numbers (not booleans)", value)
-        try:
-            arr = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ParameterError(key, f"a {d}x{d} list of numbers", value) from None
+        arr = _numbers(value, key, f"a {d}x{d} list of numbers")
         if arr.ndim == 1 and arr.shape == (d,):
             arr = np.diag(arr)
         if arr.shape != (d, d):
@@ -67,12 +72,7 @@ def as_vector(value, d: int, key: str) -> np.ndarray:
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         arr = np.full(d, float(value))
     else:
-        if _has_bool(value):
-            raise ParameterError(key, f"a list of {d} numbers (not booleans)", value)
-        try:
-            arr = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ParameterError(key, f"a list of {d} numbers", value) from None
+        arr = _numbers(value, key, f"a list of {d} numbers")
     if arr.shape != (d,):
         raise ParameterError(key, f"a list of {d} numbers", f"shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
