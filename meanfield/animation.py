@@ -33,7 +33,7 @@ from matplotlib import animation
 from matplotlib.colors import PowerNorm
 
 from .errors import ParameterError
-from .io.hdf5 import temp_file_beside
+from .io.hdf5 import grid_axes, temp_file_beside
 from .plotting import _label
 
 #: Movie formats: extension -> matplotlib writer name.
@@ -180,7 +180,7 @@ def _density_panel(ax, tr):
     """Density of a grid run (a curve) or of a kinetic run (a phase-space image); returns ``draw(k)``."""
     rho = np.asarray(tr["density"], dtype=float)
     grid = tr.grid
-    axis = next(k for k in grid if k != "momentum")
+    axis = grid_axes(grid)[0]
     centres = np.asarray(grid[axis], dtype=float)
     if rho.ndim == 3:
         omega = np.asarray(grid["momentum"], dtype=float)

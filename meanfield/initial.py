@@ -13,13 +13,12 @@ import os
 import numpy as np
 
 from .errors import ParameterError
-from .models._params import as_matrix, as_vector
+from .models._params import as_matrix, as_vector, config_path, require_symmetric
 
 
 def _psd_factor(cov: np.ndarray, key: str) -> np.ndarray:
     """Return F with F F^T = cov for a symmetric positive semidefinite cov; ``(d, d)``."""
-    if np.abs(cov - cov.T).max() > 1e-12 * max(1.0, np.abs(cov).max()):
-        raise ParameterError(key, "a symmetric positive semidefinite matrix", "a non-symmetric matrix")
+    require_symmetric(cov, key, expected="a symmetric positive semidefinite matrix")
     w, V = np.linalg.eigh(cov)
     if w.min() < -1e-12 * max(1.0, abs(w).max()):
         raise ParameterError(
@@ -138,7 +137,7 @@ def load_array(path: str, key: str, d: int, n: int | None, base_dir: str | None 
     """
     if not isinstance(path, str) or not path:
         raise ParameterError(key, "a file path", path)
-    full = path if os.path.isabs(path) or base_dir is None else os.path.join(base_dir, path)
+    full = config_path(path, base_dir)
     if not os.path.exists(full):
         raise ParameterError(key, "an existing .npy or .h5 file", path)
     which = "y" if key.endswith("momentum_path") else "x"

@@ -16,6 +16,7 @@ import numpy as np
 from matplotlib.patches import Ellipse
 
 from .errors import ParameterError
+from .io.hdf5 import grid_axes
 
 
 def _label(tr) -> str:
@@ -238,7 +239,8 @@ def plot_density(tr):
     if "density" not in tr or not grid:
         raise ParameterError("solver.kind", 'a pde run on a grid (/tasks/density and /grid)',
                              "a run without a density")
-    axis, centres = next((k, v) for k, v in grid.items() if k != "momentum")
+    axis = grid_axes(grid)[0]
+    centres = grid[axis]
     rho = np.asarray(tr["density"], dtype=float)
     if rho.ndim == 3 and "momentum" in grid:  # phase space (kinetic run): the position marginal
         rho = rho.sum(axis=2) * float(np.diff(grid["momentum"][:2])[0])

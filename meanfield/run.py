@@ -245,9 +245,7 @@ class Run:
     @functools.cached_property
     def energy_infimum(self) -> float | None:
         """The known lower bound of this run's energy (None when unknown); computed once."""
-        if self.model.mlp is not None:  # the MLP field is no gradient: the attention energy has no floor
-            return None
-        return self.model.energy_infimum(self.x0) if self.pde is None else self.pde.energy_infimum()
+        return self.model.energy_floor(self.x0) if self.pde is None else self.pde.energy_infimum()
 
     def loop(self, x, y, observers, progress=None, **resume) -> LoopResult:
         """The time loop on particles ``(x, y)`` (updated in place); see :meth:`advance`."""

@@ -477,11 +477,11 @@ def simulate(model, schedule, integrator, x, y, horizon: Horizon, **options) -> 
         The keyword options of :func:`advance` (save_every, save_fields,
         observers, progress, dissipation, check_every, max_wall_time, the
         resume counters, probes, energy_infimum: by default the model's
-        ``energy_infimum(x)``).
+        ``energy_floor(x)``).
 
     Returns
     -------
     LoopResult
     """
-    options.setdefault("energy_infimum", None if model.mlp is not None else model.energy_infimum(x))
+    options.setdefault("energy_infimum", model.energy_floor(x))
     return advance(particle_system(model, x, y), schedule, integrator, horizon, **options)

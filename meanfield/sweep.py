@@ -54,6 +54,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from .errors import ParameterError, SimulationError
 from .io import config as _config
+from .models._params import config_path
 
 #: Top-level keys of a sweep file.
 SWEEP_KEYS = ("base", "seeds", "grid", "output")
@@ -342,8 +343,8 @@ def _absolute_paths(config: dict, base_dir: str) -> dict:
     if isinstance(section, dict):
         for key in ("path", "momentum_path"):
             p = section.get(key)
-            if isinstance(p, str) and p and not os.path.isabs(p):
-                section[key] = os.path.join(base_dir, p)
+            if isinstance(p, str) and p:
+                section[key] = config_path(p, base_dir)
     return config
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..models.bilinear import linear_map_infimum
 
-def bilinear_energy_infimum(model, x0) -> float:
+
+def bilinear_energy_infimum(model, x0) -> float | None:
     """Infimum of (1/N) sum_i W(U x_i) over linear maps U, for the bilinear model.
 
     Both bilinear flows move particles by a linear map, x_i(t) = U(t) x_i(0)
@@ -19,9 +21,12 @@ def bilinear_energy_infimum(model, x0) -> float:
     ----------
     model : Bilinear
     x0 : (N, d) initial positions
+
+    Returns
+    -------
+    float or None
+        None when Q is not positive definite or M is singular
+        (:func:`meanfield.models.bilinear.linear_map_infimum`).
     """
     x0 = np.asarray(x0, dtype=np.float64)
-    mu = x0.mean(axis=0)
-    M = x0.T @ x0 / x0.shape[0]
-    m, Q = model.m, model.Q
-    return float(0.5 * (m @ Q @ m) * (1.0 - mu @ np.linalg.solve(M, mu)))
+    return linear_map_infimum(model.m, model.Q, x0.mean(axis=0), x0.T @ x0 / x0.shape[0])

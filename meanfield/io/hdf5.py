@@ -463,15 +463,28 @@ def read_checkpoint(path: str) -> dict | None:
         ``t``, ``iteration``, ``oracle_calls``, ``n_saves`` (if known) and
         ``source`` ("sidecar" or "file"); None if the run has no checkpoint.
     """
-    side = checkpoint_path(path)
-    if os.path.exists(side):
-        ck = _read_sidecar(side)
-        ck["source"] = "sidecar"
+    ck = _sidecar_checkpoint(path)
+    if ck is not None:
         return ck
     with h5py.File(path, "r") as f:
-        if "checkpoint" not in f:
-            return None
-        ck = _read_checkpoint_group(f["checkpoint"])
+        return _file_checkpoint(f)
+
+
+def _sidecar_checkpoint(path: str) -> dict | None:
+    """The checkpoint of run file ``path``'s sidecar (``source`` "sidecar"), None without a sidecar."""
+    side = checkpoint_path(path)
+    if not os.path.exists(side):
+        return None
+    ck = _read_sidecar(side)
+    ck["source"] = "sidecar"
+    return ck
+
+
+def _file_checkpoint(f) -> dict | None:
+    """The ``/checkpoint`` group of the open run file ``f`` (``source`` "file"), None if it holds no state."""
+    if "checkpoint" not in f:
+        return None
+    ck = _read_checkpoint_group(f["checkpoint"])
     if not ck["state"]:
         return None
     ck["source"] = "file"
@@ -485,6 +498,25 @@ def truncate_to(path: str, n_saves: int) -> None:
             for ds in f[group].values():
                 if ds.shape[0] > n_saves:
                     ds.resize(n_saves, axis=0)
+
+
+def grid_axes(grid) -> tuple:
+    """The axes of a grid run's density in its order: the position axis, then ``"momentum"`` if any.
+
+    Parameters
+    ----------
+    grid : dict
+        ``{axis: (M,) cell centres}`` of a run's ``/grid`` (``theta`` or ``x``,
+        and ``momentum`` for a kinetic run), in any order.
+
+    Returns
+    -------
+    tuple of str
+        ``(position,)`` for a density ``(T, M)``, ``(position, "momentum")`` for ``(T, M, K)``;
+        empty for a run without a grid.
+    """
+    position = tuple(k for k in grid if k != "momentum")[:1]
+    return position + (("momentum",) if "momentum" in grid else ())
 
 
 class Trajectory:
@@ -599,12 +631,16 @@ def load(path, tasks=None) -> Trajectory:
         names = have if tasks is None else [t for t in tasks if t in have]
         data = {k: tg[k][...] for k in names}
         grid = {k: gg[k][...] for k in gg} if isinstance(gg, h5py.Group) else {}
-    missing = [k for k in SCALES if k not in scales]
-    if (scales or data) and missing:
-        raise ParameterError("(file)", f"a meanfield run file (/scales/{missing[0]} missing)", path)
-    if any(np.ndim(v) != 1 for v in scales.values()) or any(np.ndim(v) < 1 for v in data.values()):
-        raise ParameterError("(file)", "a meanfield run file (datasets with a save axis)", path)
-    return Trajectory(config, attrs, scales, data, read_checkpoint(path), grid=grid, path=path)
+        missing = [k for k in SCALES if k not in scales]
+        if (scales or data) and missing:
+            raise ParameterError("(file)", f"a meanfield run file (/scales/{missing[0]} missing)", path)
+        if any(np.ndim(v) != 1 for v in scales.values()) or any(np.ndim(v) < 1 for v in data.values()):
+            raise ParameterError("(file)", "a meanfield run file (datasets with a save axis)", path)
+        # the newest checkpoint as read_checkpoint finds it, without opening the file again
+        ck = _sidecar_checkpoint(path)
+        if ck is None:
+            ck = _file_checkpoint(f)
+    return Trajectory(config, attrs, scales, data, ck, grid=grid, path=path)
 
 
 def last_state(path: str, which: str = "x") -> np.ndarray:

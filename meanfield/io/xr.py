@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 
-from .hdf5 import SCALES
+from .hdf5 import SCALES, grid_axes
 
 #: Dimension names after the save axis, by task name; other tasks are named by their shape.
 TASK_DIMS = {
@@ -90,7 +90,7 @@ def to_dataset(tr):
             coords[name] = ("sim_time", scales[name][:T])
     # grid runs: the density's axes are the grid's (position, then momentum), with cell centres
     grid = {k: np.asarray(v) for k, v in (getattr(tr, "grid", None) or {}).items()}
-    axes = tuple(a for a in ("theta", "x", "momentum") if a in grid)
+    axes = grid_axes(grid)
     for a in axes:
         coords[a] = (a, grid[a])
     data = {name: (("sim_time", *(axes if name == "density" and v.ndim == len(axes) + 1

@@ -129,6 +129,7 @@ import numpy as np
 
 from .._kernels import fourier as FK
 from ..errors import ParameterError, SimulationError
+from ._params import require_symmetric
 
 SUMMATIONS = ("exact", "fourier")
 DEFAULT_TOL = 1e-10
@@ -203,17 +204,13 @@ def psd_factor(A: np.ndarray, key: str = "model.A", why: str = "") -> np.ndarray
         When ``A`` is not symmetric positive semidefinite (the factorization
         ``exp(x^T A x') = exp(|u|^2/2) exp(|u'|^2/2) exp(-|u - u'|^2/2)`` needs it).
     """
-    scale = max(1.0, float(np.abs(A).max()))
-    if np.abs(A - A.T).max() > 1e-12 * scale:
-        raise ParameterError(key, "a symmetric positive semidefinite matrix for summation = "
-                             f"\"fourier\"{why} (exp(x^T A x') is a Gaussian only then)",
-                             "a non-symmetric matrix")
+    expected = f"a symmetric positive semidefinite matrix for summation = \"fourier\"{why} (exp(x^T A x') " \
+               "is a Gaussian only then)"
+    require_symmetric(A, key, expected=expected)
     lam, U = np.linalg.eigh(0.5 * (A + A.T))
     top = max(float(np.abs(lam).max()), 1e-300)
     if lam.min() < -1e-12 * top:
-        raise ParameterError(key, "a symmetric positive semidefinite matrix for summation = "
-                             f"\"fourier\"{why} (exp(x^T A x') is a Gaussian only then)",
-                             f"an indefinite matrix (eigenvalue {lam.min():.3g})")
+        raise ParameterError(key, expected, f"an indefinite matrix (eigenvalue {lam.min():.3g})")
     keep = lam > 1e-12 * top
     if not keep.any():
         return np.zeros((1, A.shape[0]))

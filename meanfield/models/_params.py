@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import numbers
+import os
 
 import numpy as np
 
 from ..errors import ParameterError
+
+
+def config_path(path: str, base_dir: str | None) -> str:
+    """A file name as a parameter file means it: relative to the file's folder ``base_dir``.
+
+    Absolute names, and any name when there is no parameter file (``base_dir`` None), stay as given.
+    """
+    return path if os.path.isabs(path) or base_dir is None else os.path.join(base_dir, path)
 
 
 def _has_bool(value) -> bool:
@@ -15,6 +24,16 @@ def _has_bool(value) -> bool:
     if isinstance(value, (list, tuple)):
         return any(_has_bool(v) for v in value)
     return False
+
+
+def _numbers(value, key: str, expected: str) -> np.ndarray:
+    """``value`` (a nested list) as a float64 array; ParameterError(key, expected) for booleans or non-numbers."""
+    if _has_bool(value):
+        raise ParameterError(key, f"{expected} (not booleans)", value)
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ParameterError(key, expected, value) from None
 
 
 def as_matrix(value, d: int, key: str) -> np.ndarray:
@@ -35,12 +54,7 @@ def as_matrix(value, d: int, key: str) -> np.ndarray:
             raise ParameterError(key, "a finite number", value)
         arr = float(value) * np.eye(d)
     else:
-        if _has_bool(value):
-            raise ParameterError(key, f"a {d}x{d} list of numbers (not booleans)", value)
-        try:
-            arr = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ParameterError(key, f"a {d}x{d} list of numbers", value) from None
+        arr = _numbers(value, key, f"a {d}x{d} list of numbers")
         if arr.ndim == 1 and arr.shape == (d,):
             arr = np.diag(arr)
         if arr.shape != (d, d):
@@ -58,12 +72,7 @@ def as_vector(value, d: int, key: str) -> np.ndarray:
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         arr = np.full(d, float(value))
     else:
-        if _has_bool(value):
-            raise ParameterError(key, f"a list of {d} numbers (not booleans)", value)
-        try:
-            arr = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ParameterError(key, f"a list of {d} numbers", value) from None
+        arr = _numbers(value, key, f"a list of {d} numbers")
     if arr.shape != (d,):
         raise ParameterError(key, f"a list of {d} numbers", f"shape {arr.shape}")
     if not np.all(np.isfinite(arr)):

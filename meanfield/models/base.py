@@ -145,6 +145,17 @@ class Model:
         """A known lower bound of the energy that the flows approach (None when unknown)."""
         return None
 
+    def energy_floor(self, x0) -> float | None:
+        """The lower bound a run watches: :meth:`energy_infimum`, None for a block with an MLP.
+
+        The MLP field is no gradient: the attention energy has no floor then.
+
+        Parameters
+        ----------
+        x0 : (N, d) initial positions
+        """
+        return None if self.mlp is not None else self.energy_infimum(x0)
+
     def check_state(self, x, y) -> None:
         """Hook for geometry checks; the Euclidean models accept any finite state."""
 

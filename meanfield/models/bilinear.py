@@ -34,6 +34,30 @@ from ._params import as_flag, as_matrix, as_vector, require_symmetric, sym
 from .base import Model
 
 
+def linear_map_infimum(m, Q, mu, M) -> float | None:
+    """inf over linear maps U of E[W(U x)] = 1/2 m^T Q m (1 - mu^T M^{-1} mu) (docs/models.md §2).
+
+    The bound of every flow that moves positions by one common linear map
+    ``x(t) = U(t) x(0)``; the minimiser ``U = m mu^T M^{-1}`` has rank one (approached,
+    never reached).
+
+    Parameters
+    ----------
+    m : (d,) minimiser of W
+    Q : (d, d) symmetric Hessian of W
+    mu : (d,) mean of the initial positions
+    M : (d, d) second moment E[x x^T] of the initial positions
+
+    Returns
+    -------
+    float or None
+        None unless Q is positive definite and M well conditioned (cond <= 1e12).
+    """
+    if np.linalg.eigvalsh(Q).min() <= 0 or np.linalg.cond(M) > 1e12:
+        return None
+    return float(0.5 * (m @ Q @ m) * (1.0 - mu @ np.linalg.solve(M, mu)))
+
+
 @dataclass(frozen=True)
 class BilinearParams:
     """Validated parameters of the bilinear model.
@@ -203,15 +227,10 @@ class Bilinear(Model):
 
         None unless Q is positive definite and the second moment of ``x0`` invertible.
         """
-        from ..diagnostics.energy import bilinear_energy_infimum
-
         if self.causal:  # particles no longer move by one common linear map
             return None
         x0 = np.asarray(x0, dtype=np.float64)
-        M = x0.T @ x0 / x0.shape[0]
-        if np.linalg.eigvalsh(self.Q).min() <= 0 or np.linalg.cond(M) > 1e12:
-            return None
-        return bilinear_energy_infimum(self, x0)
+        return linear_map_infimum(self.m, self.Q, x0.mean(axis=0), x0.T @ x0 / x0.shape[0])
 
     def describe(self) -> dict:
         return {

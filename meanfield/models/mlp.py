@@ -25,6 +25,7 @@ import numpy as np
 from scipy.special import erf
 
 from ..errors import ParameterError
+from ._params import config_path
 
 #: ``[model]`` keys of the MLP sub-block (handled by :func:`meanfield.models.make_model`).
 MLP_KEYS = ("mlp", "mlp_activation", "mlp_mu", "mlp_beta", "mlp_gamma", "mlp_splitting")
@@ -61,7 +62,7 @@ def resolve_path(path, base_dir: str | None, key: str) -> str:
     """``path`` relative to the parameter file's folder; ParameterError unless it is a readable file."""
     if not isinstance(path, str) or not path:
         raise ParameterError(key, "a file name (.npz, or .npy for a single matrix)", path)
-    full = path if os.path.isabs(path) or base_dir is None else os.path.join(base_dir, path)
+    full = config_path(path, base_dir)
     if not os.path.isfile(full):
         raise ParameterError(key, "an existing file", full)
     return full

@@ -101,6 +101,25 @@ DEFAULT_CLUSTER_TOL = 1e-3
 NORMALIZATIONS = tuple(SK.SCHEMES)
 
 
+def clustered_energy(beta: float) -> float | None:
+    """-e^beta / 2: the interaction energy at full clustering, the infimum for Q^T K = I.
+
+    Parameters
+    ----------
+    beta : float
+        Inverse temperature.
+
+    Returns
+    -------
+    float or None
+        None beyond the float64 range (beta > ~710.5).
+    """
+    if beta <= LOG_MAX:
+        return -0.5 * math.exp(beta)
+    inf = -exp_clipped(beta - math.log(2.0))  # e^beta alone overflows, e^beta / 2 may not
+    return inf if math.isfinite(inf) else None
+
+
 @dataclass(frozen=True)
 class SphereParams:
     """Validated parameters of the sphere model.
@@ -428,12 +447,7 @@ class Sphere(Model):
 
         None when unknown (Q^T K != I) or beyond the float64 range (beta > ~710.5).
         """
-        if self.params.identity_qk:
-            if self.beta <= LOG_MAX:
-                return -0.5 * math.exp(self.beta)
-            inf = -exp_clipped(self.beta - math.log(2.0))  # e^beta alone overflows, e^beta / 2 may not
-            return inf if math.isfinite(inf) else None
-        return None
+        return clustered_energy(self.beta) if self.params.identity_qk else None
 
     def describe(self) -> dict:
         p = self.params

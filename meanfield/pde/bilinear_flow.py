@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import ParameterError
 from ..models.base import Model
+from ..models.bilinear import linear_map_infimum
 from ..systems import ParticleSystem
 
 
@@ -292,10 +293,7 @@ class BilinearFlow:
         if fm.accelerated and self.section.get("momentum", "zero") not in ("zero", "affine"):
             return None
         d = fm.d
-        mu, M = self.mean0[:d], self.second0[:d, :d]
-        if np.linalg.eigvalsh(fm.Q).min() <= 0 or np.linalg.cond(M) > 1e12:
-            return None
-        return float(0.5 * (fm.m @ fm.q) * (1.0 - mu @ np.linalg.solve(M, mu)))
+        return linear_map_infimum(fm.m, fm.Q, self.mean0[:d], self.second0[:d, :d])
 
     def attrs(self) -> dict:
         """Extra file attributes of the run."""

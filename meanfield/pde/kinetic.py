@@ -64,6 +64,7 @@ from .._kernels import kinetic as KK
 from ..errors import ParameterError
 from ..initial import von_mises_params
 from ..integrators.base import Integrator
+from ..models.sphere import clustered_energy
 from .densities import von_mises_pdf
 from .finite_volume import (BOUNDARY_TOL, BoundaryMassWarning, boundary_layer, check_line_domain, check_line_grid,
                             line_cell_masses)
@@ -299,9 +300,9 @@ class CircleKinetic(_Kinetic):
                                  f"(the kernel exp(beta cos) resolved)", [M, K])
         return sol
 
-    def energy_infimum(self) -> float:
-        """The known lower bound of the energy, -exp(beta) / 2 (float)."""
-        return -0.5 * math.exp(self.beta)
+    def energy_infimum(self) -> float | None:
+        """The known lower bound of the energy, -exp(beta) / 2 (the sphere model's, Q = K = I)."""
+        return clustered_energy(self.beta)
 
     # ------------------------------------------------------------ resolution
     def tail(self) -> float:

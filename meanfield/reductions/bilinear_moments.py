@@ -19,6 +19,7 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 from ..errors import ParameterError
+from ..models._params import require_symmetric
 
 RTOL, ATOL = 1e-12, 1e-14
 
@@ -49,9 +50,8 @@ class BilinearMomentODE:
                 raise ParameterError("initial.momentum", "affine momentum (S, b) for the moment ODE",
                                      None)
             S0 = np.asarray(S0, float)
-            if np.abs(S0 - S0.T).max() > 1e-12 * max(1.0, np.abs(S0).max()):
-                raise ParameterError("initial.S", "a symmetric S (the moment closure needs it)",
-                                     "a non-symmetric S")
+            require_symmetric(S0, "initial.S", expected="a symmetric S (the moment closure needs it)",
+                              found="a non-symmetric S")
             parts += [S0.ravel(), np.asarray(b0, float).ravel()]
         return np.concatenate(parts)
 
