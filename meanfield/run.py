@@ -100,6 +100,10 @@ class Run:
         or None for the built-in default example.
     overrides : sequence of str
         ``"section.key=value"`` overrides (TOML values), applied after the file.
+    base_dir : str or None
+        Folder that relative file names of a dict ``config`` (``initial.path``,
+        ``model.mlp``, ``model.A`` files, ...) are taken from; None: the current
+        directory. A TOML path sets it to the file's folder.
 
     Raises
     ------
@@ -107,9 +111,8 @@ class Run:
         Naming the file (if any), the key, what was expected and what was found.
     """
 
-    def __init__(self, config=None, overrides=()):
+    def __init__(self, config=None, overrides=(), base_dir=None):
         file = None
-        base_dir = None
         if config is None:
             raw = copy.deepcopy(_config.DEFAULT)
         elif isinstance(config, (str, os.PathLike)):

@@ -440,7 +440,7 @@ def run_job(job: dict, threads: int | None = None, overwrite: bool = False) -> d
             return _finish(row, t0)
         try:
             cfg = _absolute_paths(copy.deepcopy(job["config"]), job["base_dir"])
-            run = Run(cfg)
+            run = Run(cfg, base_dir=job["base_dir"])  # model files (mlp, A, V) beside the sweep file too
         except ParameterError as exc:  # a bad grid point: report it, the others run
             row.update(status=BAD, message=str(exc))
             return _finish(row, t0)

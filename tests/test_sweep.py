@@ -164,6 +164,35 @@ def test_bad_grid_point_is_reported_and_the_rest_runs(tmp_path, client):
     assert csv_text.count(BAD) == 4 and "expected one of" in csv_text
 
 
+def test_model_files_of_the_base_config_are_found_beside_the_sweep_file(tmp_path, client):
+    """A relative model.mlp (like initial.path) names a file beside the sweep file, not in the workers' cwd."""
+    d, h = 2, 4
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "w.npz", W1=0.1 * rng.standard_normal((h, d)), b1=np.zeros(h),
+             W2=0.1 * rng.standard_normal((d, h)), b2=np.zeros(d))
+    base = textwrap.dedent("""\
+        [model]
+        name = "softmax"
+        dynamics = "first_order"
+        d = 2
+        mlp = "w.npz"
+        [integrator]
+        name = "euler"
+        h = 0.1
+        [initial]
+        n = 16
+        [run]
+        steps = 4
+        """)
+    grid = 'base = "base.toml"\n[grid]\n"integrator.h" = [0.1, 0.05]\n[output]\ndir = "out"\n'
+    res = run_sweep(_write(tmp_path, grid, base), client=client)
+    assert [r["status"] for r in res.rows] == ["finished", "finished"], [r["message"] for r in res.rows]
+    for row in res.rows:
+        with h5py.File(tmp_path / "out" / row["file"], "r") as f:
+            assert json.loads(f.attrs["config"])["model"]["mlp"] == str(tmp_path / "w.npz")
+            assert f["scales/mlp_calls"][-1] == 4
+
+
 def test_interrupted_and_failed_files_are_continued_on_rerun(tmp_path, client):
     grid = GRID.replace("seeds = [0, 1]\n", "").replace('["constant", "nesterov"]', '["nesterov"]')
     path = _write(tmp_path, grid)
