@@ -236,46 +236,32 @@ def fexp32_bounded(x):
     return p * _bits_f32(np.int32(_f32_bits(t) << 23))
 
 
-def fexp(x):
-    """exp(x) for a float64 or float32 scalar inside numba code (dispatches on type)."""
-    return np.exp(x)
+def _by_dtype(name, f64, f32, doc):
+    """A stub ``name`` that numba code calls as ``f64`` on a float64 scalar and ``f32`` on a float32 one."""
+
+    def stub(x):
+        return np.exp(x)
+
+    stub.__name__ = stub.__qualname__ = name
+    stub.__doc__ = doc
+
+    @overload(stub, jit_options=NJIT)
+    def _overload(x):
+        if x == types.float64:
+            return lambda x: f64(x)
+        if x == types.float32:
+            return lambda x: f32(x)
+        return None
+
+    return stub
 
 
-@overload(fexp, jit_options=NJIT)
-def _fexp_overload(x):
-    if x == types.float64:
-        return lambda x: fexp64(x)
-    if x == types.float32:
-        return lambda x: fexp32(x)
-    return None
-
-
-def fexp_tile(x):
-    """:func:`fexp64_tile` / :func:`fexp32_tile` inside numba code (dispatches on type)."""
-    return np.exp(x)
-
-
-@overload(fexp_tile, jit_options=NJIT)
-def _fexp_tile_overload(x):
-    if x == types.float64:
-        return lambda x: fexp64_tile(x)
-    if x == types.float32:
-        return lambda x: fexp32_tile(x)
-    return None
-
-
-def fexp_bounded(x):
-    """:func:`fexp64_bounded` / :func:`fexp32_bounded` inside numba code (dispatches on type)."""
-    return np.exp(x)
-
-
-@overload(fexp_bounded, jit_options=NJIT)
-def _fexp_bounded_overload(x):
-    if x == types.float64:
-        return lambda x: fexp64_bounded(x)
-    if x == types.float32:
-        return lambda x: fexp32_bounded(x)
-    return None
+fexp = _by_dtype("fexp", fexp64, fexp32,
+                 "exp(x) for a float64 or float32 scalar inside numba code (dispatches on type).")
+fexp_tile = _by_dtype("fexp_tile", fexp64_tile, fexp32_tile,
+                      ":func:`fexp64_tile` / :func:`fexp32_tile` inside numba code (dispatches on type).")
+fexp_bounded = _by_dtype("fexp_bounded", fexp64_bounded, fexp32_bounded,
+                         ":func:`fexp64_bounded` / :func:`fexp32_bounded` inside numba code (dispatches on type).")
 
 
 def to_dtype_of(value, like):
