@@ -1,0 +1,34 @@
+"""Defects a newcomer hit on a first trial of the command line (each test failed before its fix)."""
+
+import h5py
+import pytest
+from click.testing import CliRunner
+from meanfield_cli.main import cli
+
+import meanfield
+
+from test_cli import SMALL  # the small bilinear parameter file of the CLI tests (n = 64, t1 = 2)
+
+
+@pytest.fixture
+def runner(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.toml").write_text(SMALL)
+    return CliRunner()
+
+
+# ---- run.max_wall_time is a budget per invocation (batch-queue slots) --------------------------
+
+def test_resume_of_a_wall_time_stop_gets_a_fresh_budget(runner):
+    # a run stopped by its wall-time limit; pretend its first slot used 1000 s
+    (open("s.toml", "w")).write(SMALL.replace("t1 = 2.0", "t1 = 2.0\nmax_wall_time = 1e-9"))
+    assert runner.invoke(cli, ["run", "s.toml", "-o", "s.h5"]).exit_code == 0
+    with h5py.File("s.h5", "a") as f:
+        f["scales/wall_time"][...] = 1000.0
+    # the next slot, with a 60 s budget, must run to the end (it used to stop after one step)
+    res = runner.invoke(cli, ["run", "--resume", "s.h5", "--set", "run.max_wall_time=60"])
+    assert res.exit_code == 0, res.output
+    tr = meanfield.load("s.h5")
+    assert tr.attrs["status"] == "finished"
+    assert tr.t[-1] == 2.0
+    assert tr.scales["wall_time"][-1] > 1000.0  # the file's clock still counts across resumes
