@@ -112,6 +112,11 @@ def _summary_line(res) -> str:
 def _report(res) -> None:
     """The run's summary line; a run that finished with warnings also says so on stderr (one line)."""
     click.echo(_summary_line(res))
+    if res.status.startswith("stopped"):  # not finished: say so, and how to go on
+        limit = res.config["run"].get("max_wall_time")
+        click.echo(f"meanfield: {res.status.split(';')[0]} (run.max_wall_time = {limit:g} s) at "
+                   f"t = {res.t[-1]:.6g}, before the end of the run; continue with "
+                   f"meanfield run --resume {res.path}", err=True)
     if "warning:" in res.status:
         click.echo(f"meanfield: {res.status[res.status.index('warning:'):]}", err=True)
 

@@ -32,3 +32,15 @@ def test_resume_of_a_wall_time_stop_gets_a_fresh_budget(runner):
     assert tr.attrs["status"] == "finished"
     assert tr.t[-1] == 2.0
     assert tr.scales["wall_time"][-1] > 1000.0  # the file's clock still counts across resumes
+
+
+def test_a_wall_time_stop_says_so(runner):
+    # the summary line used to read like a finished run ("final energy ... at t = 1.02")
+    (open("s.toml", "w")).write(SMALL.replace("t1 = 2.0", "t1 = 2.0\nmax_wall_time = 1e-9"))
+    res = runner.invoke(cli, ["run", "s.toml", "-o", "s.h5"])
+    assert res.exit_code == 0, res.output
+    assert "stopped: wall time" in res.output and "--resume s.h5" in res.output, res.output
+    res = runner.invoke(cli, ["run", "--resume", "s.h5"])
+    assert res.exit_code == 0 and "stopped: wall time" in res.output, res.output
+    res = runner.invoke(cli, ["run", "--resume", "s.h5", "--set", "run.max_wall_time=60"])
+    assert res.exit_code == 0 and "stopped" not in res.output, res.output
