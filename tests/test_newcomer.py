@@ -44,3 +44,23 @@ def test_a_wall_time_stop_says_so(runner):
     assert res.exit_code == 0 and "stopped: wall time" in res.output, res.output
     res = runner.invoke(cli, ["run", "--resume", "s.h5", "--set", "run.max_wall_time=60"])
     assert res.exit_code == 0 and "stopped" not in res.output, res.output
+
+
+# ---- stdout closed early (`meanfield info out.h5 | head -1`) ---------------------------------
+
+def test_closed_stdout_is_not_a_bad_input(runner):
+    import os
+    import subprocess
+    import sys
+
+    assert runner.invoke(cli, ["run", "p.toml", "-o", "out.h5"]).exit_code == 0
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before anything is written: every write fails with EPIPE
+    try:
+        proc = subprocess.run([sys.executable, "-m", "meanfield_cli.main", "info", "out.h5"],
+                              stdout=w, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(w)
+    # it used to say "meanfield: error: Broken pipe" and exit 2 (bad input)
+    assert proc.returncode == 141, proc.stderr
+    assert proc.stderr == "", proc.stderr
