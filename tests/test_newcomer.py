@@ -64,3 +64,17 @@ def test_closed_stdout_is_not_a_bad_input(runner):
     # it used to say "meanfield: error: Broken pipe" and exit 2 (bad input)
     assert proc.returncode == 141, proc.stderr
     assert proc.stderr == "", proc.stderr
+
+
+# ---- [solver] keys a particle run does not use ------------------------------------------------
+
+def test_particle_run_says_it_ignores_grid_keys(runner):
+    # solver.grid / domain / momentum_max only shape pde runs; a particle run took them silently
+    res = runner.invoke(cli, ["run", "p.toml", "-o", "a.h5", "--set", "solver.grid=64",
+                              "--set", "solver.domain=[-1.0, 1.0]"])
+    assert res.exit_code == 0, res.output
+    warning = [ln for ln in res.output.splitlines() if "warning" in ln]
+    assert len(warning) == 1, res.output
+    assert "p.toml" in warning[0] and "solver.grid" in warning[0] and "solver.domain" in warning[0]
+    res = runner.invoke(cli, ["run", "p.toml", "-o", "b.h5"])
+    assert res.exit_code == 0 and "warning" not in res.output, res.output
