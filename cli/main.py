@@ -137,7 +137,7 @@ def _companion_path(path: str) -> str:
               help="Progress bar (default: on when stderr is a terminal).")
 @click.option("--resume", is_flag=True,
               help="Continue OUT.h5 from its checkpoint (--set may change only run.t1, steps, "
-                   "oracle_calls, save_every, check_every, max_wall_time; with PARAMS and -o, "
+                   "oracle_calls, layers, save_every, check_every, max_wall_time; with PARAMS and -o, "
                    "PARAMS must describe the same run).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @guard

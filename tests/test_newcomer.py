@@ -78,3 +78,24 @@ def test_particle_run_says_it_ignores_grid_keys(runner):
     assert "p.toml" in warning[0] and "solver.grid" in warning[0] and "solver.domain" in warning[0]
     res = runner.invoke(cli, ["run", "p.toml", "-o", "b.h5"])
     assert res.exit_code == 0 and "warning" not in res.output, res.output
+
+
+# ---- what --resume may change: the same list in the help, the guide and the code ---------------
+
+def test_resume_keys_are_listed_everywhere():
+    import os
+    import re
+
+    from meanfield.resume import RESUMABLE
+
+    help_text = " ".join(CliRunner().invoke(cli, ["run", "--help"]).output.split())
+    docs = os.path.join(os.path.dirname(__file__), os.pardir, "docs")
+    params = open(os.path.join(docs, "parameters.md")).read()
+    section = params[params.index("## What `--resume` may change"):params.index("## Sweep files")]
+    started = open(os.path.join(docs, "getting-started.md")).read()
+    sentence = " ".join(started[started.index("`--set run.t1=...`"):].split("may extend")[0].split())
+    for key in RESUMABLE:
+        short = key.split(".")[1]
+        assert re.search(rf"\b{short}\b", help_text), (key, help_text)
+        assert f"`{key}`" in section, key
+        assert f"`{short}`" in sentence or "`--set run.t1=...`" in sentence and short == "t1", (key, sentence)
