@@ -99,3 +99,53 @@ def test_resume_keys_are_listed_everywhere():
         assert re.search(rf"\b{short}\b", help_text), (key, help_text)
         assert f"`{key}`" in section, key
         assert f"`{short}`" in sentence or "`--set run.t1=...`" in sentence and short == "t1", (key, sentence)
+
+
+# ---- the run-file layout of file-format.md names everything a run writes -----------------------
+
+def test_file_format_names_every_attribute_task_and_grid(tmp_path):
+    import os
+    import re
+
+    from test_cli import SMALL as small
+    import tomllib
+
+    base = tomllib.loads(small)
+    base["run"] = {"t0": 1.0, "steps": 2}
+    sphere = {"model": {"name": "sphere", "dynamics": "accelerated", "d": 2, "beta": 1.0},
+              "damping": {"schedule": "constant", "a": 1.0},
+              "integrator": {"name": "strang", "h": 0.05},
+              "initial": {"law": "von_mises", "n": 16}, "run": {"steps": 2}}
+    line = {"model": {"name": "softmax", "dynamics": "accelerated", "d": 1, "A": 0.5, "Q": 1.0},
+            "damping": {"schedule": "constant", "a": 1.0},
+            "integrator": {"name": "strang", "h": 0.05},
+            "initial": {"law": "gaussian", "n": 16, "mean": 0.3, "cov": 0.3,
+                        "momentum": "gaussian", "momentum_scale": 0.5},
+            "run": {"steps": 2}}
+    softmax = {**line, "model": {**line["model"], "d": 2, "A": 0.2, "Q": 1.0, "mlp": None}}
+    softmax["model"].pop("mlp")
+    softmax["initial"] = {"law": "gaussian", "n": 16, "momentum": "gaussian"}
+    softmax["integrator"] = {"name": "exp_euler", "h": 0.05}
+    cfgs = {"bil": base, "bil_pde": {**base, "solver": {"kind": "pde"}},
+            "sphere": sphere, "sphere_fo": {**sphere, "model": {**sphere["model"], "dynamics": "first_order"},
+                                            "integrator": {"name": "euler", "h": 0.05},
+                                            "damping": {"schedule": "none"}},
+            "circle_fv": {**sphere, "model": {**sphere["model"], "dynamics": "first_order"},
+                          "integrator": {"name": "euler", "h": 0.05}, "damping": {"schedule": "none"},
+                          "solver": {"kind": "pde", "grid": 64}},
+            "circle_kin": {**sphere, "solver": {"kind": "pde", "grid": [64, 65]}},
+            "line_kin": {**line, "solver": {"kind": "pde", "grid": [64, 64], "domain": [-4.0, 4.0]}},
+            "softmax": softmax}
+    doc = open(os.path.join(os.path.dirname(__file__), os.pardir, "docs", "file-format.md")).read()
+    layout = doc[doc.index("## One run = one HDF5 file"):doc.index("## Crash safety")]
+    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", layout))
+    missing = set()
+    for name, cfg in cfgs.items():
+        path = str(tmp_path / f"{name}.h5")
+        meanfield.Run(cfg).simulate(path)
+        with h5py.File(path, "r") as f:
+            names = set(f.attrs) | set(f["tasks"]) | set(f["scales"]) | set(f.get("grid", {})) \
+                | set(f["checkpoint"])
+        missing |= {f"{name}: {n}" for n in names
+                    if n not in words and not (n.startswith("ode_") and "ode_" in layout)}
+    assert not missing, sorted(missing)
