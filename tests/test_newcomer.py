@@ -1,5 +1,7 @@
 """Defects a newcomer hit on a first trial of the command line (each test failed before its fix)."""
 
+import textwrap
+
 import h5py
 import pytest
 from click.testing import CliRunner
@@ -149,3 +151,36 @@ def test_file_format_names_every_attribute_task_and_grid(tmp_path):
         missing |= {f"{name}: {n}" for n in names
                     if n not in words and not (n.startswith("ode_") and "ode_" in layout)}
     assert not missing, sorted(missing)
+
+
+def test_kinetic_even_momentum_cells_at_rest_is_a_documented_input_error(runner):
+    import os
+
+    cfg = textwrap.dedent("""\
+        [model]
+        name = "sphere"
+        dynamics = "accelerated"
+        d = 2
+        beta = 2.0
+        [integrator]
+        name = "strang"
+        h = 0.05
+        [damping]
+        schedule = "constant"
+        a = 1.0
+        [initial]
+        law = "von_mises"
+        [run]
+        steps = 2
+        [solver]
+        kind = "pde"
+        grid = [64, 64]
+        """)
+    open("k.toml", "w").write(cfg)
+    res = runner.invoke(cli, ["run", "k.toml", "-o", "k.h5"])
+    assert res.exit_code == 2 and "solver.grid" in res.output and "odd" in res.output, res.output
+    doc = open(os.path.join(os.path.dirname(__file__), os.pardir, "docs", "kinetic.md")).read()
+    errors = doc[doc.index("## Input errors"):]
+    assert "an odd number of cells" in " ".join(errors.split())
+    res = runner.invoke(cli, ["run", "k.toml", "-o", "k.h5", "--set", "solver.grid=[64, 65]"])
+    assert res.exit_code == 0, res.output  # the grid the guide suggests
