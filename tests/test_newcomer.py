@@ -184,3 +184,21 @@ def test_kinetic_even_momentum_cells_at_rest_is_a_documented_input_error(runner)
     assert "an odd number of cells" in " ".join(errors.split())
     res = runner.invoke(cli, ["run", "k.toml", "-o", "k.h5", "--set", "solver.grid=[64, 65]"])
     assert res.exit_code == 0, res.output  # the grid the guide suggests
+
+
+# ---- the default example prints the table the README and the guide show ------------------------
+
+def test_default_example_table_is_the_documented_one(runner):
+    import os
+    import re
+
+    res = runner.invoke(cli, ["run"])
+    assert res.exit_code == 0, res.output
+    row = re.compile(r"^\s*\d+\s+\S+e[+-]\d+\s+\S+e[+-]\d+\s+\S+$")
+    printed = [ln.split() for ln in res.output.splitlines() if row.match(ln)]
+    assert len(printed) >= 5, res.output
+    top = os.path.join(os.path.dirname(__file__), os.pardir)
+    for doc in ("README.md", os.path.join("docs", "getting-started.md")):
+        text = open(os.path.join(top, doc)).read()
+        shown = [ln.split() for ln in text.splitlines() if row.match(ln)]
+        assert shown == printed, (doc, shown, printed)  # every row, in order (none left out)
