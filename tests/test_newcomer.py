@@ -202,3 +202,28 @@ def test_default_example_table_is_the_documented_one(runner):
         text = open(os.path.join(top, doc)).read()
         shown = [ln.split() for ln in text.splitlines() if row.match(ln)]
         assert shown == printed, (doc, shown, printed)  # every row, in order (none left out)
+
+
+# ---- the default example with --set overrides ---------------------------------------------------
+
+@pytest.mark.parametrize("override,key", [
+    ('model.name="softmax"', "model.name"),          # used to end in an internal error (E* is None)
+    ('solver.kind="pde"', "solver.kind"),            # used to end in an internal error (no x0)
+    ('model.dynamics="first_order" integrator.name="euler"', "model.dynamics"),
+    ("model.Q=0.0", "--set"),                        # no positive definite Q: E* unknown
+])
+def test_default_example_refuses_overrides_it_cannot_compare(runner, override, key):
+    sets = [a for o in override.split() for a in ("--set", o)]
+    res = runner.invoke(cli, ["run", "--set", "run.t1=1.5", "--set", "initial.n=40", *sets])
+    line = [ln for ln in res.output.splitlines() if "error" in ln]  # (first-order: also its warning)
+    assert res.exit_code == 2 and len(line) == 1, res.output
+    assert "internal error" not in line[0] and key in line[0], line[0]
+    assert not any(name.endswith(".h5") for name in __import__("os").listdir("."))  # nothing written
+
+
+def test_default_example_says_when_acceleration_loses(runner):
+    # at t1 = 3 the first-order gap is smaller: "0.5x lower with acceleration" read as a win
+    res = runner.invoke(cli, ["run", "--set", "run.t1=3.0", "--set", "initial.n=200"])
+    assert res.exit_code == 0, res.output
+    last = res.output.strip().splitlines()[-1]
+    assert "higher with acceleration" in last and "lower" not in last, last
