@@ -248,3 +248,15 @@ def test_circle_grid_run_has_the_sphere_energy_infimum(tmp_path):
     assert meanfield.load(grid.path).attrs["energy_infimum"] == pytest.approx(e_star, rel=1e-15)
     row = compare_runs([meanfield.load(grid.path)], names=["g"])[0]
     assert row["E_star_source"] == "exact infimum" and row["E_star"] == pytest.approx(e_star)
+
+
+# ---- plot --kind moments prints nothing but "wrote ..." ---------------------------------------
+
+def test_moments_plot_draws_without_matplotlib_chatter(runner, caplog):
+    (open("m.toml", "w")).write(SMALL.replace("[output]", "[diagnostics]\nmoment_ode = true\n[output]"))
+    assert runner.invoke(cli, ["run", "m.toml", "-o", "mo.h5"]).exit_code == 0
+    caplog.set_level("WARNING")
+    res = runner.invoke(cli, ["plot", "mo.h5", "--kind", "moments", "-o", "m.png"])
+    assert res.exit_code == 0 and res.output.strip() == "wrote m.png", res.output
+    # matplotlib used to log "Ignoring fixed x limits to fulfill fixed data aspect ..." on stderr
+    assert not [r.getMessage() for r in caplog.records if r.name.startswith("matplotlib")]
