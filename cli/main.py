@@ -295,7 +295,8 @@ INFO_WIDTH = 22
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--kind", default="energy", show_default=True,
-              help="What to draw: energy (several runs), moments, particles, ... (see meanfield.plotting.PLOTS).")
+              help="What to draw: energy (several runs), moments, particles, clusters (sphere), "
+                   "density (pde runs on a grid).")
 @click.option("--x", "xaxis", type=click.Choice(["time", "oracle_calls"]), default="time",
               show_default=True, help="Energy plots: horizontal axis.")
 @click.option("--e-star", "e_star", default=None,

@@ -260,3 +260,19 @@ def test_moments_plot_draws_without_matplotlib_chatter(runner, caplog):
     assert res.exit_code == 0 and res.output.strip() == "wrote m.png", res.output
     # matplotlib used to log "Ignoring fixed x limits to fulfill fixed data aspect ..." on stderr
     assert not [r.getMessage() for r in caplog.records if r.name.startswith("matplotlib")]
+
+
+# ---- every plot kind is named where a user looks for it ----------------------------------------
+
+def test_plot_kinds_are_listed_in_help_and_guide():
+    import os
+
+    from meanfield.plotting import PLOTS
+
+    help_text = " ".join(CliRunner().invoke(cli, ["plot", "--help"]).output.split())
+    started = open(os.path.join(os.path.dirname(__file__), os.pardir, "docs", "getting-started.md")).read()
+    synopsis = [ln for ln in started.splitlines() if ln.startswith("meanfield plot OUT.h5")]
+    assert len(synopsis) == 1
+    for kind in PLOTS:
+        assert kind in help_text, (kind, help_text)  # it said "... (see meanfield.plotting.PLOTS)"
+        assert kind in synopsis[0], (kind, synopsis[0])
