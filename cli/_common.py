@@ -73,7 +73,9 @@ def guard(fn):
             except KeyboardInterrupt as exc:
                 msg = _one_line(exc)
                 if msg.startswith("interrupted at step"):  # the time loop's: it wrote a checkpoint
-                    click.echo(f"meanfield: {msg}; checkpoint written (continue with --resume)", err=True)
+                    path = getattr(exc, "path", None)
+                    how = f"meanfield run --resume {path}" if path else "--resume"
+                    click.echo(f"meanfield: {msg}; checkpoint written (continue with {how})", err=True)
                 else:  # any other command, or a run stopped before its loop: nothing to resume
                     click.echo("meanfield: interrupted", err=True)
                 sys.exit(130)

@@ -97,6 +97,9 @@ def _simulate(run, output, overwrite, progress, label):
     bar = _Progress(progress, label)
     try:
         return run.simulate(output, overwrite=overwrite, progress=bar)
+    except KeyboardInterrupt as exc:
+        exc.path = output  # the file to resume (the default example writes two)
+        raise
     finally:
         bar.close()
 
@@ -162,8 +165,12 @@ def run(params, output, overrides, threads, progress, resume, overwrite):
         if target is None:
             raise ParameterError("--resume", "an output file to resume (-o OUT.h5)", None)
         # with both PARAMS and -o, PARAMS must describe the run in the file (checked, not ignored)
-        res = resume_run(target, overrides=overrides, progress=_Progress(progress, "resume"),
-                         params=params if output else None)
+        try:
+            res = resume_run(target, overrides=overrides, progress=_Progress(progress, "resume"),
+                             params=params if output else None)
+        except KeyboardInterrupt as exc:
+            exc.path = target
+            raise
         _report(res)
         return
     r = meanfield.Run(params, overrides)

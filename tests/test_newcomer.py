@@ -276,3 +276,32 @@ def test_plot_kinds_are_listed_in_help_and_guide():
     for kind in PLOTS:
         assert kind in help_text, (kind, help_text)  # it said "... (see meanfield.plotting.PLOTS)"
         assert kind in synopsis[0], (kind, synopsis[0])
+
+
+# ---- Ctrl-C names the file to resume (the default example writes two) ---------------------------
+
+def test_interrupt_names_the_file_to_resume(runner, monkeypatch):
+    import signal
+
+    def interrupt_at_3(done, total):
+        if done == 3:
+            signal.raise_signal(signal.SIGINT)
+
+    class Bar:  # the CLI's progress callback, replaced by one that presses Ctrl-C at step 3
+        def __init__(self, *args):
+            pass
+
+        __call__ = staticmethod(interrupt_at_3)
+
+        def close(self):
+            pass
+
+    import meanfield_cli.main as main
+
+    monkeypatch.setattr(main, "_Progress", Bar)
+    res = runner.invoke(cli, ["run", "p.toml", "-o", "a.h5"])
+    assert res.exit_code == 130, res.output
+    # it said "... checkpoint written (continue with --resume)" without the file; the default
+    # example writes two files and may be interrupted in either
+    assert "meanfield run --resume a.h5" in res.output, res.output
+    assert meanfield.load("a.h5").attrs["status"] == "interrupted"
