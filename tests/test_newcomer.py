@@ -305,3 +305,23 @@ def test_interrupt_names_the_file_to_resume(runner, monkeypatch):
     # example writes two files and may be interrupted in either
     assert "meanfield run --resume a.h5" in res.output, res.output
     assert meanfield.load("a.h5").attrs["status"] == "interrupted"
+
+
+# ---- a sweep interrupted while it writes its index leaves no temporary file ---------------------
+
+def test_sweep_index_write_interrupted_leaves_old_index_and_no_temp(tmp_path, monkeypatch):
+    import os
+
+    from meanfield import sweep
+
+    index = tmp_path / "index.json"
+    index.write_text("old")
+
+    def ctrl_c(fd):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        sweep._atomic_write(str(index), "new")
+    # a Ctrl-C there used to leave index.json.tmp<pid> in the sweep's output directory
+    assert sorted(os.listdir(tmp_path)) == ["index.json"] and index.read_text() == "old"
