@@ -303,13 +303,14 @@ class _Saver:
         try:
             with np.errstate(over="ignore", invalid="ignore"):
                 energies = system.energies()
+            diagnostics = system.diagnostics()
         except SimulationError as exc:
             raise _at_step(exc, k, t, f"at the save of step {k} (t = {t:.6g})") from None
         tasks = dict(energies)
         if self.residual is not None:
             tasks.update(self.residual.record(t, energies))
         self.watch(tasks, k, t)
-        tasks.update(system.diagnostics())
+        tasks.update(diagnostics)
         for probe in self.probes:
             tasks.update(probe(t, *system.probe_args(), tasks))
         tasks.update(system.fields(self.save_fields))

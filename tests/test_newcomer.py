@@ -325,3 +325,44 @@ def test_sweep_index_write_interrupted_leaves_old_index_and_no_temp(tmp_path, mo
         sweep._atomic_write(str(index), "new")
     # a Ctrl-C there used to leave index.json.tmp<pid> in the sweep's output directory
     assert sorted(os.listdir(tmp_path)) == ["index.json"] and index.read_text() == "old"
+
+
+# ---- a kinetic run whose whole mass leaves the box is a numerical failure -----------------------
+
+def test_kinetic_line_losing_all_mass_fails_with_step_and_time(runner):
+    cfg = textwrap.dedent("""\
+        [model]
+        name = "softmax"
+        dynamics = "accelerated"
+        d = 1
+        A = [[0.5]]
+        B = [[1.0]]
+        Q = [[1.0]]
+        [integrator]
+        name = "strang"
+        h = 5.0
+        [damping]
+        schedule = "constant"
+        a = 1.0
+        [initial]
+        law = "gaussian"
+        mean = [0.3]
+        cov = [[0.3]]
+        momentum = "gaussian"
+        momentum_scale = 0.5
+        [run]
+        t1 = 100.0
+        [solver]
+        kind = "pde"
+        grid = [64, 64]
+        domain = [-4.0, 4.0]
+        momentum_max = 4.0
+        """)
+    open("k.toml", "w").write(cfg)
+    res = runner.invoke(cli, ["run", "k.toml", "-o", "k.h5"])
+    # it used to end in "internal error: ZeroDivisionError" (the mean of a zero mass) with exit 1
+    assert res.exit_code == 1, res.output
+    failed = [ln for ln in res.output.splitlines() if "run failed" in ln]
+    assert len(failed) == 1 and "internal error" not in res.output, res.output
+    assert "mass" in failed[0] and "step" in failed[0] and "t = " in failed[0], failed[0]
+    assert meanfield.load("k.h5").attrs["status"].startswith("failed")
