@@ -156,26 +156,11 @@ def test_file_format_names_every_attribute_task_and_grid(tmp_path):
 def test_kinetic_even_momentum_cells_at_rest_is_a_documented_input_error(runner):
     import os
 
-    cfg = textwrap.dedent("""\
-        [model]
-        name = "sphere"
-        dynamics = "accelerated"
-        d = 2
-        beta = 2.0
-        [integrator]
-        name = "strang"
-        h = 0.05
-        [damping]
-        schedule = "constant"
-        a = 1.0
-        [initial]
-        law = "von_mises"
-        [run]
-        steps = 2
-        [solver]
-        kind = "pde"
-        grid = [64, 64]
-        """)
+    from test_kinetic import KINETIC_TOML  # the circle's kinetic run of the kinetic tests
+
+    cfg = (KINETIC_TOML.replace('momentum = "gaussian"\nmomentum_scale = 0.6\n', "")
+           .replace("momentum_max = MOMENTUM_MAX\n", "").replace("grid = [64, 80]", "grid = [64, 64]"))
+    assert "momentum" not in cfg.split("[initial]")[1].split("[run]")[0]  # at rest
     open("k.toml", "w").write(cfg)
     res = runner.invoke(cli, ["run", "k.toml", "-o", "k.h5"])
     assert res.exit_code == 2 and "solver.grid" in res.output and "odd" in res.output, res.output
@@ -330,34 +315,10 @@ def test_sweep_index_write_interrupted_leaves_old_index_and_no_temp(tmp_path, mo
 # ---- a kinetic run whose whole mass leaves the box is a numerical failure -----------------------
 
 def test_kinetic_line_losing_all_mass_fails_with_step_and_time(runner):
-    cfg = textwrap.dedent("""\
-        [model]
-        name = "softmax"
-        dynamics = "accelerated"
-        d = 1
-        A = [[0.5]]
-        B = [[1.0]]
-        Q = [[1.0]]
-        [integrator]
-        name = "strang"
-        h = 5.0
-        [damping]
-        schedule = "constant"
-        a = 1.0
-        [initial]
-        law = "gaussian"
-        mean = [0.3]
-        cov = [[0.3]]
-        momentum = "gaussian"
-        momentum_scale = 0.5
-        [run]
-        t1 = 100.0
-        [solver]
-        kind = "pde"
-        grid = [64, 64]
-        domain = [-4.0, 4.0]
-        momentum_max = 4.0
-        """)
+    from test_kinetic import LINE_TOML  # the line's kinetic run of the kinetic tests
+
+    cfg = (LINE_TOML.replace("GRID", "[64, 64]").replace("h = 0.05", "h = 5.0")
+           .replace("steps = 3", "steps = 20"))
     open("k.toml", "w").write(cfg)
     res = runner.invoke(cli, ["run", "k.toml", "-o", "k.h5"])
     # it used to end in "internal error: ZeroDivisionError" (the mean of a zero mass) with exit 1

@@ -367,7 +367,7 @@ class CircleKinetic(_Kinetic):
         ``order_parameter`` |mean|, ``momentum_spread`` (:meth:`momentum_spread`)."""
         rho = self.marginal(f)
         c, s = np.cos(self.theta), np.sin(self.theta)
-        mass = _remaining_mass(float(rho.sum() * self.dtheta), f"[{-self.P:g}, {self.P:g}]")
+        mass = _remaining_mass(float(rho.sum() * self.dtheta), f"circle x [{-self.P:g}, {self.P:g}]")
         w = rho * self.dtheta
         mu = np.array([c @ w, s @ w]) / mass
         X = np.stack([c - mu[0], s - mu[1]])
