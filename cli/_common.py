@@ -50,8 +50,9 @@ def guard(fn):
     """Translate expected errors into one line and the documented exit status.
 
     ParameterError and OSError (a file that cannot be read or written) -> 2,
-    SimulationError -> 1, Ctrl-C -> 130, stdout closed early (``| head``) -> 141, silently. Anything else is a bug: one line
-    naming it and exit 1 (``MEANFIELD_DEBUG=1`` shows the traceback).
+    SimulationError -> 1, Ctrl-C -> 130, stdout closed early (``| head``) -> 141,
+    silently. Anything else is a bug: one line naming it and exit 1
+    (``MEANFIELD_DEBUG=1`` shows the traceback).
     Warnings raised meanwhile are printed as one line each once the command
     ends, and numpy's RuntimeWarnings are dropped when it failed.
     """

@@ -124,10 +124,9 @@ def test_file_format_names_every_attribute_task_and_grid(tmp_path):
             "initial": {"law": "gaussian", "n": 16, "mean": 0.3, "cov": 0.3,
                         "momentum": "gaussian", "momentum_scale": 0.5},
             "run": {"steps": 2}}
-    softmax = {**line, "model": {**line["model"], "d": 2, "A": 0.2, "Q": 1.0, "mlp": None}}
-    softmax["model"].pop("mlp")
-    softmax["initial"] = {"law": "gaussian", "n": 16, "momentum": "gaussian"}
-    softmax["integrator"] = {"name": "exp_euler", "h": 0.05}
+    softmax = {**line, "model": {**line["model"], "d": 2, "A": 0.2},
+               "initial": {"law": "gaussian", "n": 16, "momentum": "gaussian"},
+               "integrator": {"name": "exp_euler", "h": 0.05}}
     cfgs = {"bil": base, "bil_pde": {**base, "solver": {"kind": "pde"}},
             "sphere": sphere, "sphere_fo": {**sphere, "model": {**sphere["model"], "dynamics": "first_order"},
                                             "integrator": {"name": "euler", "h": 0.05},
