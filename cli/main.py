@@ -266,7 +266,10 @@ def info(path, as_json):
     row("status", f"{tr.attrs.get('status', '?')}  (meanfield {tr.attrs.get('meanfield_version', '?')}, "
                   f"created {tr.attrs.get('created', '?')})")
     if cfg.get("solver", {}).get("kind") == "pde":
-        size = ", ".join(f"{k} {len(v)} cells" for k, v in tr.grid.items()) or "exact flow map"
+        # position axis first, as in solver.grid = [position cells, momentum cells] (the file
+        # lists its /grid axes alphabetically)
+        axes = sorted(tr.grid.items(), key=lambda kv: kv[0] == "momentum")
+        size = ", ".join(f"{k} {len(v)} cells" for k, v in axes) or "exact flow map"
         row("model", f"{m.get('name')} / {m.get('dynamics')}, d = {m.get('d')}, "
                      f"mean-field equation (pde: {size})")
     else:

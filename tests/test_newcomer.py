@@ -326,3 +326,13 @@ def test_kinetic_line_losing_all_mass_fails_with_step_and_time(runner):
     assert len(failed) == 1 and "internal error" not in res.output, res.output
     assert "mass" in failed[0] and "step" in failed[0] and "t = " in failed[0], failed[0]
     assert meanfield.load("k.h5").attrs["status"].startswith("failed")
+
+
+def test_info_lists_the_grid_axes_in_the_order_of_solver_grid(runner):
+    from test_kinetic import KINETIC_TOML
+
+    open("k.toml", "w").write(KINETIC_TOML.replace("MOMENTUM_MAX", "4.0"))
+    assert runner.invoke(cli, ["run", "k.toml", "-o", "k.h5"]).exit_code == 0
+    res = runner.invoke(cli, ["info", "k.h5"])
+    # solver.grid = [64, 80] is [theta cells, momentum cells]; info said "momentum 80 cells, theta 64"
+    assert "(pde: theta 64 cells, momentum 80 cells)" in res.output, res.output
