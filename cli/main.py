@@ -396,6 +396,12 @@ def compare(paths, e_star, tol, window, out):
             raise ParameterError("--out", "a file name ending in .csv or .json", out)
         check_output_path(out, "--out", overwrite=True)
     trajs = [load_run(p, tasks=["energy"], min_saves=2, need=("energy",)) for p in paths]
+    if e_star is not None:  # E* is a lower bound of the energy: a gap E - E* is never negative
+        lows = [float(np.nanmin(tr["energy"])) for tr in trajs]
+        k = int(np.argmin(lows))
+        if not e_star <= lows[k]:
+            raise ParameterError("--e-star", f"a lower bound of every run's energy (the lowest is "
+                                 f"{lows[k]:.10g}, in {paths[k]})", e_star)
     if win is not None:
         for p, tr in zip(paths, trajs):
             inside = int(np.count_nonzero((tr.t >= win[0]) & (tr.t <= win[1])))

@@ -336,3 +336,38 @@ def test_info_lists_the_grid_axes_in_the_order_of_solver_grid(runner):
     res = runner.invoke(cli, ["info", "k.h5"])
     # solver.grid = [64, 80] is [theta cells, momentum cells]; info said "momentum 80 cells, theta 64"
     assert "(pde: theta 64 cells, momentum 80 cells)" in res.output, res.output
+
+
+# ---- compare: a tolerance above the initial gap, an E* above the energies -----------------------
+
+@pytest.fixture
+def two_runs(runner):
+    """An accelerated run and its first-order euler baseline (the small bilinear problem)."""
+    assert runner.invoke(cli, ["run", "p.toml", "-o", "acc.h5"]).exit_code == 0
+    first = (SMALL.replace('dynamics = "accelerated"', 'dynamics = "first_order"')
+             .replace('name = "exp_euler"', 'name = "euler"')
+             .replace('schedule = "nesterov"\nr = 3.0', 'schedule = "none"'))
+    open("f.toml", "w").write("\n".join(ln for ln in first.splitlines() if not ln.startswith("momentum")))
+    res = runner.invoke(cli, ["run", "f.toml", "-o", "first.h5"])
+    assert res.exit_code == 0, res.output
+    return ["acc.h5", "first.h5"]
+
+
+def test_compare_with_a_tolerance_met_from_the_start(runner, two_runs):
+    # every run is within tol at 0 oracle calls: the speed-up 0 / 0 was an internal error
+    res = runner.invoke(cli, ["compare", *two_runs, "--tol", "1e3"])
+    assert res.exit_code == 0, res.output
+    assert "internal error" not in res.output
+
+
+@pytest.mark.parametrize("e_star", ["10", "0.9"])
+def test_compare_refuses_an_e_star_above_a_run_energy(runner, two_runs, e_star):
+    # E* = 10 (above every energy) was an internal error; E* between the energies gave negative
+    # gaps and gap ratios like 9e8
+    res = runner.invoke(cli, ["compare", *two_runs, "--e-star", e_star])
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(lines) == 1, res.output
+    assert "--e-star" in lines[0] and "lowest" in lines[0], lines[0]
+    lowest = min(float(meanfield.load(p)["energy"].min()) for p in two_runs)
+    res = runner.invoke(cli, ["compare", *two_runs, "--e-star", repr(lowest)])
+    assert res.exit_code == 0, res.output  # the lowest energy itself is a valid E*
