@@ -371,3 +371,11 @@ def test_compare_refuses_an_e_star_above_a_run_energy(runner, two_runs, e_star):
     lowest = min(float(meanfield.load(p)["energy"].min()) for p in two_runs)
     res = runner.invoke(cli, ["compare", *two_runs, "--e-star", repr(lowest)])
     assert res.exit_code == 0, res.output  # the lowest energy itself is a valid E*
+
+
+def test_animate_refuses_a_dpi_too_large_to_draw(runner):
+    assert runner.invoke(cli, ["run", "p.toml", "-o", "a.h5"]).exit_code == 0
+    # --dpi 100000 (a 10^6 x 4.2 10^5 pixel frame) was "internal error: MemoryError"
+    res = runner.invoke(cli, ["animate", "a.h5", "-o", "a.gif", "--dpi", "100000"])
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(lines) == 1 and "--dpi" in lines[0], res.output
