@@ -21,6 +21,10 @@ from meanfield.errors import ParameterError, SimulationError
 #: Set to 1 to see the Python traceback of an unexpected error instead of its one-line summary.
 DEBUG_ENV = "MEANFIELD_DEBUG"
 
+#: Exit status when stdout is closed early (e.g. ``meanfield info out.h5 | head -1``): 128 + SIGPIPE,
+#: what a shell reports for a program ended by the signal.
+EXIT_BROKEN_PIPE = 141
+
 
 def _one_line(text) -> str:
     return " ".join(str(text).split())
@@ -46,8 +50,9 @@ def guard(fn):
     """Translate expected errors into one line and the documented exit status.
 
     ParameterError and OSError (a file that cannot be read or written) -> 2,
-    SimulationError -> 1, Ctrl-C -> 130. Anything else is a bug: one line
-    naming it and exit 1 (``MEANFIELD_DEBUG=1`` shows the traceback).
+    SimulationError -> 1, Ctrl-C -> 130, stdout closed early (``| head``) -> 141,
+    silently. Anything else is a bug: one line naming it and exit 1
+    (``MEANFIELD_DEBUG=1`` shows the traceback).
     Warnings raised meanwhile are printed as one line each once the command
     ends, and numpy's RuntimeWarnings are dropped when it failed.
     """
@@ -69,10 +74,18 @@ def guard(fn):
             except KeyboardInterrupt as exc:
                 msg = _one_line(exc)
                 if msg.startswith("interrupted at step"):  # the time loop's: it wrote a checkpoint
-                    click.echo(f"meanfield: {msg}; checkpoint written (continue with --resume)", err=True)
+                    path = getattr(exc, "path", None)
+                    how = f"meanfield run --resume {path}" if path else "--resume"
+                    click.echo(f"meanfield: {msg}; checkpoint written (continue with {how})", err=True)
                 else:  # any other command, or a run stopped before its loop: nothing to resume
                     click.echo("meanfield: interrupted", err=True)
                 sys.exit(130)
+            except BrokenPipeError:
+                # stdout's reader went away (`| head`): not a bad input; say nothing, and point
+                # stdout at /dev/null so that the interpreter's final flush cannot fail again
+                failed = False
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                sys.exit(EXIT_BROKEN_PIPE)
             except OSError as exc:
                 where = exc.filename if exc.filename is not None else ""
                 what = exc.strerror or str(exc)

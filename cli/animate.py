@@ -21,6 +21,10 @@ def _positive(value, key):
     return value
 
 
+#: Largest --dpi: a 10 x 4.2 inch frame is then 6000 x 2520 pixels (60 MB per RGBA frame).
+MAX_DPI = 600
+
+
 @click.command()
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "output", default=None, type=click.Path(dir_okay=False),
@@ -31,7 +35,8 @@ def _positive(value, key):
               help="Draw every N-th save (the last save is always drawn).")
 @click.option("--max-particles", "max_particles", type=int, default=2000, show_default=True,
               help="Draw at most this many particles (a fixed random subset).")
-@click.option("--dpi", type=int, default=80, show_default=True, help="Resolution of the frames.")
+@click.option("--dpi", type=int, default=80, show_default=True,
+              help=f"Resolution of the frames (at most {MAX_DPI}).")
 @guard
 def animate(path, output, fps, every, max_particles, dpi):
     """Movie of a run: particles (line, plane, circle, S^2) or the density of a pde run over the
@@ -42,6 +47,8 @@ def animate(path, output, fps, every, max_particles, dpi):
     for value, key in ((fps, "--fps"), (every, "--every"), (max_particles, "--max-particles"),
                        (dpi, "--dpi")):
         _positive(value, key)
+    if dpi > MAX_DPI:
+        raise ParameterError("--dpi", f"an integer in 1..{MAX_DPI} (frames of 10 x 4.2 inches)", dpi)
     out = f"{os.path.splitext(path)[0]}.gif" if output is None else output
     movie_writer(out, fps)  # extension and writer checked before the file is read
     check_output_path(out, "-o", overwrite=True)

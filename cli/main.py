@@ -97,6 +97,9 @@ def _simulate(run, output, overwrite, progress, label):
     bar = _Progress(progress, label)
     try:
         return run.simulate(output, overwrite=overwrite, progress=bar)
+    except KeyboardInterrupt as exc:
+        exc.path = output  # the file to resume (the default example writes two)
+        raise
     finally:
         bar.close()
 
@@ -112,6 +115,11 @@ def _summary_line(res) -> str:
 def _report(res) -> None:
     """The run's summary line; a run that finished with warnings also says so on stderr (one line)."""
     click.echo(_summary_line(res))
+    if res.status.startswith("stopped"):  # not finished: say so, and how to go on
+        limit = res.config["run"].get("max_wall_time")
+        click.echo(f"meanfield: {res.status.split(';')[0]} (run.max_wall_time = {limit:g} s) at "
+                   f"t = {res.t[-1]:.6g}, before the end of the run; continue with "
+                   f"meanfield run --resume {res.path}", err=True)
     if "warning:" in res.status:
         click.echo(f"meanfield: {res.status[res.status.index('warning:'):]}", err=True)
 
@@ -132,7 +140,7 @@ def _companion_path(path: str) -> str:
               help="Progress bar (default: on when stderr is a terminal).")
 @click.option("--resume", is_flag=True,
               help="Continue OUT.h5 from its checkpoint (--set may change only run.t1, steps, "
-                   "oracle_calls, save_every, check_every, max_wall_time; with PARAMS and -o, "
+                   "oracle_calls, layers, save_every, check_every, max_wall_time; with PARAMS and -o, "
                    "PARAMS must describe the same run).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @guard
@@ -157,8 +165,12 @@ def run(params, output, overrides, threads, progress, resume, overwrite):
         if target is None:
             raise ParameterError("--resume", "an output file to resume (-o OUT.h5)", None)
         # with both PARAMS and -o, PARAMS must describe the run in the file (checked, not ignored)
-        res = resume_run(target, overrides=overrides, progress=_Progress(progress, "resume"),
-                         params=params if output else None)
+        try:
+            res = resume_run(target, overrides=overrides, progress=_Progress(progress, "resume"),
+                             params=params if output else None)
+        except KeyboardInterrupt as exc:
+            exc.path = target
+            raise
         _report(res)
         return
     r = meanfield.Run(params, overrides)
@@ -176,6 +188,7 @@ def _default_example(r, path, overwrite, progress, overrides):
     from meanfield.run import MOMENTUM_KEYS
 
     companion = _companion_path(path)
+    E_star = _default_example_e_star(r, overrides)
     for p in (path, companion):
         check_output_path(p, "output.path", overwrite=overwrite)
     acc = _simulate(r, path, overwrite, progress, "accelerated")
@@ -190,7 +203,6 @@ def _default_example(r, path, overwrite, progress, overrides):
     first = _simulate(meanfield.Run(cfg), companion, overwrite, progress, "first-order")
     _report(acc)
     _report(first)
-    E_star = r.model.energy_infimum(r.x0)
     gap_a = acc["energy"][-1] - E_star
     gap_f = first["energy"][-1] - E_star
     click.echo(f"infimum of the energy over the reachable (linear) maps: E* = {E_star:.6g}")
@@ -205,8 +217,32 @@ def _default_example(r, path, overwrite, progress, overrides):
     click.echo(
         f"at {acc.oracle_calls} oracle calls each: E - E* = {gap_a:.3e} (accelerated, "
         f"{r.config['damping']['schedule']} damping) vs {gap_f:.3e} (first-order euler): "
-        + (f"{gap_f / gap_a:.1f}x lower with acceleration" if gap_a > 0 else "accelerated at E*")
+        + (f"{gap_f / gap_a:.1f}x lower with acceleration" if gap_f >= gap_a > 0
+           else f"{gap_a / gap_f:.1f}x higher with acceleration" if gap_a > gap_f > 0
+           else "accelerated at E*" if gap_a <= 0 else "first-order at E*")
     )
+
+
+#: What the default example compares (``meanfield run`` without a parameter file): other settings
+#: of these keys need a parameter file of their own.
+DEFAULT_EXAMPLE_FIXED = {"model.name": "bilinear", "model.dynamics": "accelerated",
+                         "solver.kind": "particles"}
+
+
+def _default_example_e_star(r, overrides) -> float:
+    """E* of the default problem, checked before anything runs (ParameterError if it cannot compare)."""
+    for key, want in DEFAULT_EXAMPLE_FIXED.items():
+        section, name = key.split(".")
+        if r.config[section][name] != want:
+            raise ParameterError(key, f'"{want}" in the default example (for other runs: '
+                                 "meanfield init [--model NAME] > p.toml; meanfield run p.toml)",
+                                 r.config[section][name])
+    E_star = r.model.energy_infimum(r.x0)
+    if E_star is None:
+        raise ParameterError("--set", "overrides that keep the default example's exact infimum E* "
+                             "(a positive definite model.Q and a non-degenerate initial law)",
+                             list(overrides))
+    return E_star
 
 
 @cli.command()
@@ -230,7 +266,10 @@ def info(path, as_json):
     row("status", f"{tr.attrs.get('status', '?')}  (meanfield {tr.attrs.get('meanfield_version', '?')}, "
                   f"created {tr.attrs.get('created', '?')})")
     if cfg.get("solver", {}).get("kind") == "pde":
-        size = ", ".join(f"{k} {len(v)} cells" for k, v in tr.grid.items()) or "exact flow map"
+        # position axis first, as in solver.grid = [position cells, momentum cells] (the file
+        # lists its /grid axes alphabetically)
+        axes = sorted(tr.grid.items(), key=lambda kv: kv[0] == "momentum")
+        size = ", ".join(f"{k} {len(v)} cells" for k, v in axes) or "exact flow map"
         row("model", f"{m.get('name')} / {m.get('dynamics')}, d = {m.get('d')}, "
                      f"mean-field equation (pde: {size})")
     else:
@@ -266,7 +305,8 @@ INFO_WIDTH = 22
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--kind", default="energy", show_default=True,
-              help="What to draw: energy (several runs), moments, particles, ... (see meanfield.plotting.PLOTS).")
+              help="What to draw: energy (several runs), moments, particles, clusters (sphere), "
+                   "density (pde runs on a grid).")
 @click.option("--x", "xaxis", type=click.Choice(["time", "oracle_calls"]), default="time",
               show_default=True, help="Energy plots: horizontal axis.")
 @click.option("--e-star", "e_star", default=None,
@@ -356,6 +396,12 @@ def compare(paths, e_star, tol, window, out):
             raise ParameterError("--out", "a file name ending in .csv or .json", out)
         check_output_path(out, "--out", overwrite=True)
     trajs = [load_run(p, tasks=["energy"], min_saves=2, need=("energy",)) for p in paths]
+    if e_star is not None:  # E* is a lower bound of the energy: a gap E - E* is never negative
+        lows = [float(np.nanmin(tr["energy"])) for tr in trajs]
+        k = int(np.argmin(lows))
+        if not e_star <= lows[k]:
+            raise ParameterError("--e-star", f"a lower bound of every run's energy (the lowest is "
+                                 f"{lows[k]:.10g}, in {paths[k]})", e_star)
     if win is not None:
         for p, tr in zip(paths, trajs):
             inside = int(np.count_nonzero((tr.t >= win[0]) & (tr.t <= win[1])))

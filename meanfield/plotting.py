@@ -118,9 +118,12 @@ def plot_moments(tr, n_ellipses=6, dims=(0, 1)):
     ax.autoscale_view()
     lim = np.concatenate([mean[:, [i, j]] - 2 * np.sqrt(np.diagonal(cov, axis1=1, axis2=2)[:, [i, j]]),
                           mean[:, [i, j]] + 2 * np.sqrt(np.diagonal(cov, axis1=1, axis2=2)[:, [i, j]])])
-    ax.set_xlim(lim[:, 0].min(), lim[:, 0].max())
-    ax.set_ylim(lim[:, 1].min(), lim[:, 1].max())
-    ax.set_aspect("equal", adjustable="datalim")
+    # a square box around every 2-sigma extent: equal aspect without fighting fixed limits
+    lo, hi = lim.min(axis=0), lim.max(axis=0)
+    centre, half = (lo + hi) / 2, (hi - lo).max() / 2
+    ax.set_xlim(centre[0] - half, centre[0] + half)
+    ax.set_ylim(centre[1] - half, centre[1] + half)
+    ax.set_aspect("equal", adjustable="box")
     ax.set_xlabel(f"x[{i}]")
     ax.set_ylabel(f"x[{j}]")
     ax.set_title("1-sigma covariance ellipses" + (" (dashed: moment ODE)" if has_ode else ""))

@@ -169,6 +169,10 @@ class Run:
                 self.schedule = make_schedule("none", run["t0"])
         self.pde = None
         self.x0 = self.y0 = None
+        unused = [f"solver.{k}" for k in PDE_ONLY_KEYS if k in cfg["solver"]]
+        if cfg["solver"]["kind"] == "particles" and unused:
+            warnings.warn(f"{self.file + ': ' if self.file else ''}solver.kind = \"particles\" ignores "
+                          f"{', '.join(unused)} (only pde runs have a grid)", UserWarning, stacklevel=2)
         if cfg["solver"]["kind"] == "pde":
             from .pde import make_pde
 
@@ -339,6 +343,9 @@ def _check_block(model, cfg: dict) -> None:
         raise ParameterError("solver.kind", f'"particles" with {key} (mean-field equations of '
                              "transformer blocks are not solved)", cfg["solver"]["kind"])
 
+
+#: ``[solver]`` keys that only shape pde runs (a particle run warns that it ignores them).
+PDE_ONLY_KEYS = ("grid", "domain", "momentum_max")
 
 #: ``[initial]`` keys that only set momenta (accelerated dynamics).
 MOMENTUM_KEYS = ("momentum",) + tuple(k for keys in _initial.MOMENTUM_KEYS.values() for k in keys)

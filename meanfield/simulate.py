@@ -303,13 +303,14 @@ class _Saver:
         try:
             with np.errstate(over="ignore", invalid="ignore"):
                 energies = system.energies()
+            diagnostics = system.diagnostics()
         except SimulationError as exc:
             raise _at_step(exc, k, t, f"at the save of step {k} (t = {t:.6g})") from None
         tasks = dict(energies)
         if self.residual is not None:
             tasks.update(self.residual.record(t, energies))
         self.watch(tasks, k, t)
-        tasks.update(system.diagnostics())
+        tasks.update(diagnostics)
         for probe in self.probes:
             tasks.update(probe(t, *system.probe_args(), tasks))
         tasks.update(system.fields(self.save_fields))
@@ -386,7 +387,8 @@ def advance(
     check_every : int or None
         Steps between finiteness checks (default: every step).
     max_wall_time : float or None
-        Seconds after which the run stops early with status "stopped: wall time".
+        Seconds of this call (a resumed run gets a fresh budget) after which the run
+        stops early with status "stopped: wall time".
     start_step, start_oracle_calls, start_wall_time : int, int, float
         Counters of a resumed run (the state passed in is the one after ``start_step`` steps).
     resume_state : dict or None
@@ -431,6 +433,7 @@ def advance(
         residual.start(t)
     status = "finished"
     k = start_step
+    wall_start = time.perf_counter()  # max_wall_time budgets this call, not the file's total
     with _DeferredInterrupt() as interrupt, serial_if_small(system.size, system.serial_below):
         for k in range(start_step + 1, nsteps + 1):
             t_next = horizon.time_of(k, nsteps)
@@ -448,7 +451,8 @@ def advance(
                 save(k, t)
             if progress is not None:
                 progress(k, nsteps)
-            if interrupt.flag or (max_wall_time is not None and save.elapsed() > max_wall_time):
+            if interrupt.flag or (max_wall_time is not None
+                                   and time.perf_counter() - wall_start > max_wall_time):
                 # stop between steps, where the state is consistent: save it, then report
                 if not saved:
                     save(k, t)

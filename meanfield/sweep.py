@@ -715,11 +715,16 @@ def _cell(value) -> str:
 
 def _atomic_write(path: str, text: str) -> None:
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", newline="") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # Ctrl-C or a full disk: keep the old index, leave no temporary behind
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 __all__ = ["BAD", "Job", "Sweep", "SweepResult", "expand", "load_sweep", "run_job", "run_sweep"]

@@ -94,7 +94,7 @@ def test_uncovered_dimension_is_an_input_error(toy_registered):
 
 
 def test_cli_info_plot_compare_take_pde_runs(tmp_path, toy_registered):
-    from cli.main import cli
+    from meanfield_cli.main import cli
 
     grid = meanfield.Run(toy_config(steps=16)).simulate(str(tmp_path / "grid.h5")).path
     bil = {"model": {"name": "bilinear", "dynamics": "first_order", "d": 2, "Q": [[1.0, 0.0], [0.0, 2.0]],

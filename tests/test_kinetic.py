@@ -264,7 +264,7 @@ momentum_max = MOMENTUM_MAX
 def test_cli_kinetic_run_and_clipping_box_exits_2_with_one_line(tmp_path, momentum_max):
     from click.testing import CliRunner
 
-    from cli.main import cli
+    from meanfield_cli.main import cli
 
     path = tmp_path / "k.toml"
     path.write_text(KINETIC_TOML.replace("MOMENTUM_MAX", momentum_max))
@@ -522,7 +522,7 @@ domain = [-4.0, 4.0]
 def test_cli_line_kinetic_run_and_too_coarse_grid_exits_2_with_one_line(tmp_path, grid, code):
     from click.testing import CliRunner
 
-    from cli.main import cli
+    from meanfield_cli.main import cli
 
     path = tmp_path / "line.toml"
     path.write_text(LINE_TOML.replace("GRID", grid))

@@ -203,7 +203,9 @@ def compare_runs(trajs, names=None, e_star=None, tol=None, rel_tol=1e-2, window=
             r["gap_ratio_equal_calls"] = float("nan")
             r["equal_calls"] = float("nan")
             continue
-        r["speedup_calls_to_tol"] = base["calls_to_tol"] / r["calls_to_tol"]
+        # a run within tol from the start (0 calls) has no speed-up to report
+        r["speedup_calls_to_tol"] = (base["calls_to_tol"] / r["calls_to_tol"] if r["calls_to_tol"] > 0
+                                     else float("nan"))
         k = min(base["_calls"][-1], r["_calls"][-1])
         r["equal_calls"] = k
         # A gap at round-off of the energies has no digits left: a ratio of it is noise

@@ -61,7 +61,7 @@ import numpy as np
 from scipy import special
 
 from .._kernels import kinetic as KK
-from ..errors import ParameterError
+from ..errors import ParameterError, SimulationError
 from ..initial import von_mises_params
 from ..integrators.base import Integrator
 from ..models.sphere import clustered_energy
@@ -368,7 +368,7 @@ class CircleKinetic(_Kinetic):
         ``order_parameter`` |mean|, ``momentum_spread`` (:meth:`momentum_spread`)."""
         rho = self.marginal(f)
         c, s = np.cos(self.theta), np.sin(self.theta)
-        mass = float(rho.sum() * self.dtheta)
+        mass = _remaining_mass(float(rho.sum() * self.dtheta), f"circle x [{-self.P:g}, {self.P:g}]")
         w = rho * self.dtheta
         mu = np.array([c @ w, s @ w]) / mass
         X = np.stack([c - mu[0], s - mu[1]])
@@ -493,7 +493,8 @@ class LineKinetic(_Kinetic):
         """
         rho = self.marginal(f)
         w = rho * self.dx
-        mass = float(w.sum())
+        mass = _remaining_mass(float(w.sum()), f"[{self.x_edges[0]:g}, {self.x_edges[-1]:g}] x "
+                                                 f"[{-self.P:g}, {self.P:g}]")
         mean = float(w @ self.x) / mass
         var = float(w @ (self.x - mean) ** 2) / mass
         bm = self.boundary_mass(f)
@@ -504,6 +505,14 @@ class LineKinetic(_Kinetic):
                           "momentum_max", BoundaryMassWarning, stacklevel=2)
         return {"mass": mass, "min_density": float(f.min()), "mean": np.array([mean]), "cov": np.array([[var]]),
                 "boundary_mass": bm, "momentum_spread": self.momentum_spread(f)}
+
+
+def _remaining_mass(mass: float, box: str) -> float:
+    """``mass``, or SimulationError when nothing is left in the box (the moments would divide by 0)."""
+    if not mass > 0:
+        raise SimulationError(f"the whole mass left the box {box} (mass {mass:.3g}): widen [solver] "
+                              "domain or momentum_max, or reduce the step size")
+    return mass
 
 
 class KineticSystem(GridSystem):
