@@ -29,7 +29,7 @@ from . import initial as _initial
 from .initial import initial_state
 from .integrators import make_integrator
 from .io import config as _config
-from .io.hdf5 import HDF5Writer, check_output_path
+from .io.hdf5 import HDF5Writer, check_output_path, saved_array
 from .models import make_model
 from .schedules import make_schedule
 from .simulate import Horizon, LoopResult, Recorder, advance
@@ -78,7 +78,7 @@ class RunResult:
         return self.scales["sim_time"]
 
     def __getitem__(self, name):
-        return self.tasks[name] if name in self.tasks else self.scales[name]
+        return saved_array(self.tasks, self.scales, name)
 
     def __contains__(self, name):
         return name in self.tasks or name in self.scales

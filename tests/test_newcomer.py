@@ -379,3 +379,19 @@ def test_animate_refuses_a_dpi_too_large_to_draw(runner):
     res = runner.invoke(cli, ["animate", "a.h5", "-o", "a.gif", "--dpi", "100000"])
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
     assert res.exit_code == 2 and len(lines) == 1 and "--dpi" in lines[0], res.output
+
+
+# ---- an array the run did not save: a KeyError that says what it has ----------------------------
+
+def test_an_unsaved_array_names_what_the_run_saved(runner):
+    (open("ns.toml", "w")).write(SMALL.replace('save = ["x", "y"]', "save = []"))
+    assert runner.invoke(cli, ["run", "ns.toml", "-o", "ns.h5"]).exit_code == 0
+    for tr in (meanfield.load("ns.h5"), meanfield.Run("ns.toml").simulate()):
+        with pytest.raises(KeyError) as exc:
+            tr["x"]
+        assert exc.value.args[0].startswith("'x' was not saved by this run (add \"x\" to [output] save)")
+        with pytest.raises(KeyError) as exc:
+            tr["no_such_task"]
+        assert "it has tasks [" in exc.value.args[0] and "'energy'" in exc.value.args[0]
+        assert "scales [" in exc.value.args[0] and "'sim_time'" in exc.value.args[0]
+        assert tr["energy"].shape == tr["sim_time"].shape

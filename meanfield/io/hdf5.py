@@ -519,6 +519,28 @@ def grid_axes(grid) -> tuple:
     return position + (("momentum",) if "momentum" in grid else ())
 
 
+def saved_array(tasks: dict, scales: dict, name: str) -> np.ndarray:
+    """``tasks[name]``, else ``scales[name]``; a KeyError naming what the run saved otherwise.
+
+    Parameters
+    ----------
+    tasks, scales : dict of str to array
+        Saved tasks ``(T, ...)`` and scales ``(T,)`` of a run.
+    name : str
+
+    Returns
+    -------
+    value : (T, ...) array, the task or scale ``name``
+    """
+    if name in tasks:
+        return tasks[name]
+    if name in scales:
+        return scales[name]
+    hint = f' (add "{name}" to [output] save)' if name in ("x", "y", "v") else ""
+    raise KeyError(f"{name!r} was not saved by this run{hint}; it has tasks {sorted(tasks)} and scales "
+                   f"{sorted(scales)}")
+
+
 class Trajectory:
     """A run file read back into memory.
 
@@ -574,7 +596,7 @@ class Trajectory:
         return self._final("y")
 
     def __getitem__(self, name):
-        return self.tasks[name] if name in self.tasks else self.scales[name]
+        return saved_array(self.tasks, self.scales, name)
 
     def __contains__(self, name):
         return name in self.tasks or name in self.scales
