@@ -161,6 +161,7 @@ class Run:
                 raise ParameterError("run.layers", "per-layer weights (a leading layer axis L >= 2 in "
                                      "model.mlp, or (L, d, d) files for model.A / model.V)",
                                      f"{self.model.n_layers} layer")
+        _warn_unsaved_fields(cfg, self.model, file=self.file)
         if dyn == "first_order":
             _warn_first_order_ignores(cfg, self.integrator, file=self.file)
             if schedule_name != "none" and not getattr(self.integrator, "uses_schedule", False):
@@ -349,6 +350,24 @@ PDE_ONLY_KEYS = ("grid", "domain", "momentum_max")
 
 #: ``[initial]`` keys that only set momenta (accelerated dynamics).
 MOMENTUM_KEYS = ("momentum",) + tuple(k for keys in _initial.MOMENTUM_KEYS.values() for k in keys)
+
+
+def _warn_unsaved_fields(cfg: dict, model, file=None) -> None:
+    """Say (one warning) that ``"v"`` in ``[output] save`` saves nothing without an MLP velocity.
+
+    ``v`` exists for accelerated blocks with an MLP only. (``"y"`` in a first-order
+    run stays silent: the commented template lists it, and a first-order run has
+    no momenta to save.)
+    """
+    from .integrators.mlp_substep import make_substep
+
+    if cfg["solver"]["kind"] == "pde" or "v" not in cfg["output"].get("save", []):
+        return
+    substep = make_substep(model)
+    if substep is None or not substep.uses_velocity:
+        where = f"{file}: " if file else ""
+        warnings.warn(f"{where}output.save lists \"v\", which only accelerated blocks with an MLP "
+                      "([model] mlp) have: nothing is saved for it", UserWarning, stacklevel=4)
 
 
 def _warn_first_order_ignores(cfg: dict, integrator, file=None) -> None:

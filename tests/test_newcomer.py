@@ -395,3 +395,13 @@ def test_an_unsaved_array_names_what_the_run_saved(runner):
         assert "it has tasks [" in exc.value.args[0] and "'energy'" in exc.value.args[0]
         assert "scales [" in exc.value.args[0] and "'sim_time'" in exc.value.args[0]
         assert tr["energy"].shape == tr["sim_time"].shape
+
+
+# ---- output.save = ["v"] without an MLP velocity saved nothing, silently -------------------------
+
+def test_saving_v_without_an_mlp_velocity_warns(runner):
+    (open("v.toml", "w")).write(SMALL.replace('save = ["x", "y"]', 'save = ["x", "v"]'))
+    with pytest.warns(UserWarning, match=r'output.save lists "v", which only accelerated blocks with an MLP'):
+        meanfield.Run("v.toml")
+    res = runner.invoke(cli, ["run", "v.toml", "-o", "v.h5"])
+    assert res.exit_code == 0 and 'output.save lists "v"' in res.output
