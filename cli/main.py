@@ -18,7 +18,7 @@ import click
 import numpy as np
 
 from meanfield.errors import ParameterError
-from meanfield.io.hdf5 import check_output_path
+from meanfield.io.hdf5 import check_output_path, grid_axes
 
 from ._common import guard, load_run
 from .animate import animate as _animate
@@ -268,8 +268,7 @@ def info(path, as_json):
     if cfg.get("solver", {}).get("kind") == "pde":
         # position axis first, as in solver.grid = [position cells, momentum cells] (the file
         # lists its /grid axes alphabetically)
-        axes = sorted(tr.grid.items(), key=lambda kv: kv[0] == "momentum")
-        size = ", ".join(f"{k} {len(v)} cells" for k, v in axes) or "exact flow map"
+        size = ", ".join(f"{k} {len(tr.grid[k])} cells" for k in grid_axes(tr.grid)) or "exact flow map"
         row("model", f"{m.get('name')} / {m.get('dynamics')}, d = {m.get('d')}, "
                      f"mean-field equation (pde: {size})")
     else:
