@@ -23,6 +23,7 @@ import meanfield
 from meanfield.errors import ParameterError
 from meanfield.io.hdf5 import checkpoint_path
 from meanfield.sweep import BAD, load_sweep, run_sweep
+from test_mlp import _mlp_weights  # random weights of a token-wise MLP
 
 distributed = pytest.importorskip("distributed")
 
@@ -167,9 +168,7 @@ def test_bad_grid_point_is_reported_and_the_rest_runs(tmp_path, client):
 def test_model_files_of_the_base_config_are_found_beside_the_sweep_file(tmp_path, client):
     """A relative model.mlp (like initial.path) names a file beside the sweep file, not in the workers' cwd."""
     d, h = 2, 4
-    rng = np.random.default_rng(0)
-    np.savez(tmp_path / "w.npz", W1=0.1 * rng.standard_normal((h, d)), b1=np.zeros(h),
-             W2=0.1 * rng.standard_normal((d, h)), b2=np.zeros(d))
+    np.savez(tmp_path / "w.npz", **_mlp_weights(np.random.default_rng(0), d, h, scale=0.1))
     base = textwrap.dedent("""\
         [model]
         name = "softmax"
