@@ -130,6 +130,10 @@ def elliptical(section: dict, d: int, rng) -> np.ndarray:
     return _elliptical(section, d, rng, radii)
 
 
+#: ``[initial]`` keys that name files (relative names are taken from the parameter file's folder).
+FILE_KEYS = ("path", "momentum_path")
+
+
 def load_array(path: str, key: str, d: int, n: int | None, base_dir: str | None = None) -> np.ndarray:
     """Load an ``(n, d)`` state from ``.npy`` or from a meanfield HDF5 file (its last saved state).
 

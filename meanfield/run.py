@@ -31,6 +31,7 @@ from .integrators import make_integrator
 from .io import config as _config
 from .io.hdf5 import HDF5Writer, check_output_path, saved_array
 from .models import make_model
+from .models._params import config_path
 from .schedules import make_schedule
 from .simulate import Horizon, LoopResult, Recorder, advance
 from .systems import particle_system
@@ -124,6 +125,8 @@ class Run:
         else:
             raise ParameterError("(config)", "a dict, a TOML path or None", type(config).__name__)
         self.file = file
+        #: Folder that relative file names of the parameters are read from (None: the current directory).
+        self.base_dir = base_dir
         try:
             raw = _config.apply_overrides(raw, overrides)
             self.config = cfg = _config.resolve(raw)
@@ -215,7 +218,11 @@ class Run:
         """The fully resolved parameters, JSON-able (stored in every output file)."""
         cfg = copy.deepcopy(self.config)
         cfg["model"] = {**cfg["model"], **self.model.describe(), **self.model.block_files}
-        cfg["initial"] = {k: v for k, v in cfg["initial"].items() if not k.startswith("_")}
+        # file names as absolute paths, like the model's weight files: a resume from another
+        # folder (or a sweep's worker) reads the same files
+        cfg["initial"] = {k: (os.path.abspath(config_path(v, self.base_dir))
+                              if k in _initial.FILE_KEYS and isinstance(v, str) and v else v)
+                          for k, v in cfg["initial"].items() if not k.startswith("_")}
         return json.loads(json.dumps(cfg, default=_jsonable))
 
     def make_system(self, state=None):

@@ -54,7 +54,6 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from .errors import ParameterError, SimulationError
 from .io import config as _config
-from .models._params import config_path
 
 #: Top-level keys of a sweep file.
 SWEEP_KEYS = ("base", "seeds", "grid", "output")
@@ -338,16 +337,6 @@ def _identity(config: dict) -> dict:
 _RUN_LOCK = threading.Lock()
 
 
-def _absolute_paths(config: dict, base_dir: str) -> dict:
-    section = config.get("initial")
-    if isinstance(section, dict):
-        for key in ("path", "momentum_path"):
-            p = section.get(key)
-            if isinstance(p, str) and p:
-                section[key] = config_path(p, base_dir)
-    return config
-
-
 def _file_state(path: str):
     """``(state, status)``: state is missing | done | unfinished | unreadable | busy | foreign."""
     if not os.path.exists(path):
@@ -439,8 +428,7 @@ def run_job(job: dict, threads: int | None = None, overwrite: bool = False) -> d
             row.update(_summary(path), action="skipped")
             return _finish(row, t0)
         try:
-            cfg = _absolute_paths(copy.deepcopy(job["config"]), job["base_dir"])
-            run = Run(cfg, base_dir=job["base_dir"])  # model files (mlp, A, V) beside the sweep file too
+            run = Run(job["config"], base_dir=job["base_dir"])  # relative file names: beside the sweep file
         except ParameterError as exc:  # a bad grid point: report it, the others run
             row.update(status=BAD, message=str(exc))
             return _finish(row, t0)

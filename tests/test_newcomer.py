@@ -405,3 +405,25 @@ def test_saving_v_without_an_mlp_velocity_warns(runner):
         meanfield.Run("v.toml")
     res = runner.invoke(cli, ["run", "v.toml", "-o", "v.h5"])
     assert res.exit_code == 0 and 'output.save lists "v"' in res.output
+
+
+# ---- a run whose initial state is a file resumes from any folder -------------------------------
+
+def test_resume_from_another_folder_finds_the_initial_file(runner, tmp_path, monkeypatch):
+    import numpy as np
+
+    (tmp_path / "proj").mkdir()
+    np.save(tmp_path / "proj" / "x0.npy", np.random.default_rng(0).standard_normal((64, 2)))
+    text = SMALL.replace('law = "gaussian"', 'law = "file"\npath = "x0.npy"')
+    text = text.replace("mean = [0.5, 0.0]\n", "").replace("cov = [[1.0, 0.0], [0.0, 1.0]]\n", "")
+    (tmp_path / "proj" / "f.toml").write_text(text)
+    res = runner.invoke(cli, ["run", "proj/f.toml", "-o", "f.h5", "--set", "run.max_wall_time=1e-9"])
+    assert res.exit_code == 0, res.output
+    tr = meanfield.load("f.h5")
+    assert tr.attrs["status"].startswith("stopped")
+    assert tr.config["initial"]["path"] == str(tmp_path / "proj" / "x0.npy")  # recorded absolute
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    res = runner.invoke(cli, ["run", "--resume", str(tmp_path / "f.h5"), "--set", "run.max_wall_time=600"])
+    assert res.exit_code == 0, res.output  # it looked for x0.npy in the current folder
+    assert meanfield.load(str(tmp_path / "f.h5")).attrs["status"] == "finished"
