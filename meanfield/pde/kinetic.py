@@ -129,12 +129,12 @@ class _Kinetic:
         self.omega = self.omega_edges[:-1] + 0.5 * self.domega
         self.grid = {self.grid_names[0]: self.x, "momentum": self.omega}
         self.oracle_calls = 0
-        self._fT = np.empty((self.K, self.M))
-        self._outT = np.empty((self.K, self.M))
-        self._feetT = np.empty((self.K, self.M + 1))
-        self._slopesT = np.empty((self.K, self.M + 1))
-        self._feetW = np.empty((self.M, self.K + 1))
-        self._slopesW = np.empty((self.M, self.K + 1))
+        # (lines, cells) buffers of the two remaps: theta lines are the transposed density
+        self._fT, self._outT, self._imgT = (np.empty((self.K, self.M)) for _ in range(3))
+        self._lowT, self._ratT = (np.empty((self.K, KK.scratch_width(self.M, self.periodic))) for _ in range(2))
+        self._imgW = np.empty((self.M, self.K))
+        self._lowW, self._ratW = (np.empty((self.M, KK.scratch_width(self.K, False))) for _ in range(2))
+        self._img0 = np.empty((1, self.M))
         # midpoint weights of the momentum moments: for smooth laws sum omega_j^2 P_j exceeds
         # int omega^2 f by domega^2 / 12 (Sheppard); a piecewise-constant reading would double that
         self._omega2 = self.omega ** 2
@@ -150,11 +150,25 @@ class _Kinetic:
         self.oracle_calls += 1
         return u + 0.5 * self._v(S) - self.grad_W
 
+    def _x_images(self, field, tau, out):
+        """Images ``(K, M)`` of the cell centres after an X substep of length ``tau`` with z frozen at ``field``."""
+        T, zc, period_T = self._primitive(field)
+        # T at the centres: the cubic Hermite midpoint of the edge values (slopes z), fourth order
+        Tc = 0.5 * (T[:-1] + T[1:]) + 0.125 * self.dx * (zc[:-1] - zc[1:])
+        args = (T, zc, self.x_edges[0], self.dx, period_T, self.periodic, Tc)
+        KK.position_flow(*args, self.speed * self.omega * tau, out)
+        # the interpolant's own image of the centres at zero shift: subtracting it makes the
+        # displacement vanish with tau (else its O(dx^4) error would drift the density by O(dx^4 / h))
+        KK.position_flow(*args, np.zeros(1), self._img0)
+        out += (self.x - self._img0[0])[None, :]
+        return out
+
     def _x_remap(self, f, field, tau, out):
         """X substep of length ``tau`` with z frozen at ``field``."""
-        self._x_feet(field, tau, self._feetT)
+        self._x_images(field, tau, self._imgT)
         np.copyto(self._fT, f.T)
-        KK.remap_lines(self._fT, self._feetT, self.periodic, self.x_edges[0], self.dx, self._slopesT, self._outT)
+        KK.deposit_lines(self._fT, self._imgT, self.periodic, self.x_edges[0], self.dx, self._lowT, self._ratT,
+                         self._outT)
         np.copyto(out, self._outT.T)
         return out
 
@@ -166,8 +180,8 @@ class _Kinetic:
         return self._x_remap(f, 0.5 * (c0 + c1), tau, out)
 
     def _omega_remap(self, f, a, b, c, tau, out):
-        KK.momentum_feet(self.omega_edges, a, b, c, tau, self._feetW)
-        KK.remap_lines(f, self._feetW, False, -self.P, self.domega, self._slopesW, out)
+        KK.momentum_flow(self.omega, a, b, c, tau, self._imgW)
+        KK.deposit_lines(f, self._imgW, False, -self.P, self.domega, self._lowW, self._ratW, out)
         return out
 
     def omega_step(self, f, tau, deta, out):
@@ -341,8 +355,8 @@ class CircleKinetic(_Kinetic):
     def _v(self, S):
         return self._eval(1j * self.k * self.Ik * self._coef(S))
 
-    def _x_feet(self, c, tau, feet):
-        """Feet of the theta substep: T = int z from the coefficients ``c`` (exact primitive)."""
+    def _primitive(self, c):
+        """``(T, z, int z)``: T = int z and z at the edges ``(M + 1,)`` from the coefficients ``c`` (exact)."""
         c0 = c[0].real
         prim = np.zeros_like(c)
         prim[1:] = c[1:] / (1j * self.k[1:])
@@ -350,8 +364,7 @@ class CircleKinetic(_Kinetic):
         P = np.append(P, P[0])
         T = c0 * (self.theta_edges - self.theta_edges[0]) + P - P[0]
         zc = self._eval(c, at_edges=True)
-        zc = np.append(zc, zc[0])
-        KK.position_feet(T, zc, self.theta_edges[0], self.dtheta, 2 * np.pi * c0, True, self.omega * tau, feet)
+        return T, np.append(zc, zc[0]), 2 * np.pi * c0
 
     _theta_remap = _Kinetic._x_remap
 
@@ -464,10 +477,10 @@ class LineKinetic(_Kinetic):
     def _v(self, S):
         return self._dE @ S
 
-    def _x_feet(self, field, tau, feet):
+    def _primitive(self, field):
+        """``(T, z, int z)`` at the edges ``(M + 1,)`` from the moment ``field`` = [T, z]."""
         n = self.M + 1
-        T, zc = field[:n], field[n:]
-        KK.position_feet(T, zc, self.x_edges[0], self.dx, T[-1], False, self.speed * self.omega * tau, feet)
+        return field[:n], field[n:], field[n - 1]
 
     def position_law(self, section: dict) -> np.ndarray:
         """Cell averages (M,) of the position law (``gaussian``), mass 1; ``solver.domain`` error
