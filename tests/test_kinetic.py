@@ -362,6 +362,25 @@ def test_cli_kinetic_run_and_clipping_box_exits_2_with_one_line(tmp_path, moment
     assert len(lines) == 1 and "solver.momentum_max" in lines[0] and "Traceback" not in out.output
 
 
+def test_circle_mass_that_leaves_the_momentum_box_is_recorded_and_warned(tmp_path):
+    """Undamped at beta = 4 the tokens outrun momentum_max = 3.5: the file records boundary_mass and the
+    lost mass, and stderr says which key to raise (it was silent, exit 0, after losing 38%)."""
+    from click.testing import CliRunner
+
+    from meanfield_cli.main import cli
+
+    toml = KINETIC_TOML.replace("beta = 2.0", "beta = 4.0").replace('schedule = "constant"\na = 1.0',
+                                                                   'schedule = "none"')
+    toml = toml.replace("steps = 4", "steps = 40\nsave_every = 10").replace("MOMENTUM_MAX", "3.5")
+    path = tmp_path / "k.toml"
+    path.write_text(toml)
+    out = CliRunner().invoke(cli, ["run", str(path), "-o", str(tmp_path / "k.h5")])
+    assert out.exit_code == 0, out.output
+    assert "has left it: raise [solver] momentum_max" in out.stderr and "Traceback" not in out.output
+    tr = meanfield.load(str(tmp_path / "k.h5"))
+    assert tr["boundary_mass"][0] < 1e-6 and tr["boundary_mass"].max() > 1e-3 and tr["mass"][-1] < 0.9
+
+
 def w1_circle_grid(angles, sol, rho, L=4096):
     """W1 on the circle between the empirical law of ``angles`` and the grid marginal ``rho`` (M,).
 

@@ -80,6 +80,8 @@ KERNEL_TAIL = 1e-8
 CELLS_PER_WIDTH = 2.0
 #: The initial momentum law's scale spans at least this many momentum cells.
 CELLS_PER_MOMENTUM_SCALE = 2.0
+#: A warning when more than this much of the mass has left the box.
+LOST_TOL = 1e-6
 #: Most position cells of a kinetic run on the line (four dense (M, M) moment matrices).
 LINE_CELLS_MAX = 4096
 
@@ -129,6 +131,8 @@ class _Kinetic:
         self.omega = self.omega_edges[:-1] + 0.5 * self.domega
         self.grid = {self.grid_names[0]: self.x, "momentum": self.omega}
         self.oracle_calls = 0
+        self.layer = boundary_layer(self.K if self.periodic else min(self.M, self.K))
+        self._warned = False
         # (lines, cells) buffers of the two remaps: theta lines are the transposed density
         self._fT, self._outT, self._imgT = (np.empty((self.K, self.M)) for _ in range(3))
         self._lowT, self._ratT = (np.empty((self.K, KK.scratch_width(self.M, self.periodic))) for _ in range(2))
@@ -142,6 +146,17 @@ class _Kinetic:
     def marginal(self, f):
         """rho (M,): the position marginal density int f dy."""
         return f.sum(axis=1) * self.domega
+
+    def watch_boundary(self, f, mass: float) -> float:
+        """``boundary_mass`` of ``f`` (M, K); warns once when it exceeds BOUNDARY_TOL or more than
+        LOST_TOL of the initial mass 1 has left the box, naming the keys to raise."""
+        bm = self.boundary_mass(f)
+        lost = 1.0 - mass
+        if (bm > BOUNDARY_TOL or lost > LOST_TOL) and not self._warned:
+            self._warned = True
+            warnings.warn(f"{bm:.2g} of the mass is in the boundary layer of the box {self.box} and {max(lost, 0):.2g}"
+                          f" has left it: {self.keys_to_raise}", BoundaryMassWarning, stacklevel=3)
+        return bm
 
     # ------------------------------------------------------------ substeps
     def force(self, f, zc, u):
@@ -376,12 +391,21 @@ class CircleKinetic(_Kinetic):
         return rho / (rho.sum() * self.dtheta)
 
     # ------------------------------------------------------------ diagnostics
+    def boundary_mass(self, f) -> float:
+        """Mass in the boundary layer of the momentum interval (its outer ``layer`` cells at each end)."""
+        n = self.layer
+        return float((f[:, :n].sum() + f[:, -n:].sum()) * self.cell_volume)
+
+    box = property(lambda self: f"circle x [{-self.P:g}, {self.P:g}]")
+    keys_to_raise = "raise [solver] momentum_max"
+
     def diagnostics(self, f) -> dict:
         """``mass``, ``min_density``, ``E_beta``, ``mean`` (2,) of x = (cos, sin) theta, ``cov`` (2, 2),
-        ``order_parameter`` |mean|, ``momentum_spread`` (:meth:`momentum_spread`)."""
+        ``order_parameter`` |mean|, ``momentum_spread`` (:meth:`momentum_spread`), ``boundary_mass``
+        (warned once with :meth:`_Kinetic.watch_boundary`)."""
         rho = self.marginal(f)
         c, s = np.cos(self.theta), np.sin(self.theta)
-        mass = _remaining_mass(float(rho.sum() * self.dtheta), f"circle x [{-self.P:g}, {self.P:g}]")
+        mass = _remaining_mass(float(rho.sum() * self.dtheta), self.box)
         w = rho * self.dtheta
         mu = np.array([c @ w, s @ w]) / mass
         X = np.stack([c - mu[0], s - mu[1]])
@@ -389,7 +413,7 @@ class CircleKinetic(_Kinetic):
         zc = self.z(rho)
         return {"mass": mass, "min_density": float(f.min()), "E_beta": float(np.dot(zc, w)) / (2 * self.beta),
                 "mean": mu, "cov": cov, "order_parameter": float(np.hypot(*mu)),
-                "momentum_spread": self.momentum_spread(f)}
+                "momentum_spread": self.momentum_spread(f), "boundary_mass": self.watch_boundary(f, mass)}
 
 
 class LineKinetic(_Kinetic):
@@ -423,8 +447,6 @@ class LineKinetic(_Kinetic):
                  momentum_max: float):
         self.A, self.speed, self.Q, self.m = float(A), float(B), float(Q), float(m)
         self._setup(np.linspace(lo, hi, int(M) + 1), K, momentum_max)
-        self.layer = boundary_layer(min(self.M, self.K))
-        self._warned = False
         self.grad_W = self.Q * (self.x - self.m)
         self.W = 0.5 * self.Q * (self.x - self.m) ** 2
         x, xe, dx, a = self.x, self.x_edges, self.dx, self.A
@@ -498,26 +520,21 @@ class LineKinetic(_Kinetic):
         inner = f[n:-n, n:-n].sum()
         return float((f.sum() - inner) * self.cell_volume)
 
+    box = property(lambda self: f"[{self.x_edges[0]:g}, {self.x_edges[-1]:g}] x [{-self.P:g}, {self.P:g}]")
+    keys_to_raise = "widen [solver] domain or raise momentum_max"
+
     def diagnostics(self, f) -> dict:
         """``mass``, ``min_density``, ``mean (1,)``, ``cov (1, 1)``, ``boundary_mass``, ``momentum_spread``.
 
-        Warns once (:class:`~meanfield.pde.finite_volume.BoundaryMassWarning`) when
-        boundary_mass exceeds BOUNDARY_TOL.
+        Warns once (:meth:`_Kinetic.watch_boundary`) when mass reaches the boundary layer or leaves.
         """
         rho = self.marginal(f)
         w = rho * self.dx
-        mass = _remaining_mass(float(w.sum()), f"[{self.x_edges[0]:g}, {self.x_edges[-1]:g}] x "
-                                                 f"[{-self.P:g}, {self.P:g}]")
+        mass = _remaining_mass(float(w.sum()), self.box)
         mean = float(w @ self.x) / mass
         var = float(w @ (self.x - mean) ** 2) / mass
-        bm = self.boundary_mass(f)
-        if bm > BOUNDARY_TOL and not self._warned:
-            self._warned = True
-            warnings.warn(f"{bm:.2g} of the mass reached the boundary layer of the box [{self.x_edges[0]:g}, "
-                          f"{self.x_edges[-1]:g}] x [{-self.P:g}, {self.P:g}]: widen [solver] domain or "
-                          "momentum_max", BoundaryMassWarning, stacklevel=2)
         return {"mass": mass, "min_density": float(f.min()), "mean": np.array([mean]), "cov": np.array([[var]]),
-                "boundary_mass": bm, "momentum_spread": self.momentum_spread(f)}
+                "boundary_mass": self.watch_boundary(f, mass), "momentum_spread": self.momentum_spread(f)}
 
 
 def _remaining_mass(mass: float, box: str) -> float:
