@@ -1,4 +1,4 @@
-"""Every pde solver against theory (docs/models.md §9.5): linear growth rates of the uniform state
+"""Every pde solver against theory (docs/models.md §9, "Theory checks of the pde solvers"): linear growth rates of the uniform state
 on the circle, exact moment laws on the line, and convergence to deterministic particles.
 
 The uniform state rho_0 = 1 / 2 pi is stationary for both equations of the sphere model on the
@@ -18,7 +18,7 @@ import pytest
 from scipy import special
 
 from meanfield.pde.finite_volume import CircleFV
-from meanfield.pde.kinetic import CircleKinetic
+from meanfield.pde.kinetic import CircleKinetic, LineKinetic
 from meanfield.pde.stepping import solve
 from meanfield.schedules import make_schedule
 
@@ -96,3 +96,27 @@ def test_kinetic_cold_start_error_falls_as_the_grid_and_step_are_refined():
     both2 = kinetic_cold_start(2.0, 2, 64, 321, 0.0125)
     assert finer_k < 0.6 * base and finer_h < base and both < 0.6 * base and both2 < 0.6 * both, \
         (base, finer_k, finer_h, both, both2)
+
+
+# ------------------------------------------------------------------ the line
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_kinetic_first_moments_on_the_line_follow_the_oscillator_exactly(alpha):
+    """A = 0: z = 1, x' = B y, y' = -Q (x - m) - alpha y. Each remap moves the first moments exactly,
+    so the means follow the Strang composition of the exact linear substeps to round-off."""
+    B, Q, m, h, steps = 1.3, 1.0, 0.2, 0.05, 40
+    sol = LineKinetic(0.0, B, Q, m, -7.0, 7.0, 96, 96, 7.0)
+    f = sol.initial_density({"law": "gaussian", "mean": [0.3], "cov": [[0.3]], "momentum": "gaussian",
+                             "momentum_scale": 0.5})
+    work = np.empty_like(f)
+    damping = make_schedule("constant", 0.0, a=alpha) if alpha else make_schedule("none", 0.0)
+    xm, ym = (f.sum(axis=1) @ sol.x) * sol.cell_volume, (f.sum(axis=0) @ sol.omega) * sol.cell_volume
+    decay = np.exp(-alpha * h)
+    drift = (1 - decay) / alpha if alpha else h
+    for k in range(steps):
+        f, work = sol.step(f, damping, k * h, h, work)
+        xm += 0.5 * h * B * ym
+        ym = decay * ym - Q * (xm - m) * drift
+        xm += 0.5 * h * B * ym
+    assert abs((f.sum(axis=1) @ sol.x) * sol.cell_volume - xm) < 1e-12
+    assert abs((f.sum(axis=0) @ sol.omega) * sol.cell_volume - ym) < 1e-12
+    assert abs(xm - 0.3) > 0.1  # the means moved

@@ -30,21 +30,24 @@ One step of ``strang`` (order 2) is the symmetric composition
   start and at a predicted end of the substep (local error O(h^3)); the
   characteristics of the frozen field are exact (``int z dx = B y t``,
   inverted by a fourth-order Hermite interpolant,
-  :func:`meanfield._kernels.kinetic.position_feet`).
+  :func:`meanfield._kernels.kinetic.position_flow`).
 * Y: y' = a + b y^2 - alpha y with x fixed; the damping enters with its
   exact integral over the step, ``alpha = Delta eta / h``, so momenta
-  contract by exactly ``e^{-Delta eta}`` and the density grows by
-  ``e^{Delta eta}`` (one momentum component); rho (so z, u, b) does not
+  contract by exactly ``e^{-Delta eta}`` (and the density grows by
+  ``e^{Delta eta}``, one momentum component); rho (so z, u, b) does not
   move, a does through S: a is frozen at its value at a predicted half
   substep (midpoint rule, local error O(h^3)); the frozen Riccati flow is an
-  exact Moebius map, damping included (:func:`meanfield._kernels.kinetic.momentum_feet`).
+  exact Moebius map, damping included (:func:`meanfield._kernels.kinetic.momentum_flow`).
 
-Each substep is a conservative 1-D remap of cell averages through the
-monotone primitive (:func:`meanfield._kernels.kinetic.remap_lines`): mass
-is conserved to round-off (except what leaves the box), the density stays
->= 0 without any fix, and the splitting's substeps need not be
-divergence-free. Quadratures (z, S, energies) use the cell averages at cell
-centres: second order in space.
+Each substep is a conservative 1-D remap of cell averages written as a
+forward deposit (:func:`meanfield._kernels.kinetic.deposit_lines`): each
+cell's mass moves to the exact image of its centre, spread by quintic
+Lagrange weights limited towards cloud-in-cell weights where a cell would
+turn negative. Mass is conserved to round-off (except what leaves the box),
+the density stays >= 0, the first moment is transported exactly for affine
+flows whatever the shape of f (the cold, monokinetic state included), and
+the substeps need not be divergence-free. Quadratures (z, S, energies) use
+the cell averages at cell centres: second order in space.
 
 Oracle calls: one evaluation of the nonlocal moments (z, or the force moment
 v) is one call; a strang step makes :attr:`_Kinetic.calls_per_step` = 7 of
@@ -110,7 +113,7 @@ class _Kinetic:
     implements
 
     * ``x_field(rho)`` -- the (linear in rho) field an X substep is frozen at; one oracle call;
-    * ``_x_feet(field, tau, feet)`` -- backward feet ``(K, M + 1)`` of the X substep;
+    * ``_primitive(field)`` -- ``(T, z, int z)``: T = int z and z at the edges ``(M + 1,)`` of the X substep;
     * ``z_and_slope(rho)`` -- ``(z, u = dz/dx)`` at the centres, ``(M,)`` each; one oracle call;
     * ``_v(S)`` -- ``v = int dE/dx(x, x') S(x') dx'`` at the centres (part of a force call);
     * ``z(rho)`` -- z at the centres, not counted (diagnostics).
