@@ -73,6 +73,14 @@ def _stencil(X, lo, dx, n, periodic):
 
 
 @njit(**NJIT)
+def _first(i0, w):
+    """First cell of the stencil of a parcel at ``i0``, in [0, w) (the line wraps only when periodic:
+    a bounded line's padding holds every stencil)."""
+    b = i0 - _LEFT
+    return b % w if b < 0 or b >= w else b
+
+
+@njit(**NJIT)
 def _corrections(m, s):
     """Mass ``m`` times (quintic Lagrange - linear) weights on the centres i0 - 2 .. i0 + 3 at fraction ``s``."""
     a, b, c, d, e, g = s + 2.0, s + 1.0, s, s - 1.0, s - 2.0, s - 3.0
@@ -136,11 +144,20 @@ def deposit_lines(f, images, periodic, lo, dx, low, ratio, out):
             if m == 0.0:
                 continue
             i0, s = _stencil(X, lo, dx, n, periodic)
-            lw[i0 % w] += m * (1.0 - s)
-            lw[(i0 + 1) % w] += m * s
+            b = _first(i0, w)
+            if b + _LEFT + 1 < w:
+                lw[b + _LEFT] += m * (1.0 - s)
+                lw[b + _LEFT + 1] += m * s
+            else:
+                lw[(b + _LEFT) % w] += m * (1.0 - s)
+                lw[(b + _LEFT + 1) % w] += m * s
             c = _corrections(m, s)
-            for k in range(_WIDTH):
-                rt[(i0 - _LEFT + k) % w] += min(c[k], 0.0)
+            if b + _WIDTH <= w:
+                for k in range(_WIDTH):
+                    rt[b + k] += min(c[k], 0.0)
+            else:
+                for k in range(_WIDTH):
+                    rt[(b + k) % w] += min(c[k], 0.0)
         for i in range(w):
             # the fraction of its negative corrections a cell can take and stay >= 0
             rt[i] = 1.0 if rt[i] == 0.0 or lw[i] >= -rt[i] else lw[i] / -rt[i]
@@ -149,14 +166,21 @@ def deposit_lines(f, images, periodic, lo, dx, low, ratio, out):
             if m == 0.0:
                 continue
             i0, s = _stencil(X, lo, dx, n, periodic)
+            b = _first(i0, w)
             c = _corrections(m, s)
             theta = 1.0
-            for k in range(_WIDTH):
-                if c[k] < 0.0:
-                    theta = min(theta, rt[(i0 - _LEFT + k) % w])
-            if theta > 0.0:
+            if b + _WIDTH <= w:
                 for k in range(_WIDTH):
-                    lw[(i0 - _LEFT + k) % w] += theta * c[k]
+                    if c[k] < 0.0:
+                        theta = min(theta, rt[b + k])
+                for k in range(_WIDTH):
+                    lw[b + k] += theta * c[k]
+            else:
+                for k in range(_WIDTH):
+                    if c[k] < 0.0:
+                        theta = min(theta, rt[(b + k) % w])
+                for k in range(_WIDTH):
+                    lw[(b + k) % w] += theta * c[k]
         for i in range(n):
             # the limiter makes every cell >= 0 up to the round-off of its sums
             o[i] = max(lw[first + i], 0.0)
