@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Ellipse
 
+from .diagnostics.rates import problem_of
 from .errors import ParameterError
 from .io.hdf5 import grid_axes
 
@@ -47,8 +48,9 @@ def plot_energy(trajs, x="sim_time", e_star=None, ax=None):
     x : {"sim_time", "oracle_calls"}
         Horizontal axis.
     e_star : float, "auto" or None
-        Subtract E*; "auto" uses the smallest energy seen in all runs minus a
-        small margin (a run's own limit). None plots E itself when every
+        Subtract E*; "auto" uses the smallest energy seen in the runs minus a
+        small margin (a run's own limit), per model and dimension when the runs
+        solve different problems. None plots E itself when every
         energy is positive, otherwise ``E - E_min`` as "auto" does (energies
         of the sphere and softmax models are negative); the axis label says
         which was drawn.
@@ -71,15 +73,23 @@ def plot_energy(trajs, x="sim_time", e_star=None, ax=None):
         ylabel = "energy E"
     else:
         ylabel = "E - E* (E* = {:.6g})"
+    problems = [problem_of(tr) for tr in trajs]
     if e_star == "auto":
-        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
-        e_star = lo - 1e-6 * max(1.0, hi - lo)
+        # each problem's runs from their own lowest energy: one floor for all would flatten the
+        # runs of the problem with the higher energies (a bilinear run beside a sphere run)
+        floors = {p: _auto_floor([E for E, q in zip(energies, problems) if q == p]) for p in problems}
+        e_stars = [floors[p] for p in problems]
+        if len(floors) > 1:
+            ylabel = "E - E_min (E_min: lowest energy seen in the runs of each model)"
+        e_star = e_stars[0]
+    else:
+        e_stars = [e_star or 0.0] * len(trajs)
     hidden = 0
-    for tr, E in zip(trajs, energies):
+    for tr, E, es in zip(trajs, energies, e_stars):
         xs = np.asarray(tr[x], dtype=float)
         if x == "sim_time":
             xs = xs - xs[0] + (xs[1] - xs[0] if len(xs) > 1 else 1.0)
-        gap = E - (e_star or 0.0)
+        gap = E - es
         keep = (xs > 0) & (gap > 0)
         hidden += int(np.count_nonzero(~keep))
         ax.loglog(xs[keep], gap[keep], label=_label(tr))
@@ -94,6 +104,13 @@ def plot_energy(trajs, x="sim_time", e_star=None, ax=None):
     return fig
 
 
+def _auto_floor(energies) -> float:
+    """The lowest finite energy of ``energies`` (list of arrays) minus a small margin (a log axis)."""
+    finite = np.concatenate([E[np.isfinite(E)] for E in energies] or [np.zeros(0)])
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    return lo - 1e-6 * max(1.0, hi - lo)
+
+
 def plot_moments(tr, n_ellipses=6, dims=(0, 1)):
     """Covariance ellipses over time (particles solid, moment ODE dashed) and the relative error.
 
@@ -102,10 +119,16 @@ def plot_moments(tr, n_ellipses=6, dims=(0, 1)):
     """
     i, j = dims
     mean, cov, t = np.asarray(tr["mean"]), np.asarray(tr["cov"]), np.asarray(tr["sim_time"])
-    if mean.shape[1] <= max(i, j):
-        raise ParameterError("--dims", f"two coordinates below d = {mean.shape[1]}", dims)
+    if mean.shape[1] <= max(i, j) and mean.shape[1] > 1:
+        raise ParameterError("dims", f"two coordinates below d = {mean.shape[1]}", dims)
     has_ode = "ode_cov" in tr
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4.4))
+    if mean.shape[1] == 1:  # d = 1: no ellipses; the mean and its 1-sigma band over time
+        _moments_1d(ax, t, mean[:, 0], cov[:, 0, 0], tr if has_ode else None)
+        _moments_error_panel(ax2, tr, t, cov, has_ode)
+        fig.suptitle(_label(tr))
+        fig.tight_layout()
+        return fig
     idx = np.unique(np.linspace(0, len(t) - 1, n_ellipses).astype(int))
     colors = plt.cm.viridis(np.linspace(0, 1, len(idx)))
     sub = np.ix_([i, j], [i, j])
@@ -128,6 +151,31 @@ def plot_moments(tr, n_ellipses=6, dims=(0, 1)):
     ax.set_ylabel(f"x[{j}]")
     ax.set_title("1-sigma covariance ellipses" + (" (dashed: moment ODE)" if has_ode else ""))
     ax.legend(fontsize=7)
+    _moments_error_panel(ax2, tr, t, cov, has_ode)
+    fig.suptitle(_label(tr))
+    fig.tight_layout()
+    return fig
+
+
+def _moments_1d(ax, t, mean, var, ode_tr=None):
+    """Mean and 1-sigma band of a one-dimensional run over time (moment ODE dashed)."""
+    sd = np.sqrt(np.clip(var, 0.0, None))
+    ax.plot(t, mean, lw=2, label="mean (particles)")
+    ax.fill_between(t, mean - sd, mean + sd, alpha=0.3, label="mean +- 1 sigma")
+    if ode_tr is not None:
+        om, ov = np.asarray(ode_tr["ode_mean"])[:, 0], np.asarray(ode_tr["ode_cov"])[:, 0, 0]
+        osd = np.sqrt(np.clip(ov, 0.0, None))
+        ax.plot(t, om, "k--", lw=1, label="moment ODE")
+        ax.plot(t, om - osd, "k:", lw=1)
+        ax.plot(t, om + osd, "k:", lw=1)
+    ax.set_xlabel("t")
+    ax.set_ylabel("x")
+    ax.set_title("mean and 1-sigma band (d = 1)")
+    ax.legend(fontsize=7)
+
+
+def _moments_error_panel(ax2, tr, t, cov, has_ode):
+    """Right panel of the moments plot: particles vs moment ODE, or the trace of the covariance."""
     if has_ode:
         err = np.asarray(tr["ode_rel_error_cov"])
         ax2.semilogy(t[1:], np.maximum(err[1:], 1e-17), label="|cov - cov_ODE|_F / |cov_ODE|_F")
@@ -140,9 +188,6 @@ def plot_moments(tr, n_ellipses=6, dims=(0, 1)):
         ax2.set_title("trace of the covariance")
     ax2.set_xlabel("t")
     ax2.grid(True, which="both", alpha=0.3)
-    fig.suptitle(_label(tr))
-    fig.tight_layout()
-    return fig
 
 
 def plot_particles(tr, n_frames=4, dims=(0, 1)):

@@ -1,0 +1,260 @@
+"""A new user's first hour (issue 25): walls hit right after ``meanfield init``, the Python API,
+messages pointing at the wrong place, compare/plot across unrelated runs, figures and sweeps.
+
+Each test failed before its fix.
+"""
+
+import os
+import warnings
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from meanfield_cli.main import cli
+from meanfield_cli.templates import TEMPLATES
+
+import meanfield
+from meanfield.errors import ParameterError
+
+from test_cli import SMALL  # the small bilinear parameter file of the CLI tests (n = 64, t1 = 2)
+
+#: The bilinear template made small and short (what a user has after ``meanfield init > p.toml``).
+TEMPLATE = TEMPLATES["bilinear"].replace("n = 1000", "n = 32").replace("t1 = 61.0", "t1 = 1.5")
+
+#: SMALL in one dimension (another problem: its energies have another floor).
+ONE_D = (SMALL.replace("d = 2", "d = 1").replace("[[1.0, 0.0], [0.0, 2.0]]", "[[1.0]]")
+         .replace("m = [0.5, -0.5]", "m = [0.5]").replace("mean = [0.5, 0.0]", "mean = [0.5]")
+         .replace("cov = [[1.0, 0.0], [0.0, 1.0]]", "cov = [[1.0]]"))
+
+
+@pytest.fixture
+def runner(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.toml").write_text(SMALL)
+    (tmp_path / "t.toml").write_text(TEMPLATE)
+    return CliRunner()
+
+
+def error_line(res, code=2):
+    """The one stderr line of a refused command (exit ``code``, no traceback)."""
+    assert res.exit_code == code, res.output
+    assert "Traceback" not in res.output
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("meanfield: error")]
+    assert len(lines) == 1, res.output
+    return lines[0]
+
+
+# ---- --set switching a choice ---------------------------------------------------------------
+
+def test_set_switches_the_damping_schedule(runner):
+    # the template's damping.r (nesterov) used to stop the run: exit 2 on damping.r
+    res = runner.invoke(cli, ["run", "t.toml", "-o", "a.h5", "--set", 'damping.schedule="constant"',
+                              "--set", "damping.a=1.0"])
+    assert res.exit_code == 0, res.output
+    warn = [ln for ln in res.stderr.splitlines() if "warning" in ln]
+    assert len(warn) == 1 and "damping.r" in warn[0] and "nesterov" in warn[0], res.stderr
+    assert meanfield.load("a.h5").config["damping"] == {"schedule": "constant", "a": 1.0}
+
+
+def test_set_switches_the_initial_law_to_a_file(runner):
+    np.save("x.npy", np.random.default_rng(0).standard_normal((20, 3)))
+    res = runner.invoke(cli, ["run", "t.toml", "-o", "b.h5", "--set", 'initial.law="file"',
+                              "--set", 'initial.path="x.npy"'])
+    assert res.exit_code == 0, res.output
+    warn = [ln for ln in res.stderr.splitlines() if "warning" in ln]
+    assert len(warn) == 1 and "initial.mean" in warn[0] and "initial.cov" in warn[0], res.stderr
+    assert meanfield.load("b.h5").tasks["x"].shape[1:] == (20, 3)
+
+
+def test_set_replaces_a_whole_section(runner):
+    res = runner.invoke(cli, ["run", "t.toml", "-o", "c.h5",
+                              "--set", 'damping={schedule="constant", a=1.0}'])
+    assert res.exit_code == 0, res.output
+    assert "warning" not in res.stderr, res.stderr  # nothing dropped behind the user's back
+    assert meanfield.load("c.h5").config["damping"] == {"schedule": "constant", "a": 1.0}
+    res = runner.invoke(cli, ["run", "t.toml", "-o", "d.h5", "--set", "damping=3"])
+    assert "--set damping" in error_line(res)
+
+
+def test_set_keeps_keys_the_new_choice_takes():
+    # switching the momentum keeps S, b when the new value takes them too (none dropped)
+    cfg = meanfield.io.config.apply_overrides(
+        {"damping": {"schedule": "nesterov", "r": 3.0}}, ['damping.schedule="nesterov"'],
+        choices=meanfield.run.CHOICES)
+    assert cfg["damping"] == {"schedule": "nesterov", "r": 3.0}
+
+
+# ---- messages that point at the wrong place ------------------------------------------------
+
+def test_bad_set_value_names_the_option(runner):
+    line = error_line(runner.invoke(cli, ["run", "p.toml", "--set", "model.d=three"]))
+    assert "--set model.d=three" in line and "p.toml" not in line, line
+
+
+def test_existing_output_names_the_option(runner):
+    open("taken.h5", "w").close()
+    line = error_line(runner.invoke(cli, ["run", "p.toml", "-o", "taken.h5"]))
+    assert "[-o]" in line and "output.path" not in line and "--overwrite" in line, line
+
+
+def test_no_placeholder_keys_in_messages(runner):
+    open("bad.toml", "w").write("x =\n")
+    line = error_line(runner.invoke(cli, ["run", "bad.toml"]))
+    assert "(syntax)" not in line and "bad.toml" in line and "TOML" in line, line
+    line = error_line(runner.invoke(cli, ["info", "p.toml"]))
+    assert "(file)" not in line and "p.toml" in line, line
+
+
+def test_empty_parameter_file_says_what_is_required(runner):
+    open("empty.toml", "w").close()
+    line = error_line(runner.invoke(cli, ["run", "empty.toml"]))
+    assert "empty.toml" in line and "meanfield init" in line, line
+    assert "integrator.h" in line and "run.t1" in line, line  # every required key at once
+
+
+def test_default_grid_is_named_as_a_default():
+    cfg = meanfield.io.config.resolve({"solver": {"kind": "pde"}, "integrator": {"h": 0.1},
+                                       "run": {"t1": 1.0}})
+    with pytest.raises(ParameterError) as err:
+        meanfield.Run({"model": {"name": "sphere", "d": 2, "beta": 1.0}, "solver": {"kind": "pde"},
+                       "integrator": {"name": "strang", "h": 0.01}, "run": {"t1": 1.5},
+                       "initial": {"law": "sphere_uniform", "momentum": "zero"}})
+    assert err.value.key == "solver.grid", err.value
+    assert "default" in str(err.value) and cfg["solver"]["grid"] == 512, err.value
+
+
+def test_resume_with_another_models_file_names_the_model(runner):
+    assert runner.invoke(cli, ["run", "p.toml", "-o", "a.h5"]).exit_code == 0
+    open("s.toml", "w").write(TEMPLATES["sphere"])
+    line = error_line(runner.invoke(cli, ["run", "--resume", "s.toml", "-o", "a.h5"]))
+    assert "[model.name]" in line, line
+
+
+def test_moments_plot_of_a_one_dimensional_run(runner):
+    open("d1.toml", "w").write(ONE_D)
+    assert runner.invoke(cli, ["run", "d1.toml", "-o", "d1.h5"]).exit_code == 0
+    res = runner.invoke(cli, ["plot", "--kind", "moments", "d1.h5"])
+    assert "--dims" not in res.output
+    assert res.exit_code == 0 and os.path.getsize("d1-moments.png") > 0, res.output
+
+
+def test_huge_mean_leaks_no_lapack_line(runner, capfd):
+    res = runner.invoke(cli, ["run", "--set", "initial.mean=1e200", "-o", "big.h5"])
+    assert res.exit_code == 2, res.output
+    out, err = capfd.readouterr()  # LAPACK writes to the process's own stdout, past click
+    assert "DLASCL" not in out + err and "overflow" not in res.output, out + err + res.output
+
+
+def test_bare_meanfield_prints_usage(runner):
+    res = runner.invoke(cli, [])
+    assert res.exit_code == 0, res.output
+    assert "Usage:" in res.stdout and "Commands:" in res.stdout and "error" not in res.output
+    assert len(res.stdout.splitlines()) > 5  # the help as help, not squashed into one line
+
+
+# ---- the Python API ------------------------------------------------------------------------
+
+def _small_cfg(**initial):
+    return {"model": {"d": 2}, "integrator": {"h": 0.05}, "run": {"steps": 4},
+            "initial": {"n": 16, **initial}}
+
+
+def test_numpy_integers_are_integers():
+    # np.int64 (what arithmetic on numpy arrays gives) used to be refused as "an integer"
+    run = meanfield.Run({"model": {"d": np.int64(2)}, "integrator": {"h": np.float32(0.05)},
+                         "run": {"steps": np.int32(4), "save_every": np.int64(2)},
+                         "initial": {"n": np.int64(50), "seed": np.uint8(3),
+                                     "mean": np.array([0.5, 0.0]), "cov": np.eye(2)}})
+    res = run.simulate()
+    assert res.x.shape == (50, 2) and len(res.t) == 3
+    assert isinstance(run.resolved()["initial"]["n"], int)
+
+
+@pytest.mark.parametrize("progress", [False, True, None, "callable"])
+def test_simulate_progress_true_false_or_callable(tmp_path, capsys, progress):
+    seen = []
+    arg = (lambda done, total: seen.append((done, total))) if progress == "callable" else progress
+    res = meanfield.Run(_small_cfg()).simulate(tmp_path / "a.h5", progress=arg)
+    assert res.status == "finished"
+    assert meanfield.load(tmp_path / "a.h5").attrs["status"] == "finished"
+    err = capsys.readouterr().err
+    if progress == "callable":
+        assert seen[-1] == (4, 4)
+    assert ("4/4" in err) == (progress is True), err
+
+
+def test_simulate_refuses_a_bad_progress_before_writing(tmp_path):
+    with pytest.raises(TypeError, match="progress"):
+        meanfield.Run(_small_cfg()).simulate(tmp_path / "a.h5", progress="yes")
+    assert not (tmp_path / "a.h5").exists()  # no file left behind with status "failed"
+
+
+def test_load_gives_one_clear_error(tmp_path):
+    (tmp_path / "p.toml").write_text(SMALL)
+    for path, words in ((tmp_path / "p.toml", "readable meanfield HDF5"),
+                        (tmp_path, "existing meanfield HDF5"),
+                        (tmp_path / "none.h5", "existing meanfield HDF5")):
+        with pytest.raises(ParameterError, match=words) as err:
+            meanfield.load(path)
+        assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_api_existing_file_error_names_overwrite_true(tmp_path):
+    run = meanfield.Run(_small_cfg())
+    run.simulate(tmp_path / "a.h5")
+    with pytest.raises(ParameterError) as err:
+        run.simulate(tmp_path / "a.h5")
+    assert "overwrite=True" in str(err.value) and "--overwrite" not in str(err.value)
+
+
+def test_overrides_as_a_dict(tmp_path):
+    (tmp_path / "p.toml").write_text(SMALL)
+    run = meanfield.Run(tmp_path / "p.toml", overrides={"run.t1": 1.5, "initial.n": np.int64(8)})
+    assert run.config["run"]["t1"] == 1.5 and run.x0.shape == (8, 2)
+    with pytest.raises(ParameterError, match=r"overrides\['model.d'\]"):
+        meanfield.Run(tmp_path / "p.toml", overrides={"model.d": "three"})
+
+
+def test_runresult_repr_is_short():
+    res = meanfield.Run(_small_cfg(n=2000)).simulate()
+    text = repr(res)
+    assert len(text) < 600 and "(2000, 2)" in text and "finished" in text, text
+
+
+# ---- compare and plot across unrelated runs ---------------------------------------------------
+
+@pytest.fixture
+def two_problems(runner):
+    open("d1.toml", "w").write(ONE_D)
+    for params, out in (("p.toml", "a.h5"), ("d1.toml", "b.h5")):
+        assert runner.invoke(cli, ["run", params, "-o", out]).exit_code == 0
+    return runner
+
+
+def test_compare_warns_about_unrelated_runs(two_problems):
+    res = two_problems.invoke(cli, ["compare", "a.h5", "b.h5"])
+    assert res.exit_code == 0, res.output
+    warn = [ln for ln in res.stderr.splitlines() if "warning" in ln]
+    assert len(warn) == 1 and "d = 2" in warn[0] and "d = 1" in warn[0], res.stderr
+    res = two_problems.invoke(cli, ["compare", "a.h5", "./a.h5"])
+    warn = [ln for ln in res.stderr.splitlines() if "warning" in ln]
+    assert res.exit_code == 0 and len(warn) == 1 and "same file" in warn[0], res.output
+    res = two_problems.invoke(cli, ["compare", "a.h5"])
+    assert "warning" not in res.stderr, res.stderr
+
+
+def test_energy_plot_measures_each_problem_from_its_own_floor(two_problems):
+    from meanfield.plotting import plot_energy
+
+    fig = plot_energy([meanfield.load("a.h5"), meanfield.load("b.h5")], e_star="auto")
+    for line in fig.axes[0].get_lines():
+        y = line.get_ydata()
+        # the curve reaches (down to the plotting margin) its own lowest energy
+        assert y.min() <= 1e-5 * max(1.0, y.max()), (line.get_label(), y.min())
+
+
+def test_energy_plot_refuses_e_star_above_every_energy(two_problems):
+    top = float(np.max(meanfield.load("a.h5")["energy"]))
+    line = error_line(two_problems.invoke(cli, ["plot", "a.h5", "--e-star", str(top + 1.0)]))
+    assert "--e-star" in line and "a.h5" in line, line
+    assert not os.path.exists("a-energy.png")
