@@ -328,7 +328,7 @@ INFO_WIDTH = 22
 @guard
 def plot(paths, kind, xaxis, e_star, output):
     """Draw figures from run files (energy takes several runs on one axis)."""
-    from meanfield.plotting import PLOTS, PLOT_NEEDS
+    from meanfield.plotting import PLOT_NEEDS, PLOTS, check_image_path
 
     if kind not in PLOTS:
         raise ParameterError("--kind", f"one of {sorted(PLOTS)}", kind)
@@ -338,7 +338,7 @@ def plot(paths, kind, xaxis, e_star, output):
     if kind == "energy" and e_star not in (None, "auto"):
         e_star = _finite(e_star, "--e-star", 'a finite number or "auto"')
     out = f"{os.path.splitext(paths[0])[0]}-{kind}.png" if output is None else output
-    _check_image_path(out)
+    check_image_path(out)
     trajs = [load_run(p, need=PLOT_NEEDS.get(kind, ())) for p in paths]
     if kind == "energy" and isinstance(e_star, float):  # a curve above E* or none at all (log axis)
         for p, tr in zip(paths, trajs):
@@ -352,18 +352,6 @@ def plot(paths, kind, xaxis, e_star, output):
         fig = fn(trajs[0])
     fig.savefig(out, dpi=120)
     click.echo(f"wrote {out}")
-
-
-def _check_image_path(out):
-    """An image file name with a format matplotlib writes, in a writable directory."""
-    import matplotlib.figure
-
-    formats = matplotlib.figure.Figure().canvas.get_supported_filetypes()
-    ext = os.path.splitext(out)[1].lstrip(".").lower()
-    if ext not in formats:
-        raise ParameterError("-o", f"an image file ending in one of .{', .'.join(sorted(formats))}",
-                             out)
-    check_output_path(out, "-o", overwrite=True)
 
 
 def _finite(text, key, expected):

@@ -17,7 +17,7 @@ from matplotlib.patches import Ellipse
 
 from .diagnostics.rates import problem_of
 from .errors import ParameterError
-from .io.hdf5 import grid_axes
+from .io.hdf5 import check_output_path, grid_axes
 
 
 def _label(tr) -> str:
@@ -37,6 +37,26 @@ def _ellipse(mean, cov, **kw):
     w = np.clip(w, 0.0, None)
     angle = np.degrees(np.arctan2(V[1, 1], V[0, 1]))
     return Ellipse(mean, 2 * np.sqrt(w[1]), 2 * np.sqrt(w[0]), angle=angle, fill=False, **kw)
+
+
+def count_axis(ax, counts) -> None:
+    """Integer ticks for a count (clusters, ...) on the y axis of ``ax``: a log axis with plain labels
+    when the counts span a decade or more, a linear axis otherwise (a log axis over 1..2 labels
+    its ticks 1.021x10^0)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+
+    counts = np.asarray(counts, dtype=float)
+    counts = counts[np.isfinite(counts) & (counts > 0)]
+    if counts.size and counts.max() >= 10 * counts.min():
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0f}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+    else:
+        ax.set_yscale("linear")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))
+        if counts.size:
+            ax.set_ylim(max(0.0, counts.min() - 1), counts.max() + 1)
 
 
 def plot_energy(trajs, x="sim_time", e_star=None, ax=None):
@@ -264,7 +284,7 @@ def plot_clusters(tr, tol=None):
     ax2 = ax.twinx()
     ax2.step(t, np.asarray(tr["n_clusters"]), where="post", color="k", lw=1)
     ax2.set_ylabel("clusters (black)")
-    ax2.set_yscale("log")
+    count_axis(ax2, tr["n_clusters"])
     ax = axes[2]
     ax.plot(t, np.asarray(tr["E_beta"], float))
     ax.set_xlabel("t")
@@ -309,6 +329,42 @@ def plot_density(tr):
     fig.suptitle(_label(tr))
     fig.tight_layout()
     return fig
+
+
+def check_image_path(out, key: str = "-o") -> None:
+    """ParameterError unless ``out`` is an image file name matplotlib writes, in a writable directory.
+
+    An existing file is fine (a figure is redrawn); ``key`` is the option named in the error.
+    """
+    import os
+
+    formats = plt.figure().canvas.get_supported_filetypes()
+    plt.close("all")
+    ext = os.path.splitext(os.fspath(out))[1].lstrip(".").lower()
+    if ext not in formats:
+        raise ParameterError(key, f"an image file ending in one of .{', .'.join(sorted(formats))}", out)
+    check_output_path(out, key, overwrite=True)
+
+
+def check_script_outputs(prog: str, **paths) -> None:
+    """A script's output files checked before it computes (examples/): one line, exit 2 if bad.
+
+    ``out="fig.png"`` is checked as an image for ``--out``; any other name (``gif=...``) as a
+    writable file for ``--gif``; None is skipped.
+    """
+    import sys
+
+    for name, path in paths.items():
+        if path is None:
+            continue
+        try:
+            if name == "out":
+                check_image_path(path, "--out")
+            else:
+                check_output_path(path, f"--{name}", overwrite=True)
+        except ParameterError as exc:
+            print(f"{prog}: error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
 
 
 #: ``meanfield plot --kind`` name -> (function, accepts several runs)

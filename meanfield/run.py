@@ -368,15 +368,16 @@ class Run:
 
 
 def _keys_by_value(table: dict):
-    """``keys(value)``: the keys a choice's value takes (none for an unknown value)."""
-    return lambda value: tuple(table.get(value, ())) if isinstance(value, str) else ()
+    """``keys(value)``: the keys a choice's value takes (None for an unknown value)."""
+    return lambda value: tuple(table[value]) if isinstance(value, str) and value in table else None
 
 
 def _integrator_options(name) -> tuple:
     from .integrators import INTEGRATORS
 
-    by_kind = INTEGRATORS.get(name, {}) if isinstance(name, str) else {}
-    return tuple(dict.fromkeys(o for cls in by_kind.values() for o in cls.options))
+    if not isinstance(name, str) or name not in INTEGRATORS:
+        return None
+    return tuple(dict.fromkeys(o for cls in INTEGRATORS[name].values() for o in cls.options))
 
 
 #: Keys that choose a variant -> the keys each variant takes: ``--set`` switching one drops the

@@ -258,3 +258,19 @@ def test_energy_plot_refuses_e_star_above_every_energy(two_problems):
     line = error_line(two_problems.invoke(cli, ["plot", "a.h5", "--e-star", str(top + 1.0)]))
     assert "--e-star" in line and "a.h5" in line, line
     assert not os.path.exists("a-energy.png")
+
+
+# ---- a sweep's output.dir is created as run -o's file is: in an existing folder only -----------
+
+def test_sweep_output_dir_in_a_missing_folder_is_refused(runner, tmp_path):
+    from test_sweep import BASE
+
+    (tmp_path / "base.toml").write_text(BASE)
+    (tmp_path / "sweep.toml").write_text('base = "base.toml"\n[grid]\n"integrator.h" = [0.1]\n'
+                                         '[output]\ndir = "typo/deeper/out"\n')
+    line = error_line(runner.invoke(cli, ["sweep", "sweep.toml", "--no-progress"]))
+    assert "[output.dir]" in line and "sweep.toml" in line, line
+    assert not (tmp_path / "typo").exists()  # it used to be created, with all its parents
+    # the last level alone may be missing: load_sweep accepts it (run_sweep makes it)
+    (tmp_path / "s2.toml").write_text('base = "base.toml"\n[output]\ndir = "new"\n')
+    assert meanfield.sweep.load_sweep(str(tmp_path / "s2.toml")).out_dir == str(tmp_path / "new")

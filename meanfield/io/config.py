@@ -87,7 +87,8 @@ def apply_overrides(raw: dict, overrides, choices=None) -> dict:
         table) replaces the whole section, as a sweep's grid does.
     choices : dict or None
         ``"section.key" -> keys(value)`` for keys that choose a variant (``damping.schedule``,
-        ``initial.law``, ...): ``keys(value)`` is the tuple of keys that variant takes. An
+        ``initial.law``, ...): ``keys(value)`` is the tuple of keys that variant takes (None
+        for a value that is no variant). An
         override switching a choice drops the keys of the old variant that the new one does
         not take and no override sets, and says which in one warning.
 
@@ -134,8 +135,10 @@ def apply_overrides(raw: dict, overrides, choices=None) -> dict:
         new = out[section].get(key)
         if keys_of is None or section in replaced or old is None or old == new:
             continue
-        new_keys = set(keys_of(new))
-        dropped = [k for k in keys_of(old) if k not in new_keys and k in out[section]
+        new_keys = keys_of(new)
+        if new_keys is None:  # not a valid choice: its own error says so, nothing is dropped
+            continue
+        dropped = [k for k in keys_of(old) or () if k not in new_keys and k in out[section]
                    and (section, k) not in set_keys]
         for k in dropped:
             del out[section][k]
