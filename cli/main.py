@@ -506,15 +506,24 @@ def _benchmarks_dir():
     return None
 
 
+#: Where ``meanfield bench`` writes its JSON (and figures) unless given --update-results: not the
+#: checkout's tracked benchmarks/results/ (a try-out run must not rewrite the published numbers).
+BENCH_OUT = "bench-results"
+
+
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("name", required=False)
+@click.option("--update-results", is_flag=True,
+              help="Write into the checkout's tracked benchmarks/results/ (and figures/) instead of "
+                   f"./{BENCH_OUT}/.")
 @click.pass_context
 @guard
-def bench(ctx, name):
-    """Run a performance benchmark of a checkout's benchmarks/ (table + JSON in benchmarks/results/).
+def bench(ctx, name, update_results):
+    """Run a performance benchmark of a checkout's benchmarks/ (table + JSON in ./bench-results/).
 
     NAME is one of bilinear, softmax, meanfield_limit, circle_pde, convergence; further
-    arguments go to the script (e.g. --quick). Without NAME, lists them.
+    arguments go to the script (e.g. --quick). Without NAME, lists them. The JSON goes to
+    ./bench-results/ unless --update-results names the tracked benchmarks/results/.
     """
     import subprocess
 
@@ -530,7 +539,13 @@ def bench(ctx, name):
     if where is None:
         raise ParameterError("bench", "a meanfield checkout with benchmarks/ (run from its top level)",
                              os.getcwd())
-    code = subprocess.call([sys.executable, os.path.join(where, BENCHMARKS[name]), *ctx.args])
+    env = dict(os.environ)
+    if not update_results:
+        out = os.path.abspath(BENCH_OUT)
+        if not os.path.isdir(out):
+            os.mkdir(out)  # in the current directory, which exists
+        env["MEANFIELD_BENCH_OUT"] = out
+    code = subprocess.call([sys.executable, os.path.join(where, BENCHMARKS[name]), *ctx.args], env=env)
     sys.exit(code)
 
 

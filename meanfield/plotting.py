@@ -214,17 +214,41 @@ def plot_particles(tr, n_frames=4, dims=(0, 1)):
     """Scatter of the particles (two coordinates) at a few save times."""
     if "x" not in tr:
         raise ParameterError("output.save", 'a run that saved "x"', "no /tasks/x in the file")
+    from matplotlib.patches import Circle
+    from matplotlib.ticker import MaxNLocator
+
     x = np.asarray(tr["x"])
     t = np.asarray(tr["sim_time"])
     idx = np.unique(np.linspace(0, len(t) - 1, n_frames).astype(int))
-    fig, axes = plt.subplots(1, len(idx), figsize=(3.2 * len(idx), 3.4), squeeze=False)
+    # one set of limits for every frame (shared axes: tick labels once, frames comparable)
+    fig, axes = plt.subplots(1, len(idx), figsize=(3.2 * len(idx), 4.0), squeeze=False,
+                             sharex=True, sharey=True, layout="constrained")
     i, j = dims if x.shape[2] > 1 else (0, 0)
+    on_sphere = tr.config.get("model", {}).get("name") == "sphere" \
+        and tr.config.get("model", {}).get("normalization", "post_ln") == "post_ln"
+    shown = x[idx][..., [i, j]]
+    shown = shown[np.isfinite(shown).all(axis=-1)]
+    if on_sphere:  # unit vectors: the disc the sphere projects to
+        centre, half = np.zeros(2), 1.1
+    elif shown.size:
+        lo, hi = shown.min(axis=0), shown.max(axis=0)
+        centre, half = (lo + hi) / 2, max(float((hi - lo).max()) / 2 * 1.05, 1e-12)
+    else:
+        centre, half = np.zeros(2), 1.0
     for ax, k in zip(axes[0], idx):
+        if on_sphere:
+            ax.add_patch(Circle((0.0, 0.0), 1.0, fill=False, color="0.6", lw=0.8))
         ax.scatter(x[k, :, i], x[k, :, j], s=3, alpha=0.5)
         ax.set_title(f"t = {t[k]:.3g}")
-        ax.set_aspect("equal", adjustable="datalim")
-    fig.suptitle(_label(tr))
-    fig.tight_layout()
+        ax.set_xlim(centre[0] - half, centre[0] + half)
+        ax.set_ylim(centre[1] - half, centre[1] + half)
+        ax.set_aspect("equal", adjustable="box")
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=4))
+        ax.set_xlabel(f"x[{i}]")
+    axes[0][0].set_ylabel(f"x[{j}]")
+    fig.suptitle(_label(tr) + (" (first two coordinates, sphere projected)" if on_sphere and x.shape[2] > 2
+                               else ""))
     return fig
 
 
@@ -315,8 +339,13 @@ def plot_density(tr):
     t = np.asarray(tr["sim_time"], dtype=float)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [2, 1]})
     ax = axes[0]
-    mesh = ax.pcolormesh(centres, t, rho, shading="nearest", cmap="magma")
-    fig.colorbar(mesh, ax=ax, label="density")
+    lo, hi = float(np.nanmin(rho)), float(np.nanmax(rho))
+    flat = hi - lo <= ROUNDOFF_SPREAD * max(abs(lo), abs(hi), 1e-300)
+    # a uniform state's density differs by round-off only: colour limits that tight draw that
+    # round-off as stripes, so the colour scale is widened to +-1% around the value
+    limits = {"vmin": lo - 0.01 * abs(lo), "vmax": hi + 0.01 * abs(hi)} if flat else {}
+    mesh = ax.pcolormesh(centres, t, rho, shading="nearest", cmap="magma", **limits)
+    fig.colorbar(mesh, ax=ax, label="density" + (" (uniform up to round-off)" if flat else ""))
     ax.set_xlabel(axis)
     ax.set_ylabel("t")
     ax = axes[1]
@@ -366,6 +395,9 @@ def check_script_outputs(prog: str, **paths) -> None:
             print(f"{prog}: error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
 
+
+#: Relative spread of a density below which ``plot_density`` treats it as uniform (round-off).
+ROUNDOFF_SPREAD = 1e-9
 
 #: ``meanfield plot --kind`` name -> (function, accepts several runs)
 PLOTS = {

@@ -274,3 +274,89 @@ def test_sweep_output_dir_in_a_missing_folder_is_refused(runner, tmp_path):
     # the last level alone may be missing: load_sweep accepts it (run_sweep makes it)
     (tmp_path / "s2.toml").write_text('base = "base.toml"\n[output]\ndir = "new"\n')
     assert meanfield.sweep.load_sweep(str(tmp_path / "s2.toml")).out_dir == str(tmp_path / "new")
+
+
+# ---- figures --------------------------------------------------------------------------------
+
+def _grid_result(density):
+    from meanfield.run import RunResult
+
+    T, M = density.shape
+    scales = {"sim_time": np.linspace(0.0, 1.0, T), "iteration": np.arange(T),
+              "oracle_calls": np.arange(T), "wall_time": np.zeros(T)}
+    return RunResult(scales=scales, tasks={"density": density, "mass": density.sum(axis=1) / M},
+                     x=None, y=None, status="finished", oracle_calls=T, wall_time=0.0,
+                     config={"model": {"name": "sphere", "dynamics": "first_order", "d": 2},
+                             "solver": {"kind": "pde"}, "integrator": {"name": "rk4"}},
+                     grid={"theta": np.linspace(-np.pi, np.pi, M, endpoint=False)})
+
+
+def test_density_plot_of_a_uniform_state_draws_no_roundoff_stripes():
+    from meanfield.plotting import plot_density
+
+    rng = np.random.default_rng(0)
+    rho = 1 / (2 * np.pi) * (1 + 1e-15 * rng.standard_normal((5, 64)))  # uniform up to round-off
+    vmin, vmax = plot_density(_grid_result(rho)).axes[0].collections[0].get_clim()
+    assert vmax - vmin > 1e-3 / (2 * np.pi), (vmin, vmax)  # it spanned the 1e-16 round-off
+    rho = 1 / (2 * np.pi) * (1 + 0.1 * np.cos(np.linspace(-np.pi, np.pi, 64)))[None].repeat(5, 0)
+    vmin, vmax = plot_density(_grid_result(rho)).axes[0].collections[0].get_clim()
+    assert (vmin, vmax) == (rho.min(), rho.max())  # a real profile keeps its own limits
+
+
+def test_particles_plot_has_labels_and_shared_limits(runner):
+    from meanfield.plotting import plot_particles
+
+    res = meanfield.Run("p.toml").simulate()
+    fig = plot_particles(res)
+    axes = fig.axes
+    assert all(ax.get_xlabel() == "x[0]" for ax in axes) and axes[0].get_ylabel() == "x[1]"
+    assert len({ax.get_xlim() for ax in axes}) == 1  # one scale: tick labels cannot differ
+    assert all(len(ax.get_xticks()) <= 6 for ax in axes)
+
+
+def test_cluster_counts_get_plain_integer_ticks():
+    import matplotlib.pyplot as plt
+
+    from meanfield.plotting import count_axis
+
+    fig, ax = plt.subplots()
+    ax.step([0, 1, 2], [2, 1, 1])
+    count_axis(ax, [2, 1, 1])
+    fig.canvas.draw()
+    labels = [lab.get_text() for lab in ax.get_yticklabels() if lab.get_text()]
+    assert ax.get_yscale() == "linear" and all("10^" not in s and "times" not in s for s in labels)
+    assert all(float(v).is_integer() for v in ax.get_yticks())
+    plt.close(fig)
+
+
+def test_example_with_a_missing_out_directory_stops_before_computing(tmp_path):
+    import subprocess
+    import sys
+
+    script = os.path.join(os.path.dirname(os.path.dirname(__file__)), "examples",
+                          "accelerated_vs_classical.py")
+    res = subprocess.run([sys.executable, script, "--size", "small", "--out",
+                          str(tmp_path / "missing" / "fig.png")], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "--out" in res.stderr, res.stderr
+    assert res.stdout == ""  # nothing computed (it printed every block's gap, then crashed)
+
+
+def test_bench_writes_outside_the_tracked_results(runner, tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    calls = []
+    monkeypatch.setattr(subprocess, "call", lambda args, env=None: calls.append(env) or 0)
+    assert runner.invoke(cli, ["bench", "bilinear", "--quick"]).exit_code == 0
+    assert calls[-1]["MEANFIELD_BENCH_OUT"] == str(tmp_path / "bench-results")
+    assert runner.invoke(cli, ["bench", "bilinear", "--update-results"]).exit_code == 0
+    assert calls[-1].get("MEANFIELD_BENCH_OUT") == os.environ.get("MEANFIELD_BENCH_OUT")
+    # the scripts' save_json follows the variable (the tracked file is not touched)
+    bench = os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks")
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import _common; "
+            "print(_common.save_json('bilinear.json', {'n': 1}))")
+    out = subprocess.run([sys.executable, "-c", code, bench], capture_output=True, text=True,
+                         env={**os.environ, "MEANFIELD_BENCH_OUT": str(tmp_path)}, timeout=120)
+    assert out.stdout.strip() == str(tmp_path / "bilinear.json"), out.stderr
