@@ -302,6 +302,10 @@ def info(path, as_json):
         for name in INFO_TASKS:
             if name in tr.tasks:
                 row(name, f"{tr.tasks[name][n - 1]:.10g}")
+        e_inf = tr.attrs.get("energy_infimum")
+        if e_inf is not None:  # the run's known lower bound of the energy, and how far above it
+            gap = f", energy - E* = {tr.tasks['energy'][n - 1] - e_inf:.3e}" if "energy" in tr.tasks else ""
+            row("E*", f"{float(e_inf):.10g} (lower bound of the energy{gap})")
         if "mean" in tr.tasks:
             row("mean", np.array2string(tr.tasks["mean"][n - 1], precision=6))
     if tr.checkpoint:

@@ -87,7 +87,7 @@ def main(argv=None):
         ax.set_yscale("log")
     ax.set_xlabel("t")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="center left", fontsize=8)
     ax2 = ax.twinx()
     ax2.semilogx(np.maximum(t, H), res["E_beta"], color="C3")
     ax2.set_ylabel("E_beta (red)")

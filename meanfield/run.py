@@ -206,6 +206,7 @@ class Run:
                 raise
             # a solver that steps itself (kinetic runs) declares its own oracle calls per step
             self.integrator = getattr(self.pde, "integrator", self.integrator)
+            _warn_stationary_law(cfg, file=self.file)
         self.horizon = Horizon(
             t0=float(run["t0"]), h=float(h), t1=run.get("t1"),
             steps=self.model.n_layers if run.get("layers") else run.get("steps"),  # layers: one pass
@@ -466,6 +467,23 @@ def _warn_unsaved_fields(cfg: dict, model, file=None) -> None:
         where = f"{file}: " if file else ""
         warnings.warn(f"{where}output.save lists \"v\", which only accelerated blocks with an MLP "
                       "([model] mlp) have: nothing is saved for it", UserWarning, stacklevel=4)
+
+
+#: Initial laws that are stationary states of every mean-field equation meanfield solves on the
+#: circle: uniform in angle, they stay uniform (rotation invariance), while particles sampled from
+#: them cluster from their sampling noise.
+STATIONARY_LAWS = ("sphere_uniform",)
+
+
+def _warn_stationary_law(cfg: dict, file=None) -> None:
+    """Say (one warning) that a pde run from a stationary law will not move."""
+    law = cfg["initial"].get("law")
+    if law in STATIONARY_LAWS:
+        where = f"{file}: " if file else ""
+        warnings.warn(f"{where}initial.law = \"{law}\" is a stationary state of the mean-field equation: "
+                      "this pde run stays uniform (particles sampled from it cluster from sampling noise "
+                      "only); start from a non-uniform law, e.g. law = \"von_mises\", mu = [0.0, 2.5], "
+                      "kappa = 1.0", UserWarning, stacklevel=4)
 
 
 def _warn_first_order_ignores(cfg: dict, integrator, file=None) -> None:

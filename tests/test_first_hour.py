@@ -360,3 +360,41 @@ def test_bench_writes_outside_the_tracked_results(runner, tmp_path, monkeypatch)
     out = subprocess.run([sys.executable, "-c", code, bench], capture_output=True, text=True,
                          env={**os.environ, "MEANFIELD_BENCH_OUT": str(tmp_path)}, timeout=120)
     assert out.stdout.strip() == str(tmp_path / "bilinear.json"), out.stderr
+
+
+# ---- the sphere template's pde run, and E* in meanfield info ---------------------------------
+
+def test_sphere_template_pde_example_moves(runner):
+    import re
+    import shlex
+
+    open("s.toml", "w").write(TEMPLATES["sphere"].replace("t1 = 20.0", "t1 = 2.0"))
+    # the command the template prints, as a user would paste it
+    lines = [ln.split("#", 1)[1].strip() for ln in TEMPLATES["sphere"].splitlines()
+             if re.match(r"\s+#   \S", ln)]
+    args = shlex.split(" ".join(lines).replace("THIS.toml", "s.toml"))
+    assert args[:3] == ["meanfield", "run", "s.toml"], args
+    res = runner.invoke(cli, args[1:] + ["-o", "pde.h5"])
+    assert res.exit_code == 0 and "warning" not in res.stderr, res.output
+    rho = meanfield.load("pde.h5")["density"]
+    spread = rho.max(axis=1) - rho.min(axis=1)
+    assert spread[0] > 0.05 and spread[-1] > 1.5 * spread[0]  # a law that clusters, not a fixed point
+
+
+def test_pde_run_from_the_uniform_law_warns(runner):
+    open("s.toml", "w").write(TEMPLATES["sphere"].replace("t1 = 20.0", "t1 = 0.5"))
+    res = runner.invoke(cli, ["run", "s.toml", "--set", "model.d=2", "--set", 'solver.kind="pde"',
+                              "-o", "u.h5"])
+    assert res.exit_code == 0, res.output
+    warn = [ln for ln in res.stderr.splitlines() if "warning" in ln]
+    assert len(warn) == 1 and "stationary" in warn[0] and "von_mises" in warn[0], res.stderr
+
+
+def test_info_shows_e_star(runner):
+    assert runner.invoke(cli, ["run", "p.toml", "-o", "a.h5"]).exit_code == 0
+    tr = meanfield.load("a.h5")
+    e_star = tr.attrs["energy_infimum"]
+    res = runner.invoke(cli, ["info", "a.h5"])
+    row = [ln for ln in res.output.splitlines() if ln.startswith("E*")]
+    assert len(row) == 1 and f"{e_star:.10g}" in row[0], res.output
+    assert f"{tr['energy'][-1] - e_star:.3e}" in row[0]
