@@ -30,7 +30,7 @@ from .initial import initial_state
 from .integrators import make_integrator
 from .io import config as _config
 from .io.hdf5 import HDF5Writer, check_output_path, saved_array
-from .models import MODELS, make_model
+from .models import make_model
 from .models._params import config_path
 from .schedules import SCHEDULE_KEYS, make_schedule
 from .simulate import Horizon, LoopResult, Recorder, advance
@@ -390,8 +390,9 @@ CHOICES = {
                                    for law, keys in _initial.LAW_KEYS.items()}),
     "initial.momentum": _keys_by_value(_initial.MOMENTUM_KEYS),
     "integrator.name": _integrator_options,
-    "model.name": _keys_by_value({name: cls.keys for name, cls in MODELS.items()}),
 }
+# (model.name is left out: models share key names with other meanings -- the bilinear Q is a
+# potential, the sphere's a query matrix -- so keeping "shared" keys would be wrong)
 
 
 def _override_of(key, overrides):
