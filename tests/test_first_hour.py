@@ -76,8 +76,8 @@ def test_set_replaces_a_whole_section(runner):
     assert "--set damping" in error_line(res)
 
 
-def test_set_keeps_keys_the_new_choice_takes():
-    # switching the momentum keeps S, b when the new value takes them too (none dropped)
+def test_set_to_the_same_choice_drops_nothing():
+    # setting a choice to the value it has is no switch: its keys stay
     cfg = meanfield.io.config.apply_overrides(
         {"damping": {"schedule": "nesterov", "r": 3.0}}, ['damping.schedule="nesterov"'],
         choices=meanfield.run.CHOICES)
