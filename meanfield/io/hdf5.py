@@ -67,7 +67,8 @@ def checkpoint_path(path) -> str:
     return os.fspath(path) + CHECKPOINT_SUFFIX
 
 
-def check_output_path(path, key: str = "output.path", overwrite: bool = False) -> None:
+def check_output_path(path, key: str = "output.path", overwrite: bool = False,
+                      overwrite_hint: str = "--overwrite") -> None:
     """Raise ParameterError unless ``path`` can be written as a new (or, with ``overwrite``, a replaced) file.
 
     Writability is tested by creating (and removing) a temporary file in the
@@ -80,6 +81,9 @@ def check_output_path(path, key: str = "output.path", overwrite: bool = False) -
         Parameter or option named in the error (``output.path``, ``-o``, ...).
     overwrite : bool
         Whether an existing file at ``path`` may be replaced.
+    overwrite_hint : str
+        How the caller allows replacing, named in the error (``--overwrite``; the
+        Python API's ``overwrite=True``).
     """
     path = os.fspath(path)
     if not path or os.path.isdir(path):
@@ -88,7 +92,7 @@ def check_output_path(path, key: str = "output.path", overwrite: bool = False) -
     if not os.path.isdir(directory):
         raise ParameterError(key, "a file in an existing directory", path)
     if os.path.exists(path) and not overwrite:
-        raise ParameterError(key, "a file that does not exist yet (or --overwrite)", path)
+        raise ParameterError(key, f"a file that does not exist yet (or {overwrite_hint})", path)
     try:
         fd, probe = tempfile.mkstemp(dir=directory, prefix=".meanfield-probe-")
     except OSError as exc:
@@ -629,13 +633,23 @@ def load(path, tasks=None) -> Trajectory:
 
     Raises
     ------
-    OSError
-        The file cannot be opened as HDF5 (missing, truncated, not HDF5).
     ParameterError
-        An HDF5 file that is not a meanfield run file.
+        In one line: no such file (or a directory), a file that is not HDF5 (a TOML
+        file, a truncated file), one a run is still writing, or an HDF5 file that is
+        not a meanfield run file.
     """
     path = os.fspath(path)
-    with h5py.File(path, "r") as f:
+    if not os.path.isfile(path):
+        raise ParameterError("(file)", "an existing meanfield HDF5 file", path)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        if "lock" in str(exc):  # HDF5's file lock: a run is writing it (reading now is unsafe)
+            raise ParameterError("(file)", "a run file no process is writing", "a run still "
+                                 "writing it (wait for it, or stop it with Ctrl-C)", file=path) from None
+        raise ParameterError("(file)", "a readable meanfield HDF5 file", " ".join(str(exc).split()),
+                             file=path) from None
+    with f:
         if "config" not in f.attrs:
             raise ParameterError("(file)", "a meanfield run file (attribute config)", path)
         attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
