@@ -73,23 +73,35 @@ def _stencil(X, lo, dx, n, periodic):
 
 
 @njit(**NJIT)
-def _first(i0, w):
-    """First cell of the stencil of a parcel at ``i0``, in [0, w) (the line wraps only when periodic:
-    a bounded line's padding holds every stencil)."""
+def _placed(fl, Xl, j, n, lo, dx, periodic, w):
+    """``(mass, b, s)`` of parcel ``j``: the first cell ``b`` of its stencil in [0, w) and its fraction ``s``."""
+    m, X = _parcel(fl, Xl, j, n, lo, dx)
+    if m == 0.0:
+        return m, 0, 0.0
+    i0, s = _stencil(X, lo, dx, n, periodic)
     b = i0 - _LEFT
-    return b % w if b < 0 or b >= w else b
+    # only a periodic line wraps (a bounded line's padding holds every stencil)
+    return m, (b % w if b < 0 or b >= w else b), s
 
 
 @njit(**NJIT)
-def _corrections(m, s):
-    """Mass ``m`` times (quintic Lagrange - linear) weights on the centres i0 - 2 .. i0 + 3 at fraction ``s``."""
-    a, b, c, d, e, g = s + 2.0, s + 1.0, s, s - 1.0, s - 2.0, s - 3.0
-    return (m * (-b * c * d * e * g / 120.0),
-            m * (a * c * d * e * g / 24.0),
-            m * (-a * b * d * e * g / 12.0 - (1.0 - s)),
-            m * (a * b * c * e * g / 12.0 - s),
-            m * (-a * b * c * d * g / 24.0),
-            m * (a * b * c * d * e / 120.0))
+def _wrap(i, w):
+    """``i mod w`` for ``0 <= i < 2 w`` (a stencil's cells from its first one; an integer modulo is slow)."""
+    return i - w if i >= w else i
+
+
+@njit(**NJIT)
+def _corrections(m, s, c):
+    """``c (6,)`` = mass ``m`` times (quintic Lagrange - linear) weights on the centres i0 - 2 .. i0 + 3
+    at fraction ``s`` of [i0, i0 + 1]."""
+    a, b, d0, d1, d2, d3 = s + 2.0, s + 1.0, s, s - 1.0, s - 2.0, s - 3.0
+    ab, d12 = a * b, d1 * d2
+    c[0] = m * (-b * d0 * d12 * d3 / 120.0)
+    c[1] = m * (a * d0 * d12 * d3 / 24.0)
+    c[2] = m * (-ab * d12 * d3 / 12.0 - (1.0 - s))
+    c[3] = m * (ab * d0 * d2 * d3 / 12.0 - s)
+    c[4] = m * (-ab * d0 * d1 * d3 / 24.0)
+    c[5] = m * (ab * d0 * d12 / 120.0)
 
 
 @njit(**NJIT)
@@ -137,50 +149,32 @@ def deposit_lines(f, images, periodic, lo, dx, low, ratio, out):
     ghosts = 0 if periodic else _GHOSTS
     for l in prange(L):
         fl, Xl, lw, rt, o = f[l], images[l], low[l], ratio[l], out[l]
+        c = np.empty(_WIDTH)
         lw[:] = 0.0
         rt[:] = 0.0
         for j in range(-ghosts, n + ghosts):
-            m, X = _parcel(fl, Xl, j, n, lo, dx)
+            m, b, s = _placed(fl, Xl, j, n, lo, dx, periodic, w)
             if m == 0.0:
                 continue
-            i0, s = _stencil(X, lo, dx, n, periodic)
-            b = _first(i0, w)
-            if b + _LEFT + 1 < w:
-                lw[b + _LEFT] += m * (1.0 - s)
-                lw[b + _LEFT + 1] += m * s
-            else:
-                lw[(b + _LEFT) % w] += m * (1.0 - s)
-                lw[(b + _LEFT + 1) % w] += m * s
-            c = _corrections(m, s)
-            if b + _WIDTH <= w:
-                for k in range(_WIDTH):
-                    rt[b + k] += min(c[k], 0.0)
-            else:
-                for k in range(_WIDTH):
-                    rt[(b + k) % w] += min(c[k], 0.0)
+            lw[_wrap(b + _LEFT, w)] += m * (1.0 - s)
+            lw[_wrap(b + _LEFT + 1, w)] += m * s
+            _corrections(m, s, c)
+            for k in range(_WIDTH):
+                rt[_wrap(b + k, w)] += min(c[k], 0.0)
         for i in range(w):
             # the fraction of its negative corrections a cell can take and stay >= 0
             rt[i] = 1.0 if rt[i] == 0.0 or lw[i] >= -rt[i] else lw[i] / -rt[i]
         for j in range(-ghosts, n + ghosts):
-            m, X = _parcel(fl, Xl, j, n, lo, dx)
+            m, b, s = _placed(fl, Xl, j, n, lo, dx, periodic, w)
             if m == 0.0:
                 continue
-            i0, s = _stencil(X, lo, dx, n, periodic)
-            b = _first(i0, w)
-            c = _corrections(m, s)
+            _corrections(m, s, c)
             theta = 1.0
-            if b + _WIDTH <= w:
-                for k in range(_WIDTH):
-                    if c[k] < 0.0:
-                        theta = min(theta, rt[b + k])
-                for k in range(_WIDTH):
-                    lw[b + k] += theta * c[k]
-            else:
-                for k in range(_WIDTH):
-                    if c[k] < 0.0:
-                        theta = min(theta, rt[(b + k) % w])
-                for k in range(_WIDTH):
-                    lw[(b + k) % w] += theta * c[k]
+            for k in range(_WIDTH):
+                if c[k] < 0.0:
+                    theta = min(theta, rt[_wrap(b + k, w)])
+            for k in range(_WIDTH):
+                lw[_wrap(b + k, w)] += theta * c[k]
         for i in range(n):
             # the limiter makes every cell >= 0 up to the round-off of its sums
             o[i] = max(lw[first + i], 0.0)
