@@ -168,3 +168,53 @@ def test_kinetic_converges_to_quantile_particles_in_the_nonlinear_regime(tmp_pat
     # measured: W1 3.0e-3, 9.8e-4, 6.2e-4 (orders 1.6, 0.65); the last step nears the particles' own
     # floor (W1 of the quantile grid's own discretization ~ 5e-4 here; 3e-4 with 80000 particles)
     assert w1[0] > w1[1] > w1[2] and order[0] > 1.2, (w1, order)
+
+
+@pytest.mark.parametrize("normalized", [True, False])
+def test_finite_volume_on_the_line_follows_the_exact_gaussian_contraction(normalized):
+    """A = 0 (so z = 1, V = B A = 0): v = -B Q (x - m) contracts a Gaussian exactly, mean - m and the
+    standard deviation both by exp(-B Q t); the finite-volume density converges to it at order 2."""
+    from meanfield.pde.finite_volume import LineFV
+
+    B, Q, m, T = 0.8, 1.0, 0.3, 1.0
+    err = []
+    for M in (100, 200, 400):
+        s = LineFV({"name": "softmax", "d": 1, "A": 0.0, "B": B, "Q": Q, "m": m, "normalized": normalized},
+                   M, [-5.0, 5.0])
+        rho = solve(s, s.initial_density({"law": "gaussian", "mean": -0.5, "cov": 0.36}), 0.0, T,
+                    h=0.005, method="ssprk3")["density"][-1]
+        shrink = np.exp(-B * Q * T)
+        exact = np.diff(special.ndtr((s.edges - (m + (-0.5 - m) * shrink)) / (0.6 * shrink))) / s.dx
+        err.append(np.abs(rho - exact).sum() * s.dx)
+    order = np.log2(np.array(err[:-1]) / np.array(err[1:]))
+    # measured: 1.3e-2, 5.1e-3, 1.3e-3 (orders 1.3, 1.97: the limiter's clipping at the peak fades)
+    assert err[-1] < 2e-3 and order.min() > 1.0 and order[-1] > 1.8, (err, order)
+
+
+@pytest.mark.slow
+def test_finite_volume_converges_to_quantile_particles_through_clustering():
+    """First-order SA on the circle (beta = 1, two von Mises bumps) to t = 3: the W1 distance of the
+    finite-volume density to 4000 particles at the quantiles of the initial law falls as M grows."""
+    import meanfield
+
+    section = {"law": "von_mises", "mu": [0.0, 2.5], "kappa": [2.0, 2.0], "weights": [0.65, 0.35]}
+    th = np.linspace(-np.pi, np.pi, 100001)
+    pdf = sum(w * np.exp(2.0 * np.cos(th - mu)) for w, mu in zip(section["weights"], section["mu"]))
+    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (pdf[1:] + pdf[:-1]) * np.diff(th))])
+    theta0 = np.interp((np.arange(4000) + 0.5) / 4000, cdf / cdf[-1], th)
+    model = {"name": "sphere", "dynamics": "first_order", "d": 2, "beta": 1.0}
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        np.save(f"{tmp}/x.npy", np.stack([np.cos(theta0), np.sin(theta0)], 1))
+        par = meanfield.Run({"model": model, "integrator": {"name": "rk4", "h": 0.05},
+                             "initial": {"law": "file", "path": f"{tmp}/x.npy"},
+                             "run": {"t0": 0.0, "t1": 3.0, "save_every": 10 ** 6},
+                             "output": {"save": ["x"]}}).simulate()
+    angles = np.arctan2(par.state["x"][:, 1], par.state["x"][:, 0])
+    w1 = []
+    for M in (32, 64, 128):
+        s = CircleFV(model, M)
+        rho = solve(s, s.initial_density(section), 0.0, 3.0, h=0.01, method="ssprk3")["density"][-1]
+        w1.append(s.w1(angles, rho))
+    order = np.log2(np.array(w1[:-1]) / np.array(w1[1:]))
+    assert w1[0] > w1[1] > w1[2] and order[0] > 1.2, (w1, order)
