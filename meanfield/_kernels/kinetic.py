@@ -62,9 +62,9 @@ def scratch_width(n: int, periodic: bool) -> int:
 
 
 @njit(**NJIT)
-def _stencil(X, lo, dx, n, periodic):
+def _stencil(X, lo, inv_dx, n, periodic):
     """``(i0, s)``: the centre at or left of ``X`` (index into the scratch line) and the fraction to the next."""
-    u = (X - lo) / dx - 0.5
+    u = (X - lo) * inv_dx - 0.5
     if not periodic:
         # parcels far outside are deposited far outside (the padding holds every stencil)
         u = min(max(u, -_FAR), n - 1 + _FAR) + _PAD
@@ -78,7 +78,7 @@ def _placed(fl, Xl, j, n, lo, dx, periodic, w):
     m, X = _parcel(fl, Xl, j, n, lo, dx)
     if m == 0.0:
         return m, 0, 0.0
-    i0, s = _stencil(X, lo, dx, n, periodic)
+    i0, s = _stencil(X, lo, 1.0 / dx, n, periodic)
     b = i0 - _LEFT
     # only a periodic line wraps (a bounded line's padding holds every stencil)
     return m, (b % w if b < 0 or b >= w else b), s
@@ -96,12 +96,12 @@ def _corrections(m, s, c):
     at fraction ``s`` of [i0, i0 + 1]."""
     a, b, d0, d1, d2, d3 = s + 2.0, s + 1.0, s, s - 1.0, s - 2.0, s - 3.0
     ab, d12 = a * b, d1 * d2
-    c[0] = m * (-b * d0 * d12 * d3 / 120.0)
-    c[1] = m * (a * d0 * d12 * d3 / 24.0)
-    c[2] = m * (-ab * d12 * d3 / 12.0 - (1.0 - s))
-    c[3] = m * (ab * d0 * d2 * d3 / 12.0 - s)
-    c[4] = m * (-ab * d0 * d1 * d3 / 24.0)
-    c[5] = m * (ab * d0 * d12 / 120.0)
+    c[0] = m * (b * d0 * d12 * d3 * (-1.0 / 120.0))
+    c[1] = m * (a * d0 * d12 * d3 * (1.0 / 24.0))
+    c[2] = m * (ab * d12 * d3 * (-1.0 / 12.0) - (1.0 - s))
+    c[3] = m * (ab * d0 * d2 * d3 * (1.0 / 12.0) - s)
+    c[4] = m * (ab * d0 * d1 * d3 * (-1.0 / 24.0))
+    c[5] = m * (ab * d0 * d12 * (1.0 / 120.0))
 
 
 @njit(**NJIT)
@@ -147,28 +147,32 @@ def deposit_lines(f, images, periodic, lo, dx, low, ratio, out):
     w = low.shape[1]
     first = 0 if periodic else _PAD
     ghosts = 0 if periodic else _GHOSTS
+    P = n + 2 * ghosts
     for l in prange(L):
         fl, Xl, lw, rt, o = f[l], images[l], low[l], ratio[l], out[l]
-        c = np.empty(_WIDTH)
+        # each parcel's stencil and corrections, kept for the second pass
+        first_cell = np.empty(P, np.int64)
+        corr = np.empty((P, _WIDTH))
         lw[:] = 0.0
         rt[:] = 0.0
-        for j in range(-ghosts, n + ghosts):
-            m, b, s = _placed(fl, Xl, j, n, lo, dx, periodic, w)
+        for p in range(P):
+            m, b, s = _placed(fl, Xl, p - ghosts, n, lo, dx, periodic, w)
+            first_cell[p] = b if m != 0.0 else -1
             if m == 0.0:
                 continue
             lw[_wrap(b + _LEFT, w)] += m * (1.0 - s)
             lw[_wrap(b + _LEFT + 1, w)] += m * s
+            c = corr[p]
             _corrections(m, s, c)
             for k in range(_WIDTH):
                 rt[_wrap(b + k, w)] += min(c[k], 0.0)
         for i in range(w):
             # the fraction of its negative corrections a cell can take and stay >= 0
             rt[i] = 1.0 if rt[i] == 0.0 or lw[i] >= -rt[i] else lw[i] / -rt[i]
-        for j in range(-ghosts, n + ghosts):
-            m, b, s = _placed(fl, Xl, j, n, lo, dx, periodic, w)
-            if m == 0.0:
+        for p in range(P):
+            b, c = first_cell[p], corr[p]
+            if b < 0:  # an empty parcel
                 continue
-            _corrections(m, s, c)
             theta = 1.0
             for k in range(_WIDTH):
                 if c[k] < 0.0:
