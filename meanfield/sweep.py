@@ -544,12 +544,12 @@ def run_sweep(sweep, *, scheduler: str | None = None, workers: int | None = None
     if own:
         client, cluster = _start_client(scheduler, workers, connect_timeout)
     index = _IndexWriter(sweep, rows, previous)
+    futures = {}
     try:
         from distributed import as_completed
 
         threads_by_host = _numba_threads_by_host(client)
         token = uuid.uuid4().hex[:6]
-        futures = {}
         for i, job in enumerate(sweep.jobs):
             fut = client.submit(_run_on_worker, job.as_dict(), threads, threads_by_host, overwrite,
                                 key=f"meanfield-{job.name}-{token}", retries=retries, pure=False)
@@ -567,9 +567,7 @@ def run_sweep(sweep, *, scheduler: str | None = None, workers: int | None = None
             if progress is not None:
                 progress(done, len(rows), rows[i])
     except KeyboardInterrupt:
-        for r in rows:
-            if r["status"] == "pending":
-                r["status"] = "not done: sweep interrupted"
+        _settle_pending(rows, futures, sweep)
         index.write(force=True)
         raise
     finally:
@@ -578,6 +576,22 @@ def run_sweep(sweep, *, scheduler: str | None = None, workers: int | None = None
     index.write(force=True)
     return SweepResult(rows=rows, out_dir=sweep.out_dir, index_csv=index.csv_path,
                        index_json=index.json_path)
+
+
+def _settle_pending(rows: list, futures: dict, sweep: Sweep) -> None:
+    """The rows of a stopped sweep as its files are: what finished (even if its result was not
+    collected yet) is listed so, the rest "not done: sweep interrupted"."""
+    for fut, i in futures.items():
+        if rows[i]["status"] == "pending" and fut.status == "finished":
+            rows[i] = _complete_row(rows[i], fut.result(), sweep.jobs[i])
+    for i, r in enumerate(rows):
+        if r["status"] != "pending":
+            continue
+        path = sweep.jobs[i].path
+        if _file_state(path)[0] == "done":
+            r.update(_summary(path), message="finished while the sweep was stopping")
+        else:
+            r["status"] = "not done: sweep interrupted"
 
 
 def _one_line(exc) -> str:

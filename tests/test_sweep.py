@@ -334,3 +334,42 @@ def test_cli_bad_sweep_file_exit_2_one_line(tmp_path, text, key):
     lines = r.output.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in r.output, r.output
     assert "sweep.toml" in lines[0] and key in lines[0] and "expected" in lines[0]
+
+
+def test_sigterm_to_the_sweep_writes_the_index_and_closes_the_cluster(tmp_path):
+    # what a batch system sends before its kill: the finished point is "finished" in the
+    # index (not "pending"), exit 128 + 15, one line, no leaked semaphores of the cluster
+    import subprocess
+    import sys
+
+    grid = textwrap.dedent("""\
+        base = "base.toml"
+        [grid]
+        run = [{t0 = 1.0, steps = 40, save_every = 10},
+               {t0 = 1.0, steps = 50000000, save_every = 1000000}]
+        [output]
+        dir = "out"
+        """)
+    sweep = load_sweep(_write(tmp_path, grid))
+    quick = sweep.jobs[0]
+    proc = subprocess.Popen([sys.executable, "-m", "meanfield_cli.main", "sweep", "sweep.toml",
+                             "--workers", "2", "--threads", "1", "--no-progress"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    status = None
+    while status != "finished" and time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with h5py.File(quick.path, "r") as f:
+                status = f.attrs["status"]
+        except (OSError, KeyError):
+            pass
+        time.sleep(0.05)
+    assert status == "finished", proc.poll()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "sweep interrupted by SIGTERM" in err and "index written" in err, err
+    assert "leaked" not in err and "Traceback" not in err, err
+    rows = _index(tmp_path / "out")
+    assert rows[0]["status"] == "finished", rows
+    assert rows[1]["status"] != "pending", rows
