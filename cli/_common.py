@@ -71,6 +71,11 @@ def guard(fn):
                 sys.exit(2)
             except SimulationError as exc:
                 click.echo(f"meanfield: run failed: {_one_line(exc)}", err=True)
+                if getattr(exc, "hdf5_unclosed", False):
+                    _echo_warnings(caught, True)
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    os._exit(1)  # HDF5's exit handler would crash on the file it failed to write
                 sys.exit(1)
             except KeyboardInterrupt as exc:
                 click.echo(f"meanfield: {interrupt_message(exc)}", err=True)

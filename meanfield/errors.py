@@ -53,6 +53,15 @@ class SimulationError(RuntimeError):
         super().__init__(message)
 
 
+class NoSpaceError(SimulationError):
+    """The output file's disk is full: the run stopped before a write that would not fit.
+
+    The file keeps every save made before and its newest checkpoint (a write
+    that fails half-way is never started), so it resumes once space is freed.
+    A command reports it in one line with the step and time and exits with status 1.
+    """
+
+
 #: Signals a run treats as Ctrl-C (finish the step, checkpoint, exit with status 128 + signal
 #: number): SIGTERM and SIGHUP are what batch systems (SLURM, Kubernetes) and closing terminals
 #: send before a kill.

@@ -38,6 +38,7 @@ of the wall time), so a SIGKILL loses at most about that much work.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
 import math
 import os
@@ -48,7 +49,7 @@ import time
 import h5py
 import numpy as np
 
-from ..errors import ParameterError
+from ..errors import NoSpaceError, ParameterError
 
 SCALES = ("sim_time", "iteration", "oracle_calls", "wall_time")
 _SCALE_DTYPES = {"sim_time": np.float64, "iteration": np.int64, "oracle_calls": np.int64,
@@ -60,6 +61,44 @@ CHECKPOINT_SUFFIX = ".ckpt"
 CHECKPOINT_INTERVAL = 1.0
 #: Sidecar writes are spaced so that they take at most about this share of the wall time.
 _CHECKPOINT_SHARE = 0.1
+
+
+#: Bytes left free beyond what a write needs: HDF5's own metadata (chunk index, object headers)
+#: grows with the data, and a write HDF5 cannot complete leaves it unable to close the file
+#: (a crash, or a half-made ``/checkpoint`` group).
+SPACE_MARGIN = 256 * 1024
+
+
+def free_bytes(path) -> int:
+    """Bytes an unprivileged writer may still use on the file system of ``path``'s directory."""
+    st = os.statvfs(os.path.dirname(os.path.abspath(os.fspath(path))))
+    return st.f_bavail * st.f_frsize
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """Whether ``exc`` is a full disk (errno ENOSPC, also inside HDF5's error text)."""
+    text = str(exc)
+    return (getattr(exc, "errno", None) == errno.ENOSPC or "errno = 28," in text
+            or "No space left on device" in text)
+
+
+def _silence_no_space_repeats() -> None:
+    """Drop the "Exception ignored" reports of h5py objects freed after a full disk (reported once)."""
+    previous = sys.unraisablehook
+    if getattr(previous, "meanfield_no_space", False):
+        return
+
+    def hook(unraisable):
+        if unraisable.exc_value is None or not is_no_space(unraisable.exc_value):
+            previous(unraisable)
+
+    hook.meanfield_no_space = True
+    sys.unraisablehook = hook
+
+
+def _state_bytes(state: dict, integrator_state=None) -> int:
+    arrays = [*state.values(), *(integrator_state or {}).values()]
+    return sum(np.asarray(a).nbytes for a in arrays if a is not None)
 
 
 def checkpoint_path(path) -> str:
@@ -181,11 +220,14 @@ class HDF5Writer:
         self._status = None         # final status, written by close() after /checkpoint
         self._last_write = -math.inf
         self._write_cost = 0.0
+        self._broken = False        # HDF5 failed a write (full disk): write nothing more
+        self._where = "before the first save"
         if mode == "w" and replace and os.path.exists(self.path):
             tmp = temp_file_beside(self.path, f".{os.path.basename(self.path)}.", ".partial")
             self._final, self.path = self.path, tmp
         elif mode == "w":
             _remove_sidecars(self.ckpt_path)
+        self._require_space(0)
         self.f = h5py.File(self.path, mode)
         if mode == "w":
             self.f.attrs["config"] = json.dumps(config or {})
@@ -198,26 +240,76 @@ class HDF5Writer:
         self.set_status("running")
 
     def save(self, record: dict) -> None:
-        """Append one save record (``{"scales": {...}, "tasks": {...}}``) and flush."""
+        """Append one save record (``{"scales": {...}, "tasks": {...}}``) and flush.
+
+        Raises
+        ------
+        NoSpaceError
+            The disk cannot hold the save (checked before writing, so the file
+            keeps every earlier save and stays writable for its status).
+        """
         f = self.f
-        for group, values in (("scales", record["scales"]), ("tasks", record["tasks"])):
-            g = f[group]
-            for name, value in values.items():
-                arr = np.asarray(value)
-                if name not in g:
-                    dtype = _SCALE_DTYPES.get(name, arr.dtype) if group == "scales" else arr.dtype
-                    chunk = (1,) + arr.shape if arr.ndim else (1024,)
-                    ds = g.create_dataset(name, shape=(0,) + arr.shape,
-                                          maxshape=(None,) + arr.shape, dtype=dtype, chunks=chunk)
-                    _attach_time_scale(f, ds, name if group == "scales" else None)
-                ds = g[name]
-                n = ds.shape[0]
-                ds.resize(n + 1, axis=0)
-                ds[n] = arr
-        f.flush()
+        sc = record["scales"]
+        self._where = f"at step {sc.get('iteration')} (t = {float(sc.get('sim_time', math.nan)):.6g})"
+        self._require_space(self._save_bytes(record))
+        try:
+            for group, values in (("scales", record["scales"]), ("tasks", record["tasks"])):
+                g = f[group]
+                for name, value in values.items():
+                    arr = np.asarray(value)
+                    if name not in g:
+                        dtype = _SCALE_DTYPES.get(name, arr.dtype) if group == "scales" else arr.dtype
+                        chunk = (1,) + arr.shape if arr.ndim else (1024,)
+                        ds = g.create_dataset(name, shape=(0,) + arr.shape,
+                                              maxshape=(None,) + arr.shape, dtype=dtype, chunks=chunk)
+                        _attach_time_scale(f, ds, name if group == "scales" else None)
+                    ds = g[name]
+                    n = ds.shape[0]
+                    ds.resize(n + 1, axis=0)
+                    ds[n] = arr
+            f.flush()
+        except Exception as exc:
+            if is_no_space(exc):  # the disk filled up meanwhile (another process)
+                raise self._hdf5_no_space(self._save_bytes(record)) from None
+            raise
         self.n_saves += 1
         if self._final is not None:
             self._commit()
+
+    def _save_bytes(self, record: dict) -> int:
+        """Bytes a save adds: its arrays, and a new chunk of 1024 entries for a scalar that needs one."""
+        need = 0
+        for group in ("scales", "tasks"):
+            for value in record[group].values():
+                arr = np.asarray(value)
+                need += arr.nbytes if arr.ndim else (1024 * 8 if self.n_saves % 1024 == 0 else 0)
+        return need
+
+    def _require_space(self, need: int) -> None:
+        """NoSpaceError unless ``need`` bytes and :data:`SPACE_MARGIN` are free beside the file."""
+        if free_bytes(self.path) < need + SPACE_MARGIN:
+            raise self._no_space(need)
+
+    def _hdf5_no_space(self, need: int) -> NoSpaceError:
+        """The error for a write HDF5 itself failed on a full disk (the disk filled up after the check).
+
+        The main file is then left alone (no status, no ``/checkpoint``: a write cut short
+        there would make it unreadable); HDF5 keeps the failed file open and crashes when it
+        tries the writes again at exit, so the error asks a command to leave at once
+        (``hdf5_unclosed``), and HDF5's repeats of the failure during clean-up are not printed.
+        """
+        self._broken = True
+        _silence_no_space_repeats()
+        err = self._no_space(need)
+        err.hdf5_unclosed = True
+        return err
+
+    def _no_space(self, need: int) -> NoSpaceError:
+        path = self._final or self.path
+        return NoSpaceError(
+            f"no space left on device for {path} {self._where} ({free_bytes(path) // 1024} KiB free, "
+            f"{(need + SPACE_MARGIN) // 1024} KiB needed): the file keeps every save before and its "
+            f"checkpoint; free space, then meanfield run --resume {path}")
 
     def _commit(self) -> None:
         """Move the temporary file (holding its first save) over the file it replaces."""
@@ -252,7 +344,14 @@ class HDF5Writer:
         if wait > 0:
             wait = max(wait, self._write_cost / _CHECKPOINT_SHARE)
         if now - self._last_write >= wait:
-            write_checkpoint_file(self.ckpt_path, state, attrs, integrator_state)
+            # the new sidecar is complete before the old one goes: room for both
+            self._require_space(_state_bytes(state, integrator_state))
+            try:
+                write_checkpoint_file(self.ckpt_path, state, attrs, integrator_state)
+            except Exception as exc:
+                if is_no_space(exc):
+                    raise self._hdf5_no_space(_state_bytes(state, integrator_state)) from None
+                raise
             self._last_write = time.monotonic()
             self._write_cost = self._last_write - now
 
@@ -293,11 +392,18 @@ class HDF5Writer:
         """
         if not self.f.id.valid:
             return
+        if self._broken:
+            self._abandon()
+            return
         keep_sidecar = False
         try:
             if self._pending is not None:
                 state, attrs, integ = self._pending
-                if _pending_is_final(attrs["iteration"]):
+                if free_bytes(self.path) < _state_bytes(state, integ) + SPACE_MARGIN:
+                    # a /checkpoint group cut short by a full disk would make the file unreadable
+                    # for HDF5: the sidecar keeps the newest checkpoint that was written
+                    keep_sidecar = True
+                elif _pending_is_final(attrs["iteration"]):
                     _write_checkpoint_group(self.f.require_group("checkpoint"), state, attrs, integ)
                 elif os.path.exists(self.ckpt_path):
                     try:
@@ -327,6 +433,21 @@ class HDF5Writer:
             return
         # the main file now holds the newest checkpoint: the sidecar is redundant
         _remove_sidecars(self.ckpt_path)
+
+    def _abandon(self) -> None:
+        """Close a file HDF5 failed to write (full disk), keeping the sidecar checkpoint.
+
+        HDF5 tries once more to write what it holds; that fails again and is
+        dropped (the saves flushed before, and the sidecar, are intact).
+        """
+        try:
+            self.f.close()
+        except Exception:  # noqa: BLE001 - the failure was reported already (NoSpaceError)
+            pass
+        self._pending = None
+        if self._final is not None and os.path.exists(self.path):
+            os.remove(self.path)
+            self.path, self._final = self._final, None
 
     def __enter__(self):
         return self
@@ -431,10 +552,15 @@ def write_checkpoint_file(path: str, state: dict, attrs: dict, integrator_state=
     integrator_state : dict or None
     """
     tmp = path + ".tmp"
-    with h5py.File(tmp, "w") as f:
-        _write_checkpoint_group(f.create_group("checkpoint"), state, attrs, integrator_state)
-        f.attrs["complete"] = True
-    _fsync(tmp)
+    try:
+        with h5py.File(tmp, "w") as f:
+            _write_checkpoint_group(f.create_group("checkpoint"), state, attrs, integrator_state)
+            f.attrs["complete"] = True
+        _fsync(tmp)
+    except BaseException:  # a full disk, a second Ctrl-C: the previous sidecar stays the checkpoint
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     os.replace(tmp, path)
     _fsync(os.path.dirname(os.path.abspath(path)), directory=True)
 
