@@ -150,18 +150,18 @@ def load_run(path: str, tasks=None, min_saves: int = 1, need=()):
     need : sequence of str
         Tasks the command needs (e.g. ``("energy",)``).
     """
-    from meanfield.io.hdf5 import load
+    from meanfield.io.hdf5 import is_being_written, load, unreadable_reason
 
     if not os.path.isfile(path):
         raise ParameterError("(file)", "an existing meanfield HDF5 file", path)
     try:
         tr = load(path, tasks=tasks)
     except OSError as exc:
-        if "lock" in str(exc):  # HDF5's file lock: a run is writing it (reading now is unsafe)
+        if is_being_written(path):  # HDF5's file lock: a run is writing it (reading now is unsafe)
             raise ParameterError("(file)", "a run file no process is writing (a run is still "
                                  "writing it: wait for it, or stop it with Ctrl-C)", path) from None
-        raise ParameterError("(file)", "a readable meanfield HDF5 file",
-                             f"{path} ({_one_line(exc)})") from None
+        raise ParameterError("(file)", f"a readable meanfield HDF5 file; {path} is "
+                             f"{unreadable_reason(path, exc)}", path) from None
     n = min((len(v) for v in (*tr.scales.values(), *tr.tasks.values())), default=0)
     if n < min_saves:
         raise ParameterError("(file)", f"a run with at least {min_saves} save(s)",

@@ -334,7 +334,7 @@ class Run:
             raise
         if writer is not None:
             writer.set_status(res.status)
-            writer.close()
+            writer.close(final=True)  # also when called inside an except block
         scales, tasks = recorder.arrays()
         return RunResult(scales=scales, tasks=tasks, x=res.x, y=res.y, config=self.resolved(),
                          status=res.status, oracle_calls=res.oracle_calls,

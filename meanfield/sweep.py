@@ -343,6 +343,11 @@ def _file_state(path: str):
         return "missing", None
     import h5py
 
+    from .io.hdf5 import is_being_written, is_unstarted
+
+    if is_unstarted(path):  # a run killed before its first save: nothing to keep
+        return "missing", None
+
     try:
         with h5py.File(path, "r") as f:
             status = f.attrs.get("status", "")
@@ -351,7 +356,7 @@ def _file_state(path: str):
             stored = os.path.basename(str(cfg.get("output", {}).get("path", "")))
     except (OSError, ValueError, KeyError, AttributeError) as exc:
         # HDF5 locks a file while it is written; a killed writer's lock goes with it
-        return ("busy" if "lock" in str(exc).lower() else "unreadable"), None
+        return ("busy" if is_being_written(path) else "unreadable"), None
     if stored != os.path.basename(path):
         return "foreign", status
     if status.startswith(_DONE):

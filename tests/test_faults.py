@@ -4,6 +4,7 @@ The full-disk tests write to a 2 MiB tmpfs when the tests run as root (``mount``
 otherwise skip; the in-process test fakes the free space instead and always runs.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -150,3 +151,167 @@ def test_a_full_disk_in_process(tmp_path, make_config, monkeypatch):
     assert os.path.exists(checkpoint_path(path))  # the newest checkpoint stays beside it
     res = resume_run(path)
     assert np.array_equal(res.x, full.x) and np.array_equal(res.y, full.y)
+
+
+# --------------------------------------------------------------------------- locks and stubs
+
+
+def _invoke(*args):
+    """``meanfield ARGS`` in this process (CliRunner); returns the result."""
+    from click.testing import CliRunner
+    from meanfield_cli.main import cli
+
+    return CliRunner().invoke(cli, list(args))
+
+
+def _one_line(res, code, *words):
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert res.exit_code == code and len(lines) == 1 and "Traceback" not in res.output, res.output
+    for w in words:
+        assert w in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def holder():
+    """Start processes that hold a file open for writing with h5py, as a running run does."""
+    procs = []
+
+    def hold(path):
+        proc = subprocess.Popen([sys.executable, "-c", "import h5py, sys, time; "
+                                 "f = h5py.File(sys.argv[1], 'a'); print('open', flush=True); "
+                                 "time.sleep(300)", str(path)], stdout=subprocess.PIPE, text=True)
+        procs.append(proc)
+        assert proc.stdout.readline().strip() == "open"
+        return proc
+
+    yield hold
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+def _digest(path):
+    import hashlib
+
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+@pytest.fixture
+def small_run(tmp_path, make_config):
+    """A finished small run file (run.h5) and its config; the cwd is tmp_path."""
+    cfg = make_config("accelerated", "exp_euler", n=40, steps=30, save_every=10)
+    cfg["output"]["path"] = str(tmp_path / "unused.h5")
+    # JSON values of numbers, strings and lists of them are TOML values too
+    (tmp_path / "p.toml").write_text("".join(
+        f"[{sec}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in body.items())
+        for sec, body in cfg.items()))
+    full = meanfield.Run(cfg).simulate(str(tmp_path / "run.h5"))
+    return tmp_path, full
+
+
+def test_a_truncated_file_is_not_reported_as_being_written(small_run, holder):
+    folder, _ = small_run
+    trunc = folder / "trunc.h5"
+    trunc.write_bytes((folder / "run.h5").read_bytes()[:96])  # HDF5's error text says "sblock"
+    line = _one_line(_invoke("info", str(trunc)), 2, "truncated")
+    assert "writing" not in line
+    holder(folder / "run.h5")
+    _one_line(_invoke("info", str(folder / "run.h5")), 2, "still writing")
+
+
+@pytest.mark.parametrize("stub", ["0 bytes", "96 bytes", "no save"])
+def test_a_run_killed_as_it_created_its_file_is_run_again(small_run, stub):
+    # SIGKILL within about 1 ms of the file's creation leaves an empty or truncated file; the
+    # docs promise a run killed before its first checkpoint is restarted
+    folder, full = small_run
+    out = folder / "stub.h5"
+
+    def make_stub():
+        if stub == "no save":
+            hdf5.HDF5Writer(str(out), full.config).f.close()  # killed before the first save
+        else:
+            out.write_bytes((folder / "run.h5").read_bytes()[:int(stub.split()[0])])
+
+    make_stub()
+    res = _invoke("run", str(folder / "p.toml"), "-o", str(out), "--threads", "1")  # no --overwrite
+    assert res.exit_code == 0, res.output
+    assert np.array_equal(meanfield.load(str(out)).checkpoint["x"], full.x)
+    # --resume: from the file's own parameters if it holds them, else from PARAMS
+    out.unlink()
+    make_stub()
+    res = _invoke("run", "--resume", str(out), "--threads", "1")
+    if stub == "no save":
+        assert res.exit_code == 0, res.output
+    else:
+        _one_line(res, 2, f"meanfield run PARAMS -o {out}")
+        res = _invoke("run", str(folder / "p.toml"), "--resume", "-o", str(out), "--threads", "1")
+        assert res.exit_code == 0, res.output
+    tr = meanfield.load(str(out))
+    assert tr.attrs["status"] == "finished" and np.array_equal(tr.checkpoint["x"], full.x)
+
+
+def test_a_damaged_file_with_saves_is_never_replaced_without_overwrite(small_run):
+    folder, _ = small_run
+    data = (folder / "run.h5").read_bytes()
+    damaged = folder / "damaged.h5"
+    damaged.write_bytes(data[:len(data) // 2])  # saves were made: not a stub
+    before = _digest(damaged)
+    _one_line(_invoke("run", str(folder / "p.toml"), "-o", str(damaged)), 2, "--overwrite")
+    assert _digest(damaged) == before
+
+
+def test_overwrite_refuses_a_file_another_run_is_writing(small_run, holder):
+    folder, _ = small_run
+    out = folder / "run.h5"
+    holder(out)
+    before = _digest(out)
+    _one_line(_invoke("run", str(folder / "p.toml"), "-o", str(out), "--overwrite"), 2,
+              "no other process is writing")
+    assert _digest(out) == before
+    assert sorted(p.name for p in folder.iterdir()) == ["p.toml", "run.h5"]  # no sidecar, no partial
+    # the writer itself checks too (a run that starts between the check and the write)
+    with pytest.raises(meanfield.ParameterError, match="no other process is writing"):
+        hdf5.HDF5Writer(str(out), {}, mode="w", replace=True)
+    with pytest.raises(meanfield.ParameterError, match="no other process is writing"):
+        hdf5.HDF5Writer(str(out), {}, mode="w")
+
+
+def test_a_run_replacing_a_file_locks_it_until_the_replacement(small_run):
+    folder, _ = small_run
+    out = str(folder / "run.h5")
+    w = hdf5.HDF5Writer(out, {}, mode="w", replace=True)
+    try:
+        assert hdf5.is_being_written(out)  # another --overwrite or --resume now stops at once
+        with pytest.raises(meanfield.ParameterError, match="no other process is writing"):
+            hdf5.check_output_path(out, overwrite=True)
+    finally:
+        w.close()
+    assert not hdf5.is_being_written(out)
+
+
+def test_partial_files_of_a_killed_overwrite_are_removed_by_the_next_run(small_run, holder):
+    folder, _ = small_run
+    stale = folder / ".run.h5.k1ll3d.partial"  # what a SIGKILL during --overwrite leaves
+    stale.write_bytes(b"")
+    live = folder / ".run.h5.l1ve00.partial"  # one another live run is writing
+    hdf5.HDF5Writer(str(live), {}).close()
+    holder(live)
+    res = _invoke("run", str(folder / "p.toml"), "-o", str(folder / "run.h5"), "--overwrite")
+    assert res.exit_code == 0, res.output
+    assert not stale.exists() and live.exists()
+
+
+def test_a_run_started_inside_an_except_block_checkpoints_its_final_state(tmp_path, make_config,
+                                                                         monkeypatch):
+    # the sweep restarts a run that cannot be resumed from inside "except ParameterError:";
+    # the writer took the exception being handled for one propagating, and stored the first
+    # (rate-limited) checkpoint as /checkpoint of a finished file
+    monkeypatch.setenv("MEANFIELD_CHECKPOINT_INTERVAL", "3600")
+    cfg = make_config("accelerated", "exp_euler", n=40, steps=30, save_every=10)
+    try:
+        raise ValueError("handled")
+    except ValueError:
+        res = meanfield.Run(cfg).simulate(str(tmp_path / "r.h5"))
+    ck = meanfield.load(str(tmp_path / "r.h5")).checkpoint
+    assert ck["iteration"] == 30 and np.array_equal(ck["x"], res.x)

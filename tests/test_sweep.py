@@ -373,3 +373,23 @@ def test_sigterm_to_the_sweep_writes_the_index_and_closes_the_cluster(tmp_path):
     rows = _index(tmp_path / "out")
     assert rows[0]["status"] == "finished", rows
     assert rows[1]["status"] != "pending", rows
+
+
+def test_a_truncated_or_empty_file_is_run_again(tmp_path, client):
+    # HDF5's error for a truncated file mentions "sblock": the point was taken for one another
+    # process was writing, and never redone
+    grid = GRID.replace("seeds = [0, 1]\n", "").replace('["constant", "nesterov"]', '["nesterov"]')
+    sweep = load_sweep(_write(tmp_path, grid))
+    assert run_sweep(sweep, client=client).ok
+    truncated, empty = sweep.jobs
+    size = os.path.getsize(truncated.path)
+    assert size > 32 * 1024
+    with open(truncated.path, "r+b") as fh:
+        fh.truncate(size // 2)
+    with open(empty.path, "r+b") as fh:
+        fh.truncate(96)  # what a run killed within a millisecond of creating its file leaves
+    again = run_sweep(load_sweep(_write(tmp_path, grid)), client=client)
+    assert again.ok, again.rows
+    assert [r["action"] for r in again.rows] == ["ran", "ran"]
+    assert "unreadable file moved" in again.rows[0]["message"]  # a damaged file is kept aside
+    assert os.path.exists(truncated.path + ".unreadable") and not os.path.exists(empty.path + ".unreadable")

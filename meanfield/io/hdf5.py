@@ -106,11 +106,94 @@ def checkpoint_path(path) -> str:
     return os.fspath(path) + CHECKPOINT_SUFFIX
 
 
+#: The first bytes of every HDF5 file.
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+#: An unreadable file smaller than this cannot have held a save (the first one allocates
+#: chunks of 8 KiB for each scalar): it is what a run killed as it created its file leaves.
+_STUB_BYTES = 16 * 1024
+
+
+def is_being_written(path) -> bool:
+    """Whether a process holds ``path`` open for writing (HDF5's exclusive lock on it).
+
+    HDF5 locks a file with ``flock``: exclusive for a writer, shared for a
+    reader. A shared lock that cannot be had means a writer (a reader's error
+    text is no guide: HDF5's "truncated file ... sblock" message contains "lock"
+    too). False where there are no such locks (``HDF5_USE_FILE_LOCKING=FALSE``,
+    file systems without ``flock``).
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: HDF5 does not lock there either
+        return False
+    try:
+        fd = os.open(os.fspath(path), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def unreadable_reason(path, exc: BaseException) -> str:
+    """Why ``path`` cannot be opened, in a few words: empty, truncated, not HDF5, or HDF5's message."""
+    path = os.fspath(path)
+    size = os.path.getsize(path) if os.path.exists(path) else 0
+    if size == 0:
+        return "an empty file (0 bytes)"
+    with open(path, "rb") as fh:
+        head = fh.read(len(HDF5_SIGNATURE))
+    text = " ".join(str(exc).split())
+    if head != HDF5_SIGNATURE and "signature" in text:
+        return f"not an HDF5 file ({size} bytes)"
+    if "truncated file" in text:
+        return f"a truncated HDF5 file ({size} bytes; damaged, or a run killed while creating it)"
+    return f"a damaged HDF5 file ({text[:160]})"
+
+
+def is_unstarted(path) -> bool:
+    """Whether ``path`` is what a run killed before its first save leaves, safe to replace.
+
+    That is a file no process is writing, without a sidecar checkpoint, which
+    is empty, or a short unreadable HDF5 file (killed within a millisecond of
+    its creation), or a run file with no save and no checkpoint whose status is
+    "running" or unset. A plain re-run replaces it without ``--overwrite`` and
+    ``--resume`` starts it again.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path) or os.path.exists(checkpoint_path(path)) or is_being_written(path):
+        return False
+    size = os.path.getsize(path)
+    if size == 0:
+        return True
+    try:
+        f = h5py.File(path, "r")
+    except OSError:
+        with open(path, "rb") as fh:
+            return size < _STUB_BYTES and fh.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE
+    with f:
+        status = f.attrs.get("status", "running")
+        status = status.decode() if isinstance(status, bytes) else str(status)
+        saves = f.get("scales/sim_time")
+        return (status == "running" and (saves is None or saves.shape[0] == 0)
+                and "checkpoint" not in f)
+
+
 def check_output_path(path, key: str = "output.path", overwrite: bool = False) -> None:
     """Raise ParameterError unless ``path`` can be written as a new (or, with ``overwrite``, a replaced) file.
 
     Writability is tested by creating (and removing) a temporary file in the
-    target directory, so nothing existing is touched.
+    target directory, so nothing existing is touched. A file another process is
+    writing is never replaced; a file a run killed before its first save left
+    (:func:`is_unstarted`) is replaced without ``overwrite``.
 
     Parameters
     ----------
@@ -126,7 +209,10 @@ def check_output_path(path, key: str = "output.path", overwrite: bool = False) -
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise ParameterError(key, "a file in an existing directory", path)
-    if os.path.exists(path) and not overwrite:
+    if os.path.exists(path) and is_being_written(path):
+        raise ParameterError(key, "a file no other process is writing (a run is writing it: wait "
+                             "for it, or stop it with Ctrl-C)", path)
+    if os.path.exists(path) and not overwrite and not is_unstarted(path):
         raise ParameterError(key, "a file that does not exist yet (or --overwrite)", path)
     try:
         fd, probe = tempfile.mkstemp(dir=directory, prefix=".meanfield-probe-")
@@ -222,13 +308,20 @@ class HDF5Writer:
         self._write_cost = 0.0
         self._broken = False        # HDF5 failed a write (full disk): write nothing more
         self._where = "before the first save"
+        self._hold = None           # descriptor locking the file this run replaces
         if mode == "w" and replace and os.path.exists(self.path):
+            # lock the old file until it is replaced: no other run starts writing it (or its
+            # sidecar) meanwhile, and one writing it now makes this run stop here
+            self._hold = _lock_exclusively(self.path)
             tmp = temp_file_beside(self.path, f".{os.path.basename(self.path)}.", ".partial")
             self._final, self.path = self.path, tmp
-        elif mode == "w":
-            _remove_sidecars(self.ckpt_path)
         self._require_space(0)
-        self.f = h5py.File(self.path, mode)
+        self.f = _open_for_writing(self.path, mode, replace=self._final is not None)
+        if mode == "w":
+            final = self._final or self.path
+            _remove_stale_partials(final, keep=self.path)
+            if self._final is None:  # HDF5 holds this file's lock now: the sidecars are ours
+                _remove_sidecars(self.ckpt_path)
         if mode == "w":
             self.f.attrs["config"] = json.dumps(config or {})
             for k, v in _versions().items():
@@ -318,6 +411,7 @@ class HDF5Writer:
         os.replace(self.path, final)
         self.path = final
         _fsync(os.path.dirname(os.path.abspath(final)), directory=True)
+        self._release()  # the file at the final path is this run's now, locked by HDF5
 
     def checkpoint(self, state, t, iteration, oracle_calls, integrator_state=None) -> None:
         """Record the current state and counters as the checkpoint to resume from.
@@ -379,9 +473,12 @@ class HDF5Writer:
         self.f.attrs[name] = value
         self.f.flush()
 
-    def close(self) -> None:
+    def close(self, final: bool | None = None) -> None:
         """Put the last checkpoint into ``/checkpoint``, close the file, remove the sidecar.
 
+        ``final=True`` says that the run ended normally: the state of the last
+        :meth:`checkpoint` call is final. With ``final=None`` the exception being
+        handled decides (a caller inside an ``except`` block must say ``final=True``).
         With no exception propagating (normal end) the state of the last
         :meth:`checkpoint` call is final. While an exception propagates the
         arrays may have moved on since (a NaN found steps later, a second
@@ -403,7 +500,7 @@ class HDF5Writer:
                     # a /checkpoint group cut short by a full disk would make the file unreadable
                     # for HDF5: the sidecar keeps the newest checkpoint that was written
                     keep_sidecar = True
-                elif _pending_is_final(attrs["iteration"]):
+                elif final or (final is None and _pending_is_final(attrs["iteration"])):
                     _write_checkpoint_group(self.f.require_group("checkpoint"), state, attrs, integ)
                 elif os.path.exists(self.ckpt_path):
                     try:
@@ -424,6 +521,7 @@ class HDF5Writer:
         finally:
             self.f.close()
             self._pending = None
+            self._release()
             if self._final is not None:
                 # ended before its first save: keep the old file, drop the temporary one
                 os.remove(self.path)
@@ -433,6 +531,11 @@ class HDF5Writer:
             return
         # the main file now holds the newest checkpoint: the sidecar is redundant
         _remove_sidecars(self.ckpt_path)
+
+    def _release(self) -> None:
+        if self._hold is not None:
+            os.close(self._hold)  # closing the descriptor drops its flock
+            self._hold = None
 
     def _abandon(self) -> None:
         """Close a file HDF5 failed to write (full disk), keeping the sidecar checkpoint.
@@ -445,6 +548,7 @@ class HDF5Writer:
         except Exception:  # noqa: BLE001 - the failure was reported already (NoSpaceError)
             pass
         self._pending = None
+        self._release()
         if self._final is not None and os.path.exists(self.path):
             os.remove(self.path)
             self.path, self._final = self._final, None
@@ -470,6 +574,72 @@ def _attach_time_scale(f, ds, scale_name=None) -> None:
     if st is not None and h5py.h5ds.is_scale(st.id):
         ds.dims[0].attach_scale(st)
         ds.dims[0].label = "sim_time"
+
+
+def _lock_exclusively(path: str, wait: float = 2.0) -> int | None:
+    """A descriptor of ``path`` holding an exclusive ``flock`` (HDF5's lock), to close when done.
+
+    A reader's shared lock (``meanfield info``) is waited for up to ``wait``
+    seconds; a file another process writes raises ParameterError at once.
+    None where files cannot be locked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if is_being_written(path) or time.monotonic() > deadline:
+                os.close(fd)
+                raise ParameterError("output.path", "a file no other process is writing or reading "
+                                     "(a run is writing it: wait for it, or stop it with Ctrl-C)",
+                                     path) from None
+            time.sleep(0.05)
+        except OSError:  # a file system without flock
+            os.close(fd)
+            return None
+
+
+def _open_for_writing(path: str, mode: str, replace: bool):
+    """``h5py.File`` for a writer; never truncates a file another run writes.
+
+    HDF5's ``"w"`` truncates an existing file *before* it finds the file locked
+    by its writer, so a new file is created exclusively (``"x"``) and an
+    existing one is opened with ``"w"`` only when no process writes it.
+    """
+    if mode == "w" and not replace:
+        if os.path.exists(path):
+            if is_being_written(path):
+                raise ParameterError("output.path", "a file no other process is writing", path)
+        else:
+            mode = "x"
+    try:
+        return h5py.File(path, mode)
+    except (FileExistsError, BlockingIOError):
+        raise ParameterError("output.path", "a file no other process is writing (another run "
+                             "created or locked it meanwhile)", path) from None
+
+
+def _remove_stale_partials(final: str, keep: str) -> None:
+    """Remove ``.OUT.h5.<random>.partial`` files that killed ``--overwrite`` runs left beside ``final``.
+
+    A temporary file a live run still writes is locked by HDF5 and kept, and so is ``keep``.
+    """
+    directory = os.path.dirname(os.path.abspath(final))
+    prefix = f".{os.path.basename(final)}."
+    for name in os.listdir(directory):
+        stale = os.path.join(directory, name)
+        if (name.startswith(prefix) and name.endswith(".partial") and stale != os.path.abspath(keep)
+                and not is_being_written(stale)):
+            try:
+                os.remove(stale)
+            except FileNotFoundError:  # another run cleaned it up first
+                pass
 
 
 def _remove_sidecars(ckpt_path: str) -> None:
