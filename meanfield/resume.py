@@ -28,8 +28,8 @@ import h5py
 import numpy as np
 
 from .errors import ParameterError
-from .io.hdf5 import HDF5Writer, is_unstarted, load, truncate_to, unreadable_reason
-from .run import Run, RunResult
+from .io.hdf5 import HDF5Writer, SavedTasks, is_unstarted, load, truncate_to, unreadable_reason
+from .run import STREAMED_BYTES, Run, RunResult
 from .simulate import Recorder
 
 #: Parameters ``--resume`` may change (all others must equal the file's).
@@ -211,7 +211,7 @@ def resume_run(path: str, overrides=(), progress=None, params=None) -> RunResult
     if "kinetic" in tr.tasks:
         resume_state["kinetic"] = float(tr.tasks["kinetic"][keep - 1])
     _record_resume(path, run.resolved(), {**entry, "iteration": it, "t": float(ck["t"])})
-    recorder = Recorder()
+    recorder = Recorder(keep_bytes=STREAMED_BYTES)
     writer = HDF5Writer(path, mode="a")
     wall0 = float(tr.scales["wall_time"][keep - 1])
     run.model.oracle_calls = int(ck["oracle_calls"])
@@ -232,6 +232,7 @@ def resume_run(path: str, overrides=(), progress=None, params=None) -> RunResult
     writer.set_status(res.status)
     writer.close(final=True)  # also when called inside an except block
     scales, tasks = recorder.arrays() if recorder.scales else ({}, {})
+    tasks = SavedTasks(tasks, path, recorder.dropped, start=keep)
     return RunResult(scales=scales, tasks=tasks, x=res.x, y=res.y, config=run.resolved(),
                      status=res.status, oracle_calls=res.oracle_calls, wall_time=res.wall_time,
                      path=path, state=res.state, grid=dict(system.grid))

@@ -182,16 +182,28 @@ class Horizon:
 
 @dataclass
 class Recorder:
-    """In-memory observer: lists of saved scales and tasks, stacked on demand."""
+    """In-memory observer: lists of saved scales and tasks, stacked on demand.
+
+    ``keep_bytes`` (None: keep all) drops every task larger than that per save
+    (states ``(N, d)``, densities): a run that streams its saves to a file keeps
+    only its scalars and moments in memory, and lists the names of the others
+    in ``dropped``.
+    """
 
     scales: dict = field(default_factory=dict)
     tasks: dict = field(default_factory=dict)
+    keep_bytes: int | None = None
+    dropped: list = field(default_factory=list)
 
     def save(self, record: dict) -> None:
         """Record one save: the scales (t, iteration, oracle calls, wall time) and the tasks (arrays)."""
         for k, v in record["scales"].items():
             self.scales.setdefault(k, []).append(v)
         for k, v in record["tasks"].items():
+            if self.keep_bytes is not None and np.asarray(v).nbytes > self.keep_bytes:
+                if k not in self.dropped:
+                    self.dropped.append(k)
+                continue
             self.tasks.setdefault(k, []).append(np.array(v, copy=True))
 
     def arrays(self) -> tuple[dict, dict]:

@@ -315,3 +315,54 @@ def test_a_run_started_inside_an_except_block_checkpoints_its_final_state(tmp_pa
         res = meanfield.Run(cfg).simulate(str(tmp_path / "r.h5"))
     ck = meanfield.load(str(tmp_path / "r.h5")).checkpoint
     assert ck["iteration"] == 30 and np.array_equal(ck["x"], res.x)
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def _big(make_config, n=5000):
+    # 41 saves of x and y, (n, 3) each: 9.8 MB of saves at n = 5000
+    return make_config("accelerated", "exp_euler", n=n, steps=40, save_every=1)
+
+
+def test_saves_are_streamed_to_the_file_not_kept_in_memory(tmp_path, make_config):
+    import tracemalloc
+
+    cfg = _big(make_config)
+    mem = meanfield.Run(cfg).simulate()  # kept in memory (and the kernels compiled, untraced)
+    tracemalloc.start()
+    try:
+        res = meanfield.Run(cfg).simulate(str(tmp_path / "big.h5"))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    saves = 41 * 2 * 5000 * 3 * 8
+    assert peak < saves / 3, f"peak {peak / 2**20:.2f} MiB for {saves / 2**20:.1f} MiB of saves"
+    # the result reads them back from the file when used, equal to the run kept in memory
+    assert sorted(res.tasks) == sorted(mem.tasks)
+    for name in ("x", "y", "energy", "mean"):
+        assert np.array_equal(res[name], mem[name]), name
+    assert res["x"].shape == (41, 5000, 3)
+
+
+def test_a_run_whose_saves_cannot_fit_in_memory_is_refused_before_it_starts(tmp_path, make_config,
+                                                                            monkeypatch):
+    import meanfield.initial
+
+    monkeypatch.setattr(meanfield.initial, "_memory_bytes", lambda: 16 * 2**20)  # budget 8 MiB
+    cfg = _big(make_config)
+    with pytest.raises(meanfield.ParameterError, match=r"run.save_every.*41 saves"):
+        meanfield.Run(cfg).simulate()
+    res = meanfield.Run(cfg).simulate(str(tmp_path / "big.h5"))  # streamed: fits
+    assert res.status == "finished"
+
+
+def test_the_kinetic_grid_is_size_checked_with_its_momentum_axis(tmp_path):
+    cfg = {"model": {"name": "sphere", "dynamics": "accelerated", "d": 2, "beta": 1.0},
+           "damping": {"schedule": "constant", "a": 1.0},
+           "integrator": {"name": "strang", "h": 0.01},
+           "initial": {"law": "sphere_uniform", "n": 16},
+           "run": {"t0": 0.0, "steps": 2},
+           "solver": {"kind": "pde", "grid": [4096, 3000000]}}
+    with pytest.raises(meanfield.ParameterError, match=r"\[solver.grid\] expected a grid that fits in memory"):
+        meanfield.Run(cfg)

@@ -45,6 +45,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import MutableMapping
 
 import h5py
 import numpy as np
@@ -835,6 +836,59 @@ def saved_array(tasks: dict, scales: dict, name: str) -> np.ndarray:
     hint = f' (add "{name}" to [output] save)' if name in ("x", "y", "v") else ""
     raise KeyError(f"{name!r} was not saved by this run{hint}; it has tasks {sorted(tasks)} and scales "
                    f"{sorted(scales)}")
+
+
+class SavedTasks(MutableMapping):
+    """The saved tasks of a run result: small ones held in memory, large ones read from the file.
+
+    A run writing a file streams its large saves (states ``(T, N, d)``,
+    densities) there instead of keeping them; they are read (and then kept)
+    the first time they are used.
+
+    Parameters
+    ----------
+    held : dict of (T, ...) arrays
+        Tasks kept in memory.
+    path : str or None
+        The run file holding the other tasks.
+    names : sequence of str
+        Tasks to read from ``/tasks`` of ``path``.
+    start : int
+        Index of this result's first save in the file (a resume appends to earlier saves).
+    """
+
+    def __init__(self, held: dict, path=None, names=(), start: int = 0):
+        self._held = dict(held)
+        self._path = path
+        self._names = [n for n in names if n not in self._held]
+        self._start = int(start)
+
+    def __getitem__(self, name):
+        if name not in self._held and name in self._names:
+            with h5py.File(self._path, "r") as f:
+                self._held[name] = f["tasks"][name][self._start:]
+        return self._held[name]
+
+    def __setitem__(self, name, value):
+        self._held[name] = value
+
+    def __delitem__(self, name):
+        if name not in self:
+            raise KeyError(name)
+        self._held.pop(name, None)
+        self._names = [n for n in self._names if n != name]
+
+    def __iter__(self):
+        yield from self._held
+        yield from (n for n in self._names if n not in self._held)
+
+    def __len__(self):
+        return len(self._held) + sum(n not in self._held for n in self._names)
+
+    def __repr__(self):
+        lazy = [n for n in self._names if n not in self._held]
+        return (f"SavedTasks({sorted(self._held)}" + (f", read from {self._path} when used: {lazy}"
+                                                       if lazy else "") + ")")
 
 
 class Trajectory:
