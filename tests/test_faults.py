@@ -366,3 +366,77 @@ def test_the_kinetic_grid_is_size_checked_with_its_momentum_axis(tmp_path):
            "solver": {"kind": "pde", "grid": [4096, 3000000]}}
     with pytest.raises(meanfield.ParameterError, match=r"\[solver.grid\] expected a grid that fits in memory"):
         meanfield.Run(cfg)
+
+
+# --------------------------------------------------------------------------- checksums
+
+
+def _interrupted(cfg, path, at=25):
+    """Run ``cfg`` into ``path`` and Ctrl-C it after step ``at`` (status interrupted, /checkpoint)."""
+    import signal
+
+    def interrupt(done, total):
+        if done == at:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        meanfield.Run(cfg).simulate(path, progress=interrupt)
+
+
+def _overwrite_bytes(path, offset, data):
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        fh.write(data)
+
+
+@pytest.mark.parametrize("where", ["file", "sidecar"])
+def test_a_damaged_checkpoint_is_refused(tmp_path, make_config, where):
+    cfg = make_config("accelerated", "exp_euler", n=200, steps=60, save_every=10)
+    path = str(tmp_path / "cut.h5")
+    _interrupted(cfg, path)
+    target = path
+    if where == "sidecar":  # what a killed run leaves: its newest checkpoint beside the file
+        ck = hdf5.read_checkpoint(path)
+        target = checkpoint_path(path)
+        hdf5.write_checkpoint_file(target, ck["state"], {k: ck[k] for k in
+                                                         ("t", "iteration", "oracle_calls", "n_saves")})
+    with h5py.File(target, "r") as f:
+        ds = f["checkpoint/x"]
+        offset, size = ds.id.get_offset(), ds.id.get_storage_size()
+    _overwrite_bytes(target, offset, bytes(min(size, 4096)))  # a zeroed block
+    with pytest.raises(meanfield.ParameterError, match="checksum does not match"):
+        resume_run(path)
+    _one_line(_invoke("run", "--resume", path), 2, "checksum does not match")
+
+
+def test_a_damaged_save_is_refused_by_every_reader(tmp_path, make_config):
+    cfg = make_config("accelerated", "exp_euler", n=40, steps=60, save_every=10)
+    path = str(tmp_path / "run.h5")
+    meanfield.Run(cfg).simulate(path)
+    with h5py.File(path, "r") as f:
+        energy = f["tasks/energy"].id.get_chunk_info(0)
+        x = f["tasks/x"].id.get_chunk_info(3)
+    flip = lambda info: _overwrite_bytes(path, info.byte_offset + 8,  # noqa: E731
+                                         bytes([open(path, "rb").read()[info.byte_offset + 8] ^ 0x10]))
+    flip(x)
+    _one_line(_invoke("plot", path, "--kind", "particles", "-o", str(tmp_path / "p.png")), 2,
+              "checksum does not match")
+    flip(energy)
+    for args in (["info", path], ["plot", path, "-o", str(tmp_path / "e.png")], ["compare", path]):
+        _one_line(_invoke(*args), 2, "checksum does not match")
+
+
+def test_files_written_without_checksums_still_read_and_resume(tmp_path, make_config, monkeypatch):
+    cfg = make_config("accelerated", "exp_euler", n=40, steps=60, save_every=10)
+    full = meanfield.Run(cfg).simulate()
+    path = str(tmp_path / "old.h5")
+    monkeypatch.setattr(hdf5, "CHECKSUMS", False)  # as files were written before checksums
+    _interrupted(cfg, path)
+    monkeypatch.setattr(hdf5, "CHECKSUMS", True)
+    with h5py.File(path, "r") as f:
+        assert "checksum" not in f["checkpoint"].attrs and not f["tasks/x"].fletcher32
+    res = resume_run(path)
+    assert np.array_equal(res.x, full.x) and np.array_equal(res.y, full.y)
+    tr = meanfield.load(path)
+    assert tr.attrs["status"] == "finished" and np.array_equal(tr["x"][-1], full["x"][-1])
+    assert _invoke("info", path).exit_code == 0

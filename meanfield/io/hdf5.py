@@ -45,6 +45,7 @@ import os
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import MutableMapping
 
 import h5py
@@ -155,6 +156,8 @@ def unreadable_reason(path, exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     if head != HDF5_SIGNATURE and "signature" in text:
         return f"not an HDF5 file ({size} bytes)"
+    if "filter returned failure" in text or "Fletcher32" in text or "checksum" in text:
+        return "a damaged HDF5 file (a checksum does not match: its data changed after it was written)"
     if "truncated file" in text:
         return f"a truncated HDF5 file ({size} bytes; damaged, or a run killed while creating it)"
     return f"a damaged HDF5 file ({text[:160]})"
@@ -354,8 +357,10 @@ class HDF5Writer:
                     if name not in g:
                         dtype = _SCALE_DTYPES.get(name, arr.dtype) if group == "scales" else arr.dtype
                         chunk = (1,) + arr.shape if arr.ndim else (1024,)
+                        # fletcher32: HDF5 checks every chunk it reads against its checksum
                         ds = g.create_dataset(name, shape=(0,) + arr.shape,
-                                              maxshape=(None,) + arr.shape, dtype=dtype, chunks=chunk)
+                                              maxshape=(None,) + arr.shape, dtype=dtype, chunks=chunk,
+                                              fletcher32=CHECKSUMS)
                         _attach_time_scale(f, ds, name if group == "scales" else None)
                     ds = g[name]
                     n = ds.shape[0]
@@ -672,8 +677,35 @@ def _put(group, name, arr):
         group.create_dataset(name, data=arr)
 
 
+#: Whether new files carry checksums: HDF5's fletcher32 filter on every save dataset, a CRC-32
+#: of each checkpoint (``attrs["checksum"]``). Files without them (written before) read as before.
+CHECKSUMS = True
+
+
+def _checkpoint_checksum(state: dict, attrs: dict, integrator_state=None) -> str:
+    """CRC-32 of a checkpoint's arrays (names, dtypes, shapes, bytes) and counters, ``"crc32:%08x"``."""
+    crc = 0
+    for prefix, arrays in (("state", state), ("integrator", integrator_state or {})):
+        for name in sorted(arrays):
+            if arrays[name] is None:
+                continue
+            a = np.ascontiguousarray(arrays[name])
+            crc = zlib.crc32(f"{prefix}/{name}:{a.dtype.str}:{a.shape};".encode(), crc)
+            crc = zlib.crc32(a.reshape(-1).view(np.uint8) if a.size else b"", crc)
+    meta = {k: (v.item() if hasattr(v, "item") else v) for k, v in attrs.items()
+            if k in ("t", "iteration", "oracle_calls", "n_saves")}
+    crc = zlib.crc32(json.dumps(meta, sort_keys=True).encode(), crc)
+    return f"crc32:{crc:08x}"
+
+
 def _write_checkpoint_group(g, state: dict, attrs: dict, integrator_state=None) -> None:
-    """Fill an HDF5 group with a checkpoint: one dataset per state array, integrator/*, ``attrs``."""
+    """Fill an HDF5 group with a checkpoint: one dataset per state array, integrator/*, ``attrs``.
+
+    Its checksum (:func:`_checkpoint_checksum`) is written last, so a checkpoint
+    cut short or changed on disk afterwards does not match it.
+    """
+    if "checksum" in g.attrs:
+        del g.attrs["checksum"]
     for name in [k for k in g if isinstance(g[k], h5py.Dataset) and k not in state]:
         del g[name]  # e.g. a stale y
     for name, arr in state.items():
@@ -686,7 +718,10 @@ def _write_checkpoint_group(g, state: dict, attrs: dict, integrator_state=None) 
             if value is not None:
                 gi.create_dataset(name, data=np.asarray(value))
     for k, v in attrs.items():
-        g.attrs[k] = v
+        if k != "checksum":
+            g.attrs[k] = v
+    if CHECKSUMS:
+        g.attrs["checksum"] = _checkpoint_checksum(state, attrs, integrator_state)
 
 
 def _read_checkpoint_group(g) -> dict:
@@ -696,6 +731,13 @@ def _read_checkpoint_group(g) -> dict:
         gi = g["integrator"]
         ckpt["integrator"] = {k: (gi[k][()] if gi[k].ndim == 0 else gi[k][...]) for k in gi}
     ckpt.update({k: g.attrs[k] for k in g.attrs})
+    stored = ckpt.pop("checksum", None)  # checkpoints written before checksums have none
+    if stored is not None:
+        stored = stored.decode() if isinstance(stored, bytes) else str(stored)
+        if stored != _checkpoint_checksum(ckpt["state"], ckpt, ckpt.get("integrator")):
+            raise ParameterError("(checkpoint)", "an intact checkpoint (its checksum does not match: "
+                                 "the file was damaged after it was written)",
+                                 f"{g.file.filename}:{g.name}")
     return ckpt
 
 
