@@ -51,7 +51,8 @@ def guard(fn):
     """Translate expected errors into one line and the documented exit status.
 
     ParameterError and OSError (a file that cannot be read or written) -> 2,
-    SimulationError -> 1, Ctrl-C -> 130 (SIGTERM 143, SIGHUP 129: 128 + the signal), stdout closed early (``| head``) -> 141,
+    SimulationError -> 1, Ctrl-C -> 130 (SIGTERM 143, SIGHUP 129: 128 + the signal),
+    stdout closed early (``| head``) -> 141,
     silently. Anything else is a bug: one line naming it and exit 1
     (``MEANFIELD_DEBUG=1`` shows the traceback).
     Warnings raised meanwhile are printed as one line each once the command
@@ -109,12 +110,12 @@ def guard(fn):
 
 
 def interrupt_status(exc: KeyboardInterrupt) -> int:
-    """Exit status of a command stopped by a signal: 128 + its number (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP)."""
+    """Exit status of a command stopped by a signal: 128 + its number (130, 143, 129)."""
     return 128 + getattr(exc, "signum", signal.SIGINT)
 
 
 def interrupt_message(exc: KeyboardInterrupt) -> str:
-    """One line for a stop signal: the time loop's checkpoint and how to continue, or just the signal."""
+    """One line for a stop signal: the loop's checkpoint and how to continue, or just the signal."""
     msg = _one_line(exc)
     if msg.startswith("interrupted at step"):  # the time loop's: it wrote a checkpoint
         path = getattr(exc, "path", None)

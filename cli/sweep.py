@@ -74,7 +74,7 @@ def sweep(grid, scheduler, workers, threads, progress, overwrite):
                         overwrite=overwrite)
     except KeyboardInterrupt as exc:
         bar.close()
-        by = interrupt_message(exc).removeprefix("interrupted")  # " by SIGTERM", or nothing for Ctrl-C
+        by = interrupt_message(exc).removeprefix("interrupted")  # " by SIGTERM"; Ctrl-C: nothing
         click.echo(f"meanfield: sweep interrupted{by}; index written to {sw.out_dir} "
                    "(run the same command again to continue)", err=True)
         sys.exit(interrupt_status(exc))

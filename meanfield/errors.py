@@ -91,5 +91,5 @@ class Interrupted(KeyboardInterrupt):
 
 
 def raise_interrupted(signum, frame=None):
-    """Signal handler: raise :class:`Interrupted` for ``signum`` (as Python's SIGINT handler does)."""
+    """Raise :class:`Interrupted` for ``signum`` (as Python's SIGINT handler does)."""
     raise Interrupted("", signum)

@@ -358,12 +358,13 @@ class Run:
         per_save = sum(np.asarray(a).nbytes for a in saved.values())
         every = max(1, int(self.config["run"]["save_every"]))
         nsteps = self.horizon.n_steps(self.integrator.oracle_calls)
-        n_saves = nsteps // every + 1 + (nsteps % every != 0)  # steps 0, every, 2 every, ... and the last
+        n_saves = nsteps // every + 1 + (nsteps % every != 0)  # 0, every, 2 every, ..., the last
         if per_save * n_saves > memory_budget():
+            budget = memory_budget() / 2**30
             raise ParameterError("run.save_every", f"saves that fit in memory ({n_saves} saves of "
-                                 f"{per_save / 2**20:.3g} MiB <= {memory_budget() / 2**30:.3g} GiB): a larger "
-                                 "save_every, fewer output.save fields, or an output file (saves are "
-                                 "streamed to it)", every)
+                                 f"{per_save / 2**20:.3g} MiB <= {budget:.3g} GiB): a larger "
+                                 "save_every, fewer output.save fields, or an output file (saves "
+                                 "are streamed to it)", every)
 
 
 #: Saved tasks larger than this per save (states, densities) are streamed to the output file,

@@ -6,7 +6,8 @@ energies and diagnostics at every save, hands each save record to its
 observers (an in-memory :class:`Recorder`, an HDF5 writer, ...) together
 with the state to checkpoint, and stops on the first of: the end time / step
 count / oracle budget, a non-finite or blown-up state
-(:class:`~meanfield.errors.SimulationError`), a wall-time limit, or a stop signal (Ctrl-C, SIGTERM, SIGHUP: a checkpoint is written first, then
+(:class:`~meanfield.errors.SimulationError`), a wall-time limit, or a stop
+signal (Ctrl-C, SIGTERM, SIGHUP: a checkpoint is written first, then
 :class:`~meanfield.errors.Interrupted`, a ``KeyboardInterrupt``, propagates).
 A failure inside a step is reported with the loop's step and time. The
 per-save diagnostics never stop a run whose state is finite: an energy beyond
@@ -137,7 +138,7 @@ class _DeferredInterrupt:
         self.signum = signum
 
     def message(self, k: int, t: float) -> str:
-        """What the loop raises with after its checkpoint of step ``k``: SIGINT is Ctrl-C, others are named."""
+        """The loop's message after its checkpoint of step ``k`` (naming signals but SIGINT)."""
         by = "" if self.signum == signal.SIGINT else f" by {signal.Signals(self.signum).name}"
         return f"interrupted at step {k} (t = {t:.6g}){by}"
 

@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 
 import h5py
 import numpy as np
@@ -20,45 +19,21 @@ import meanfield.io.hdf5 as hdf5
 from meanfield.errors import NoSpaceError
 from meanfield.io.hdf5 import checkpoint_path
 from meanfield.resume import resume_run
+from test_resume_subprocess import PARAMS as RESUME_PARAMS, STEPS as RESUME_STEPS
 
 TIMEOUT = 180
 
-# 41 saves of x and y (n = 1000, d = 3): 2 MB, more than the 2 MiB disk holds
-PARAMS = textwrap.dedent("""\
-    [model]
-    name = "bilinear"
-    dynamics = "accelerated"
-    d = 3
-    A = "identity"
-    Q = [[1.0, 0.2, 0.0], [0.2, 2.0, 0.0], [0.0, 0.0, 0.5]]
-    m = [0.5, -0.5, 0.1]
-    [damping]
-    schedule = "nesterov"
-    r = 3.0
-    [integrator]
-    name = "exp_euler"
-    h = 0.01
-    [initial]
-    law = "gaussian"
-    n = 1000
-    mean = [0.5, 0.0, 0.0]
-    cov = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
-    momentum = "gaussian"
-    momentum_scale = 0.3
-    seed = 3
-    [run]
-    t0 = 1.0
-    steps = 400
-    save_every = 10
-    [output]
-    path = "unused.h5"
-    save = ["x", "y"]
-    """)
+# the subprocess resume tests' problem with 41 saves of x and y (n = 1000, d = 3): 2 MB, more
+# than the 2 MiB disk holds
+PARAMS = (RESUME_PARAMS.replace("n = 2000", "n = 1000")
+          .replace(f"steps = {RESUME_STEPS}", "steps = 400")
+          .replace("save_every = 100", "save_every = 10").replace("h = 0.005", "h = 0.01"))
 
 
 def _cli(*args, cwd, env=None, prelude=""):
-    """``meanfield ARGS`` in a subprocess; ``prelude`` is Python run first (to patch the package)."""
-    code = f"{prelude}\nfrom meanfield_cli.main import main\nimport sys\nsys.argv = ['meanfield', *{list(args)!r}]\nmain()"
+    """``meanfield ARGS`` in a subprocess; ``prelude`` is Python run first (to patch it)."""
+    code = (f"{prelude}\nfrom meanfield_cli.main import main\nimport sys\n"
+            f"sys.argv = ['meanfield', *{list(args)!r}]\nmain()")
     return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=TIMEOUT, check=False)
 
@@ -69,7 +44,8 @@ def work(tmp_path_factory):
     folder = tmp_path_factory.mktemp("faults")
     (folder / "p.toml").write_text(PARAMS)
     env = dict(os.environ, MEANFIELD_CHECKPOINT_INTERVAL="0.05")
-    ref = _cli("run", "p.toml", "-o", "full.h5", "--threads", "1", "--no-progress", cwd=folder, env=env)
+    ref = _cli("run", "p.toml", "-o", "full.h5", "--threads", "1", "--no-progress", cwd=folder,
+               env=env)
     assert ref.returncode == 0, ref.stderr
     return folder, env
 
@@ -269,7 +245,8 @@ def test_overwrite_refuses_a_file_another_run_is_writing(small_run, holder):
     _one_line(_invoke("run", str(folder / "p.toml"), "-o", str(out), "--overwrite"), 2,
               "no other process is writing")
     assert _digest(out) == before
-    assert sorted(p.name for p in folder.iterdir()) == ["p.toml", "run.h5"]  # no sidecar, no partial
+    # no sidecar, no temporary file
+    assert sorted(p.name for p in folder.iterdir()) == ["p.toml", "run.h5"]
     # the writer itself checks too (a run that starts between the check and the write)
     with pytest.raises(meanfield.ParameterError, match="no other process is writing"):
         hdf5.HDF5Writer(str(out), {}, mode="w", replace=True)
@@ -364,7 +341,8 @@ def test_the_kinetic_grid_is_size_checked_with_its_momentum_axis(tmp_path):
            "initial": {"law": "sphere_uniform", "n": 16},
            "run": {"t0": 0.0, "steps": 2},
            "solver": {"kind": "pde", "grid": [4096, 3000000]}}
-    with pytest.raises(meanfield.ParameterError, match=r"\[solver.grid\] expected a grid that fits in memory"):
+    with pytest.raises(meanfield.ParameterError,
+                       match=r"\[solver.grid\] expected a grid that fits in memory"):
         meanfield.Run(cfg)
 
 
@@ -372,7 +350,7 @@ def test_the_kinetic_grid_is_size_checked_with_its_momentum_axis(tmp_path):
 
 
 def _interrupted(cfg, path, at=25):
-    """Run ``cfg`` into ``path`` and Ctrl-C it after step ``at`` (status interrupted, /checkpoint)."""
+    """Run ``cfg`` into ``path``, Ctrl-C after step ``at`` (status interrupted, /checkpoint)."""
     import signal
 
     def interrupt(done, total):
@@ -398,8 +376,8 @@ def test_a_damaged_checkpoint_is_refused(tmp_path, make_config, where):
     if where == "sidecar":  # what a killed run leaves: its newest checkpoint beside the file
         ck = hdf5.read_checkpoint(path)
         target = checkpoint_path(path)
-        hdf5.write_checkpoint_file(target, ck["state"], {k: ck[k] for k in
-                                                         ("t", "iteration", "oracle_calls", "n_saves")})
+        counters = {k: ck[k] for k in ("t", "iteration", "oracle_calls", "n_saves")}
+        hdf5.write_checkpoint_file(target, ck["state"], counters)
     with h5py.File(target, "r") as f:
         ds = f["checkpoint/x"]
         offset, size = ds.id.get_offset(), ds.id.get_storage_size()
@@ -416,8 +394,9 @@ def test_a_damaged_save_is_refused_by_every_reader(tmp_path, make_config):
     with h5py.File(path, "r") as f:
         energy = f["tasks/energy"].id.get_chunk_info(0)
         x = f["tasks/x"].id.get_chunk_info(3)
-    flip = lambda info: _overwrite_bytes(path, info.byte_offset + 8,  # noqa: E731
-                                         bytes([open(path, "rb").read()[info.byte_offset + 8] ^ 0x10]))
+    def flip(info):  # one bit of a chunk's data
+        at = info.byte_offset + 8
+        _overwrite_bytes(path, at, bytes([open(path, "rb").read()[at] ^ 0x10]))
     flip(x)
     _one_line(_invoke("plot", path, "--kind", "particles", "-o", str(tmp_path / "p.png")), 2,
               "checksum does not match")

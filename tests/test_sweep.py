@@ -392,4 +392,5 @@ def test_a_truncated_or_empty_file_is_run_again(tmp_path, client):
     assert again.ok, again.rows
     assert [r["action"] for r in again.rows] == ["ran", "ran"]
     assert "unreadable file moved" in again.rows[0]["message"]  # a damaged file is kept aside
-    assert os.path.exists(truncated.path + ".unreadable") and not os.path.exists(empty.path + ".unreadable")
+    assert os.path.exists(truncated.path + ".unreadable")
+    assert not os.path.exists(empty.path + ".unreadable")

@@ -85,7 +85,7 @@ def is_no_space(exc: BaseException) -> bool:
 
 
 def _silence_no_space_repeats() -> None:
-    """Drop the "Exception ignored" reports of h5py objects freed after a full disk (reported once)."""
+    """Drop the "Exception ignored" reports of h5py objects freed after a full disk (said once)."""
     previous = sys.unraisablehook
     if getattr(previous, "meanfield_no_space", False):
         return
@@ -146,7 +146,7 @@ def is_being_written(path) -> bool:
 
 
 def unreadable_reason(path, exc: BaseException) -> str:
-    """Why ``path`` cannot be opened, in a few words: empty, truncated, not HDF5, or HDF5's message."""
+    """Why ``path`` cannot be opened, in a few words: empty, truncated, not HDF5, HDF5's message."""
     path = os.fspath(path)
     size = os.path.getsize(path) if os.path.exists(path) else 0
     if size == 0:
@@ -157,7 +157,8 @@ def unreadable_reason(path, exc: BaseException) -> str:
     if head != HDF5_SIGNATURE and "signature" in text:
         return f"not an HDF5 file ({size} bytes)"
     if "filter returned failure" in text or "Fletcher32" in text or "checksum" in text:
-        return "a damaged HDF5 file (a checksum does not match: its data changed after it was written)"
+        return ("a damaged HDF5 file (a checksum does not match: its data changed after it was "
+                "written)")
     if "truncated file" in text:
         return f"a truncated HDF5 file ({size} bytes; damaged, or a run killed while creating it)"
     return f"a damaged HDF5 file ({text[:160]})"
@@ -347,7 +348,8 @@ class HDF5Writer:
         """
         f = self.f
         sc = record["scales"]
-        self._where = f"at step {sc.get('iteration')} (t = {float(sc.get('sim_time', math.nan)):.6g})"
+        t = float(sc.get("sim_time", math.nan))
+        self._where = f"at step {sc.get('iteration')} (t = {t:.6g})"
         self._require_space(self._save_bytes(record))
         try:
             for group, values in (("scales", record["scales"]), ("tasks", record["tasks"])):
@@ -355,12 +357,13 @@ class HDF5Writer:
                 for name, value in values.items():
                     arr = np.asarray(value)
                     if name not in g:
-                        dtype = _SCALE_DTYPES.get(name, arr.dtype) if group == "scales" else arr.dtype
+                        dtype = (_SCALE_DTYPES.get(name, arr.dtype) if group == "scales"
+                                 else arr.dtype)
                         chunk = (1,) + arr.shape if arr.ndim else (1024,)
                         # fletcher32: HDF5 checks every chunk it reads against its checksum
                         ds = g.create_dataset(name, shape=(0,) + arr.shape,
-                                              maxshape=(None,) + arr.shape, dtype=dtype, chunks=chunk,
-                                              fletcher32=CHECKSUMS)
+                                              maxshape=(None,) + arr.shape, dtype=dtype,
+                                              chunks=chunk, fletcher32=CHECKSUMS)
                         _attach_time_scale(f, ds, name if group == "scales" else None)
                     ds = g[name]
                     n = ds.shape[0]
@@ -376,7 +379,7 @@ class HDF5Writer:
             self._commit()
 
     def _save_bytes(self, record: dict) -> int:
-        """Bytes a save adds: its arrays, and a new chunk of 1024 entries for a scalar that needs one."""
+        """Bytes a save adds: its arrays, and new 1024-entry chunks of scalars."""
         need = 0
         for group in ("scales", "tasks"):
             for value in record[group].values():
@@ -390,7 +393,7 @@ class HDF5Writer:
             raise self._no_space(need)
 
     def _hdf5_no_space(self, need: int) -> NoSpaceError:
-        """The error for a write HDF5 itself failed on a full disk (the disk filled up after the check).
+        """The error for a write HDF5 itself failed on a full disk (filled up after the check).
 
         The main file is then left alone (no status, no ``/checkpoint``: a write cut short
         there would make it unreadable); HDF5 keeps the failed file open and crashes when it
@@ -406,9 +409,9 @@ class HDF5Writer:
     def _no_space(self, need: int) -> NoSpaceError:
         path = self._final or self.path
         return NoSpaceError(
-            f"no space left on device for {path} {self._where} ({free_bytes(path) // 1024} KiB free, "
-            f"{(need + SPACE_MARGIN) // 1024} KiB needed): the file keeps every save before and its "
-            f"checkpoint; free space, then meanfield run --resume {path}")
+            f"no space left on device for {path} {self._where} ({free_bytes(path) // 1024} KiB "
+            f"free, {(need + SPACE_MARGIN) // 1024} KiB needed): the file keeps every save before "
+            f"and its checkpoint; free space, then meanfield run --resume {path}")
 
     def _commit(self) -> None:
         """Move the temporary file (holding its first save) over the file it replaces."""
@@ -632,7 +635,7 @@ def _open_for_writing(path: str, mode: str, replace: bool):
 
 
 def _remove_stale_partials(final: str, keep: str) -> None:
-    """Remove ``.OUT.h5.<random>.partial`` files that killed ``--overwrite`` runs left beside ``final``.
+    """Remove ``.OUT.h5.<random>.partial`` files of killed ``--overwrite`` runs beside ``final``.
 
     A temporary file a live run still writes is locked by HDF5 and kept, and so is ``keep``.
     """
@@ -683,7 +686,7 @@ CHECKSUMS = True
 
 
 def _checkpoint_checksum(state: dict, attrs: dict, integrator_state=None) -> str:
-    """CRC-32 of a checkpoint's arrays (names, dtypes, shapes, bytes) and counters, ``"crc32:%08x"``."""
+    """CRC-32 of a checkpoint's arrays (names, dtypes, shapes, bytes) and counters."""
     crc = 0
     for prefix, arrays in (("state", state), ("integrator", integrator_state or {})):
         for name in sorted(arrays):
@@ -735,8 +738,8 @@ def _read_checkpoint_group(g) -> dict:
     if stored is not None:
         stored = stored.decode() if isinstance(stored, bytes) else str(stored)
         if stored != _checkpoint_checksum(ckpt["state"], ckpt, ckpt.get("integrator")):
-            raise ParameterError("(checkpoint)", "an intact checkpoint (its checksum does not match: "
-                                 "the file was damaged after it was written)",
+            raise ParameterError("(checkpoint)", "an intact checkpoint (its checksum does not "
+                                 "match: the file was damaged after it was written)",
                                  f"{g.file.filename}:{g.name}")
     return ckpt
 

@@ -41,7 +41,7 @@ GRID_ARRAYS = 12
 
 
 def check_grid_memory(cells, key: str = "solver.grid") -> None:
-    """ParameterError when a grid of ``cells`` cells (``M``, or ``[M, K]`` with the momentum axis) cannot fit.
+    """ParameterError when a grid of ``cells`` (``M``, or ``[M, K]`` with momenta) cannot fit.
 
     Counts :data:`GRID_ARRAYS` float64 arrays of the whole grid against half the
     machine's memory, before the solver allocates any. Values of a wrong type are
@@ -52,9 +52,10 @@ def check_grid_memory(cells, key: str = "solver.grid") -> None:
         return
     need = 8 * GRID_ARRAYS * math.prod(dims)
     if need > memory_budget():
+        shape = " x ".join(map(str, dims))
         raise ParameterError(key, f"a grid that fits in memory ({GRID_ARRAYS} float64 arrays of "
-                             f"{' x '.join(map(str, dims))} cells <= {memory_budget() / 2**30:.3g} GiB, "
-                             "half the machine's memory)", f"{cells} ({need / 2**30:.3g} GiB)")
+                             f"{shape} cells <= {memory_budget() / 2**30:.3g} GiB, half the "
+                             "machine's memory)", f"{cells} ({need / 2**30:.3g} GiB)")
 
 
 #: Integrators of first-order grid runs (method of lines).
