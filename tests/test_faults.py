@@ -419,3 +419,15 @@ def test_files_written_without_checksums_still_read_and_resume(tmp_path, make_co
     tr = meanfield.load(path)
     assert tr.attrs["status"] == "finished" and np.array_equal(tr["x"][-1], full["x"][-1])
     assert _invoke("info", path).exit_code == 0
+
+
+def test_a_replacing_run_that_cannot_start_leaves_no_lock_and_no_temporary_file(small_run,
+                                                                               monkeypatch):
+    folder, _ = small_run
+    out = str(folder / "run.h5")
+    monkeypatch.setattr(hdf5, "free_bytes", lambda path: 0)
+    with pytest.raises(NoSpaceError, match="before the first save"):
+        hdf5.HDF5Writer(out, {}, mode="w", replace=True)
+    monkeypatch.undo()
+    assert sorted(p.name for p in folder.iterdir()) == ["p.toml", "run.h5"]
+    hdf5.HDF5Writer(out, {}, mode="w", replace=True).close()  # the old file is not locked

@@ -318,10 +318,21 @@ class HDF5Writer:
             # lock the old file until it is replaced: no other run starts writing it (or its
             # sidecar) meanwhile, and one writing it now makes this run stop here
             self._hold = _lock_exclusively(self.path)
-            tmp = temp_file_beside(self.path, f".{os.path.basename(self.path)}.", ".partial")
+            try:
+                tmp = temp_file_beside(self.path, f".{os.path.basename(self.path)}.", ".partial")
+            except BaseException:
+                self._release()
+                raise
             self._final, self.path = self.path, tmp
-        self._require_space(0)
-        self.f = _open_for_writing(self.path, mode, replace=self._final is not None)
+        try:
+            self._require_space(0)
+            self.f = _open_for_writing(self.path, mode, replace=self._final is not None)
+        except BaseException:  # nothing written: leave no lock and no temporary file behind
+            self._release()
+            if self._final is not None:
+                os.remove(self.path)
+                self.path, self._final = self._final, None
+            raise
         if mode == "w":
             final = self._final or self.path
             _remove_stale_partials(final, keep=self.path)
