@@ -349,18 +349,15 @@ class Run:
                          wall_time=res.wall_time, path=output, attrs=attrs, state=res.state,
                          grid=dict(system.grid))
 
-
     def _check_saves_fit(self, system) -> None:
         """ParameterError when the saves of a run kept in memory (no output file) cannot fit."""
-        from .initial import memory_budget
-
         saved = system.fields(tuple(self.config["output"]["save"]))
         per_save = sum(np.asarray(a).nbytes for a in saved.values())
         every = max(1, int(self.config["run"]["save_every"]))
         nsteps = self.horizon.n_steps(self.integrator.oracle_calls)
         n_saves = nsteps // every + 1 + (nsteps % every != 0)  # 0, every, 2 every, ..., the last
-        if per_save * n_saves > memory_budget():
-            budget = memory_budget() / 2**30
+        if per_save * n_saves > _initial.memory_budget():
+            budget = _initial.memory_budget() / 2**30
             raise ParameterError("run.save_every", f"saves that fit in memory ({n_saves} saves of "
                                  f"{per_save / 2**20:.3g} MiB <= {budget:.3g} GiB): a larger "
                                  "save_every, fewer output.save fields, or an output file (saves "

@@ -30,6 +30,14 @@ and the sidecar is removed. Whenever a sidecar exists it is the newest valid
 checkpoint, and :func:`read_checkpoint` (used by :func:`load`,
 :func:`last_state` and ``--resume``) prefers it.
 
+Every save dataset carries HDF5's fletcher32 checksum and every checkpoint a
+CRC-32 (``attrs["checksum"]``), so data damaged on disk is refused rather than
+read. Before each save and sidecar write the free space is checked
+(:data:`SPACE_MARGIN` to spare): a full disk stops the run with
+:class:`~meanfield.errors.NoSpaceError` before HDF5 could be left with a write
+it cannot finish. Writers never truncate or replace a file another process
+writes (HDF5's ``flock``, see :func:`is_being_written`).
+
 Sidecar writes are rate-limited (at most one per ``checkpoint_interval``
 seconds, default 1 s or ``$MEANFIELD_CHECKPOINT_INTERVAL``, and at most ~10 %
 of the wall time), so a SIGKILL loses at most about that much work.
