@@ -28,7 +28,8 @@ import h5py
 import numpy as np
 
 from .errors import ParameterError
-from .io.hdf5 import HDF5Writer, SavedTasks, is_unstarted, load, truncate_to, unreadable_reason
+from .io.hdf5 import (HDF5Writer, SavedTasks, is_being_written, is_unstarted, load, truncate_to,
+                      unreadable_reason)
 from .run import STREAMED_BYTES, Run, RunResult
 from .simulate import Recorder
 
@@ -159,6 +160,9 @@ def resume_run(path: str, overrides=(), progress=None, params=None) -> RunResult
     except (OSError, KeyError, ValueError) as exc:
         if isinstance(exc, ParameterError):
             raise
+        if is_being_written(path):
+            raise ParameterError("--resume", "a run file no other process is writing (a run is "
+                                 "writing it: wait for it, or stop it with Ctrl-C)", path) from None
         if not (is_unstarted(path) and params is not None):
             how = (f": start it again with meanfield run PARAMS -o {path} (no --overwrite needed)"
                    if is_unstarted(path) else "")

@@ -150,13 +150,14 @@ def _one_line(res, code, *words):
 
 @pytest.fixture
 def holder():
-    """Start processes that hold a file open for writing with h5py, as a running run does."""
+    """Start processes holding a file open with h5py, for writing (as a run does) or reading."""
     procs = []
 
-    def hold(path):
-        proc = subprocess.Popen([sys.executable, "-c", "import h5py, sys, time; "
-                                 "f = h5py.File(sys.argv[1], 'a'); print('open', flush=True); "
-                                 "time.sleep(300)", str(path)], stdout=subprocess.PIPE, text=True)
+    def hold(path, mode="a"):
+        code = ("import h5py, sys, time; f = h5py.File(sys.argv[1], sys.argv[2]); "
+                "print('open', flush=True); time.sleep(300)")
+        proc = subprocess.Popen([sys.executable, "-c", code, str(path), mode],
+                                stdout=subprocess.PIPE, text=True)
         procs.append(proc)
         assert proc.stdout.readline().strip() == "open"
         return proc
@@ -194,6 +195,7 @@ def test_a_truncated_file_is_not_reported_as_being_written(small_run, holder):
     assert "writing" not in line
     holder(folder / "run.h5")
     _one_line(_invoke("info", str(folder / "run.h5")), 2, "still writing")
+    _one_line(_invoke("run", "--resume", str(folder / "run.h5")), 2, "a run is writing it")
 
 
 @pytest.mark.parametrize("stub", ["0 bytes", "96 bytes", "no save"])
@@ -431,3 +433,11 @@ def test_a_replacing_run_that_cannot_start_leaves_no_lock_and_no_temporary_file(
     monkeypatch.undo()
     assert sorted(p.name for p in folder.iterdir()) == ["p.toml", "run.h5"]
     hdf5.HDF5Writer(out, {}, mode="w", replace=True).close()  # the old file is not locked
+
+
+def test_a_writer_blocked_by_a_reader_says_so_in_one_line(small_run, holder):
+    folder, _ = small_run
+    out = str(folder / "run.h5")
+    holder(out, "r")  # a reader (meanfield info, a notebook) holds the file
+    with pytest.raises(meanfield.ParameterError, match="no other process is reading"):
+        hdf5.HDF5Writer(out, mode="a")

@@ -648,9 +648,13 @@ def _open_for_writing(path: str, mode: str, replace: bool):
             mode = "x"
     try:
         return h5py.File(path, mode)
-    except (FileExistsError, BlockingIOError):
-        raise ParameterError("output.path", "a file no other process is writing (another run "
-                             "created or locked it meanwhile)", path) from None
+    except FileExistsError:
+        raise ParameterError("output.path", "a file no other run creates at the same time", path) \
+            from None
+    except BlockingIOError:  # HDF5 could not lock it: a writer, or a reader (`meanfield info`)
+        what = "writing" if is_being_written(path) else "reading"
+        raise ParameterError("output.path", f"a file no other process is {what} (wait for it, "
+                             "then try again)", path) from None
 
 
 def _remove_stale_partials(final: str, keep: str) -> None:
