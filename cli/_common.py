@@ -3,20 +3,21 @@
 ``main.py`` and ``sweep.py`` both import from here (and nothing here imports them).
 
 Exit status: 0 success; 2 bad input (one line naming file, key, expected,
-found); 1 a run that failed numerically (one line with step and time); 130
-interrupted (Ctrl-C; a checkpoint is written).
+found); 1 a run that failed numerically (one line with step and time); 128 +
+signal when stopped by a signal (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP; a run writes a checkpoint).
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 import warnings
 
 import click
 
-from meanfield.errors import ParameterError, SimulationError
+from meanfield.errors import STOP_SIGNALS, ParameterError, SimulationError, raise_interrupted
 
 #: Set to 1 to see the Python traceback of an unexpected error instead of its one-line summary.
 DEBUG_ENV = "MEANFIELD_DEBUG"
@@ -50,7 +51,8 @@ def guard(fn):
     """Translate expected errors into one line and the documented exit status.
 
     ParameterError and OSError (a file that cannot be read or written) -> 2,
-    SimulationError -> 1, Ctrl-C -> 130, stdout closed early (``| head``) -> 141,
+    SimulationError -> 1, Ctrl-C -> 130 (SIGTERM 143, SIGHUP 129: 128 + the signal),
+    stdout closed early (``| head``) -> 141,
     silently. Anything else is a bug: one line naming it and exit 1
     (``MEANFIELD_DEBUG=1`` shows the traceback).
     Warnings raised meanwhile are printed as one line each once the command
@@ -70,16 +72,15 @@ def guard(fn):
                 sys.exit(2)
             except SimulationError as exc:
                 click.echo(f"meanfield: run failed: {_one_line(exc)}", err=True)
+                if getattr(exc, "hdf5_unclosed", False):
+                    _echo_warnings(caught, True)
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    os._exit(1)  # HDF5's exit handler would crash on the file it failed to write
                 sys.exit(1)
             except KeyboardInterrupt as exc:
-                msg = _one_line(exc)
-                if msg.startswith("interrupted at step"):  # the time loop's: it wrote a checkpoint
-                    path = getattr(exc, "path", None)
-                    how = f"meanfield run --resume {path}" if path else "--resume"
-                    click.echo(f"meanfield: {msg}; checkpoint written (continue with {how})", err=True)
-                else:  # any other command, or a run stopped before its loop: nothing to resume
-                    click.echo("meanfield: interrupted", err=True)
-                sys.exit(130)
+                click.echo(f"meanfield: {interrupt_message(exc)}", err=True)
+                sys.exit(interrupt_status(exc))
             except BrokenPipeError:
                 # stdout's reader went away (`| head`): not a bad input; say nothing, and point
                 # stdout at /dev/null so that the interpreter's final flush cannot fail again
@@ -106,6 +107,35 @@ def guard(fn):
                 _echo_warnings(caught, failed)
 
     return wrapper
+
+
+def interrupt_status(exc: KeyboardInterrupt) -> int:
+    """Exit status of a command stopped by a signal: 128 + its number (130, 143, 129)."""
+    return 128 + getattr(exc, "signum", signal.SIGINT)
+
+
+def interrupt_message(exc: KeyboardInterrupt) -> str:
+    """One line for a stop signal: the loop's checkpoint and how to continue, or just the signal."""
+    msg = _one_line(exc)
+    if msg.startswith("interrupted at step"):  # the time loop's: it wrote a checkpoint
+        path = getattr(exc, "path", None)
+        how = f"meanfield run --resume {path}" if path else "--resume"
+        return f"{msg}; checkpoint written (continue with {how})"
+    # any other command, or a run stopped before its loop: nothing to resume
+    signum = getattr(exc, "signum", signal.SIGINT)
+    return "interrupted" + ("" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}")
+
+
+def handle_stop_signals() -> None:
+    """Make SIGTERM and SIGHUP raise :class:`~meanfield.errors.Interrupted`, as Ctrl-C does.
+
+    Called once by the console script: a command then stops through the same
+    paths as Ctrl-C (checkpoint, status "interrupted", a sweep's index written,
+    its cluster closed) instead of dying where it stands.
+    """
+    for signum in STOP_SIGNALS:
+        if signum != signal.SIGINT and signal.getsignal(signum) == signal.SIG_DFL:
+            signal.signal(signum, raise_interrupted)
 
 
 def load_run(path: str, tasks=None, min_saves: int = 1, need=()):

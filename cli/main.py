@@ -2,7 +2,8 @@
 
 Exit status: 0 success, 2 bad input (one line naming file, key, expected,
 found), 1 a run that failed numerically (NaN / blow-up, with step and time),
-130 interrupted (Ctrl-C). Shared helpers live in :mod:`._common`.
+128 + signal number when stopped by Ctrl-C (130), SIGTERM (143) or SIGHUP
+(129). Shared helpers live in :mod:`._common`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 from meanfield.errors import ParameterError
 from meanfield.io.hdf5 import check_output_path, grid_axes
 
-from ._common import guard, load_run
+from ._common import guard, handle_stop_signals, load_run
 from .animate import animate as _animate
 from .sweep import sweep as _sweep
 from .templates import TEMPLATES
@@ -554,7 +555,8 @@ def bench(ctx, name, update_results):
 
 
 def main():
-    """Console-script entry point."""
+    """Console-script entry point (SIGTERM and SIGHUP stop a command as Ctrl-C does)."""
+    handle_stop_signals()
     cli(prog_name="meanfield")
 
 

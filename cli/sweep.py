@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from ._common import guard
+from ._common import guard, interrupt_message, interrupt_status
 
 
 class _Bar:
@@ -72,11 +72,12 @@ def sweep(grid, scheduler, workers, threads, progress, overwrite):
     try:
         res = run_sweep(sw, scheduler=scheduler, workers=workers, threads=threads, progress=bar,
                         overwrite=overwrite)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         bar.close()
-        click.echo(f"meanfield: sweep interrupted; index written to {sw.out_dir} "
+        by = interrupt_message(exc).removeprefix("interrupted")  # " by SIGTERM"; Ctrl-C: nothing
+        click.echo(f"meanfield: sweep interrupted{by}; index written to {sw.out_dir} "
                    "(run the same command again to continue)", err=True)
-        sys.exit(130)
+        sys.exit(interrupt_status(exc))
     finally:
         bar.close()
     n = len(res.rows)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal as _signal
+
 
 def _short(value, limit: int = 80) -> str:
     text = repr(value)
@@ -59,3 +61,45 @@ class SimulationError(RuntimeError):
         self.step = step
         self.t = t
         super().__init__(message)
+
+
+class NoSpaceError(SimulationError):
+    """The output file's disk is full: the run stopped before a write that would not fit.
+
+    The file keeps every save made before and its newest checkpoint (a write
+    that fails half-way is never started), so it resumes once space is freed.
+    A command reports it in one line with the step and time and exits with status 1.
+    """
+
+
+#: Signals a run treats as Ctrl-C (finish the step, checkpoint, exit with status 128 + signal
+#: number): SIGTERM and SIGHUP are what batch systems (SLURM, Kubernetes) and closing terminals
+#: send before a kill.
+STOP_SIGNALS = tuple(getattr(_signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                     if hasattr(_signal, name))
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run or command stopped by a signal of :data:`STOP_SIGNALS` (Ctrl-C, SIGTERM, SIGHUP).
+
+    Parameters
+    ----------
+    message : str
+        ``"interrupted at step k (t = ...)"`` when the time loop wrote a checkpoint first.
+    signum : int
+        The signal; a command exits with status ``128 + signum`` (130 for Ctrl-C).
+    """
+
+    def __init__(self, message: str = "", signum: int = _signal.SIGINT):
+        self.signum = int(signum)
+        super().__init__(message)
+
+    @property
+    def signame(self) -> str:
+        """The signal's name, e.g. ``"SIGTERM"``."""
+        return _signal.Signals(self.signum).name
+
+
+def raise_interrupted(signum, frame=None):
+    """Raise :class:`Interrupted` for ``signum`` (as Python's SIGINT handler does)."""
+    raise Interrupted("", signum)

@@ -38,10 +38,15 @@ def _memory_bytes() -> int:
         return 1 << 40
 
 
+def memory_budget() -> float:
+    """Bytes a run may hold: :data:`_MEMORY_FRACTION` of the machine's memory."""
+    return _MEMORY_FRACTION * _memory_bytes()
+
+
 def check_size(n: int, d: int, key: str = "initial.n") -> None:
     """Refuse states that cannot fit: x, y and a few work arrays of shape (n, d) in float64."""
     need = 6 * 8 * n * d
-    if need > _MEMORY_FRACTION * _memory_bytes():
+    if need > memory_budget():
         raise ParameterError(
             key, f"a size that fits in memory (6 x n x d x 8 bytes <= {_MEMORY_FRACTION:.0%} of "
             f"{_memory_bytes() / 2**30:.0f} GiB)", f"n = {n}, d = {d} ({need / 2**30:.3g} GiB)")

@@ -28,8 +28,9 @@ import h5py
 import numpy as np
 
 from .errors import ParameterError
-from .io.hdf5 import HDF5Writer, load, truncate_to
-from .run import CHOICES, Run, RunResult
+from .io.hdf5 import (HDF5Writer, SavedTasks, is_being_written, is_unstarted, load, truncate_to,
+                      unreadable_reason)
+from .run import CHOICES, STREAMED_BYTES, Run, RunResult
 from .simulate import Recorder
 
 #: Parameters ``--resume`` may change (all others must equal the file's).
@@ -153,15 +154,26 @@ def resume_run(path: str, overrides=(), progress=None, params=None) -> RunResult
     Notes
     -----
     A run killed before its first checkpoint (no checkpoint, at most the
-    initial save) is started again from its stored parameters.
+    initial save) is started again from its stored parameters; one killed as
+    it created its file (an empty or truncated file, see
+    :func:`~meanfield.io.hdf5.is_unstarted`) from ``params``, which it then needs.
     """
     try:
         tr = load(path, tasks=["energy", "kinetic"])
     except (OSError, KeyError, ValueError) as exc:
         if isinstance(exc, ParameterError):
             raise
-        raise ParameterError("--resume", "a readable meanfield HDF5 file",
-                             f"{path} ({exc})") from None
+        if is_being_written(path):
+            raise ParameterError("--resume", "a run file no other process is writing (a run is "
+                                 "writing it: wait for it, or stop it with Ctrl-C)", path) from None
+        if not (is_unstarted(path) and params is not None):
+            how = (f": start it again with meanfield run PARAMS -o {path} (no --overwrite needed)"
+                   if is_unstarted(path) else "")
+            raise ParameterError("--resume", f"a readable meanfield run file; {path} is "
+                                 f"{unreadable_reason(path, exc)}{how}", path) from None
+        tr = None
+    if tr is None:  # killed as it created the file, which holds no parameters: start from PARAMS
+        return Run(params, overrides).simulate(path, progress=progress)
     ck = tr.checkpoint
     status = str(tr.attrs.get("status", ""))
     cfg = tr.config
@@ -206,7 +218,7 @@ def resume_run(path: str, overrides=(), progress=None, params=None) -> RunResult
     if "kinetic" in tr.tasks:
         resume_state["kinetic"] = float(tr.tasks["kinetic"][keep - 1])
     _record_resume(path, run.resolved(), {**entry, "iteration": it, "t": float(ck["t"])})
-    recorder = Recorder()
+    recorder = Recorder(keep_bytes=STREAMED_BYTES)
     writer = HDF5Writer(path, mode="a")
     wall0 = float(tr.scales["wall_time"][keep - 1])
     run.model.oracle_calls = int(ck["oracle_calls"])
@@ -225,8 +237,9 @@ def resume_run(path: str, overrides=(), progress=None, params=None) -> RunResult
         writer.close()
         raise
     writer.set_status(res.status)
-    writer.close()
+    writer.close(final=True)  # also when called inside an except block
     scales, tasks = recorder.arrays() if recorder.scales else ({}, {})
+    tasks = SavedTasks(tasks, path, recorder.dropped, start=keep)
     return RunResult(scales=scales, tasks=tasks, x=res.x, y=res.y, config=run.resolved(),
                      status=res.status, oracle_calls=res.oracle_calls, wall_time=res.wall_time,
                      path=path, state=res.state, grid=dict(system.grid))

@@ -29,7 +29,7 @@ from . import initial as _initial
 from .initial import initial_state
 from .integrators import make_integrator
 from .io import config as _config
-from .io.hdf5 import HDF5Writer, check_output_path, saved_array
+from .io.hdf5 import HDF5Writer, SavedTasks, check_output_path, saved_array
 from .models import make_model
 from .models._params import config_path
 from .schedules import SCHEDULE_KEYS, make_schedule
@@ -45,8 +45,10 @@ class RunResult:
     ----------
     scales : dict of (T,) arrays
         ``sim_time``, ``iteration``, ``oracle_calls``, ``wall_time`` of each save.
-    tasks : dict of (T, ...) arrays
-        ``energy``, ``potential``, ``mean (T, d)``, ``cov (T, d, d)``, ``x (T, N, d)``, ...
+    tasks : mapping of (T, ...) arrays
+        ``energy``, ``potential``, ``mean (T, d)``, ``cov (T, d, d)``, ``x (T, N, d)``, ...;
+        a run that wrote a file reads its large tasks (states, densities) from it
+        when first used (they were streamed there, not kept in memory).
     x, y : (N, d) arrays
         Final particle state (``y`` is None for first-order dynamics; both
         None for pde runs, whose final state is in ``state``).
@@ -195,10 +197,12 @@ class Run:
                           f"{', '.join(unused)} (only pde runs have a grid)", UserWarning, stacklevel=2)
         if cfg["solver"]["kind"] == "pde":
             from .pde import make_pde
+            from .pde.grid import check_grid_memory
 
             if dtype != np.float64:
                 raise ParameterError("run.dtype", '"float64" for pde runs', run["dtype"])
             try:
+                check_grid_memory(cfg["solver"].get("grid"))
                 self.pde = make_pde(cfg, self.model, self.integrator, base_dir)
             except ParameterError as exc:
                 if exc.key == "solver.grid" and self._grid_is_default:
@@ -334,7 +338,8 @@ class Run:
             attrs.update(self.pde.attrs())
         if e_inf is not None:
             attrs["energy_infimum"] = float(e_inf)
-        recorder = Recorder()
+        # a run writing a file streams its large saves there instead of keeping them
+        recorder = Recorder(keep_bytes=None if output is None else STREAMED_BYTES)
         obs = [recorder, *observers]
         writer = None
         if output is not None:
@@ -343,6 +348,8 @@ class Run:
                 writer.set_attr(key, value)
             obs.append(writer)
         system = self.make_system()
+        if writer is None:
+            self._check_saves_fit(system)
         if writer is not None and system.grid:
             writer.set_grid(system.grid)
         self.model.oracle_calls = 0
@@ -360,12 +367,32 @@ class Run:
             raise
         if writer is not None:
             writer.set_status(res.status)
-            writer.close()
+            writer.close(final=True)  # also when called inside an except block
         scales, tasks = recorder.arrays()
+        tasks = SavedTasks(tasks, output, recorder.dropped)
         return RunResult(scales=scales, tasks=tasks, x=res.x, y=res.y, config=self.resolved(),
                          status=res.status, oracle_calls=res.oracle_calls,
                          wall_time=res.wall_time, path=output, attrs=attrs, state=res.state,
                          grid=dict(system.grid))
+
+    def _check_saves_fit(self, system) -> None:
+        """ParameterError when the saves of a run kept in memory (no output file) cannot fit."""
+        saved = system.fields(tuple(self.config["output"]["save"]))
+        per_save = sum(np.asarray(a).nbytes for a in saved.values())
+        every = max(1, int(self.config["run"]["save_every"]))
+        nsteps = self.horizon.n_steps(self.integrator.oracle_calls)
+        n_saves = nsteps // every + 1 + (nsteps % every != 0)  # 0, every, 2 every, ..., the last
+        if per_save * n_saves > _initial.memory_budget():
+            budget = _initial.memory_budget() / 2**30
+            raise ParameterError("run.save_every", f"saves that fit in memory ({n_saves} saves of "
+                                 f"{per_save / 2**20:.3g} MiB <= {budget:.3g} GiB): a larger "
+                                 "save_every, fewer output.save fields, or an output file (saves "
+                                 "are streamed to it)", every)
+
+
+#: Saved tasks larger than this per save (states, densities) are streamed to the output file,
+#: not kept in memory; :class:`RunResult` reads them back when they are used.
+STREAMED_BYTES = 4096
 
 
 def _keys_by_value(table: dict):

@@ -6,8 +6,9 @@ energies and diagnostics at every save, hands each save record to its
 observers (an in-memory :class:`Recorder`, an HDF5 writer, ...) together
 with the state to checkpoint, and stops on the first of: the end time / step
 count / oracle budget, a non-finite or blown-up state
-(:class:`~meanfield.errors.SimulationError`), a wall-time limit, or Ctrl-C
-(a checkpoint is written first, then ``KeyboardInterrupt`` propagates).
+(:class:`~meanfield.errors.SimulationError`), a wall-time limit, or a stop
+signal (Ctrl-C, SIGTERM, SIGHUP: a checkpoint is written first, then
+:class:`~meanfield.errors.Interrupted`, a ``KeyboardInterrupt``, propagates).
 A failure inside a step is reported with the loop's step and time. The
 per-save diagnostics never stop a run whose state is finite: an energy beyond
 the float64 range is stored as +-inf, and :class:`EnergyWatch` appends a
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._kernels._config import serial_if_small
-from .errors import SimulationError
+from .errors import STOP_SIGNALS, Interrupted, SimulationError
 from .systems import particle_system
 
 #: |state| above this counts as a blow-up (well below float64 overflow of products).
@@ -112,29 +113,38 @@ class EnergyWatch:
 
 
 class _DeferredInterrupt:
-    """Turn SIGINT into a flag checked between steps (main thread only).
+    """Turn the stop signals (SIGINT, SIGTERM, SIGHUP) into a flag checked between steps.
 
     Kernels update the state in place, so an interrupt in the middle of a step
     would leave it half-updated; deferring it to the end of the step makes the
-    saved checkpoint a consistent state. A second Ctrl-C interrupts at once.
+    saved checkpoint a consistent state. A second signal interrupts at once.
+    Handlers are installed from the main thread only (elsewhere Python cannot).
     """
 
     def __enter__(self):
         self.flag = False
-        self._old = None
+        self.signum = signal.SIGINT
+        self._old = {}
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.getsignal(signal.SIGINT)
-            signal.signal(signal.SIGINT, self._handler)
+            for signum in STOP_SIGNALS:
+                self._old[signum] = signal.getsignal(signum)
+                signal.signal(signum, self._handler)
         return self
 
     def _handler(self, signum, frame):
         if self.flag:
-            raise KeyboardInterrupt
+            raise Interrupted("", signum)
         self.flag = True
+        self.signum = signum
+
+    def message(self, k: int, t: float) -> str:
+        """The loop's message after its checkpoint of step ``k`` (naming signals but SIGINT)."""
+        by = "" if self.signum == signal.SIGINT else f" by {signal.Signals(self.signum).name}"
+        return f"interrupted at step {k} (t = {t:.6g}){by}"
 
     def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for signum, old in self._old.items():
+            signal.signal(signum, old if old is not None else signal.SIG_DFL)
         return False
 
 
@@ -173,16 +183,28 @@ class Horizon:
 
 @dataclass
 class Recorder:
-    """In-memory observer: lists of saved scales and tasks, stacked on demand."""
+    """In-memory observer: lists of saved scales and tasks, stacked on demand.
+
+    ``keep_bytes`` (None: keep all) drops every task larger than that per save
+    (states ``(N, d)``, densities): a run that streams its saves to a file keeps
+    only its scalars and moments in memory, and lists the names of the others
+    in ``dropped``.
+    """
 
     scales: dict = field(default_factory=dict)
     tasks: dict = field(default_factory=dict)
+    keep_bytes: int | None = None
+    dropped: list = field(default_factory=list)
 
     def save(self, record: dict) -> None:
         """Record one save: the scales (t, iteration, oracle calls, wall time) and the tasks (arrays)."""
         for k, v in record["scales"].items():
             self.scales.setdefault(k, []).append(v)
         for k, v in record["tasks"].items():
+            if self.keep_bytes is not None and np.asarray(v).nbytes > self.keep_bytes:
+                if k not in self.dropped:
+                    self.dropped.append(k)
+                continue
             self.tasks.setdefault(k, []).append(np.array(v, copy=True))
 
     def arrays(self) -> tuple[dict, dict]:
@@ -457,7 +479,7 @@ def advance(
                 if not saved:
                     save(k, t)
                 if interrupt.flag:
-                    raise KeyboardInterrupt(f"interrupted at step {k} (t = {t:.6g})")
+                    raise Interrupted(interrupt.message(k, t), interrupt.signum)
                 status = "stopped: wall time"
                 break
     state = system.state

@@ -346,6 +346,11 @@ def _file_state(path: str):
         return "missing", None
     import h5py
 
+    from .io.hdf5 import is_being_written, is_unstarted
+
+    if is_unstarted(path):  # a run killed before its first save: nothing to keep
+        return "missing", None
+
     try:
         with h5py.File(path, "r") as f:
             status = f.attrs.get("status", "")
@@ -354,7 +359,7 @@ def _file_state(path: str):
             stored = os.path.basename(str(cfg.get("output", {}).get("path", "")))
     except (OSError, ValueError, KeyError, AttributeError) as exc:
         # HDF5 locks a file while it is written; a killed writer's lock goes with it
-        return ("busy" if "lock" in str(exc).lower() else "unreadable"), None
+        return ("busy" if is_being_written(path) else "unreadable"), None
     if stored != os.path.basename(path):
         return "foreign", status
     if status.startswith(_DONE):
@@ -548,12 +553,12 @@ def run_sweep(sweep, *, scheduler: str | None = None, workers: int | None = None
     if own:
         client, cluster = _start_client(scheduler, workers, connect_timeout)
     index = _IndexWriter(sweep, rows, previous)
+    futures = {}
     try:
         from distributed import as_completed
 
         threads_by_host = _numba_threads_by_host(client)
         token = uuid.uuid4().hex[:6]
-        futures = {}
         for i, job in enumerate(sweep.jobs):
             fut = client.submit(_run_on_worker, job.as_dict(), threads, threads_by_host, overwrite,
                                 key=f"meanfield-{job.name}-{token}", retries=retries, pure=False)
@@ -571,9 +576,7 @@ def run_sweep(sweep, *, scheduler: str | None = None, workers: int | None = None
             if progress is not None:
                 progress(done, len(rows), rows[i])
     except KeyboardInterrupt:
-        for r in rows:
-            if r["status"] == "pending":
-                r["status"] = "not done: sweep interrupted"
+        _settle_pending(rows, futures, sweep)
         index.write(force=True)
         raise
     finally:
@@ -582,6 +585,22 @@ def run_sweep(sweep, *, scheduler: str | None = None, workers: int | None = None
     index.write(force=True)
     return SweepResult(rows=rows, out_dir=sweep.out_dir, index_csv=index.csv_path,
                        index_json=index.json_path)
+
+
+def _settle_pending(rows: list, futures: dict, sweep: Sweep) -> None:
+    """The rows of a stopped sweep as its files are: what finished (even if its result was not
+    collected yet) is listed so, the rest "not done: sweep interrupted"."""
+    for fut, i in futures.items():
+        if rows[i]["status"] == "pending" and fut.status == "finished":
+            rows[i] = _complete_row(rows[i], fut.result(), sweep.jobs[i])
+    for i, r in enumerate(rows):
+        if r["status"] != "pending":
+            continue
+        path = sweep.jobs[i].path
+        if _file_state(path)[0] == "done":
+            r.update(_summary(path), message="finished while the sweep was stopping")
+        else:
+            r["status"] = "not done: sweep interrupted"
 
 
 def _one_line(exc) -> str:

@@ -143,6 +143,31 @@ def test_sigint_exits_cleanly_with_a_checkpoint_and_resumes_bit_identical(work):
     _assert_same_as_reference(folder, "cut.h5", interrupted_at=stop)
 
 
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_are_handled_like_ctrl_c(work, signame):
+    # what SLURM and Kubernetes send before killing a job: checkpoint, one line, exit 128 + signum
+    folder, env = work
+    signum = getattr(signal, signame)
+    name = f"{signame.lower()}.h5"
+    proc = _start(folder, env, "p.toml", "-o", name)
+    _wait_for_checkpoint(proc, str(folder / f"{name}.ckpt"))
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 128 + signum, err
+    assert err.strip().count("\n") == 0 and "Traceback" not in err, err
+    assert signame in err and f"meanfield run --resume {name}" in err, err
+    with h5py.File(folder / name, "r") as f:
+        assert f.attrs["status"] == "interrupted"
+        stop = int(f["checkpoint"].attrs["iteration"])
+        assert 0 < stop < STEPS
+    for stale in (f"{name}.ckpt", f"{name}.ckpt.tmp"):
+        assert not os.path.exists(folder / stale)
+    res = subprocess.run(_cmd("--resume", "-o", name), cwd=folder, env=env,
+                         capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    assert res.returncode == 0, res.stderr
+    _assert_same_as_reference(folder, name, interrupted_at=stop)
+
+
 def test_sigkill_leaves_a_readable_file_and_resumes_bit_identical(work):
     folder, env = work
     side = str(folder / "kill.h5.ckpt")

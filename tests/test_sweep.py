@@ -334,3 +334,63 @@ def test_cli_bad_sweep_file_exit_2_one_line(tmp_path, text, key):
     lines = r.output.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in r.output, r.output
     assert "sweep.toml" in lines[0] and key in lines[0] and "expected" in lines[0]
+
+
+def test_sigterm_to_the_sweep_writes_the_index_and_closes_the_cluster(tmp_path):
+    # what a batch system sends before its kill: the finished point is "finished" in the
+    # index (not "pending"), exit 128 + 15, one line, no leaked semaphores of the cluster
+    import subprocess
+    import sys
+
+    grid = textwrap.dedent("""\
+        base = "base.toml"
+        [grid]
+        run = [{t0 = 1.0, steps = 40, save_every = 10},
+               {t0 = 1.0, steps = 50000000, save_every = 1000000}]
+        [output]
+        dir = "out"
+        """)
+    sweep = load_sweep(_write(tmp_path, grid))
+    quick = sweep.jobs[0]
+    proc = subprocess.Popen([sys.executable, "-m", "meanfield_cli.main", "sweep", "sweep.toml",
+                             "--workers", "2", "--threads", "1", "--no-progress"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    status = None
+    while status != "finished" and time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with h5py.File(quick.path, "r") as f:
+                status = f.attrs["status"]
+        except (OSError, KeyError):
+            pass
+        time.sleep(0.05)
+    assert status == "finished", proc.poll()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "sweep interrupted by SIGTERM" in err and "index written" in err, err
+    assert "leaked" not in err and "Traceback" not in err, err
+    rows = _index(tmp_path / "out")
+    assert rows[0]["status"] == "finished", rows
+    assert rows[1]["status"] != "pending", rows
+
+
+def test_a_truncated_or_empty_file_is_run_again(tmp_path, client):
+    # HDF5's error for a truncated file mentions "sblock": the point was taken for one another
+    # process was writing, and never redone
+    grid = GRID.replace("seeds = [0, 1]\n", "").replace('["constant", "nesterov"]', '["nesterov"]')
+    sweep = load_sweep(_write(tmp_path, grid))
+    assert run_sweep(sweep, client=client).ok
+    truncated, empty = sweep.jobs
+    size = os.path.getsize(truncated.path)
+    assert size > 32 * 1024
+    with open(truncated.path, "r+b") as fh:
+        fh.truncate(size // 2)
+    with open(empty.path, "r+b") as fh:
+        fh.truncate(96)  # what a run killed within a millisecond of creating its file leaves
+    again = run_sweep(load_sweep(_write(tmp_path, grid)), client=client)
+    assert again.ok, again.rows
+    assert [r["action"] for r in again.rows] == ["ran", "ran"]
+    assert "unreadable file moved" in again.rows[0]["message"]  # a damaged file is kept aside
+    assert os.path.exists(truncated.path + ".unreadable")
+    assert not os.path.exists(empty.path + ".unreadable")

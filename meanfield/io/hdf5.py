@@ -30,6 +30,14 @@ and the sidecar is removed. Whenever a sidecar exists it is the newest valid
 checkpoint, and :func:`read_checkpoint` (used by :func:`load`,
 :func:`last_state` and ``--resume``) prefers it.
 
+Every save dataset carries HDF5's fletcher32 checksum and every checkpoint a
+CRC-32 (``attrs["checksum"]``), so data damaged on disk is refused rather than
+read. Before each save and sidecar write the free space is checked
+(:data:`SPACE_MARGIN` to spare): a full disk stops the run with
+:class:`~meanfield.errors.NoSpaceError` before HDF5 could be left with a write
+it cannot finish. Writers never truncate or replace a file another process
+writes (HDF5's ``flock``, see :func:`is_being_written`).
+
 Sidecar writes are rate-limited (at most one per ``checkpoint_interval``
 seconds, default 1 s or ``$MEANFIELD_CHECKPOINT_INTERVAL``, and at most ~10 %
 of the wall time), so a SIGKILL loses at most about that much work.
@@ -38,17 +46,20 @@ of the wall time), so a SIGKILL loses at most about that much work.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
 import math
 import os
 import sys
 import tempfile
 import time
+import zlib
+from collections.abc import MutableMapping
 
 import h5py
 import numpy as np
 
-from ..errors import ParameterError
+from ..errors import NoSpaceError, ParameterError
 
 SCALES = ("sim_time", "iteration", "oracle_calls", "wall_time")
 _SCALE_DTYPES = {"sim_time": np.float64, "iteration": np.int64, "oracle_calls": np.int64,
@@ -62,9 +73,131 @@ CHECKPOINT_INTERVAL = 1.0
 _CHECKPOINT_SHARE = 0.1
 
 
+#: Bytes left free beyond what a write needs: HDF5's own metadata (chunk index, object headers)
+#: grows with the data, and a write HDF5 cannot complete leaves it unable to close the file
+#: (a crash, or a half-made ``/checkpoint`` group).
+SPACE_MARGIN = 256 * 1024
+
+
+def free_bytes(path) -> int:
+    """Bytes an unprivileged writer may still use on the file system of ``path``'s directory."""
+    st = os.statvfs(os.path.dirname(os.path.abspath(os.fspath(path))))
+    return st.f_bavail * st.f_frsize
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """Whether ``exc`` is a full disk (errno ENOSPC, also inside HDF5's error text)."""
+    text = str(exc)
+    return (getattr(exc, "errno", None) == errno.ENOSPC or "errno = 28," in text
+            or "No space left on device" in text)
+
+
+def _silence_no_space_repeats() -> None:
+    """Drop the "Exception ignored" reports of h5py objects freed after a full disk (said once)."""
+    previous = sys.unraisablehook
+    if getattr(previous, "meanfield_no_space", False):
+        return
+
+    def hook(unraisable):
+        if unraisable.exc_value is None or not is_no_space(unraisable.exc_value):
+            previous(unraisable)
+
+    hook.meanfield_no_space = True
+    sys.unraisablehook = hook
+
+
+def _state_bytes(state: dict, integrator_state=None) -> int:
+    arrays = [*state.values(), *(integrator_state or {}).values()]
+    return sum(np.asarray(a).nbytes for a in arrays if a is not None)
+
+
 def checkpoint_path(path) -> str:
     """Path of the sidecar checkpoint of run file ``path`` (``OUT.h5`` -> ``OUT.h5.ckpt``)."""
     return os.fspath(path) + CHECKPOINT_SUFFIX
+
+
+#: The first bytes of every HDF5 file.
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+#: An unreadable file smaller than this cannot have held a save (the first one allocates
+#: chunks of 8 KiB for each scalar): it is what a run killed as it created its file leaves.
+_STUB_BYTES = 16 * 1024
+
+
+def is_being_written(path) -> bool:
+    """Whether a process holds ``path`` open for writing (HDF5's exclusive lock on it).
+
+    HDF5 locks a file with ``flock``: exclusive for a writer, shared for a
+    reader. A shared lock that cannot be had means a writer (a reader's error
+    text is no guide: HDF5's "truncated file ... sblock" message contains "lock"
+    too). False where there are no such locks (``HDF5_USE_FILE_LOCKING=FALSE``,
+    file systems without ``flock``).
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: HDF5 does not lock there either
+        return False
+    try:
+        fd = os.open(os.fspath(path), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def unreadable_reason(path, exc: BaseException) -> str:
+    """Why ``path`` cannot be opened, in a few words: empty, truncated, not HDF5, HDF5's message."""
+    path = os.fspath(path)
+    size = os.path.getsize(path) if os.path.exists(path) else 0
+    if size == 0:
+        return "an empty file (0 bytes)"
+    with open(path, "rb") as fh:
+        head = fh.read(len(HDF5_SIGNATURE))
+    text = " ".join(str(exc).split())
+    if head != HDF5_SIGNATURE and "signature" in text:
+        return f"not an HDF5 file ({size} bytes)"
+    if "filter returned failure" in text or "Fletcher32" in text or "checksum" in text:
+        return ("a damaged HDF5 file (a checksum does not match: its data changed after it was "
+                "written)")
+    if "truncated file" in text:
+        return f"a truncated HDF5 file ({size} bytes; damaged, or a run killed while creating it)"
+    return f"a damaged HDF5 file ({text[:160]})"
+
+
+def is_unstarted(path) -> bool:
+    """Whether ``path`` is what a run killed before its first save leaves, safe to replace.
+
+    That is a file no process is writing, without a sidecar checkpoint, which
+    is empty, or a short unreadable HDF5 file (killed within a millisecond of
+    its creation), or a run file with no save and no checkpoint whose status is
+    "running" or unset. A plain re-run replaces it without ``--overwrite`` and
+    ``--resume`` starts it again.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path) or os.path.exists(checkpoint_path(path)) or is_being_written(path):
+        return False
+    size = os.path.getsize(path)
+    if size == 0:
+        return True
+    try:
+        f = h5py.File(path, "r")
+    except OSError:
+        with open(path, "rb") as fh:
+            return size < _STUB_BYTES and fh.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE
+    with f:
+        status = f.attrs.get("status", "running")
+        status = status.decode() if isinstance(status, bytes) else str(status)
+        saves = f.get("scales/sim_time")
+        return (status == "running" and (saves is None or saves.shape[0] == 0)
+                and "checkpoint" not in f)
 
 
 def check_output_path(path, key: str = "output.path", overwrite: bool = False,
@@ -72,7 +205,9 @@ def check_output_path(path, key: str = "output.path", overwrite: bool = False,
     """Raise ParameterError unless ``path`` can be written as a new (or, with ``overwrite``, a replaced) file.
 
     Writability is tested by creating (and removing) a temporary file in the
-    target directory, so nothing existing is touched.
+    target directory, so nothing existing is touched. A file another process is
+    writing is never replaced; a file a run killed before its first save left
+    (:func:`is_unstarted`) is replaced without ``overwrite``.
 
     Parameters
     ----------
@@ -91,7 +226,10 @@ def check_output_path(path, key: str = "output.path", overwrite: bool = False,
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise ParameterError(key, "a file in an existing directory", path)
-    if os.path.exists(path) and not overwrite:
+    if os.path.exists(path) and is_being_written(path):
+        raise ParameterError(key, "a file no other process is writing (a run is writing it: wait "
+                             "for it, or stop it with Ctrl-C)", path)
+    if os.path.exists(path) and not overwrite and not is_unstarted(path):
         raise ParameterError(key, f"a file that does not exist yet (or {overwrite_hint})", path)
     try:
         fd, probe = tempfile.mkstemp(dir=directory, prefix=".meanfield-probe-")
@@ -185,12 +323,33 @@ class HDF5Writer:
         self._status = None         # final status, written by close() after /checkpoint
         self._last_write = -math.inf
         self._write_cost = 0.0
+        self._broken = False        # HDF5 failed a write (full disk): write nothing more
+        self._where = "before the first save"
+        self._hold = None           # descriptor locking the file this run replaces
         if mode == "w" and replace and os.path.exists(self.path):
-            tmp = temp_file_beside(self.path, f".{os.path.basename(self.path)}.", ".partial")
+            # lock the old file until it is replaced: no other run starts writing it (or its
+            # sidecar) meanwhile, and one writing it now makes this run stop here
+            self._hold = _lock_exclusively(self.path)
+            try:
+                tmp = temp_file_beside(self.path, f".{os.path.basename(self.path)}.", ".partial")
+            except BaseException:
+                self._release()
+                raise
             self._final, self.path = self.path, tmp
-        elif mode == "w":
-            _remove_sidecars(self.ckpt_path)
-        self.f = h5py.File(self.path, mode)
+        try:
+            self._require_space(0)
+            self.f = _open_for_writing(self.path, mode, replace=self._final is not None)
+        except BaseException:  # nothing written: leave no lock and no temporary file behind
+            self._release()
+            if self._final is not None:
+                os.remove(self.path)
+                self.path, self._final = self._final, None
+            raise
+        if mode == "w":
+            final = self._final or self.path
+            _remove_stale_partials(final, keep=self.path)
+            if self._final is None:  # HDF5 holds this file's lock now: the sidecars are ours
+                _remove_sidecars(self.ckpt_path)
         if mode == "w":
             self.f.attrs["config"] = json.dumps(config or {})
             for k, v in _versions().items():
@@ -202,26 +361,80 @@ class HDF5Writer:
         self.set_status("running")
 
     def save(self, record: dict) -> None:
-        """Append one save record (``{"scales": {...}, "tasks": {...}}``) and flush."""
+        """Append one save record (``{"scales": {...}, "tasks": {...}}``) and flush.
+
+        Raises
+        ------
+        NoSpaceError
+            The disk cannot hold the save (checked before writing, so the file
+            keeps every earlier save and stays writable for its status).
+        """
         f = self.f
-        for group, values in (("scales", record["scales"]), ("tasks", record["tasks"])):
-            g = f[group]
-            for name, value in values.items():
-                arr = np.asarray(value)
-                if name not in g:
-                    dtype = _SCALE_DTYPES.get(name, arr.dtype) if group == "scales" else arr.dtype
-                    chunk = (1,) + arr.shape if arr.ndim else (1024,)
-                    ds = g.create_dataset(name, shape=(0,) + arr.shape,
-                                          maxshape=(None,) + arr.shape, dtype=dtype, chunks=chunk)
-                    _attach_time_scale(f, ds, name if group == "scales" else None)
-                ds = g[name]
-                n = ds.shape[0]
-                ds.resize(n + 1, axis=0)
-                ds[n] = arr
-        f.flush()
+        sc = record["scales"]
+        t = float(sc.get("sim_time", math.nan))
+        self._where = f"at step {sc.get('iteration')} (t = {t:.6g})"
+        self._require_space(self._save_bytes(record))
+        try:
+            for group, values in (("scales", record["scales"]), ("tasks", record["tasks"])):
+                g = f[group]
+                for name, value in values.items():
+                    arr = np.asarray(value)
+                    if name not in g:
+                        dtype = (_SCALE_DTYPES.get(name, arr.dtype) if group == "scales"
+                                 else arr.dtype)
+                        chunk = (1,) + arr.shape if arr.ndim else (1024,)
+                        # fletcher32: HDF5 checks every chunk it reads against its checksum
+                        ds = g.create_dataset(name, shape=(0,) + arr.shape,
+                                              maxshape=(None,) + arr.shape, dtype=dtype,
+                                              chunks=chunk, fletcher32=CHECKSUMS)
+                        _attach_time_scale(f, ds, name if group == "scales" else None)
+                    ds = g[name]
+                    n = ds.shape[0]
+                    ds.resize(n + 1, axis=0)
+                    ds[n] = arr
+            f.flush()
+        except Exception as exc:
+            if is_no_space(exc):  # the disk filled up meanwhile (another process)
+                raise self._hdf5_no_space(self._save_bytes(record)) from None
+            raise
         self.n_saves += 1
         if self._final is not None:
             self._commit()
+
+    def _save_bytes(self, record: dict) -> int:
+        """Bytes a save adds: its arrays, and new 1024-entry chunks of scalars."""
+        need = 0
+        for group in ("scales", "tasks"):
+            for value in record[group].values():
+                arr = np.asarray(value)
+                need += arr.nbytes if arr.ndim else (1024 * 8 if self.n_saves % 1024 == 0 else 0)
+        return need
+
+    def _require_space(self, need: int) -> None:
+        """NoSpaceError unless ``need`` bytes and :data:`SPACE_MARGIN` are free beside the file."""
+        if free_bytes(self.path) < need + SPACE_MARGIN:
+            raise self._no_space(need)
+
+    def _hdf5_no_space(self, need: int) -> NoSpaceError:
+        """The error for a write HDF5 itself failed on a full disk (filled up after the check).
+
+        The main file is then left alone (no status, no ``/checkpoint``: a write cut short
+        there would make it unreadable); HDF5 keeps the failed file open and crashes when it
+        tries the writes again at exit, so the error asks a command to leave at once
+        (``hdf5_unclosed``), and HDF5's repeats of the failure during clean-up are not printed.
+        """
+        self._broken = True
+        _silence_no_space_repeats()
+        err = self._no_space(need)
+        err.hdf5_unclosed = True
+        return err
+
+    def _no_space(self, need: int) -> NoSpaceError:
+        path = self._final or self.path
+        return NoSpaceError(
+            f"no space left on device for {path} {self._where} ({free_bytes(path) // 1024} KiB "
+            f"free, {(need + SPACE_MARGIN) // 1024} KiB needed): the file keeps every save before "
+            f"and its checkpoint; free space, then meanfield run --resume {path}")
 
     def _commit(self) -> None:
         """Move the temporary file (holding its first save) over the file it replaces."""
@@ -230,6 +443,7 @@ class HDF5Writer:
         os.replace(self.path, final)
         self.path = final
         _fsync(os.path.dirname(os.path.abspath(final)), directory=True)
+        self._release()  # the file at the final path is this run's now, locked by HDF5
 
     def checkpoint(self, state, t, iteration, oracle_calls, integrator_state=None) -> None:
         """Record the current state and counters as the checkpoint to resume from.
@@ -256,7 +470,14 @@ class HDF5Writer:
         if wait > 0:
             wait = max(wait, self._write_cost / _CHECKPOINT_SHARE)
         if now - self._last_write >= wait:
-            write_checkpoint_file(self.ckpt_path, state, attrs, integrator_state)
+            # the new sidecar is complete before the old one goes: room for both
+            self._require_space(_state_bytes(state, integrator_state))
+            try:
+                write_checkpoint_file(self.ckpt_path, state, attrs, integrator_state)
+            except Exception as exc:
+                if is_no_space(exc):
+                    raise self._hdf5_no_space(_state_bytes(state, integrator_state)) from None
+                raise
             self._last_write = time.monotonic()
             self._write_cost = self._last_write - now
 
@@ -284,9 +505,12 @@ class HDF5Writer:
         self.f.attrs[name] = value
         self.f.flush()
 
-    def close(self) -> None:
+    def close(self, final: bool | None = None) -> None:
         """Put the last checkpoint into ``/checkpoint``, close the file, remove the sidecar.
 
+        ``final=True`` says that the run ended normally: the state of the last
+        :meth:`checkpoint` call is final. With ``final=None`` the exception being
+        handled decides (a caller inside an ``except`` block must say ``final=True``).
         With no exception propagating (normal end) the state of the last
         :meth:`checkpoint` call is final. While an exception propagates the
         arrays may have moved on since (a NaN found steps later, a second
@@ -297,11 +521,18 @@ class HDF5Writer:
         """
         if not self.f.id.valid:
             return
+        if self._broken:
+            self._abandon()
+            return
         keep_sidecar = False
         try:
             if self._pending is not None:
                 state, attrs, integ = self._pending
-                if _pending_is_final(attrs["iteration"]):
+                if free_bytes(self.path) < _state_bytes(state, integ) + SPACE_MARGIN:
+                    # a /checkpoint group cut short by a full disk would make the file unreadable
+                    # for HDF5: the sidecar keeps the newest checkpoint that was written
+                    keep_sidecar = True
+                elif final or (final is None and _pending_is_final(attrs["iteration"])):
                     _write_checkpoint_group(self.f.require_group("checkpoint"), state, attrs, integ)
                 elif os.path.exists(self.ckpt_path):
                     try:
@@ -322,6 +553,7 @@ class HDF5Writer:
         finally:
             self.f.close()
             self._pending = None
+            self._release()
             if self._final is not None:
                 # ended before its first save: keep the old file, drop the temporary one
                 os.remove(self.path)
@@ -331,6 +563,27 @@ class HDF5Writer:
             return
         # the main file now holds the newest checkpoint: the sidecar is redundant
         _remove_sidecars(self.ckpt_path)
+
+    def _release(self) -> None:
+        if self._hold is not None:
+            os.close(self._hold)  # closing the descriptor drops its flock
+            self._hold = None
+
+    def _abandon(self) -> None:
+        """Close a file HDF5 failed to write (full disk), keeping the sidecar checkpoint.
+
+        HDF5 tries once more to write what it holds; that fails again and is
+        dropped (the saves flushed before, and the sidecar, are intact).
+        """
+        try:
+            self.f.close()
+        except Exception:  # noqa: BLE001 - the failure was reported already (NoSpaceError)
+            pass
+        self._pending = None
+        self._release()
+        if self._final is not None and os.path.exists(self.path):
+            os.remove(self.path)
+            self.path, self._final = self._final, None
 
     def __enter__(self):
         return self
@@ -353,6 +606,76 @@ def _attach_time_scale(f, ds, scale_name=None) -> None:
     if st is not None and h5py.h5ds.is_scale(st.id):
         ds.dims[0].attach_scale(st)
         ds.dims[0].label = "sim_time"
+
+
+def _lock_exclusively(path: str, wait: float = 2.0) -> int | None:
+    """A descriptor of ``path`` holding an exclusive ``flock`` (HDF5's lock), to close when done.
+
+    A reader's shared lock (``meanfield info``) is waited for up to ``wait``
+    seconds; a file another process writes raises ParameterError at once.
+    None where files cannot be locked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if is_being_written(path) or time.monotonic() > deadline:
+                os.close(fd)
+                raise ParameterError("output.path", "a file no other process is writing or reading "
+                                     "(a run is writing it: wait for it, or stop it with Ctrl-C)",
+                                     path) from None
+            time.sleep(0.05)
+        except OSError:  # a file system without flock
+            os.close(fd)
+            return None
+
+
+def _open_for_writing(path: str, mode: str, replace: bool):
+    """``h5py.File`` for a writer; never truncates a file another run writes.
+
+    HDF5's ``"w"`` truncates an existing file *before* it finds the file locked
+    by its writer, so a new file is created exclusively (``"x"``) and an
+    existing one is opened with ``"w"`` only when no process writes it.
+    """
+    if mode == "w" and not replace:
+        if os.path.exists(path):
+            if is_being_written(path):
+                raise ParameterError("output.path", "a file no other process is writing", path)
+        else:
+            mode = "x"
+    try:
+        return h5py.File(path, mode)
+    except FileExistsError:
+        raise ParameterError("output.path", "a file no other run creates at the same time", path) \
+            from None
+    except BlockingIOError:  # HDF5 could not lock it: a writer, or a reader (`meanfield info`)
+        what = "writing" if is_being_written(path) else "reading"
+        raise ParameterError("output.path", f"a file no other process is {what} (wait for it, "
+                             "then try again)", path) from None
+
+
+def _remove_stale_partials(final: str, keep: str) -> None:
+    """Remove ``.OUT.h5.<random>.partial`` files of killed ``--overwrite`` runs beside ``final``.
+
+    A temporary file a live run still writes is locked by HDF5 and kept, and so is ``keep``.
+    """
+    directory = os.path.dirname(os.path.abspath(final))
+    prefix = f".{os.path.basename(final)}."
+    for name in os.listdir(directory):
+        stale = os.path.join(directory, name)
+        if (name.startswith(prefix) and name.endswith(".partial") and stale != os.path.abspath(keep)
+                and not is_being_written(stale)):
+            try:
+                os.remove(stale)
+            except FileNotFoundError:  # another run cleaned it up first
+                pass
 
 
 def _remove_sidecars(ckpt_path: str) -> None:
@@ -384,8 +707,35 @@ def _put(group, name, arr):
         group.create_dataset(name, data=arr)
 
 
+#: Whether new files carry checksums: HDF5's fletcher32 filter on every save dataset, a CRC-32
+#: of each checkpoint (``attrs["checksum"]``). Files without them (written before) read as before.
+CHECKSUMS = True
+
+
+def _checkpoint_checksum(state: dict, attrs: dict, integrator_state=None) -> str:
+    """CRC-32 of a checkpoint's arrays (names, dtypes, shapes, bytes) and counters."""
+    crc = 0
+    for prefix, arrays in (("state", state), ("integrator", integrator_state or {})):
+        for name in sorted(arrays):
+            if arrays[name] is None:
+                continue
+            a = np.ascontiguousarray(arrays[name])
+            crc = zlib.crc32(f"{prefix}/{name}:{a.dtype.str}:{a.shape};".encode(), crc)
+            crc = zlib.crc32(a.reshape(-1).view(np.uint8) if a.size else b"", crc)
+    meta = {k: (v.item() if hasattr(v, "item") else v) for k, v in attrs.items()
+            if k in ("t", "iteration", "oracle_calls", "n_saves")}
+    crc = zlib.crc32(json.dumps(meta, sort_keys=True).encode(), crc)
+    return f"crc32:{crc:08x}"
+
+
 def _write_checkpoint_group(g, state: dict, attrs: dict, integrator_state=None) -> None:
-    """Fill an HDF5 group with a checkpoint: one dataset per state array, integrator/*, ``attrs``."""
+    """Fill an HDF5 group with a checkpoint: one dataset per state array, integrator/*, ``attrs``.
+
+    Its checksum (:func:`_checkpoint_checksum`) is written last, so a checkpoint
+    cut short or changed on disk afterwards does not match it.
+    """
+    if "checksum" in g.attrs:
+        del g.attrs["checksum"]
     for name in [k for k in g if isinstance(g[k], h5py.Dataset) and k not in state]:
         del g[name]  # e.g. a stale y
     for name, arr in state.items():
@@ -398,7 +748,10 @@ def _write_checkpoint_group(g, state: dict, attrs: dict, integrator_state=None) 
             if value is not None:
                 gi.create_dataset(name, data=np.asarray(value))
     for k, v in attrs.items():
-        g.attrs[k] = v
+        if k != "checksum":
+            g.attrs[k] = v
+    if CHECKSUMS:
+        g.attrs["checksum"] = _checkpoint_checksum(state, attrs, integrator_state)
 
 
 def _read_checkpoint_group(g) -> dict:
@@ -408,6 +761,13 @@ def _read_checkpoint_group(g) -> dict:
         gi = g["integrator"]
         ckpt["integrator"] = {k: (gi[k][()] if gi[k].ndim == 0 else gi[k][...]) for k in gi}
     ckpt.update({k: g.attrs[k] for k in g.attrs})
+    stored = ckpt.pop("checksum", None)  # checkpoints written before checksums have none
+    if stored is not None:
+        stored = stored.decode() if isinstance(stored, bytes) else str(stored)
+        if stored != _checkpoint_checksum(ckpt["state"], ckpt, ckpt.get("integrator")):
+            raise ParameterError("(checkpoint)", "an intact checkpoint (its checksum does not "
+                                 "match: the file was damaged after it was written)",
+                                 f"{g.file.filename}:{g.name}")
     return ckpt
 
 
@@ -435,10 +795,15 @@ def write_checkpoint_file(path: str, state: dict, attrs: dict, integrator_state=
     integrator_state : dict or None
     """
     tmp = path + ".tmp"
-    with h5py.File(tmp, "w") as f:
-        _write_checkpoint_group(f.create_group("checkpoint"), state, attrs, integrator_state)
-        f.attrs["complete"] = True
-    _fsync(tmp)
+    try:
+        with h5py.File(tmp, "w") as f:
+            _write_checkpoint_group(f.create_group("checkpoint"), state, attrs, integrator_state)
+            f.attrs["complete"] = True
+        _fsync(tmp)
+    except BaseException:  # a full disk, a second Ctrl-C: the previous sidecar stays the checkpoint
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     os.replace(tmp, path)
     _fsync(os.path.dirname(os.path.abspath(path)), directory=True)
 
@@ -545,6 +910,59 @@ def saved_array(tasks: dict, scales: dict, name: str) -> np.ndarray:
                    f"{sorted(scales)}")
 
 
+class SavedTasks(MutableMapping):
+    """The saved tasks of a run result: small ones held in memory, large ones read from the file.
+
+    A run writing a file streams its large saves (states ``(T, N, d)``,
+    densities) there instead of keeping them; they are read (and then kept)
+    the first time they are used.
+
+    Parameters
+    ----------
+    held : dict of (T, ...) arrays
+        Tasks kept in memory.
+    path : str or None
+        The run file holding the other tasks.
+    names : sequence of str
+        Tasks to read from ``/tasks`` of ``path``.
+    start : int
+        Index of this result's first save in the file (a resume appends to earlier saves).
+    """
+
+    def __init__(self, held: dict, path=None, names=(), start: int = 0):
+        self._held = dict(held)
+        self._path = path
+        self._names = [n for n in names if n not in self._held]
+        self._start = int(start)
+
+    def __getitem__(self, name):
+        if name not in self._held and name in self._names:
+            with h5py.File(self._path, "r") as f:
+                self._held[name] = f["tasks"][name][self._start:]
+        return self._held[name]
+
+    def __setitem__(self, name, value):
+        self._held[name] = value
+
+    def __delitem__(self, name):
+        if name not in self:
+            raise KeyError(name)
+        self._held.pop(name, None)
+        self._names = [n for n in self._names if n != name]
+
+    def __iter__(self):
+        yield from self._held
+        yield from (n for n in self._names if n not in self._held)
+
+    def __len__(self):
+        return len(self._held) + sum(n not in self._held for n in self._names)
+
+    def __repr__(self):
+        lazy = [n for n in self._names if n not in self._held]
+        return (f"SavedTasks({sorted(self._held)}" + (f", read from {self._path} when used: {lazy}"
+                                                       if lazy else "") + ")")
+
+
 class Trajectory:
     """A run file read back into memory.
 
@@ -644,10 +1062,10 @@ def load(path, tasks=None) -> Trajectory:
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        if "lock" in str(exc):  # HDF5's file lock: a run is writing it (reading now is unsafe)
+        if is_being_written(path):  # HDF5's file lock: a run is writing it (reading now is unsafe)
             raise ParameterError("(file)", "a run file no process is writing", "a run still "
                                  "writing it (wait for it, or stop it with Ctrl-C)", file=path) from None
-        raise ParameterError("(file)", "a readable meanfield HDF5 file", " ".join(str(exc).split()),
+        raise ParameterError("(file)", "a readable meanfield HDF5 file", unreadable_reason(path, exc),
                              file=path) from None
     with f:
         if "config" not in f.attrs:

@@ -25,12 +25,38 @@ A solver (e.g. ``CircleFV``, ``LineFV``) provides::
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .._kernels._config import chunk_bounds
 from .._kernels.checks import max_abs_or_nan
 from ..errors import ParameterError
+from ..initial import memory_budget
 from ..systems import System
+
+#: Arrays of the grid's size a pde run may hold at once (density, integrator stages, fluxes,
+#: work arrays of the kinetic solvers): a generous count for the check made before any is allocated.
+GRID_ARRAYS = 12
+
+
+def check_grid_memory(cells, key: str = "solver.grid") -> None:
+    """ParameterError when a grid of ``cells`` (``M``, or ``[M, K]`` with momenta) cannot fit.
+
+    Counts :data:`GRID_ARRAYS` float64 arrays of the whole grid against half the
+    machine's memory, before the solver allocates any. Values of a wrong type are
+    left to the solver's own checks.
+    """
+    dims = list(cells) if isinstance(cells, (list, tuple)) else [cells]
+    if not dims or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in dims):
+        return
+    need = 8 * GRID_ARRAYS * math.prod(dims)
+    if need > memory_budget():
+        shape = " x ".join(map(str, dims))
+        raise ParameterError(key, f"a grid that fits in memory ({GRID_ARRAYS} float64 arrays of "
+                             f"{shape} cells <= {memory_budget() / 2**30:.3g} GiB, half the "
+                             "machine's memory)", f"{cells} ({need / 2**30:.3g} GiB)")
+
 
 #: Integrators of first-order grid runs (method of lines).
 GRID_INTEGRATORS = ("euler", "heun", "rk4")
