@@ -399,7 +399,11 @@ class CircleKinetic(_Kinetic):
         n = self.layer
         return float((f[:, :n].sum() + f[:, -n:].sum()) * self.cell_volume)
 
-    box = property(lambda self: f"circle x [{-self.P:g}, {self.P:g}]")
+    @property
+    def box(self) -> str:
+        """The phase-space box, as messages name it."""
+        return f"circle x [{-self.P:g}, {self.P:g}]"
+
     keys_to_raise = "raise [solver] momentum_max"
 
     def diagnostics(self, f) -> dict:
@@ -523,7 +527,11 @@ class LineKinetic(_Kinetic):
         inner = f[n:-n, n:-n].sum()
         return float((f.sum() - inner) * self.cell_volume)
 
-    box = property(lambda self: f"[{self.x_edges[0]:g}, {self.x_edges[-1]:g}] x [{-self.P:g}, {self.P:g}]")
+    @property
+    def box(self) -> str:
+        """The phase-space box, as messages name it."""
+        return f"[{self.x_edges[0]:g}, {self.x_edges[-1]:g}] x [{-self.P:g}, {self.P:g}]"
+
     keys_to_raise = "widen [solver] domain or raise momentum_max"
 
     def diagnostics(self, f) -> dict:
