@@ -161,16 +161,19 @@ def resume_run(path: str, overrides=(), progress=None, params=None) -> RunResult
     try:
         tr = load(path, tasks=["energy", "kinetic"])
     except (OSError, KeyError, ValueError) as exc:
-        if isinstance(exc, ParameterError):
-            raise
+        # load() names a missing, unreadable or locked file in one line (ParameterError); --resume
+        # says which run is writing it, or restarts a run killed as it created its file
         if is_being_written(path):
             raise ParameterError("--resume", "a run file no other process is writing (a run is "
                                  "writing it: wait for it, or stop it with Ctrl-C)", path) from None
+        if isinstance(exc, ParameterError) and not is_unstarted(path):
+            raise
+        reason = exc.found if isinstance(exc, ParameterError) else unreadable_reason(path, exc)
         if not (is_unstarted(path) and params is not None):
             how = (f": start it again with meanfield run PARAMS -o {path} (no --overwrite needed)"
                    if is_unstarted(path) else "")
             raise ParameterError("--resume", f"a readable meanfield run file; {path} is "
-                                 f"{unreadable_reason(path, exc)}{how}", path) from None
+                                 f"{reason}{how}", path) from None
         tr = None
     if tr is None:  # killed as it created the file, which holds no parameters: start from PARAMS
         return Run(params, overrides).simulate(path, progress=progress)

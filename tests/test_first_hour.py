@@ -92,7 +92,7 @@ def test_bad_set_value_names_the_option(runner):
 
 
 def test_existing_output_names_the_option(runner):
-    open("taken.h5", "w").close()
+    open("taken.h5", "w").write("a file of the user's\n")  # (an empty file is what a killed run leaves)
     line = error_line(runner.invoke(cli, ["run", "p.toml", "-o", "taken.h5"]))
     assert "[-o]" in line and "output.path" not in line and "--overwrite" in line, line
 

@@ -1080,11 +1080,15 @@ def load(path, tasks=None) -> Trajectory:
         sg = f.get("scales")
         tg = f.get("tasks")
         gg = f.get("grid")
-        scales = {k: sg[k][...] for k in sg} if isinstance(sg, h5py.Group) else {}
-        have = list(tg) if isinstance(tg, h5py.Group) else []
-        names = have if tasks is None else [t for t in tasks if t in have]
-        data = {k: tg[k][...] for k in names}
-        grid = {k: gg[k][...] for k in gg} if isinstance(gg, h5py.Group) else {}
+        try:
+            scales = {k: sg[k][...] for k in sg} if isinstance(sg, h5py.Group) else {}
+            have = list(tg) if isinstance(tg, h5py.Group) else []
+            names = have if tasks is None else [t for t in tasks if t in have]
+            data = {k: tg[k][...] for k in names}
+            grid = {k: gg[k][...] for k in gg} if isinstance(gg, h5py.Group) else {}
+        except OSError as exc:  # e.g. a save whose checksum (fletcher32) does not match
+            raise ParameterError("(file)", "a readable meanfield HDF5 file", unreadable_reason(path, exc),
+                                 file=path) from None
         missing = [k for k in SCALES if k not in scales]
         if (scales or data) and missing:
             raise ParameterError("(file)", f"a meanfield run file (/scales/{missing[0]} missing)", path)
