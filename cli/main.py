@@ -106,9 +106,12 @@ def _simulate(run, output, overwrite, progress, label):
 
 def _summary_line(res) -> str:
     e = res["energy"][-1]
+    compiled = res.attrs.get("compile_time", 0.0)
     return (f"{res.config['model']['name']}/{res.config['model']['dynamics']} "
             f"[{res.config['integrator']['name']}]: final energy {e:.6g} at t = {res.t[-1]:.4g}, "
             f"{res.oracle_calls} oracle calls, {res.wall_time:.2f} s wall"
+            # a first run compiles its kernels (numba caches them for the next runs)
+            + (f" (+ {compiled:.1f} s compiling)" if compiled >= 1.0 else "")
             + (f" -> {res.path}" if res.path else ""))
 
 

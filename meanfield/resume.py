@@ -211,6 +211,7 @@ def resume_run(path: str, overrides=(), progress=None, params=None) -> RunResult
         res = run.advance(
             system, [recorder, writer], progress,
             start_step=it, start_oracle_calls=int(ck["oracle_calls"]), start_wall_time=wall0,
+            start_compile_time=float(tr.attrs.get("compile_time", 0.0)),
             resume_state=resume_state, integrator_state=ck.get("integrator"),
         )
     except KeyboardInterrupt:
@@ -226,7 +227,8 @@ def resume_run(path: str, overrides=(), progress=None, params=None) -> RunResult
     scales, tasks = recorder.arrays() if recorder.scales else ({}, {})
     return RunResult(scales=scales, tasks=tasks, x=res.x, y=res.y, config=run.resolved(),
                      status=res.status, oracle_calls=res.oracle_calls, wall_time=res.wall_time,
-                     path=path, state=res.state, grid=dict(system.grid))
+                     path=path, state=res.state, grid=dict(system.grid),
+                     attrs={"compile_time": res.compile_time})
 
 
 __all__ = ["RESUMABLE", "resume_run", "resumed_run"]

@@ -58,6 +58,9 @@ class RunResult:
         Cell centres of a grid run (``theta`` or ``x``), empty otherwise.
     path : str or None
         The HDF5 file written, if any.
+    attrs : dict
+        File attributes of the run (``integrator_order``, ``energy_infimum``, ...) and
+        ``compile_time``: seconds numba spent compiling kernels, not counted in ``wall_time``.
     """
 
     scales: dict
@@ -335,6 +338,7 @@ class Run:
         if writer is not None:
             writer.set_status(res.status)
             writer.close()
+        attrs["compile_time"] = res.compile_time
         scales, tasks = recorder.arrays()
         return RunResult(scales=scales, tasks=tasks, x=res.x, y=res.y, config=self.resolved(),
                          status=res.status, oracle_calls=res.oracle_calls,

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._kernels._config import serial_if_small
+from ._kernels._config import compile_clock, serial_if_small
 from .errors import SimulationError
 from .systems import particle_system
 
@@ -201,6 +201,9 @@ class LoopResult:
     particle positions and momenta (None for systems without them).
     ``status`` is "finished" or "stopped: wall time", followed by the
     warnings of :class:`EnergyWatch` if any (also listed in ``warnings``).
+    ``wall_time`` (seconds of computation) leaves out ``compile_time``, the
+    seconds numba spent compiling kernels or loading them from its cache
+    (both continued across resumes).
     """
 
     x: np.ndarray | None
@@ -212,6 +215,7 @@ class LoopResult:
     status: str
     state: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
+    compile_time: float = 0.0
 
 
 class DissipationResidual:
@@ -289,14 +293,20 @@ class _Saver:
     """Builds a save record (scales and tasks) and hands it, and the state, to the observers."""
 
     def __init__(self, system, integrator, observers, probes, residual, watch, save_fields,
-                 start_wall_time, start_oracle_calls):
+                 start_wall_time, start_oracle_calls, clock, start_compile_time=0.0):
         self.system, self.integrator, self.observers = system, integrator, observers
         self.probes, self.residual, self.watch, self.save_fields = probes, residual, watch, save_fields
         self.t_start = time.perf_counter() - start_wall_time
         self.calls0 = system.oracle_calls - start_oracle_calls
+        self.clock, self.compile0 = clock, start_compile_time
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self.t_start
+        """Seconds of computation: the wall clock less numba's compilation (``compile_time``)."""
+        return time.perf_counter() - self.t_start - self.clock.seconds
+
+    def compile_time(self) -> float:
+        """Seconds numba spent compiling (or loading cached kernels) in this run, resumes included."""
+        return self.compile0 + self.clock.seconds
 
     def record(self, k, t) -> dict:
         system = self.system
@@ -317,7 +327,7 @@ class _Saver:
         scales = {"sim_time": float(t), "iteration": int(k),
                   "oracle_calls": int(system.oracle_calls - self.calls0), "wall_time": float(self.elapsed())}
         scales.update(system.counters())  # e.g. mlp_calls of transformer blocks
-        return {"scales": scales, "tasks": tasks}
+        return {"scales": scales, "tasks": tasks, "attrs": {"compile_time": self.compile_time()}}
 
     def __call__(self, k, t) -> None:
         rec = self.record(k, t)
@@ -359,6 +369,7 @@ def advance(
     start_step: int = 0,
     start_oracle_calls: int = 0,
     start_wall_time: float = 0.0,
+    start_compile_time: float = 0.0,
     resume_state: dict | None = None,
     integrator_state: dict | None = None,
     probes=(),
@@ -389,8 +400,10 @@ def advance(
     max_wall_time : float or None
         Seconds of this call (a resumed run gets a fresh budget) after which the run
         stops early with status "stopped: wall time".
-    start_step, start_oracle_calls, start_wall_time : int, int, float
+    start_step, start_oracle_calls, start_wall_time, start_compile_time : int, int, float, float
         Counters of a resumed run (the state passed in is the one after ``start_step`` steps).
+        ``wall_time`` counts the seconds of computation; the seconds numba spends
+        compiling kernels (their first calls) are counted apart, as ``compile_time``.
     resume_state : dict or None
         ``{"energy": H, "kinetic": K}`` of the last save of a resumed run; the
         initial state is then not saved again.
@@ -421,20 +434,21 @@ def advance(
     residual = (DissipationResidual(system, schedule, dissipation, t, resume_state)
                 if system.accelerated and system.energy_balance else None)
     watch = EnergyWatch(energy_infimum, system.dtype, resume_state)
+    clock = compile_clock()  # the first calls of kernels compile them: not part of wall_time
     save = _Saver(system, integrator, observers, probes, residual, watch, save_fields,
-                  start_wall_time, start_oracle_calls)
+                  start_wall_time, start_oracle_calls, clock, start_compile_time)
     integrator.reset()
     system.begin(start_step)  # systems whose step depends on the step index (per-layer weights)
     if integrator_state:
         integrator.set_state(integrator_state)
-    if resume_state is None:
-        save(start_step, t)
-    if residual is not None:
-        residual.start(t)
     status = "finished"
     k = start_step
     wall_start = time.perf_counter()  # max_wall_time budgets this call, not the file's total
-    with _DeferredInterrupt() as interrupt, serial_if_small(system.size, system.serial_below):
+    with clock, _DeferredInterrupt() as interrupt, serial_if_small(system.size, system.serial_below):
+        if resume_state is None:
+            save(start_step, t)
+        if residual is not None:
+            residual.start(t)
         for k in range(start_step + 1, nsteps + 1):
             t_next = horizon.time_of(k, nsteps)
             try:
@@ -463,7 +477,8 @@ def advance(
     state = system.state
     return LoopResult(x=state.get("x"), y=state.get("y"), t=t, iteration=k,
                       oracle_calls=system.oracle_calls - save.calls0, wall_time=save.elapsed(),
-                      status=watch.status(status), state=state, warnings=watch.messages)
+                      status=watch.status(status), state=state, warnings=watch.messages,
+                      compile_time=save.compile_time())
 
 
 def simulate(model, schedule, integrator, x, y, horizon: Horizon, **options) -> LoopResult:

@@ -198,7 +198,7 @@ class HDF5Writer:
         self.set_status("running")
 
     def save(self, record: dict) -> None:
-        """Append one save record (``{"scales": {...}, "tasks": {...}}``) and flush."""
+        """Append one save record (``{"scales": {...}, "tasks": {...}}``, optional ``"attrs"``) and flush."""
         f = self.f
         for group, values in (("scales", record["scales"]), ("tasks", record["tasks"])):
             g = f[group]
@@ -214,6 +214,8 @@ class HDF5Writer:
                 n = ds.shape[0]
                 ds.resize(n + 1, axis=0)
                 ds[n] = arr
+        for name, value in record.get("attrs", {}).items():  # e.g. compile_time, kept current
+            f.attrs[name] = value
         f.flush()
         self.n_saves += 1
         if self._final is not None:
