@@ -105,10 +105,12 @@ def _simulate(run, output, overwrite, progress, label):
 
 
 def _summary_line(res) -> str:
-    e = res["energy"][-1]
     compiled = res.attrs.get("compile_time", 0.0)
+    # a resume stopped (wall time) before its first save has no energy of its own to show
+    state = (f"final energy {res['energy'][-1]:.6g} at t = {res.t[-1]:.4g}" if res.scales
+             else f"no save before t = {res.t_end:.4g}")
     return (f"{res.config['model']['name']}/{res.config['model']['dynamics']} "
-            f"[{res.config['integrator']['name']}]: final energy {e:.6g} at t = {res.t[-1]:.4g}, "
+            f"[{res.config['integrator']['name']}]: {state}, "
             f"{res.oracle_calls} oracle calls, {res.wall_time:.2f} s wall"
             # a first run compiles its kernels (numba caches them for the next runs)
             + (f" (+ {compiled:.1f} s compiling)" if compiled >= 1.0 else "")
@@ -121,7 +123,7 @@ def _report(res) -> None:
     if res.status.startswith("stopped"):  # not finished: say so, and how to go on
         limit = res.config["run"].get("max_wall_time")
         click.echo(f"meanfield: {res.status.split(';')[0]} (run.max_wall_time = {limit:g} s) at "
-                   f"t = {res.t[-1]:.6g}, before the end of the run; continue with "
+                   f"t = {res.t_end:.6g}, before the end of the run; continue with "
                    f"meanfield run --resume {res.path}", err=True)
     if "warning:" in res.status:
         click.echo(f"meanfield: {res.status[res.status.index('warning:'):]}", err=True)

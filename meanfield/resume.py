@@ -191,8 +191,10 @@ def resume_run(path: str, overrides=(), progress=None, params=None) -> RunResult
     iters = tr.scales.get("iteration", np.zeros(0, np.int64))
     keep = int(np.searchsorted(iters, it, side="right"))
     lengths = {len(v) for v in (*tr.scales.values(), *tr.tasks.values())}
-    if keep == 0 or iters[keep - 1] != it or min(lengths, default=0) < keep:
-        # the checkpoint is written right after the save of its step, so that save must be there
+    # a checkpoint is written right after the save of its step, or between two saves (a run
+    # stopped there) with the loop's state; either way the saves up to it must be there
+    loop = json.loads(ck["loop_state"]) if "loop_state" in ck else None
+    if keep == 0 or (iters[keep - 1] != it and loop is None) or min(lengths, default=0) < keep:
         last = int(iters[keep - 1]) if keep else None
         raise ParameterError("--resume", f"the saves up to the checkpoint (iteration {it})",
                              f"{path} (saved iterations end at {last}, "
@@ -202,16 +204,21 @@ def resume_run(path: str, overrides=(), progress=None, params=None) -> RunResult
     resume_state = {"energy": float(tr.tasks["energy"][keep - 1])}
     if "kinetic" in tr.tasks:
         resume_state["kinetic"] = float(tr.tasks["kinetic"][keep - 1])
+    clocks = {"wall_time": float(tr.scales["wall_time"][keep - 1]),
+              "compile_time": float(tr.attrs.get("compile_time", 0.0))}
+    if loop is not None and iters[keep - 1] != it:
+        resume_state["residual"] = loop.get("residual")
+        clocks["wall_time"] += float(loop.get("wall_time_since_save", 0.0))
+        clocks["compile_time"] = float(loop.get("compile_time", clocks["compile_time"]))
     _record_resume(path, run.resolved(), {**entry, "iteration": it, "t": float(ck["t"])})
     recorder = Recorder()
     writer = HDF5Writer(path, mode="a")
-    wall0 = float(tr.scales["wall_time"][keep - 1])
     run.model.oracle_calls = int(ck["oracle_calls"])
     try:
         res = run.advance(
             system, [recorder, writer], progress,
-            start_step=it, start_oracle_calls=int(ck["oracle_calls"]), start_wall_time=wall0,
-            start_compile_time=float(tr.attrs.get("compile_time", 0.0)),
+            start_step=it, start_oracle_calls=int(ck["oracle_calls"]),
+            start_wall_time=clocks["wall_time"], start_compile_time=clocks["compile_time"],
             resume_state=resume_state, integrator_state=ck.get("integrator"),
         )
     except KeyboardInterrupt:
@@ -228,7 +235,7 @@ def resume_run(path: str, overrides=(), progress=None, params=None) -> RunResult
     return RunResult(scales=scales, tasks=tasks, x=res.x, y=res.y, config=run.resolved(),
                      status=res.status, oracle_calls=res.oracle_calls, wall_time=res.wall_time,
                      path=path, state=res.state, grid=dict(system.grid),
-                     attrs={"compile_time": res.compile_time})
+                     attrs={"compile_time": res.compile_time}, t_end=res.t)
 
 
 __all__ = ["RESUMABLE", "resume_run", "resumed_run"]

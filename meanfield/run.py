@@ -61,6 +61,9 @@ class RunResult:
     attrs : dict
         File attributes of the run (``integrator_order``, ``energy_infimum``, ...) and
         ``compile_time``: seconds numba spent compiling kernels, not counted in ``wall_time``.
+    t_end : float or None
+        Time of the final state (``x``, ``y``, ``state``): the last save's, or later when the
+        run stopped between two saves (Ctrl-C, ``run.max_wall_time``; saves keep their grid).
     """
 
     scales: dict
@@ -75,6 +78,7 @@ class RunResult:
     attrs: dict = field(default_factory=dict)
     state: dict = field(default_factory=dict)
     grid: dict = field(default_factory=dict)
+    t_end: float | None = None
 
     @property
     def t(self) -> np.ndarray:
@@ -343,7 +347,7 @@ class Run:
         return RunResult(scales=scales, tasks=tasks, x=res.x, y=res.y, config=self.resolved(),
                          status=res.status, oracle_calls=res.oracle_calls,
                          wall_time=res.wall_time, path=output, attrs=attrs, state=res.state,
-                         grid=dict(system.grid))
+                         grid=dict(system.grid), t_end=res.t)
 
 
 def _check_block(model, cfg: dict) -> None:

@@ -233,8 +233,13 @@ class DissipationResidual:
     t : float
         Time of the first state.
     resume_state : dict or None
-        ``{"energy": H, "kinetic": K}`` of the last save of a resumed run.
+        ``{"energy": H, "kinetic": K}`` of the last save of a resumed run, and
+        ``"residual"``: :meth:`get_state` at its checkpoint when that fell between
+        two saves (the quadrature then goes on where it stopped).
     """
+
+    #: What :meth:`get_state` returns: the quadrature since the last save.
+    STATE = ("H_prev", "K_save", "t_prev", "diss", "diss2", "nsub", "f_prev", "f_prev2", "t_prev2")
 
     def __init__(self, system, schedule, mode, t, resume_state=None):
         if mode == "auto":
@@ -251,10 +256,18 @@ class DissipationResidual:
         self.diss = self.diss2 = 0.0
         self.nsub = 0
         self.f_prev = self.f_prev2 = self.t_prev2 = None
+        self._restored = resume_state is not None and resume_state.get("residual") is not None
+        if self._restored:
+            for name in self.STATE:
+                setattr(self, name, resume_state["residual"][name])
+
+    def get_state(self) -> dict:
+        """The quadrature since the last save (JSON-able floats), for a checkpoint between saves."""
+        return {name: getattr(self, name) for name in self.STATE}
 
     def start(self, t) -> None:
         """Called once before the first step, at time ``t``."""
-        if self.per_step:
+        if self.per_step and not self._restored:
             self.f_prev = 2.0 * self.schedule.alpha(t) * self.system.kinetic()
 
     def after_step(self, t, t_next) -> None:
@@ -299,6 +312,7 @@ class _Saver:
         self.t_start = time.perf_counter() - start_wall_time
         self.calls0 = system.oracle_calls - start_oracle_calls
         self.clock, self.compile0 = clock, start_compile_time
+        self.last_wall = start_wall_time  # wall_time of the newest save
 
     def elapsed(self) -> float:
         """Seconds of computation: the wall clock less numba's compilation (``compile_time``)."""
@@ -324,8 +338,9 @@ class _Saver:
         for probe in self.probes:
             tasks.update(probe(t, *system.probe_args(), tasks))
         tasks.update(system.fields(self.save_fields))
+        self.last_wall = float(self.elapsed())
         scales = {"sim_time": float(t), "iteration": int(k),
-                  "oracle_calls": int(system.oracle_calls - self.calls0), "wall_time": float(self.elapsed())}
+                  "oracle_calls": int(system.oracle_calls - self.calls0), "wall_time": self.last_wall}
         scales.update(system.counters())  # e.g. mlp_calls of transformer blocks
         return {"scales": scales, "tasks": tasks, "attrs": {"compile_time": self.compile_time()}}
 
@@ -336,6 +351,22 @@ class _Saver:
             obs.save(rec)
             if hasattr(obs, "checkpoint"):
                 obs.checkpoint(state, t, k, self.system.oracle_calls - self.calls0, self.integrator.get_state())
+
+    def checkpoint(self, k, t) -> None:
+        """Hand the state after step ``k`` to the observers' checkpoints without saving it.
+
+        The run stops between two saves (Ctrl-C, wall time): the file keeps its save
+        grid, and ``loop_state`` carries what a resume needs to go on exactly as the
+        uninterrupted run (the dissipation quadrature since the last save, the clocks).
+        """
+        loop_state = {"wall_time_since_save": self.elapsed() - self.last_wall,
+                      "compile_time": self.compile_time()}
+        if self.residual is not None:
+            loop_state["residual"] = self.residual.get_state()
+        for obs in self.observers:
+            if hasattr(obs, "checkpoint"):
+                obs.checkpoint(self.system.state, t, k, self.system.oracle_calls - self.calls0,
+                               self.integrator.get_state(), loop_state=loop_state)
 
 
 def _check_state(system, k, t, limit) -> None:
@@ -390,8 +421,9 @@ def advance(
         Which state arrays a particle system stores at every save (``"x"``, ``"y"``).
     observers : sequence
         Objects with ``save(record)`` and optionally
-        ``checkpoint(state, t, iteration, oracle_calls, integrator_state)``,
-        ``state`` being ``{name: array}`` (e.g. ``x``, ``y`` or ``density``).
+        ``checkpoint(state, t, iteration, oracle_calls, integrator_state, loop_state=None)``,
+        ``state`` being ``{name: array}`` (e.g. ``x``, ``y`` or ``density``); a run stopped
+        between two saves checkpoints without a save, with ``loop_state`` (JSON-able dict).
     progress : callable(done, total) or None
     dissipation : {"auto", "step", "save", "off"}
         Quadrature of the dissipation residual (see :class:`DissipationResidual`).
@@ -467,9 +499,10 @@ def advance(
                 progress(k, nsteps)
             if interrupt.flag or (max_wall_time is not None
                                    and time.perf_counter() - wall_start > max_wall_time):
-                # stop between steps, where the state is consistent: save it, then report
+                # stop between steps, where the state is consistent: checkpoint it (off the save
+                # grid it is not saved: a resumed file then equals an uninterrupted run's)
                 if not saved:
-                    save(k, t)
+                    save.checkpoint(k, t)
                 if interrupt.flag:
                     raise KeyboardInterrupt(f"interrupted at step {k} (t = {t:.6g})")
                 status = "stopped: wall time"

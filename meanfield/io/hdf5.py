@@ -229,7 +229,8 @@ class HDF5Writer:
         self.path = final
         _fsync(os.path.dirname(os.path.abspath(final)), directory=True)
 
-    def checkpoint(self, state, t, iteration, oracle_calls, integrator_state=None) -> None:
+    def checkpoint(self, state, t, iteration, oracle_calls, integrator_state=None,
+                   loop_state=None) -> None:
         """Record the current state and counters as the checkpoint to resume from.
 
         Parameters
@@ -241,6 +242,9 @@ class HDF5Writer:
         iteration, oracle_calls : int
         integrator_state : dict or None
             Multistep history, doubled copies, ...; stored under ``integrator/``.
+        loop_state : dict or None
+            A checkpoint between two saves (the run stopped there): what the loop
+            needs to go on exactly (stored as JSON in the attribute ``loop_state``).
 
         Writes the sidecar ``OUT.h5.ckpt`` atomically unless one was written
         less than ``checkpoint_interval`` seconds ago; :meth:`close` puts the
@@ -248,6 +252,8 @@ class HDF5Writer:
         """
         attrs = {"t": float(t), "iteration": int(iteration), "oracle_calls": int(oracle_calls),
                  "n_saves": int(self.n_saves)}
+        if loop_state is not None:
+            attrs["loop_state"] = json.dumps(loop_state)
         self._pending = (state, attrs, integrator_state)
         now = time.monotonic()
         wait = self.interval
@@ -395,6 +401,8 @@ def _write_checkpoint_group(g, state: dict, attrs: dict, integrator_state=None) 
         for name, value in integrator_state.items():
             if value is not None:
                 gi.create_dataset(name, data=np.asarray(value))
+    for k in [k for k in g.attrs if k not in attrs]:
+        del g.attrs[k]  # e.g. the loop_state of an earlier checkpoint between saves
     for k, v in attrs.items():
         g.attrs[k] = v
 
