@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 
 import h5py
 import numpy as np
 
 from .errors import ParameterError
-from .io.hdf5 import HDF5Writer, load, truncate_to
+from .io.hdf5 import HDF5Writer, load, saved_rows, truncate_to
 from .run import Run, RunResult
 from .simulate import Recorder
 
@@ -113,6 +114,20 @@ def _record_resume(path: str, config: dict, entry: dict) -> None:
         f.attrs["config"] = json.dumps(config)
 
 
+def _check_not_open_elsewhere(path: str) -> None:
+    """ParameterError when another process holds ``path`` open (HDF5's file lock refuses a writer)."""
+    if not os.path.isfile(path):
+        return  # load() says what is wrong
+    try:
+        h5py.File(path, "r+").close()
+    except OSError as exc:
+        if "unable to lock file" in str(exc).lower():
+            raise ParameterError("--resume", "a run file no other process has open (another process "
+                                 "is reading or writing it: close it, or wait for its run to end)",
+                                 path) from None
+        # anything else (not HDF5, truncated, ...) is load()'s to report
+
+
 def resume_run(path: str, overrides=(), progress=None, params=None) -> RunResult:
     """Continue the run stored in ``path`` from its checkpoint, appending to the same file.
 
@@ -152,6 +167,7 @@ def resume_run(path: str, overrides=(), progress=None, params=None) -> RunResult
     A run killed before its first checkpoint (no checkpoint, at most the
     initial save) is started again from its stored parameters.
     """
+    _check_not_open_elsewhere(path)
     try:
         tr = load(path, tasks=["energy", "kinetic"])
     except (OSError, KeyError, ValueError) as exc:
@@ -188,17 +204,21 @@ def resume_run(path: str, overrides=(), progress=None, params=None) -> RunResult
         raise ParameterError(bound, f"a run longer than its checkpoint (iteration {it}, "
                              f"t = {float(ck['t']):.6g})",
                              run.config["run"][bound.split(".")[1]], file=params)
+    if "energy" not in tr.tasks:
+        raise ParameterError("--resume", "a run file with its saved energies (/tasks/energy)", path)
+    rows = saved_rows(path)  # every dataset (a deleted one is refused), not only those loaded
     iters = tr.scales.get("iteration", np.zeros(0, np.int64))
     keep = int(np.searchsorted(iters, it, side="right"))
-    lengths = {len(v) for v in (*tr.scales.values(), *tr.tasks.values())}
+    lengths = set(rows.values())
     # a checkpoint is written right after the save of its step, or between two saves (a run
     # stopped there) with the loop's state; either way the saves up to it must be there
     loop = json.loads(ck["loop_state"]) if "loop_state" in ck else None
     if keep == 0 or (iters[keep - 1] != it and loop is None) or min(lengths, default=0) < keep:
         last = int(iters[keep - 1]) if keep else None
-        raise ParameterError("--resume", f"the saves up to the checkpoint (iteration {it})",
-                             f"{path} (saved iterations end at {last}, "
-                             f"{min(lengths, default=0)} saves)")
+        short = min(rows, key=rows.get)
+        raise ParameterError("--resume", f"the saves up to the checkpoint (iteration {it}, "
+                             f"{keep} saves)", f"{path} (saved iterations end at {last}; "
+                             f"/{short} holds {rows[short]} saves)")
     truncate_to(path, keep)
     system = run.make_system({name: np.ascontiguousarray(arr) for name, arr in ck["state"].items()})
     resume_state = {"energy": float(tr.tasks["energy"][keep - 1])}

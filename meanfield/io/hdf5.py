@@ -455,7 +455,7 @@ def _read_sidecar(path: str) -> dict:
             if not f.attrs.get("complete", False) or "checkpoint" not in f:
                 raise OSError("incomplete checkpoint")
             return _read_checkpoint_group(f["checkpoint"])
-    except OSError as exc:
+    except (OSError, KeyError, RuntimeError) as exc:  # damaged inside: h5py's KeyError / RuntimeError
         # cannot happen through the atomic rename; a copied or truncated file, say so
         raise ParameterError("(checkpoint)", "a readable sidecar checkpoint (or delete it)",
                              f"{path} ({exc})") from None
@@ -499,6 +499,50 @@ def _file_checkpoint(f) -> dict | None:
         return None
     ck["source"] = "file"
     return ck
+
+
+def saved_rows(path: str) -> dict:
+    """Rows (saves) of every dataset under ``/scales`` and ``/tasks``: ``{"tasks/x": T, ...}``.
+
+    Raises
+    ------
+    ParameterError
+        A dataset of the run was deleted (``/scales/sim_time`` is the dimension
+        scale of every other one, and still refers to it).
+    """
+    with h5py.File(path, "r") as f:
+        rows = {f"{g}/{k}": f[g][k].shape[0] for g in ("scales", "tasks")
+                if isinstance(f.get(g), h5py.Group) for k in f[g]
+                if isinstance(f[g][k], h5py.Dataset) and f[g][k].ndim}
+        st = f.get("scales/sim_time")
+        refs = st.attrs.get("REFERENCE_LIST", ()) if isinstance(st, h5py.Dataset) else ()
+        for ref, _dim in refs:
+            try:
+                gone = f[ref].name is None
+            except (KeyError, ValueError, RuntimeError):
+                gone = True
+            if gone:
+                raise ParameterError("(file)", "a run file with every dataset it saved (one of the "
+                                     "datasets along /scales/sim_time was deleted)", path)
+    return rows
+
+
+def _common_length(scales: dict, tasks: dict, path: str) -> int:
+    """The number of saves every dataset holds; ParameterError when one is shorter by more than one.
+
+    A run killed in the middle of a save leaves some datasets one row longer (the
+    half-written save, dropped by readers and by ``--resume``); anything more is damage.
+    """
+    lengths = {f"/{group}/{k}": len(v) for group, arrays in (("scales", scales), ("tasks", tasks))
+               for k, v in arrays.items()}
+    if not lengths:
+        return 0
+    n, top = min(lengths.values()), max(lengths.values())
+    if top - n > 1:
+        short = min(lengths, key=lengths.get)
+        raise ParameterError("(file)", f"a run file whose datasets hold the same number of saves "
+                             f"({short} has {n}, others up to {top})", path)
+    return n
 
 
 def truncate_to(path: str, n_saves: int) -> None:
@@ -642,7 +686,9 @@ def load(path, tasks=None) -> Trajectory:
     OSError
         The file cannot be opened as HDF5 (missing, truncated, not HDF5).
     ParameterError
-        An HDF5 file that is not a meanfield run file.
+        An HDF5 file that is not a meanfield run file, or a damaged one (a dataset
+        with fewer saves than the others; a half-written last save, what a kill in
+        the middle of a save leaves, is dropped instead).
     """
     path = os.fspath(path)
     with h5py.File(path, "r") as f:
@@ -672,6 +718,9 @@ def load(path, tasks=None) -> Trajectory:
         ck = _sidecar_checkpoint(path)
         if ck is None:
             ck = _file_checkpoint(f)
+    n = _common_length(scales, data, path)
+    scales = {k: v[:n] for k, v in scales.items()}
+    data = {k: v[:n] for k, v in data.items()}
     return Trajectory(config, attrs, scales, data, ck, grid=grid, path=path)
 
 
