@@ -49,6 +49,7 @@ import h5py
 import numpy as np
 
 from ..errors import ParameterError
+from .live import LiveStatus
 
 SCALES = ("sim_time", "iteration", "oracle_calls", "wall_time")
 _SCALE_DTYPES = {"sim_time": np.float64, "iteration": np.int64, "oracle_calls": np.int64,
@@ -196,6 +197,10 @@ class HDF5Writer:
             self.f.require_group("tasks")
         self.n_saves = self.f["scales/sim_time"].shape[0] if "scales/sim_time" in self.f else 0
         self.set_status("running")
+        # OUT.h5.status: what `meanfield info` shows while HDF5's lock keeps readers out
+        self.live = LiveStatus(self._final or self.path, _config_of(self.f))
+        self.live.state["saves"] = self.n_saves
+        self.live.write()
 
     def save(self, record: dict) -> None:
         """Append one save record (``{"scales": {...}, "tasks": {...}}``, optional ``"attrs"``) and flush."""
@@ -220,6 +225,7 @@ class HDF5Writer:
         self.n_saves += 1
         if self._final is not None:
             self._commit()
+        self.live.save(record, self.n_saves)
 
     def _commit(self) -> None:
         """Move the temporary file (holding its first save) over the file it replaces."""
@@ -325,6 +331,7 @@ class HDF5Writer:
             self.f.flush()
         finally:
             self.f.close()
+            self.live.remove()
             self._pending = None
             if self._final is not None:
                 # ended before its first save: keep the old file, drop the temporary one
@@ -342,6 +349,14 @@ class HDF5Writer:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+def _config_of(f) -> dict | None:
+    """The parameters stored in an open run file (None if missing or not JSON)."""
+    try:
+        return json.loads(f.attrs["config"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _attach_time_scale(f, ds, scale_name=None) -> None:
