@@ -133,6 +133,9 @@ def load_run(path: str, tasks=None, min_saves: int = 1, need=()):
                                  "writing it: wait for it, or stop it with Ctrl-C)", path) from None
         raise ParameterError("(file)", "a readable meanfield HDF5 file",
                              f"{path} ({_one_line(exc)})") from None
+    except (KeyError, RuntimeError) as exc:  # h5py's errors for a file damaged inside
+        raise ParameterError("(file)", "an undamaged meanfield HDF5 file",
+                             f"{path} ({_one_line(exc)})") from None
     n = min((len(v) for v in (*tr.scales.values(), *tr.tasks.values())), default=0)
     if n < min_saves:
         raise ParameterError("(file)", f"a run with at least {min_saves} save(s)",

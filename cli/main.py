@@ -130,6 +130,11 @@ def _simulate(run, output, overwrite, progress, label):
         bar.close()
 
 
+#: The summary line names numba's compile time from this many seconds on (loading cached
+#: kernels takes up to about a second on a loaded machine).
+COMPILE_NOTE_SECONDS = 3.0
+
+
 def _summary_line(res) -> str:
     compiled = res.attrs.get("compile_time", 0.0)
     # a resume stopped (wall time) before its first save has no energy of its own to show
@@ -139,7 +144,7 @@ def _summary_line(res) -> str:
             f"[{res.config['integrator']['name']}]: {state}, "
             f"{res.oracle_calls} oracle calls, {res.wall_time:.2f} s wall"
             # a first run compiles its kernels (numba caches them for the next runs)
-            + (f" (+ {compiled:.1f} s compiling)" if compiled >= 1.0 else "")
+            + (f" (+ {compiled:.1f} s compiling)" if compiled >= COMPILE_NOTE_SECONDS else "")
             + (f" -> {res.path}" if res.path else ""))
 
 

@@ -170,7 +170,7 @@ def resume_run(path: str, overrides=(), progress=None, params=None) -> RunResult
     _check_not_open_elsewhere(path)
     try:
         tr = load(path, tasks=["energy", "kinetic"])
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:  # h5py: damaged inside
         if isinstance(exc, ParameterError):
             raise
         raise ParameterError("--resume", "a readable meanfield HDF5 file",
