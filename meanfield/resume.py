@@ -167,7 +167,6 @@ def resume_run(path: str, overrides=(), progress=None, params=None) -> RunResult
     A run killed before its first checkpoint (no checkpoint, at most the
     initial save) is started again from its stored parameters.
     """
-    _check_not_open_elsewhere(path)
     try:
         tr = load(path, tasks=["energy", "kinetic"])
     except (OSError, KeyError, ValueError, RuntimeError) as exc:  # h5py: damaged inside
@@ -219,6 +218,7 @@ def resume_run(path: str, overrides=(), progress=None, params=None) -> RunResult
         raise ParameterError("--resume", f"the saves up to the checkpoint (iteration {it}, "
                              f"{keep} saves)", f"{path} (saved iterations end at {last}; "
                              f"/{short} holds {rows[short]} saves)")
+    _check_not_open_elsewhere(path)  # only now: opening to write touches the file
     truncate_to(path, keep)
     system = run.make_system({name: np.ascontiguousarray(arr) for name, arr in ck["state"].items()})
     resume_state = {"energy": float(tr.tasks["energy"][keep - 1])}
