@@ -11,7 +11,10 @@ import time
 
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+#: Environment variable naming a folder for a benchmark's JSON and figures instead of the tracked
+#: benchmarks/results/ and figures/ (``meanfield bench`` sets it unless given --update-results).
+OUT_ENV = "MEANFIELD_BENCH_OUT"
+RESULTS = os.environ.get(OUT_ENV) or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
 def timeit(fn, repeat=7, warmup=1):

@@ -36,14 +36,15 @@ import sys
 import time
 
 import numpy as np
-from _common import RESULTS, print_table, save_json
+from _common import OUT_ENV, RESULTS, print_table, save_json
 from scipy.optimize import minimize
 
 import meanfield
 from meanfield.diagnostics.rates import first_reach, fit_power_law, gap_at
 from meanfield.integrators import INTEGRATORS
 
-FIGURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "figures")
+FIGURES = os.environ.get(OUT_ENV) or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                                  "figures")
 D = 4
 H = 0.05
 A_SOFTMAX = 0.005

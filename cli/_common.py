@@ -123,19 +123,7 @@ def load_run(path: str, tasks=None, min_saves: int = 1, need=()):
     """
     from meanfield.io.hdf5 import load
 
-    if not os.path.isfile(path):
-        raise ParameterError("(file)", "an existing meanfield HDF5 file", path)
-    try:
-        tr = load(path, tasks=tasks)
-    except OSError as exc:
-        if "lock" in str(exc):  # HDF5's file lock: a run is writing it (reading now is unsafe)
-            raise ParameterError("(file)", "a run file no process is writing (a run is still "
-                                 "writing it: wait for it, or stop it with Ctrl-C)", path) from None
-        raise ParameterError("(file)", "a readable meanfield HDF5 file",
-                             f"{path} ({_one_line(exc)})") from None
-    except (KeyError, RuntimeError) as exc:  # h5py's errors for a file damaged inside
-        raise ParameterError("(file)", "an undamaged meanfield HDF5 file",
-                             f"{path} ({_one_line(exc)})") from None
+    tr = load(path, tasks=tasks)  # a missing, unreadable or locked file: one line (ParameterError)
     n = min((len(v) for v in (*tr.scales.values(), *tr.tasks.values())), default=0)
     if n < min_saves:
         raise ParameterError("(file)", f"a run with at least {min_saves} save(s)",

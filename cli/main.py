@@ -35,6 +35,9 @@ class _Group(click.Group):
         try:
             super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.exceptions.ClickException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # bare `meanfield` (click >= 8.2): the help
+                click.echo(exc.ctx.get_help())
+                sys.exit(0)
             hint = ""
             if isinstance(exc, click.UsageError) and exc.ctx is not None:
                 hint = f" (see {exc.ctx.command_path} --help)"
@@ -97,7 +100,8 @@ class _Progress:
         self.last_line = now
         spent = now - self.start
         left = f", about {spent * (total - done) / done:.0f} s left" if 0 < done < total else ""
-        click.echo(f"meanfield: {self.label}: step {done}/{total} ({100 * done / max(total, 1):.0f}%), "
+        percent = 100 * done / max(total, 1)
+        click.echo(f"meanfield: {self.label}: step {done}/{total} ({percent:.0f}%), "
                    f"{spent:.1f} s{left}", err=True)
 
     def __call__(self, done, total):
@@ -160,6 +164,15 @@ def _report(res) -> None:
         click.echo(f"meanfield: {res.status[res.status.index('warning:'):]}", err=True)
 
 
+def _check_output(path, option, overwrite, params) -> None:
+    """ParameterError unless ``path`` may be written, naming ``-o`` (``option`` given) or the
+    parameter file's ``output.path`` (and saying ``--overwrite``, not the API's ``overwrite=True``)."""
+    try:
+        check_output_path(path, "-o" if option else "output.path", overwrite=overwrite)
+    except ParameterError as exc:
+        raise exc.in_file(None if option else params) from None
+
+
 def _companion_path(path: str) -> str:
     root, ext = os.path.splitext(path)
     return f"{root}-first_order{ext or '.h5'}"
@@ -213,13 +226,14 @@ def run(params, output, overrides, threads, progress, resume, overwrite):
     r = meanfield.Run(params, overrides)
     path = output or r.config["output"]["path"]
     if params is None:
-        _default_example(r, path, overwrite, progress, overrides)
+        _default_example(r, path, output, overwrite, progress, overrides)
         return
+    _check_output(path, output, overwrite, params)
     res = _simulate(r, path, overwrite, progress, "run")
     _report(res)
 
 
-def _default_example(r, path, overwrite, progress, overrides):
+def _default_example(r, path, output, overwrite, progress, overrides):
     """Accelerated vs first-order on the default problem, at equal oracle calls."""
     import meanfield
     from meanfield.run import MOMENTUM_KEYS
@@ -227,7 +241,7 @@ def _default_example(r, path, overwrite, progress, overrides):
     companion = _companion_path(path)
     E_star = _default_example_e_star(r, overrides)
     for p in (path, companion):
-        check_output_path(p, "output.path", overwrite=overwrite)
+        _check_output(p, output, overwrite, None)  # the companion's name derives from -o too
     acc = _simulate(r, path, overwrite, progress, "accelerated")
     cfg = copy.deepcopy(r.config)
     cfg["model"]["dynamics"] = "first_order"
@@ -287,7 +301,7 @@ def _default_example_e_star(r, overrides) -> float:
 @click.option("--json", "as_json", is_flag=True, help="Print the resolved config as JSON.")
 @guard
 def info(path, as_json):
-    """Describe a run file: config, times, final diagnostics (of a running run: its status sidecar)."""
+    """Describe a run file: config, times, final diagnostics (a running run: its status sidecar)."""
     try:
         tr = load_run(path, tasks=list(INFO_TASKS) + ["mean"], min_saves=0)
     except ParameterError:
@@ -335,6 +349,10 @@ def info(path, as_json):
         for name in INFO_TASKS:
             if name in tr.tasks:
                 row(name, f"{tr.tasks[name][n - 1]:.10g}")
+        e_inf = tr.attrs.get("energy_infimum")
+        if e_inf is not None:  # the run's known lower bound of the energy, and how far above it
+            gap = f", energy - E* = {tr.tasks['energy'][n - 1] - e_inf:.3e}" if "energy" in tr.tasks else ""
+            row("E*", f"{float(e_inf):.10g} (lower bound of the energy{gap})")
         if "mean" in tr.tasks:
             row("mean", np.array2string(tr.tasks["mean"][n - 1], precision=6))
     if tr.checkpoint:
@@ -342,7 +360,7 @@ def info(path, as_json):
 
 
 def _info_live(path, live) -> None:
-    """``meanfield info`` of a file a run is writing: what its status sidecar (OUT.h5.status) says."""
+    """``meanfield info`` of a file a run is writing: what its status sidecar OUT.h5.status says."""
     def row(label, text):
         click.echo(f"{label:<{INFO_WIDTH}}{text}")
 
@@ -355,7 +373,8 @@ def _info_live(path, live) -> None:
     row("status", f"running  (pid {live.get('pid')} on {live.get('host')}, status updated "
                   f"{live.get('updated')}; the file is locked while the run writes it)")
     row("model", str(live.get("model")))
-    row("progress", f"step {live.get('step')}, t = {num('t', '.6g')}" + (f" (runs to {end})" if end else "")
+    row("progress", f"step {live.get('step')}, t = {num('t', '.6g')}"
+        + (f" (runs to {end})" if end else "")
         + f", {live.get('saves')} saves, wall {num('wall_time', '.3g')} s")
     row("energy", num("energy", ".10g"))
 
@@ -380,7 +399,7 @@ INFO_WIDTH = 22
 @guard
 def plot(paths, kind, xaxis, e_star, output):
     """Draw figures from run files (energy takes several runs on one axis)."""
-    from meanfield.plotting import PLOTS, PLOT_NEEDS
+    from meanfield.plotting import PLOT_NEEDS, PLOTS, check_image_path
 
     if kind not in PLOTS:
         raise ParameterError("--kind", f"one of {sorted(PLOTS)}", kind)
@@ -390,26 +409,20 @@ def plot(paths, kind, xaxis, e_star, output):
     if kind == "energy" and e_star not in (None, "auto"):
         e_star = _finite(e_star, "--e-star", 'a finite number or "auto"')
     out = f"{os.path.splitext(paths[0])[0]}-{kind}.png" if output is None else output
-    _check_image_path(out)
+    check_image_path(out)
     trajs = [load_run(p, need=PLOT_NEEDS.get(kind, ())) for p in paths]
+    if kind == "energy" and isinstance(e_star, float):  # a curve above E* or none at all (log axis)
+        for p, tr in zip(paths, trajs):
+            top = float(np.nanmax(tr["energy"]))
+            if not top > e_star:
+                raise ParameterError("--e-star", f"a value below the energies of every run (the highest "
+                                     f"of {p} is {top:.10g}: nothing would be drawn)", e_star)
     if kind == "energy":
         fig = fn(trajs, x="sim_time" if xaxis == "time" else "oracle_calls", e_star=e_star)
     else:
         fig = fn(trajs[0])
     fig.savefig(out, dpi=120)
     click.echo(f"wrote {out}")
-
-
-def _check_image_path(out):
-    """An image file name with a format matplotlib writes, in a writable directory."""
-    import matplotlib.figure
-
-    formats = matplotlib.figure.Figure().canvas.get_supported_filetypes()
-    ext = os.path.splitext(out)[1].lstrip(".").lower()
-    if ext not in formats:
-        raise ParameterError("-o", f"an image file ending in one of .{', .'.join(sorted(formats))}",
-                             out)
-    check_output_path(out, "-o", overwrite=True)
 
 
 def _finite(text, key, expected):
@@ -460,6 +473,7 @@ def compare(paths, e_star, tol, window, out):
             raise ParameterError("--out", "a file name ending in .csv or .json", out)
         check_output_path(out, "--out", overwrite=True)
     trajs = [load_run(p, tasks=["energy"], min_saves=2, need=("energy",)) for p in paths]
+    _warn_unrelated(paths, trajs)
     if e_star is not None:  # E* is a lower bound of the energy: a gap E - E* is never negative
         lows = [float(np.nanmin(tr["energy"])) for tr in trajs]
         k = int(np.argmin(lows))
@@ -495,6 +509,24 @@ def compare(paths, e_star, tol, window, out):
     if out:
         _write_table(rows, out)
         click.echo(f"wrote {out}")
+
+
+def _warn_unrelated(paths, trajs) -> None:
+    """One warning line for a file given twice, and one for runs of different problems."""
+    import warnings
+
+    from meanfield.diagnostics.rates import problem_of
+
+    real = [os.path.realpath(p) for p in paths]
+    twice = [p for k, p in enumerate(paths) if real[k] in real[:k]]
+    if twice:
+        warnings.warn(f"compare got the same file more than once ({', '.join(twice)}): its rows "
+                      "are copies, not runs to compare", UserWarning, stacklevel=2)
+    problems = list(dict.fromkeys(problem_of(tr) for tr in trajs))
+    if len(problems) > 1:
+        warnings.warn(f"compare got runs of different problems ({'; '.join(problems)}): their energies "
+                      "do not compare; speed-ups are only against the euler run of the same model",
+                      UserWarning, stacklevel=2)
 
 
 def _write_table(rows, out):
@@ -545,15 +577,24 @@ def _benchmarks_dir():
     return None
 
 
+#: Where ``meanfield bench`` writes its JSON (and figures) unless given --update-results: not the
+#: checkout's tracked benchmarks/results/ (a try-out run must not rewrite the published numbers).
+BENCH_OUT = "bench-results"
+
+
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("name", required=False)
+@click.option("--update-results", is_flag=True,
+              help="Write into the checkout's tracked benchmarks/results/ (and figures/) instead of "
+                   f"./{BENCH_OUT}/.")
 @click.pass_context
 @guard
-def bench(ctx, name):
-    """Run a performance benchmark of a checkout's benchmarks/ (table + JSON in benchmarks/results/).
+def bench(ctx, name, update_results):
+    """Run a performance benchmark of a checkout's benchmarks/ (table + JSON in ./bench-results/).
 
     NAME is one of bilinear, softmax, meanfield_limit, circle_pde, convergence; further
-    arguments go to the script (e.g. --quick). Without NAME, lists them.
+    arguments go to the script (e.g. --quick). Without NAME, lists them. The JSON goes to
+    ./bench-results/ unless --update-results names the tracked benchmarks/results/.
     """
     import subprocess
 
@@ -569,7 +610,13 @@ def bench(ctx, name):
     if where is None:
         raise ParameterError("bench", "a meanfield checkout with benchmarks/ (run from its top level)",
                              os.getcwd())
-    code = subprocess.call([sys.executable, os.path.join(where, BENCHMARKS[name]), *ctx.args])
+    env = dict(os.environ)
+    if not update_results:
+        out = os.path.abspath(BENCH_OUT)
+        if not os.path.isdir(out):
+            os.mkdir(out)  # in the current directory, which exists
+        env["MEANFIELD_BENCH_OUT"] = out
+    code = subprocess.call([sys.executable, os.path.join(where, BENCHMARKS[name]), *ctx.args], env=env)
     sys.exit(code)
 
 

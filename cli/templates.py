@@ -171,5 +171,14 @@ save = ["x"]                    # trajectories to store; E_beta, min/mean inner 
 [diagnostics]
 dissipation = "auto"            # accelerated: residual of dH/dt = -2 alpha K: step | save | off | auto
 # cluster_tol = 1e-3            # tokens with <x_i, x_j> > 1 - cluster_tol are in one cluster
+
+[solver]
+kind = "particles"              # particles | pde: the mean-field equation (N -> infinity), d = 2 only.
+                                # The uniform law is a stationary state of the pde (particles cluster from
+                                # sampling noise only): start a pde run from a non-uniform law, e.g.
+                                #   meanfield run THIS.toml --set model.d=2 --set solver.kind='"pde"' --set
+                                #   'initial={law = "von_mises", mu = [0.0, 2.5], kappa = 1.0, n = 256}'
+                                # and the same --set with kind = "particles" for the particles beside it
+# grid = 512                    # pde: cells on the circle (accelerated: [cells in theta, cells in momentum])
 """
 TEMPLATES["sphere"] = SPHERE

@@ -26,6 +26,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import meanfield
+import meanfield.plotting
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = {"small": ([100, 1000], 256, 1.0), "default": ([100, 300, 1000, 3000, 10000], 1024, 1.5),
@@ -49,6 +50,7 @@ def main(argv=None):
     ap.add_argument("--size", choices=list(SIZES), default="default")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "gallery", "circle_particles_to_pde.png"))
     args = ap.parse_args(argv)
+    meanfield.plotting.check_script_outputs(ap.prog, out=args.out)  # before computing
     ns, cells, t1 = SIZES[args.size]
     pde_cfg = {"model": MODEL, "solver": {"kind": "pde", "grid": cells},
                "integrator": {"name": "heun", "h": 0.5 * 2 * np.pi / cells}, "initial": LAW,

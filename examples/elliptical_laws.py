@@ -29,6 +29,7 @@ import numpy as np
 from matplotlib.patches import Ellipse
 
 import meanfield
+import meanfield.plotting
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = {"small": (300, 2.0), "default": (3000, 12.0), "large": (100000, 30.0)}  # N, t1
@@ -65,6 +66,7 @@ def main(argv=None):
     ap.add_argument("--size", choices=list(SIZES), default="default")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "gallery", "elliptical_laws.png"))
     args = ap.parse_args(argv)
+    meanfield.plotting.check_script_outputs(ap.prog, out=args.out)  # before computing
     n, t1 = SIZES[args.size]
     fig, axes = plt.subplots(2, 3, figsize=(13, 8))
     for col, (name, law) in enumerate(LAWS.items()):

@@ -28,6 +28,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import meanfield
+import meanfield.plotting
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = {"small": ([48, 61], 0.1, 1.0), "default": ([128, 161], 0.05, 8.0),
@@ -42,6 +43,7 @@ def main(argv=None):
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "gallery", "kinetic_phase_space.png"))
     ap.add_argument("--gif", default=None, help="also write an animation (.gif) of the phase-space density")
     args = ap.parse_args(argv)
+    meanfield.plotting.check_script_outputs(ap.prog, out=args.out, gif=args.gif)  # before computing
     cells, h, t1 = SIZES[args.size]
     saves = max(1, round(t1 / h / 80))
     kin = meanfield.Run({

@@ -30,6 +30,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import meanfield  # noqa: E402
+import meanfield.plotting  # noqa: E402
 from meanfield.reductions.equiangular import long_context_limit, one_layer_inner  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -51,6 +52,7 @@ def main(argv=None):
     ap.add_argument("--size", choices=list(SIZES), default="default")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "gallery", "long_context.png"))
     args = ap.parse_args(argv)
+    meanfield.plotting.check_script_outputs(ap.prog, out=args.out)  # before computing
     sizes, n_gamma = SIZES[args.size]
     crit = 1.0 / (1.0 - RHO)
     gammas = np.linspace(0.25, 2 * crit, n_gamma)

@@ -26,6 +26,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import meanfield
+import meanfield.plotting
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = {"small": (8, 10.0), "default": (8, 200.0), "large": (64, 1000.0)}  # n = d, t1
@@ -45,6 +46,7 @@ def main(argv=None):
     ap.add_argument("--size", choices=list(SIZES), default="default")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "gallery", "normalization_rates.png"))
     args = ap.parse_args(argv)
+    meanfield.plotting.check_script_outputs(ap.prog, out=args.out)  # before computing
     n, t1 = SIZES[args.size]
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     for c, scheme in enumerate(SCHEMES):

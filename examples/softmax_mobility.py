@@ -27,6 +27,7 @@ import matplotlib.ticker
 import numpy as np
 
 import meanfield
+import meanfield.plotting
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = {"small": (100, 1.0), "default": (600, 3.0), "large": (5000, 8.0)}  # N, t1
@@ -49,6 +50,7 @@ def main(argv=None):
     ap.add_argument("--size", choices=list(SIZES), default="default")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "gallery", "softmax_mobility.png"))
     args = ap.parse_args(argv)
+    meanfield.plotting.check_script_outputs(ap.prog, out=args.out)  # before computing
     n, t1 = SIZES[args.size]
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.4))
     speeds = {}

@@ -26,6 +26,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import meanfield
+import meanfield.plotting
 from meanfield.animation import orthographic, write_animation
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,6 +60,7 @@ def main(argv=None):
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "gallery", "sphere_metastability.png"))
     ap.add_argument("--gif", default=None, help="also write an animation (.gif) of the run")
     args = ap.parse_args(argv)
+    meanfield.plotting.check_script_outputs(ap.prog, out=args.out, gif=args.gif)  # before computing
     n, t1 = SIZES[args.size]
     res = meanfield.Run(config(n, t1)).simulate()
     t, x, k = res.t, res["x"], res["n_clusters"]
@@ -74,14 +76,18 @@ def main(argv=None):
     ax = fig.add_subplot(gs[1, :2])
     ax.step(np.maximum(t, H), k, where="post", color="k")
     ax.set_xscale("log")
-    ax.set_yscale("log")
+    meanfield.plotting.count_axis(ax, k)  # plain integer ticks (log only over a decade or more)
     ax.set(xlabel="t", ylabel="number of clusters", title="the staircase of metastable states")
     ax.grid(True, which="both", alpha=0.3)
     ax = fig.add_subplot(gs[1, 2:])
-    ax.loglog(np.maximum(t, H), 1 - res["mean_inner"], label="1 - mean <x_i, x_j>")
+    spread = 1 - res["mean_inner"]
+    ax.plot(np.maximum(t, H), spread, label="1 - mean <x_i, x_j>")
+    ax.set_xscale("log")
+    if spread.max() >= 10 * max(spread.min(), 1e-300):  # a log axis only over a decade or more
+        ax.set_yscale("log")
     ax.set_xlabel("t")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="center left", fontsize=8)
     ax2 = ax.twinx()
     ax2.semilogx(np.maximum(t, H), res["E_beta"], color="C3")
     ax2.set_ylabel("E_beta (red)")

@@ -14,7 +14,8 @@ class ParameterError(ValueError):
     Parameters
     ----------
     key : str
-        Dotted parameter key, e.g. ``"integrator.h"``.
+        Dotted parameter key, e.g. ``"integrator.h"``, or an option (``"-o"``); a
+        parenthesized key (``"(file)"``, ``"(syntax)"``) means the whole file and is not shown.
     expected : str
         What a valid value looks like.
     found : object
@@ -32,7 +33,16 @@ class ParameterError(ValueError):
 
     def _message(self) -> str:
         where = f"{self.file}: " if self.file else ""
-        return f"{where}[{self.key}] expected {self.expected}, found {_short(self.found)}"
+        # "(file)", "(syntax)", ...: the whole file is at fault, not a key in it
+        key = "" if str(self.key).startswith("(") else f"[{self.key}] "
+        found = getattr(self, "found_text", None) or _short(self.found)
+        return f"{where}{key}expected {self.expected}, found {found}"
+
+    def as_default(self) -> ParameterError:
+        """Return the same error saying that the value found is a default the user did not write."""
+        self.found_text = f"{_short(self.found)} (the default: {self.key} is not set)"
+        self.args = (self._message(),)
+        return self
 
     def in_file(self, file: str | None) -> ParameterError:
         """Return the same error with ``file`` attached (keeps an existing one)."""

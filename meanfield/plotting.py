@@ -15,8 +15,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Ellipse
 
+from .diagnostics.rates import problem_of
 from .errors import ParameterError
-from .io.hdf5 import grid_axes
+from .io.hdf5 import check_output_path, grid_axes
 
 
 def _label(tr) -> str:
@@ -38,6 +39,26 @@ def _ellipse(mean, cov, **kw):
     return Ellipse(mean, 2 * np.sqrt(w[1]), 2 * np.sqrt(w[0]), angle=angle, fill=False, **kw)
 
 
+def count_axis(ax, counts) -> None:
+    """Integer ticks for a count (clusters, ...) on the y axis of ``ax``: a log axis with plain labels
+    when the counts span a decade or more, a linear axis otherwise (a log axis over 1..2 labels
+    its ticks 1.021x10^0)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+
+    counts = np.asarray(counts, dtype=float)
+    counts = counts[np.isfinite(counts) & (counts > 0)]
+    if counts.size and counts.max() >= 10 * counts.min():
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0f}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+    else:
+        ax.set_yscale("linear")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))
+        if counts.size:
+            ax.set_ylim(max(0.0, counts.min() - 1), counts.max() + 1)
+
+
 def plot_energy(trajs, x="sim_time", e_star=None, ax=None):
     """Energy (or gap E - E*) of several runs on one log-log axis.
 
@@ -47,8 +68,9 @@ def plot_energy(trajs, x="sim_time", e_star=None, ax=None):
     x : {"sim_time", "oracle_calls"}
         Horizontal axis.
     e_star : float, "auto" or None
-        Subtract E*; "auto" uses the smallest energy seen in all runs minus a
-        small margin (a run's own limit). None plots E itself when every
+        Subtract E*; "auto" uses the smallest energy seen in the runs minus a
+        small margin (a run's own limit), per model and dimension when the runs
+        solve different problems. None plots E itself when every
         energy is positive, otherwise ``E - E_min`` as "auto" does (energies
         of the sphere and softmax models are negative); the axis label says
         which was drawn.
@@ -71,15 +93,23 @@ def plot_energy(trajs, x="sim_time", e_star=None, ax=None):
         ylabel = "energy E"
     else:
         ylabel = "E - E* (E* = {:.6g})"
+    problems = [problem_of(tr) for tr in trajs]
     if e_star == "auto":
-        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
-        e_star = lo - 1e-6 * max(1.0, hi - lo)
+        # each problem's runs from their own lowest energy: one floor for all would flatten the
+        # runs of the problem with the higher energies (a bilinear run beside a sphere run)
+        floors = {p: _auto_floor([E for E, q in zip(energies, problems) if q == p]) for p in problems}
+        e_stars = [floors[p] for p in problems]
+        if len(floors) > 1:
+            ylabel = "E - E_min (E_min: lowest energy seen in the runs of each model)"
+        e_star = e_stars[0]
+    else:
+        e_stars = [e_star or 0.0] * len(trajs)
     hidden = 0
-    for tr, E in zip(trajs, energies):
+    for tr, E, es in zip(trajs, energies, e_stars):
         xs = np.asarray(tr[x], dtype=float)
         if x == "sim_time":
             xs = xs - xs[0] + (xs[1] - xs[0] if len(xs) > 1 else 1.0)
-        gap = E - (e_star or 0.0)
+        gap = E - es
         keep = (xs > 0) & (gap > 0)
         hidden += int(np.count_nonzero(~keep))
         ax.loglog(xs[keep], gap[keep], label=_label(tr))
@@ -94,6 +124,13 @@ def plot_energy(trajs, x="sim_time", e_star=None, ax=None):
     return fig
 
 
+def _auto_floor(energies) -> float:
+    """The lowest finite energy of ``energies`` (list of arrays) minus a small margin (a log axis)."""
+    finite = np.concatenate([E[np.isfinite(E)] for E in energies] or [np.zeros(0)])
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    return lo - 1e-6 * max(1.0, hi - lo)
+
+
 def plot_moments(tr, n_ellipses=6, dims=(0, 1)):
     """Covariance ellipses over time (particles solid, moment ODE dashed) and the relative error.
 
@@ -102,10 +139,16 @@ def plot_moments(tr, n_ellipses=6, dims=(0, 1)):
     """
     i, j = dims
     mean, cov, t = np.asarray(tr["mean"]), np.asarray(tr["cov"]), np.asarray(tr["sim_time"])
-    if mean.shape[1] <= max(i, j):
-        raise ParameterError("--dims", f"two coordinates below d = {mean.shape[1]}", dims)
+    if mean.shape[1] <= max(i, j) and mean.shape[1] > 1:
+        raise ParameterError("dims", f"two coordinates below d = {mean.shape[1]}", dims)
     has_ode = "ode_cov" in tr
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4.4))
+    if mean.shape[1] == 1:  # d = 1: no ellipses; the mean and its 1-sigma band over time
+        _moments_1d(ax, t, mean[:, 0], cov[:, 0, 0], tr if has_ode else None)
+        _moments_error_panel(ax2, tr, t, cov, has_ode)
+        fig.suptitle(_label(tr))
+        fig.tight_layout()
+        return fig
     idx = np.unique(np.linspace(0, len(t) - 1, n_ellipses).astype(int))
     colors = plt.cm.viridis(np.linspace(0, 1, len(idx)))
     sub = np.ix_([i, j], [i, j])
@@ -128,6 +171,31 @@ def plot_moments(tr, n_ellipses=6, dims=(0, 1)):
     ax.set_ylabel(f"x[{j}]")
     ax.set_title("1-sigma covariance ellipses" + (" (dashed: moment ODE)" if has_ode else ""))
     ax.legend(fontsize=7)
+    _moments_error_panel(ax2, tr, t, cov, has_ode)
+    fig.suptitle(_label(tr))
+    fig.tight_layout()
+    return fig
+
+
+def _moments_1d(ax, t, mean, var, ode_tr=None):
+    """Mean and 1-sigma band of a one-dimensional run over time (moment ODE dashed)."""
+    sd = np.sqrt(np.clip(var, 0.0, None))
+    ax.plot(t, mean, lw=2, label="mean (particles)")
+    ax.fill_between(t, mean - sd, mean + sd, alpha=0.3, label="mean +- 1 sigma")
+    if ode_tr is not None:
+        om, ov = np.asarray(ode_tr["ode_mean"])[:, 0], np.asarray(ode_tr["ode_cov"])[:, 0, 0]
+        osd = np.sqrt(np.clip(ov, 0.0, None))
+        ax.plot(t, om, "k--", lw=1, label="moment ODE")
+        ax.plot(t, om - osd, "k:", lw=1)
+        ax.plot(t, om + osd, "k:", lw=1)
+    ax.set_xlabel("t")
+    ax.set_ylabel("x")
+    ax.set_title("mean and 1-sigma band (d = 1)")
+    ax.legend(fontsize=7)
+
+
+def _moments_error_panel(ax2, tr, t, cov, has_ode):
+    """Right panel of the moments plot: particles vs moment ODE, or the trace of the covariance."""
     if has_ode:
         err = np.asarray(tr["ode_rel_error_cov"])
         ax2.semilogy(t[1:], np.maximum(err[1:], 1e-17), label="|cov - cov_ODE|_F / |cov_ODE|_F")
@@ -140,26 +208,47 @@ def plot_moments(tr, n_ellipses=6, dims=(0, 1)):
         ax2.set_title("trace of the covariance")
     ax2.set_xlabel("t")
     ax2.grid(True, which="both", alpha=0.3)
-    fig.suptitle(_label(tr))
-    fig.tight_layout()
-    return fig
 
 
 def plot_particles(tr, n_frames=4, dims=(0, 1)):
     """Scatter of the particles (two coordinates) at a few save times."""
     if "x" not in tr:
         raise ParameterError("output.save", 'a run that saved "x"', "no /tasks/x in the file")
+    from matplotlib.patches import Circle
+    from matplotlib.ticker import MaxNLocator
+
     x = np.asarray(tr["x"])
     t = np.asarray(tr["sim_time"])
     idx = np.unique(np.linspace(0, len(t) - 1, n_frames).astype(int))
-    fig, axes = plt.subplots(1, len(idx), figsize=(3.2 * len(idx), 3.4), squeeze=False)
+    # one set of limits for every frame (shared axes: tick labels once, frames comparable)
+    fig, axes = plt.subplots(1, len(idx), figsize=(3.2 * len(idx), 4.0), squeeze=False,
+                             sharex=True, sharey=True, layout="constrained")
     i, j = dims if x.shape[2] > 1 else (0, 0)
+    on_sphere = tr.config.get("model", {}).get("name") == "sphere" \
+        and tr.config.get("model", {}).get("normalization", "post_ln") == "post_ln"
+    shown = x[idx][..., [i, j]]
+    shown = shown[np.isfinite(shown).all(axis=-1)]
+    if on_sphere:  # unit vectors: the disc the sphere projects to
+        centre, half = np.zeros(2), 1.1
+    elif shown.size:
+        lo, hi = shown.min(axis=0), shown.max(axis=0)
+        centre, half = (lo + hi) / 2, max(float((hi - lo).max()) / 2 * 1.05, 1e-12)
+    else:
+        centre, half = np.zeros(2), 1.0
     for ax, k in zip(axes[0], idx):
+        if on_sphere:
+            ax.add_patch(Circle((0.0, 0.0), 1.0, fill=False, color="0.6", lw=0.8))
         ax.scatter(x[k, :, i], x[k, :, j], s=3, alpha=0.5)
         ax.set_title(f"t = {t[k]:.3g}")
-        ax.set_aspect("equal", adjustable="datalim")
-    fig.suptitle(_label(tr))
-    fig.tight_layout()
+        ax.set_xlim(centre[0] - half, centre[0] + half)
+        ax.set_ylim(centre[1] - half, centre[1] + half)
+        ax.set_aspect("equal", adjustable="box")
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=4))
+        ax.set_xlabel(f"x[{i}]")
+    axes[0][0].set_ylabel(f"x[{j}]")
+    fig.suptitle(_label(tr) + (" (first two coordinates, sphere projected)" if on_sphere and x.shape[2] > 2
+                               else ""))
     return fig
 
 
@@ -219,7 +308,7 @@ def plot_clusters(tr, tol=None):
     ax2 = ax.twinx()
     ax2.step(t, np.asarray(tr["n_clusters"]), where="post", color="k", lw=1)
     ax2.set_ylabel("clusters (black)")
-    ax2.set_yscale("log")
+    count_axis(ax2, tr["n_clusters"])
     ax = axes[2]
     ax.plot(t, np.asarray(tr["E_beta"], float))
     ax.set_xlabel("t")
@@ -250,8 +339,13 @@ def plot_density(tr):
     t = np.asarray(tr["sim_time"], dtype=float)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [2, 1]})
     ax = axes[0]
-    mesh = ax.pcolormesh(centres, t, rho, shading="nearest", cmap="magma")
-    fig.colorbar(mesh, ax=ax, label="density")
+    lo, hi = float(np.nanmin(rho)), float(np.nanmax(rho))
+    flat = hi - lo <= ROUNDOFF_SPREAD * max(abs(lo), abs(hi), 1e-300)
+    # a uniform state's density differs by round-off only: colour limits that tight draw that
+    # round-off as stripes, so the colour scale is widened to +-1% around the value
+    limits = {"vmin": lo - 0.01 * abs(lo), "vmax": hi + 0.01 * abs(hi)} if flat else {}
+    mesh = ax.pcolormesh(centres, t, rho, shading="nearest", cmap="magma", **limits)
+    fig.colorbar(mesh, ax=ax, label="density" + (" (uniform up to round-off)" if flat else ""))
     ax.set_xlabel(axis)
     ax.set_ylabel("t")
     ax = axes[1]
@@ -265,6 +359,45 @@ def plot_density(tr):
     fig.tight_layout()
     return fig
 
+
+def check_image_path(out, key: str = "-o") -> None:
+    """ParameterError unless ``out`` is an image file name matplotlib writes, in a writable directory.
+
+    An existing file is fine (a figure is redrawn); ``key`` is the option named in the error.
+    """
+    import os
+
+    formats = plt.figure().canvas.get_supported_filetypes()
+    plt.close("all")
+    ext = os.path.splitext(os.fspath(out))[1].lstrip(".").lower()
+    if ext not in formats:
+        raise ParameterError(key, f"an image file ending in one of .{', .'.join(sorted(formats))}", out)
+    check_output_path(out, key, overwrite=True)
+
+
+def check_script_outputs(prog: str, **paths) -> None:
+    """A script's output files checked before it computes (examples/): one line, exit 2 if bad.
+
+    ``out="fig.png"`` is checked as an image for ``--out``; any other name (``gif=...``) as a
+    writable file for ``--gif``; None is skipped.
+    """
+    import sys
+
+    for name, path in paths.items():
+        if path is None:
+            continue
+        try:
+            if name == "out":
+                check_image_path(path, "--out")
+            else:
+                check_output_path(path, f"--{name}", overwrite=True)
+        except ParameterError as exc:
+            print(f"{prog}: error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+
+#: Relative spread of a density below which ``plot_density`` treats it as uniform (round-off).
+ROUNDOFF_SPREAD = 1e-9
 
 #: ``meanfield plot --kind`` name -> (function, accepts several runs)
 PLOTS = {

@@ -30,7 +30,7 @@ import numpy as np
 
 from .errors import ParameterError
 from .io.hdf5 import HDF5Writer, load, saved_rows, truncate_to
-from .run import Run, RunResult
+from .run import CHOICES, Run, RunResult
 from .simulate import Recorder
 
 #: Parameters ``--resume`` may change (all others must equal the file's).
@@ -82,7 +82,10 @@ def resumed_run(stored: dict, overrides=(), params=None) -> tuple[Run, dict]:
     new["output"]["path"] = stored.get("output", {}).get("path", new["output"]["path"])
     old_flat, new_flat = _flat(stored), _flat(new)
     changed = {}
-    for key in sorted(set(old_flat) | set(new_flat)):
+    # what the run is (model, dynamics, solver, choices) before the keys that depend on it
+    first = ("model.name", "model.dynamics", "solver.kind", *CHOICES)
+    for key in sorted(set(old_flat) | set(new_flat),
+                      key=lambda k: (first.index(k) if k in first else len(first), k)):
         old, val = old_flat.get(key), new_flat.get(key)
         if old == val:
             continue

@@ -32,12 +32,12 @@ from .io import config as _config
 from .io.hdf5 import HDF5Writer, check_output_path, saved_array
 from .models import make_model
 from .models._params import config_path
-from .schedules import make_schedule
+from .schedules import SCHEDULE_KEYS, make_schedule
 from .simulate import Horizon, LoopResult, Recorder, advance
 from .systems import particle_system
 
 
-@dataclass
+@dataclass(repr=False)
 class RunResult:
     """Trajectory and diagnostics of a finished run, as arrays.
 
@@ -97,6 +97,16 @@ class RunResult:
 
         return to_dataset(self)
 
+    def __repr__(self) -> str:
+        # shapes, not the arrays: a result holds every save of every particle
+        m = self.config.get("model", {})
+        shapes = ", ".join(f"{k}: {np.shape(v)}" for k, v in self.tasks.items())
+        state = ", ".join(f"{k}={np.shape(v)}" for k, v in self.state.items() if v is not None)
+        times = f"t = {self.t[0]:.6g}..{self.t[-1]:.6g}" if len(self.t) else "no saves"
+        return (f"RunResult({m.get('name')}/{m.get('dynamics')}, status={self.status!r}, "
+                f"{len(self.t)} saves ({times}), state {state or 'none'}, "
+                f"oracle_calls={self.oracle_calls}, path={self.path!r}, tasks {{{shapes}}})")
+
 
 class Run:
     """A validated, ready-to-simulate run.
@@ -106,8 +116,11 @@ class Run:
     config : dict, str, os.PathLike or None
         A parameter dict (sections as in docs/parameters.md), a path to a TOML file,
         or None for the built-in default example.
-    overrides : sequence of str
-        ``"section.key=value"`` overrides (TOML values), applied after the file.
+    overrides : sequence of str, or dict
+        ``"section.key=value"`` overrides (TOML values), applied after the file, or a dict
+        ``{"section.key": value}``. ``"section={key = value, ...}"`` replaces a whole section;
+        switching a choice (``damping.schedule``, ``initial.law``, ...) drops the old choice's
+        keys (see :data:`CHOICES`).
     base_dir : str or None
         Folder that relative file names of a dict ``config`` (``initial.path``,
         ``model.mlp``, ``model.A`` files, ...) are taken from; None: the current
@@ -135,11 +148,14 @@ class Run:
         #: Folder that relative file names of the parameters are read from (None: the current directory).
         self.base_dir = base_dir
         try:
-            raw = _config.apply_overrides(raw, overrides)
+            raw = _config.apply_overrides(raw, overrides, choices=CHOICES)
             self.config = cfg = _config.resolve(raw)
+            self._grid_is_default = "grid" not in (raw.get("solver") or {})
             self._build(cfg, base_dir)
         except ParameterError as exc:
-            raise exc.in_file(file) from None
+            # a bad value given with --set is named as that option, not as a key of the file
+            where = _override_of(exc.key, overrides) or file
+            raise exc.in_file(None if str(exc.key).startswith("--set") else where) from None
 
     @classmethod
     def from_toml(cls, path, overrides=()) -> Run:
@@ -189,9 +205,15 @@ class Run:
 
             if dtype != np.float64:
                 raise ParameterError("run.dtype", '"float64" for pde runs', run["dtype"])
-            self.pde = make_pde(cfg, self.model, self.integrator, base_dir)
+            try:
+                self.pde = make_pde(cfg, self.model, self.integrator, base_dir)
+            except ParameterError as exc:
+                if exc.key == "solver.grid" and self._grid_is_default:
+                    raise exc.as_default() from None
+                raise
             # a solver that steps itself (kinetic runs) declares its own oracle calls per step
             self.integrator = getattr(self.pde, "integrator", self.integrator)
+            _warn_stationary_law(cfg, file=self.file)
         self.horizon = Horizon(
             t0=float(run["t0"]), h=float(h), t1=run.get("t1"),
             steps=self.model.n_layers if run.get("layers") else run.get("steps"),  # layers: one pass
@@ -285,7 +307,9 @@ class Run:
             everything in memory only.
         overwrite : bool
             Replace an existing output file (otherwise an existing file is an error).
-        progress : callable(done, total) or None
+        progress : bool, callable(done, total) or None
+            True: a progress line on stderr; False or None: none; a callable is
+            called after every step with the steps done and the total.
         observers : extra observers with ``save(record)``.
 
         Returns
@@ -297,13 +321,15 @@ class Run:
         SimulationError
             On a NaN / blow-up; the HDF5 file keeps every save made before.
         """
+        progress = _progress_callback(progress)  # before any file is written
         if output is True:
             output = self.config["output"]["path"]
         replace = False
         if output is not None:
             output = os.fspath(output)
             try:
-                check_output_path(output, "output.path", overwrite=overwrite)
+                check_output_path(output, "output.path", overwrite=overwrite,
+                                  overwrite_hint="overwrite=True")
             except ParameterError as exc:
                 raise exc.in_file(self.file) from None
             replace = os.path.exists(output)
@@ -350,6 +376,73 @@ class Run:
                          grid=dict(system.grid), t_end=res.t)
 
 
+def _keys_by_value(table: dict):
+    """``keys(value)``: the keys a choice's value takes (None for an unknown value)."""
+    return lambda value: tuple(table[value]) if isinstance(value, str) and value in table else None
+
+
+def _integrator_options(name) -> tuple:
+    from .integrators import INTEGRATORS
+
+    if not isinstance(name, str) or name not in INTEGRATORS:
+        return None
+    return tuple(dict.fromkeys(o for cls in INTEGRATORS[name].values() for o in cls.options))
+
+
+#: Keys that choose a variant -> the keys each variant takes: ``--set`` switching one drops the
+#: old variant's keys (:func:`meanfield.io.config.apply_overrides`).
+CHOICES = {
+    "damping.schedule": _keys_by_value(SCHEDULE_KEYS),
+    # n is the sample size of a sampled law; a file law takes its particles (and their number) from the file
+    "initial.law": _keys_by_value({law: (*keys, *(("n",) if law != "file" else ()))
+                                   for law, keys in _initial.LAW_KEYS.items()}),
+    "initial.momentum": _keys_by_value(_initial.MOMENTUM_KEYS),
+    "integrator.name": _integrator_options,
+}
+# (model.name is left out: models share key names with other meanings -- the bilinear Q is a
+# potential, the sphere's a query matrix -- so keeping "shared" keys would be wrong)
+
+
+def _override_of(key, overrides):
+    """Where ``key`` was set by an override (``--set section.key=...``, or its whole section), or None."""
+    for item in reversed(_config.override_items(overrides)):
+        if isinstance(item, tuple):
+            path, label = str(item[0]), f"overrides[{item[0]!r}] = {item[1]!r}"
+        else:
+            path, label = str(item).split("=", 1)[0].strip(), f"--set {str(item).strip()}"
+        if path and (path == key or (isinstance(key, str) and "." not in path
+                                     and key.startswith(path + "."))):
+            return label
+    return None
+
+
+class _TextProgress:
+    """``progress=True``: the steps done, rewritten in place on one stderr line."""
+
+    def __init__(self):
+        self.shown = -1
+
+    def __call__(self, done, total):
+        import sys
+
+        pct = int(100 * done / total) if total else 100
+        if pct != self.shown or done == total:  # at most ~100 writes a run
+            self.shown = pct
+            sys.stderr.write(f"\rmeanfield: step {done}/{total} ({pct}%)" + ("\n" if done >= total else ""))
+            sys.stderr.flush()
+
+
+def _progress_callback(progress):
+    """``simulate``'s ``progress`` as a callable or None (TypeError for anything else)."""
+    if progress is None or progress is False:
+        return None
+    if progress is True:
+        return _TextProgress()
+    if callable(progress):
+        return progress
+    raise TypeError(f"progress: expected True, False, None or a callable(done, total), found {progress!r}")
+
+
 def _check_block(model, cfg: dict) -> None:
     """ParameterError for combinations a block with an MLP or per-layer weights does not support."""
     if model.mlp is None and model.n_layers == 1:
@@ -383,6 +476,23 @@ def _warn_unsaved_fields(cfg: dict, model, file=None) -> None:
         where = f"{file}: " if file else ""
         warnings.warn(f"{where}output.save lists \"v\", which only accelerated blocks with an MLP "
                       "([model] mlp) have: nothing is saved for it", UserWarning, stacklevel=4)
+
+
+#: Initial laws that are stationary states of every mean-field equation meanfield solves on the
+#: circle: uniform in angle, they stay uniform (rotation invariance), while particles sampled from
+#: them cluster from their sampling noise.
+STATIONARY_LAWS = ("sphere_uniform",)
+
+
+def _warn_stationary_law(cfg: dict, file=None) -> None:
+    """Say (one warning) that a pde run from a stationary law will not move."""
+    law = cfg["initial"].get("law")
+    if law in STATIONARY_LAWS:
+        where = f"{file}: " if file else ""
+        warnings.warn(f"{where}initial.law = \"{law}\" is a stationary state of the mean-field equation: "
+                      "this pde run stays uniform (particles sampled from it cluster from sampling noise "
+                      "only); start from a non-uniform law, e.g. law = \"von_mises\", mu = [0.0, 2.5], "
+                      "kappa = 1.0", UserWarning, stacklevel=4)
 
 
 def _warn_first_order_ignores(cfg: dict, integrator, file=None) -> None:

@@ -199,6 +199,9 @@ def load_sweep(path) -> Sweep:
         out_dir = os.path.normpath(os.path.join(here, out_dir))
         if os.path.exists(out_dir) and not os.path.isdir(out_dir):
             raise ParameterError("output.dir", "a directory (or a name not taken yet)", out_dir)
+        if not os.path.isdir(os.path.dirname(out_dir)):  # as run -o: a typo creates no tree of folders
+            raise ParameterError("output.dir", "a directory in an existing folder (only the last "
+                                 "level is created)", out_dir)
     except ParameterError as exc:
         raise exc.in_file(file) from None
     base_raw = _config.read_toml(base_path)  # its syntax errors name the base file
@@ -536,7 +539,8 @@ def run_sweep(sweep, *, scheduler: str | None = None, workers: int | None = None
         bad = isinstance(value, bool) or not isinstance(value, int) or value < 1
         if value is not None and bad:
             raise ParameterError(key, "an integer >= 1", value)
-    os.makedirs(sweep.out_dir, exist_ok=True)
+    if not os.path.isdir(sweep.out_dir):
+        os.mkdir(sweep.out_dir)  # the last level only: load_sweep checked that its parent exists
     previous = _previous_executions(sweep.out_dir)
     rows = [_pending_row(job) for job in sweep.jobs]
     own = client is None

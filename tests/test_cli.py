@@ -138,7 +138,7 @@ BAD = [
     (lambda s: s.replace('t1 = 2.0', 't1 = 2.0\nsteps = 10'), "run.t1/steps/oracle_calls"),
     (lambda s: s.replace('save = ["x", "y"]', 'save = ["z"]'), "output.save"),
     (lambda s: s + '\n[extra]\nfoo = 1\n', "extra"),
-    (lambda s: s.replace('[run]', '[run'), "(syntax)"),
+    (lambda s: s.replace('[run]', '[run'), "valid TOML"),
     (lambda s: s.replace('law = "gaussian"', 'law = "file"\npath = "missing.npy"')
      .replace('mean = [0.5, 0.0]\n', '').replace('cov = [[1.0, 0.0], [0.0, 1.0]]\n', ''), "initial.path"),
     (lambda s: s.replace('dtype', 'dtype') + '', None),  # control: a good file

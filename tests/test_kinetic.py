@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import interrupt_and_resume
+from scipy import special
 from scipy.integrate import solve_ivp
 
 import meanfield
@@ -21,63 +22,138 @@ VM = {"law": "von_mises", "mu": [0.0, 2.5], "kappa": [2.0, 1.0], "weights": [0.6
       "momentum": "gaussian", "momentum_scale": 0.6}
 
 
-def _reference_remap(f, feet, periodic, lo, dx):
-    """Slow reference: the monotone Hermite primitive evaluated pointwise, differenced at the feet."""
+def _lagrange(s, nodes):
+    """Lagrange weights of the integer ``nodes`` at ``s``."""
+    return np.array([np.prod([(s - b) / (a - b) for b in nodes if b != a]) for a in nodes])
+
+
+def _reference_deposit(f, X, periodic, lo, dx, ghosts=4, pad=14, far=4.0):
+    """Slow reference of the limited forward deposit: dense (parcel, cell) weight matrices on the line
+    (bounded: ``ghosts`` parcels beyond each wall continue the end cells where the flow leaves, the
+    line is padded with ``pad`` cells at each end, images are clamped ``far`` cells outside)."""
     n = f.size
-
-    def cell(c):
-        if periodic:
-            return f[c % n]
-        return f[c] if 0 <= c < n else 0.0
-
-    m = np.array([min(max((7 * (cell(e - 1) + cell(e)) - cell(e - 2) - cell(e + 1)) / 12, 0.0),
-                      3 * min(cell(e - 1), cell(e))) for e in range(n + 1)])
-    total = f.sum() * dx
-
-    def F(X):
-        u = (X - lo) / dx
+    if not periodic:
+        j = np.arange(-ghosts, n + ghosts)
+        right = X[-1] + (j - n + 1) * (X[-1] - X[-2])
+        left = X[0] + j * (X[1] - X[0])
+        X = np.where(j >= n, right, np.where(j < 0, left, X[np.clip(j, 0, n - 1)]))
+        centre = lo + (j + 0.5) * dx
+        f = np.where(j >= n, np.where(X > centre, f[-1], 0.0),
+                     np.where(j < 0, np.where(X < centre, f[0], 0.0), f[np.clip(j, 0, n - 1)]))
+    w = n if periodic else n + 2 * pad
+    low, corr = np.zeros((f.size, w)), np.zeros((f.size, w))
+    for j in range(f.size):
+        u = (X[j] - lo) / dx - 0.5
         if not periodic:
-            u = min(max(u, 0.0), float(n))
-        c = int(np.floor(u))
-        wraps, k = divmod(c, n) if periodic else (0, c)
-        if not periodic and k == n:
-            return total
-        t = u - c
-        base = wraps * total + f[:k].sum() * dx
-        h01, h10, h11 = 3 * t * t - 2 * t ** 3, t ** 3 - 2 * t * t + t, t ** 3 - t * t
-        return base + dx * (f[k] * h01 + m[k] * h10 + m[k + 1] * h11)
+            u = min(max(u, -far), n - 1 + far) + pad
+        i0 = int(np.floor(u))
+        s = u - i0
+        lin = np.array([0, 0, 1 - s, s, 0, 0])
+        for t, wl, wq in zip(i0 + np.arange(-2, 4), lin, _lagrange(s, range(-2, 4))):
+            low[j, t % w] += f[j] * wl
+            corr[j, t % w] += f[j] * (wq - wl)
+    L = low.sum(axis=0)
+    neg = np.minimum(corr, 0.0).sum(axis=0)
+    ratio = np.where(L >= -neg, 1.0, L / np.where(neg < 0, -neg, 1.0))
+    theta = np.array([min([1.0] + [ratio[t] for t in range(w) if corr[j, t] < 0]) for j in range(f.size)])
+    new = np.maximum(L + theta @ corr, 0.0)
+    return new if periodic else new[pad:pad + n]
 
-    return np.array([(F(feet[i + 1]) - F(feet[i])) / dx for i in range(n)])
+
+def _deposit(f, X, periodic, lo, dx):
+    out = np.empty_like(f)
+    width = KK.scratch_width(f.shape[1], periodic)
+    KK.deposit_lines(f, X, periodic, lo, dx, np.empty((f.shape[0], width)), np.empty((f.shape[0], width)), out)
+    return out
 
 
 @pytest.mark.parametrize("periodic", [True, False])
-def test_remap_kernel_matches_reference_conserves_and_stays_positive(periodic):
+def test_deposit_kernel_matches_reference_conserves_and_stays_positive(periodic):
     rng = np.random.default_rng(3)
     n, lo, dx = 40, -1.0, 0.05
     f = rng.random((3, n)) ** 3
     f[:, 10:14] = 0.0  # empty cells: the limiter keeps them and their neighbours non-negative
-    edges = lo + dx * np.arange(n + 1)
+    f[:, 20] = 5.0  # and a spike
+    centres = lo + dx * (np.arange(n) + 0.5)
     shifts = np.array([0.37, -2.3, 7.9]) * dx if periodic else np.array([0.37, -2.3, 0.9]) * dx
     # a smooth, periodic, increasing perturbation of a shift
-    feet = edges[None, :] + shifts[:, None] + 0.3 * dx * np.sin(2 * np.pi * (edges - lo) / (n * dx))[None, :]
-    out = np.empty_like(f)
-    KK.remap_lines(f, feet, periodic, lo, dx, np.empty((3, n + 1)), out)
+    X = centres[None, :] + shifts[:, None] + 0.3 * dx * np.sin(2 * np.pi * (centres - lo) / (n * dx))[None, :]
+    out = _deposit(f, X, periodic, lo, dx)
     for line in range(3):
-        ref = _reference_remap(f[line], feet[line], periodic, lo, dx)
-        assert np.abs(out[line] - ref).max() < 1e-13
+        assert np.abs(out[line] - _reference_deposit(f[line], X[line], periodic, lo, dx)).max() < 1e-13
     assert out.min() >= 0.0
     if periodic:
         assert np.abs(out.sum(axis=1) - f.sum(axis=1)).max() < 1e-13
     # a shift by a whole number of cells is exact
-    KK.remap_lines(f, edges[None, :].repeat(3, 0) - 3 * dx, periodic, lo, dx, np.empty((3, n + 1)), out)
+    out = _deposit(f, centres[None, :].repeat(3, 0) + 3 * dx, periodic, lo, dx)
     expect = np.roll(f, 3, axis=1)
     if not periodic:
         expect[:, :3] = 0.0
     assert np.abs(out - expect).max() < 1e-13
 
 
+@pytest.mark.parametrize("periodic", [True, False])
+@pytest.mark.parametrize("a, b", [(1.0, 0.37), (1.0, -0.05), (0.93, 0.2), (1.08, -1.3), (0.5, 0.0)])
+def test_deposit_moves_mass_and_first_moment_exactly_under_affine_maps(periodic, a, b):
+    """Whatever the shape (spikes, empty cells, steep edges): sum x_i m_i -> a sum x_i m_i + b dx sum m_i."""
+    rng = np.random.default_rng(11)
+    n, dx = 64, 1.0
+    f = np.zeros((4, n))
+    f[0, 31] = 1.0  # a one-cell spike
+    f[1, 28:34] = rng.random(6)  # a narrow, rough bump
+    f[2, 20:44] = rng.random(24) ** 4  # rough, with near-empty cells
+    f[3, 16:48] = np.exp(-0.5 * ((np.arange(16, 48) - 31.5) / 4.0) ** 2)  # smooth
+    x = np.arange(n) + 0.5 - n / 2  # centres about 0: the maps stay inside the line
+    X = np.broadcast_to(a * x + b, f.shape).copy()
+    out = _deposit(f, X, periodic, -n / 2, dx)
+    assert out.min() >= 0.0
+    assert np.abs(out.sum(axis=1) - f.sum(axis=1)).max() < 1e-13
+    assert np.abs(out @ x - (a * (f @ x) + b * f.sum(axis=1))).max() < 1e-12
+
+
+@pytest.mark.parametrize("substeps", [1, 2, 7, 50, 400])
+@pytest.mark.parametrize("alpha", [0.0, 1.5])
+def test_a_one_cell_spike_under_a_constant_force_moves_at_its_true_speed(substeps, alpha):
+    """A spike (the cold, monokinetic state) under a force a and damping alpha: its mean momentum is the
+    exact solution of w' = a - alpha w for any number of substeps (the monotone primitive remap moved a
+    fraction s^2 (3 - 2 s) of it per substep: 1.6% of the way in 400 substeps)."""
+    K, P, a, T = 81, 4.0, 0.8, 1.0
+    sol = CircleKinetic(1.0, 8, K, P)
+    f = np.zeros((1, K))
+    f[0, K // 2] = 1.0 / sol.domega
+    out = np.empty_like(f)
+    tau = T / substeps
+    for _ in range(substeps):
+        sol._omega_remap(f, np.array([a]), np.array([0.0]), -alpha, tau, out)
+        f, out = out, f
+    exact = a * T if alpha == 0 else a * (1 - np.exp(-alpha * T)) / alpha
+    mass = f.sum() * sol.domega
+    assert abs(mass - 1.0) < 1e-13 and f.min() >= 0.0
+    assert abs((f[0] @ sol.omega) * sol.domega - exact) < 1e-12
+
+
+@pytest.mark.parametrize("steps", [10, 40, 100])
+def test_mass_leaves_through_the_momentum_wall_at_its_true_speed(steps):
+    """A Gaussian two cells wide pushed until its centre is five cells past momentum_max keeps what the
+    exact flow keeps, Phi(-2.5) = 0.62%, to 15% of it for any number of substeps (the monotone remap
+    piled 25% up in the last cells)."""
+    K, P = 80, 4.0
+    sol = CircleKinetic(1.0, 8, K, P)
+    sigma, start, T = 2 * sol.domega, 2.0, 1.0
+    end = P + 5 * sol.domega
+    f = (np.diff(special.ndtr((sol.omega_edges - start) / sigma)) / sol.domega)[None, :]
+    out = np.empty_like(f)
+    for _ in range(steps):
+        sol._omega_remap(f, np.array([(end - start) / T]), np.array([0.0]), 0.0, T / steps, out)
+        f, out = out, f
+    kept = f.sum() * sol.domega
+    assert abs(kept - special.ndtr(-2.5)) < 0.15 * special.ndtr(-2.5), kept
+
+
 @pytest.mark.parametrize("shift", [0.3, 0.05])
-def test_remap_of_a_smooth_density_is_third_order_per_step(shift):
+def test_deposit_of_a_smooth_density_is_fifth_order_per_step(shift):
+    """For a translation by s cells the deposit is the quintic Lagrange interpolant: error O(s dx^5) per
+    step (the shift in cells grows as dx shrinks, so the measured slope is about 5)."""
     gl, gw = np.polynomial.legendre.leggauss(8)
 
     def averages(edges):  # exact cell averages of exp(cos)
@@ -86,42 +162,47 @@ def test_remap_of_a_smooth_density_is_third_order_per_step(shift):
         return np.exp(np.cos(pts)) @ (0.5 * gw)
 
     err = {}
-    for n in (64, 256):
+    for n in (128, 256):
         dx = 2 * np.pi / n
         edges = -np.pi + dx * np.arange(n + 1)
-        f = averages(edges)[None, :].copy()
-        out = np.empty_like(f)
-        KK.remap_lines(f, (edges - shift)[None, :], True, -np.pi, dx, np.empty((1, n + 1)), out)
+        out = _deposit(averages(edges)[None, :].copy(), (edges[:-1] + 0.5 * dx + shift)[None, :], True, -np.pi, dx)
         err[n] = np.abs(out[0] - averages(edges - shift)).max()
-    assert np.log2(err[64] / err[256]) / 2 > 2.5, err
+    assert np.log2(err[128] / err[256]) > 4.5, err
 
 
-def test_theta_feet_follow_the_characteristics_of_omega_over_z():
+def test_theta_images_follow_the_characteristics_of_omega_over_z():
     sol = CircleKinetic(1.5, 64, 8, 4.0)
     f = sol.initial_density(VM)
     zc = sol.z_coef(sol.marginal(f))
     z_of = lambda th: float(np.real(zc[0] + 2 * np.sum(zc[1:-1] * np.exp(1j * sol.k[1:-1] * th))))
-    out = np.empty_like(f)
     tau = 0.3
-    sol._theta_remap(f, zc, tau, out)
-    feet = sol._feetT
+    images = sol._x_images(zc, tau, np.empty((sol.K, sol.M)))
     for j in (0, 3, 6):
-        for e in (0, 17, 40):
-            back = solve_ivp(lambda t, y, w=sol.omega[j]: [-w / z_of(y[0])], (0, tau), [sol.theta_edges[e]],
-                             rtol=1e-12, atol=1e-12).y[0, -1]
-            assert abs(feet[j, e] - back) < 1e-6
+        for i in (0, 17, 40, 63):
+            ahead = solve_ivp(lambda t, y, w=sol.omega[j]: [w / z_of(y[0])], (0, tau), [sol.theta[i]],
+                              rtol=1e-12, atol=1e-12).y[0, -1]
+            assert abs(images[j, i] - ahead) < 1e-6
+    # at tau = 0 every centre is its own image exactly (no drift of O(dx^4) per substep)
+    assert np.array_equal(sol._x_images(zc, 0.0, np.empty((sol.K, sol.M))), np.broadcast_to(sol.theta, (8, 64)))
 
 
 @pytest.mark.parametrize("a, b, c", [(0.7, 0.3, -0.5), (0.7, -0.3, 0.0), (-0.4, 0.0, -1.0), (0.0, 0.0, -2.0)])
-def test_momentum_feet_are_the_exact_riccati_flow(a, b, c):
-    edges = np.linspace(-2.0, 2.0, 9)
+@pytest.mark.parametrize("t", [0.4, -0.4])
+def test_momentum_flow_is_the_exact_riccati_flow(a, b, c, t):
+    omega = np.linspace(-2.0, 2.0, 9)
     out = np.empty((1, 9))
-    tau = 0.4
-    KK.momentum_feet(edges, np.array([a]), np.array([b]), c, tau, out)
-    for e, w in enumerate(edges):
-        back = solve_ivp(lambda t, y: [-(a + c * y[0] + b * y[0] ** 2)], (0, tau), [w],
-                         rtol=1e-12, atol=1e-12).y[0, -1]
-        assert abs(out[0, e] - back) < 1e-8
+    KK.momentum_flow(omega, np.array([a]), np.array([b]), c, t, out)
+    for e, w in enumerate(omega):
+        sol = solve_ivp(lambda s, y: [a + c * y[0] + b * y[0] ** 2], (0, t), [w], rtol=1e-12, atol=1e-12)
+        if sol.status == 0:
+            assert abs(out[0, e] - sol.y[0, -1]) < 1e-8
+
+
+def test_momentum_flow_sends_characteristics_that_blow_up_beyond_the_box():
+    """w' = w^2 from w = 2 reaches +infinity at t = 1/2: the image is +1e300 (no cell receives it)."""
+    out = np.empty((1, 2))
+    KK.momentum_flow(np.array([2.0, -2.0]), np.array([0.0]), np.array([1.0]), 0.0, 0.6, out)
+    assert out[0, 0] == 1e300 and abs(out[0, 1] - (-2.0 / 2.2)) < 1e-12
 
 
 def _evolve(sol, f, schedule, h, T):
@@ -147,11 +228,11 @@ def test_mass_positivity_and_energy_decrease_under_damping():
     assert f.min() >= 0.0
     assert np.all(np.diff(H) < 0)
     assert H[0] - H[-1] > 0.05  # it did dissipate
-    # dH/dt = -alpha int int omega^2 / z f: the residual is the scheme's error, and shrinks with the grid
-    assert abs(resid) < 1e-3
-    fine = CircleKinetic(2.0, 64, 192, 6.0)
-    resid_fine = _evolve(fine, fine.initial_density(VM), make_schedule("constant", 0.0, a=1.0), 0.05, 1.0)[1]
-    assert abs(resid_fine) < abs(resid) / 2
+    # dH/dt = -alpha int int omega^2 / z f: the residual is the scheme's error; the remaps keep each
+    # parcel's second moment where the limiter is idle, so it is the splitting's, O(h^2)
+    assert abs(resid) < 2e-4
+    half = _evolve(sol, f0, make_schedule("constant", 0.0, a=1.0), 0.025, 1.0)[1]
+    assert abs(half) < abs(resid) / 3
 
 
 def test_order_two_in_time_and_energy_conserved_without_damping():
@@ -161,15 +242,19 @@ def test_order_two_in_time_and_energy_conserved_without_damping():
     f0 = sol.initial_density({"law": "von_mises", "mu": [0.0], "kappa": [1.0], "momentum": "gaussian",
                               "momentum_scale": 1.0})
     none = make_schedule("none", 0.0)
-    runs = {h: _evolve(sol, f0, none, h, 1.0) for h in (0.2, 0.1, 0.05)}
-    e1 = np.abs(runs[0.2][0] - runs[0.1][0]).max()
-    e2 = np.abs(runs[0.1][0] - runs[0.05][0]).max()
+    runs = {h: _evolve(sol, f0, none, h, 1.0) for h in (0.2, 0.1, 0.05, 0.025)}
+    # the theta marginal: the phase-space density's max norm also sees where the limiter switches
+    # on and off in the far tails, which is not smooth in h
+    rho = {h: sol.marginal(r[0]) for h, r in runs.items()}
+    e1 = np.abs(rho[0.1] - rho[0.05]).max()
+    e2 = np.abs(rho[0.05] - rho[0.025]).max()
     slope = np.log2(e1 / e2)
-    assert 1.8 < slope < 2.3, slope
+    assert 1.8 < slope < 2.4, slope
     assert e1 > 1e-6  # the solution moved at these steps: the test can see an error
     # H conserved to the scheme's order: |H(1) - H(0)| shrinks at least like h^2
     drift = {h: abs(r[1]) for h, r in runs.items()}
     assert drift[0.2] < 3e-4 and drift[0.1] < drift[0.2] / 3.5 and drift[0.05] < drift[0.1] / 3.5
+    assert drift[0.025] < drift[0.05] / 3.5
     for f, _, _ in runs.values():
         assert abs(f.sum() * sol.cell_volume - 1.0) < 1e-7 and f.min() >= 0.0
 
@@ -277,6 +362,25 @@ def test_cli_kinetic_run_and_clipping_box_exits_2_with_one_line(tmp_path, moment
     assert len(lines) == 1 and "solver.momentum_max" in lines[0] and "Traceback" not in out.output
 
 
+def test_circle_mass_that_leaves_the_momentum_box_is_recorded_and_warned(tmp_path):
+    """Undamped at beta = 4 the tokens outrun momentum_max = 3.5: the file records boundary_mass and the
+    lost mass, and stderr says which key to raise (it was silent, exit 0, after losing 38%)."""
+    from click.testing import CliRunner
+
+    from meanfield_cli.main import cli
+
+    toml = KINETIC_TOML.replace("beta = 2.0", "beta = 4.0").replace('schedule = "constant"\na = 1.0',
+                                                                   'schedule = "none"')
+    toml = toml.replace("steps = 4", "steps = 40\nsave_every = 10").replace("MOMENTUM_MAX", "3.5")
+    path = tmp_path / "k.toml"
+    path.write_text(toml)
+    out = CliRunner().invoke(cli, ["run", str(path), "-o", str(tmp_path / "k.h5")])
+    assert out.exit_code == 0, out.output
+    assert "has left it: raise [solver] momentum_max" in out.stderr and "Traceback" not in out.output
+    tr = meanfield.load(str(tmp_path / "k.h5"))
+    assert tr["boundary_mass"][0] < 1e-6 and tr["boundary_mass"].max() > 1e-3 and tr["mass"][-1] < 0.9
+
+
 def w1_circle_grid(angles, sol, rho, L=4096):
     """W1 on the circle between the empirical law of ``angles`` and the grid marginal ``rho`` (M,).
 
@@ -345,21 +449,20 @@ def _line(M, K, A=0.5, B=1.0, m=0.0):
     return LineKinetic(A, B, 1.0, m, -4.0, 4.0, M, K, 4.0)
 
 
-def test_line_feet_follow_the_characteristics_of_b_y_over_z():
+def test_line_images_follow_the_characteristics_of_b_y_over_z():
     sol = LineKinetic(0.5, 1.3, 1.0, 0.0, -4.0, 4.0, 64, 8, 4.0)
     rho = sol.marginal(sol.initial_density(LINE))
     z_of = lambda x: float(np.sum(np.exp(0.5 * x * sol.x) * rho) * sol.dx)  # the midpoint sum
     tau = 0.3
-    field = sol.x_field(rho)
-    sol._x_feet(field, tau, sol._feetT)
+    images = sol._x_images(sol.x_field(rho), tau, np.empty((sol.K, sol.M)))
     for j in (0, 3, 6):
-        for e in (0, 17, 40, 64):
-            back = solve_ivp(lambda t, y, w=sol.omega[j]: [-1.3 * w / z_of(y[0])], (0, tau), [sol.x_edges[e]],
-                             rtol=1e-12, atol=1e-12).y[0, -1]
-            if sol.x_edges[0] <= back <= sol.x_edges[-1]:
-                assert abs(sol._feetT[j, e] - back) < 1e-6
-            else:  # came from outside the box: no mass enters
-                assert sol._feetT[j, e] < sol.x_edges[0] or sol._feetT[j, e] > sol.x_edges[-1]
+        for i in (0, 17, 40, 63):
+            ahead = solve_ivp(lambda t, y, w=sol.omega[j]: [1.3 * w / z_of(y[0])], (0, tau), [sol.x[i]],
+                              rtol=1e-12, atol=1e-12).y[0, -1]
+            if sol.x_edges[0] <= ahead <= sol.x_edges[-1]:
+                assert abs(images[j, i] - ahead) < 1e-6
+            else:  # leaves the box: its mass is deposited outside
+                assert images[j, i] < sol.x_edges[0] or images[j, i] > sol.x_edges[-1]
 
 
 def test_line_mass_positivity_and_energy_decrease_under_damping():
@@ -367,13 +470,13 @@ def test_line_mass_positivity_and_energy_decrease_under_damping():
     f0 = sol.initial_density(LINE)
     damp = make_schedule("constant", 0.0, a=1.0)
     f, resid, H = _evolve(sol, f0, damp, 0.05, 1.0)
-    assert abs(f.sum() - f0.sum()) * sol.cell_volume < 1e-13
+    # what crosses x = 4 (the position law's tail beyond it holds 7e-12 of the mass) leaves
+    assert abs(f.sum() - f0.sum()) * sol.cell_volume < 2e-11
     assert f.min() >= 0.0
     assert np.all(np.diff(H) < 0) and H[0] - H[-1] > 0.1
-    # dH/dt = -alpha int int B y^2 / z f: the residual is the scheme's error and shrinks with the momentum grid
-    assert abs(resid) < 2e-3
-    fine = _line(64, 128)
-    assert abs(_evolve(fine, fine.initial_density(LINE), damp, 0.05, 1.0)[1]) < abs(resid) / 2
+    # dH/dt = -alpha int int B y^2 / z f: the residual is the scheme's error, the splitting's O(h^2)
+    assert abs(resid) < 5e-4
+    assert abs(_evolve(sol, f0, damp, 0.025, 1.0)[1]) < abs(resid) / 3
 
 
 def test_line_order_two_in_time_and_energy_conserved_without_damping():
@@ -451,7 +554,8 @@ def test_line_kinetic_run_records_the_particle_names_and_resumes(tmp_path):
     assert tr.grid["x"].shape == (64,) and tr.grid["momentum"].shape == (64,)
     for name in ("energy", "kinetic", "potential", "interaction", "mass", "boundary_mass", "dissipation_residual"):
         assert tr[name].shape == (4,)
-    assert np.abs(tr["mass"] - tr["mass"][0]).max() < 1e-13 and tr["boundary_mass"].max() < 1e-8
+    # mass crosses x = 4 at its speed: the position law's tail beyond it holds 7e-12 of the mass
+    assert np.abs(tr["mass"] - tr["mass"][0]).max() < 2e-11 and tr["boundary_mass"].max() < 1e-8
     assert np.abs(tr["dissipation_residual"]).max() < 1e-3
     res = interrupt_and_resume(cfg, str(tmp_path / "cut.h5"), at=7)
     assert np.array_equal(res.state["density"], full.state["density"])

@@ -359,7 +359,7 @@ def test_cli_sweep_on_an_existing_scheduler(tmp_path, client):
     ('base = "base.toml"\n[grid]\n"integrator.h" = [0.1, 0.1]\n', "[grid.integrator.h]"),
     ('base = "base.toml"\nseeds = [0, -1]\n', "[seeds]"),
     ('base = "base.toml"\n[output]\ndirectory = "x"\n', "[output.directory]"),
-    ('base = "base.toml"\n[grid\n', "[(syntax)]"),
+    ('base = "base.toml"\n[grid\n', "valid TOML"),
 ])
 def test_cli_bad_sweep_file_exit_2_one_line(tmp_path, text, key):
     path = _write(tmp_path, text)

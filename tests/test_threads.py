@@ -47,7 +47,7 @@ COVERED = {
         "prepare", "prepare_values", "loop_pass", "half_quadratic", "prepare_symmetric", "_sym_round",
         "finish_first_order", "z_from_rows", "kinetic_terms", "quadratic_forms", "finish_hamiltonian", "axpby",
         "axpby2")},
-    **{f"kinetic.{k}": "test_kinetic" for k in ("remap_lines", "position_feet")},
+    **{f"kinetic.{k}": "test_kinetic" for k in ("deposit_lines", "position_flow")},
     **{f"fourier.{k}": "test_fourier_harmonics" for k in ("sh_analysis", "sh_synthesis")},
     **{f"sphere.{k}": "test_sphere" for k in (
         "directions", "norms_into", "retract", "retract_tangent", "finish_first_order",

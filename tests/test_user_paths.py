@@ -53,13 +53,13 @@ def digest(path):
 
 def test_output_into_missing_directory(runner):
     res = runner.invoke(cli, ["run", "p.toml", "-o", "no/such/dir/out.h5"])
-    one_line_error(res, 2, "output.path", "existing directory")
+    one_line_error(res, 2, "[-o]", "existing directory")
 
 
 def test_output_into_unwritable_directory(runner):
     # /sys refuses new files even to root (tests may run as root, so chmod proves nothing)
     res = runner.invoke(cli, ["run", "p.toml", "-o", "/sys/meanfield-test.h5"])
-    one_line_error(res, 2, "output.path", "writable")
+    one_line_error(res, 2, "[-o]", "writable")
 
 
 def test_output_path_directory_in_config(runner, tmp_path):

@@ -142,6 +142,17 @@ def describe_run(tr) -> dict:
             "solver": c.get("solver", {}).get("kind", "particles")}
 
 
+def problem_of(tr) -> str:
+    """The problem a run solves, as a label (``"bilinear, d = 3"``): model and dimension.
+
+    Energies of runs of different problems do not compare (different floors, different
+    scales); ``meanfield compare`` warns, and ``plot --kind energy`` measures each
+    problem's runs from their own lowest energy.
+    """
+    m = tr.config.get("model", {})
+    return f"{m.get('name')}, d = {m.get('d')}"
+
+
 def is_baseline(tr) -> bool:
     """True for the runs speed-ups are measured against: first-order dynamics with the euler block."""
     d = describe_run(tr)

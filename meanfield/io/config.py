@@ -9,6 +9,7 @@ by the registries that own them.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import os
 
@@ -28,6 +29,9 @@ SECTIONS = {
     "diagnostics": ("dissipation", "moment_ode", "cluster_tol"),
     "solver": ("kind", "grid", "domain", "momentum_max"),
 }
+
+#: What every parameter file must set (the rest has defaults).
+REQUIRED = ("integrator.h", "one of run.t1 / run.steps / run.oracle_calls")
 
 #: ``solver.kind``: simulate particles, or solve the mean-field equation (docs/models.md §9).
 SOLVER_KINDS = ("particles", "pde")
@@ -70,21 +74,91 @@ def parse_value(text: str):
         return text
 
 
-def apply_overrides(raw: dict, overrides) -> dict:
-    """Apply ``section.key=value`` strings to a raw config (returns a new dict)."""
+def apply_overrides(raw: dict, overrides, choices=None) -> dict:
+    """Apply ``section.key=value`` and ``section={...}`` strings to a raw config (returns a new dict).
+
+    Parameters
+    ----------
+    raw : dict
+        Sections as read from a parameter file (not changed).
+    overrides : sequence of str, or dict
+        ``section.key=value`` sets one key (a dict ``{"section.key": value}`` gives values as
+        they are); ``section={key = value, ...}`` (a TOML inline
+        table) replaces the whole section, as a sweep's grid does.
+    choices : dict or None
+        ``"section.key" -> keys(value)`` for keys that choose a variant (``damping.schedule``,
+        ``initial.law``, ...): ``keys(value)`` is the tuple of keys that variant takes (None
+        for a value that is no variant). An
+        override switching a choice drops the keys of the old variant that the new one does
+        not take and no override sets, and says which in one warning.
+
+    Warns
+    -----
+    UserWarning
+        Naming the keys a switched choice dropped.
+    """
+    import warnings
+
     out = copy.deepcopy(raw)
-    for item in overrides or ():
-        if "=" not in item:
+    before = copy.deepcopy(raw)
+    replaced, assigned = set(), []
+    for item in override_items(overrides):
+        if isinstance(item, tuple):  # from a dict: the value is given, not TOML text
+            path, value = item
+            item = f"{path}={value!r}"
+        elif "=" not in item:
             raise ParameterError("--set", "section.key=value", item)
-        path, text = item.split("=", 1)
-        parts = path.strip().split(".")
-        if len(parts) != 2 or not all(parts):
-            raise ParameterError("--set", "section.key=value (e.g. integrator.h=0.01)", item)
-        section, key = parts
+        else:
+            path, text = item.split("=", 1)
+            value = parse_value(text.strip())
+        parts = str(path).strip().split(".")
+        if not 1 <= len(parts) <= 2 or not all(parts):
+            raise ParameterError("--set", "section.key=value (e.g. integrator.h=0.01) or "
+                                 "section={key = value, ...}", item)
+        section = parts[0]
         if section not in SECTIONS:
             raise ParameterError(f"--set {section}", f"a section among {list(SECTIONS)}", section)
-        out.setdefault(section, {})[key] = parse_value(text.strip())
+        if len(parts) == 1:
+            if not isinstance(value, dict):
+                raise ParameterError(f"--set {section}", f"a TOML inline table replacing [{section}] "
+                                     '(e.g. damping={schedule = "constant", a = 1.0}) or section.key=value',
+                                     value)
+            out[section] = value
+            replaced.add(section)
+            continue
+        out.setdefault(section, {})[parts[1]] = value
+        assigned.append((section, parts[1], item))
+    set_keys = {(s, k) for s, k, _ in assigned}
+    for section, key, item in assigned:
+        keys_of = (choices or {}).get(f"{section}.{key}")
+        old = before.get(section, {}).get(key) if isinstance(before.get(section), dict) else None
+        new = out[section].get(key)
+        if keys_of is None or section in replaced or old is None or old == new:
+            continue
+        new_keys = keys_of(new)
+        if new_keys is None:  # not a valid choice: its own error says so, nothing is dropped
+            continue
+        dropped = [k for k in keys_of(old) or () if k not in new_keys and k in out[section]
+                   and (section, k) not in set_keys]
+        for k in dropped:
+            del out[section][k]
+        if dropped:
+            warnings.warn(f"--set {item.strip()} drops {', '.join(f'{section}.{k}' for k in dropped)} "
+                          f"(keys of {section}.{key} = {json.dumps(old)})", UserWarning, stacklevel=2)
     return out
+
+
+def override_items(overrides) -> list:
+    """Overrides as a list: ``"section.key=value"`` strings, or ``(path, value)`` pairs of a dict.
+
+    A dict (``{"run.t1": 5.0}``, the Python API's form) gives its values as they are;
+    strings are TOML text (the command line's ``--set``).
+    """
+    if isinstance(overrides, dict):
+        return list(overrides.items())
+    if isinstance(overrides, str):  # one override, not a sequence of characters
+        return [overrides]
+    return list(overrides or ())
 
 
 def read_toml(path: str) -> dict:
@@ -139,6 +213,24 @@ def _resolve_solver(sol: dict) -> None:
         _number("solver", "momentum_max", sol["momentum_max"], positive=True)
 
 
+def plain(value):
+    """``value`` with numpy scalars and arrays turned into Python numbers and lists (recursively).
+
+    A dict built in Python often holds ``np.int64(50)`` or an array; TOML never does, and
+    the checks (an integer, a list of numbers) are written for TOML's types.
+    """
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if type(value).__module__ == "numpy":
+        import numpy as np
+
+        if isinstance(value, (np.generic, np.ndarray)):
+            return value.tolist()  # bool_ -> bool, integer -> int, floating -> float, arrays -> lists
+    return value
+
+
 def resolve(raw: dict, file: str | None = None) -> dict:
     """Check section names and the generic keys, fill defaults; returns a new dict.
 
@@ -148,6 +240,7 @@ def resolve(raw: dict, file: str | None = None) -> dict:
     try:
         if not isinstance(raw, dict):
             raise ParameterError("(top level)", "a table of sections", type(raw).__name__)
+        raw = plain(raw)
         for section, body in raw.items():
             if section not in SECTIONS:
                 raise ParameterError(section, f"a section among {list(SECTIONS)}", section)
@@ -168,6 +261,9 @@ def resolve(raw: dict, file: str | None = None) -> dict:
         cfg["model"].setdefault("dynamics", "accelerated")
         if "name" not in cfg["integrator"]:
             cfg["integrator"]["name"] = "exp_euler" if cfg["model"]["dynamics"] == "accelerated" else "euler"
+        if not any(raw.values()):  # an empty file: say everything it needs, and where to start
+            raise ParameterError("(file)", f"parameters with at least {' and '.join(REQUIRED)} "
+                                 "(meanfield init prints a commented template)", "an empty file")
         if "h" not in cfg["integrator"]:
             raise ParameterError("integrator.h", "a step size h > 0", None)
         _number("integrator", "h", cfg["integrator"]["h"], positive=True)

@@ -68,7 +68,8 @@ def checkpoint_path(path) -> str:
     return os.fspath(path) + CHECKPOINT_SUFFIX
 
 
-def check_output_path(path, key: str = "output.path", overwrite: bool = False) -> None:
+def check_output_path(path, key: str = "output.path", overwrite: bool = False,
+                      overwrite_hint: str = "--overwrite") -> None:
     """Raise ParameterError unless ``path`` can be written as a new (or, with ``overwrite``, a replaced) file.
 
     Writability is tested by creating (and removing) a temporary file in the
@@ -81,6 +82,9 @@ def check_output_path(path, key: str = "output.path", overwrite: bool = False) -
         Parameter or option named in the error (``output.path``, ``-o``, ...).
     overwrite : bool
         Whether an existing file at ``path`` may be replaced.
+    overwrite_hint : str
+        How the caller allows replacing, named in the error (``--overwrite``; the
+        Python API's ``overwrite=True``).
     """
     path = os.fspath(path)
     if not path or os.path.isdir(path):
@@ -89,7 +93,7 @@ def check_output_path(path, key: str = "output.path", overwrite: bool = False) -
     if not os.path.isdir(directory):
         raise ParameterError(key, "a file in an existing directory", path)
     if os.path.exists(path) and not overwrite:
-        raise ParameterError(key, "a file that does not exist yet (or --overwrite)", path)
+        raise ParameterError(key, f"a file that does not exist yet (or {overwrite_hint})", path)
     try:
         fd, probe = tempfile.mkstemp(dir=directory, prefix=".meanfield-probe-")
     except OSError as exc:
@@ -203,7 +207,10 @@ class HDF5Writer:
         self.live.write()
 
     def save(self, record: dict) -> None:
-        """Append one save record (``{"scales": {...}, "tasks": {...}}``, optional ``"attrs"``) and flush."""
+        """Append one save record (``{"scales": ..., "tasks": ..., "attrs": ...}``) and flush.
+
+        ``attrs`` (optional): file attributes to keep current, e.g. ``compile_time``.
+        """
         f = self.f
         for group, values in (("scales", record["scales"]), ("tasks", record["tasks"])):
             g = f[group]
@@ -470,7 +477,7 @@ def _read_sidecar(path: str) -> dict:
             if not f.attrs.get("complete", False) or "checkpoint" not in f:
                 raise OSError("incomplete checkpoint")
             return _read_checkpoint_group(f["checkpoint"])
-    except (OSError, KeyError, RuntimeError) as exc:  # damaged inside: h5py's KeyError / RuntimeError
+    except (OSError, KeyError, RuntimeError) as exc:  # damaged inside: h5py's KeyError, RuntimeError
         # cannot happen through the atomic rename; a copied or truncated file, say so
         raise ParameterError("(checkpoint)", "a readable sidecar checkpoint (or delete it)",
                              f"{path} ({exc})") from None
@@ -698,41 +705,59 @@ def load(path, tasks=None) -> Trajectory:
 
     Raises
     ------
-    OSError
-        The file cannot be opened as HDF5 (missing, truncated, not HDF5).
     ParameterError
-        An HDF5 file that is not a meanfield run file, or a damaged one (a dataset
+        In one line: no such file (or a directory), a file that is not HDF5 (a TOML
+        file, a truncated file), one a run is still writing, or an HDF5 file that is
+        not a meanfield run file, or a damaged one (a dataset
         with fewer saves than the others; a half-written last save, what a kill in
-        the middle of a save leaves, is dropped instead).
+        the middle of a save leaves, is dropped instead; h5py's errors inside).
     """
     path = os.fspath(path)
-    with h5py.File(path, "r") as f:
-        if "config" not in f.attrs:
-            raise ParameterError("(file)", "a meanfield run file (attribute config)", path)
-        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+    if not os.path.isfile(path):
+        raise ParameterError("(file)", "an existing meanfield HDF5 file", path)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        if "lock" in str(exc):  # HDF5's file lock: a run is writing it (reading now is unsafe)
+            raise ParameterError("(file)", "a run file no process is writing", "a run still "
+                                 "writing it (wait for it, or stop it with Ctrl-C)", file=path) from None
+        raise ParameterError("(file)", "a readable meanfield HDF5 file", " ".join(str(exc).split()),
+                             file=path) from None
+    with f:
         try:
-            config = json.loads(attrs["config"])
-        except (TypeError, ValueError):
-            config = None
-        if not isinstance(config, dict):
-            raise ParameterError("(file)", "a meanfield run file (config as a JSON object)", path)
-        sg = f.get("scales")
-        tg = f.get("tasks")
-        gg = f.get("grid")
-        scales = {k: sg[k][...] for k in sg} if isinstance(sg, h5py.Group) else {}
-        have = list(tg) if isinstance(tg, h5py.Group) else []
-        names = have if tasks is None else [t for t in tasks if t in have]
-        data = {k: tg[k][...] for k in names}
-        grid = {k: gg[k][...] for k in gg} if isinstance(gg, h5py.Group) else {}
-        missing = [k for k in SCALES if k not in scales]
-        if (scales or data) and missing:
-            raise ParameterError("(file)", f"a meanfield run file (/scales/{missing[0]} missing)", path)
-        if any(np.ndim(v) != 1 for v in scales.values()) or any(np.ndim(v) < 1 for v in data.values()):
-            raise ParameterError("(file)", "a meanfield run file (datasets with a save axis)", path)
-        # the newest checkpoint as read_checkpoint finds it, without opening the file again
-        ck = _sidecar_checkpoint(path)
-        if ck is None:
-            ck = _file_checkpoint(f)
+            if "config" not in f.attrs:
+                raise ParameterError("(file)", "a meanfield run file (attribute config)", path)
+            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+            try:
+                config = json.loads(attrs["config"])
+            except (TypeError, ValueError):
+                config = None
+            if not isinstance(config, dict):
+                raise ParameterError("(file)", "a meanfield run file (config as a JSON object)",
+                                     path)
+            sg = f.get("scales")
+            tg = f.get("tasks")
+            gg = f.get("grid")
+            scales = {k: sg[k][...] for k in sg} if isinstance(sg, h5py.Group) else {}
+            have = list(tg) if isinstance(tg, h5py.Group) else []
+            names = have if tasks is None else [t for t in tasks if t in have]
+            data = {k: tg[k][...] for k in names}
+            grid = {k: gg[k][...] for k in gg} if isinstance(gg, h5py.Group) else {}
+            missing = [k for k in SCALES if k not in scales]
+            if (scales or data) and missing:
+                raise ParameterError("(file)", f"a meanfield run file (/scales/{missing[0]} missing)",
+                                     path)
+            if (any(np.ndim(v) != 1 for v in scales.values())
+                    or any(np.ndim(v) < 1 for v in data.values())):
+                raise ParameterError("(file)", "a meanfield run file (datasets with a save axis)",
+                                     path)
+            # the newest checkpoint as read_checkpoint finds it, without opening the file again
+            ck = _sidecar_checkpoint(path)
+            if ck is None:
+                ck = _file_checkpoint(f)
+        except (KeyError, RuntimeError) as exc:  # h5py's errors for a file damaged inside
+            raise ParameterError("(file)", "an undamaged meanfield HDF5 file",
+                                 " ".join(str(exc).split()), file=path) from None
     n = _common_length(scales, data, path)
     scales = {k: v[:n] for k, v in scales.items()}
     data = {k: v[:n] for k, v in data.items()}

@@ -1,4 +1,4 @@
-"""The status sidecar of a running run (``OUT.h5.status``, JSON): what ``meanfield info`` shows meanwhile.
+"""The status sidecar ``OUT.h5.status`` (JSON) of a running run: what ``meanfield info`` shows.
 
 While a run writes ``OUT.h5``, HDF5 locks the file and readers are refused
 (reading in the middle of a write is unsafe). The writer therefore also keeps
@@ -66,7 +66,8 @@ class LiveStatus:
     def save(self, record: dict, saves: int) -> None:
         """Record a save (``{"scales": ..., "tasks": ...}``); ``saves`` counts those in the file."""
         scales, tasks = record["scales"], record["tasks"]
-        self.state.update(step=int(scales["iteration"]), t=float(scales["sim_time"]), saves=int(saves),
+        self.state.update(step=int(scales["iteration"]), t=float(scales["sim_time"]),
+                          saves=int(saves),
                           wall_time=_number(scales["wall_time"]),
                           oracle_calls=int(scales["oracle_calls"]))
         if "energy" in tasks:
@@ -93,7 +94,7 @@ class LiveStatus:
 
 
 def read_status(path) -> dict | None:
-    """The status sidecar of run file ``path`` as a dict; None when there is none (or it is unreadable)."""
+    """The status sidecar of run file ``path`` as a dict; None when there is none (or unreadable)."""
     try:
         with open(status_path(path)) as fh:
             status = json.load(fh)

@@ -53,6 +53,8 @@ def linear_map_infimum(m, Q, mu, M) -> float | None:
     float or None
         None unless Q is positive definite and M well conditioned (cond <= 1e12).
     """
+    if not (np.all(np.isfinite(M)) and np.all(np.isfinite(mu))):
+        return None  # moments overflowed (|x| ~ 1e200): LAPACK would print to stdout, then fail
     if np.linalg.eigvalsh(Q).min() <= 0 or np.linalg.cond(M) > 1e12:
         return None
     return float(0.5 * (m @ Q @ m) * (1.0 - mu @ np.linalg.solve(M, mu)))
@@ -230,7 +232,9 @@ class Bilinear(Model):
         if self.causal:  # particles no longer move by one common linear map
             return None
         x0 = np.asarray(x0, dtype=np.float64)
-        return linear_map_infimum(self.m, self.Q, x0.mean(axis=0), x0.T @ x0 / x0.shape[0])
+        with np.errstate(over="ignore", invalid="ignore"):  # overflowed moments: no infimum (None)
+            mu, M = x0.mean(axis=0), x0.T @ x0 / x0.shape[0]
+        return linear_map_infimum(self.m, self.Q, mu, M)
 
     def describe(self) -> dict:
         return {

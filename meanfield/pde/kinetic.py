@@ -30,21 +30,24 @@ One step of ``strang`` (order 2) is the symmetric composition
   start and at a predicted end of the substep (local error O(h^3)); the
   characteristics of the frozen field are exact (``int z dx = B y t``,
   inverted by a fourth-order Hermite interpolant,
-  :func:`meanfield._kernels.kinetic.position_feet`).
+  :func:`meanfield._kernels.kinetic.position_flow`).
 * Y: y' = a + b y^2 - alpha y with x fixed; the damping enters with its
   exact integral over the step, ``alpha = Delta eta / h``, so momenta
-  contract by exactly ``e^{-Delta eta}`` and the density grows by
-  ``e^{Delta eta}`` (one momentum component); rho (so z, u, b) does not
+  contract by exactly ``e^{-Delta eta}`` (and the density grows by
+  ``e^{Delta eta}``, one momentum component); rho (so z, u, b) does not
   move, a does through S: a is frozen at its value at a predicted half
   substep (midpoint rule, local error O(h^3)); the frozen Riccati flow is an
-  exact Moebius map, damping included (:func:`meanfield._kernels.kinetic.momentum_feet`).
+  exact Moebius map, damping included (:func:`meanfield._kernels.kinetic.momentum_flow`).
 
-Each substep is a conservative 1-D remap of cell averages through the
-monotone primitive (:func:`meanfield._kernels.kinetic.remap_lines`): mass
-is conserved to round-off (except what leaves the box), the density stays
->= 0 without any fix, and the splitting's substeps need not be
-divergence-free. Quadratures (z, S, energies) use the cell averages at cell
-centres: second order in space.
+Each substep is a conservative 1-D remap of cell averages written as a
+forward deposit (:func:`meanfield._kernels.kinetic.deposit_lines`): each
+cell's mass moves to the exact image of its centre, spread by quintic
+Lagrange weights limited towards cloud-in-cell weights where a cell would
+turn negative. Mass is conserved to round-off (except what leaves the box),
+the density stays >= 0, the first moment is transported exactly for affine
+flows whatever the shape of f (the cold, monokinetic state included), and
+the substeps need not be divergence-free. Quadratures (z, S, energies) use
+the cell averages at cell centres: second order in space.
 
 Oracle calls: one evaluation of the nonlocal moments (z, or the force moment
 v) is one call; a strang step makes :attr:`_Kinetic.calls_per_step` = 7 of
@@ -80,6 +83,8 @@ KERNEL_TAIL = 1e-8
 CELLS_PER_WIDTH = 2.0
 #: The initial momentum law's scale spans at least this many momentum cells.
 CELLS_PER_MOMENTUM_SCALE = 2.0
+#: A warning when more than this much of the mass has left the box.
+LOST_TOL = 1e-6
 #: Most position cells of a kinetic run on the line (four dense (M, M) moment matrices).
 LINE_CELLS_MAX = 4096
 
@@ -108,7 +113,7 @@ class _Kinetic:
     implements
 
     * ``x_field(rho)`` -- the (linear in rho) field an X substep is frozen at; one oracle call;
-    * ``_x_feet(field, tau, feet)`` -- backward feet ``(K, M + 1)`` of the X substep;
+    * ``_primitive(field)`` -- ``(T, z, int z)``: T = int z and z at the edges ``(M + 1,)`` of the X substep;
     * ``z_and_slope(rho)`` -- ``(z, u = dz/dx)`` at the centres, ``(M,)`` each; one oracle call;
     * ``_v(S)`` -- ``v = int dE/dx(x, x') S(x') dx'`` at the centres (part of a force call);
     * ``z(rho)`` -- z at the centres, not counted (diagnostics).
@@ -129,12 +134,14 @@ class _Kinetic:
         self.omega = self.omega_edges[:-1] + 0.5 * self.domega
         self.grid = {self.grid_names[0]: self.x, "momentum": self.omega}
         self.oracle_calls = 0
-        self._fT = np.empty((self.K, self.M))
-        self._outT = np.empty((self.K, self.M))
-        self._feetT = np.empty((self.K, self.M + 1))
-        self._slopesT = np.empty((self.K, self.M + 1))
-        self._feetW = np.empty((self.M, self.K + 1))
-        self._slopesW = np.empty((self.M, self.K + 1))
+        self.layer = boundary_layer(self.K if self.periodic else min(self.M, self.K))
+        self._warned = False
+        # (lines, cells) buffers of the two remaps: theta lines are the transposed density
+        self._fT, self._outT, self._imgT = (np.empty((self.K, self.M)) for _ in range(3))
+        self._lowT, self._ratT = (np.empty((self.K, KK.scratch_width(self.M, self.periodic))) for _ in range(2))
+        self._imgW = np.empty((self.M, self.K))
+        self._lowW, self._ratW = (np.empty((self.M, KK.scratch_width(self.K, False))) for _ in range(2))
+        self._img0 = np.empty((1, self.M))
         # midpoint weights of the momentum moments: for smooth laws sum omega_j^2 P_j exceeds
         # int omega^2 f by domega^2 / 12 (Sheppard); a piecewise-constant reading would double that
         self._omega2 = self.omega ** 2
@@ -143,6 +150,17 @@ class _Kinetic:
         """rho (M,): the position marginal density int f dy."""
         return f.sum(axis=1) * self.domega
 
+    def watch_boundary(self, f, mass: float) -> float:
+        """``boundary_mass`` of ``f`` (M, K); warns once when it exceeds BOUNDARY_TOL or more than
+        LOST_TOL of the initial mass 1 has left the box, naming the keys to raise."""
+        bm = self.boundary_mass(f)
+        lost = 1.0 - mass
+        if (bm > BOUNDARY_TOL or lost > LOST_TOL) and not self._warned:
+            self._warned = True
+            warnings.warn(f"{bm:.2g} of the mass is in the boundary layer of the box {self.box} and {max(lost, 0):.2g}"
+                          f" has left it: {self.keys_to_raise}", BoundaryMassWarning, stacklevel=3)
+        return bm
+
     # ------------------------------------------------------------ substeps
     def force(self, f, zc, u):
         """``a`` (M,) of G = a + b y^2 for the density ``f`` with z, u = z' at the centres; one oracle call."""
@@ -150,11 +168,25 @@ class _Kinetic:
         self.oracle_calls += 1
         return u + 0.5 * self._v(S) - self.grad_W
 
+    def _x_images(self, field, tau, out):
+        """Images ``(K, M)`` of the cell centres after an X substep of length ``tau`` with z frozen at ``field``."""
+        T, zc, period_T = self._primitive(field)
+        # T at the centres: the cubic Hermite midpoint of the edge values (slopes z), fourth order
+        Tc = 0.5 * (T[:-1] + T[1:]) + 0.125 * self.dx * (zc[:-1] - zc[1:])
+        args = (T, zc, self.x_edges[0], self.dx, period_T, self.periodic, Tc)
+        KK.position_flow(*args, self.speed * self.omega * tau, out)
+        # the interpolant's own image of the centres at zero shift: subtracting it makes the
+        # displacement vanish with tau (else its O(dx^4) error would drift the density by O(dx^4 / h))
+        KK.position_flow(*args, np.zeros(1), self._img0)
+        out += (self.x - self._img0[0])[None, :]
+        return out
+
     def _x_remap(self, f, field, tau, out):
         """X substep of length ``tau`` with z frozen at ``field``."""
-        self._x_feet(field, tau, self._feetT)
+        self._x_images(field, tau, self._imgT)
         np.copyto(self._fT, f.T)
-        KK.remap_lines(self._fT, self._feetT, self.periodic, self.x_edges[0], self.dx, self._slopesT, self._outT)
+        KK.deposit_lines(self._fT, self._imgT, self.periodic, self.x_edges[0], self.dx, self._lowT, self._ratT,
+                         self._outT)
         np.copyto(out, self._outT.T)
         return out
 
@@ -166,8 +198,8 @@ class _Kinetic:
         return self._x_remap(f, 0.5 * (c0 + c1), tau, out)
 
     def _omega_remap(self, f, a, b, c, tau, out):
-        KK.momentum_feet(self.omega_edges, a, b, c, tau, self._feetW)
-        KK.remap_lines(f, self._feetW, False, -self.P, self.domega, self._slopesW, out)
+        KK.momentum_flow(self.omega, a, b, c, tau, self._imgW)
+        KK.deposit_lines(f, self._imgW, False, -self.P, self.domega, self._lowW, self._ratW, out)
         return out
 
     def omega_step(self, f, tau, deta, out):
@@ -341,8 +373,8 @@ class CircleKinetic(_Kinetic):
     def _v(self, S):
         return self._eval(1j * self.k * self.Ik * self._coef(S))
 
-    def _x_feet(self, c, tau, feet):
-        """Feet of the theta substep: T = int z from the coefficients ``c`` (exact primitive)."""
+    def _primitive(self, c):
+        """``(T, z, int z)``: T = int z and z at the edges ``(M + 1,)`` from the coefficients ``c`` (exact)."""
         c0 = c[0].real
         prim = np.zeros_like(c)
         prim[1:] = c[1:] / (1j * self.k[1:])
@@ -350,8 +382,7 @@ class CircleKinetic(_Kinetic):
         P = np.append(P, P[0])
         T = c0 * (self.theta_edges - self.theta_edges[0]) + P - P[0]
         zc = self._eval(c, at_edges=True)
-        zc = np.append(zc, zc[0])
-        KK.position_feet(T, zc, self.theta_edges[0], self.dtheta, 2 * np.pi * c0, True, self.omega * tau, feet)
+        return T, np.append(zc, zc[0]), 2 * np.pi * c0
 
     _theta_remap = _Kinetic._x_remap
 
@@ -363,12 +394,21 @@ class CircleKinetic(_Kinetic):
         return rho / (rho.sum() * self.dtheta)
 
     # ------------------------------------------------------------ diagnostics
+    def boundary_mass(self, f) -> float:
+        """Mass in the boundary layer of the momentum interval (its outer ``layer`` cells at each end)."""
+        n = self.layer
+        return float((f[:, :n].sum() + f[:, -n:].sum()) * self.cell_volume)
+
+    box = property(lambda self: f"circle x [{-self.P:g}, {self.P:g}]")
+    keys_to_raise = "raise [solver] momentum_max"
+
     def diagnostics(self, f) -> dict:
         """``mass``, ``min_density``, ``E_beta``, ``mean`` (2,) of x = (cos, sin) theta, ``cov`` (2, 2),
-        ``order_parameter`` |mean|, ``momentum_spread`` (:meth:`momentum_spread`)."""
+        ``order_parameter`` |mean|, ``momentum_spread`` (:meth:`momentum_spread`), ``boundary_mass``
+        (warned once with :meth:`_Kinetic.watch_boundary`)."""
         rho = self.marginal(f)
         c, s = np.cos(self.theta), np.sin(self.theta)
-        mass = _remaining_mass(float(rho.sum() * self.dtheta), f"circle x [{-self.P:g}, {self.P:g}]")
+        mass = _remaining_mass(float(rho.sum() * self.dtheta), self.box)
         w = rho * self.dtheta
         mu = np.array([c @ w, s @ w]) / mass
         X = np.stack([c - mu[0], s - mu[1]])
@@ -376,7 +416,7 @@ class CircleKinetic(_Kinetic):
         zc = self.z(rho)
         return {"mass": mass, "min_density": float(f.min()), "E_beta": float(np.dot(zc, w)) / (2 * self.beta),
                 "mean": mu, "cov": cov, "order_parameter": float(np.hypot(*mu)),
-                "momentum_spread": self.momentum_spread(f)}
+                "momentum_spread": self.momentum_spread(f), "boundary_mass": self.watch_boundary(f, mass)}
 
 
 class LineKinetic(_Kinetic):
@@ -410,8 +450,6 @@ class LineKinetic(_Kinetic):
                  momentum_max: float):
         self.A, self.speed, self.Q, self.m = float(A), float(B), float(Q), float(m)
         self._setup(np.linspace(lo, hi, int(M) + 1), K, momentum_max)
-        self.layer = boundary_layer(min(self.M, self.K))
-        self._warned = False
         self.grad_W = self.Q * (self.x - self.m)
         self.W = 0.5 * self.Q * (self.x - self.m) ** 2
         x, xe, dx, a = self.x, self.x_edges, self.dx, self.A
@@ -464,10 +502,10 @@ class LineKinetic(_Kinetic):
     def _v(self, S):
         return self._dE @ S
 
-    def _x_feet(self, field, tau, feet):
+    def _primitive(self, field):
+        """``(T, z, int z)`` at the edges ``(M + 1,)`` from the moment ``field`` = [T, z]."""
         n = self.M + 1
-        T, zc = field[:n], field[n:]
-        KK.position_feet(T, zc, self.x_edges[0], self.dx, T[-1], False, self.speed * self.omega * tau, feet)
+        return field[:n], field[n:], field[n - 1]
 
     def position_law(self, section: dict) -> np.ndarray:
         """Cell averages (M,) of the position law (``gaussian``), mass 1; ``solver.domain`` error
@@ -485,26 +523,21 @@ class LineKinetic(_Kinetic):
         inner = f[n:-n, n:-n].sum()
         return float((f.sum() - inner) * self.cell_volume)
 
+    box = property(lambda self: f"[{self.x_edges[0]:g}, {self.x_edges[-1]:g}] x [{-self.P:g}, {self.P:g}]")
+    keys_to_raise = "widen [solver] domain or raise momentum_max"
+
     def diagnostics(self, f) -> dict:
         """``mass``, ``min_density``, ``mean (1,)``, ``cov (1, 1)``, ``boundary_mass``, ``momentum_spread``.
 
-        Warns once (:class:`~meanfield.pde.finite_volume.BoundaryMassWarning`) when
-        boundary_mass exceeds BOUNDARY_TOL.
+        Warns once (:meth:`_Kinetic.watch_boundary`) when mass reaches the boundary layer or leaves.
         """
         rho = self.marginal(f)
         w = rho * self.dx
-        mass = _remaining_mass(float(w.sum()), f"[{self.x_edges[0]:g}, {self.x_edges[-1]:g}] x "
-                                                 f"[{-self.P:g}, {self.P:g}]")
+        mass = _remaining_mass(float(w.sum()), self.box)
         mean = float(w @ self.x) / mass
         var = float(w @ (self.x - mean) ** 2) / mass
-        bm = self.boundary_mass(f)
-        if bm > BOUNDARY_TOL and not self._warned:
-            self._warned = True
-            warnings.warn(f"{bm:.2g} of the mass reached the boundary layer of the box [{self.x_edges[0]:g}, "
-                          f"{self.x_edges[-1]:g}] x [{-self.P:g}, {self.P:g}]: widen [solver] domain or "
-                          "momentum_max", BoundaryMassWarning, stacklevel=2)
         return {"mass": mass, "min_density": float(f.min()), "mean": np.array([mean]), "cov": np.array([[var]]),
-                "boundary_mass": bm, "momentum_spread": self.momentum_spread(f)}
+                "boundary_mass": self.watch_boundary(f, mass), "momentum_spread": self.momentum_spread(f)}
 
 
 def _remaining_mass(mass: float, box: str) -> float:
