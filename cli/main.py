@@ -73,16 +73,43 @@ def _set_threads(threads):
 
 
 class _Progress:
-    """A click progress bar driven by the loop's ``progress(done, total)`` callback."""
+    """A click progress bar driven by the loop's ``progress(done, total)`` callback.
+
+    Into a log (stderr not a terminal, e.g. a batch job's) it writes a line instead,
+    at the first step, then at most every :attr:`LOG_INTERVAL` seconds, and at the end.
+    """
+
+    #: Seconds between progress lines in a log.
+    LOG_INTERVAL = 10.0
 
     def __init__(self, enabled: bool, label: str):
         self.enabled = enabled
         self.label = label
         self.bar = None
         self.done = 0
+        self.log = enabled and not sys.stderr.isatty()
+        self.start = self.last_line = None
+
+    def _line(self, done, total):
+        import time
+
+        now = time.monotonic()
+        if self.start is None:
+            self.start = now
+        if done < total and self.last_line is not None and now - self.last_line < self.LOG_INTERVAL:
+            return
+        self.last_line = now
+        spent = now - self.start
+        left = f", about {spent * (total - done) / done:.0f} s left" if 0 < done < total else ""
+        percent = 100 * done / max(total, 1)
+        click.echo(f"meanfield: {self.label}: step {done}/{total} ({percent:.0f}%), "
+                   f"{spent:.1f} s{left}", err=True)
 
     def __call__(self, done, total):
         if not self.enabled:
+            return
+        if self.log:
+            self._line(done, total)
             return
         if self.bar is None:
             self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr,
@@ -108,11 +135,21 @@ def _simulate(run, output, overwrite, progress, label):
         bar.close()
 
 
+#: The summary line names numba's compile time from this many seconds on (loading cached
+#: kernels takes up to about a second on a loaded machine).
+COMPILE_NOTE_SECONDS = 3.0
+
+
 def _summary_line(res) -> str:
-    e = res["energy"][-1]
+    compiled = res.attrs.get("compile_time", 0.0)
+    # a resume stopped (wall time) before its first save has no energy of its own to show
+    state = (f"final energy {res['energy'][-1]:.6g} at t = {res.t[-1]:.4g}" if res.scales
+             else f"no save before t = {res.t_end:.4g}")
     return (f"{res.config['model']['name']}/{res.config['model']['dynamics']} "
-            f"[{res.config['integrator']['name']}]: final energy {e:.6g} at t = {res.t[-1]:.4g}, "
+            f"[{res.config['integrator']['name']}]: {state}, "
             f"{res.oracle_calls} oracle calls, {res.wall_time:.2f} s wall"
+            # a first run compiles its kernels (numba caches them for the next runs)
+            + (f" (+ {compiled:.1f} s compiling)" if compiled >= COMPILE_NOTE_SECONDS else "")
             + (f" -> {res.path}" if res.path else ""))
 
 
@@ -122,7 +159,7 @@ def _report(res) -> None:
     if res.status.startswith("stopped"):  # not finished: say so, and how to go on
         limit = res.config["run"].get("max_wall_time")
         click.echo(f"meanfield: {res.status.split(';')[0]} (run.max_wall_time = {limit:g} s) at "
-                   f"t = {res.t[-1]:.6g}, before the end of the run; continue with "
+                   f"t = {res.t_end:.6g}, before the end of the run; continue with "
                    f"meanfield run --resume {res.path}", err=True)
     if "warning:" in res.status:
         click.echo(f"meanfield: {res.status[res.status.index('warning:'):]}", err=True)
@@ -150,7 +187,8 @@ def _companion_path(path: str) -> str:
               help="Override a parameter (TOML value), e.g. --set integrator.h=0.005.")
 @click.option("--threads", type=int, default=None, help="Numba threads (default: all cores).")
 @click.option("--progress/--no-progress", default=None,
-              help="Progress bar (default: on when stderr is a terminal).")
+              help="Progress bar (default: on when stderr is a terminal); into a log, a line "
+                   "every 10 s.")
 @click.option("--resume", is_flag=True,
               help="Continue OUT.h5 from its checkpoint (--set may change only run.t1, steps, "
                    "oracle_calls, layers, save_every, check_every, max_wall_time; with PARAMS and -o, "
@@ -264,8 +302,17 @@ def _default_example_e_star(r, overrides) -> float:
 @click.option("--json", "as_json", is_flag=True, help="Print the resolved config as JSON.")
 @guard
 def info(path, as_json):
-    """Describe a run file: config, times, final diagnostics."""
-    tr = load_run(path, tasks=list(INFO_TASKS) + ["mean"], min_saves=0)
+    """Describe a run file: config, times, final diagnostics (a running run: its status sidecar)."""
+    try:
+        tr = load_run(path, tasks=list(INFO_TASKS) + ["mean"], min_saves=0)
+    except ParameterError:
+        from meanfield.io.live import read_running
+
+        live = None if as_json else read_running(path)
+        if live is None:
+            raise
+        _info_live(path, live)  # HDF5 locks the file while a run writes it
+        return
     if as_json:
         click.echo(json.dumps(tr.config, indent=2))
         return
@@ -311,6 +358,26 @@ def info(path, as_json):
             row("mean", np.array2string(tr.tasks["mean"][n - 1], precision=6))
     if tr.checkpoint:
         row("checkpoint", f"t = {tr.checkpoint.get('t'):.6g}, iteration {tr.checkpoint.get('iteration')}")
+
+
+def _info_live(path, live) -> None:
+    """``meanfield info`` of a file a run is writing: what its status sidecar OUT.h5.status says."""
+    def row(label, text):
+        click.echo(f"{label:<{INFO_WIDTH}}{text}")
+
+    def num(key, fmt):
+        value = live.get(key)
+        return "?" if value is None else format(value, fmt)
+
+    end = ", ".join(f"{k} = {v}" for k, v in (live.get("end") or {}).items())
+    row("file", path)
+    row("status", f"running  (pid {live.get('pid')} on {live.get('host')}, status updated "
+                  f"{live.get('updated')}; the file is locked while the run writes it)")
+    row("model", str(live.get("model")))
+    row("progress", f"step {live.get('step')}, t = {num('t', '.6g')}"
+        + (f" (runs to {end})" if end else "")
+        + f", {live.get('saves')} saves, wall {num('wall_time', '.3g')} s")
+    row("energy", num("energy", ".10g"))
 
 
 #: Scalar diagnostics ``meanfield info`` shows (last save), and the width of its labels.

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 
 import h5py
 import numpy as np
 
 from .errors import ParameterError
-from .io.hdf5 import (HDF5Writer, SavedTasks, is_being_written, is_unstarted, load, truncate_to,
+from .io.hdf5 import (HDF5Writer, SavedTasks, is_being_written, is_unstarted, load, saved_rows, truncate_to,
                       unreadable_reason)
 from .run import CHOICES, STREAMED_BYTES, Run, RunResult
 from .simulate import Recorder
@@ -117,6 +118,20 @@ def _record_resume(path: str, config: dict, entry: dict) -> None:
         f.attrs["config"] = json.dumps(config)
 
 
+def _check_not_open_elsewhere(path: str) -> None:
+    """ParameterError when another process holds ``path`` open (HDF5's file lock refuses a writer)."""
+    if not os.path.isfile(path):
+        return  # load() says what is wrong
+    try:
+        h5py.File(path, "r+").close()
+    except OSError as exc:
+        if "unable to lock file" in str(exc).lower():
+            raise ParameterError("--resume", "a run file no other process has open (another process "
+                                 "is reading or writing it: close it, or wait for its run to end)",
+                                 path) from None
+        # anything else (not HDF5, truncated, ...) is load()'s to report
+
+
 def resume_run(path: str, overrides=(), progress=None, params=None) -> RunResult:
     """Continue the run stored in ``path`` from its checkpoint, appending to the same file.
 
@@ -160,7 +175,7 @@ def resume_run(path: str, overrides=(), progress=None, params=None) -> RunResult
     """
     try:
         tr = load(path, tasks=["energy", "kinetic"])
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:  # RuntimeError: h5py, damaged inside
         # load() names a missing, unreadable or locked file in one line (ParameterError); --resume
         # says which run is writing it, or restarts a run killed as it created its file
         if is_being_written(path):
@@ -206,29 +221,42 @@ def resume_run(path: str, overrides=(), progress=None, params=None) -> RunResult
         raise ParameterError(bound, f"a run longer than its checkpoint (iteration {it}, "
                              f"t = {float(ck['t']):.6g})",
                              run.config["run"][bound.split(".")[1]], file=params)
+    if "energy" not in tr.tasks:
+        raise ParameterError("--resume", "a run file with its saved energies (/tasks/energy)", path)
+    rows = saved_rows(path)  # every dataset (a deleted one is refused), not only those loaded
     iters = tr.scales.get("iteration", np.zeros(0, np.int64))
     keep = int(np.searchsorted(iters, it, side="right"))
-    lengths = {len(v) for v in (*tr.scales.values(), *tr.tasks.values())}
-    if keep == 0 or iters[keep - 1] != it or min(lengths, default=0) < keep:
-        # the checkpoint is written right after the save of its step, so that save must be there
+    lengths = set(rows.values())
+    # a checkpoint is written right after the save of its step, or between two saves (a run
+    # stopped there) with the loop's state; either way the saves up to it must be there
+    loop = json.loads(ck["loop_state"]) if "loop_state" in ck else None
+    if keep == 0 or (iters[keep - 1] != it and loop is None) or min(lengths, default=0) < keep:
         last = int(iters[keep - 1]) if keep else None
-        raise ParameterError("--resume", f"the saves up to the checkpoint (iteration {it})",
-                             f"{path} (saved iterations end at {last}, "
-                             f"{min(lengths, default=0)} saves)")
+        short = min(rows, key=rows.get)
+        raise ParameterError("--resume", f"the saves up to the checkpoint (iteration {it}, "
+                             f"{keep} saves)", f"{path} (saved iterations end at {last}; "
+                             f"/{short} holds {rows[short]} saves)")
+    _check_not_open_elsewhere(path)  # only now: opening to write touches the file
     truncate_to(path, keep)
     system = run.make_system({name: np.ascontiguousarray(arr) for name, arr in ck["state"].items()})
     resume_state = {"energy": float(tr.tasks["energy"][keep - 1])}
     if "kinetic" in tr.tasks:
         resume_state["kinetic"] = float(tr.tasks["kinetic"][keep - 1])
+    clocks = {"wall_time": float(tr.scales["wall_time"][keep - 1]),
+              "compile_time": float(tr.attrs.get("compile_time", 0.0))}
+    if loop is not None and iters[keep - 1] != it:
+        resume_state["residual"] = loop.get("residual")
+        clocks["wall_time"] += float(loop.get("wall_time_since_save", 0.0))
+        clocks["compile_time"] = float(loop.get("compile_time", clocks["compile_time"]))
     _record_resume(path, run.resolved(), {**entry, "iteration": it, "t": float(ck["t"])})
     recorder = Recorder(keep_bytes=STREAMED_BYTES)
     writer = HDF5Writer(path, mode="a")
-    wall0 = float(tr.scales["wall_time"][keep - 1])
     run.model.oracle_calls = int(ck["oracle_calls"])
     try:
         res = run.advance(
             system, [recorder, writer], progress,
-            start_step=it, start_oracle_calls=int(ck["oracle_calls"]), start_wall_time=wall0,
+            start_step=it, start_oracle_calls=int(ck["oracle_calls"]),
+            start_wall_time=clocks["wall_time"], start_compile_time=clocks["compile_time"],
             resume_state=resume_state, integrator_state=ck.get("integrator"),
         )
     except KeyboardInterrupt:
@@ -245,7 +273,8 @@ def resume_run(path: str, overrides=(), progress=None, params=None) -> RunResult
     tasks = SavedTasks(tasks, path, recorder.dropped, start=keep)
     return RunResult(scales=scales, tasks=tasks, x=res.x, y=res.y, config=run.resolved(),
                      status=res.status, oracle_calls=res.oracle_calls, wall_time=res.wall_time,
-                     path=path, state=res.state, grid=dict(system.grid))
+                     path=path, state=res.state, grid=dict(system.grid),
+                     attrs={"compile_time": res.compile_time}, t_end=res.t)
 
 
 __all__ = ["RESUMABLE", "resume_run", "resumed_run"]

@@ -60,6 +60,12 @@ class RunResult:
         Cell centres of a grid run (``theta`` or ``x``), empty otherwise.
     path : str or None
         The HDF5 file written, if any.
+    attrs : dict
+        File attributes of the run (``integrator_order``, ``energy_infimum``, ...) and
+        ``compile_time``: seconds numba spent compiling kernels, not counted in ``wall_time``.
+    t_end : float or None
+        Time of the final state (``x``, ``y``, ``state``): the last save's, or later when the
+        run stopped between two saves (Ctrl-C, ``run.max_wall_time``; saves keep their grid).
     """
 
     scales: dict
@@ -74,6 +80,7 @@ class RunResult:
     attrs: dict = field(default_factory=dict)
     state: dict = field(default_factory=dict)
     grid: dict = field(default_factory=dict)
+    t_end: float | None = None
 
     @property
     def t(self) -> np.ndarray:
@@ -368,12 +375,13 @@ class Run:
         if writer is not None:
             writer.set_status(res.status)
             writer.close(final=True)  # also when called inside an except block
+        attrs["compile_time"] = res.compile_time
         scales, tasks = recorder.arrays()
         tasks = SavedTasks(tasks, output, recorder.dropped)
         return RunResult(scales=scales, tasks=tasks, x=res.x, y=res.y, config=self.resolved(),
                          status=res.status, oracle_calls=res.oracle_calls,
                          wall_time=res.wall_time, path=output, attrs=attrs, state=res.state,
-                         grid=dict(system.grid))
+                         grid=dict(system.grid), t_end=res.t)
 
     def _check_saves_fit(self, system) -> None:
         """ParameterError when the saves of a run kept in memory (no output file) cannot fit."""

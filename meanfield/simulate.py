@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._kernels._config import serial_if_small
+from ._kernels._config import compile_clock, serial_if_small
 from .errors import STOP_SIGNALS, Interrupted, SimulationError
 from .systems import particle_system
 
@@ -223,6 +223,9 @@ class LoopResult:
     particle positions and momenta (None for systems without them).
     ``status`` is "finished" or "stopped: wall time", followed by the
     warnings of :class:`EnergyWatch` if any (also listed in ``warnings``).
+    ``wall_time`` (seconds of computation) leaves out ``compile_time``, the
+    seconds numba spent compiling kernels or loading them from its cache
+    (both continued across resumes).
     """
 
     x: np.ndarray | None
@@ -234,6 +237,7 @@ class LoopResult:
     status: str
     state: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
+    compile_time: float = 0.0
 
 
 class DissipationResidual:
@@ -251,8 +255,13 @@ class DissipationResidual:
     t : float
         Time of the first state.
     resume_state : dict or None
-        ``{"energy": H, "kinetic": K}`` of the last save of a resumed run.
+        ``{"energy": H, "kinetic": K}`` of the last save of a resumed run, and
+        ``"residual"``: :meth:`get_state` at its checkpoint when that fell between
+        two saves (the quadrature then goes on where it stopped).
     """
+
+    #: What :meth:`get_state` returns: the quadrature since the last save.
+    STATE = ("H_prev", "K_save", "t_prev", "diss", "diss2", "nsub", "f_prev", "f_prev2", "t_prev2")
 
     def __init__(self, system, schedule, mode, t, resume_state=None):
         if mode == "auto":
@@ -269,10 +278,18 @@ class DissipationResidual:
         self.diss = self.diss2 = 0.0
         self.nsub = 0
         self.f_prev = self.f_prev2 = self.t_prev2 = None
+        self._restored = resume_state is not None and resume_state.get("residual") is not None
+        if self._restored:
+            for name in self.STATE:
+                setattr(self, name, resume_state["residual"][name])
+
+    def get_state(self) -> dict:
+        """The quadrature since the last save (JSON-able floats), for a checkpoint between saves."""
+        return {name: getattr(self, name) for name in self.STATE}
 
     def start(self, t) -> None:
         """Called once before the first step, at time ``t``."""
-        if self.per_step:
+        if self.per_step and not self._restored:
             self.f_prev = 2.0 * self.schedule.alpha(t) * self.system.kinetic()
 
     def after_step(self, t, t_next) -> None:
@@ -311,14 +328,21 @@ class _Saver:
     """Builds a save record (scales and tasks) and hands it, and the state, to the observers."""
 
     def __init__(self, system, integrator, observers, probes, residual, watch, save_fields,
-                 start_wall_time, start_oracle_calls):
+                 start_wall_time, start_oracle_calls, clock, start_compile_time=0.0):
         self.system, self.integrator, self.observers = system, integrator, observers
         self.probes, self.residual, self.watch, self.save_fields = probes, residual, watch, save_fields
         self.t_start = time.perf_counter() - start_wall_time
         self.calls0 = system.oracle_calls - start_oracle_calls
+        self.clock, self.compile0 = clock, start_compile_time
+        self.last_wall = start_wall_time  # wall_time of the newest save
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self.t_start
+        """Seconds of computation: the wall clock less numba's compilation (``compile_time``)."""
+        return time.perf_counter() - self.t_start - self.clock.seconds
+
+    def compile_time(self) -> float:
+        """Seconds numba spent compiling (or loading cached kernels) in this run, resumes included."""
+        return self.compile0 + self.clock.seconds
 
     def record(self, k, t) -> dict:
         system = self.system
@@ -336,10 +360,11 @@ class _Saver:
         for probe in self.probes:
             tasks.update(probe(t, *system.probe_args(), tasks))
         tasks.update(system.fields(self.save_fields))
+        self.last_wall = float(self.elapsed())
         scales = {"sim_time": float(t), "iteration": int(k),
-                  "oracle_calls": int(system.oracle_calls - self.calls0), "wall_time": float(self.elapsed())}
+                  "oracle_calls": int(system.oracle_calls - self.calls0), "wall_time": self.last_wall}
         scales.update(system.counters())  # e.g. mlp_calls of transformer blocks
-        return {"scales": scales, "tasks": tasks}
+        return {"scales": scales, "tasks": tasks, "attrs": {"compile_time": self.compile_time()}}
 
     def __call__(self, k, t) -> None:
         rec = self.record(k, t)
@@ -348,6 +373,22 @@ class _Saver:
             obs.save(rec)
             if hasattr(obs, "checkpoint"):
                 obs.checkpoint(state, t, k, self.system.oracle_calls - self.calls0, self.integrator.get_state())
+
+    def checkpoint(self, k, t) -> None:
+        """Hand the state after step ``k`` to the observers' checkpoints without saving it.
+
+        The run stops between two saves (Ctrl-C, wall time): the file keeps its save
+        grid, and ``loop_state`` carries what a resume needs to go on exactly as the
+        uninterrupted run (the dissipation quadrature since the last save, the clocks).
+        """
+        loop_state = {"wall_time_since_save": self.elapsed() - self.last_wall,
+                      "compile_time": self.compile_time()}
+        if self.residual is not None:
+            loop_state["residual"] = self.residual.get_state()
+        for obs in self.observers:
+            if hasattr(obs, "checkpoint"):
+                obs.checkpoint(self.system.state, t, k, self.system.oracle_calls - self.calls0,
+                               self.integrator.get_state(), loop_state=loop_state)
 
 
 def _check_state(system, k, t, limit) -> None:
@@ -381,6 +422,7 @@ def advance(
     start_step: int = 0,
     start_oracle_calls: int = 0,
     start_wall_time: float = 0.0,
+    start_compile_time: float = 0.0,
     resume_state: dict | None = None,
     integrator_state: dict | None = None,
     probes=(),
@@ -401,8 +443,9 @@ def advance(
         Which state arrays a particle system stores at every save (``"x"``, ``"y"``).
     observers : sequence
         Objects with ``save(record)`` and optionally
-        ``checkpoint(state, t, iteration, oracle_calls, integrator_state)``,
-        ``state`` being ``{name: array}`` (e.g. ``x``, ``y`` or ``density``).
+        ``checkpoint(state, t, iteration, oracle_calls, integrator_state, loop_state=None)``,
+        ``state`` being ``{name: array}`` (e.g. ``x``, ``y`` or ``density``); a run stopped
+        between two saves checkpoints without a save, with ``loop_state`` (JSON-able dict).
     progress : callable(done, total) or None
     dissipation : {"auto", "step", "save", "off"}
         Quadrature of the dissipation residual (see :class:`DissipationResidual`).
@@ -411,8 +454,10 @@ def advance(
     max_wall_time : float or None
         Seconds of this call (a resumed run gets a fresh budget) after which the run
         stops early with status "stopped: wall time".
-    start_step, start_oracle_calls, start_wall_time : int, int, float
+    start_step, start_oracle_calls, start_wall_time, start_compile_time : int, int, float, float
         Counters of a resumed run (the state passed in is the one after ``start_step`` steps).
+        ``wall_time`` counts the seconds of computation; the seconds numba spends
+        compiling kernels (their first calls) are counted apart, as ``compile_time``.
     resume_state : dict or None
         ``{"energy": H, "kinetic": K}`` of the last save of a resumed run; the
         initial state is then not saved again.
@@ -443,20 +488,21 @@ def advance(
     residual = (DissipationResidual(system, schedule, dissipation, t, resume_state)
                 if system.accelerated and system.energy_balance else None)
     watch = EnergyWatch(energy_infimum, system.dtype, resume_state)
+    clock = compile_clock()  # the first calls of kernels compile them: not part of wall_time
     save = _Saver(system, integrator, observers, probes, residual, watch, save_fields,
-                  start_wall_time, start_oracle_calls)
+                  start_wall_time, start_oracle_calls, clock, start_compile_time)
     integrator.reset()
     system.begin(start_step)  # systems whose step depends on the step index (per-layer weights)
     if integrator_state:
         integrator.set_state(integrator_state)
-    if resume_state is None:
-        save(start_step, t)
-    if residual is not None:
-        residual.start(t)
     status = "finished"
     k = start_step
     wall_start = time.perf_counter()  # max_wall_time budgets this call, not the file's total
-    with _DeferredInterrupt() as interrupt, serial_if_small(system.size, system.serial_below):
+    with clock, _DeferredInterrupt() as interrupt, serial_if_small(system.size, system.serial_below):
+        if resume_state is None:
+            save(start_step, t)
+        if residual is not None:
+            residual.start(t)
         for k in range(start_step + 1, nsteps + 1):
             t_next = horizon.time_of(k, nsteps)
             try:
@@ -475,9 +521,10 @@ def advance(
                 progress(k, nsteps)
             if interrupt.flag or (max_wall_time is not None
                                    and time.perf_counter() - wall_start > max_wall_time):
-                # stop between steps, where the state is consistent: save it, then report
+                # stop between steps, where the state is consistent: checkpoint it (off the save
+                # grid it is not saved: a resumed file then equals an uninterrupted run's)
                 if not saved:
-                    save(k, t)
+                    save.checkpoint(k, t)
                 if interrupt.flag:
                     raise Interrupted(interrupt.message(k, t), interrupt.signum)
                 status = "stopped: wall time"
@@ -485,7 +532,8 @@ def advance(
     state = system.state
     return LoopResult(x=state.get("x"), y=state.get("y"), t=t, iteration=k,
                       oracle_calls=system.oracle_calls - save.calls0, wall_time=save.elapsed(),
-                      status=watch.status(status), state=state, warnings=watch.messages)
+                      status=watch.status(status), state=state, warnings=watch.messages,
+                      compile_time=save.compile_time())
 
 
 def simulate(model, schedule, integrator, x, y, horizon: Horizon, **options) -> LoopResult:

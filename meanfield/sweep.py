@@ -577,7 +577,12 @@ def run_sweep(sweep, *, scheduler: str | None = None, workers: int | None = None
                 progress(done, len(rows), rows[i])
     except KeyboardInterrupt:
         _settle_pending(rows, futures, sweep)
+        cut = [job for job, r in zip(sweep.jobs, rows) if r["status"] == "not done: sweep interrupted"]
         index.write(force=True)
+        if own:  # the runs go down with our cluster: their files say so (remote ones run on)
+            _stop_client(client, cluster)
+            own = False
+            _mark_interrupted(cut)
         raise
     finally:
         if own:
@@ -601,6 +606,38 @@ def _settle_pending(rows: list, futures: dict, sweep: Sweep) -> None:
             r.update(_summary(path), message="finished while the sweep was stopping")
         else:
             r["status"] = "not done: sweep interrupted"
+
+
+def _mark_interrupted(jobs, wait: float = 10.0) -> None:
+    """Set the status of runs that stopping the cluster cut short from "running" to "interrupted".
+
+    Their workers were stopped mid-run, like a kill: each file keeps its saves and
+    its sidecar checkpoint (what a rerun of the sweep continues from). A file still
+    locked (a worker process not yet gone) is retried for up to ``wait`` seconds,
+    then left as it is.
+    """
+    import h5py
+
+    from .io.live import LiveStatus
+
+    deadline = time.monotonic() + wait
+    todo = [job.path for job in jobs if os.path.isfile(job.path)]
+    while todo:
+        locked = []
+        for path in todo:
+            try:
+                with h5py.File(path, "r+") as f:
+                    if f.attrs.get("status") == "running":
+                        f.attrs["status"] = "interrupted"
+            except (OSError, KeyError, RuntimeError) as exc:
+                if "unable to lock file" in str(exc).lower():
+                    locked.append(path)
+                continue  # unreadable: the next sweep moves it aside
+            LiveStatus(path).remove()  # its writer is gone
+        if not locked or time.monotonic() > deadline:
+            return
+        todo = locked
+        time.sleep(0.1)
 
 
 def _one_line(exc) -> str:

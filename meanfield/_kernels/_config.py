@@ -53,6 +53,62 @@ class serial_if_small:
         return False
 
 
+class compile_clock:
+    """Context manager: seconds this thread spends in numba's compiler while it is active.
+
+    A kernel's first call compiles it (seconds to tens of seconds; from numba's
+    on-disk cache later, still tens of milliseconds each): the time loop
+    subtracts this from its wall clock, so ``/scales/wall_time`` measures the
+    computation. Everything numba does under its compiler lock counts:
+    compiling, loading from and writing to the cache, and waiting for another
+    thread's compilation. Nested compilations (a kernel compiling its helpers)
+    count once.
+
+    Attributes
+    ----------
+    seconds : float
+        Time spent so far (read it at any moment, inside or after the block).
+    """
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    def __enter__(self):
+        import time
+        import threading
+
+        from numba.core import event
+
+        clock = self
+        owner = threading.get_ident()
+
+        class _Listener(event.Listener):
+            depth = 0
+            start = 0.0
+
+            def on_start(self, ev):
+                if threading.get_ident() == owner:
+                    if self.depth == 0:
+                        self.start = time.perf_counter()
+                    self.depth += 1
+
+            def on_end(self, ev):
+                if threading.get_ident() == owner and self.depth > 0:
+                    self.depth -= 1
+                    if self.depth == 0:
+                        clock.seconds += time.perf_counter() - self.start
+
+        self._listener = _Listener()
+        event.register("numba:compiler_lock", self._listener)
+        return self
+
+    def __exit__(self, *exc):
+        from numba.core import event
+
+        event.unregister("numba:compiler_lock", self._listener)
+        return False
+
+
 def _wide_vectors_intrinsic():
     from numba import types
     from numba.extending import intrinsic

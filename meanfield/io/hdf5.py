@@ -60,6 +60,7 @@ import h5py
 import numpy as np
 
 from ..errors import NoSpaceError, ParameterError
+from .live import LiveStatus
 
 SCALES = ("sim_time", "iteration", "oracle_calls", "wall_time")
 _SCALE_DTYPES = {"sim_time": np.float64, "iteration": np.int64, "oracle_calls": np.int64,
@@ -359,9 +360,15 @@ class HDF5Writer:
             self.f.require_group("tasks")
         self.n_saves = self.f["scales/sim_time"].shape[0] if "scales/sim_time" in self.f else 0
         self.set_status("running")
+        # OUT.h5.status: what `meanfield info` shows while HDF5's lock keeps readers out
+        self.live = LiveStatus(self._final or self.path, _config_of(self.f))
+        self.live.state["saves"] = self.n_saves
+        self.live.write()
 
     def save(self, record: dict) -> None:
-        """Append one save record (``{"scales": {...}, "tasks": {...}}``) and flush.
+        """Append one save record (``{"scales": ..., "tasks": ..., "attrs": ...}``) and flush.
+
+        ``attrs`` (optional): file attributes to keep current, e.g. ``compile_time``.
 
         Raises
         ------
@@ -392,6 +399,8 @@ class HDF5Writer:
                     n = ds.shape[0]
                     ds.resize(n + 1, axis=0)
                     ds[n] = arr
+            for name, value in record.get("attrs", {}).items():  # e.g. compile_time, kept current
+                f.attrs[name] = value
             f.flush()
         except Exception as exc:
             if is_no_space(exc):  # the disk filled up meanwhile (another process)
@@ -400,6 +409,7 @@ class HDF5Writer:
         self.n_saves += 1
         if self._final is not None:
             self._commit()
+        self.live.save(record, self.n_saves)
 
     def _save_bytes(self, record: dict) -> int:
         """Bytes a save adds: its arrays, and new 1024-entry chunks of scalars."""
@@ -445,7 +455,8 @@ class HDF5Writer:
         _fsync(os.path.dirname(os.path.abspath(final)), directory=True)
         self._release()  # the file at the final path is this run's now, locked by HDF5
 
-    def checkpoint(self, state, t, iteration, oracle_calls, integrator_state=None) -> None:
+    def checkpoint(self, state, t, iteration, oracle_calls, integrator_state=None,
+                   loop_state=None) -> None:
         """Record the current state and counters as the checkpoint to resume from.
 
         Parameters
@@ -457,6 +468,9 @@ class HDF5Writer:
         iteration, oracle_calls : int
         integrator_state : dict or None
             Multistep history, doubled copies, ...; stored under ``integrator/``.
+        loop_state : dict or None
+            A checkpoint between two saves (the run stopped there): what the loop
+            needs to go on exactly (stored as JSON in the attribute ``loop_state``).
 
         Writes the sidecar ``OUT.h5.ckpt`` atomically unless one was written
         less than ``checkpoint_interval`` seconds ago; :meth:`close` puts the
@@ -464,6 +478,8 @@ class HDF5Writer:
         """
         attrs = {"t": float(t), "iteration": int(iteration), "oracle_calls": int(oracle_calls),
                  "n_saves": int(self.n_saves)}
+        if loop_state is not None:
+            attrs["loop_state"] = json.dumps(loop_state)
         self._pending = (state, attrs, integrator_state)
         now = time.monotonic()
         wait = self.interval
@@ -552,6 +568,7 @@ class HDF5Writer:
             self.f.flush()
         finally:
             self.f.close()
+            self.live.remove()
             self._pending = None
             self._release()
             if self._final is not None:
@@ -591,6 +608,14 @@ class HDF5Writer:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+def _config_of(f) -> dict | None:
+    """The parameters stored in an open run file (None if missing or not JSON)."""
+    try:
+        return json.loads(f.attrs["config"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _attach_time_scale(f, ds, scale_name=None) -> None:
@@ -747,6 +772,8 @@ def _write_checkpoint_group(g, state: dict, attrs: dict, integrator_state=None) 
         for name, value in integrator_state.items():
             if value is not None:
                 gi.create_dataset(name, data=np.asarray(value))
+    for k in [k for k in g.attrs if k not in attrs]:
+        del g.attrs[k]  # e.g. the loop_state of an earlier checkpoint between saves
     for k, v in attrs.items():
         if k != "checksum":
             g.attrs[k] = v
@@ -814,7 +841,7 @@ def _read_sidecar(path: str) -> dict:
             if not f.attrs.get("complete", False) or "checkpoint" not in f:
                 raise OSError("incomplete checkpoint")
             return _read_checkpoint_group(f["checkpoint"])
-    except OSError as exc:
+    except (OSError, KeyError, RuntimeError) as exc:  # damaged inside: h5py's KeyError, RuntimeError
         # cannot happen through the atomic rename; a copied or truncated file, say so
         raise ParameterError("(checkpoint)", "a readable sidecar checkpoint (or delete it)",
                              f"{path} ({exc})") from None
@@ -858,6 +885,50 @@ def _file_checkpoint(f) -> dict | None:
         return None
     ck["source"] = "file"
     return ck
+
+
+def saved_rows(path: str) -> dict:
+    """Rows (saves) of every dataset under ``/scales`` and ``/tasks``: ``{"tasks/x": T, ...}``.
+
+    Raises
+    ------
+    ParameterError
+        A dataset of the run was deleted (``/scales/sim_time`` is the dimension
+        scale of every other one, and still refers to it).
+    """
+    with h5py.File(path, "r") as f:
+        rows = {f"{g}/{k}": f[g][k].shape[0] for g in ("scales", "tasks")
+                if isinstance(f.get(g), h5py.Group) for k in f[g]
+                if isinstance(f[g][k], h5py.Dataset) and f[g][k].ndim}
+        st = f.get("scales/sim_time")
+        refs = st.attrs.get("REFERENCE_LIST", ()) if isinstance(st, h5py.Dataset) else ()
+        for ref, _dim in refs:
+            try:
+                gone = f[ref].name is None
+            except (KeyError, ValueError, RuntimeError):
+                gone = True
+            if gone:
+                raise ParameterError("(file)", "a run file with every dataset it saved (one of the "
+                                     "datasets along /scales/sim_time was deleted)", path)
+    return rows
+
+
+def _common_length(scales: dict, tasks: dict, path: str) -> int:
+    """The number of saves every dataset holds; ParameterError when one is shorter by more than one.
+
+    A run killed in the middle of a save leaves some datasets one row longer (the
+    half-written save, dropped by readers and by ``--resume``); anything more is damage.
+    """
+    lengths = {f"/{group}/{k}": len(v) for group, arrays in (("scales", scales), ("tasks", tasks))
+               for k, v in arrays.items()}
+    if not lengths:
+        return 0
+    n, top = min(lengths.values()), max(lengths.values())
+    if top - n > 1:
+        short = min(lengths, key=lengths.get)
+        raise ParameterError("(file)", f"a run file whose datasets hold the same number of saves "
+                             f"({short} has {n}, others up to {top})", path)
+    return n
 
 
 def truncate_to(path: str, n_saves: int) -> None:
@@ -1054,7 +1125,9 @@ def load(path, tasks=None) -> Trajectory:
     ParameterError
         In one line: no such file (or a directory), a file that is not HDF5 (a TOML
         file, a truncated file), one a run is still writing, or an HDF5 file that is
-        not a meanfield run file.
+        not a meanfield run file, or a damaged one (a dataset
+        with fewer saves than the others; a half-written last save, what a kill in
+        the middle of a save leaves, is dropped instead; h5py's errors inside).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -1068,36 +1141,46 @@ def load(path, tasks=None) -> Trajectory:
         raise ParameterError("(file)", "a readable meanfield HDF5 file", unreadable_reason(path, exc),
                              file=path) from None
     with f:
-        if "config" not in f.attrs:
-            raise ParameterError("(file)", "a meanfield run file (attribute config)", path)
-        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
         try:
-            config = json.loads(attrs["config"])
-        except (TypeError, ValueError):
-            config = None
-        if not isinstance(config, dict):
-            raise ParameterError("(file)", "a meanfield run file (config as a JSON object)", path)
-        sg = f.get("scales")
-        tg = f.get("tasks")
-        gg = f.get("grid")
-        try:
+            if "config" not in f.attrs:
+                raise ParameterError("(file)", "a meanfield run file (attribute config)", path)
+            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+            try:
+                config = json.loads(attrs["config"])
+            except (TypeError, ValueError):
+                config = None
+            if not isinstance(config, dict):
+                raise ParameterError("(file)", "a meanfield run file (config as a JSON object)",
+                                     path)
+            sg = f.get("scales")
+            tg = f.get("tasks")
+            gg = f.get("grid")
             scales = {k: sg[k][...] for k in sg} if isinstance(sg, h5py.Group) else {}
             have = list(tg) if isinstance(tg, h5py.Group) else []
             names = have if tasks is None else [t for t in tasks if t in have]
             data = {k: tg[k][...] for k in names}
             grid = {k: gg[k][...] for k in gg} if isinstance(gg, h5py.Group) else {}
+            missing = [k for k in SCALES if k not in scales]
+            if (scales or data) and missing:
+                raise ParameterError("(file)", f"a meanfield run file (/scales/{missing[0]} missing)",
+                                     path)
+            if (any(np.ndim(v) != 1 for v in scales.values())
+                    or any(np.ndim(v) < 1 for v in data.values())):
+                raise ParameterError("(file)", "a meanfield run file (datasets with a save axis)",
+                                     path)
+            # the newest checkpoint as read_checkpoint finds it, without opening the file again
+            ck = _sidecar_checkpoint(path)
+            if ck is None:
+                ck = _file_checkpoint(f)
         except OSError as exc:  # e.g. a save whose checksum (fletcher32) does not match
             raise ParameterError("(file)", "a readable meanfield HDF5 file", unreadable_reason(path, exc),
                                  file=path) from None
-        missing = [k for k in SCALES if k not in scales]
-        if (scales or data) and missing:
-            raise ParameterError("(file)", f"a meanfield run file (/scales/{missing[0]} missing)", path)
-        if any(np.ndim(v) != 1 for v in scales.values()) or any(np.ndim(v) < 1 for v in data.values()):
-            raise ParameterError("(file)", "a meanfield run file (datasets with a save axis)", path)
-        # the newest checkpoint as read_checkpoint finds it, without opening the file again
-        ck = _sidecar_checkpoint(path)
-        if ck is None:
-            ck = _file_checkpoint(f)
+        except (KeyError, RuntimeError) as exc:  # h5py's errors for a file damaged inside
+            raise ParameterError("(file)", "an undamaged meanfield HDF5 file",
+                                 " ".join(str(exc).split()), file=path) from None
+    n = _common_length(scales, data, path)
+    scales = {k: v[:n] for k, v in scales.items()}
+    data = {k: v[:n] for k, v in data.items()}
     return Trajectory(config, attrs, scales, data, ck, grid=grid, path=path)
 
 
