@@ -61,11 +61,13 @@ def _set_threads(threads):
     if threads is not None:
         import numba
 
+        from meanfield._threads import pin
+
         if threads < 1 or threads > numba.config.NUMBA_NUM_THREADS:
             raise ParameterError(
                 "--threads", f"an integer in 1..{numba.config.NUMBA_NUM_THREADS}", threads
             )
-        numba.set_num_threads(threads)
+        pin(threads)  # a fixed count: the loop no longer adapts it to the machine's load
 
 
 class _Progress:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._kernels._config import serial_if_small
+from ._threads import AdaptiveThreads
 from .errors import SimulationError
 from .systems import particle_system
 
@@ -434,8 +435,10 @@ def advance(
     status = "finished"
     k = start_step
     wall_start = time.perf_counter()  # max_wall_time budgets this call, not the file's total
-    with _DeferredInterrupt() as interrupt, serial_if_small(system.size, system.serial_below):
+    with _DeferredInterrupt() as interrupt, serial_if_small(system.size, system.serial_below), \
+            AdaptiveThreads(system) as threads:
         for k in range(start_step + 1, nsteps + 1):
+            threads.tick()  # on a busy machine one thread can beat all (meanfield._threads)
             t_next = horizon.time_of(k, nsteps)
             try:
                 system.step(integrator, schedule, t, t_next - t)
