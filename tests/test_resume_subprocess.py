@@ -123,6 +123,7 @@ def _assert_same_as_reference(folder, name, interrupted_at=None):
     assert np.array_equal(got.scales["oracle_calls"][at], full.scales["oracle_calls"])
 
 
+@pytest.mark.slow
 def test_sigint_exits_cleanly_with_a_checkpoint_and_resumes_bit_identical(work):
     folder, env = work
     proc = _start(folder, env, "p.toml", "-o", "cut.h5")
@@ -143,6 +144,7 @@ def test_sigint_exits_cleanly_with_a_checkpoint_and_resumes_bit_identical(work):
     _assert_same_as_reference(folder, "cut.h5", interrupted_at=stop)
 
 
+@pytest.mark.slow
 def test_sigkill_leaves_a_readable_file_and_resumes_bit_identical(work):
     folder, env = work
     side = str(folder / "kill.h5.ckpt")

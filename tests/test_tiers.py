@@ -64,6 +64,7 @@ def mentions(ids, name, others):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("registry", ["model", "integrator", "dtype"])
 def test_fast_tier_names_every_model_integrator_and_dtype(fast_ids, registry):
     names = {"model": sorted(MODELS), "integrator": sorted(INTEGRATORS), "dtype": DTYPES}[registry]
@@ -71,6 +72,7 @@ def test_fast_tier_names_every_model_integrator_and_dtype(fast_ids, registry):
     assert not missing, f"no test of the fast tier names {registry} {missing}: un-mark one as slow"
 
 
+@pytest.mark.slow
 def test_fast_tier_runs_every_kernel_module(fast_ids):
     modules = {m.name for m in pkgutil.iter_modules(meanfield._kernels.__path__)}
     compiled = {m for m in modules
@@ -81,6 +83,7 @@ def test_fast_tier_runs_every_kernel_module(fast_ids):
     assert not missing, f"the fast tier runs no test of kernel modules {missing}"
 
 
+@pytest.mark.slow
 def test_fast_tier_runs_every_parallel_kernel_on_two_threads(fast_ids):
     from test_threads import COVERED
 
