@@ -137,7 +137,8 @@ def _companion_path(path: str) -> str:
               help="HDF5 output file (default: output.path of the parameters).")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override a parameter (TOML value), e.g. --set integrator.h=0.005.")
-@click.option("--threads", type=int, default=None, help="Numba threads (default: all cores).")
+@click.option("--threads", type=int, default=None,
+              help="Numba threads, fixed (default: all cores or one, whichever runs the steps faster).")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar (default: on when stderr is a terminal).")
 @click.option("--resume", is_flag=True,
