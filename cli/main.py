@@ -65,11 +65,13 @@ def _set_threads(threads):
     if threads is not None:
         import numba
 
+        from meanfield._threads import pin
+
         if threads < 1 or threads > numba.config.NUMBA_NUM_THREADS:
             raise ParameterError(
                 "--threads", f"an integer in 1..{numba.config.NUMBA_NUM_THREADS}", threads
             )
-        numba.set_num_threads(threads)
+        pin(threads)  # a fixed count: the loop no longer adapts it to the machine's load
 
 
 class _Progress:
@@ -185,7 +187,8 @@ def _companion_path(path: str) -> str:
               help="HDF5 output file (default: output.path of the parameters).")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override a parameter (TOML value), e.g. --set integrator.h=0.005.")
-@click.option("--threads", type=int, default=None, help="Numba threads (default: all cores).")
+@click.option("--threads", type=int, default=None,
+              help="Numba threads, fixed (default: all cores or one, whichever runs the steps faster).")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar (default: on when stderr is a terminal); into a log, a line "
                    "every 10 s.")

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._kernels._config import compile_clock, serial_if_small
+from ._threads import AdaptiveThreads
 from .errors import STOP_SIGNALS, Interrupted, SimulationError
 from .systems import particle_system
 
@@ -498,12 +499,14 @@ def advance(
     status = "finished"
     k = start_step
     wall_start = time.perf_counter()  # max_wall_time budgets this call, not the file's total
-    with clock, _DeferredInterrupt() as interrupt, serial_if_small(system.size, system.serial_below):
+    with clock, _DeferredInterrupt() as interrupt, serial_if_small(system.size, system.serial_below), \
+            AdaptiveThreads(system) as threads:
         if resume_state is None:
             save(start_step, t)
         if residual is not None:
             residual.start(t)
         for k in range(start_step + 1, nsteps + 1):
+            threads.tick()  # on a busy machine one thread can beat all (meanfield._threads)
             t_next = horizon.time_of(k, nsteps)
             try:
                 system.step(integrator, schedule, t, t_next - t)

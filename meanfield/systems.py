@@ -43,6 +43,8 @@ class System:
     grid = MappingProxyType({})
     #: Whether dH/dt = -2 alpha K holds, so the loop checks the dissipation residual.
     energy_balance = True
+    #: Whether a step's bits do not depend on numba's thread count (the loop may then change it).
+    thread_invariant = True
 
     def begin(self, step: int) -> None:
         """Called by the loop before the first step: the run starts after ``step`` steps."""
@@ -103,6 +105,11 @@ class ParticleSystem(System):
     def serial_below(self) -> int:
         """Run the model's kernels on one thread when ``size`` is below this."""
         return self.model.serial_below
+
+    @property
+    def thread_invariant(self) -> bool:
+        """As the model's (False for FINUFFT sums)."""
+        return self.model.thread_invariant
 
     @property
     def oracle_calls(self) -> int:

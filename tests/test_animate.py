@@ -93,6 +93,7 @@ def test_frame_indices():
     assert frame_indices(1, 10).tolist() == [0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(RUNS))
 def test_every_kind_gives_a_gif(runs, name, tmp_path):
     out = str(tmp_path / "m.gif")

@@ -195,7 +195,7 @@ def test_particles_follow_the_moment_ode(make_config, dynamics):
 
 
 # ----------------------------------------------------------- causal mask
-@pytest.mark.parametrize("n", [7, 1500])
+@pytest.mark.parametrize("n", [7, pytest.param(1500, marks=pytest.mark.slow)])
 def test_causal_fields_match_the_masked_pairwise_reference(n, dtype):
     """docs/models.md §6: sums over j <= i with factor 1/i; several chunks exercise the prefix offsets."""
     A, Q, m, X, Y = _problem(n=n, d=3, seed=5)

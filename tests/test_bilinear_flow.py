@@ -161,6 +161,7 @@ def test_student_t_without_a_second_moment_is_an_input_error():
     assert err.value.key == "initial.dof"
 
 
+@pytest.mark.slow
 def test_particles_approach_the_population_flow_like_one_over_sqrt_n():
     """Particles sampled from a Student t law (gaussian momenta) vs the flow of the population law."""
     initial = {"law": "student_t", "dof": 8.0, "mean": [0.5, 0.0, 0.2], "momentum": "gaussian",

@@ -76,6 +76,7 @@ def _particles(theta, beta, normalized, T, h=0.1):
     return np.arctan2(x[:, 1], x[:, 0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("normalized", [True, False])
 def test_particles_converge_to_the_pde_like_n_to_minus_half(normalized):
     beta, T = 1.0, 1.5

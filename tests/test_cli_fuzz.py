@@ -247,6 +247,7 @@ FUZZ = settings(max_examples=25, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
+@pytest.mark.slow
 @FUZZ
 @given(window=st.one_of(st.none(), TEXT, st.tuples(NUMBERISH, NUMBERISH).map(":".join)),
        e_star=st.one_of(st.none(), NUMBERISH), tol=st.one_of(st.none(), NUMBERISH))
@@ -258,6 +259,7 @@ def test_compare_generated_options(runner, window, e_star, tol):
     invoke(runner, args)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(kind=st.one_of(st.sampled_from(["energy", "moments", "particles"]), TEXT),
        e_star=st.one_of(st.none(), st.just("auto"), NUMBERISH), out=PATH,
@@ -275,6 +277,7 @@ KEYS = ["integrator.h", "integrator.name", "damping.schedule", "damping.a", "run
         "diagnostics.dissipation", "run.dtype", "model.causal", "initial.momentum"]
 
 
+@pytest.mark.slow
 @FUZZ
 @given(sets=st.lists(st.tuples(st.sampled_from(KEYS), NUMBERISH), max_size=3), out=PATH)
 def test_run_generated_overrides(runner, sets, out):

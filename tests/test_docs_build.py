@@ -14,6 +14,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = os.path.join(ROOT, "docs")
 NEEDS = "the docs extra is not installed (pip install -e \".[test,docs]\")"
+pytestmark = pytest.mark.slow  # every test shares one Sphinx build (about 30 s)
 
 
 @pytest.fixture(scope="module")

@@ -49,6 +49,7 @@ def test_contract(path):
     assert os.path.getsize(figure) < 400_000, "keep the gallery's figures small (dpi ~100)"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", EXAMPLES, ids=stem)
 def test_runs_at_small_size(path, tmp_path):
     out = tmp_path / f"{stem(path)}.png"

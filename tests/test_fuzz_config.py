@@ -199,6 +199,7 @@ def test_the_valid_document_runs():
     assert res.exit_code == 0 and wrote, res.output
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(data=st.one_of(
     st.binary(max_size=60),
@@ -220,6 +221,7 @@ def test_garbage_files(data):
 _identifier = st.from_regex(r"\A[A-Za-z_][A-Za-z0-9_-]{0,10}\Z")
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(section=st.sampled_from(sorted(VALID)), key=_identifier, value=_any)
 def test_unknown_keys(section, key, value):
@@ -230,6 +232,7 @@ def test_unknown_keys(section, key, value):
     assert key in res.output
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(section=_identifier,
        value=st.one_of(_any, st.dictionaries(_identifier, _scalar, max_size=3)),
@@ -250,6 +253,7 @@ def test_unknown_or_malformed_sections(section, value, drop):
 _slots = [(s, k) for s, body in VALID.items() for k in body]
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(slot=st.sampled_from(_slots), value=_any)
 def test_wrong_values(slot, value):
@@ -265,6 +269,7 @@ def _matrix(rows, cols, fill):
     return st.lists(st.lists(fill, min_size=cols, max_size=cols), min_size=rows, max_size=rows)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(key=st.sampled_from(["model.A", "model.Q", "initial.cov", "model.m", "initial.mean"]),
        value=st.one_of(
@@ -284,6 +289,7 @@ def test_wrong_shapes_and_non_finite_numbers(key, value):
     assert key in res.output
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(key=st.sampled_from(["integrator.h", "run.t0", "run.t1", "damping.r", "run.max_wall_time",
                             "initial.momentum_scale"]),
@@ -300,6 +306,7 @@ def test_non_finite_scalars(key, value):
     assert key in res.output
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(override=st.one_of(
     _text.filter(lambda s: "=" not in s),                          # no "="

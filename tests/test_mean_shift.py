@@ -260,6 +260,7 @@ def test_cli_exits_2_with_one_line(tmp_path, monkeypatch, model, dynamics):
     assert not (tmp_path / "out.h5").exists()
 
 
+@pytest.mark.slow
 def test_sweep_over_blocks_and_compare(tmp_path):
     """A sweep switches euler <-> mean_shift by name alone; compare reads both files."""
     pytest.importorskip("distributed")

@@ -172,6 +172,7 @@ def test_kinetic_even_momentum_cells_at_rest_is_a_documented_input_error(runner)
 
 # ---- the default example prints the table the README and the guide show ------------------------
 
+@pytest.mark.slow
 def test_default_example_table_is_the_documented_one(runner):
     import os
     import re

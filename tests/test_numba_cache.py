@@ -1,20 +1,109 @@
-"""The test session compiles numba kernels into its own fresh cache directory (see conftest.py)."""
+"""Test sessions compile numba kernels into a cache keyed by every kernel source (see conftest.py).
 
+A stale cache once hid a broken helper: numba's ``cache=True`` keys a kernel on
+its own file only. The session's folder is named by a hash of all kernel
+sources and of the compiler stack's versions, so any change gets a new folder;
+CI (``MEANFIELD_FRESH_NUMBA_CACHE=1``) compiles everything from source.
+"""
+
+import importlib
+import inspect
 import os
+import pkgutil
+import shutil
+import subprocess
+import sys
+import time
 
+import numba
 import numpy as np
 
+import meanfield
 
-def test_session_uses_a_fresh_numba_cache():
-    import numba
+from conftest import FRESH_NUMBA_CACHE, REPO, kernel_sources, numba_cache_key, persistent_cache_dir
 
+
+def test_session_uses_the_cache_of_its_kernel_sources():
     from meanfield._kernels import _config, checks
 
     cache = os.environ["NUMBA_CACHE_DIR"]
-    assert os.path.basename(cache).startswith("meanfield-numba-cache-")
+    if FRESH_NUMBA_CACHE:
+        assert os.path.basename(cache).startswith("meanfield-numba-cache-")
+    else:
+        assert cache == os.path.join(REPO, ".numba_cache", numba_cache_key())
     assert numba.config.CACHE_DIR == cache
     x = np.ones((3, 2))
     checks.max_abs_or_nan(x, _config.chunk_bounds(3), np.empty(1))
     # the kernel's cache index was written to the session's directory
     found = [f for _, _, files in os.walk(cache) for f in files if f.startswith("checks.max_abs_or_nan")]
     assert found, f"no cache entry of max_abs_or_nan under {cache}"
+
+
+def _copy_sources(tmp_path):
+    for rel in ("meanfield", "cli"):
+        shutil.copytree(os.path.join(REPO, rel), tmp_path / rel,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"))
+    return str(tmp_path)
+
+
+def test_key_changes_with_every_kernel_source_only(tmp_path):
+    root = _copy_sources(tmp_path)
+    key = numba_cache_key(root)
+    assert key == numba_cache_key(REPO)  # content, not location or modification times
+
+    def edited(rel, text="\n# edited\n"):
+        path = os.path.join(root, rel)
+        with open(path, encoding="utf-8") as fh:
+            old = fh.read()
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(text)
+        try:
+            return numba_cache_key(root)
+        finally:
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(old)
+
+    # a helper in another file than the kernels that inline it (the stale-cache case)
+    assert edited("meanfield/_kernels/fastexp.py") != key
+    assert edited("meanfield/_kernels/_config.py") != key
+    # a module outside _kernels/ counts once it compiles numba functions
+    assert edited("meanfield/run.py") == key
+    assert edited("meanfield/run.py", "\nfrom numba import njit\n\n@njit\ndef f(x):\n    return x\n") != key
+    assert numba_cache_key(root) == key
+
+
+def test_every_compiled_function_is_in_the_key():
+    """Every numba dispatcher of the package lives in a file that numba_cache_key hashes."""
+    hashed = {os.path.join(REPO, rel) for rel in kernel_sources()}
+    files = set()
+    for mod in pkgutil.walk_packages(meanfield.__path__, "meanfield."):
+        module = importlib.import_module(mod.name)
+        for _, obj in inspect.getmembers(module):
+            if isinstance(obj, numba.core.registry.CPUDispatcher):
+                files.add(inspect.getsourcefile(obj.py_func))
+    assert files and files <= hashed, sorted(files - hashed)
+
+
+def test_other_keys_folders_are_pruned_when_unused(tmp_path):
+    old, recent = tmp_path / "aaaa", tmp_path / "bbbb"
+    for folder, age in ((old, 2 * 3600), (recent, 60)):
+        folder.mkdir()
+        (folder / "last_used").write_text("")
+        t = time.time() - age
+        os.utime(folder / "last_used", (t, t))
+    path = persistent_cache_dir(str(tmp_path), "cccc")
+    assert path == str(tmp_path / "cccc") and os.path.isdir(path)
+    assert not old.exists() and recent.exists()
+
+
+def test_fresh_cache_on_request():
+    """MEANFIELD_FRESH_NUMBA_CACHE=1 (.ci/run) gives a session a new temporary folder."""
+    code = "import os, conftest; print(os.environ['NUMBA_CACHE_DIR'])"
+    env = dict(os.environ, MEANFIELD_FRESH_NUMBA_CACHE="1")
+    out = subprocess.run([sys.executable, "-c", code], cwd=os.path.join(REPO, "tests"), env=env,
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert os.path.basename(out).startswith("meanfield-numba-cache-") and not os.path.exists(out)
+    env["MEANFIELD_FRESH_NUMBA_CACHE"] = "0"
+    out = subprocess.run([sys.executable, "-c", code], cwd=os.path.join(REPO, "tests"), env=env,
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out == os.path.join(REPO, ".numba_cache", numba_cache_key())

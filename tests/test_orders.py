@@ -209,6 +209,7 @@ DRIFT_GROWTH = 3.0
 DRIFT_MIN = 1e-2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", MODEL_NAMES)
 @pytest.mark.parametrize("name", ["tao2", "strang"])
 def test_symplectic_energy_error_stays_bounded(name, model):

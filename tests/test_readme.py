@@ -55,12 +55,17 @@ def test_readme_has_the_blocks_it_promises():
     assert any(c.startswith("meanfield init") for c in cmds)
 
 
-def test_readme_test_command_is_what_ci_runs():
-    with open(README, encoding="utf-8") as fh:
-        quick = [line for line in fh if "python -m pytest" in line]
+def test_readme_test_commands_are_what_ci_runs():
+    """The quick start runs the fast tier; CI runs the same install, then the full suite with a fresh cache."""
+    cmds = [line.split("#")[0].strip() for lang, body in blocks() if lang == "bash"
+            for line in body.splitlines() if "python -m pytest" in line]
+    assert len(cmds) == 2, cmds
+    quick, full = cmds
+    install, fast = [p.strip() for p in quick.split("&&")]
+    assert fast == "python -m pytest -q" and full == "python -m pytest -q --full"
     with open(os.path.join(os.path.dirname(README), ".ci", "run"), encoding="utf-8") as fh:
         ci = fh.read().strip().splitlines()[-1]
-    assert len(quick) == 1 and quick[0].split("#")[0].strip() == ci
+    assert ci == f"{install} && MEANFIELD_FRESH_NUMBA_CACHE=1 {full}"
 
 
 def test_readme_is_short_and_points_to_the_guide():

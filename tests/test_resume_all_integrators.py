@@ -114,6 +114,7 @@ CHILD = textwrap.dedent("""\
     """)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,kind", CASES, ids=IDS)
 def test_sigkill_then_cli_resume_is_bit_identical(tmp_path, make_config, name, kind):
     cfg = _config(make_config, name, kind)

@@ -116,6 +116,7 @@ def _assert_same_as_reference(folder, name):
         assert np.array_equal(got[name], full[name]), name
 
 
+@pytest.mark.slow
 def test_sigint_exits_cleanly_with_a_checkpoint_and_resumes_bit_identical(work):
     folder, env = work
     proc = _start(folder, env, "p.toml", "-o", "cut.h5")
@@ -162,6 +163,7 @@ def test_sigterm_and_sighup_are_handled_like_ctrl_c(work, signame):
     _assert_same_as_reference(folder, name)  # the save grid kept: bit for bit, every array
 
 
+@pytest.mark.slow
 def test_sigkill_leaves_a_readable_file_and_resumes_bit_identical(work):
     folder, env = work
     side = str(folder / "kill.h5.ckpt")

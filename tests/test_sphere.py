@@ -286,6 +286,7 @@ def test_usa_in_d2_is_the_kuramoto_model():
     assert np.abs(res.x - np.stack([np.cos(thT), np.sin(thT)], 1)).max() < 1e-8
 
 
+@pytest.mark.slow
 def test_long_context_one_layer_limits():
     rho = 0.5  # critical gamma = 1 / (1 - rho) = 2
     for gamma in (1.0, 2.0, 3.0):

@@ -234,6 +234,7 @@ def test_interrupted_and_failed_files_are_continued_on_rerun(tmp_path, client):
     assert [r["executions"] for r in _index(tmp_path / "out")] == [2, 2]
 
 
+@pytest.mark.slow
 def test_a_killed_worker_loses_only_its_run_which_is_retried(tmp_path, client):
     # the victim must outlive the time it takes to see its first checkpoint and kill its
     # worker, on fast machines too: many cheap steps (Python overhead per step dominates)
@@ -292,6 +293,7 @@ def test_a_killed_worker_loses_only_its_run_which_is_retried(tmp_path, client):
     assert np.array_equal(tr["energy"], ref["energy"])
 
 
+@pytest.mark.slow
 def test_ctrl_c_leaves_the_unfinished_runs_interrupted_not_running(tmp_path):
     # before: the runs cut short by stopping the cluster kept the status "running"
     long_base = (BASE.replace("n = 32", "n = 1000").replace("steps = 40", "steps = 200000")
@@ -325,6 +327,7 @@ def test_ctrl_c_leaves_the_unfinished_runs_interrupted_not_running(tmp_path):
     assert {r["status"] for r in _index(tmp_path / "out")} == {"not done: sweep interrupted"}
 
 
+@pytest.mark.slow
 def test_cli_sweep_exit_status_and_summary(tmp_path):
     grid = GRID.replace("seeds = [0, 1]\n", "").replace('["exp_euler", "kick_drift"]',
                                                         '["exp_euler", "nope"]')

@@ -39,7 +39,6 @@ def _parallel_kernels() -> set[str]:
 
 #: every parallel kernel, and the test below that runs it on 1 and 2 threads
 COVERED = {
-    "checks.max_abs_or_nan": "test_state_check",
     **{f"moments.{k}": "test_bilinear" for k in (
         "cross_moment", "column_mean", "affine_map", "affine_pair_map", "quadratic_mean",
         "causal_hamiltonian", "causal_first_order")},

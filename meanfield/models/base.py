@@ -54,6 +54,8 @@ class Model:
     block_files: dict = {}
     #: Below this many particles the kernels run on one thread (pool wake-up costs more).
     serial_below = 1024
+    #: Whether the fields' bits do not depend on numba's thread count (the loop may then change it).
+    thread_invariant = True
 
     def __init__(self, d: int, dynamics: str, dtype=np.float64):
         if dynamics not in DYNAMICS:

@@ -162,6 +162,11 @@ class Softmax(Model):
     keys = ("name", "dynamics", "d", "A", "B", "V", "Q", "m", "normalized", "causal", "summation",
             "summation_tol")
 
+    @property
+    def thread_invariant(self) -> bool:
+        """False under summation = "fourier": FINUFFT's sums change in the last bits with its thread count."""
+        return self._fourier is None
+
     def __init__(self, params: SoftmaxParams, dynamics="accelerated", dtype=np.float64):
         super().__init__(params.d, dynamics, dtype)
         self.params = params

@@ -224,6 +224,11 @@ class Sphere(Model):
     keys = ("name", "dynamics", "d", "beta", "Q", "K", "V", "normalized", "causal", "normalization",
             "summation", "summation_tol")
 
+    @property
+    def thread_invariant(self) -> bool:
+        """As the attention sums' backend (:attr:`Softmax.thread_invariant`)."""
+        return self.attention.thread_invariant
+
     def __init__(self, params: SphereParams, dynamics="first_order", dtype=np.float64):
         super().__init__(params.d, dynamics, dtype)
         self.params = params
