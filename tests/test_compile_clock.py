@@ -13,6 +13,7 @@ import time
 import h5py
 import numba
 import numpy as np
+import pytest
 
 import meanfield
 
@@ -71,6 +72,7 @@ save_every = 5
 """
 
 
+@pytest.mark.slow
 def test_a_first_run_on_a_cold_cache_times_like_a_warm_one(tmp_path):
     (tmp_path / "p.toml").write_text(PARAMS)
     # a fresh numba cache: the first process compiles every kernel of the run (seconds)

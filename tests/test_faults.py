@@ -77,6 +77,7 @@ def _assert_same_final_state(path, ref_path):
 
 # HDF5 failing a write itself (the disk filled by someone else after the check) crashed the
 # process at exit (exit 139); "checked" is the run's own free-space check before each write
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["checked", "hdf5 fails"])
 def test_a_full_disk_stops_in_one_line_and_the_file_resumes_elsewhere(work, small_disk, how):
     folder, env = work

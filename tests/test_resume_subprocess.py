@@ -138,6 +138,7 @@ def test_sigint_exits_cleanly_with_a_checkpoint_and_resumes_bit_identical(work):
     _assert_same_as_reference(folder, "cut.h5")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
 def test_sigterm_and_sighup_are_handled_like_ctrl_c(work, signame):
     # what SLURM and Kubernetes send before killing a job: checkpoint, one line, exit 128 + signum

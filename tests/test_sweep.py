@@ -373,6 +373,7 @@ def test_cli_bad_sweep_file_exit_2_one_line(tmp_path, text, key):
     assert "sweep.toml" in lines[0] and key in lines[0] and "expected" in lines[0]
 
 
+@pytest.mark.slow
 def test_sigterm_to_the_sweep_writes_the_index_and_closes_the_cluster(tmp_path):
     # what a batch system sends before its kill: the finished point is "finished" in the
     # index (not "pending"), exit 128 + 15, one line, no leaked semaphores of the cluster
