@@ -107,6 +107,11 @@ def _silence_no_space_repeats() -> None:
     sys.unraisablehook = hook
 
 
+# installed with the writer's module: h5py may free the objects of a failed write (and report
+# each as "Exception ignored") before the writer has seen the error and could install it
+_silence_no_space_repeats()
+
+
 def _state_bytes(state: dict, integrator_state=None) -> int:
     arrays = [*state.values(), *(integrator_state or {}).values()]
     return sum(np.asarray(a).nbytes for a in arrays if a is not None)
