@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 
 import h5py
 import numpy as np
 
 from .errors import ParameterError
-from .io.hdf5 import (HDF5Writer, SavedTasks, is_being_written, is_unstarted, load, saved_rows, truncate_to,
-                      unreadable_reason)
+from .io.hdf5 import (HDF5Writer, SavedTasks, is_being_written, is_open_elsewhere, is_unstarted, load,
+                      saved_rows, truncate_to, unreadable_reason)
 from .run import CHOICES, STREAMED_BYTES, Run, RunResult
 from .simulate import Recorder
 
@@ -120,16 +119,9 @@ def _record_resume(path: str, config: dict, entry: dict) -> None:
 
 def _check_not_open_elsewhere(path: str) -> None:
     """ParameterError when another process holds ``path`` open (HDF5's file lock refuses a writer)."""
-    if not os.path.isfile(path):
-        return  # load() says what is wrong
-    try:
-        h5py.File(path, "r+").close()
-    except OSError as exc:
-        if "unable to lock file" in str(exc).lower():
-            raise ParameterError("--resume", "a run file no other process has open (another process "
-                                 "is reading or writing it: close it, or wait for its run to end)",
-                                 path) from None
-        # anything else (not HDF5, truncated, ...) is load()'s to report
+    if is_open_elsewhere(path):
+        raise ParameterError("--resume", "a run file no other process has open (another process "
+                             "is reading or writing it: close it, or wait for its run to end)", path)
 
 
 def resume_run(path: str, overrides=(), progress=None, params=None) -> RunResult:
@@ -181,12 +173,13 @@ def resume_run(path: str, overrides=(), progress=None, params=None) -> RunResult
         if is_being_written(path):
             raise ParameterError("--resume", "a run file no other process is writing (a run is "
                                  "writing it: wait for it, or stop it with Ctrl-C)", path) from None
-        if isinstance(exc, ParameterError) and not is_unstarted(path):
+        unstarted = is_unstarted(path)
+        if isinstance(exc, ParameterError) and not unstarted:
             raise
         reason = exc.found if isinstance(exc, ParameterError) else unreadable_reason(path, exc)
-        if not (is_unstarted(path) and params is not None):
+        if not (unstarted and params is not None):
             how = (f": start it again with meanfield run PARAMS -o {path} (no --overwrite needed)"
-                   if is_unstarted(path) else "")
+                   if unstarted else "")
             raise ParameterError("--resume", f"a readable meanfield run file; {path} is "
                                  f"{reason}{how}", path) from None
         tr = None
@@ -236,7 +229,7 @@ def resume_run(path: str, overrides=(), progress=None, params=None) -> RunResult
         raise ParameterError("--resume", f"the saves up to the checkpoint (iteration {it}, "
                              f"{keep} saves)", f"{path} (saved iterations end at {last}; "
                              f"/{short} holds {rows[short]} saves)")
-    _check_not_open_elsewhere(path)  # only now: opening to write touches the file
+    _check_not_open_elsewhere(path)  # just before writing: a reader may come and go meanwhile
     truncate_to(path, keep)
     system = run.make_system({name: np.ascontiguousarray(arr) for name, arr in ck["state"].items()})
     resume_state = {"energy": float(tr.tasks["energy"][keep - 1])}

@@ -618,6 +618,7 @@ def _mark_interrupted(jobs, wait: float = 10.0) -> None:
     """
     import h5py
 
+    from .io.hdf5 import is_open_elsewhere
     from .io.live import LiveStatus
 
     deadline = time.monotonic() + wait
@@ -629,8 +630,8 @@ def _mark_interrupted(jobs, wait: float = 10.0) -> None:
                 with h5py.File(path, "r+") as f:
                     if f.attrs.get("status") == "running":
                         f.attrs["status"] = "interrupted"
-            except (OSError, KeyError, RuntimeError) as exc:
-                if "unable to lock file" in str(exc).lower():
+            except (OSError, KeyError, RuntimeError):
+                if is_open_elsewhere(path):
                     locked.append(path)
                 continue  # unreadable: the next sweep moves it aside
             LiveStatus(path).remove()  # its writer is gone

@@ -129,14 +129,11 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _STUB_BYTES = 16 * 1024
 
 
-def is_being_written(path) -> bool:
-    """Whether a process holds ``path`` open for writing (HDF5's exclusive lock on it).
+def _lock_refused(path, exclusive: bool) -> bool:
+    """Whether another process's HDF5 lock (``flock``) on ``path`` refuses a shared or an exclusive one.
 
-    HDF5 locks a file with ``flock``: exclusive for a writer, shared for a
-    reader. A shared lock that cannot be had means a writer (a reader's error
-    text is no guide: HDF5's "truncated file ... sblock" message contains "lock"
-    too). False where there are no such locks (``HDF5_USE_FILE_LOCKING=FALSE``,
-    file systems without ``flock``).
+    False where there are no such locks (``HDF5_USE_FILE_LOCKING=FALSE``, file
+    systems without ``flock``) or no such file.
     """
     try:
         import fcntl
@@ -147,7 +144,7 @@ def is_being_written(path) -> bool:
     except OSError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
     except OSError:
@@ -157,6 +154,23 @@ def is_being_written(path) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+def is_being_written(path) -> bool:
+    """Whether a process holds ``path`` open for writing (HDF5's exclusive lock on it).
+
+    HDF5 locks a file with ``flock``: exclusive for a writer, shared for a
+    reader. A shared lock that cannot be had means a writer (a reader's error
+    text is no guide: HDF5's "truncated file ... sblock" message contains "lock"
+    too).
+    """
+    return _lock_refused(path, exclusive=False)
+
+
+def is_open_elsewhere(path) -> bool:
+    """Whether another process holds ``path`` open at all, reading or writing (HDF5 would refuse
+    this process a writer's lock)."""
+    return _lock_refused(path, exclusive=True)
 
 
 def unreadable_reason(path, exc: BaseException) -> str:
@@ -436,10 +450,10 @@ class HDF5Writer:
         The main file is then left alone (no status, no ``/checkpoint``: a write cut short
         there would make it unreadable); HDF5 keeps the failed file open and crashes when it
         tries the writes again at exit, so the error asks a command to leave at once
-        (``hdf5_unclosed``), and HDF5's repeats of the failure during clean-up are not printed.
+        (``hdf5_unclosed``); HDF5's repeats of the failure during clean-up are not printed
+        (:func:`_silence_no_space_repeats`, installed with this module).
         """
         self._broken = True
-        _silence_no_space_repeats()
         err = self._no_space(need)
         err.hdf5_unclosed = True
         return err
