@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 from scipy import special
 
+from meanfield.initial import von_mises_params
+from meanfield.pde.densities import von_mises_pdf
 from meanfield.pde.finite_volume import CircleFV
 from meanfield.pde.kinetic import CircleKinetic, LineKinetic
 from meanfield.pde.stepping import solve
@@ -171,14 +173,18 @@ WARM = {"law": "von_mises", "mu": [0.0, 2.5], "kappa": [2.0, 1.0], "weights": [0
         "momentum": "gaussian", "momentum_scale": 0.6}
 
 
-def quantile_particles(n_theta, n_omega, path):
-    """Deterministic particles: the product of the quantiles of the angle law (a von Mises mixture,
-    its CDF by quadrature) and of the momentum law, written as x, y .npy files under ``path``."""
+def angle_quantiles(section, n):
+    """The ``n`` midpoint quantiles ``(n,)`` of a von Mises mixture on [-pi, pi] (CDF by the trapezoid rule)."""
     th = np.linspace(-np.pi, np.pi, 100001)
-    pdf = sum(w * np.exp(k * np.cos(th - m)) / (2 * np.pi * special.i0(k))
-              for w, k, m in zip(WARM["weights"], WARM["kappa"], WARM["mu"]))
+    pdf = von_mises_pdf(th, *von_mises_params(section, 2))
     cdf = np.concatenate([[0.0], np.cumsum(0.5 * (pdf[1:] + pdf[:-1]) * np.diff(th))])
-    theta = np.interp((np.arange(n_theta) + 0.5) / n_theta, cdf / cdf[-1], th)
+    return np.interp((np.arange(n) + 0.5) / n, cdf / cdf[-1], th)
+
+
+def quantile_particles(n_theta, n_omega, path):
+    """Deterministic particles: the product of the quantiles of the angle law and of the momentum
+    law, written as x, y .npy files under ``path``."""
+    theta = angle_quantiles(WARM, n_theta)
     omega = WARM["momentum_scale"] * special.ndtri((np.arange(n_omega) + 0.5) / n_omega)
     TH, OM = (a.ravel() for a in np.meshgrid(theta, omega, indexing="ij"))
     x = np.stack([np.cos(TH), np.sin(TH)], 1)
@@ -236,24 +242,19 @@ def test_finite_volume_on_the_line_follows_the_exact_gaussian_contraction(normal
 
 
 @pytest.mark.slow
-def test_finite_volume_converges_to_quantile_particles_through_clustering():
+def test_finite_volume_converges_to_quantile_particles_through_clustering(tmp_path):
     """First-order SA on the circle (beta = 1, two von Mises bumps) to t = 3: the W1 distance of the
     finite-volume density to 4000 particles at the quantiles of the initial law falls as M grows."""
     import meanfield
 
     section = {"law": "von_mises", "mu": [0.0, 2.5], "kappa": [2.0, 2.0], "weights": [0.65, 0.35]}
-    th = np.linspace(-np.pi, np.pi, 100001)
-    pdf = sum(w * np.exp(2.0 * np.cos(th - mu)) for w, mu in zip(section["weights"], section["mu"]))
-    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (pdf[1:] + pdf[:-1]) * np.diff(th))])
-    theta0 = np.interp((np.arange(4000) + 0.5) / 4000, cdf / cdf[-1], th)
+    theta0 = angle_quantiles(section, 4000)
     model = {"name": "sphere", "dynamics": "first_order", "d": 2, "beta": 1.0}
-    import tempfile
-    with tempfile.TemporaryDirectory() as tmp:
-        np.save(f"{tmp}/x.npy", np.stack([np.cos(theta0), np.sin(theta0)], 1))
-        par = meanfield.Run({"model": model, "integrator": {"name": "rk4", "h": 0.05},
-                             "initial": {"law": "file", "path": f"{tmp}/x.npy"},
-                             "run": {"t0": 0.0, "t1": 3.0, "save_every": 10 ** 6},
-                             "output": {"save": ["x"]}}).simulate()
+    np.save(tmp_path / "x.npy", np.stack([np.cos(theta0), np.sin(theta0)], 1))
+    par = meanfield.Run({"model": model, "integrator": {"name": "rk4", "h": 0.05},
+                         "initial": {"law": "file", "path": str(tmp_path / "x.npy")},
+                         "run": {"t0": 0.0, "t1": 3.0, "save_every": 10 ** 6},
+                         "output": {"save": ["x"]}}).simulate()
     angles = np.arctan2(par.state["x"][:, 1], par.state["x"][:, 0])
     w1 = []
     for M in (32, 64, 128):
