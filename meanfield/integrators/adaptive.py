@@ -1,0 +1,123 @@
+"""Error-controlled integrators: a step is *attempted*, a controller judges it.
+
+An adaptive integrator works on the flat state ``z`` of a
+:class:`~meanfield.integrators.vector_field.VectorField` and declares
+
+* ``order`` -- the order of the solution it propagates (a test measures it),
+* ``error_order`` -- the order of its embedded solution: the local error
+  estimate is ``O(h^(error_order + 1))``, which sets the controller's exponent,
+* ``dense_order`` -- the order of :meth:`AdaptiveIntegrator.dense` between steps,
+* ``oracle_calls`` -- field evaluations of one attempt (after the first step,
+  FSAL methods reuse the last one); Jacobians and Jacobian-vector products are
+  extra, counted by the model as they happen.
+
+The time loop (:mod:`meanfield.simulate`) calls :meth:`attempt` with a step
+size from its :class:`~meanfield.integrators.controllers.Controller`; if the
+controller accepts the error it calls :meth:`commit`, else it retries with a
+smaller step (a rejected attempt changes nothing but the counters and the
+integrator's caches, and is never saved).
+
+The error of an attempt is the weighted RMS norm over every state component
+(scipy's ``OdeSolver``, SUNDIALS' CVODE, diffrax's ``PIDController``)::
+
+    err = sqrt( mean_k ( e_k / (atol + rtol * max(|z_k|, |z_new_k|)) )^2 ),
+
+accepted when ``err <= 1``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ParameterError
+from .base import Integrator
+
+
+def error_norm(e, z, z_new, rtol: float, atol: float) -> float:
+    """The weighted RMS norm of a local error estimate ``e``, all ``(n,)`` arrays (module docstring)."""
+    scale = np.maximum(np.abs(z), np.abs(z_new))
+    scale *= rtol
+    scale += atol
+    return float(np.sqrt(np.mean(np.square(e / scale)))) if e.size else 0.0
+
+
+def check_tolerances(rtol, atol) -> tuple[float, float]:
+    """Validate ``[integrator] rtol, atol``: rtol in (0, 1), atol >= 0 (ParameterError otherwise)."""
+    for key, value, ok, expected in (
+            ("rtol", rtol, lambda v: 0 < v < 1, "a number in (0, 1)"),
+            ("atol", atol, lambda v: v >= 0, "a number >= 0")):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+            raise ParameterError(f"integrator.{key}", expected, value)
+    return float(rtol), float(atol)
+
+
+class AdaptiveIntegrator(Integrator):
+    """Base class of error-controlled methods (module docstring).
+
+    Parameters
+    ----------
+    rtol, atol : float
+        Relative and absolute tolerances of the error norm.
+    h_max : float or None
+        Largest step (None: unbounded).
+
+    Attributes
+    ----------
+    stats : dict of int
+        ``jacobians`` (dense Jacobians evaluated), ``jvps`` (Jacobian-vector
+        products), ``factorizations`` (LU of the iteration matrix): recorded in
+        the run's attributes beside the loop's accepted/rejected steps.
+    """
+
+    adaptive = True
+    order = 0
+    error_order = 0
+    dense_order = 0
+    options = ("rtol", "atol", "h_max")
+    rtol = 1e-6
+    atol = 1e-9
+    h_max = None
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.rtol, self.atol = check_tolerances(self.rtol, self.atol)
+        if self.h_max is not None:
+            if isinstance(self.h_max, bool) or not isinstance(self.h_max, (int, float)) or not self.h_max > 0:
+                raise ParameterError("integrator.h_max", "a step bound > 0", self.h_max)
+            self.h_max = float(self.h_max)
+        self.stats = {"jacobians": 0, "jvps": 0, "factorizations": 0}
+
+    def step(self, model, schedule, t, h, x, y):  # pragma: no cover - the loop attempts adaptive steps
+        raise TypeError(f"{self.name} is an adaptive method: the loop calls attempt/commit")
+
+    def attempt(self, field, t: float, h: float, z: np.ndarray) -> tuple[np.ndarray, float]:
+        """Try one step of size ``h`` from ``(t, z)``; ``z`` is not modified.
+
+        Parameters
+        ----------
+        field : VectorField
+        t, h : float
+        z : (n,) array, the state at ``t``
+
+        Returns
+        -------
+        z_new : (n,) array
+            The proposed state at ``t + h``.
+        err : float
+            :func:`error_norm` of the local error estimate (accept when <= 1).
+        """
+        raise NotImplementedError
+
+    def commit(self, field, t: float, h: float, z: np.ndarray, z_new: np.ndarray) -> None:
+        """The last attempt was accepted: keep what the next step or :meth:`dense` needs."""
+
+    def dense(self, theta: float) -> np.ndarray:
+        """The state at ``t + theta h`` of the last committed step, ``theta in [0, 1]``, shape ``(n,)``."""
+        raise NotImplementedError
+
+    def retracted(self, field, t: float, z: np.ndarray) -> None:
+        """The loop replaced the committed state by its projection ``z`` (sphere): drop caches of the old one."""
+
+    def describe(self) -> dict:
+        out = super().describe()
+        return {k: v for k, v in out.items() if v is not None}
