@@ -55,8 +55,9 @@ class PIController:
 
     Parameters
     ----------
-    error_order : int
-        Order of the method's embedded solution (exponent ``q = error_order + 1``).
+    integrator : AdaptiveIntegrator
+        Its ``error_order`` (read at every judgement: ``auto`` changes it when it
+        switches methods) sets the exponent ``q = error_order + 1``.
     h0 : float or None
         The first step (None: chosen automatically).
     h_max : float or None
@@ -69,9 +70,9 @@ class PIController:
 
     adaptive = True
 
-    def __init__(self, error_order: int, h0=None, h_max=None, h_cap=None, safety=0.9,
+    def __init__(self, integrator, h0=None, h_max=None, h_cap=None, safety=0.9,
                  factor_min=0.2, factor_max=10.0, beta1=0.7, beta2=0.4):
-        self.q = float(error_order + 1)
+        self.integrator = integrator
         self.h = None if h0 is None else float(h0)
         self.h_max = math.inf if h_max is None else float(h_max)
         self.h_cap = h_cap
@@ -102,6 +103,11 @@ class PIController:
         else:
             h1 = (0.01 / max(d1, d2)) ** (1.0 / (order + 1))
         return min(100.0 * h0, h1)
+
+    @property
+    def q(self) -> float:
+        """The exponent of the error: ``error_order + 1`` of the method in use."""
+        return float(self.integrator.error_order + 1)
 
     def judge(self, err: float, h: float) -> tuple[bool, float]:
         """``(accepted, next step)`` after an attempt of size ``h`` with error norm ``err``."""
