@@ -334,3 +334,18 @@ def test_finite_difference_jacobian_counted_by_the_model():
     integ.attempt(field, 0.0, 0.01, field.pack(x, y))
     assert integ.stats == {"jacobians": 1, "jvps": 0, "factorizations": 1}
     assert model.oracle_calls - before == 4 + field.n
+
+
+def test_stiff_dense_output_stays_within_the_step_errors():
+    """Between steps h |lambda| up to 1e5, dense output is as accurate as the step ends (no h J e blow-up)."""
+    field, z0, exact = spread_spectrum()
+    integ = make_integrator("ros34pw2", "first_order", rtol=1e-4, atol=1e-10)
+    inner, ends = [], []
+
+    def on_step(t, h, z):
+        inner.append(max(np.abs(integ.dense(th) - exact(t + th * h)).max() for th in (0.25, 0.5, 0.75)))
+        ends.append(np.abs(z - exact(t + h)).max())
+
+    _, info = integrate(field, integ, 0.0, 10.0, z0, on_step=on_step)
+    assert max(h for _, h in info["steps"]) * 1e6 > 1e5
+    assert max(inner) < 3 * max(ends) < 1e-4

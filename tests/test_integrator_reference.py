@@ -192,7 +192,10 @@ REFERENCES = {
     ("tao2", "accelerated"): lambda *a: _tao(*a, conformal=True),
     ("strang", "accelerated"): lambda *a: _tao(*a, conformal=False),
 }
-PAIRS = sorted((name, kind) for name, by_kind in INTEGRATORS.items() for kind in by_kind)
+# adaptive methods (issue #26) are stepped through attempt/commit, which the loop does not drive yet;
+# tests/test_adaptive_methods.py covers them
+PAIRS = sorted((name, kind) for name, by_kind in INTEGRATORS.items() for kind in by_kind
+               if not by_kind[kind].adaptive)
 
 
 def test_every_registered_integrator_has_a_reference():

@@ -142,7 +142,10 @@ def test_pair_statistics_match_scipy_connected_components():
 # ----------------------------------------------------- geometry / orders
 
 
-@pytest.mark.parametrize("name", sorted(n for n, k in INTEGRATORS.items() if "first_order" in k))
+# adaptive methods (issue #26) are stepped through attempt/commit, which the loop does not drive yet;
+# tests/test_adaptive_methods.py covers them
+@pytest.mark.parametrize("name", sorted(n for n, k in INTEGRATORS.items()
+                                        if "first_order" in k and not k["first_order"].adaptive))
 def test_first_order_integrators_keep_unit_norm(name):
     cfg = config(integrator=name, h=0.1, beta=2.0)
     if name == "nag":
@@ -161,7 +164,7 @@ def _acc_cfg(name, steps, T=2.0):
     return cfg
 
 
-ACC = sorted(n for n, k in INTEGRATORS.items() if "accelerated" in k)
+ACC = sorted(n for n, k in INTEGRATORS.items() if "accelerated" in k and not k["accelerated"].adaptive)
 
 
 def test_accelerated_projection_scheme_orders_and_constraints():
