@@ -8,6 +8,8 @@ get_state/set_state, and real models through a VectorField against rk4.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from scipy.linalg import expm
@@ -210,12 +212,9 @@ def test_auto_switches_back_when_stiffness_ends():
 
 # ------------------------------------------------------------ checkpoint
 def stored(state):
-    """What a checkpoint gives back: numpy arrays and plain scalars."""
-    out = {}
-    for key, value in state.items():
-        value = np.asarray(value)
-        out[key] = value.copy() if value.ndim else value.item()
-    return out
+    """What a checkpoint gives back, through strict JSON (no NaN): numpy arrays and plain scalars."""
+    text = json.dumps(state, allow_nan=False, default=lambda a: {"array": a.tolist()} if isinstance(a, np.ndarray) else a.item())
+    return {k: np.array(v["array"], dtype=float) if isinstance(v, dict) else v for k, v in json.loads(text).items()}
 
 
 def steps_from(field, integ, ctrl, t, z, h, count):
@@ -233,18 +232,22 @@ def steps_from(field, integ, ctrl, t, z, h, count):
 
 @pytest.mark.parametrize("name", METHODS)
 def test_state_round_trip_bit_identical(name):
-    """Stop after 40 attempts, restore get_state into a fresh instance: the next 40 are bit-identical."""
+    """Stop after 80 attempts (auto: stiff by then), restore get_state into a fresh instance: the next 40 agree bit for bit."""
     field, z0, _ = spread_spectrum(n=8)
     integ = make_integrator(name, "first_order", rtol=1e-5, atol=1e-9)
     ctrl = PIController(integ)
-    _, t, z, h = steps_from(field, integ, ctrl, 0.0, z0, 1e-4, 40)
+    _, t, z, h = steps_from(field, integ, ctrl, 0.0, z0, 1e-4, 80)
     saved, saved_ctrl = stored(integ.get_state()), ctrl.get_state()
+    assert name == "dopri5" or saved.get("stats_stiff", 1) == 1 and saved["stats_jacobians"] >= 1
+    calls = field.calls
     first, *_ = steps_from(field, integ, ctrl, t, z.copy(), h, 40)
+    calls, calls_first = field.calls, field.calls - calls
     fresh = make_integrator(name, "first_order", rtol=1e-5, atol=1e-9)
     fresh.set_state(saved)
     ctrl2 = PIController(fresh)
     ctrl2.set_state(saved_ctrl)
     second, *_ = steps_from(field, fresh, ctrl2, t, z.copy(), h, 40)
+    assert field.calls - calls == calls_first  # the FSAL derivative and F(t, z) were restored, not recomputed
     for a, b in zip(first, second):
         assert a[:3] == b[:3] and np.array_equal(a[3], b[3])
         assert (a[4] is None and b[4] is None) or np.array_equal(a[4], b[4])
@@ -349,3 +352,34 @@ def test_stiff_dense_output_stays_within_the_step_errors():
     _, info = integrate(field, integ, 0.0, 10.0, z0, on_step=on_step)
     assert max(h for _, h in info["steps"]) * 1e6 > 1e5
     assert max(inner) < 3 * max(ends) < 1e-4
+
+
+@pytest.mark.parametrize("finite_differences, rejections", [(False, 1), (True, 2)])
+def test_jacobian_reuse_after_rejections(finite_differences, rejections):
+    """A stale Jacobian is re-evaluated after one rejection (analytic) or two in a row (n-call finite differences)."""
+    field, z0, _ = spread_spectrum(n=8)
+    field.finite_difference_jacobian = finite_differences
+    integ = make_integrator("ros34pw2", "first_order", rtol=1e-8, atol=1e-12)
+    z1, _ = integ.attempt(field, 0.0, 1e-7, z0)
+    integ.commit(field, 0.0, 1e-7, z0, z1)
+    assert field.jacobians == 1
+    for k in range(rejections):
+        assert field.jacobians == 1
+        assert integ.attempt(field, 1e-7, 5.0 / 2 ** k, z1)[1] > 1.0
+    integ.attempt(field, 1e-7, 1e-3, z1)
+    assert field.jacobians == 2 and integ.jac_t == 1e-7
+    # a fresh Jacobian is not re-evaluated by further rejections at the same start
+    integ.attempt(field, 1e-7, 1e-4, z1)
+    assert field.jacobians == 2
+
+
+def test_jacobian_re_evaluated_by_age():
+    field, z0, _ = spread_spectrum(n=8)
+    integ = make_integrator("ros34pw2", "first_order", rtol=1e-3, atol=1e-6)
+    _, max_age = integ.jac_policy["analytic"]
+    t, z, h = 0.0, z0, 1e-7
+    for _ in range(max_age + 1):
+        z_new, _ = integ.attempt(field, t, h, z)
+        integ.commit(field, t, h, z, z_new)
+        t, z = t + h, z_new
+    assert field.jacobians == 2 and integ.stats["jacobians"] == 2

@@ -71,12 +71,15 @@ class FsalCache:
         self.t, self.f = float(t), f
 
     def get_state(self) -> dict:
-        return {"fsal_t": self.t, "fsal": np.empty(0) if self.f is None else self.f.copy()}
+        """``fsal`` (empty when there is none) and its time ``fsal_t`` (finite: JSON-able)."""
+        if self.f is None:
+            return {"fsal_t": 0.0, "fsal": np.empty(0)}
+        return {"fsal_t": self.t, "fsal": self.f.copy()}
 
     def set_state(self, state: dict) -> None:
-        self.t = float(state["fsal_t"])
-        f = np.asarray(state["fsal"])
+        f = np.asarray(state["fsal"], dtype=float)
         self.f = f.copy() if f.size else None
+        self.t = float(state["fsal_t"]) if f.size else math.nan
 
 
 class Dopri5(AdaptiveIntegrator):

@@ -212,9 +212,12 @@ class Ros34PW2(AdaptiveIntegrator):
         field calls the uninterrupted run did not make; ``stats`` does not count it).
         The LU is recomputed from the Jacobian and ``lu_h``.
         """
-        state = {**self.fsal.get_state(), "jac_t": self.jac_t, "jac_age": self.jac_age,
-                 "jac_z": np.empty(0) if self.jac_z is None else self.jac_z.copy(),
-                 "lu_h": self.lu_h, "last_attempt_t": self.last_attempt_t,
+        known = self.jac_z is not None
+        state = {**self.fsal.get_state(), "jac_t": self.jac_t if known else 0.0, "jac_age": self.jac_age,
+                 "jac_z": self.jac_z.copy() if known else np.empty(0),
+                 "lu_h": 0.0 if math.isnan(self.lu_h) else self.lu_h,
+                 "attempted": int(not math.isnan(self.last_attempt_t)),
+                 "last_attempt_t": 0.0 if math.isnan(self.last_attempt_t) else self.last_attempt_t,
                  "retries": self.retries,
                  **self.stats_state()}
         if self.J is not None and self.J.shape[0] <= self.jac_store_max:
@@ -226,17 +229,19 @@ class Ros34PW2(AdaptiveIntegrator):
 
     def set_state(self, state: dict) -> None:
         self.fsal.set_state(state)
-        self.jac_t, self.jac_age = float(state["jac_t"]), int(state["jac_age"])
-        jac_z = np.asarray(state["jac_z"])
+        jac_z = np.asarray(state["jac_z"], dtype=float)
         self.jac_z = jac_z.copy() if jac_z.size else None
-        self.lu_h, self.last_attempt_t = float(state["lu_h"]), float(state["last_attempt_t"])
+        self.jac_t = float(state["jac_t"]) if jac_z.size else math.nan
+        self.jac_age = int(state["jac_age"])
+        self.lu_h = float(state["lu_h"]) if state["lu_h"] > 0 else math.nan
+        self.last_attempt_t = float(state["last_attempt_t"]) if state["attempted"] else math.nan
         self.retries = int(state["retries"])
         self.restore_stats(state)
         self.J, self.lu = None, None
         if "jac" in state:
             self.J = np.array(state["jac"])
             self.rho = float(np.abs(self.J).sum(axis=1).max()) if self.J.size else 0.0
-        self._restore_lu = self.lu_h > 0
+        self._restore_lu = not math.isnan(self.lu_h)
         self._trial = None
         self._dense = None
         if "dense_z" in state:
