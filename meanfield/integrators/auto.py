@@ -34,6 +34,9 @@ class Auto(AdaptiveIntegrator):
     oracle_calls = Dopri5.oracle_calls
     #: switch back to dopri5 when h ||J||_inf stays at or below this ...
     back_bound = 1.0
+    #: ... or the stiff steps stay below this fraction of dopri5's (stability-limited) step
+    #: before the switch (4 calls per stiff step, 6 per explicit one) ...
+    back_ratio = 4 / 6
     #: ... for this many accepted stiff steps in a row
     back_steps = 6
 
@@ -43,6 +46,7 @@ class Auto(AdaptiveIntegrator):
         self.implicit = Ros34PW2(**options)
         self.stats.update(switches=0, stiff=0)
         self.back_count = 0
+        self.explicit_h = 0.0  # dopri5's last step before the switch to the stiff method
         self.last = None  # the method of the last committed step (its dense output)
         self._use(self.explicit)
 
@@ -70,11 +74,13 @@ class Auto(AdaptiveIntegrator):
         self.last = method
         self.dense_order = method.dense_order
         if method is self.explicit and method.stiff:
+            self.explicit_h = float(h)
             self._switch(self.implicit)
             self.implicit.fsal.put(t + h, self.explicit.fsal.f)
             self.implicit.forget_jacobian()
         elif method is self.implicit:
-            self.back_count = self.back_count + 1 if h * method.rho <= self.back_bound else 0
+            cheaper = h * method.rho <= self.back_bound or h <= self.back_ratio * self.explicit_h
+            self.back_count = self.back_count + 1 if cheaper else 0
             if self.back_count >= self.back_steps:
                 self._switch(self.explicit)
         self._sync()
@@ -93,6 +99,7 @@ class Auto(AdaptiveIntegrator):
         self.explicit.reset()
         self.implicit.reset()
         self.back_count = 0
+        self.explicit_h = 0.0
         self.last = None
         self._use(self.explicit)
 
@@ -101,7 +108,7 @@ class Auto(AdaptiveIntegrator):
 
     def get_state(self) -> dict:
         """Both methods' states (prefixed), the mode, the switch-back counter and ``stats``."""
-        state = {"back_count": self.back_count, "last": -1 if self.last is None else int(self.last is self.implicit),
+        state = {"back_count": self.back_count, "explicit_h": self.explicit_h, "last": -1 if self.last is None else int(self.last is self.implicit),
                  **self.stats_state()}
         for prefix, method in (("explicit_", self.explicit), ("implicit_", self.implicit)):
             state.update({prefix + k: v for k, v in method.get_state().items()})
@@ -112,6 +119,7 @@ class Auto(AdaptiveIntegrator):
             method.set_state({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
         self.restore_stats(state)
         self.back_count = int(state["back_count"])
+        self.explicit_h = float(state["explicit_h"])
         self._use(self.method)
         last = int(state["last"])
         self.last = None if last < 0 else (self.implicit if last else self.explicit)
