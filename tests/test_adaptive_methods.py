@@ -239,11 +239,13 @@ def test_state_round_trip_bit_identical(name):
     _, t, z, h = steps_from(field, integ, ctrl, 0.0, z0, 1e-4, 80)
     saved, saved_ctrl = stored(integ.get_state()), ctrl.get_state()
     assert name == "dopri5" or saved.get("stats_stiff", 1) == 1 and saved["stats_jacobians"] >= 1
+    between = integ.dense(0.3)
     calls = field.calls
     first, *_ = steps_from(field, integ, ctrl, t, z.copy(), h, 40)
     calls, calls_first = field.calls, field.calls - calls
     fresh = make_integrator(name, "first_order", rtol=1e-5, atol=1e-9)
     fresh.set_state(saved)
+    assert np.array_equal(fresh.dense(0.3), between)  # saves between the last step's ends still work
     ctrl2 = PIController(fresh)
     ctrl2.set_state(saved_ctrl)
     second, *_ = steps_from(field, fresh, ctrl2, t, z.copy(), h, 40)

@@ -41,6 +41,22 @@ def error_norm(e, z, z_new, rtol: float, atol: float) -> float:
     return float(np.sqrt(np.mean(np.square(e / scale)))) if e.size else 0.0
 
 
+def dense_state(dense) -> dict:
+    """The data ``(t, h, z, stages)`` of the last committed step's dense output as state entries."""
+    if dense is None:
+        return {}
+    t, h, z, stages = dense
+    return {"dense_t": t, "dense_h": h, "dense_z": z.copy(), "dense_stages": stages.copy()}
+
+
+def dense_from_state(state: dict):
+    """Inverse of :func:`dense_state`: ``(t, h, z, stages)`` or None."""
+    if "dense_z" not in state:
+        return None
+    return (float(state["dense_t"]), float(state["dense_h"]), np.array(state["dense_z"], dtype=float),
+            np.array(state["dense_stages"], dtype=float))
+
+
 def check_tolerances(rtol, atol) -> tuple[float, float]:
     """Validate ``[integrator] rtol, atol``: rtol in (0, 1), atol >= 0 (ParameterError otherwise)."""
     for key, value, ok, expected in (

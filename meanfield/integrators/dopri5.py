@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from .adaptive import AdaptiveIntegrator, error_norm
+from .adaptive import AdaptiveIntegrator, dense_from_state, dense_state, error_norm
 
 # Dormand & Prince (1980), Shampine (1986) for the dense output: the tableau of scipy's RK45.
 C = np.array([0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0])
@@ -163,12 +163,8 @@ class Dopri5(AdaptiveIntegrator):
 
     def get_state(self) -> dict:
         """FSAL derivative, stiffness counters, the last step's dense data and :attr:`stats`."""
-        state = {**self.fsal.get_state(), "hlamb": self.hlamb, "iasti": self.iasti, "nonsti": self.nonsti,
-                 **self.stats_state()}
-        if self._dense is not None:
-            t, h, z, K = self._dense
-            state.update(dense_t=t, dense_h=h, dense_z=z.copy(), dense_K=K.copy())
-        return state
+        return {**self.fsal.get_state(), "hlamb": self.hlamb, "iasti": self.iasti, "nonsti": self.nonsti,
+                **self.stats_state(), **dense_state(self._dense)}
 
     def set_state(self, state: dict) -> None:
         self.fsal.set_state(state)
@@ -176,7 +172,4 @@ class Dopri5(AdaptiveIntegrator):
         self.iasti, self.nonsti = int(state["iasti"]), int(state["nonsti"])
         self.restore_stats(state)
         self._trial = None
-        self._dense = None
-        if "dense_z" in state:
-            self._dense = (float(state["dense_t"]), float(state["dense_h"]),
-                           np.array(state["dense_z"]), np.array(state["dense_K"]))
+        self._dense = dense_from_state(state)

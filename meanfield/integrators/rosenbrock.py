@@ -47,7 +47,7 @@ import math
 import numpy as np
 from scipy.linalg import lu_factor, lu_solve
 
-from .adaptive import AdaptiveIntegrator, error_norm
+from .adaptive import AdaptiveIntegrator, dense_from_state, dense_state, error_norm
 from .dopri5 import FsalCache
 
 GAMMA = 0.43586652150845900
@@ -222,9 +222,7 @@ class Ros34PW2(AdaptiveIntegrator):
                  **self.stats_state()}
         if self.J is not None and self.J.shape[0] <= self.jac_store_max:
             state["jac"] = self.J.copy()
-        if self._dense is not None:
-            t, h, z, U = self._dense
-            state.update(dense_t=t, dense_h=h, dense_z=z.copy(), dense_U=U.copy())
+        state.update(dense_state(self._dense))
         return state
 
     def set_state(self, state: dict) -> None:
@@ -243,7 +241,4 @@ class Ros34PW2(AdaptiveIntegrator):
             self.rho = float(np.abs(self.J).sum(axis=1).max()) if self.J.size else 0.0
         self._restore_lu = not math.isnan(self.lu_h)
         self._trial = None
-        self._dense = None
-        if "dense_z" in state:
-            self._dense = (float(state["dense_t"]), float(state["dense_h"]),
-                           np.array(state["dense_z"]), np.array(state["dense_U"]))
+        self._dense = dense_from_state(state)
