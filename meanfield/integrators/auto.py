@@ -5,10 +5,12 @@
   ``h |lambda| > 3.25``). The stiff method starts with a fresh Jacobian and
   takes dopri5's last stage ``F(z_new)`` as its first stage (no extra call).
 * stiff -> explicit when the stiff steps are so small that dopri5 would be
-  stable with them: ``h ||J||_inf <= back_bound`` (``||J||_inf`` bounds the
-  spectral radius, so this is conservative) on :attr:`Auto.back_steps`
-  accepted steps in a row. Then the stiff method's steps are limited by
-  accuracy, where the fifth-order explicit pair takes longer steps for fewer calls.
+  stable with them, ``h ||J||_inf <= back_bound`` (``||J||_inf`` bounds the
+  spectral radius, so this is conservative), or cheaper, ``h <= back_ratio
+  h_explicit`` with ``h_explicit`` dopri5's last (stability-limited) step
+  before the switch and ``back_ratio = 4/6`` the ratio of calls per step, on
+  :attr:`Auto.back_steps` accepted steps in a row. The stiff steps are then
+  limited by accuracy, where the fifth-order explicit pair does better.
 
 ``order``, ``error_order`` and ``dense_order`` are those of the method in use
 (the controller reads ``error_order`` at every judgement); the class
