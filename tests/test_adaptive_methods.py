@@ -385,3 +385,23 @@ def test_jacobian_re_evaluated_by_age():
         integ.commit(field, t, h, z, z_new)
         t, z = t + h, z_new
     assert field.jacobians == 2 and integ.stats["jacobians"] == 2
+
+
+@pytest.mark.parametrize("explicit_h, back", [(None, False), (1.0, True)])
+def test_auto_switches_back_when_the_stiff_steps_are_below_the_explicit_ones(explicit_h, back):
+    """Stiff steps of 0.01 with h ||J|| ~ 1e4: back to dopri5 only if its step before the switch was > 0.015."""
+    field, z0, _ = spread_spectrum(n=8)
+    integ = make_integrator("auto", "first_order", rtol=1e-4, atol=1e-10)
+    z, _ = integrate(field, integ, 0.0, 1.0, z0)
+    state = integ.get_state()
+    assert state["stats_stiff"] == 1 and state["explicit_h"] < 1e-4
+    if explicit_h is not None:
+        state["explicit_h"] = explicit_h
+    integ.set_state(state)
+    t = 1.0
+    for _ in range(integ.back_steps):
+        z_new, _ = integ.attempt(field, t, 0.01, z)
+        integ.commit(field, t, 0.01, z, z_new)
+        t, z = t + 0.01, z_new
+    assert integ.implicit.rho * 0.01 > 1.0
+    assert integ.stats["stiff"] == (0 if back else 1)
