@@ -91,6 +91,13 @@ class _Progress:
         self.done = 0
         self.log = enabled and not sys.stderr.isatty()
         self.start = self.last_line = None
+        #: What ``done`` counts: "step", or per mille of "time" / "log time" (adaptive steps, log clocks).
+        self.unit = "step"
+        self.t = None
+
+    def at_time(self, t):
+        """The loop's time at each report."""
+        self.t = t
 
     def _line(self, done, total):
         import time
@@ -104,8 +111,8 @@ class _Progress:
         spent = now - self.start
         left = f", about {spent * (total - done) / done:.0f} s left" if 0 < done < total else ""
         percent = 100 * done / max(total, 1)
-        click.echo(f"meanfield: {self.label}: step {done}/{total} ({percent:.0f}%), "
-                   f"{spent:.1f} s{left}", err=True)
+        where = f"step {done}/{total}" if self.unit == "step" else f"t = {self.t:.4g}, {self.unit}"
+        click.echo(f"meanfield: {self.label}: {where} ({percent:.0f}%), {spent:.1f} s{left}", err=True)
 
     def __call__(self, done, total):
         if not self.enabled:
@@ -114,8 +121,11 @@ class _Progress:
             self._line(done, total)
             return
         if self.bar is None:
-            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr,
-                                         show_eta=True, show_pos=True)
+            label = self.label if self.unit == "step" else f"{self.label} ({self.unit}, per mille)"
+            self.bar = click.progressbar(length=total, label=label, file=sys.stderr,
+                                         show_eta=True, show_pos=self.unit == "step",
+                                         item_show_func=None if self.unit == "step"
+                                         else lambda _: None if self.t is None else f"t = {self.t:.4g}")
             self.bar.__enter__()
         self.bar.update(done - self.done)
         self.done = done
@@ -194,7 +204,8 @@ def _companion_path(path: str) -> str:
                    "every 10 s.")
 @click.option("--resume", is_flag=True,
               help="Continue OUT.h5 from its checkpoint (--set may change only run.t1, steps, "
-                   "oracle_calls, layers, save_every, check_every, max_wall_time; with PARAMS and -o, "
+                   "oracle_calls, layers, save_every, save_at, saves_per_decade, stop_clusters, check_every, "
+                   "max_wall_time; with PARAMS and -o, "
                    "PARAMS must describe the same run).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @guard

@@ -447,6 +447,13 @@ class Sphere(Model):
             out["mean_radius"] = float(np.linalg.norm(xs, axis=1).mean())
         return out
 
+    def count_clusters(self, x) -> int:
+        """``n_clusters`` of positions ``x`` (N, d) at ``cluster_tol``: the exact grid count, O(N)."""
+        from .._kernels.grid import count_components
+        from ..diagnostics.clustering import _directions
+
+        return int(count_components(_directions(x), self.cluster_tol))
+
     def energy_infimum(self, x0) -> float | None:
         """-e^beta / 2 for Q^T K = I: the value of U (and H) at full clustering, its minimum.
 

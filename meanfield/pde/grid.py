@@ -133,6 +133,23 @@ class GridSystem(System):
         """Take one step of ``integrator`` from ``t`` with size ``h``, updating the density in place."""
         self.density, _ = integrator.step(self, schedule, t, h, self.density, None)
 
+    def vector_field(self, schedule):
+        """The method of lines ``d rho/dt = rhs(rho)`` on the flat density (adaptive methods)."""
+        from ..integrators.vector_field import VectorField
+
+        self._field = VectorField(self, schedule, self.density.shape, False)
+        return self._field
+
+    def _arrays(self) -> tuple:
+        return (self.density,)
+
+    def _retract(self) -> None:
+        """A density has no constraint to restore."""
+
+    def step_bound(self) -> float:
+        """The scheme's CFL bound at the current density: adaptive steps stay within it."""
+        return float(self.solver.max_stable_step(self.density))
+
     def max_abs(self) -> float:
         """The largest |cell mass| (NaN if any is NaN): the loop's blow-up check."""
         return max_abs_or_nan(self.density.reshape(-1, 1), self._bounds, self._partial)
