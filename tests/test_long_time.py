@@ -231,3 +231,69 @@ def test_progress_is_reported_in_log_time_on_a_log_clock():
     # half the log-time span is reached by t ~ sqrt(1e-3 * 1e3): far before half of t1
     half = next(seen[i - 1] for i, d in enumerate(seen) if isinstance(d, tuple) and d[0] >= 500)
     assert half < 10.0
+
+
+TOML = """\
+[model]
+name = "sphere"
+dynamics = "first_order"
+d = 3
+beta = 4.0
+[integrator]
+name = "test_heun_euler"
+rtol = 1e-5
+{extra}
+[initial]
+law = "sphere_uniform"
+n = 16
+[run]
+t1 = 1000.0
+saves_per_decade = 1
+{run}
+"""
+
+
+@pytest.mark.parametrize("extra, run, key", [
+    ("", "save_at = [5.0, 2.0]", "run.save_at"),
+    ("rtol_ = 1", "", "integrator.rtol_"),
+    ("h_max = -1.0", "", "integrator.h_max"),
+    ("atol = -1.0", "", "integrator.atol"),
+])
+def test_bad_adaptive_input_is_one_line_exit_2(tmp_path, monkeypatch, extra, run, key):
+    from click.testing import CliRunner
+
+    from meanfield_cli.main import cli
+
+    monkeypatch.chdir(tmp_path)
+    text = TOML.format(extra=extra, run=run).replace("saves_per_decade = 1\nsave_at", "save_at")
+    (tmp_path / "p.toml").write_text(text)
+    res = CliRunner().invoke(cli, ["run", "p.toml", "-o", "o.h5", "--no-progress"])
+    assert res.exit_code == 2, res.output
+    assert key in res.output and len(res.output.strip().splitlines()) == 1, res.output
+
+
+@pytest.mark.parametrize("rtol", ["0.0", "-1e-6", "1.5", "true"])
+def test_rtol_must_lie_in_zero_one(tmp_path, monkeypatch, rtol):
+    from click.testing import CliRunner
+
+    from meanfield_cli.main import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.toml").write_text(TOML.format(extra="", run="").replace("rtol = 1e-5", f"rtol = {rtol}"))
+    res = CliRunner().invoke(cli, ["run", "p.toml", "-o", "o.h5", "--no-progress"])
+    assert res.exit_code == 2 and "integrator.rtol" in res.output
+    assert len(res.output.strip().splitlines()) == 1, res.output
+
+
+def test_the_cli_says_why_a_cluster_stop_ended_the_run(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from meanfield_cli.main import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.toml").write_text(TOML.format(extra="", run="stop_clusters = 2"))
+    res = CliRunner().invoke(cli, ["run", "p.toml", "-o", "o.h5", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "steps (" in res.stdout and "rejected)" in res.stdout
+    assert "stopped: clusters: n_clusters = " in res.stderr and "run.stop_clusters" in res.stderr
+    assert meanfield.load("o.h5").attrs["status"].startswith("stopped: clusters")
