@@ -37,6 +37,8 @@ unnormalized (USA, z_i, the accelerated force, the energy) raise
 
 from __future__ import annotations
 
+import functools
+
 import math
 from dataclasses import dataclass
 
@@ -102,9 +104,9 @@ class SoftmaxParams:
     summation: str = "exact"
     summation_tol: float = 1e-10
 
-    @property
+    @functools.cached_property
     def has_potential(self) -> bool:
-        """True when a confining potential W is set (Q != 0)."""
+        """True when a confining potential W is set (Q != 0); computed once (parameters are frozen)."""
         return bool(np.any(self.Q != 0.0))
 
     @classmethod

@@ -447,12 +447,16 @@ class Sphere(Model):
             out["mean_radius"] = float(np.linalg.norm(xs, axis=1).mean())
         return out
 
+    #: Below this many tokens :meth:`count_clusters` compares every pair (cheaper than the grid).
+    DENSE_COUNT_BELOW = 128
+
     def count_clusters(self, x) -> int:
-        """``n_clusters`` of positions ``x`` (N, d) at ``cluster_tol``: the exact grid count, O(N)."""
-        from .._kernels.grid import count_components
+        """``n_clusters`` of positions ``x`` (N, d) at ``cluster_tol``, exact: every pair, or a grid (O(N))."""
+        from .._kernels.grid import count_components, count_components_dense
         from ..diagnostics.clustering import _directions
 
-        return int(count_components(_directions(x), self.cluster_tol))
+        count = count_components_dense if x.shape[0] < self.DENSE_COUNT_BELOW else count_components
+        return int(count(_directions(x), self.cluster_tol))
 
     def energy_infimum(self, x0) -> float | None:
         """-e^beta / 2 for Q^T K = I: the value of U (and H) at full clustering, its minimum.
