@@ -208,3 +208,16 @@ def test_jacobian_does_not_depend_on_the_thread_count():
     finally:
         numba.set_num_threads(old)
     np.testing.assert_array_equal(J1, J2)
+
+
+def test_out_buffer_is_overwritten_and_returned():
+    rng = np.random.default_rng(8)
+    model, _ = softmax_model(rng, 3, True, True)
+    x = rng.normal(size=(7, 3))
+    out = np.full((21, 21), np.nan)  # every entry, masked blocks included, must be written
+    J = model.jacobian_first_order(x, 0.0, out=out)
+    assert J is out
+    np.testing.assert_array_equal(out, model.jacobian_first_order(x, 0.0))
+    with pytest.raises(ValueError, match=r"out must be a C-contiguous \(21, 21\) float64 array"):
+        model.jacobian_first_order(x, 0.0, out=np.empty((21, 21), np.float32))
+    assert model.jacobian_calls == 2

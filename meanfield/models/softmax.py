@@ -441,11 +441,10 @@ class Softmax(AnalyticJacobian, Model):
     def _analytic_jacobian(self) -> bool:
         return not self.accelerated and self._fourier is None
 
-    def _jacobian_first_order(self, x, t):
-        """Dense Jacobian of the first-order field (SA/USA, mask, confining term), ``(N d, N d)``."""
+    def _jacobian_first_order(self, x, t, J):
+        """Dense Jacobian of the first-order field (SA/USA, mask, confining term) into ``J`` ``(N d, N d)``."""
         self._check_input(x)
         n, d = x.shape
-        J = np.empty((n * d, n * d))
         bad = JK.attention_jacobian(np.ascontiguousarray(x, np.float64), np.ones(n), self.A, self.V,
                                     self._BQ, self._Bq, JK.PRE_LN, False, self.normalized, self.causal,
                                     J, np.empty((n, d)))

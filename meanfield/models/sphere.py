@@ -319,8 +319,8 @@ class Sphere(AnalyticJacobian, Model):
     def _analytic_jacobian(self) -> bool:
         return not self.accelerated and self.params.summation == "exact"
 
-    def _jacobian_first_order(self, x, t):
-        """Dense Jacobian of the first-order field (every normalization, SA/USA, mask), ``(N d, N d)``.
+    def _jacobian_first_order(self, x, t, J):
+        """Dense Jacobian of the first-order field (every normalization, SA/USA, mask) into ``J`` ``(N d, N d)``.
 
         Attention is evaluated at the directions theta_i = x_i / |x_i|, so the
         Jacobian carries d theta_i / d x_i = P_{theta_i} / |x_i| and matches the
@@ -334,7 +334,6 @@ class Sphere(AnalyticJacobian, Model):
         SK.norms_into(x, rinv)
         rinv = 1.0 / rinv
         att = self.attention
-        J = np.empty((n * d, n * d))
         zero = np.zeros((d, d))
         bad = JK.attention_jacobian(theta, rinv, att.A, att.V, zero, zero[0], self.scheme, True,
                                     self.normalized, self.causal, J, np.empty((n, d)))
