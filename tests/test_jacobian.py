@@ -193,23 +193,6 @@ def test_usa_overflow_is_a_simulation_error():
         model.jacobian_first_order(x, 0.0)
 
 
-def test_jacobian_does_not_depend_on_the_thread_count():
-    import numba
-
-    rng = np.random.default_rng(6)
-    model, _ = sphere_model(rng, 3, False, True, "post_ln")
-    x = state(rng, 40, 3, radius_jitter=1e-3)  # 40 rows: three parallel tasks of ROWS = 16
-    old = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
-        J1 = model.jacobian_first_order(x, 0.0)
-        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
-        J2 = model.jacobian_first_order(x, 0.0)
-    finally:
-        numba.set_num_threads(old)
-    np.testing.assert_array_equal(J1, J2)
-
-
 def test_out_buffer_is_overwritten_and_returned():
     rng = np.random.default_rng(8)
     model, _ = softmax_model(rng, 3, True, True)
