@@ -201,8 +201,9 @@ class AnalyticJacobian:
         project's Xeon (one thread; docs/models.md has the table): the
         Jacobian writes ``(n d)^2`` entries where the field makes ``n^2 d``
         multiply-adds (ratio ~12 d for large n), and the field's fixed cost
-        (~40 us) dominates small n. Measured ratios at d = 3: 1.9 (n = 64),
-        7.6 (256), 33 (1024); counted 2, 8, 31.
+        (~40 us) dominates small n. Measured ratios at d = 3, one thread
+        (``benchmarks/bench_jacobian.py``): 2.3 (n = 64), 8.2 (256), 36 (1024);
+        counted 2, 8, 31.
         """
         return max(1, math.ceil(self.d * min(n * self.d / 300.0, 12.0)))
 
