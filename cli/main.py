@@ -91,6 +91,13 @@ class _Progress:
         self.done = 0
         self.log = enabled and not sys.stderr.isatty()
         self.start = self.last_line = None
+        #: What ``done`` counts: "step", or per mille of "time" / "log time" (adaptive steps, log clocks).
+        self.unit = "step"
+        self.t = None
+
+    def at_time(self, t):
+        """The loop's time at each report."""
+        self.t = t
 
     def _line(self, done, total):
         import time
@@ -104,8 +111,8 @@ class _Progress:
         spent = now - self.start
         left = f", about {spent * (total - done) / done:.0f} s left" if 0 < done < total else ""
         percent = 100 * done / max(total, 1)
-        click.echo(f"meanfield: {self.label}: step {done}/{total} ({percent:.0f}%), "
-                   f"{spent:.1f} s{left}", err=True)
+        where = f"step {done}/{total}" if self.unit == "step" else f"t = {self.t:.4g}, {self.unit}"
+        click.echo(f"meanfield: {self.label}: {where} ({percent:.0f}%), {spent:.1f} s{left}", err=True)
 
     def __call__(self, done, total):
         if not self.enabled:
@@ -114,8 +121,11 @@ class _Progress:
             self._line(done, total)
             return
         if self.bar is None:
-            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr,
-                                         show_eta=True, show_pos=True)
+            label = self.label if self.unit == "step" else f"{self.label} ({self.unit}, per mille)"
+            self.bar = click.progressbar(length=total, label=label, file=sys.stderr,
+                                         show_eta=True, show_pos=self.unit == "step",
+                                         item_show_func=None if self.unit == "step"
+                                         else lambda _: None if self.t is None else f"t = {self.t:.4g}")
             self.bar.__enter__()
         self.bar.update(done - self.done)
         self.done = done
@@ -147,9 +157,12 @@ def _summary_line(res) -> str:
     # a resume stopped (wall time) before its first save has no energy of its own to show
     state = (f"final energy {res['energy'][-1]:.6g} at t = {res.t[-1]:.4g}" if res.scales
              else f"no save before t = {res.t_end:.4g}")
+    steps = ""
+    if "accepted_steps" in res.attrs:  # adaptive methods: what the error control did
+        steps = f", {res.attrs['accepted_steps']} steps ({res.attrs['rejected_steps']} rejected)"
     return (f"{res.config['model']['name']}/{res.config['model']['dynamics']} "
             f"[{res.config['integrator']['name']}]: {state}, "
-            f"{res.oracle_calls} oracle calls, {res.wall_time:.2f} s wall"
+            f"{res.oracle_calls} oracle calls{steps}, {res.wall_time:.2f} s wall"
             # a first run compiles its kernels (numba caches them for the next runs)
             + (f" (+ {compiled:.1f} s compiling)" if compiled >= COMPILE_NOTE_SECONDS else "")
             + (f" -> {res.path}" if res.path else ""))
@@ -158,7 +171,10 @@ def _summary_line(res) -> str:
 def _report(res) -> None:
     """The run's summary line; a run that finished with warnings also says so on stderr (one line)."""
     click.echo(_summary_line(res))
-    if res.status.startswith("stopped"):  # not finished: say so, and how to go on
+    if res.status.startswith("stopped: clusters"):  # the goal of run.stop_clusters, reached
+        click.echo(f"meanfield: {res.status.split(';')[0]} (run.stop_clusters) at t = {res.t_end:.6g}",
+                   err=True)
+    elif res.status.startswith("stopped"):  # not finished: say so, and how to go on
         limit = res.config["run"].get("max_wall_time")
         click.echo(f"meanfield: {res.status.split(';')[0]} (run.max_wall_time = {limit:g} s) at "
                    f"t = {res.t_end:.6g}, before the end of the run; continue with "
@@ -194,7 +210,8 @@ def _companion_path(path: str) -> str:
                    "every 10 s.")
 @click.option("--resume", is_flag=True,
               help="Continue OUT.h5 from its checkpoint (--set may change only run.t1, steps, "
-                   "oracle_calls, layers, save_every, check_every, max_wall_time; with PARAMS and -o, "
+                   "oracle_calls, layers, save_every, save_at, saves_per_decade, stop_clusters, check_every, "
+                   "max_wall_time; with PARAMS and -o, "
                    "PARAMS must describe the same run).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @guard

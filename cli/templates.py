@@ -41,6 +41,9 @@ t1 = 61.0                       # or: steps = 1200; or: oracle_calls = 1200 (exa
 # layers = true                 # instead: one pass through per-layer weights (L steps)
 save_every = 10                 # steps between saves (the first and last state are always saved)
 dtype = "float64"               # float64 | float32
+# save_at = [10.0, 100.0]       # instead of save_every: explicit save times in (t0, t1]
+# saves_per_decade = 4          # or: a logarithmic clock, t = 10^(j/4) (long runs, adaptive methods)
+# stop_clusters = 1             # sphere particle runs: stop when n_clusters <= 1
 # check_every = 1               # steps between NaN / blow-up checks
 # max_wall_time = 3600.0        # seconds; then the run stops cleanly (status "stopped: wall time")
 
@@ -102,6 +105,9 @@ t1 = 5.0                        # or: steps = 500; or: oracle_calls = 500 (exact
 # layers = true                 # instead: one pass through per-layer weights (L steps)
 save_every = 10                 # steps between saves (the first and last state are always saved)
 dtype = "float64"               # float64 | float32
+# save_at = [10.0, 100.0]       # instead of save_every: explicit save times in (t0, t1]
+# saves_per_decade = 4          # or: a logarithmic clock, t = 10^(j/4) (long runs, adaptive methods)
+# stop_clusters = 1             # sphere particle runs: stop when n_clusters <= 1
 # check_every = 1               # steps between NaN / blow-up checks
 # max_wall_time = 3600.0        # seconds; then the run stops cleanly (status "stopped: wall time")
 
@@ -161,6 +167,9 @@ t1 = 20.0                       # or: steps = 400; or: oracle_calls = 1600 (exac
 # layers = true                 # instead: one pass through per-layer weights (L steps)
 save_every = 4
 dtype = "float64"               # float64 | float32
+# save_at = [10.0, 100.0]       # instead of save_every: explicit save times in (t0, t1]
+# saves_per_decade = 4          # or: a logarithmic clock, t = 10^(j/4) (long runs, adaptive methods)
+# stop_clusters = 1             # sphere particle runs: stop when n_clusters <= 1
 # check_every = 1               # steps between NaN / blow-up checks
 # max_wall_time = 3600.0        # seconds; then the run stops cleanly
 

@@ -31,11 +31,11 @@ from .errors import ParameterError
 from .io.hdf5 import (HDF5Writer, SavedTasks, is_being_written, is_open_elsewhere, is_unstarted, load,
                       saved_rows, truncate_to, unreadable_reason)
 from .run import CHOICES, STREAMED_BYTES, Run, RunResult
-from .simulate import Recorder
+from .simulate import LoopState, Recorder, Status
 
 #: Parameters ``--resume`` may change (all others must equal the file's).
-RESUMABLE = ("run.t1", "run.steps", "run.oracle_calls", "run.layers", "run.save_every",
-             "run.check_every", "run.max_wall_time")
+RESUMABLE = ("run.t1", "run.steps", "run.oracle_calls", "run.layers", "run.save_every", "run.save_at",
+             "run.saves_per_decade", "run.stop_clusters", "run.check_every", "run.max_wall_time")
 _BOUNDS = ("t1", "steps", "oracle_calls", "layers")
 
 
@@ -104,8 +104,41 @@ def _extends(run: Run, ck: dict) -> bool:
     land on ``t1``: then continuing gives the steps of the longer run exactly.
     """
     it = int(ck["iteration"])
+    if getattr(run.integrator, "adaptive", False):  # no grid: any later bound goes on from t
+        return _goes_past(run, ck)
     n = run.horizon.n_steps(run.integrator.oracle_calls)
     return n > it and run.horizon.time_of(it, n) == float(ck["t"])
+
+
+def _goes_past(run: Run, ck: dict) -> bool:
+    """Whether ``run``'s bound lies beyond checkpoint ``ck`` (time, steps or oracle calls)."""
+    h = run.horizon
+    if not getattr(run.integrator, "adaptive", False):
+        return h.n_steps(run.integrator.oracle_calls) > int(ck["iteration"])
+    if h.t1 is not None:
+        return h.t1 > float(ck["t"])
+    if h.steps is not None:
+        return h.steps > int(ck["iteration"])
+    return h.oracle_calls > int(ck["oracle_calls"])
+
+
+def _loop_state(tr, ck: dict, loop: dict, keep: int, between: bool) -> LoopState:
+    """The loop's state at checkpoint ``ck`` (``loop``: its JSON ``loop_state``; ``keep`` saves kept).
+
+    Checkpoints of earlier versions hold only the clocks and residual between two saves:
+    the save they follow gives the rest.
+    """
+    last = {"energy": float(tr.tasks["energy"][keep - 1]),
+            "kinetic": float(tr.tasks["kinetic"][keep - 1]) if "kinetic" in tr.tasks else 0.0}
+    wall = float(tr.scales["wall_time"][keep - 1])
+    if between:  # the file's clock (it may have been edited) plus the seconds since its last save
+        wall += float(loop.get("wall_time_since_save", 0.0))
+    return LoopState(
+        t=float(ck["t"]), step=int(ck["iteration"]), oracle_calls=int(ck["oracle_calls"]), wall_time=wall,
+        compile_time=float(loop.get("compile_time", tr.attrs.get("compile_time", 0.0))),
+        stepper=loop.get("stepper") or {}, integrator=ck.get("integrator") or {},
+        last_save=last, residual=loop.get("residual") if between else None,
+        n_clusters=loop.get("n_clusters"))
 
 
 def _record_resume(path: str, config: dict, entry: dict) -> None:
@@ -191,7 +224,7 @@ def resume_run(path: str, overrides=(), progress=None, params=None) -> RunResult
     if not cfg:
         raise ParameterError("--resume", "a meanfield run file with its parameters", path)
     run, changed = resumed_run(cfg, overrides, params)
-    finished = status == "finished" or status.startswith("finished:")  # also "finished: warning: ..."
+    finished = Status.of(status) is Status.FINISHED  # also "finished: warning: ..."
     if finished and not (ck is not None and _extends(run, ck)):
         raise ParameterError("--resume", "an unfinished run (status running/interrupted/failed), "
                              "or a finished one with a later run.t1/steps/oracle_calls on its "
@@ -208,8 +241,7 @@ def resume_run(path: str, overrides=(), progress=None, params=None) -> RunResult
             return res
         raise ParameterError("--resume", "a run file with a checkpoint", path)
     it = int(ck["iteration"])
-    nsteps = run.horizon.n_steps(run.integrator.oracle_calls)
-    if nsteps <= it:
+    if not _goes_past(run, ck):
         bound = next(f"run.{b}" for b in _BOUNDS if run.config["run"].get(b) is not None)
         raise ParameterError(bound, f"a run longer than its checkpoint (iteration {it}, "
                              f"t = {float(ck['t']):.6g})",
@@ -230,44 +262,20 @@ def resume_run(path: str, overrides=(), progress=None, params=None) -> RunResult
                              f"{keep} saves)", f"{path} (saved iterations end at {last}; "
                              f"/{short} holds {rows[short]} saves)")
     _check_not_open_elsewhere(path)  # just before writing: a reader may come and go meanwhile
-    truncate_to(path, keep)
+    truncate_to(path, keep, t=float(ck["t"]))
     system = run.make_system({name: np.ascontiguousarray(arr) for name, arr in ck["state"].items()})
-    resume_state = {"energy": float(tr.tasks["energy"][keep - 1])}
-    if "kinetic" in tr.tasks:
-        resume_state["kinetic"] = float(tr.tasks["kinetic"][keep - 1])
-    clocks = {"wall_time": float(tr.scales["wall_time"][keep - 1]),
-              "compile_time": float(tr.attrs.get("compile_time", 0.0))}
-    if loop is not None and iters[keep - 1] != it:
-        resume_state["residual"] = loop.get("residual")
-        clocks["wall_time"] += float(loop.get("wall_time_since_save", 0.0))
-        clocks["compile_time"] = float(loop.get("compile_time", clocks["compile_time"]))
+    start = _loop_state(tr, ck, loop or {}, keep, between=iters[keep - 1] != it)
     _record_resume(path, run.resolved(), {**entry, "iteration": it, "t": float(ck["t"])})
     recorder = Recorder(keep_bytes=STREAMED_BYTES)
     writer = HDF5Writer(path, mode="a")
-    run.model.oracle_calls = int(ck["oracle_calls"])
-    try:
-        res = run.advance(
-            system, [recorder, writer], progress,
-            start_step=it, start_oracle_calls=int(ck["oracle_calls"]),
-            start_wall_time=clocks["wall_time"], start_compile_time=clocks["compile_time"],
-            resume_state=resume_state, integrator_state=ck.get("integrator"),
-        )
-    except KeyboardInterrupt:
-        writer.set_status("interrupted")
-        writer.close()
-        raise
-    except Exception as exc:
-        writer.set_status(f"failed: {exc}")
-        writer.close()
-        raise
-    writer.set_status(res.status)
-    writer.close(final=True)  # also when called inside an except block
+    res = run.drive(system, [recorder, writer], writer, progress, start=start)
     scales, tasks = recorder.arrays() if recorder.scales else ({}, {})
     tasks = SavedTasks(tasks, path, recorder.dropped, start=keep)
     return RunResult(scales=scales, tasks=tasks, x=res.x, y=res.y, config=run.resolved(),
                      status=res.status, oracle_calls=res.oracle_calls, wall_time=res.wall_time,
                      path=path, state=res.state, grid=dict(system.grid),
-                     attrs={"compile_time": res.compile_time}, t_end=res.t)
+                     attrs={"compile_time": res.compile_time, **res.stats}, t_end=res.t,
+                     events=recorder.event_arrays())
 
 
 __all__ = ["RESUMABLE", "resume_run", "resumed_run"]

@@ -33,7 +33,8 @@ from .io.hdf5 import HDF5Writer, SavedTasks, check_output_path, saved_array
 from .models import make_model
 from .models._params import config_path
 from .schedules import SCHEDULE_KEYS, make_schedule
-from .simulate import Horizon, LoopResult, Recorder, advance
+from .simulate import Horizon, LoopResult, Recorder, Status, advance
+from .steppers import SaveAt
 from .systems import particle_system
 
 
@@ -66,6 +67,9 @@ class RunResult:
     t_end : float or None
         Time of the final state (``x``, ``y``, ``state``): the last save's, or later when the
         run stopped between two saves (Ctrl-C, ``run.max_wall_time``; saves keep their grid).
+    events : dict of (E, 2) arrays
+        Rows ``[t, value]`` of the loop's events: ``n_clusters`` (the times the cluster
+        count changed, and the new count) of sphere runs that track it.
     """
 
     scales: dict
@@ -81,6 +85,7 @@ class RunResult:
     state: dict = field(default_factory=dict)
     grid: dict = field(default_factory=dict)
     t_end: float | None = None
+    events: dict = field(default_factory=dict)
 
     @property
     def t(self) -> np.ndarray:
@@ -180,9 +185,12 @@ class Run:
         schedule_name = damping.pop("schedule")
         self.schedule = make_schedule(schedule_name, run["t0"], **damping)
         integ = dict(cfg["integrator"])
-        name, h = integ.pop("name"), integ.pop("h")
+        name, h = integ.pop("name"), integ.pop("h", None)
         self.integrator = make_integrator(name, dyn, **integ)
         self.integrator.check_model(self.model)
+        adaptive = getattr(self.integrator, "adaptive", False)
+        if h is None and not adaptive:
+            raise ParameterError("integrator.h", "a step size h > 0", None)
         _check_block(self.model, cfg)
         if run.get("layers"):
             if self.model.n_layers < 2:
@@ -219,19 +227,27 @@ class Run:
             self.integrator = getattr(self.pde, "integrator", self.integrator)
             _warn_stationary_law(cfg, file=self.file)
         self.horizon = Horizon(
-            t0=float(run["t0"]), h=float(h), t1=run.get("t1"),
+            t0=float(run["t0"]), h=math.nan if h is None else float(h), t1=run.get("t1"),
             steps=self.model.n_layers if run.get("layers") else run.get("steps"),  # layers: one pass
             oracle_calls=run.get("oracle_calls"),
         )
-        try:
-            nsteps = self.horizon.n_steps(self.integrator.oracle_calls)
-        except OverflowError:  # (t1 - t0) / h is inf
-            nsteps = math.inf
-        if nsteps < 1:
-            raise ParameterError("run.oracle_calls",
-                                 f"at least {self.integrator.oracle_calls} calls (one step of {name})",
-                                 run.get("oracle_calls"))
-        check_horizon(self.horizon, nsteps)
+        #: The first step of an adaptive method (None: chosen automatically).
+        self.h0 = None if h is None else float(h)
+        self.save_at = _save_clock(run)
+        if not adaptive:
+            try:
+                nsteps = self.horizon.n_steps(self.integrator.oracle_calls)
+            except OverflowError:  # (t1 - t0) / h is inf
+                nsteps = math.inf
+            if nsteps < 1:
+                raise ParameterError("run.oracle_calls",
+                                     f"at least {self.integrator.oracle_calls} calls (one step of {name})",
+                                     run.get("oracle_calls"))
+            check_horizon(self.horizon, nsteps)
+        if adaptive and (self.model.mlp is not None or self.model.n_layers > 1):
+            raise ParameterError("integrator.name", "a fixed-step integrator for transformer blocks (an "
+                                 "MLP or per-layer weights: a block is a splitting)", name)
+        self.track_clusters = _track_clusters(cfg, self.model, adaptive)
         if self.pde is None:
             section = dict(cfg["initial"])
             if base_dir is not None:
@@ -275,31 +291,62 @@ class Run:
                    for k in ("x", "y", "v"))
         return particle_system(self.model, x, y, v)
 
-    def advance(self, system, observers, progress=None, **resume) -> LoopResult:
+    def advance(self, system, observers, progress=None, start=None) -> LoopResult:
         """The time loop on ``system`` with this run's schedule, integrator and run options.
 
-        ``resume`` passes the counters of a resumed run through to
-        :func:`meanfield.simulate.advance` (start_step, start_oracle_calls, ...).
+        ``start`` (:class:`~meanfield.simulate.LoopState`): where a resumed run goes on.
         """
         cfg = self.config
+        events = None
+        if self.track_clusters:
+            from .events import ClusterEvents
+
+            events = ClusterEvents(self.model.count_clusters, cfg["run"].get("stop_clusters"))
         return advance(
             system, self.schedule, self.integrator, self.horizon,
-            save_every=cfg["run"]["save_every"], save_fields=tuple(cfg["output"]["save"]),
+            save_at=self.save_at, save_fields=tuple(cfg["output"]["save"]),
             observers=observers, progress=progress, dissipation=cfg["diagnostics"]["dissipation"],
             check_every=cfg["run"].get("check_every"), max_wall_time=cfg["run"].get("max_wall_time"),
-            probes=[make(self) for make in self.probes], energy_infimum=self.energy_infimum, **resume,
+            probes=[make(self) for make in self.probes], energy_infimum=self.energy_infimum,
+            h0=self.h0, events=events, start=start,
         )
+
+    def drive(self, system, observers, writer=None, progress=None, start=None) -> LoopResult:
+        """:meth:`advance` inside the writer's lifecycle, shared by a run and its resumes.
+
+        The writer (if any) gets the run's status on every outcome ("interrupted",
+        "failed: ...", or the loop's), the step statistics as attributes, and is closed.
+        """
+        self.model.oracle_calls = 0 if start is None else start.oracle_calls
+        try:
+            res = self.advance(system, observers, progress, start=start)
+        except KeyboardInterrupt:
+            if writer is not None:
+                writer.set_status(Status.INTERRUPTED.value)
+                writer.close()
+            raise
+        except Exception as exc:
+            if writer is not None:
+                writer.set_status(f"{Status.FAILED.value}: {exc}")
+                writer.close()
+            raise
+        if writer is not None:
+            for key, value in res.stats.items():
+                writer.set_attr(key, value)
+            writer.set_status(res.status)
+            writer.close(final=True)  # also when called inside an except block
+        return res
 
     @functools.cached_property
     def energy_infimum(self) -> float | None:
         """The known lower bound of this run's energy (None when unknown); computed once."""
         return self.model.energy_floor(self.x0) if self.pde is None else self.pde.energy_infimum()
 
-    def loop(self, x, y, observers, progress=None, **resume) -> LoopResult:
+    def loop(self, x, y, observers, progress=None, start=None) -> LoopResult:
         """The time loop on particles ``(x, y)`` (updated in place); see :meth:`advance`."""
         if self.pde is not None:
             raise TypeError("a pde run advances its own system: use advance(make_system(), ...)")
-        return self.advance(particle_system(self.model, x, y), observers, progress, **resume)
+        return self.advance(particle_system(self.model, x, y), observers, progress, start)
 
     def simulate(self, output=None, *, overwrite=False, progress=None, observers=()) -> RunResult:
         """Run the simulation; optionally also write an HDF5 file.
@@ -359,37 +406,28 @@ class Run:
             self._check_saves_fit(system)
         if writer is not None and system.grid:
             writer.set_grid(system.grid)
-        self.model.oracle_calls = 0
-        try:
-            res: LoopResult = self.advance(system, obs, progress)
-        except KeyboardInterrupt:
-            if writer is not None:
-                writer.set_status("interrupted")
-                writer.close()
-            raise
-        except Exception as exc:
-            if writer is not None:
-                writer.set_status(f"failed: {exc}")
-                writer.close()
-            raise
-        if writer is not None:
-            writer.set_status(res.status)
-            writer.close(final=True)  # also when called inside an except block
+        res = self.drive(system, obs, writer, progress)
+        attrs.update(res.stats)
         attrs["compile_time"] = res.compile_time
         scales, tasks = recorder.arrays()
         tasks = SavedTasks(tasks, output, recorder.dropped)
         return RunResult(scales=scales, tasks=tasks, x=res.x, y=res.y, config=self.resolved(),
                          status=res.status, oracle_calls=res.oracle_calls,
                          wall_time=res.wall_time, path=output, attrs=attrs, state=res.state,
-                         grid=dict(system.grid), t_end=res.t)
+                         grid=dict(system.grid), t_end=res.t, events=recorder.event_arrays())
 
     def _check_saves_fit(self, system) -> None:
         """ParameterError when the saves of a run kept in memory (no output file) cannot fit."""
         saved = system.fields(tuple(self.config["output"]["save"]))
         per_save = sum(np.asarray(a).nbytes for a in saved.values())
-        every = max(1, int(self.config["run"]["save_every"]))
-        nsteps = self.horizon.n_steps(self.integrator.oracle_calls)
-        n_saves = nsteps // every + 1 + (nsteps % every != 0)  # 0, every, 2 every, ..., the last
+        every = self.save_at.every
+        if self.save_at.times:
+            n_saves = len(self.save_at.times) + 1
+        elif getattr(self.integrator, "adaptive", False):
+            return  # the number of steps is not known in advance
+        else:
+            nsteps = self.horizon.n_steps(self.integrator.oracle_calls)
+            n_saves = nsteps // every + 1 + (nsteps % every != 0)  # 0, every, 2 every, ..., the last
         if per_save * n_saves > _initial.memory_budget():
             budget = _initial.memory_budget() / 2**30
             raise ParameterError("run.save_every", f"saves that fit in memory ({n_saves} saves of "
@@ -540,6 +578,29 @@ def _warn_first_order_ignores(cfg: dict, integrator, file=None) -> None:
         where = f"{file}: " if file else ""
         warnings.warn(f"{where}model.dynamics = \"first_order\" ignores {'; '.join(ignored)}",
                       UserWarning, stacklevel=4)
+
+
+def _save_clock(run: dict) -> SaveAt:
+    """The run's :class:`~meanfield.steppers.SaveAt`: save_every, save_at or saves_per_decade."""
+    if "save_at" in run:
+        return SaveAt(times=tuple(float(t) for t in run["save_at"]))
+    if "saves_per_decade" in run:
+        return SaveAt(times=SaveAt.per_decade(run["saves_per_decade"], float(run["t0"]), float(run["t1"])))
+    return SaveAt(every=int(run["save_every"]))
+
+
+def _track_clusters(cfg: dict, model, adaptive: bool) -> bool:
+    """Whether the run tracks ``n_clusters`` after every step (``/events/n_clusters``).
+
+    Sphere particle runs do with ``stop_clusters``, an adaptive method or a
+    logarithmic save clock; ``stop_clusters`` elsewhere is an input error.
+    """
+    run = cfg["run"]
+    sphere = hasattr(model, "count_clusters") and cfg["solver"]["kind"] == "particles"
+    if "stop_clusters" in run and not sphere:
+        raise ParameterError("run.stop_clusters", "a particle run of the sphere model (clusters are counted "
+                             "on S^{d-1})", f"model {model.name}, solver.kind {cfg['solver']['kind']}")
+    return sphere and ("stop_clusters" in run or adaptive or "save_at" in run or "saves_per_decade" in run)
 
 
 #: Most steps one run may take (``meanfield run`` refuses longer runs; split them with --resume).

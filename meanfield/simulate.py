@@ -22,6 +22,7 @@ form ``simulate(model, schedule, integrator, x, y, horizon, ...)``.
 
 from __future__ import annotations
 
+import enum
 import math
 import signal
 import threading
@@ -33,6 +34,7 @@ import numpy as np
 from ._kernels._config import compile_clock, serial_if_small
 from ._threads import AdaptiveThreads
 from .errors import STOP_SIGNALS, Interrupted, SimulationError
+from .steppers import SaveAt, make_stepper
 from .systems import particle_system
 
 #: |state| above this counts as a blow-up (well below float64 overflow of products).
@@ -175,6 +177,18 @@ class Horizon:
             return int(self.steps)
         return int(self.oracle_calls) // int(calls_per_step)
 
+    def reached(self, k: int, t: float, calls: int, per_step: int | None) -> bool:
+        """Whether the run is over after ``k`` steps at time ``t`` with ``calls`` oracle calls.
+
+        ``per_step``: oracle calls per fixed step (the budget is then ``oracle_calls //
+        per_step`` steps); None for adaptive methods, whose budget counts calls.
+        """
+        if self.t1 is not None:
+            return t >= self.t1
+        if self.steps is not None:
+            return k >= self.steps
+        return calls >= self.oracle_calls if per_step is None else k >= self.oracle_calls // per_step
+
     def time_of(self, k: int, n: int) -> float:
         """Time after ``k`` steps (no accumulated round-off; the last step lands on t1)."""
         if self.t1 is not None and k >= n:
@@ -196,6 +210,11 @@ class Recorder:
     tasks: dict = field(default_factory=dict)
     keep_bytes: int | None = None
     dropped: list = field(default_factory=list)
+    events: dict = field(default_factory=dict)
+
+    def event(self, name: str, t: float, value) -> None:
+        """Record an event of the loop (``n_clusters`` changed at ``t``): rows ``[t, value]``."""
+        self.events.setdefault(name, []).append((float(t), float(value)))
 
     def save(self, record: dict) -> None:
         """Record one save: the scales (t, iteration, oracle calls, wall time) and the tasks (arrays)."""
@@ -207,6 +226,10 @@ class Recorder:
                     self.dropped.append(k)
                 continue
             self.tasks.setdefault(k, []).append(np.array(v, copy=True))
+
+    def event_arrays(self) -> dict:
+        """``{name: (E, 2) array}`` of the recorded events."""
+        return {k: np.asarray(v, np.float64).reshape(-1, 2) for k, v in self.events.items()}
 
     def arrays(self) -> tuple[dict, dict]:
         """``(scales, tasks)`` as dicts of numpy arrays, first axis = save index."""
@@ -222,8 +245,11 @@ class LoopResult:
 
     ``state`` holds the system's named arrays; ``x`` and ``y`` are its
     particle positions and momenta (None for systems without them).
-    ``status`` is "finished" or "stopped: wall time", followed by the
-    warnings of :class:`EnergyWatch` if any (also listed in ``warnings``).
+    ``status`` is "finished", "stopped: wall time" or "stopped: clusters: ...",
+    followed by the warnings of :class:`EnergyWatch` if any (also listed in
+    ``warnings``); ``outcome`` is the :class:`Status` without them. ``stats``:
+    ``accepted_steps`` and, for adaptive methods, ``rejected_steps``,
+    ``jacobians``, ``jvps``, ``factorizations``.
     ``wall_time`` (seconds of computation) leaves out ``compile_time``, the
     seconds numba spent compiling kernels or loading them from its cache
     (both continued across resumes).
@@ -239,6 +265,8 @@ class LoopResult:
     state: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
     compile_time: float = 0.0
+    outcome: Status | None = None
+    stats: dict = field(default_factory=dict)
 
 
 class DissipationResidual:
@@ -326,16 +354,31 @@ class DissipationResidual:
 
 
 class _Saver:
-    """Builds a save record (scales and tasks) and hands it, and the state, to the observers."""
+    """Builds a save record (scales and tasks) and hands it, and the loop's state, to the observers."""
 
-    def __init__(self, system, integrator, observers, probes, residual, watch, save_fields,
-                 start_wall_time, start_oracle_calls, clock, start_compile_time=0.0):
-        self.system, self.integrator, self.observers = system, integrator, observers
-        self.probes, self.residual, self.watch, self.save_fields = probes, residual, watch, save_fields
-        self.t_start = time.perf_counter() - start_wall_time
-        self.calls0 = system.oracle_calls - start_oracle_calls
-        self.clock, self.compile0 = clock, start_compile_time
-        self.last_wall = start_wall_time  # wall_time of the newest save
+    def __init__(self, system, schedule, integrator, stepper, observers, probes, save_fields,
+                 start: LoopState, resumed: bool, dissipation, energy_infimum, events):
+        last = dict(start.last_save or {}, residual=start.residual) if resumed else None
+        # no energy balance dH/dt = -2 alpha K to check when a block adds a non-gradient field (an MLP)
+        self.residual = (DissipationResidual(system, schedule, dissipation, start.t, last)
+                         if system.accelerated and system.energy_balance else None)
+        self.watch = EnergyWatch(energy_infimum, system.dtype, last)
+        self.system, self.integrator, self.stepper, self.observers = system, integrator, stepper, observers
+        self.probes, self.save_fields, self.events = probes, save_fields, events
+        self.t_start = time.perf_counter() - start.wall_time
+        self.calls0 = system.oracle_calls - start.oracle_calls
+        self.clock = compile_clock()  # the first calls of kernels compile them: not part of wall_time
+        self.compile0 = start.compile_time
+        self.last_wall = start.wall_time  # wall_time of the newest save
+        self.last_save = start.last_save
+        integrator.reset()
+        system.begin(start.step)  # systems whose step depends on the step index (per-layer weights)
+        if start.integrator:
+            integrator.set_state(start.integrator)
+
+    def calls(self) -> int:
+        """Oracle calls of the run so far (resumes included)."""
+        return self.system.oracle_calls - self.calls0
 
     def elapsed(self) -> float:
         """Seconds of computation: the wall clock less numba's compilation (``compile_time``)."""
@@ -362,34 +405,45 @@ class _Saver:
             tasks.update(probe(t, *system.probe_args(), tasks))
         tasks.update(system.fields(self.save_fields))
         self.last_wall = float(self.elapsed())
-        scales = {"sim_time": float(t), "iteration": int(k),
-                  "oracle_calls": int(system.oracle_calls - self.calls0), "wall_time": self.last_wall}
+        self.last_save = {"energy": float(energies["energy"]), "kinetic": float(energies.get("kinetic", 0.0))}
+        scales = {"sim_time": float(t), "iteration": int(k), "oracle_calls": int(self.calls()),
+                  "wall_time": self.last_wall}
+        if self.stepper.adaptive:
+            scales["h"] = float(self.stepper.h_used)
         scales.update(system.counters())  # e.g. mlp_calls of transformer blocks
         return {"scales": scales, "tasks": tasks, "attrs": {"compile_time": self.compile_time()}}
 
+    def loop_state(self, k, t, saved: bool) -> LoopState:
+        """The loop's state after step ``k`` (``saved``: it is the newest save)."""
+        return LoopState(
+            t=float(t), step=int(k), oracle_calls=int(self.calls()),
+            wall_time=self.last_wall if saved else self.elapsed(), compile_time=self.compile_time(),
+            stepper=self.stepper.get_state(), integrator=self.integrator.get_state(),
+            last_save=self.last_save,
+            residual=None if saved or self.residual is None else self.residual.get_state(),
+            n_clusters=None if self.events is None else self.events.last,
+            wall_time_since_save=0.0 if saved else self.elapsed() - self.last_wall)
+
+    def _checkpoint(self, state: LoopState) -> None:
+        for obs in self.observers:
+            if hasattr(obs, "checkpoint"):
+                obs.checkpoint(self.system.state, state.t, state.step, state.oracle_calls,
+                               state.integrator, loop_state=state.to_json())
+
     def __call__(self, k, t) -> None:
         rec = self.record(k, t)
-        state = self.system.state
         for obs in self.observers:
             obs.save(rec)
-            if hasattr(obs, "checkpoint"):
-                obs.checkpoint(state, t, k, self.system.oracle_calls - self.calls0, self.integrator.get_state())
+        self._checkpoint(self.loop_state(k, t, saved=True))
 
     def checkpoint(self, k, t) -> None:
         """Hand the state after step ``k`` to the observers' checkpoints without saving it.
 
         The run stops between two saves (Ctrl-C, wall time): the file keeps its save
-        grid, and ``loop_state`` carries what a resume needs to go on exactly as the
+        grid, and the loop state carries what a resume needs to go on exactly as the
         uninterrupted run (the dissipation quadrature since the last save, the clocks).
         """
-        loop_state = {"wall_time_since_save": self.elapsed() - self.last_wall,
-                      "compile_time": self.compile_time()}
-        if self.residual is not None:
-            loop_state["residual"] = self.residual.get_state()
-        for obs in self.observers:
-            if hasattr(obs, "checkpoint"):
-                obs.checkpoint(self.system.state, t, k, self.system.oracle_calls - self.calls0,
-                               self.integrator.get_state(), loop_state=loop_state)
+        self._checkpoint(self.loop_state(k, t, saved=False))
 
 
 def _check_state(system, k, t, limit) -> None:
@@ -407,28 +461,119 @@ def _check_state(system, k, t, limit) -> None:
                           f"the run stopped and everything saved before is kept", step=k, t=t)
 
 
-def advance(
-    system,
-    schedule,
-    integrator,
-    horizon: Horizon,
-    *,
-    save_every: int = 1,
-    save_fields=("x", "y"),
-    observers=(),
-    progress=None,
-    dissipation: str = "auto",
-    check_every: int | None = None,
-    max_wall_time: float | None = None,
-    start_step: int = 0,
-    start_oracle_calls: int = 0,
-    start_wall_time: float = 0.0,
-    start_compile_time: float = 0.0,
-    resume_state: dict | None = None,
-    integrator_state: dict | None = None,
-    probes=(),
-    energy_infimum: float | None = None,
-) -> LoopResult:
+class Status(str, enum.Enum):
+    """How a run ended (stored as the string in the file's ``status`` attribute)."""
+
+    FINISHED = "finished"
+    WALL_TIME = "stopped: wall time"
+    CLUSTERS = "stopped: clusters"
+    RUNNING = "running"
+    INTERRUPTED = "interrupted"
+    FAILED = "failed"
+
+    @classmethod
+    def of(cls, text: str) -> Status | None:
+        """The status a file's ``status`` string starts with ("finished: warning: ..." is FINISHED)."""
+        for status in sorted(cls, key=lambda s: -len(s.value)):
+            if text == status.value or text.startswith(status.value + ":") or text.startswith(status.value + ";"):
+                return status
+        return None
+
+
+@dataclass
+class LoopState:
+    """Exactly what a checkpoint holds beside the system's arrays: resume is "load it, call the loop".
+
+    Attributes
+    ----------
+    t : float
+    step : int
+        Accepted steps so far.
+    oracle_calls : int
+    wall_time, compile_time : float
+        Seconds of computation and of numba compilation so far.
+    stepper : dict
+        The stepper's state (grid index, or controller + rejected steps).
+    integrator : dict
+        ``integrator.get_state()`` (arrays: multistep history, FSAL derivative, ...).
+    last_save : dict
+        ``{"energy", "kinetic"}`` of the last save (energy watch, dissipation residual).
+    residual : dict or None
+        The dissipation quadrature since the last save, when the state is not a save.
+    n_clusters : int or None
+        The cluster count of the event tracker.
+    wall_time_since_save : float
+        Of ``wall_time``, the seconds since the last save (a resume adds them to the file's clock).
+    """
+
+    t: float
+    step: int = 0
+    oracle_calls: int = 0
+    wall_time: float = 0.0
+    compile_time: float = 0.0
+    stepper: dict = field(default_factory=dict)
+    integrator: dict = field(default_factory=dict)
+    last_save: dict | None = None
+    residual: dict | None = None
+    n_clusters: int | None = None
+    wall_time_since_save: float = 0.0
+
+    def to_json(self) -> dict:
+        """The JSON-able part (everything but the integrator's arrays)."""
+        return {"t": self.t, "step": self.step, "oracle_calls": self.oracle_calls, "wall_time": self.wall_time,
+                "compile_time": self.compile_time, "stepper": self.stepper, "last_save": self.last_save,
+                "residual": self.residual, "n_clusters": self.n_clusters,
+                "wall_time_since_save": self.wall_time_since_save}
+
+
+def _progress_of(horizon: Horizon, save_at: SaveAt, nsteps, progress):
+    """``report(k, t)`` for ``progress(done, total)``: steps of a fixed grid, else per mille of time.
+
+    On a logarithmic save clock (saves spanning more than two decades) the per
+    mille is of log-time, so a run to t = 1e8 does not sit at 0% for its first
+    decades. A callback with an attribute ``unit`` is told which
+    (``"step"``, ``"time"``, ``"log time"``) and one with ``at_time(t)`` gets the time.
+    """
+    if progress is None:
+        return None
+    t0 = horizon.t0
+    t1 = math.inf if horizon.t1 is None else float(horizon.t1)
+    first = save_at.times[0] if save_at.times else 0.0
+    if nsteps is not None and not save_at.times or horizon.t1 is None:
+        unit, total = "step", nsteps if nsteps is not None else (horizon.steps or 0)
+        done = lambda k, t: k  # noqa: E731
+    elif first > 0 and t1 / first > 100:
+        a = max(t0, first / 10)
+        unit, total = "log time", 1000
+        done = lambda k, t: min(1000, int(1000 * math.log(max(t, a) / a) / math.log(t1 / a)))  # noqa: E731
+    else:
+        unit, total = "time", 1000
+        done = lambda k, t: min(1000, int(1000 * (t - t0) / (t1 - t0)))  # noqa: E731
+    if hasattr(progress, "unit"):
+        progress.unit = unit
+    at_time = getattr(progress, "at_time", None)
+
+    def report(k, t):
+        if at_time is not None:
+            at_time(t)
+        progress(done(k, t), total)
+    return report
+
+
+def _stop_requested(interrupt, wall_start: float, max_wall_time: float | None) -> Status:
+    """FINISHED (go on), or why the loop stops between steps: a stop signal or the wall-time budget."""
+    if interrupt.flag:
+        return Status.INTERRUPTED
+    if max_wall_time is not None and time.perf_counter() - wall_start > max_wall_time:
+        return Status.WALL_TIME
+    return Status.FINISHED
+
+
+def advance(system, schedule, integrator, horizon: Horizon, *, save_at: SaveAt | None = None,
+            save_fields=("x", "y"), observers=(), progress=None, dissipation: str = "auto",
+            check_every: int | None = None, max_wall_time: float | None = None, start: LoopState | None = None,
+            probes=(), energy_infimum: float | None = None, h0: float | None = None, events=None,
+            save_every: int | None = None) -> LoopResult:
     """Integrate ``system`` over ``horizon`` and report saves to ``observers``.
 
     Parameters
@@ -437,39 +582,38 @@ def advance(
         Owns the state; updated in place.
     schedule : Schedule
     integrator : Integrator
+        Fixed-step, or adaptive (``integrator.adaptive``: error-controlled steps).
     horizon : Horizon
-    save_every : int
-        Steps between saves; the initial and final states are always saved.
+    save_at : SaveAt
+        When to save (default: every step); the initial and final states are always saved.
     save_fields : tuple of str
         Which state arrays a particle system stores at every save (``"x"``, ``"y"``).
     observers : sequence
         Objects with ``save(record)`` and optionally
-        ``checkpoint(state, t, iteration, oracle_calls, integrator_state, loop_state=None)``,
-        ``state`` being ``{name: array}`` (e.g. ``x``, ``y`` or ``density``); a run stopped
-        between two saves checkpoints without a save, with ``loop_state`` (JSON-able dict).
+        ``checkpoint(state, t, iteration, oracle_calls, integrator_state, loop_state=None)``
+        (``state`` is ``{name: array}``, ``loop_state`` :meth:`LoopState.to_json`) and
+        ``event(name, t, value)``.
     progress : callable(done, total) or None
+        Steps done of a fixed-step run; per mille of the time (log time on a
+        logarithmic save clock) of an adaptive one.
     dissipation : {"auto", "step", "save", "off"}
         Quadrature of the dissipation residual (see :class:`DissipationResidual`).
     check_every : int or None
         Steps between finiteness checks (default: every step).
     max_wall_time : float or None
-        Seconds of this call (a resumed run gets a fresh budget) after which the run
-        stops early with status "stopped: wall time".
-    start_step, start_oracle_calls, start_wall_time, start_compile_time : int, int, float, float
-        Counters of a resumed run (the state passed in is the one after ``start_step`` steps).
-        ``wall_time`` counts the seconds of computation; the seconds numba spends
-        compiling kernels (their first calls) are counted apart, as ``compile_time``.
-    resume_state : dict or None
-        ``{"energy": H, "kinetic": K}`` of the last save of a resumed run; the
-        initial state is then not saved again.
-    integrator_state : dict or None
-        What ``integrator.get_state()`` returned at the checkpoint (multistep history).
+        Seconds of this call after which the run stops with status "stopped: wall time".
+    start : LoopState or None
+        Where a resumed run goes on (its system holds the checkpoint's arrays); the
+        state is then not saved again.
     probes : sequence of callables ``probe(t, x, y, tasks) -> dict``
-        Extra diagnostics added to every save record (e.g. the moment ODE);
-        ``x, y`` are ``system.probe_args()``.
     energy_infimum : float or None
-        A known lower bound of the energy: a saved energy below it ends the
-        run with a warning status (:class:`EnergyWatch`).
+        A known lower bound of the energy (:class:`EnergyWatch`).
+    h0 : float or None
+        First step of an adaptive method (None: chosen automatically).
+    events : ClusterEvents or None
+        Tracks ``n_clusters`` after every step, records its changes, may stop the run.
+    save_every : int or None
+        Shorthand for ``save_at=SaveAt(every=save_every)``.
 
     Returns
     -------
@@ -478,65 +622,63 @@ def advance(
     Raises
     ------
     SimulationError
-        When the state becomes non-finite or blows up; everything saved before stays saved.
+        When the state becomes non-finite or blows up, or an adaptive step underflows.
     """
-    nsteps = horizon.n_steps(integrator.oracle_calls)
-    save_every = max(1, int(save_every))
-    check_every = 1 if check_every is None else max(1, int(check_every))
-    limit = BLOWUP.get(system.dtype, 1e150)
-    t = horizon.time_of(start_step, nsteps)
-    # no energy balance dH/dt = -2 alpha K to check when a block adds a non-gradient field (an MLP)
-    residual = (DissipationResidual(system, schedule, dissipation, t, resume_state)
-                if system.accelerated and system.energy_balance else None)
-    watch = EnergyWatch(energy_infimum, system.dtype, resume_state)
-    clock = compile_clock()  # the first calls of kernels compile them: not part of wall_time
-    save = _Saver(system, integrator, observers, probes, residual, watch, save_fields,
-                  start_wall_time, start_oracle_calls, clock, start_compile_time)
-    integrator.reset()
-    system.begin(start_step)  # systems whose step depends on the step index (per-layer weights)
-    if integrator_state:
-        integrator.set_state(integrator_state)
-    status = "finished"
-    k = start_step
+    save_at = save_at or SaveAt(every=max(1, int(save_every or 1)))
+    resumed = start is not None
+    start = start or LoopState(t=float(horizon.t0))
+    stepper = make_stepper(integrator, schedule, horizon, h0)
+    per_step = None if stepper.adaptive else integrator.oracle_calls
+    report = _progress_of(horizon, save_at, None if per_step is None else horizon.n_steps(per_step), progress)
+    check_every, limit = max(1, int(check_every or 1)), BLOWUP.get(system.dtype, 1e150)
+    t_end = math.inf if horizon.t1 is None else float(horizon.t1)
+    t, k = start.t, start.step
+    save = _Saver(system, schedule, integrator, stepper, observers, probes, save_fields, start, resumed,
+                  dissipation, energy_infimum, events)
+    residual, status = save.residual, Status.FINISHED
     wall_start = time.perf_counter()  # max_wall_time budgets this call, not the file's total
-    with clock, _DeferredInterrupt() as interrupt, serial_if_small(system.size, system.serial_below), \
+    with save.clock, _DeferredInterrupt() as interrupt, serial_if_small(system.size, system.serial_below), \
             AdaptiveThreads(system) as threads:
-        if resume_state is None:
-            save(start_step, t)
+        stepper.start(system, t, k, start.stepper if resumed else None)
+        if events is not None:
+            events.start(system, t, start.n_clusters, observers)
+        if not resumed:
+            save(k, t)
         if residual is not None:
             residual.start(t)
-        for k in range(start_step + 1, nsteps + 1):
+        while not horizon.reached(k, t, save.calls(), per_step):
             threads.tick()  # on a busy machine one thread can beat all (meanfield._threads)
-            t_next = horizon.time_of(k, nsteps)
             try:
-                system.step(integrator, schedule, t, t_next - t)
+                t_next = stepper.step(system, t, min(t_end, save_at.next_time(t)))
             except SimulationError as exc:
-                raise _at_step(exc, k, t, f"in step {k} (from t = {t:.6g})") from None
-            if k % check_every == 0 or k == nsteps:
+                raise _at_step(exc, k + 1, t, f"in step {k + 1} (from t = {t:.6g})") from None
+            k += 1
+            last = horizon.reached(k, t_next, save.calls(), per_step)
+            if k % check_every == 0 or last:
                 _check_state(system, k, t_next, limit)
             if residual is not None:
                 residual.after_step(t, t_next)
-            t = t_next
-            saved = k % save_every == 0 or k == nsteps
+            t_prev, t = t, t_next
+            stop = events is not None and events.after_step(system, stepper, t_prev, t)
+            saved = stop or last or save_at.due(k, t)
             if saved:
                 save(k, t)
-            if progress is not None:
-                progress(k, nsteps)
-            if interrupt.flag or (max_wall_time is not None
-                                   and time.perf_counter() - wall_start > max_wall_time):
-                # stop between steps, where the state is consistent: checkpoint it (off the save
-                # grid it is not saved: a resumed file then equals an uninterrupted run's)
-                if not saved:
+            if report is not None:
+                report(k, t)
+            status = Status.CLUSTERS if stop else _stop_requested(interrupt, wall_start, max_wall_time)
+            if status is not Status.FINISHED:
+                if not saved:  # between two saves: checkpoint the state without saving it
                     save.checkpoint(k, t)
                 if interrupt.flag:
                     raise Interrupted(interrupt.message(k, t), interrupt.signum)
-                status = "stopped: wall time"
                 break
     state = system.state
+    text = status.value if status is not Status.CLUSTERS else f"{status.value}: {events.describe()}"
     return LoopResult(x=state.get("x"), y=state.get("y"), t=t, iteration=k,
                       oracle_calls=system.oracle_calls - save.calls0, wall_time=save.elapsed(),
-                      status=watch.status(status), state=state, warnings=watch.messages,
-                      compile_time=save.compile_time())
+                      status=save.watch.status(text), state=state, warnings=save.watch.messages,
+                      compile_time=save.compile_time(), outcome=status,
+                      stats={"accepted_steps": k, **stepper.stats()} if stepper.adaptive else {})
 
 
 def simulate(model, schedule, integrator, x, y, horizon: Horizon, **options) -> LoopResult:

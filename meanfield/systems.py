@@ -53,6 +53,22 @@ class System:
         """Extra save scales beyond the loop's own (``{name: int}``; none by default)."""
         return {}
 
+    # ------------------------------------------ adaptive methods (flat state)
+    def vector_field(self, schedule):
+        """The dynamics as ``z' = F(t, z)`` on a flat vector (:class:`~meanfield.integrators.vector_field.VectorField`)."""
+        raise TypeError(f"{type(self).__name__} has no flat vector field: use a fixed-step integrator")
+
+    def pack(self, out=None) -> np.ndarray:
+        """The state as the flat vector ``z`` of :meth:`vector_field` (into ``out`` if given)."""
+        return self._field.pack(*self._arrays(), out=out)
+
+    def load(self, z) -> None:
+        """Write the flat state ``z`` into the state arrays, then retract it (sphere) as a step would."""
+        for live, new in zip(self._arrays(), self._field.unpack(z)):
+            if live is not None:
+                live[...] = new
+        self._retract()
+
 
 class ParticleSystem(System):
     """N particles ``x`` (and momenta ``y``) moved by a model's fields.
@@ -126,6 +142,18 @@ class ParticleSystem(System):
     def step(self, integrator, schedule, t, h) -> None:
         """Take one step of ``integrator`` from ``t`` with size ``h``, updating the state in place."""
         self.x, self.y = integrator.step(self.model, schedule, t, h, self.x, self.y)
+        self.model.project(self.x, self.y)
+
+    def vector_field(self, schedule):
+        from .integrators.vector_field import VectorField
+
+        self._field = VectorField(self.model, schedule, self.x.shape, self.accelerated)
+        return self._field
+
+    def _arrays(self) -> tuple:
+        return self.x, self.y
+
+    def _retract(self) -> None:
         self.model.project(self.x, self.y)
 
     def max_abs(self) -> float:
@@ -210,6 +238,10 @@ class BlockSystem(ParticleSystem):
     def begin(self, step: int) -> None:
         """Called by the loop before the first step: the run starts after ``step`` steps."""
         self.steps = int(step)
+
+    def vector_field(self, schedule):
+        """Blocks are splittings (attention, then the MLP sub-step): fixed steps only."""
+        raise TypeError("transformer blocks (an MLP or per-layer weights) are stepped by fixed-step integrators")
 
     def counters(self) -> dict:
         """Extra save scales: ``mlp_calls``, the MLP evaluations so far."""

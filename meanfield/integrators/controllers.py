@@ -44,10 +44,11 @@ class ConstantStep:
         return t
 
     def get_state(self) -> dict:
+        """Nothing to store: steps are a function of their index."""
         return {}
 
     def set_state(self, state: dict) -> None:
-        """Nothing to restore: steps are a function of their index."""
+        """Nothing to restore."""
 
 
 class PIController:

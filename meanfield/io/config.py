@@ -23,8 +23,8 @@ SECTIONS = {
     "damping": None,
     "integrator": None,
     "initial": None,
-    "run": ("t0", "t1", "steps", "oracle_calls", "layers", "save_every", "dtype", "check_every",
-            "max_wall_time"),
+    "run": ("t0", "t1", "steps", "oracle_calls", "layers", "save_every", "save_at", "saves_per_decade",
+            "stop_clusters", "dtype", "check_every", "max_wall_time"),
     "output": ("path", "save"),
     "diagnostics": ("dissipation", "moment_ode", "cluster_tol"),
     "solver": ("kind", "grid", "domain", "momentum_max"),
@@ -231,6 +231,33 @@ def plain(value):
     return value
 
 
+def _resolve_clock(run: dict) -> None:
+    """Check ``save_at`` (increasing times in (t0, t1]), ``saves_per_decade`` and ``stop_clusters``."""
+    clocks = [k for k in ("save_at", "saves_per_decade") if k in run]
+    if len(clocks) > 1 or (clocks and run.get("save_every", 1) != 1):
+        raise ParameterError(f"run.{clocks[-1]}", "one save clock: save_every, save_at or saves_per_decade",
+                             ", ".join(k for k in ("save_every", *clocks) if k in run))
+    if clocks and "t1" not in run:
+        raise ParameterError(f"run.{clocks[0]}", "a run bounded by run.t1 (save times need an end time)",
+                             "no run.t1")
+    if "save_at" in run:
+        times = run["save_at"]
+        if (not isinstance(times, list) or not times
+                or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in times)):
+            raise ParameterError("run.save_at", "a non-empty list of times", times)
+        if any(not b > a for a, b in zip(times, times[1:])):
+            raise ParameterError("run.save_at", "strictly increasing times", times)
+        if not (times[0] > run["t0"] and times[-1] <= run["t1"]):
+            raise ParameterError("run.save_at", f"times in (t0, t1] = ({run['t0']}, {run['t1']}]",
+                                 f"[{times[0]}, ..., {times[-1]}]")
+    if "saves_per_decade" in run:
+        _number("run", "saves_per_decade", run["saves_per_decade"], integer=True, minimum=1)
+        if run["t0"] < 0:
+            raise ParameterError("run.saves_per_decade", "a run from t0 >= 0 (times 10^(j/K))", run["t0"])
+    if "stop_clusters" in run:
+        _number("run", "stop_clusters", run["stop_clusters"], integer=True, minimum=1)
+
+
 def resolve(raw: dict, file: str | None = None) -> dict:
     """Check section names and the generic keys, fill defaults; returns a new dict.
 
@@ -264,9 +291,9 @@ def resolve(raw: dict, file: str | None = None) -> dict:
         if not any(raw.values()):  # an empty file: say everything it needs, and where to start
             raise ParameterError("(file)", f"parameters with at least {' and '.join(REQUIRED)} "
                                  "(meanfield init prints a commented template)", "an empty file")
-        if "h" not in cfg["integrator"]:
-            raise ParameterError("integrator.h", "a step size h > 0", None)
-        _number("integrator", "h", cfg["integrator"]["h"], positive=True)
+        # h may be absent for adaptive methods (their first step is then chosen): Run checks it
+        if "h" in cfg["integrator"]:
+            _number("integrator", "h", cfg["integrator"]["h"], positive=True)
 
         run = cfg["run"]
         run.setdefault("t0", 0.0)
@@ -291,6 +318,7 @@ def resolve(raw: dict, file: str | None = None) -> dict:
         _number("run", "save_every", run["save_every"], integer=True, minimum=1)
         if "check_every" in run:
             _number("run", "check_every", run["check_every"], integer=True, minimum=1)
+        _resolve_clock(run)
         if "max_wall_time" in run:
             _number("run", "max_wall_time", run["max_wall_time"], positive=True)
         run.setdefault("dtype", "float64")

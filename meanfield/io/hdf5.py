@@ -535,6 +535,16 @@ class HDF5Writer:
             _put(g, name, np.asarray(centres, dtype=np.float64))
         self.f.flush()
 
+    def event(self, name: str, t: float, value) -> None:
+        """Append the row ``[t, value]`` to ``/events/<name>`` (written out with the next save)."""
+        g = self.f.require_group("events")
+        if name not in g:
+            g.create_dataset(name, shape=(0, 2), maxshape=(None, 2), dtype=np.float64, chunks=(256, 2))
+        ds = g[name]
+        n = ds.shape[0]
+        ds.resize(n + 1, axis=0)
+        ds[n] = (float(t), float(value))
+
     def set_attr(self, name: str, value) -> None:
         """Set a file attribute ``attrs[name] = value`` and flush."""
         self.f.attrs[name] = value
@@ -950,13 +960,19 @@ def _common_length(scales: dict, tasks: dict, path: str) -> int:
     return n
 
 
-def truncate_to(path: str, n_saves: int) -> None:
-    """Drop saves beyond the first ``n_saves`` (used when resuming from a checkpoint)."""
+def truncate_to(path: str, n_saves: int, t: float | None = None) -> None:
+    """Drop saves beyond the first ``n_saves``, and events after time ``t`` (resuming from a checkpoint)."""
     with h5py.File(path, "a") as f:
         for group in ("scales", "tasks"):
             for ds in f[group].values():
                 if ds.shape[0] > n_saves:
                     ds.resize(n_saves, axis=0)
+        events = f.get("events")
+        if t is not None and isinstance(events, h5py.Group):
+            for ds in events.values():
+                keep = int(np.searchsorted(ds[:, 0], t, side="right"))
+                if ds.shape[0] > keep:
+                    ds.resize(keep, axis=0)
 
 
 def grid_axes(grid) -> tuple:
@@ -1071,7 +1087,11 @@ class Trajectory:
         The newest checkpoint (see :func:`read_checkpoint`).
     path : str or None
         The file read.
+    events : dict of (E, 2) arrays
+        ``/events/<name>``: rows ``[t, value]``, e.g. the times the cluster count changed.
     """
+
+    events: dict = {}
 
     def __init__(self, config, attrs, scales, tasks, checkpoint=None, grid=None, path=None):
         self.config = config
@@ -1179,6 +1199,8 @@ def load(path, tasks=None) -> Trajectory:
             names = have if tasks is None else [t for t in tasks if t in have]
             data = {k: tg[k][...] for k in names}
             grid = {k: gg[k][...] for k in gg} if isinstance(gg, h5py.Group) else {}
+            eg = f.get("events")
+            events = {k: eg[k][...] for k in eg} if isinstance(eg, h5py.Group) else {}
             missing = [k for k in SCALES if k not in scales]
             if (scales or data) and missing:
                 raise ParameterError("(file)", f"a meanfield run file (/scales/{missing[0]} missing)",
@@ -1200,7 +1222,9 @@ def load(path, tasks=None) -> Trajectory:
     n = _common_length(scales, data, path)
     scales = {k: v[:n] for k, v in scales.items()}
     data = {k: v[:n] for k, v in data.items()}
-    return Trajectory(config, attrs, scales, data, ck, grid=grid, path=path)
+    tr = Trajectory(config, attrs, scales, data, ck, grid=grid, path=path)
+    tr.events = events
+    return tr
 
 
 def last_state(path: str, which: str = "x") -> np.ndarray:

@@ -133,6 +133,23 @@ class GridSystem(System):
         """Take one step of ``integrator`` from ``t`` with size ``h``, updating the density in place."""
         self.density, _ = integrator.step(self, schedule, t, h, self.density, None)
 
+    def vector_field(self, schedule):
+        """The method of lines ``d rho/dt = rhs(rho)`` on the flat density (adaptive methods)."""
+        from ..integrators.vector_field import VectorField
+
+        self._field = VectorField(self, schedule, self.density.shape, False)
+        return self._field
+
+    def _arrays(self) -> tuple:
+        return (self.density,)
+
+    def _retract(self) -> None:
+        """A density has no constraint to restore."""
+
+    def step_bound(self) -> float:
+        """The scheme's CFL bound at the current density: adaptive steps stay within it."""
+        return float(self.solver.max_stable_step(self.density))
+
     def max_abs(self) -> float:
         """The largest |cell mass| (NaN if any is NaN): the loop's blow-up check."""
         return max_abs_or_nan(self.density.reshape(-1, 1), self._bounds, self._partial)
@@ -177,9 +194,11 @@ class GridRun:
     """
 
     def __init__(self, solver_cls, cfg, model, integrator, base_dir=None):
-        if integrator.name not in GRID_INTEGRATORS:
+        adaptive = getattr(integrator, "adaptive", False)
+        if integrator.name not in GRID_INTEGRATORS and not adaptive:
             raise ParameterError("integrator.name", f"an integrator of first-order pde runs "
-                                 f"({', '.join(GRID_INTEGRATORS)}: method of lines)", integrator.name)
+                                 f"({', '.join(GRID_INTEGRATORS)} or an adaptive method: method of lines)",
+                                 integrator.name)
         sol = cfg["solver"]
         if not isinstance(sol["grid"], int):
             raise ParameterError("solver.grid", "cells of the position axis (one integer) for a "
@@ -188,7 +207,7 @@ class GridRun:
         self.model = model
         self.solver = solver_cls(model_params, sol["grid"], sol.get("domain"))
         self.density0 = np.ascontiguousarray(self.solver.initial_density(cfg["initial"]), dtype=np.float64)
-        h = float(cfg["integrator"]["h"])
+        h = float(cfg["integrator"].get("h", 0.0))  # adaptive methods: the first step, optional
         if integrator.name in SSP_INTEGRATORS:
             h_max = float(self.solver.max_stable_step(self.density0))
             if h > h_max:
