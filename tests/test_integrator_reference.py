@@ -192,8 +192,8 @@ REFERENCES = {
     ("tao2", "accelerated"): lambda *a: _tao(*a, conformal=True),
     ("strang", "accelerated"): lambda *a: _tao(*a, conformal=False),
 }
-# adaptive methods (issue #26) are stepped through attempt/commit, which the loop does not drive yet;
-# tests/test_adaptive_methods.py covers them
+# adaptive methods choose their own steps (no fixed h to measure an order or a transcription by):
+# tests/test_adaptive_methods.py and tests/test_long_time*.py cover them
 PAIRS = sorted((name, kind) for name, by_kind in INTEGRATORS.items() for kind in by_kind
                if not by_kind[kind].adaptive)
 

@@ -22,8 +22,8 @@ from meanfield.models import MODELS
 from meanfield.simulate import Recorder
 
 MODEL_NAMES = ["bilinear", "softmax"]
-# adaptive methods (issue #26) are stepped through attempt/commit, which the loop does not drive yet;
-# tests/test_adaptive_methods.py covers them
+# adaptive methods choose their own steps (no fixed h to measure an order or a transcription by):
+# tests/test_adaptive_methods.py and tests/test_long_time*.py cover them
 PAIRS = sorted((name, kind) for name, by_kind in INTEGRATORS.items() for kind in by_kind
                if not by_kind[kind].adaptive)
 # integrators without an order (order = None: maps such as mean_shift) are skipped with their note

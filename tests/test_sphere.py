@@ -142,8 +142,8 @@ def test_pair_statistics_match_scipy_connected_components():
 # ----------------------------------------------------- geometry / orders
 
 
-# adaptive methods (issue #26) are stepped through attempt/commit, which the loop does not drive yet;
-# tests/test_adaptive_methods.py covers them
+# adaptive methods choose their own steps (no fixed h to measure an order or a transcription by):
+# tests/test_adaptive_methods.py and tests/test_long_time*.py cover them
 @pytest.mark.parametrize("name", sorted(n for n, k in INTEGRATORS.items()
                                         if "first_order" in k and not k["first_order"].adaptive))
 def test_first_order_integrators_keep_unit_norm(name):
