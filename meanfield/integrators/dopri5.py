@@ -68,6 +68,7 @@ class FsalCache:
         return self.f
 
     def put(self, t: float, f: np.ndarray) -> None:
+        """Keep ``f = F(t, .)``, shape ``(n,)`` (the last stage of an accepted step)."""
         self.t, self.f = float(t), f
 
     def get_state(self) -> dict:
@@ -77,6 +78,7 @@ class FsalCache:
         return {"fsal_t": self.t, "fsal": self.f.copy()}
 
     def set_state(self, state: dict) -> None:
+        """Restore :meth:`get_state`."""
         f = np.asarray(state["fsal"], dtype=float)
         self.f = f.copy() if f.size else None
         self.t = float(state["fsal_t"]) if f.size else math.nan
@@ -115,6 +117,7 @@ class Dopri5(AdaptiveIntegrator):
 
     @property
     def stiff(self) -> bool:
+        """True after :attr:`stiff_steps` accepted steps in a row limited by stability (``hlamb > 3.25``)."""
         return self.iasti >= self.stiff_steps
 
     def attempt(self, field, t, h, z):
