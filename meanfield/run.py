@@ -256,6 +256,7 @@ class Run:
             self.x0 = x.astype(dtype)
             self.y0 = None if y is None else y.astype(dtype)
             self.model.check_state(self.x0, self.y0)
+        _check_jacobian_size(self.integrator, self.make_system())
         self.probes = []
         if cfg["diagnostics"].get("moment_ode", False):
             from .diagnostics.moments import moment_ode_probe
@@ -578,6 +579,17 @@ def _warn_first_order_ignores(cfg: dict, integrator, file=None) -> None:
         where = f"{file}: " if file else ""
         warnings.warn(f"{where}model.dynamics = \"first_order\" ignores {'; '.join(ignored)}",
                       UserWarning, stacklevel=4)
+
+
+def _check_jacobian_size(integrator, system) -> None:
+    """ParameterError before the run when a method with a dense Jacobian meets a state too large for one."""
+    from .models.base import JACOBIAN_MAX
+
+    n = sum(np.asarray(a).size for a in system.state.values())
+    if getattr(integrator, "uses_jacobian", False) and n > JACOBIAN_MAX:
+        raise ParameterError("integrator.name", f"a method without a dense Jacobian (dopri5) for a state of "
+                             f"more than {JACOBIAN_MAX} numbers (an n x n matrix of over 512 MB)",
+                             f"{integrator.name} with n = {n}")
 
 
 def _save_clock(run: dict) -> SaveAt:

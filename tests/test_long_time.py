@@ -297,3 +297,13 @@ def test_the_cli_says_why_a_cluster_stop_ended_the_run(tmp_path, monkeypatch):
     assert "steps (" in res.stdout and "rejected)" in res.stdout
     assert "stopped: clusters: n_clusters = " in res.stderr and "run.stop_clusters" in res.stderr
     assert meanfield.load("o.h5").attrs["status"].startswith("stopped: clusters")
+
+
+def test_a_stiff_method_refuses_a_state_too_large_for_a_dense_jacobian():
+    cfg = sphere(n=3000)
+    cfg["integrator"] = {"name": "ros34pw2"}
+    with pytest.raises(ParameterError) as e:
+        meanfield.Run(cfg)
+    assert e.value.key == "integrator.name" and "dopri5" in str(e.value)
+    cfg["integrator"] = {"name": "dopri5"}
+    meanfield.Run(cfg)  # an explicit method has no such limit

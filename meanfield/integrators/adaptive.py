@@ -86,6 +86,8 @@ class AdaptiveIntegrator(Integrator):
     """
 
     adaptive = True
+    #: Whether the method keeps a dense (n, n) Jacobian (stiff methods).
+    uses_jacobian = False
     order = 0
     error_order = 0
     dense_order = 0

@@ -29,6 +29,8 @@ class Auto(AdaptiveIntegrator):
     """Stiffness-switching combination of :class:`Dopri5` and :class:`Ros34PW2` (module docstring)."""
 
     name = "auto"
+    #: Keeps a dense (n, n) Jacobian: states of more than JACOBIAN_MAX numbers are refused when a run is built.
+    uses_jacobian = True
     kind = "first_order"
     order = Ros34PW2.order
     error_order = Ros34PW2.error_order

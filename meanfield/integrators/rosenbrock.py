@@ -103,6 +103,8 @@ class Ros34PW2(AdaptiveIntegrator):
     """
 
     name = "ros34pw2"
+    #: Keeps a dense (n, n) Jacobian: states of more than JACOBIAN_MAX numbers are refused when a run is built.
+    uses_jacobian = True
     kind = "first_order"
     order = 3
     error_order = 2
