@@ -157,9 +157,12 @@ def _summary_line(res) -> str:
     # a resume stopped (wall time) before its first save has no energy of its own to show
     state = (f"final energy {res['energy'][-1]:.6g} at t = {res.t[-1]:.4g}" if res.scales
              else f"no save before t = {res.t_end:.4g}")
+    steps = ""
+    if "accepted_steps" in res.attrs:  # adaptive methods: what the error control did
+        steps = f", {res.attrs['accepted_steps']} steps ({res.attrs['rejected_steps']} rejected)"
     return (f"{res.config['model']['name']}/{res.config['model']['dynamics']} "
             f"[{res.config['integrator']['name']}]: {state}, "
-            f"{res.oracle_calls} oracle calls, {res.wall_time:.2f} s wall"
+            f"{res.oracle_calls} oracle calls{steps}, {res.wall_time:.2f} s wall"
             # a first run compiles its kernels (numba caches them for the next runs)
             + (f" (+ {compiled:.1f} s compiling)" if compiled >= COMPILE_NOTE_SECONDS else "")
             + (f" -> {res.path}" if res.path else ""))
@@ -168,7 +171,10 @@ def _summary_line(res) -> str:
 def _report(res) -> None:
     """The run's summary line; a run that finished with warnings also says so on stderr (one line)."""
     click.echo(_summary_line(res))
-    if res.status.startswith("stopped"):  # not finished: say so, and how to go on
+    if res.status.startswith("stopped: clusters"):  # the goal of run.stop_clusters, reached
+        click.echo(f"meanfield: {res.status.split(';')[0]} (run.stop_clusters) at t = {res.t_end:.6g}",
+                   err=True)
+    elif res.status.startswith("stopped"):  # not finished: say so, and how to go on
         limit = res.config["run"].get("max_wall_time")
         click.echo(f"meanfield: {res.status.split(';')[0]} (run.max_wall_time = {limit:g} s) at "
                    f"t = {res.t_end:.6g}, before the end of the run; continue with "

@@ -34,7 +34,7 @@ import numpy as np
 from ._kernels._config import compile_clock, serial_if_small
 from ._threads import AdaptiveThreads
 from .errors import STOP_SIGNALS, Interrupted, SimulationError
-from .steppers import SaveAt
+from .steppers import SaveAt, make_stepper
 from .systems import particle_system
 
 #: |state| above this counts as a blow-up (well below float64 overflow of products).
@@ -176,6 +176,18 @@ class Horizon:
         if self.steps is not None:
             return int(self.steps)
         return int(self.oracle_calls) // int(calls_per_step)
+
+    def reached(self, k: int, t: float, calls: int, per_step: int | None) -> bool:
+        """Whether the run is over after ``k`` steps at time ``t`` with ``calls`` oracle calls.
+
+        ``per_step``: oracle calls per fixed step (the budget is then ``oracle_calls //
+        per_step`` steps); None for adaptive methods, whose budget counts calls.
+        """
+        if self.t1 is not None:
+            return t >= self.t1
+        if self.steps is not None:
+            return k >= self.steps
+        return calls >= self.oracle_calls if per_step is None else k >= self.oracle_calls // per_step
 
     def time_of(self, k: int, n: int) -> float:
         """Time after ``k`` steps (no accumulated round-off; the last step lands on t1)."""
@@ -344,16 +356,25 @@ class DissipationResidual:
 class _Saver:
     """Builds a save record (scales and tasks) and hands it, and the loop's state, to the observers."""
 
-    def __init__(self, system, integrator, stepper, observers, probes, residual, watch, save_fields,
-                 start: LoopState, clock):
+    def __init__(self, system, schedule, integrator, stepper, observers, probes, save_fields,
+                 start: LoopState, resumed: bool, dissipation, energy_infimum, events):
+        last = dict(start.last_save or {}, residual=start.residual) if resumed else None
+        # no energy balance dH/dt = -2 alpha K to check when a block adds a non-gradient field (an MLP)
+        self.residual = (DissipationResidual(system, schedule, dissipation, start.t, last)
+                         if system.accelerated and system.energy_balance else None)
+        self.watch = EnergyWatch(energy_infimum, system.dtype, last)
         self.system, self.integrator, self.stepper, self.observers = system, integrator, stepper, observers
-        self.probes, self.residual, self.watch, self.save_fields = probes, residual, watch, save_fields
+        self.probes, self.save_fields, self.events = probes, save_fields, events
         self.t_start = time.perf_counter() - start.wall_time
         self.calls0 = system.oracle_calls - start.oracle_calls
-        self.clock, self.compile0 = clock, start.compile_time
+        self.clock = compile_clock()  # the first calls of kernels compile them: not part of wall_time
+        self.compile0 = start.compile_time
         self.last_wall = start.wall_time  # wall_time of the newest save
         self.last_save = start.last_save
-        self.events = None  # set by the loop: its cluster tracker's count goes into checkpoints
+        integrator.reset()
+        system.begin(start.step)  # systems whose step depends on the step index (per-layer weights)
+        if start.integrator:
+            integrator.set_state(start.integrator)
 
     def calls(self) -> int:
         """Oracle calls of the run so far (resumes included)."""
@@ -539,6 +560,15 @@ def _progress_of(horizon: Horizon, save_at: SaveAt, nsteps, progress):
     return report
 
 
+def _stop_requested(interrupt, wall_start: float, max_wall_time: float | None) -> Status:
+    """FINISHED (go on), or why the loop stops between steps: a stop signal or the wall-time budget."""
+    if interrupt.flag:
+        return Status.INTERRUPTED
+    if max_wall_time is not None and time.perf_counter() - wall_start > max_wall_time:
+        return Status.WALL_TIME
+    return Status.FINISHED
+
+
 def advance(system, schedule, integrator, horizon: Horizon, *, save_at: SaveAt | None = None,
             save_fields=("x", "y"), observers=(), progress=None, dissipation: str = "auto",
             check_every: int | None = None, max_wall_time: float | None = None, start: LoopState | None = None,
@@ -594,34 +624,20 @@ def advance(system, schedule, integrator, horizon: Horizon, *, save_at: SaveAt |
     SimulationError
         When the state becomes non-finite or blows up, or an adaptive step underflows.
     """
-    from .steppers import make_stepper
-
     save_at = save_at or SaveAt(every=max(1, int(save_every or 1)))
     resumed = start is not None
     start = start or LoopState(t=float(horizon.t0))
     stepper = make_stepper(integrator, schedule, horizon, h0)
-    nsteps = None if stepper.adaptive else horizon.n_steps(integrator.oracle_calls)
+    per_step = None if stepper.adaptive else integrator.oracle_calls
+    report = _progress_of(horizon, save_at, None if per_step is None else horizon.n_steps(per_step), progress)
+    check_every, limit = max(1, int(check_every or 1)), BLOWUP.get(system.dtype, 1e150)
     t_end = math.inf if horizon.t1 is None else float(horizon.t1)
-    max_steps = nsteps if horizon.t1 is None and not stepper.adaptive else horizon.steps
-    budget = horizon.oracle_calls if stepper.adaptive else None
-    report = _progress_of(horizon, save_at, nsteps, progress)
-    check_every = 1 if check_every is None else max(1, int(check_every))
-    limit = BLOWUP.get(system.dtype, 1e150)
     t, k = start.t, start.step
-    last = dict(start.last_save or {}, residual=start.residual) if resumed else None
-    residual = (DissipationResidual(system, schedule, dissipation, t, last)
-                if system.accelerated and system.energy_balance else None)
-    watch = EnergyWatch(energy_infimum, system.dtype, last)
-    clock = compile_clock()  # the first calls of kernels compile them: not part of wall_time
-    save = _Saver(system, integrator, stepper, observers, probes, residual, watch, save_fields, start, clock)
-    save.events = events
-    integrator.reset()
-    system.begin(k)  # systems whose step depends on the step index (per-layer weights)
-    if start.integrator:
-        integrator.set_state(start.integrator)
-    status = Status.FINISHED
+    save = _Saver(system, schedule, integrator, stepper, observers, probes, save_fields, start, resumed,
+                  dissipation, energy_infimum, events)
+    residual, status = save.residual, Status.FINISHED
     wall_start = time.perf_counter()  # max_wall_time budgets this call, not the file's total
-    with clock, _DeferredInterrupt() as interrupt, serial_if_small(system.size, system.serial_below), \
+    with save.clock, _DeferredInterrupt() as interrupt, serial_if_small(system.size, system.serial_below), \
             AdaptiveThreads(system) as threads:
         stepper.start(system, t, k, start.stepper if resumed else None)
         if events is not None:
@@ -630,46 +646,37 @@ def advance(system, schedule, integrator, horizon: Horizon, *, save_at: SaveAt |
             save(k, t)
         if residual is not None:
             residual.start(t)
-        def over(k, t):
-            return t >= t_end or k == max_steps or (budget is not None and save.calls() >= budget)
-
-        while not over(k, t):
+        while not horizon.reached(k, t, save.calls(), per_step):
             threads.tick()  # on a busy machine one thread can beat all (meanfield._threads)
             try:
                 t_next = stepper.step(system, t, min(t_end, save_at.next_time(t)))
             except SimulationError as exc:
                 raise _at_step(exc, k + 1, t, f"in step {k + 1} (from t = {t:.6g})") from None
             k += 1
-            if k % check_every == 0 or t_next >= t_end:
+            last = horizon.reached(k, t_next, save.calls(), per_step)
+            if k % check_every == 0 or last:
                 _check_state(system, k, t_next, limit)
             if residual is not None:
                 residual.after_step(t, t_next)
             t_prev, t = t, t_next
             stop = events is not None and events.after_step(system, stepper, t_prev, t)
-            done = stop or over(k, t)
-            saved = done or save_at.due(k, t)
+            saved = stop or last or save_at.due(k, t)
             if saved:
                 save(k, t)
             if report is not None:
                 report(k, t)
-            if stop:
-                status = Status.CLUSTERS
-                break
-            if interrupt.flag or (max_wall_time is not None
-                                   and time.perf_counter() - wall_start > max_wall_time):
-                # stop between steps, where the state is consistent: checkpoint it (off the save
-                # grid it is not saved: a resumed file then equals an uninterrupted run's)
-                if not saved:
+            status = Status.CLUSTERS if stop else _stop_requested(interrupt, wall_start, max_wall_time)
+            if status is not Status.FINISHED:
+                if not saved:  # between two saves: checkpoint the state without saving it
                     save.checkpoint(k, t)
                 if interrupt.flag:
                     raise Interrupted(interrupt.message(k, t), interrupt.signum)
-                status = Status.WALL_TIME
                 break
     state = system.state
     text = status.value if status is not Status.CLUSTERS else f"{status.value}: {events.describe()}"
     return LoopResult(x=state.get("x"), y=state.get("y"), t=t, iteration=k,
                       oracle_calls=system.oracle_calls - save.calls0, wall_time=save.elapsed(),
-                      status=watch.status(text), state=state, warnings=watch.messages,
+                      status=save.watch.status(text), state=state, warnings=save.watch.messages,
                       compile_time=save.compile_time(), outcome=status,
                       stats={"accepted_steps": k, **stepper.stats()} if stepper.adaptive else {})
 

@@ -87,3 +87,37 @@ def energy(X, Y, A, B, Q=None, m=None, causal=False):
         return U
     yBy = np.einsum("ik,kl,il->i", Y, B, Y)
     return float((yBy / (2.0 * zi)).mean() + U)
+
+
+def first_order_jacobian(X, A, V, normalized=True, causal=False, B=None, Q=None, m=None):
+    """Dense Jacobian of the SA / USA field (:func:`sa`, :func:`usa`), ``(N d, N d)``.
+
+    By the product rule on the explicit weight tensor: with logits l_ij = x_i^T A x_j,
+    dl_ij/dx_k = delta_ik A x_j + delta_jk A^T x_i, the weights W_ij (E_ij / sum_j E_ij,
+    or E_ij / n_i) and z_i = (1/n_i) sum_j E_ij are differentiated entry by entry
+    (an (N, N, N, d) tensor: small N only), then f_i = sum_j W_ij V x_j - mob_i g_i.
+    """
+    X, E, counts = _E_mask_counts(X, A, causal)
+    N, d = X.shape
+    mask = E > 0
+    eye = np.eye(N)
+    # dl[i, j, k, :] = d l_ij / d x_k
+    dl = (eye[:, None, :, None] * (X @ A.T)[None, :, None, :]
+          + eye[None, :, :, None] * (X @ A)[:, None, None, :]) * mask[:, :, None, None]
+    dz = np.einsum("ij,ijkb->ikb", E, dl) / counts[:, None, None]
+    zz = E.sum(1) / counts
+    if normalized:
+        W = E / E.sum(1)[:, None]
+        dW = W[:, :, None, None] * (dl - np.einsum("im,imkb->ikb", W, dl)[:, None])
+    else:
+        W = E / counts[:, None]
+        dW = W[:, :, None, None] * dl
+    VX = X @ V.T
+    J = np.einsum("ja,ijkb->iakb", VX, dW) + np.einsum("ik,ab->iakb", W, V)
+    if Q is not None:
+        g = _confining(X, B, Q, m)
+        mob = 1.0 / zz if normalized else np.ones(N)
+        dmob = -dz / zz[:, None, None] ** 2 if normalized else np.zeros_like(dz)
+        J -= np.einsum("ia,ikb->iakb", g, dmob)
+        J -= np.einsum("i,ik,ab->iakb", mob, eye, B @ Q)
+    return J.reshape(N * d, N * d)

@@ -86,3 +86,40 @@ def kuramoto(theta, beta):
     """dtheta_i/dt = (1/N) sum_j exp(beta cos(th_j - th_i)) sin(th_j - th_i), (N,)."""
     D = theta[None, :] - theta[:, None]
     return np.mean(np.exp(beta * np.cos(D)) * np.sin(D), axis=1)
+
+
+def first_order_jacobian(X, beta, Q=None, K=None, V=None, normalized=True, causal=False,
+                         normalization="post_ln"):
+    """Dense Jacobian of :func:`first_order` at a state X (on or off the sphere), ``(N d, N d)``.
+
+    The chain rule through theta_i = x_i / |x_i| (d theta_i / d x_i = (I - theta_i theta_i^T) / |x_i|),
+    the attention Jacobian of :func:`naive_softmax.first_order_jacobian` at the directions,
+    and the scheme's map a -> f (post_ln: P_theta a, with its own dependence on theta;
+    pre_ln: a; peri_ln: a / |a|), as explicit (d, d) blocks.
+    """
+    import naive_softmax
+
+    X = np.asarray(X, float)
+    N, d = X.shape
+    Q = np.eye(d) if Q is None else Q
+    K = np.eye(d) if K is None else K
+    V = np.eye(d) if V is None else V
+    r = np.linalg.norm(X, axis=1)
+    T = X / r[:, None]
+    Da = naive_softmax.first_order_jacobian(T, beta * Q.T @ K, V, normalized, causal).reshape(N, d, N, d)
+    a = attention(T, beta, Q, K, V, normalized, causal)
+    Dtheta = [(np.eye(d) - np.outer(t, t)) / ri for t, ri in zip(T, r)]
+    J = np.zeros((N, d, N, d))
+    for i in range(N):
+        if normalization == "post_ln":
+            Lf = np.eye(d) - np.outer(T[i], T[i])
+            direct = -(T[i] @ a[i]) * np.eye(d) - np.outer(T[i], a[i])  # d f_i / d theta_i at fixed a_i
+        elif normalization == "pre_ln":
+            Lf, direct = np.eye(d), np.zeros((d, d))
+        else:
+            na = np.linalg.norm(a[i])
+            Lf, direct = (np.eye(d) - np.outer(a[i], a[i]) / na**2) / na, np.zeros((d, d))
+        for k in range(N):
+            J[i, :, k, :] = Lf @ Da[i, :, k, :] @ Dtheta[k]
+        J[i, :, i, :] += direct @ Dtheta[i]
+    return J.reshape(N * d, N * d)

@@ -357,3 +357,16 @@ def test_template_parses_and_runs(tmp_path):
     path.write_text(TEMPLATES["sphere"])
     res = meanfield.Run(str(path), overrides=["initial.n=32", "run.t1=0.5"]).simulate()
     assert res.status == "finished" and np.all(np.isfinite(res["energy"]))
+
+
+def test_the_two_cluster_counts_agree():
+    from meanfield._kernels.grid import count_components, count_components_dense
+
+    rng = np.random.default_rng(3)
+    for n, d in ((1, 3), (40, 2), (150, 3), (90, 4)):
+        centres = rng.normal(size=(6, d))
+        theta = centres[rng.integers(0, 6, n)] / np.linalg.norm(centres[rng.integers(0, 6, n)], axis=1)[:, None]
+        theta = theta + 10.0 ** rng.uniform(-4, -1, (n, 1)) * rng.normal(size=(n, d))
+        theta /= np.linalg.norm(theta, axis=1)[:, None]
+        for tol in (1e-4, 1e-3, 1e-2, 0.3):
+            assert count_components_dense(theta, tol) == count_components(theta, tol)

@@ -48,6 +48,7 @@ COVERED = {
         "axpby2")},
     **{f"kinetic.{k}": "test_kinetic" for k in ("deposit_lines", "position_flow")},
     **{f"fourier.{k}": "test_fourier_harmonics" for k in ("sh_analysis", "sh_synthesis")},
+    "jacobian.attention_jacobian": "test_jacobian",
     **{f"sphere.{k}": "test_sphere" for k in (
         "directions", "norms_into", "retract", "retract_tangent", "finish_first_order",
         "finish_hamiltonian", "constraint_errors")},
@@ -238,6 +239,16 @@ def test_sphere(normalization):
                 [e[k] for k in ("energy", "kinetic")]]
 
     _same_on_1_and_2_threads(run_acc, acc, n)
+
+
+@pytest.mark.parametrize("name, p", [
+    ("sphere", {"d": 3, "beta": 2.0, "normalized": False, "causal": True, "normalization": "peri_ln"}),
+    ("softmax", {"d": 2, "A": [[0.5, 0.2], [0.1, 0.4]], "Q": "identity", "normalized": True})])
+def test_jacobian(name, p):
+    """Dense Jacobians (no serial threshold: each of their rows costs O(N d^2)); 40 rows = 3 tasks."""
+    model = make_model({"name": name, "dynamics": "first_order", **p})
+    X, _ = _state(40, p["d"], 9)
+    _same_on_1_and_2_threads(lambda: [model.jacobian_first_order(X, 0.0)])
 
 
 def test_fourier_harmonics():

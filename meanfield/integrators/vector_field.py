@@ -100,11 +100,12 @@ class VectorField:
     def jacobian(self, t, z, fz=None) -> np.ndarray:
         """The dense Jacobian ``dF/dz`` at ``(t, z)``, shape ``(n, n)``.
 
-        Analytic when the model provides ``jacobian_first_order`` (first-order
-        particles), else forward differences, one oracle call per column
-        (plus one for ``F(t, z)`` when ``fz`` is not given).
+        Analytic when the model has one (``has_jacobian``: first-order sphere and
+        softmax particles with exact summation), else forward differences, one
+        oracle call per column (plus one for ``F(t, z)`` when ``fz`` is not given).
+        A new array each call.
         """
-        if not self.accelerated and hasattr(self.model, "jacobian_first_order"):
+        if not self.accelerated and getattr(self.model, "has_jacobian", False):
             x, _ = self.unpack(z)
             return self.model.jacobian_first_order(x, t)
         if fz is None:

@@ -16,6 +16,8 @@ Subclasses implement ``_combine_first_order`` and ``_combine_hamiltonian``.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .._kernels._config import serial_if_small
@@ -38,7 +40,11 @@ class Model:
     dtype : numpy dtype
         Floating type of the state (float64 or float32).
     oracle_calls : int
-        Number of interaction-sum evaluations made so far.
+        Number of interaction-sum evaluations made so far (a dense Jacobian
+        counts as the field evaluations its wall time equals, see
+        :class:`AnalyticJacobian`).
+    jacobian_calls : int
+        Number of dense Jacobians evaluated so far.
     cheap_kinetic : bool
         True when ``kinetic(x, y)`` costs much less than an oracle call, so the
         loop may evaluate it every step for the dissipation residual.
@@ -66,8 +72,15 @@ class Model:
         if self.dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
             raise ParameterError("run.dtype", '"float64" or "float32"', str(self.dtype))
         self.oracle_calls = 0
+        self.jacobian_calls = 0
 
     # ------------------------------------------------------------------ fields
+    @property
+    def has_jacobian(self) -> bool:
+        """True when :meth:`jacobian_first_order` gives the analytic dense Jacobian (see
+        :class:`AnalyticJacobian`); otherwise a stiff method differentiates numerically."""
+        return False
+
     @property
     def accelerated(self) -> bool:
         """True for accelerated (damped Hamiltonian) dynamics."""
@@ -167,3 +180,73 @@ class Model:
     def describe(self) -> dict:
         """JSON-able description of the model's resolved parameters."""
         return {"name": self.name, "dynamics": self.dynamics, "d": self.d}
+
+
+#: Largest ``N d`` of a dense Jacobian: its ``(N d)^2`` float64 entries take 512 MB there.
+JACOBIAN_MAX = 8192
+
+
+class AnalyticJacobian:
+    """Mixin of models whose first-order field has an analytic dense Jacobian.
+
+    A model provides ``_jacobian_first_order(x, t, out)`` (writes the ``(N d, N d)`` matrix) and
+    ``_analytic_jacobian`` (whether its current configuration has one); this
+    class checks the size, and counts the calls.
+    """
+
+    def jacobian_cost(self, n: int) -> int:
+        """Field evaluations one dense Jacobian of ``n`` particles counts as: ``ceil(d min(n d / 300, 12))``.
+
+        Its wall time in first-order field evaluations, fitted on this
+        project's Xeon (one thread; docs/models.md has the table): the
+        Jacobian writes ``(n d)^2`` entries where the field makes ``n^2 d``
+        multiply-adds (ratio ~12 d for large n), and the field's fixed cost
+        (~40 us) dominates small n. Measured ratios at d = 3, one thread
+        (``benchmarks/bench_jacobian.py``): 2.3 (n = 64), 8.2 (256), 36 (1024);
+        counted 2, 8, 31.
+        """
+        return max(1, math.ceil(self.d * min(n * self.d / 300.0, 12.0)))
+
+    @property
+    def has_jacobian(self) -> bool:
+        """True when :meth:`jacobian_first_order` applies (first-order dynamics, exact summation)."""
+        return self._analytic_jacobian()
+
+    def jacobian_first_order(self, x, t, out=None):
+        """The dense Jacobian of the first-order field at ``x``, ``(N d, N d)`` float64.
+
+        ``J[i d + a, j d + b] = d f_{i,a} / d x_{j,b}``, the derivative of exactly
+        the field :meth:`first_order` evaluates (``z' = F(z)``, ``z = x.ravel()``).
+        Counts :meth:`jacobian_cost` oracle calls and one ``jacobian_calls``.
+
+        Parameters
+        ----------
+        x : (N, d) state
+        t : float
+        out : (N d, N d) C-contiguous float64 array, optional
+            Written and returned instead of a new matrix (a reused buffer saves
+            the first-touch cost of ~75 MB at N d = 3072).
+
+        Raises
+        ------
+        NotImplementedError
+            Without an analytic Jacobian (:attr:`has_jacobian` False).
+        ParameterError
+            When ``N d`` exceeds :data:`JACOBIAN_MAX` (the method, ``integrator.name``, needs one).
+        """
+        if not self.has_jacobian:
+            raise NotImplementedError(f"model {self.name!r} ({self.dynamics}) has no analytic Jacobian")
+        nd = int(np.prod(x.shape))
+        if nd > JACOBIAN_MAX:
+            raise ParameterError(
+                "integrator.name", f"a method without a dense Jacobian for N d > {JACOBIAN_MAX} (an "
+                "(N d)^2 matrix takes over 512 MB)", f"a dense Jacobian of N d = {nd}")
+        if out is None:
+            out = np.empty((nd, nd))
+        elif out.shape != (nd, nd) or out.dtype != np.float64 or not out.flags.c_contiguous:
+            raise ValueError(f"out must be a C-contiguous ({nd}, {nd}) float64 array, got {out.dtype} "
+                             f"array of shape {out.shape}")
+        J = self._jacobian_first_order(x, t, out)
+        self.oracle_calls += self.jacobian_cost(x.shape[0])
+        self.jacobian_calls += 1
+        return J

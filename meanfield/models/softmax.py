@@ -37,11 +37,14 @@ unnormalized (USA, z_i, the accelerated force, the energy) raise
 
 from __future__ import annotations
 
+import functools
+
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from .._kernels import jacobian as JK
 from .._kernels import moments as MK
 from .._kernels import pairwise as PK
 from .._kernels._config import chunk_bounds
@@ -49,7 +52,7 @@ from .._logspace import LOG_MAX, exp_clipped, log_mean_exp
 from ..errors import ParameterError, SimulationError
 from ._fourier import FourierSums, psd_factor, summation_keys
 from ._params import as_flag, as_matrix, as_vector, require_symmetric
-from .base import Model
+from .base import AnalyticJacobian, Model
 
 
 def _symmetric_for_accelerated(M: np.ndarray, key: str) -> None:
@@ -102,9 +105,9 @@ class SoftmaxParams:
     summation: str = "exact"
     summation_tol: float = 1e-10
 
-    @property
+    @functools.cached_property
     def has_potential(self) -> bool:
-        """True when a confining potential W is set (Q != 0)."""
+        """True when a confining potential W is set (Q != 0); computed once (parameters are frozen)."""
         return bool(np.any(self.Q != 0.0))
 
     @classmethod
@@ -145,7 +148,7 @@ def check_fourier(d: int, A: np.ndarray, causal: bool, key_d: str, key_A: str, d
     psd_factor(A, key_A)
 
 
-class Softmax(Model):
+class Softmax(AnalyticJacobian, Model):
     """Softmax attention (SA / USA) and its accelerated damped Hamiltonian; O(N^2 d) per call.
 
     Parameters
@@ -436,6 +439,21 @@ class Softmax(Model):
         if bad:
             raise self._overflow(f"the accelerated force sum_j E_ij (s_i + s_j + 2) A x_j ({bad} rows)", t)
         PK.axpby2(ax, x, bx, self._F, ay, y, by, self._G, out_x, out_y)
+
+    def _analytic_jacobian(self) -> bool:
+        return not self.accelerated and self._fourier is None
+
+    def _jacobian_first_order(self, x, t, J):
+        """Dense Jacobian of the first-order field (SA/USA, mask, confining term) into ``J`` ``(N d, N d)``."""
+        self._check_input(x)
+        n, d = x.shape
+        bad = JK.attention_jacobian(np.ascontiguousarray(x, np.float64), np.ones(n), self.A, self.V,
+                                    self._BQ, self._Bq, JK.PRE_LN, False, self.normalized, self.causal,
+                                    J, np.empty((n, d)))
+        if bad:
+            raise SimulationError(f"softmax model at t = {t:.6g}: the Jacobian of the first-order field "
+                                  f"is not finite in {bad} row blocks (USA overflow)", t=t)
+        return J
 
     # ----------------------------------------------------------- diagnostics
     def potential_W(self, x) -> float:

@@ -87,11 +87,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._kernels import jacobian as JK
 from .._kernels import sphere as SK
 from .._logspace import LOG_MAX, exp_clipped
 from ..errors import ParameterError, SimulationError
 from ._params import as_flag, as_matrix, require_symmetric
-from .base import Model
+from .base import AnalyticJacobian, Model
 from ._fourier import summation_keys
 from .softmax import Softmax, SoftmaxParams, check_fourier, reject_first_order_options
 
@@ -201,7 +202,7 @@ class SphereParams:
                    normalization=norm, summation=summation, summation_tol=tol)
 
 
-class Sphere(Model):
+class Sphere(AnalyticJacobian, Model):
     """Self-attention on the sphere S^{d-1} (SA / USA, three normalization schemes) and its
     constrained accelerated Hamiltonian; O(N^2 d) per oracle call.
 
@@ -314,6 +315,34 @@ class Sphere(Model):
         bad = SK.finish_hamiltonian(x, y, F, G, ax, bx, ay, by, out_x, out_y)
         if bad:
             raise SimulationError(f"sphere model at t = {t:.6g}: the field is not finite in {bad} rows", t=t)
+
+    def _analytic_jacobian(self) -> bool:
+        return not self.accelerated and self.params.summation == "exact"
+
+    def _jacobian_first_order(self, x, t, J):
+        """Dense Jacobian of the first-order field (every normalization, SA/USA, mask) into ``J`` ``(N d, N d)``.
+
+        Attention is evaluated at the directions theta_i = x_i / |x_i|, so the
+        Jacobian carries d theta_i / d x_i = P_{theta_i} / |x_i| and matches the
+        field also off the sphere.
+        """
+        self._check_input(x)
+        n, d = x.shape
+        theta = np.empty((n, d))
+        rinv = np.empty(n)
+        SK.directions(x, theta)
+        SK.norms_into(x, rinv)
+        rinv = 1.0 / rinv
+        att = self.attention
+        zero = np.zeros((d, d))
+        bad = JK.attention_jacobian(theta, rinv, att.A, att.V, zero, zero[0], self.scheme, True,
+                                    self.normalized, self.causal, J, np.empty((n, d)))
+        if bad:
+            raise SimulationError(
+                f"sphere model at t = {t:.6g}: the Jacobian of the first-order field is not finite in "
+                f"{bad} row blocks" + (" (a_i = 0: peri_ln divides by |a_i|)" if self.scheme == SK.PERI_LN
+                                        else ""), t=t)
+        return J
 
     def mlp_field(self, at, base, layer, out):
         """The MLP at the directions of ``at``, as a field at ``base``, ``(N, d)``.
@@ -447,12 +476,16 @@ class Sphere(Model):
             out["mean_radius"] = float(np.linalg.norm(xs, axis=1).mean())
         return out
 
+    #: Below this many tokens :meth:`count_clusters` compares every pair (cheaper than the grid).
+    DENSE_COUNT_BELOW = 128
+
     def count_clusters(self, x) -> int:
-        """``n_clusters`` of positions ``x`` (N, d) at ``cluster_tol``: the exact grid count, O(N)."""
-        from .._kernels.grid import count_components
+        """``n_clusters`` of positions ``x`` (N, d) at ``cluster_tol``, exact: every pair, or a grid (O(N))."""
+        from .._kernels.grid import count_components, count_components_dense
         from ..diagnostics.clustering import _directions
 
-        return int(count_components(_directions(x), self.cluster_tol))
+        count = count_components_dense if x.shape[0] < self.DENSE_COUNT_BELOW else count_components
+        return int(count(_directions(x), self.cluster_tol))
 
     def energy_infimum(self, x0) -> float | None:
         """-e^beta / 2 for Q^T K = I: the value of U (and H) at full clustering, its minimum.

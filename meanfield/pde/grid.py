@@ -194,9 +194,11 @@ class GridRun:
     """
 
     def __init__(self, solver_cls, cfg, model, integrator, base_dir=None):
-        if integrator.name not in GRID_INTEGRATORS:
+        adaptive = getattr(integrator, "adaptive", False)
+        if integrator.name not in GRID_INTEGRATORS and not adaptive:
             raise ParameterError("integrator.name", f"an integrator of first-order pde runs "
-                                 f"({', '.join(GRID_INTEGRATORS)}: method of lines)", integrator.name)
+                                 f"({', '.join(GRID_INTEGRATORS)} or an adaptive method: method of lines)",
+                                 integrator.name)
         sol = cfg["solver"]
         if not isinstance(sol["grid"], int):
             raise ParameterError("solver.grid", "cells of the position axis (one integer) for a "
@@ -205,7 +207,7 @@ class GridRun:
         self.model = model
         self.solver = solver_cls(model_params, sol["grid"], sol.get("domain"))
         self.density0 = np.ascontiguousarray(self.solver.initial_density(cfg["initial"]), dtype=np.float64)
-        h = float(cfg["integrator"]["h"])
+        h = float(cfg["integrator"].get("h", 0.0))  # adaptive methods: the first step, optional
         if integrator.name in SSP_INTEGRATORS:
             h_max = float(self.solver.max_stable_step(self.density0))
             if h > h_max:
