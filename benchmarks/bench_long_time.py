@@ -372,7 +372,7 @@ def _brief(r: dict) -> dict:
 def case_c(args, folder: str) -> dict:
     n, t1 = (16, 1e3) if args.quick else (64, 1e8)
     methods = args.methods or adaptive_methods(accelerated=True)
-    budget = 20.0 if args.quick else args.c_budget
+    budget = 5.0 if args.quick else args.c_budget
     print(f"\nCase C: accelerated, constant damping alpha = 1, N = {n}, beta = {BETA:g}, t1 = {t1:g}, "
           f"at most {budget:g} s each", flush=True)
     out = {"N": n, "t1": t1, "max_wall_time": budget, "runs": {}}
@@ -419,7 +419,7 @@ def main(argv=None):
     ap.add_argument("--b-timeout", type=float, default=1200.0, help="seconds for one `meanfield run` of case B")
     ap.add_argument("--b-ref-budget", type=float, default=1200.0, help="seconds for the N = 256 reference")
     ap.add_argument("--skip-b-reference", action="store_true")
-    ap.add_argument("--c-budget", type=float, default=180.0, help="case C: run.max_wall_time of each run")
+    ap.add_argument("--c-budget", type=float, default=120.0, help="case C: run.max_wall_time of each run")
     ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/long_time.json)")
     args = ap.parse_args(argv)
     args.seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
