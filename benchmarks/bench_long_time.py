@@ -5,6 +5,7 @@ One command, re-runnable::
     python benchmarks/bench_long_time.py              # cases A, B, C; writes benchmarks/results/long_time.json
     python benchmarks/bench_long_time.py --case A     # one case (A, B or C; repeatable)
     python benchmarks/bench_long_time.py --quick      # smoke run (N = 16, t1 = 10^3, < 1 minute), no JSON
+    python benchmarks/bench_long_time.py --markdown benchmarks/results/long_time.json  # docs/long-time.md's tables
 
 What it measures, in one process (ratios are what count on a shared machine):
 
@@ -386,9 +387,45 @@ def case_c(args, folder: str) -> dict:
                      "jac": r.get("jacobians"), "counts": r["counts"], "final": r["final_clusters"],
                      "status": r["status"]})
     out["table"] = rows
-    print_table(rows, ["method", "t_reached", "wall_s", "calls", "steps", "rejected", "jac", "counts", "final",
-                       "status"])
+    print_table(rows, C_COLUMNS)
     return out
+
+
+C_COLUMNS = ["method", "t_reached", "wall_s", "calls", "steps", "rejected", "jac", "counts", "final", "status"]
+
+
+def markdown(result: dict) -> str:
+    """The tables of docs/long-time.md ("Measured") from a result JSON of this script."""
+    def table(rows, columns, names):
+        out = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
+        for r in rows:
+            out.append("| " + " | ".join(_md(r.get(c)) for c in columns) + " |")
+        return "\n".join(out)
+
+    parts = [f"{result.get('cpu')}, {result.get('date')}, load {result.get('loadavg_at_start')} at the start."]
+    if "case_A" in result:
+        parts.append(table(result["case_A"]["table"], COLUMNS,
+                           ["seed", "run", "t1", "wall s", "field evals", "Jacobians", "wall / baseline",
+                            "evals / baseline", "clusters at t = 10, 10^2, ...", "= reference"]))
+    if "case_B" in result:
+        parts.append(table(result["case_B"]["table"], B_COLUMNS,
+                           ["N", "run", "wall s", "process s", "field evals", "steps", "t reached",
+                            "clusters at t = 10, 10^2, ...", "= reference"]))
+    if "case_C" in result:
+        parts.append(table(result["case_C"]["table"], C_COLUMNS,
+                           ["method", "t reached", "wall s", "field evals", "steps", "rejected", "Jacobians",
+                            "clusters at t = 10, 10^2, ...", "clusters at the end", "status"]))
+    return "\n\n".join(parts) + "\n"
+
+
+def _md(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1e5 else f"{v:.2g}"
+    if isinstance(v, list):
+        return ", ".join("-" if c is None else str(c) for c in v)
+    return str(v)
 
 
 def write_json(path: str, result: dict) -> str:
@@ -421,7 +458,12 @@ def main(argv=None):
     ap.add_argument("--skip-b-reference", action="store_true")
     ap.add_argument("--c-budget", type=float, default=120.0, help="case C: run.max_wall_time of each run")
     ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/long_time.json)")
+    ap.add_argument("--markdown", metavar="JSON", help="print the tables of a result JSON as markdown, run nothing")
     args = ap.parse_args(argv)
+    if args.markdown:
+        with open(args.markdown) as fh:
+            print(markdown(json.load(fh)))
+        return None
     args.seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     args.repeat = args.repeat or (1 if args.quick else 3)
     cases = args.case or ["A", "B", "C"]
