@@ -7,6 +7,7 @@ and the counters the stiff integrators report.
 """
 
 import itertools
+import os
 
 import numpy as np
 import pytest
@@ -204,3 +205,20 @@ def test_out_buffer_is_overwritten_and_returned():
     with pytest.raises(ValueError, match=r"out must be a C-contiguous \(21, 21\) float64 array"):
         model.jacobian_first_order(x, 0.0, out=np.empty((21, 21), np.float32))
     assert model.jacobian_calls == 2
+
+
+@pytest.mark.slow
+def test_the_jacobian_has_the_same_bits_freshly_compiled_and_from_numbas_cache(tmp_path):
+    # a stiff run resumed in a new process must take the same steps: a kernel whose cached
+    # machine code computes other bits than a fresh compile breaks that (re-association had)
+    import subprocess
+    import sys
+
+    code = ("import hashlib, numpy as np; from meanfield.models import make_model; "
+            "m = make_model({'name': 'sphere', 'dynamics': 'first_order', 'd': 3, 'beta': 16.0}); "
+            "x = np.random.default_rng(0).normal(size=(64, 3)); x /= np.linalg.norm(x, axis=1)[:, None]; "
+            "print(hashlib.md5(m.jacobian_first_order(x, 0.0).tobytes()).hexdigest())")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"))
+    fresh, cached = (subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                    check=True, timeout=300).stdout for _ in range(2))
+    assert fresh == cached

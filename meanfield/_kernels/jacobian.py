@@ -51,7 +51,10 @@ ROWS = 16
 _BIG = 1.7976931348623157e308
 
 
-@njit(**NJIT_ROW)
+# contract only: under re-association LLVM may fold fexp's rounding constant away, and did so
+# differently in a fresh compile and in numba's cached code (different Jacobian bits, so a
+# resumed stiff run took other steps); the moments below may re-associate (no fexp in them)
+@njit(**NJIT)
 def _weights(i, X, XT, A, normalized, causal, q, lg, w):
     """Query ``q = A^T x_i``, logits ``lg_j = q . x_j`` and weights ``w_j`` of row i; returns ``(z_i, n_i)``.
 

@@ -8,12 +8,15 @@ Register a new integrator with :func:`register` and the order test walks it.
 from __future__ import annotations
 
 from ..errors import ParameterError
+from .auto import Auto
 from .base import Integrator
 from .damped import ExpEuler, HeavyBall, KickDrift
+from .dopri5 import Dopri5
 from .first_order import Euler
 from .mean_shift import MeanShift
 from .multistep import AB2
 from .nesterov import NAG
+from .rosenbrock import Ros34PW2
 from .runge_kutta import RK4, Heun, RK4Damped
 from .symplectic import Strang, Tao2
 
@@ -31,6 +34,11 @@ for _cls in (Euler, Heun, RK4, ExpEuler, KickDrift, HeavyBall, RK4Damped):
 
 for _cls in (Tao2, Strang, AB2, NAG, MeanShift):
     register(_cls)
+
+# adaptive methods work on the flat state of a VectorField: one class serves both kinds
+for _cls in (Dopri5, Ros34PW2, Auto):
+    register(_cls)
+    register(type(_cls.__name__ + "Accelerated", (_cls,), {"kind": "accelerated", "__doc__": _cls.__doc__}))
 
 
 def names_for(kind: str) -> list[str]:

@@ -41,6 +41,22 @@ def error_norm(e, z, z_new, rtol: float, atol: float) -> float:
     return float(np.sqrt(np.mean(np.square(e / scale)))) if e.size else 0.0
 
 
+def dense_state(dense) -> dict:
+    """The data ``(t, h, z, stages)`` of the last committed step's dense output as state entries."""
+    if dense is None:
+        return {}
+    t, h, z, stages = dense
+    return {"dense_t": t, "dense_h": h, "dense_z": z.copy(), "dense_stages": stages.copy()}
+
+
+def dense_from_state(state: dict):
+    """Inverse of :func:`dense_state`: ``(t, h, z, stages)`` or None."""
+    if "dense_z" not in state:
+        return None
+    return (float(state["dense_t"]), float(state["dense_h"]), np.array(state["dense_z"], dtype=float),
+            np.array(state["dense_stages"], dtype=float))
+
+
 def check_tolerances(rtol, atol) -> tuple[float, float]:
     """Validate ``[integrator] rtol, atol``: rtol in (0, 1), atol >= 0 (ParameterError otherwise)."""
     for key, value, ok, expected in (
@@ -118,6 +134,71 @@ class AdaptiveIntegrator(Integrator):
     def retracted(self, field, t: float, z: np.ndarray) -> None:
         """The loop replaced the committed state by its projection ``z`` (sphere): drop caches of the old one."""
 
+    def stats_state(self) -> dict:
+        """:attr:`stats` as ``{"stats_<key>": int}`` for :meth:`get_state` (the counters are part of a checkpoint)."""
+        return {f"stats_{k}": int(v) for k, v in self.stats.items()}
+
+    def restore_stats(self, state: dict) -> None:
+        """Restore the counters that :meth:`stats_state` stored."""
+        self.stats.update({k: int(state[f"stats_{k}"]) for k in self.stats})
+
     def describe(self) -> dict:
         out = super().describe()
         return {k: v for k, v in out.items() if v is not None}
+
+
+def integrate(field, integ: AdaptiveIntegrator, t0: float, t1: float, z0: np.ndarray, h0=None,
+              retract=None, on_step=None, max_steps: int = 1_000_000) -> tuple[np.ndarray, dict]:
+    """Advance ``z' = F(t, z)`` from ``t0`` to ``t1`` as the time loop drives an adaptive method.
+
+    A small driver for tests and benchmarks (the run's loop is
+    :mod:`meanfield.simulate`): a :class:`~meanfield.integrators.controllers.PIController`
+    judges every attempt, an accepted step is committed and then optionally
+    retracted.
+
+    Parameters
+    ----------
+    field : VectorField or callable ``(t, z, out=None) -> (n,)`` with ``jacobian``
+    integ : AdaptiveIntegrator
+    t0, t1 : float
+    z0 : (n,) array
+    h0 : float, optional
+        First step (default: the controller's choice).
+    retract : callable ``z -> z``, optional
+        Applied to every accepted state (the sphere's renormalization).
+    on_step : callable ``(t, h, z_new)``, optional
+        Called after every accepted step (``integ.dense`` is valid then).
+    max_steps : int
+
+    Returns
+    -------
+    z : (n,) array
+        The state at ``t1``.
+    info : dict
+        ``accepted``, ``rejected`` (counts) and ``steps``, the accepted ``(t, h)``.
+    """
+    from .controllers import PIController
+
+    z = np.array(z0, dtype=float)
+    t = float(t0)
+    ctrl = PIController(integ, h0=h0, h_max=integ.h_max)
+    h = ctrl.h or ctrl.initial_step(field, t, z, field(t, z), integ.order, integ.rtol, integ.atol, t1)
+    info = {"accepted": 0, "rejected": 0, "steps": []}
+    while t < t1:
+        if info["accepted"] + info["rejected"] >= max_steps:
+            raise RuntimeError(f"integrate: {max_steps} attempts without reaching t1 = {t1} (t = {t})")
+        h = min(ctrl.bound(t, h), t1 - t)
+        z_new, err = integ.attempt(field, t, h, z)
+        ok, h_next = ctrl.judge(err, h)
+        if ok:
+            integ.commit(field, t, h, z, z_new)
+            t_new = t1 if h == t1 - t else t + h
+            info["accepted"] += 1
+            info["steps"].append((t, h))
+            if on_step is not None:
+                on_step(t, h, z_new)
+            t, z = t_new, (z_new if retract is None else retract(z_new))
+        else:
+            info["rejected"] += 1
+        h = h_next
+    return z, info

@@ -31,6 +31,9 @@ class Integrator:
         for key, value in options.items():
             setattr(self, key, value)
 
+    #: True for error-controlled methods (:mod:`meanfield.integrators.adaptive`): attempt/commit, no ``step``.
+    adaptive = False
+
     #: True for integrators of first-order dynamics that still use the damping schedule (nag).
     uses_schedule = False
 

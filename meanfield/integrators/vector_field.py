@@ -97,6 +97,11 @@ class VectorField:
         out /= eps
         return out
 
+    @property
+    def finite_difference_jacobian(self) -> bool:
+        """True when :meth:`jacobian` costs ``n`` field calls (no analytic Jacobian): kept longer by stiff methods."""
+        return self.accelerated or not getattr(self.model, "has_jacobian", False)
+
     def jacobian(self, t, z, fz=None) -> np.ndarray:
         """The dense Jacobian ``dF/dz`` at ``(t, z)``, shape ``(n, n)``.
 
