@@ -58,6 +58,7 @@ def test_quick_case_a_runs_and_counts_match(bench, tmp_path):
     out = tmp_path / "long_time.json"
     res = bench.main(["--quick", "--case", "A", "--out", str(out)])
     rows = res["case_A"]["table"]
-    assert rows and all(r.get("match", "yes") == "yes" for r in rows)
+    assert any(r["method"].startswith("meanfield") for r in rows)  # the adaptive methods are registered
+    assert all(r.get("match", "yes") == "yes" for r in rows)
     assert out.exists() and math.isfinite(rows[0]["wall_s"])
     assert np.all([r["calls"] > 0 for r in rows])
