@@ -53,8 +53,8 @@ def test_toml_file_is_the_config_dict(bench, tmp_path):
     assert meanfield.Run.from_toml(path).resolved() == meanfield.Run(cfg).resolved()
 
 
-@pytest.mark.slow
 def test_quick_case_a_runs_and_counts_match(bench, tmp_path):
+    # the script's --quick case A end to end (N = 16, t1 = 10^3): 1.3 s warm, 7.6 s with a cold numba cache
     out = tmp_path / "long_time.json"
     res = bench.main(["--quick", "--case", "A", "--out", str(out)])
     rows = res["case_A"]["table"]
