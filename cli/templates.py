@@ -22,6 +22,8 @@ name = "exp_euler"              # accelerated: exp_euler | kick_drift | heavy_ba
 h = 0.05                        # first_order: euler | heun | rk4 | nag (mean_shift: softmax/sphere only)
 # beta = 0.9                    # heavy_ball only: momentum coefficient (default 1 - h alpha(t))
 # omega = 5.0                   # tao2 / strang only: coupling of the doubled copies
+# adaptive (error-controlled, both dynamics): name = dopri5 | ros34pw2 (stiff) | auto, then h is the
+# optional first step; rtol = 1e-6, atol = 1e-9, h_max = 1e4 (docs/long-time.md)
 
 [initial]
 law = "gaussian"                # gaussian (mean, cov) | student_t (mean, cov, dof) | uniform_ellipsoid (mean, cov)
@@ -88,6 +90,8 @@ h = 0.01                        # first_order: euler | heun | rk4 | nag | mean_s
                                 # layer without the residual, x <- its average; SA without W; ignores h)
 # beta = 0.9                    # heavy_ball only: momentum coefficient
 # omega = 5.0                   # tao2 / strang only: coupling of the doubled copies
+# adaptive (error-controlled, both dynamics): name = dopri5 | ros34pw2 (stiff) | auto, then h is the
+# optional first step; rtol = 1e-6, atol = 1e-9, h_max = 1e4 (docs/long-time.md)
 
 [initial]
 law = "gaussian"                # gaussian (mean, cov) | student_t (mean, cov, dof) | uniform_ellipsoid (mean, cov)
@@ -152,6 +156,8 @@ name = "rk4"                    # first_order: euler | heun | rk4 | nag | mean_s
                                 # the residual: x <- a / |a|, post_ln; ignores h)
                                 # accelerated: exp_euler | kick_drift | heavy_ball | ab2 | tao2 | strang | rk4
 h = 0.05                        # every step is followed by the retraction x_i <- x_i / |x_i| (post_ln)
+# adaptive (long runs, metastability): name = "auto" (or dopri5 | ros34pw2 (stiff)), no h needed,
+# rtol = 1e-6, atol = 1e-9, h_max = 1e4; with [run] saves_per_decade = 4 and t1 = 1e8 (docs/long-time.md)
 # omega = 50.0                  # tao2/strang on the sphere at beta >= 4: omega >= 25 with 2 omega h <= 1
 
 [initial]

@@ -16,7 +16,7 @@ from meanfield_cli.templates import TEMPLATES
 
 import meanfield
 from meanfield.initial import LAWS, MOMENTA
-from meanfield.integrators import INTEGRATORS, names_for
+from meanfield.integrators import names_for
 from meanfield.io.config import SECTIONS
 from meanfield.models import MODELS
 from meanfield.schedules import SCHEDULES
@@ -75,9 +75,7 @@ def test_template_runs_and_energy_stays_bounded(model, dynamics, one_thread):
 def test_template_lists_every_option(model):
     text = _printed(model)
     words = set(re.findall(r"[A-Za-z_0-9]+", text))
-    # the templates (cli/templates.py) do not list the adaptive methods (dopri5, ros34pw2, auto) yet
-    names = {n for kind in ("first_order", "accelerated") for n in names_for(kind)
-             if not INTEGRATORS[n][kind].adaptive}
+    names = set(names_for("first_order")) | set(names_for("accelerated"))
     missing = names - words
     assert not missing, f"integrators missing from the {model} template: {missing}"
     assert not set(SCHEDULES) - words
