@@ -587,6 +587,8 @@ BENCHMARKS = {
     "meanfield_limit": "bench_meanfield_limit.py",
     "circle_pde": "bench_circle_pde.py",
     "convergence": "convergence.py",
+    "long_time": "bench_long_time.py",
+    "jacobian": "bench_jacobian.py",
 }
 
 

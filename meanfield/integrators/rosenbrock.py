@@ -45,7 +45,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.linalg import lu_factor, lu_solve
+from scipy.linalg import get_lapack_funcs, lu_factor
 
 from .adaptive import AdaptiveIntegrator, dense_from_state, dense_state, error_norm
 from .dopri5 import FsalCache
@@ -187,7 +187,8 @@ class Ros34PW2(AdaptiveIntegrator):
                 stage = z + np.dot(A_U[i, :i], U[:i])
                 rhs = field(t + C_T[i] * h, stage)
                 rhs += np.dot(C_U[i, :i] / h, U[:i])
-            U[i] = lu_solve(self.lu, rhs, check_finite=False)
+            # LAPACK's getrs itself: scipy's lu_solve wrapper costs more than the solve at n ~ 200
+            U[i] = get_lapack_funcs("getrs", (self.lu[0],))(*self.lu, rhs)[0]
             U[i] *= scale
         z_new = z + np.dot(M, U)
         err = error_norm(np.dot(M_ERR, U), z, z_new, self.rtol, self.atol)
