@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._kernels._config import compile_clock, serial_if_small
-from ._threads import AdaptiveThreads
+from ._threads import AdaptiveThreads, serial_blas
 from .errors import STOP_SIGNALS, Interrupted, SimulationError
 from .steppers import SaveAt, make_stepper
 from .systems import particle_system
@@ -638,7 +638,7 @@ def advance(system, schedule, integrator, horizon: Horizon, *, save_at: SaveAt |
     residual, status = save.residual, Status.FINISHED
     wall_start = time.perf_counter()  # max_wall_time budgets this call, not the file's total
     with save.clock, _DeferredInterrupt() as interrupt, serial_if_small(system.size, system.serial_below), \
-            AdaptiveThreads(system) as threads:
+            serial_blas(system.size, system.serial_below), AdaptiveThreads(system) as threads:
         stepper.start(system, t, k, start.stepper if resumed else None)
         if events is not None:
             events.start(system, t, start.n_clusters, observers)
