@@ -38,7 +38,6 @@ unnormalized (USA, z_i, the accelerated force, the energy) raise
 from __future__ import annotations
 
 import functools
-
 import math
 from dataclasses import dataclass
 
