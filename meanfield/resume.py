@@ -28,8 +28,17 @@ import h5py
 import numpy as np
 
 from .errors import ParameterError
-from .io.hdf5 import (HDF5Writer, SavedTasks, is_being_written, is_open_elsewhere, is_unstarted, load,
-                      saved_rows, truncate_to, unreadable_reason)
+from .io.hdf5 import (
+    HDF5Writer,
+    SavedTasks,
+    is_being_written,
+    is_open_elsewhere,
+    is_unstarted,
+    load,
+    saved_rows,
+    truncate_to,
+    unreadable_reason,
+)
 from .run import CHOICES, STREAMED_BYTES, Run, RunResult
 from .simulate import LoopState, Recorder, Status
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ParameterError
 from . import initial as _initial
+from .errors import ParameterError
 from .initial import initial_state
 from .integrators import make_integrator
 from .io import config as _config

@@ -541,14 +541,14 @@ def _progress_of(horizon: Horizon, save_at: SaveAt, nsteps, progress):
     first = save_at.times[0] if save_at.times else 0.0
     if nsteps is not None and not save_at.times or horizon.t1 is None:
         unit, total = "step", nsteps if nsteps is not None else (horizon.steps or 0)
-        done = lambda k, t: k  # noqa: E731
+        done = lambda k, t: k
     elif first > 0 and t1 / first > 100:
         a = max(t0, first / 10)
         unit, total = "log time", 1000
-        done = lambda k, t: min(1000, int(1000 * math.log(max(t, a) / a) / math.log(t1 / a)))  # noqa: E731
+        done = lambda k, t: min(1000, int(1000 * math.log(max(t, a) / a) / math.log(t1 / a)))
     else:
         unit, total = "time", 1000
-        done = lambda k, t: min(1000, int(1000 * (t - t0) / (t1 - t0)))  # noqa: E731
+        done = lambda k, t: min(1000, int(1000 * (t - t0) / (t1 - t0)))
     if hasattr(progress, "unit"):
         progress.unit = unit
     at_time = getattr(progress, "at_time", None)

@@ -9,11 +9,11 @@ and the counters the stiff integrators report.
 import itertools
 import os
 
+import naive_softmax as NSM
+import naive_sphere as NS
 import numpy as np
 import pytest
 
-import naive_softmax as NSM
-import naive_sphere as NS
 from meanfield._kernels import jacobian as JK
 from meanfield.errors import ParameterError, SimulationError
 from meanfield.integrators.vector_field import VectorField

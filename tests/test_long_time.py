@@ -261,7 +261,6 @@ saves_per_decade = 1
 ])
 def test_bad_adaptive_input_is_one_line_exit_2(tmp_path, monkeypatch, extra, run, key):
     from click.testing import CliRunner
-
     from meanfield_cli.main import cli
 
     monkeypatch.chdir(tmp_path)
@@ -275,7 +274,6 @@ def test_bad_adaptive_input_is_one_line_exit_2(tmp_path, monkeypatch, extra, run
 @pytest.mark.parametrize("rtol", ["0.0", "-1e-6", "1.5", "true"])
 def test_rtol_must_lie_in_zero_one(tmp_path, monkeypatch, rtol):
     from click.testing import CliRunner
-
     from meanfield_cli.main import cli
 
     monkeypatch.chdir(tmp_path)
@@ -287,7 +285,6 @@ def test_rtol_must_lie_in_zero_one(tmp_path, monkeypatch, rtol):
 
 def test_the_cli_says_why_a_cluster_stop_ended_the_run(tmp_path, monkeypatch):
     from click.testing import CliRunner
-
     from meanfield_cli.main import cli
 
     monkeypatch.chdir(tmp_path)

@@ -12,10 +12,10 @@ import textwrap
 
 import numpy as np
 import pytest
+from test_resume_subprocess import TIMEOUT, _cmd, _start, _wait_for_checkpoint
 
 import meanfield
 from meanfield.integrators import INTEGRATORS
-from test_resume_subprocess import TIMEOUT, _cmd, _start, _wait_for_checkpoint
 
 ADAPTIVE = sorted(name for name, kinds in INTEGRATORS.items()
                   if getattr(kinds.get("first_order"), "adaptive", False) and not name.startswith("test_"))

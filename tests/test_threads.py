@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from numba import njit, prange
 
-from meanfield._kernels import _config, checks, moments, pairwise, sphere
 import meanfield._kernels
+from meanfield._kernels import _config, checks, sphere
 from meanfield._kernels._config import serial_if_small
 from meanfield.models import make_model
 

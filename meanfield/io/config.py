@@ -12,7 +12,6 @@ import copy
 import json
 import math
 import os
-
 import tomllib
 
 from ..errors import ParameterError

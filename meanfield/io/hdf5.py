@@ -623,7 +623,7 @@ class HDF5Writer:
         """
         try:
             self.f.close()
-        except Exception:  # noqa: BLE001 - the failure was reported already (NoSpaceError)
+        except Exception:
             pass
         self._pending = None
         self._release()

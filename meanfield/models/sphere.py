@@ -91,9 +91,9 @@ from .._kernels import jacobian as JK
 from .._kernels import sphere as SK
 from .._logspace import LOG_MAX, exp_clipped
 from ..errors import ParameterError, SimulationError
+from ._fourier import summation_keys
 from ._params import as_flag, as_matrix, require_symmetric
 from .base import AnalyticJacobian, Model
-from ._fourier import summation_keys
 from .softmax import Softmax, SoftmaxParams, check_fourier, reject_first_order_options
 
 #: Default tolerance of the cluster graph <theta_i, theta_j> > 1 - tol.
