@@ -355,7 +355,13 @@ def info(path, as_json):
     else:
         row("model", f"{m.get('name')} / {m.get('dynamics')}, d = {m.get('d')}, "
                      f"n = {cfg.get('initial', {}).get('n')}")
-    row("integrator", f"{integ.get('name')} h = {integ.get('h')}, damping {cfg.get('damping', {})}")
+    if "rtol" in integ or "accepted_steps" in tr.attrs:  # adaptive: tolerances and what the control did
+        steps = ", ".join(f"{k.replace('_', ' ')} {tr.attrs[k]}" for k in
+                          ("accepted_steps", "rejected_steps", "jacobians", "switches") if k in tr.attrs)
+        row("integrator", f"{integ.get('name')} rtol = {integ.get('rtol')}, atol = {integ.get('atol')}"
+            f"{'' if steps == '' else '; ' + steps}, damping {cfg.get('damping', {})}")
+    else:
+        row("integrator", f"{integ.get('name')} h = {integ.get('h')}, damping {cfg.get('damping', {})}")
     history = tr.attrs.get("resume_history")
     if history:
         row("resumed", f"{len(json.loads(history))} time(s) (attrs resume_history)")

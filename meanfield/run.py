@@ -268,6 +268,8 @@ class Run:
         """The fully resolved parameters, JSON-able (stored in every output file)."""
         cfg = copy.deepcopy(self.config)
         cfg["model"] = {**cfg["model"], **self.model.describe(), **self.model.block_files}
+        if getattr(self.integrator, "adaptive", False):  # rtol, atol in force (defaults filled in)
+            cfg["integrator"] = {**cfg["integrator"], **self.integrator.describe()}
         # file names as absolute paths, like the model's weight files: a resume from another
         # folder (or a sweep's worker) reads the same files
         cfg["initial"] = {k: (os.path.abspath(config_path(v, self.base_dir))

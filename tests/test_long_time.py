@@ -304,3 +304,18 @@ def test_a_stiff_method_refuses_a_state_too_large_for_a_dense_jacobian():
     assert e.value.key == "integrator.name" and "dopri5" in str(e.value)
     cfg["integrator"] = {"name": "dopri5"}
     meanfield.Run(cfg)  # an explicit method has no such limit
+
+
+def test_the_file_and_info_name_the_tolerances_in_force(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from meanfield_cli.main import cli
+
+    monkeypatch.chdir(tmp_path)
+    cfg = sphere(t1=10.0, save_at=[10.0])
+    del cfg["integrator"]["atol"]  # the default, filled in
+    r = meanfield.Run(cfg).simulate("o.h5")
+    assert r.config["integrator"]["atol"] == 1e-9 and r.config["integrator"]["rtol"] == 1e-5
+    assert resume_run("o.h5", overrides=["run.t1=20.0"]).status == "finished"  # the filled-in keys resume
+    out = CliRunner().invoke(cli, ["info", "o.h5"]).output
+    assert "rtol = 1e-05, atol = 1e-09; accepted steps" in out, out
