@@ -273,3 +273,44 @@ def test_gpt2_from_transformers_matches_every_layer(tmp_path, monkeypatch):
         assert rel(xs[l], hidden[l]) < 1e-12, l
     assert rel(xs[-1], pre_final["x"][0].numpy()) < 1e-12
     assert rel(run.model.readout(xs[-1]), out.last_hidden_state[0].numpy()) < 1e-12
+
+
+def test_tokens_law_embeds_ids(weights_file, tmp_path):
+    """[initial] law = "tokens": x_i(0) = wte[ids[i]] + wpe[i], from a list or an .npy of ids."""
+    from meanfield.run import Run
+
+    w, path = weights_file
+    ids = [3, 0, 49, 7, 7]
+    np.save(tmp_path / "ids.npy", np.array(ids))
+    for initial in ({"law": "tokens", "ids": ids}, {"law": "tokens", "ids_path": "ids.npy"}):
+        cfg = {"model": {"name": "softmax", "dynamics": "first_order", "weights": str(path)},
+               "integrator": {"name": "euler", "h": 1.0}, "initial": initial, "run": {"layers": True}}
+        run = Run(cfg, base_dir=str(tmp_path))
+        np.testing.assert_array_equal(run.x0, w["wte"][ids] + w["wpe"][:5])
+
+
+@pytest.mark.parametrize("initial, key, phrase", [
+    ({"law": "tokens", "ids": [1, 50]}, "initial.ids", "[0, 50)"),
+    ({"law": "tokens", "ids": [1.5]}, "initial.ids", "integer"),
+    ({"law": "tokens"}, "initial.ids", "ids or ids_path"),
+    ({"law": "tokens", "ids": list(range(17))}, "initial.ids", "at most 16"),
+])
+def test_tokens_law_bad_ids(weights_file, initial, key, phrase):
+    from meanfield.run import Run
+
+    _, path = weights_file
+    cfg = {"model": {"name": "softmax", "dynamics": "first_order", "weights": str(path)},
+           "integrator": {"name": "euler", "h": 1.0}, "initial": initial, "run": {"layers": True}}
+    with pytest.raises(ParameterError) as err:
+        Run(cfg)
+    assert f"[{key}]" in str(err.value) and phrase in str(err.value), str(err.value)
+
+
+def test_tokens_law_needs_a_network():
+    from meanfield.run import Run
+
+    cfg = {"model": {"name": "softmax", "dynamics": "first_order", "d": 2},
+           "integrator": {"name": "euler", "h": 0.1}, "initial": {"law": "tokens", "ids": [1, 2]},
+           "run": {"steps": 1}}
+    with pytest.raises(ParameterError, match=r"\[initial.law\].*model.weights"):
+        Run(cfg)
