@@ -314,3 +314,46 @@ def test_tokens_law_needs_a_network():
            "run": {"steps": 1}}
     with pytest.raises(ParameterError, match=r"\[initial.law\].*model.weights"):
         Run(cfg)
+
+
+def test_dynamics_defaults_to_first_order_and_accelerated_is_refused(weights_file):
+    _, path = weights_file
+    model = make_model({"name": "softmax", "weights": str(path)})  # as INTERFACE.md's example: no dynamics
+    assert model.dynamics == "first_order"
+    with pytest.raises(ParameterError) as err:
+        make_model({"name": "softmax", "weights": str(path), "dynamics": "accelerated"})
+    assert "[model.dynamics]" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_float32_block_within_float32_round_off(weights_file):
+    w, path = weights_file
+    x = np.random.default_rng(10).standard_normal((10, D))
+    m64 = network(path)
+    m32 = make_model({"name": "softmax", "dynamics": "first_order", "weights": str(path)}, dtype=np.float32)
+    y64, y32 = x, x.astype(np.float32)
+    for l in range(L):
+        y64, y32 = m64.block(y64, l), m32.block(y32, l)
+    assert y32.dtype == np.float32
+    err = rel(y32.astype(np.float64), y64)
+    assert err < 1e-5, err
+
+
+def test_general_h_is_first_order_in_h(weights_file):
+    """Small h: the Lie splitting of x' = Attn(LN1(x)), x' = MLP(LN2(x)) by Euler converges at order 1
+    to the ODE's flow of one layer (reference: h / 16 twice, Richardson-free ratio of errors ~ 2)."""
+    _, path = weights_file
+    model = network(path)
+    x0 = np.random.default_rng(11).standard_normal((8, D))
+
+    def flow(h, T=0.5):
+        x = x0.copy()
+        f = np.empty_like(x)
+        for _ in range(int(round(T / h))):
+            x = x + h * model.attention(x, f, 0)
+            x = x + h * model.mlp_field(x, x, 0, f)
+        return x
+
+    ref = flow(2.0**-12)
+    errs = [np.abs(flow(h) - ref).max() for h in (2.0**-4, 2.0**-5, 2.0**-6)]
+    ratios = [errs[i] / errs[i + 1] for i in range(2)]
+    assert all(1.7 < r < 2.3 for r in ratios), (errs, ratios)

@@ -110,9 +110,9 @@ class Network(Model):
             if key not in cls.keys:
                 raise ParameterError(f"model.{key}", f"a key of a network from weights (valid: "
                                      f"{', '.join(cls.keys)})", key)
-        if p.get("dynamics", "accelerated") != "first_order":
+        if p.get("dynamics", "first_order") != "first_order":  # a network's default: its forward pass
             raise ParameterError("model.dynamics", '"first_order" (accelerated networks from weights are '
-                                 "not implemented yet)", p.get("dynamics", "accelerated"))
+                                 "not implemented yet)", p["dynamics"])
         path = p["weights"]
         if not isinstance(path, str) or not path:
             raise ParameterError("model.weights", "a weight file name (.npz or .safetensors)", path)
