@@ -244,7 +244,7 @@ class Network(Model):
     def describe(self) -> dict:
         return {"name": self.name, "dynamics": self.dynamics, "d": self.d, "heads": self.heads,
                 "causal": self.causal, "layer_norm": self.layer_norm, "ln_mode": "affine",
-                "ln_eps": self.ln_eps, "mlp_activation": "gelu_tanh", "layers": self.n_layers}
+                "ln_eps": self.ln_eps, "mlp_activation": "gelu_tanh"}
 
 
 __all__ = ["LAYER_NORMS", "LN_MODES", "Network", "layer_norm"]
