@@ -9,6 +9,7 @@ files give one line naming the file and the array. Tier 3 (when
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -379,3 +380,22 @@ def test_resume_is_bit_identical(weights_file, tmp_path):
     with h5py.File(tmp_path / "a.h5") as a, h5py.File(tmp_path / "b.h5") as b:
         np.testing.assert_array_equal(a["tasks/x"][-1], b["tasks/x"][-1])
         assert a["tasks/x"].shape == b["tasks/x"].shape
+
+
+def test_committed_gpt2_fixture_matches_transformers():
+    """Tier 2 (no torch needed): tests/data/gpt2_tiny.safetensors and the hidden states transformers
+    computed for it (tests/data/make_gpt2_fixture.py), through a run from token ids."""
+    pytest.importorskip("safetensors")
+    from meanfield.run import Run
+
+    data = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+    with np.load(os.path.join(data, "gpt2_tiny_hidden.npz")) as ref:
+        ids, hidden, last = ref["ids"], ref["hidden"], ref["last"]
+    run = Run({"model": {"name": "softmax", "weights": os.path.join(data, "gpt2_tiny.safetensors")},
+               "integrator": {"name": "euler", "h": 1.0}, "initial": {"law": "tokens", "ids": ids.tolist()},
+               "run": {"layers": True, "save_every": 1}})
+    xs = np.asarray(run.simulate()["x"])
+    assert xs.shape == hidden.shape
+    for l in range(hidden.shape[0]):
+        assert rel(xs[l], hidden[l]) < 1e-12, l
+    assert rel(run.model.readout(xs[-1]), last) < 1e-12
