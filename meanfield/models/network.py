@@ -29,7 +29,7 @@ import numbers
 
 import numpy as np
 
-from .._kernels.heads import head_attention
+from .._kernels.heads import TILE, head_attention
 from ..errors import ParameterError
 from ._params import as_flag, config_path
 from .base import Model
@@ -145,7 +145,7 @@ class Network(Model):
         if buf is None:
             t, H, dh, d = self.dtype, self.heads, self.d_h, self.d
             buf = self._work[n] = (np.empty((n, d), t), np.empty((n, 3 * H * dh), t),
-                                   np.empty((n, H, dh), t), np.empty((n, d), t))
+                                   np.empty((n, H, dh), t), np.empty((n, d), t), np.empty((n, TILE), t))
         return buf
 
     def _norm(self, x, which: str, out):
@@ -161,14 +161,14 @@ class Network(Model):
             self.use_layer(layer)
         l, n = self._layer, x.shape[0]
         H, dh = self.heads, self.d_h
-        u, qkv, heads_out, _ = self._buffers(n)
+        u, qkv, heads_out, _, scratch = self._buffers(n)
         u = self._norm(x, "ln1", u)
         np.matmul(u, self._WqkvT[l], out=qkv)
         qkv += self._bqkv[l]
         q = np.ascontiguousarray(qkv[:, : H * dh].reshape(n, H, dh))
-        k = np.ascontiguousarray(qkv[:, H * dh: 2 * H * dh].reshape(n, H, dh))
+        kT = np.ascontiguousarray(qkv[:, H * dh: 2 * H * dh].T.reshape(H, dh, n))  # sources contiguous
         v = np.ascontiguousarray(qkv[:, 2 * H * dh:].reshape(n, H, dh))
-        head_attention(q, k, v, self.dtype.type(self.scale), self.causal, heads_out)
+        head_attention(q, kT, v, self.dtype.type(self.scale), self.causal, scratch, heads_out)
         np.matmul(heads_out.reshape(n, H * dh), self._WoT[l], out=out)
         out += self._bo[l]
         return out
