@@ -232,48 +232,63 @@ def test_schema_is_complete():
     assert set(LAYER_ARRAYS) <= set(random_weights(np.random.default_rng(0)))
 
 
-def test_gpt2_from_transformers_matches_every_layer(tmp_path, monkeypatch):
-    """Tier 3: a random-weight GPT2Model in float64 (LN gains/biases and all biases perturbed),
-    converted by meanfield.convert_hf: every hidden state, the pre-final-LN state and the final
-    LN output to 1e-12 relative, through a run (euler, h = 1, run.layers)."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    from meanfield.convert_hf import gpt2_to_schema
-    from meanfield.run import Run
+def random_gpt2(seed, **config):
+    """A random-weight transformers GPT2Model in float64 (eager attention), LN gains/biases and every
+    bias perturbed (zero biases and unit gains would hide a transposed or misplaced array)."""
+    import torch
+    import transformers
 
-    torch.manual_seed(0)
-    cfg = transformers.GPT2Config(n_layer=2, n_head=4, n_embd=64, vocab_size=97, n_positions=32,
-                                  initializer_range=0.1, attn_implementation="eager",
-                                  bos_token_id=0, eos_token_id=0)
+    torch.manual_seed(seed)
+    cfg = transformers.GPT2Config(attn_implementation="eager", bos_token_id=0, eos_token_id=0, **config)
     hf = transformers.GPT2Model(cfg).to(torch.float64).eval()
     with torch.no_grad():
         for name, prm in hf.named_parameters():
-            if name.endswith("bias") or "ln_" in name:  # zero biases / unit gains would hide transposes
+            if name.endswith("bias") or "ln_" in name:
                 prm.add_(0.2 * torch.randn_like(prm))
-    ids = torch.tensor([[5, 17, 3, 96, 40, 40, 2, 11, 64, 8, 0]])
+    return hf
+
+
+def gpt2_reference(hf, ids):
+    """What transformers computes for token ``ids``: ``(hidden (L + 1, N, d), last (N, d))``.
+
+    ``hidden`` = embeddings, then the residual stream after each block (the last one before the
+    final LayerNorm, captured by a hook); ``last`` = the final LayerNorm output.
+    """
+    import torch
+
     pre_final = {}
     # a forward hook that returns a value replaces the module's output: this one returns None
-    hf.ln_f.register_forward_hook(lambda mod, inp, out: pre_final.update(x=inp[0].clone()))
+    hook = hf.ln_f.register_forward_hook(lambda mod, inp, out: pre_final.update(x=inp[0].clone()))
     with torch.no_grad():
-        out = hf(ids, output_hidden_states=True)
-    # embeddings, block 1, ..., block L (transformers < 5: ln_f(block L) last)
-    hidden = [h[0].numpy() for h in out.hidden_states]
-    w = gpt2_to_schema(hf)
+        out = hf(torch.as_tensor(np.asarray(ids))[None], output_hidden_states=True)
+    hook.remove()
+    L = hf.config.n_layer
+    hidden = [h[0].numpy() for h in out.hidden_states[:L]] + [pre_final["x"][0].numpy()]
+    return np.stack(hidden), out.last_hidden_state[0].numpy()
+
+
+def test_gpt2_from_transformers_matches_every_layer(tmp_path, monkeypatch):
+    """Tier 3: a random-weight GPT2Model in float64 (LN gains/biases and all biases perturbed),
+    converted by meanfield.convert_hf: the embeddings, every hidden state (the last one before the
+    final LN) and the final LN output to 1e-12 relative, through a run (euler, h = 1, run.layers)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from meanfield.convert_hf import gpt2_to_schema
+    from meanfield.run import Run
+
+    hf = random_gpt2(0, n_layer=2, n_head=4, n_embd=64, vocab_size=97, n_positions=32, initializer_range=0.1)
+    ids = [5, 17, 3, 96, 40, 40, 2, 11, 64, 8, 0]
+    hidden, last = gpt2_reference(hf, ids)
     path = tmp_path / "gpt2.safetensors"
-    save_weights(str(path), w)
-    model = network(path)
-    x0 = model.embed(ids[0].numpy())
-    assert rel(x0, hidden[0]) < 1e-12
-    np.save(tmp_path / "x0.npy", x0)
-    run = Run({"model": {"name": "softmax", "dynamics": "first_order", "weights": str(path)},
-               "integrator": {"name": "euler", "h": 1.0}, "initial": {"law": "file", "path": str(tmp_path / "x0.npy")},
-               "run": {"layers": True, "save_every": 1}})
+    save_weights(str(path), gpt2_to_schema(hf))
+    run = Run({"model": {"name": "softmax", "weights": str(path)}, "integrator": {"name": "euler", "h": 1.0},
+               "initial": {"law": "tokens", "ids": ids}, "run": {"layers": True, "save_every": 1}})
     xs = np.asarray(run.simulate()["x"])
-    for l in range(1, cfg.n_layer):
+    assert xs.shape == hidden.shape
+    for l in range(hidden.shape[0]):
         assert rel(xs[l], hidden[l]) < 1e-12, l
-    assert rel(xs[-1], pre_final["x"][0].numpy()) < 1e-12
-    assert rel(run.model.readout(xs[-1]), out.last_hidden_state[0].numpy()) < 1e-12
+    assert rel(run.model.readout(xs[-1]), last) < 1e-12
 
 
 def test_tokens_law_embeds_ids(weights_file, tmp_path):
