@@ -96,6 +96,7 @@ h = 0.01                        # first_order: euler | heun | rk4 | nag | mean_s
 [initial]
 law = "gaussian"                # gaussian (mean, cov) | student_t (mean, cov, dof) | uniform_ellipsoid (mean, cov)
                                 # | elliptical (mean, cov, radial, radial_args) | file (path: .npy or run .h5)
+                                # | tokens (ids or ids_path: networks from model.weights, docs/models.md)
 n = 1000
 mean = [0.5, 0.0, 0.0]
 cov = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]

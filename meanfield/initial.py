@@ -136,7 +136,7 @@ def elliptical(section: dict, d: int, rng) -> np.ndarray:
 
 
 #: ``[initial]`` keys that name files (relative names are taken from the parameter file's folder).
-FILE_KEYS = ("path", "momentum_path")
+FILE_KEYS = ("path", "momentum_path", "ids_path")
 
 
 def load_array(path: str, key: str, d: int, n: int | None, base_dir: str | None = None) -> np.ndarray:
@@ -289,6 +289,46 @@ LAWS["equiangular"] = equiangular
 LAW_KEYS["equiangular"] = ("rho",)
 
 
+def tokens(section: dict, d: int, rng) -> np.ndarray:
+    """x_i(0) = wte[ids[i]] + wpe[i] of a network's weight file; ``(n, d)`` with n = len(ids).
+
+    The run passes the model's ``embed`` as ``section["_embed"]`` (only networks from
+    ``model.weights`` have one); ids come from ``ids`` (a list) or ``ids_path`` (an .npy).
+    """
+    embed = section.get("_embed")
+    if embed is None:
+        raise ParameterError("initial.law", "a network from a weight file (model.weights with wte, wpe) "
+                             "for tokens", "tokens")
+    if ("ids" in section) == ("ids_path" in section):
+        raise ParameterError("initial.ids", "ids or ids_path (one of them)",
+                             "both" if "ids" in section else "neither")
+    if "ids" in section:
+        ids = section["ids"]
+        if (not isinstance(ids, list) or not ids
+                or any(isinstance(i, bool) or not isinstance(i, int) for i in ids)):
+            raise ParameterError("initial.ids", "a non-empty list of integer token ids", ids)
+        ids = np.asarray(ids, dtype=np.int64)
+    else:
+        path = section["ids_path"]
+        if not isinstance(path, str) or not path:
+            raise ParameterError("initial.ids_path", "an .npy file of integer token ids", path)
+        full = config_path(path, section.get("_base_dir"))
+        try:
+            ids = np.load(full, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ParameterError("initial.ids_path", "a readable .npy file of integer token ids",
+                                 f"{full} ({exc})") from None
+    x = embed(ids)
+    n = section.get("n")
+    if n is not None and n != x.shape[0]:
+        raise ParameterError("initial.n", f"{x.shape[0]} (the number of token ids) or no n", n)
+    return x
+
+
+LAWS["tokens"] = tokens
+LAW_KEYS["tokens"] = ("ids", "ids_path")
+
+
 def momentum_zero(section, x, rng):
     """y_i = 0 for every token: returns zeros of the shape of ``x``, ``(n, d)``."""
     return np.zeros_like(x)
@@ -344,13 +384,13 @@ def initial_state(section: dict, d: int, accelerated: bool):
         raise ParameterError("initial.momentum", f"one of {sorted(MOMENTA)}", mom)
     allowed = set(COMMON_KEYS) | set(LAW_KEYS[law]) | set(MOMENTUM_KEYS[mom])
     for key in section:
-        if key not in allowed and key != "_base_dir":
+        if key not in allowed and key not in ("_base_dir", "_embed"):
             raise ParameterError(
                 f"initial.{key}",
                 f"a key for law {law!r} with momentum {mom!r} (valid: {', '.join(sorted(allowed))})",
                 key,
             )
-    check_size(_n_of(section) if law != "file" or "n" in section else 1, d)
+    check_size(_n_of(section) if law not in ("file", "tokens") or "n" in section else 1, d)
     seed = section.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ParameterError("initial.seed", "an integer >= 0", seed)

@@ -252,6 +252,8 @@ class Run:
             section = dict(cfg["initial"])
             if base_dir is not None:
                 section["_base_dir"] = base_dir
+            if hasattr(self.model, "embed"):  # law = "tokens": x_i(0) = wte[id_i] + wpe[i] of the weights
+                section["_embed"] = self.model.embed
             x, y = initial_state(section, self.model.d, self.model.accelerated)
             self.x0 = x.astype(dtype)
             self.y0 = None if y is None else y.astype(dtype)

@@ -49,6 +49,7 @@ COVERED = {
     **{f"kinetic.{k}": "test_kinetic" for k in ("deposit_lines", "position_flow")},
     **{f"fourier.{k}": "test_fourier_harmonics" for k in ("sh_analysis", "sh_synthesis")},
     "jacobian.attention_jacobian": "test_jacobian",
+    "heads.head_attention": "test_network_heads",
     **{f"sphere.{k}": "test_sphere" for k in (
         "directions", "norms_into", "retract", "retract_tangent", "finish_first_order",
         "finish_hamiltonian", "constraint_errors")},
@@ -267,3 +268,25 @@ def test_fourier_harmonics():
         return out
 
     _same_on_1_and_2_threads(run)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_network_heads(tmp_path, causal):
+    """Multi-head attention of a network from weights (one prange index per target token)."""
+    from meanfield.models.weights import save_weights
+
+    rng = np.random.default_rng(12)
+    L, H, dh, hid = 1, 2, 4, 8
+    d = H * dh
+    w = {"ln1_g": 1 + rng.random((L, d)), "ln1_b": rng.standard_normal((L, d)),
+         "ln2_g": 1 + rng.random((L, d)), "ln2_b": rng.standard_normal((L, d)),
+         **{f"W_{c}": rng.standard_normal((L, H, dh, d)) / 3 for c in "qkv"},
+         **{f"b_{c}": rng.standard_normal((L, H, dh)) for c in "qkv"},
+         "W_o": rng.standard_normal((L, d, H, dh)) / 3, "b_o": rng.standard_normal((L, d)),
+         "W1": rng.standard_normal((L, hid, d)), "b1": rng.standard_normal((L, hid)),
+         "W2": rng.standard_normal((L, d, hid)), "b2": rng.standard_normal((L, d))}
+    save_weights(str(tmp_path / "w.npz"), w)
+    model = make_model({"name": "softmax", "weights": str(tmp_path / "w.npz"), "causal": causal})
+    n = model.serial_below + 6
+    X, _ = _state(n, d, 13)
+    _same_on_1_and_2_threads(lambda: [model.first_order(X, 0.0)], model, n)

@@ -38,7 +38,7 @@ def accepted_keys() -> dict[str, list[str]]:
     from meanfield.initial import COMMON_KEYS, LAW_KEYS, MOMENTUM_KEYS
     from meanfield.integrators import INTEGRATORS
     from meanfield.io.config import SECTIONS
-    from meanfield.models import MLP_KEYS, MODELS
+    from meanfield.models import MLP_KEYS, MODELS, Network
     from meanfield.schedules import SCHEDULE_KEYS
 
     out: dict[str, list[str]] = {}
@@ -57,6 +57,8 @@ def accepted_keys() -> dict[str, list[str]]:
         if name != "bilinear":
             for k in MLP_KEYS:
                 add(f"model.{k}", name)
+    for k in Network.keys:  # softmax with model.weights: a network from a weight file
+        add(f"model.{k}", "softmax")
     add("damping.schedule")
     for sched, ks in SCHEDULE_KEYS.items():
         for k in ks:

@@ -284,7 +284,8 @@ def resolve(raw: dict, file: str | None = None) -> dict:
             for k, v in defaults.items():
                 cfg[s].setdefault(k, v)
         cfg["model"].setdefault("name", "bilinear")
-        cfg["model"].setdefault("dynamics", "accelerated")
+        # a network from a weight file runs its forward pass: first order (models/network.py)
+        cfg["model"].setdefault("dynamics", "first_order" if "weights" in cfg["model"] else "accelerated")
         if "name" not in cfg["integrator"]:
             cfg["integrator"]["name"] = "exp_euler" if cfg["model"]["dynamics"] == "accelerated" else "euler"
         if not any(raw.values()):  # an empty file: say everything it needs, and where to start

@@ -8,6 +8,7 @@ from ..errors import ParameterError
 from .base import DYNAMICS, Model
 from .bilinear import Bilinear, BilinearParams
 from .mlp import MLP_KEYS, TokenMLP, load_layered_matrix, nesterov_params, splitting_of
+from .network import Network
 from .softmax import Softmax
 from .sphere import Sphere
 
@@ -35,6 +36,8 @@ def make_model(p: dict, dtype=np.float64, base_dir: str | None = None) -> Model:
     if not isinstance(dynamics, str) or dynamics not in DYNAMICS:
         # checked before the model parses its parameters, which depend on the dynamics
         raise ParameterError("model.dynamics", f"one of {list(DYNAMICS)}", dynamics)
+    if name == "softmax" and "weights" in p:  # a network from a weight file: its own keys and blocks
+        return Network.from_dict(p, dtype=dtype, base_dir=base_dir)
     cls = MODELS[name]
     block = {k: p[k] for k in MLP_KEYS if k in p}
     for key in p:
@@ -113,4 +116,4 @@ def _set_layers(model, p: dict, files: dict) -> None:
     model.block_files = {k: path for k, (_, path) in files.items()}
 
 
-__all__ = ["DYNAMICS", "MODELS", "Bilinear", "BilinearParams", "Model", "Softmax", "Sphere", "make_model"]
+__all__ = ["DYNAMICS", "MODELS", "Bilinear", "BilinearParams", "Model", "Network", "Softmax", "Sphere", "make_model"]

@@ -54,8 +54,23 @@ def _tanh(u: np.ndarray) -> np.ndarray:
     return np.tanh(u, out=u)
 
 
+def _gelu_tanh(u: np.ndarray) -> np.ndarray:
+    """GPT-2's gelu_new, ``0.5 u (1 + tanh(sqrt(2/pi) (u + 0.044715 u^3)))`` (in place)."""
+    c = u.dtype.type(math.sqrt(2.0 / math.pi))
+    t = u * u
+    t *= u.dtype.type(0.044715)
+    t += 1.0
+    t *= u
+    t *= c
+    np.tanh(t, out=t)
+    t += 1.0
+    t *= 0.5
+    u *= t
+    return u
+
+
 #: Activation names -> in-place functions of the hidden pre-activations ``(N, h)``.
-ACTIVATIONS = {"gelu": _gelu, "relu": _relu, "tanh": _tanh}
+ACTIVATIONS = {"gelu": _gelu, "gelu_tanh": _gelu_tanh, "relu": _relu, "tanh": _tanh}
 
 
 def resolve_path(path, base_dir: str | None, key: str) -> str:

@@ -1,0 +1,250 @@
+"""GPT-2-style transformer networks read from weight files, as particle systems.
+
+A pre-LN block maps the residual stream ``x (N, d)`` by
+
+    x <- x + Attn(LN1(x)),    x <- x + MLP(LN2(x)),
+
+with ``LN(u) = g (u - mean u) / sqrt(var u + eps) + b`` per token, and
+
+    Attn(u)_i = sum_h W_o^h sum_j softmax_j(q_i^h . k_j^h / sqrt(d_h)) v_j^h + b_o,
+    q_i^h = W_q^h u_i + b_q^h,  k_j^h = W_k^h u_j + b_k^h,  v_j^h = W_v^h u_j + b_v^h,
+
+over j <= i when causal; ``MLP(u) = W2 gelu_tanh(W1 u + b1) + b2``. Each
+head's interaction has rank d_h and is evaluated through its factors: the
+projections are BLAS products, the logits and softmax-weighted value sums a
+numba kernel (:func:`meanfield._kernels.heads.head_attention`).
+
+As an ODE the two sub-steps are ``x' = Attn(LN1(x))`` (the model's first-order
+field, one oracle call) and ``x' = MLP(LN2(x))`` (its MLP field, run by the
+block's Lie sub-step after the attention step): one Euler step with h = 1 is
+exactly one block, general h the splitting of that ODE. The model is built by
+:func:`meanfield.models.make_model` for ``name = "softmax"`` with a
+``weights`` file.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from .._kernels.heads import TILE, head_attention
+from ..errors import ParameterError
+from ._params import as_flag, config_path
+from .base import Model
+from .mlp import TokenMLP
+from .weights import load_weights
+
+#: LayerNorm placements implemented (post-LN is not an ODE splitting of the same kind: not yet).
+LAYER_NORMS = ("pre", "none")
+#: How LayerNorm is applied ("fold", LN as a projection onto the sqrt(d) sphere, is not implemented yet).
+LN_MODES = ("affine",)
+
+
+def layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float, out: np.ndarray) -> np.ndarray:
+    """``out = g (x - mean) / sqrt(var + eps) + b`` per row of ``x (N, d)`` (population variance).
+
+    Returns ``out (N, d)``; ``out`` must not alias ``x``.
+    """
+    mu = x.mean(axis=1, keepdims=True)
+    np.subtract(x, mu, out=out)
+    var = np.mean(out * out, axis=1, keepdims=True)
+    out /= np.sqrt(var + eps)
+    out *= g
+    out += b
+    return out
+
+
+class Network(Model):
+    """A GPT-2-style network (weights from a file) as a first-order particle system.
+
+    Parameters
+    ----------
+    weights : NetworkWeights
+        The validated arrays (:func:`meanfield.models.weights.load_weights`).
+    causal : bool
+        Sum over sources j <= i only.
+    layer_norm : {"pre", "none"}
+        Pre-LN blocks, or LayerNorm as the identity.
+    ln_eps : float
+        The LayerNorm's eps.
+    dtype : float64 or float32
+        The state's type; the weights are converted once.
+    """
+
+    name = "softmax"
+    keys = ("name", "dynamics", "d", "heads", "causal", "normalized", "weights", "layer_norm", "ln_mode",
+            "ln_eps", "mlp_activation")
+
+    def __init__(self, weights, causal=True, layer_norm="pre", ln_eps=1e-5, dtype=np.float64):
+        super().__init__(weights.d, "first_order", dtype)
+        w = weights
+        self.weights = w
+        self.causal = bool(causal)
+        self.layer_norm = layer_norm
+        self.ln_eps = float(ln_eps)
+        self.heads, self.d_h, self.n_layers = w.H, w.d_h, w.L
+        self.scale = 1.0 / math.sqrt(w.d_h)
+        t = self.dtype
+        L, H, dh, d = w.L, w.H, w.d_h, w.d
+        # (L, d, 3 H d_h): one gemm per layer gives every head's q, k, v
+        Wqkv = np.concatenate([w[n].reshape(L, H * dh, d) for n in ("W_q", "W_k", "W_v")], axis=1)
+        self._WqkvT = np.ascontiguousarray(np.swapaxes(Wqkv, 1, 2), dtype=t)
+        self._bqkv = np.ascontiguousarray(
+            np.concatenate([w[n].reshape(L, H * dh) for n in ("b_q", "b_k", "b_v")], axis=1), dtype=t)
+        self._WoT = np.ascontiguousarray(np.swapaxes(w["W_o"].reshape(L, d, H * dh), 1, 2), dtype=t)
+        self._bo = np.ascontiguousarray(w["b_o"], dtype=t)
+        self._ln = {k: np.ascontiguousarray(w[k], dtype=t) for k in ("ln1_g", "ln1_b", "ln2_g", "ln2_b")}
+        self.mlp = TokenMLP(w["W1"], w["b1"], w["W2"], w["b2"], "gelu_tanh", layered=True, path=w.path)
+        self.mlp_splitting = "lie"
+        self.mlp_nesterov = {}
+        self.block_files = {"weights": w.path}
+        self._layer = 0
+        self._work = {}
+
+    @classmethod
+    def from_dict(cls, p: dict, dtype=np.float64, base_dir: str | None = None) -> Network:
+        """The network of a ``[model]`` section with ``weights``; ParameterError naming the key otherwise."""
+        for key in p:
+            if key not in cls.keys:
+                raise ParameterError(f"model.{key}", f"a key of a network from weights (valid: "
+                                     f"{', '.join(cls.keys)})", key)
+        if p.get("dynamics", "first_order") != "first_order":  # a network's default: its forward pass
+            raise ParameterError("model.dynamics", '"first_order" (accelerated networks from weights are '
+                                 "not implemented yet)", p["dynamics"])
+        path = p["weights"]
+        if not isinstance(path, str) or not path:
+            raise ParameterError("model.weights", "a weight file name (.npz or .safetensors)", path)
+        d, heads = p.get("d"), p.get("heads")
+        for key, v in (("d", d), ("heads", heads)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ParameterError(f"model.{key}", "a positive integer", v)
+        choices = {"layer_norm": (LAYER_NORMS, "pre"), "ln_mode": (LN_MODES, "affine"),
+                   "mlp_activation": (("gelu_tanh",), "gelu_tanh")}
+        for key, (valid, default) in choices.items():
+            if p.get(key, default) not in valid:
+                raise ParameterError(f"model.{key}", f"one of {list(valid)} (others are not implemented "
+                                     "for networks from weights yet)", p.get(key))
+        if not as_flag(p, "normalized", True):
+            raise ParameterError("model.normalized", "true (softmax attention) for networks from weights",
+                                 False)
+        eps = p.get("ln_eps", 1e-5)
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not (eps > 0 and math.isfinite(eps)):
+            raise ParameterError("model.ln_eps", "a positive finite number", eps)
+        w = load_weights(config_path(path, base_dir), "model.weights", d, heads)
+        return cls(w, as_flag(p, "causal", True), p.get("layer_norm", "pre"), eps, dtype)
+
+    # ---------------------------------------------------------------- layers
+    def use_layer(self, layer: int) -> None:
+        """Make ``layer``'s weights current (step k of a run uses layer k mod L)."""
+        self._layer = int(layer)
+
+    def _buffers(self, n: int) -> tuple:
+        buf = self._work.get(n)
+        if buf is None:
+            t, H, dh, d = self.dtype, self.heads, self.d_h, self.d
+            buf = self._work[n] = (np.empty((n, d), t), np.empty((n, 3 * H * dh), t),
+                                   np.empty((n, H, dh), t), np.empty((n, d), t), np.empty((n, TILE), t))
+        return buf
+
+    def _norm(self, x, which: str, out):
+        """``LN_which(x)`` into ``out`` (``x`` itself when layer_norm = "none")."""
+        if self.layer_norm == "none":
+            return x
+        l = self._layer
+        return layer_norm(x, self._ln[which + "_g"][l], self._ln[which + "_b"][l], self.ln_eps, out)
+
+    def attention(self, x, out, layer: int | None = None):
+        """``out = Attn(LN1(x))`` of the current layer (or ``layer``), ``(N, d)``; not counted as an oracle call."""
+        if layer is not None:
+            self.use_layer(layer)
+        l, n = self._layer, x.shape[0]
+        H, dh = self.heads, self.d_h
+        u, qkv, heads_out, _, scratch = self._buffers(n)
+        u = self._norm(x, "ln1", u)
+        np.matmul(u, self._WqkvT[l], out=qkv)
+        qkv += self._bqkv[l]
+        q = np.ascontiguousarray(qkv[:, : H * dh].reshape(n, H, dh))
+        kT = np.ascontiguousarray(qkv[:, H * dh: 2 * H * dh].T.reshape(H, dh, n))  # sources contiguous
+        v = np.ascontiguousarray(qkv[:, 2 * H * dh:].reshape(n, H, dh))
+        head_attention(q, kT, v, self.dtype.type(self.scale), self.causal, scratch, heads_out)
+        np.matmul(heads_out.reshape(n, H * dh), self._WoT[l], out=out)
+        out += self._bo[l]
+        return out
+
+    def _combine_first_order(self, x, t, a, b, out):
+        f = self._buffers(x.shape[0])[3]
+        self.attention(x, f)
+        tp = self.dtype.type
+        if a == 0.0:
+            np.multiply(f, tp(b), out=out)
+        else:
+            np.multiply(x, tp(a), out=out)  # out may alias x: f is already computed
+            out += tp(b) * f
+        return out
+
+    def mlp_field(self, at, base, layer: int, out):
+        """``out = MLP_layer(LN2_layer(at))``, ``(N, d)`` (``base`` unused: Euclidean)."""
+        self.use_layer(layer)
+        u = self._norm(at, "ln2", self._buffers(at.shape[0])[0])
+        return self.mlp(u, layer, out)
+
+    def block(self, x, layer: int) -> np.ndarray:
+        """One whole block ``x + Attn(LN1(x))``, then ``+ MLP(LN2(.))``: a new ``(N, d)`` array."""
+        f = np.empty_like(x)
+        x = x + self.attention(x, f, layer)
+        return x + self.mlp_field(x, x, layer, f)
+
+    def readout(self, x) -> np.ndarray:
+        """The final LayerNorm ``LN_f(x)`` ``(N, d)`` (``x`` itself when the file has no ln_f_g)."""
+        g = self.weights.get("ln_f_g")
+        if g is None or self.layer_norm == "none":
+            return np.array(x, copy=True)
+        return layer_norm(x, g.astype(self.dtype), self.weights["ln_f_b"].astype(self.dtype), self.ln_eps,
+                          np.empty_like(x))
+
+    def embed(self, ids) -> np.ndarray:
+        """``x_i(0) = wte[ids[i]] + wpe[i]``, ``(N, d)`` float64; ParameterError on a bad id."""
+        wte, wpe = self.weights.get("wte"), self.weights.get("wpe")
+        if wte is None or wpe is None:
+            raise ParameterError("initial.law", f"a weight file with wte and wpe for tokens "
+                                 f"({self.weights.path} has {'no wte' if wte is None else 'no wpe'})", "tokens")
+        ids = np.asarray(ids)
+        if ids.ndim != 1 or ids.size < 1 or ids.dtype.kind not in "iu":
+            raise ParameterError("initial.ids", "a non-empty list of integer token ids", ids.tolist())
+        if ids.min() < 0 or ids.max() >= wte.shape[0]:
+            raise ParameterError("initial.ids", f"token ids in [0, {wte.shape[0]})", int(ids.max()))
+        if ids.size > wpe.shape[0]:
+            raise ParameterError("initial.ids", f"at most {wpe.shape[0]} tokens (rows of wpe)", ids.size)
+        return wte[ids] + wpe[: ids.size]
+
+    # ------------------------------------------------------------ diagnostics
+    def energies(self, x, y) -> dict:
+        """``energy = potential = (1/2N) sum_i |x_i|^2``, the residual stream's mean squared norm.
+
+        A network's field is no gradient: there is no energy it decreases; the
+        loop records one scalar per save, and the stream's norm is the one
+        researchers track across layers.
+        """
+        e = 0.5 * float(np.mean(np.einsum("ij,ij->i", x, x, dtype=np.float64)))
+        return {"energy": e, "potential": e}
+
+    def diagnostics(self, x, y) -> dict:
+        """``cos_mean`` (mean pairwise cosine similarity, i != j) and ``rank_collapse`` ||X - 1 xbar^T|| / ||X||."""
+        x = np.asarray(x, dtype=np.float64)
+        n = x.shape[0]
+        unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), np.finfo(float).tiny)
+        s = unit.sum(axis=0)
+        cos_mean = float((s @ s - n) / (n * (n - 1))) if n > 1 else 1.0
+        norm = np.linalg.norm(x)
+        rank = float(np.linalg.norm(x - x.mean(axis=0)) / norm) if norm > 0 else 0.0
+        return {"cos_mean": cos_mean, "rank_collapse": rank}
+
+    def describe(self) -> dict:
+        return {"name": self.name, "dynamics": self.dynamics, "d": self.d, "heads": self.heads,
+                "causal": self.causal, "layer_norm": self.layer_norm, "ln_mode": "affine",
+                "ln_eps": self.ln_eps, "mlp_activation": "gelu_tanh"}
+
+
+__all__ = ["LAYER_NORMS", "LN_MODES", "Network", "layer_norm"]

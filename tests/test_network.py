@@ -1,0 +1,416 @@
+"""GPT-2-style networks from weight files (meanfield.models.network, weights, convert_hf).
+
+Tier 1: an independent NumPy transcription of the block (loops over heads and
+tokens, written here from the GPT-2 definition) to 1e-12 relative; bad weight
+files give one line naming the file and the array. Tier 3 (when
+``transformers`` is installed): a random-weight GPT2Model in float64.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+
+from meanfield.errors import ParameterError
+from meanfield.models import make_model
+from meanfield.models.weights import LAYER_ARRAYS, load_weights, save_weights
+
+L, H, DH, HID = 2, 4, 6, 40
+D = H * DH
+
+
+def random_weights(rng, L=L, H=H, dh=DH, hid=HID, vocab=50, ctx=16):
+    """Random arrays of the schema; every bias and LN gain/bias nonzero (scaled so logits are O(1))."""
+    d = H * dh
+    s = 1.0 / math.sqrt(d)
+    w = {
+        "ln1_g": 1 + 0.3 * rng.standard_normal((L, d)), "ln1_b": 0.2 * rng.standard_normal((L, d)),
+        "W_q": s * rng.standard_normal((L, H, dh, d)), "W_k": s * rng.standard_normal((L, H, dh, d)),
+        "W_v": s * rng.standard_normal((L, H, dh, d)),
+        "b_q": 0.3 * rng.standard_normal((L, H, dh)), "b_k": 0.3 * rng.standard_normal((L, H, dh)),
+        "b_v": 0.3 * rng.standard_normal((L, H, dh)),
+        "W_o": s * rng.standard_normal((L, d, H, dh)), "b_o": 0.2 * rng.standard_normal((L, d)),
+        "ln2_g": 1 + 0.3 * rng.standard_normal((L, d)), "ln2_b": 0.2 * rng.standard_normal((L, d)),
+        "W1": s * rng.standard_normal((L, hid, d)), "b1": 0.2 * rng.standard_normal((L, hid)),
+        "W2": rng.standard_normal((L, d, hid)) / math.sqrt(hid), "b2": 0.2 * rng.standard_normal((L, d)),
+        "ln_f_g": 1 + 0.3 * rng.standard_normal(d), "ln_f_b": 0.2 * rng.standard_normal(d),
+        "wte": rng.standard_normal((vocab, d)), "wpe": 0.5 * rng.standard_normal((ctx, d)),
+    }
+    return w
+
+
+def naive_ln(u, g, b, eps):
+    out = np.empty_like(u)
+    for i in range(u.shape[0]):
+        mu = sum(u[i]) / len(u[i])
+        var = sum((u[i] - mu) ** 2) / len(u[i])
+        out[i] = g * (u[i] - mu) / math.sqrt(var + eps) + b
+    return out
+
+
+def naive_block(w, l, x, causal=True, eps=1e-5):
+    """One pre-LN GPT-2 block, token by token and head by head (plain loops)."""
+    n, d = x.shape
+    Hh, dh = w["W_q"].shape[1:3]
+    u = naive_ln(x, w["ln1_g"][l], w["ln1_b"][l], eps)
+    attn = np.tile(w["b_o"][l], (n, 1))
+    for h in range(Hh):
+        q = [w["W_q"][l, h] @ u[i] + w["b_q"][l, h] for i in range(n)]
+        k = [w["W_k"][l, h] @ u[j] + w["b_k"][l, h] for j in range(n)]
+        v = [w["W_v"][l, h] @ u[j] + w["b_v"][l, h] for j in range(n)]
+        for i in range(n):
+            js = range(i + 1) if causal else range(n)
+            logits = np.array([q[i] @ k[j] / math.sqrt(dh) for j in js])
+            p = np.exp(logits - logits.max())
+            p /= p.sum()
+            head = sum(pj * v[j] for pj, j in zip(p, js))
+            attn[i] += w["W_o"][l][:, h, :] @ head
+    x = x + attn
+    u = naive_ln(x, w["ln2_g"][l], w["ln2_b"][l], eps)
+    out = x.copy()
+    for i in range(n):
+        a = w["W1"][l] @ u[i] + w["b1"][l]
+        g = 0.5 * a * (1 + np.tanh(math.sqrt(2 / math.pi) * (a + 0.044715 * a**3)))
+        out[i] += w["W2"][l] @ g + w["b2"][l]
+    return out
+
+
+def rel(a, b):
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+@pytest.fixture
+def weights_file(tmp_path):
+    rng = np.random.default_rng(7)
+    w = random_weights(rng)
+    path = tmp_path / "net.npz"
+    save_weights(str(path), w)
+    return w, path
+
+
+def network(path, **kw):
+    p = {"name": "softmax", "dynamics": "first_order", "weights": str(path), "heads": H, **kw}
+    return make_model(p)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_block_matches_naive_transcription(weights_file, causal):
+    w, path = weights_file
+    model = network(path, causal=causal)
+    x = np.random.default_rng(1).standard_normal((10, D))
+    ref = x
+    got = x
+    for l in range(L):
+        ref = naive_block(w, l, ref, causal)
+        got = model.block(got, l)
+        assert rel(got, ref) < 1e-12
+    fin = naive_ln(ref, w["ln_f_g"], w["ln_f_b"], 1e-5)
+    assert rel(model.readout(got), fin) < 1e-12
+
+
+def test_causal_first_token_sees_itself_only(weights_file):
+    _, path = weights_file
+    model = network(path)
+    x = np.random.default_rng(2).standard_normal((8, D))
+    f = model.first_order(x, 0.0)
+    x2 = x.copy()
+    x2[3:] += np.random.default_rng(3).standard_normal((5, D))  # later tokens change: earlier fields must not
+    f2 = model.first_order(x2, 0.0)
+    np.testing.assert_array_equal(f[:3], f2[:3])
+    assert np.abs(f[3:] - f2[3:]).max() > 1e-3
+
+
+def test_safetensors_equals_npz(weights_file, tmp_path):
+    pytest.importorskip("safetensors")
+    w, path = weights_file
+    st = tmp_path / "net.safetensors"
+    save_weights(str(st), w)
+    x = np.random.default_rng(3).standard_normal((9, D))
+    np.testing.assert_array_equal(network(path).block(x, 1), network(st).block(x, 1))
+
+
+def test_run_of_euler_h1_is_the_network(weights_file):
+    """A run with [run] layers = true, euler, h = 1: each save is one block (x_mid-free Lie sub-step)."""
+    from meanfield.run import Run
+
+    w, path = weights_file
+    x0 = np.random.default_rng(4).standard_normal((12, D))
+    np.save(path.parent / "x0.npy", x0)
+    cfg = {"model": {"name": "softmax", "dynamics": "first_order", "d": D, "heads": H, "causal": True,
+                     "weights": str(path)},
+           "integrator": {"name": "euler", "h": 1.0}, "initial": {"law": "file", "path": str(path.parent / "x0.npy")},
+           "run": {"layers": True, "save_every": 1}}
+    res = Run(cfg).simulate()
+    xs = np.asarray(res["x"])
+    ref = x0
+    for l in range(L):
+        ref = naive_block(w, l, ref)
+        assert rel(xs[l + 1], ref) < 1e-12
+
+
+def test_single_head_equals_softmax_model():
+    """H = 1 with W_o = I, d_h = d, no LN, no biases: the attention field is the softmax model's with
+    A = W_q^T W_k / sqrt(d), V = W_v, normalized, causal."""
+    rng = np.random.default_rng(5)
+    d = 6
+    w = random_weights(rng, L=2, H=1, dh=d, hid=8)
+    for k in ("b_q", "b_k", "b_v", "b_o"):
+        w[k][:] = 0.0
+    w["W_o"][:] = np.eye(d)[None, :, None, :]
+    import tempfile, os
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "one.npz")
+        save_weights(path, w)
+        net = make_model({"name": "softmax", "dynamics": "first_order", "weights": path, "layer_norm": "none"})
+    A = w["W_q"][0, 0].T @ w["W_k"][0, 0] / math.sqrt(d)
+    V = w["W_v"][0, 0]
+    soft = make_model({"name": "softmax", "dynamics": "first_order", "d": d, "A": A.tolist(),
+                       "V": V.tolist(), "causal": True, "normalized": True})
+    x = rng.standard_normal((9, d))
+    assert rel(net.first_order(x, 0.0), soft.first_order(x, 0.0)) < 1e-12
+
+
+@pytest.mark.parametrize("name, change, phrase", [
+    ("W_k", lambda w: w.pop("W_k"), "no array W_k"),
+    ("b_v", lambda w: w.__setitem__("b_v", w["b_v"][:, :, :-1]), "shape"),
+    ("W1", lambda w: w.__setitem__("W1", w["W1"].copy()) or w["W1"].__setitem__((0, 1, 2), np.nan),
+     "finite"),
+    ("W2", lambda w: w.__setitem__("W2", w["W2"].astype(np.float16)), "float16"),
+    ("ln2_g", lambda w: w.__setitem__("ln2_g", w["ln2_g"].astype(np.int64)), "int64"),
+    ("W_q", lambda w: w.__setitem__("W_q", w["W_q"].reshape(L, H, DH * D)[:, :, : (DH - 1) * D]
+                                    .reshape(L, H, DH - 1, D)), "does not divide"),
+])
+@pytest.mark.parametrize("ext", [".npz", ".safetensors"])
+def test_bad_weight_files_name_file_and_array(tmp_path, name, change, phrase, ext):
+    if ext == ".safetensors":
+        pytest.importorskip("safetensors")
+    w = random_weights(np.random.default_rng(6))
+    change(w)
+    path = tmp_path / ("bad" + ext)
+    save_weights(str(path), w)
+    with pytest.raises(ParameterError) as err:
+        network(path)
+    msg = str(err.value)
+    assert "\n" not in msg and str(path) in msg and f"array {name}" in msg and phrase in msg, msg
+
+
+@pytest.mark.parametrize("cut", [3, 20, 200])
+def test_truncated_safetensors_is_one_line(tmp_path, cut):
+    pytest.importorskip("safetensors")
+    path = tmp_path / "cut.safetensors"
+    save_weights(str(path), random_weights(np.random.default_rng(8)))
+    data = path.read_bytes()
+    path.write_bytes(data[:cut])
+    with pytest.raises(ParameterError) as err:
+        load_weights(str(path))
+    msg = str(err.value)
+    assert "\n" not in msg and str(path) in msg and "model.weights" in msg, msg
+
+
+def test_cli_bad_weights_exit_2(tmp_path):
+    from click.testing import CliRunner
+
+    from meanfield_cli.main import cli
+
+    w = random_weights(np.random.default_rng(9))
+    w.pop("ln1_b")
+    save_weights(str(tmp_path / "net.npz"), w)
+    (tmp_path / "p.toml").write_text(
+        '[model]\nname = "softmax"\ndynamics = "first_order"\nweights = "net.npz"\n'
+        '[integrator]\nname = "euler"\nh = 1.0\n[initial]\nlaw = "gaussian"\nn = 4\n[run]\nlayers = true\n')
+    res = CliRunner().invoke(cli, ["run", str(tmp_path / "p.toml"), "-o", str(tmp_path / "o.h5")])
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "array ln1_b" in lines[0] and "net.npz" in lines[0], res.output
+
+
+def test_schema_is_complete():
+    assert set(LAYER_ARRAYS) <= set(random_weights(np.random.default_rng(0)))
+
+
+def random_gpt2(seed, **config):
+    """A random-weight transformers GPT2Model in float64 (eager attention), LN gains/biases and every
+    bias perturbed (zero biases and unit gains would hide a transposed or misplaced array)."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    cfg = transformers.GPT2Config(attn_implementation="eager", bos_token_id=0, eos_token_id=0, **config)
+    hf = transformers.GPT2Model(cfg).to(torch.float64).eval()
+    with torch.no_grad():
+        for name, prm in hf.named_parameters():
+            if name.endswith("bias") or "ln_" in name:
+                prm.add_(0.2 * torch.randn_like(prm))
+    return hf
+
+
+def gpt2_reference(hf, ids):
+    """What transformers computes for token ``ids``: ``(hidden (L + 1, N, d), last (N, d))``.
+
+    ``hidden`` = embeddings, then the residual stream after each block (the last one before the
+    final LayerNorm, captured by a hook); ``last`` = the final LayerNorm output.
+    """
+    import torch
+
+    pre_final = {}
+    # a forward hook that returns a value replaces the module's output: this one returns None
+    hook = hf.ln_f.register_forward_hook(lambda mod, inp, out: pre_final.update(x=inp[0].clone()))
+    with torch.no_grad():
+        out = hf(torch.as_tensor(np.asarray(ids))[None], output_hidden_states=True)
+    hook.remove()
+    L = hf.config.n_layer
+    hidden = [h[0].numpy() for h in out.hidden_states[:L]] + [pre_final["x"][0].numpy()]
+    return np.stack(hidden), out.last_hidden_state[0].numpy()
+
+
+def test_gpt2_from_transformers_matches_every_layer(tmp_path, monkeypatch):
+    """Tier 3: a random-weight GPT2Model in float64 (LN gains/biases and all biases perturbed),
+    converted by meanfield.convert_hf: the embeddings, every hidden state (the last one before the
+    final LN) and the final LN output to 1e-12 relative, through a run (euler, h = 1, run.layers)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from meanfield.convert_hf import gpt2_to_schema
+    from meanfield.run import Run
+
+    hf = random_gpt2(0, n_layer=2, n_head=4, n_embd=64, vocab_size=97, n_positions=32, initializer_range=0.1)
+    ids = [5, 17, 3, 96, 40, 40, 2, 11, 64, 8, 0]
+    hidden, last = gpt2_reference(hf, ids)
+    path = tmp_path / "gpt2.safetensors"
+    save_weights(str(path), gpt2_to_schema(hf))
+    run = Run({"model": {"name": "softmax", "weights": str(path)}, "integrator": {"name": "euler", "h": 1.0},
+               "initial": {"law": "tokens", "ids": ids}, "run": {"layers": True, "save_every": 1}})
+    xs = np.asarray(run.simulate()["x"])
+    assert xs.shape == hidden.shape
+    for l in range(hidden.shape[0]):
+        assert rel(xs[l], hidden[l]) < 1e-12, l
+    assert rel(run.model.readout(xs[-1]), last) < 1e-12
+
+
+def test_tokens_law_embeds_ids(weights_file, tmp_path):
+    """[initial] law = "tokens": x_i(0) = wte[ids[i]] + wpe[i], from a list or an .npy of ids."""
+    from meanfield.run import Run
+
+    w, path = weights_file
+    ids = [3, 0, 49, 7, 7]
+    np.save(tmp_path / "ids.npy", np.array(ids))
+    for initial in ({"law": "tokens", "ids": ids}, {"law": "tokens", "ids_path": "ids.npy"}):
+        cfg = {"model": {"name": "softmax", "dynamics": "first_order", "weights": str(path)},
+               "integrator": {"name": "euler", "h": 1.0}, "initial": initial, "run": {"layers": True}}
+        run = Run(cfg, base_dir=str(tmp_path))
+        np.testing.assert_array_equal(run.x0, w["wte"][ids] + w["wpe"][:5])
+
+
+@pytest.mark.parametrize("initial, key, phrase", [
+    ({"law": "tokens", "ids": [1, 50]}, "initial.ids", "[0, 50)"),
+    ({"law": "tokens", "ids": [1.5]}, "initial.ids", "integer"),
+    ({"law": "tokens"}, "initial.ids", "ids or ids_path"),
+    ({"law": "tokens", "ids": list(range(17))}, "initial.ids", "at most 16"),
+])
+def test_tokens_law_bad_ids(weights_file, initial, key, phrase):
+    from meanfield.run import Run
+
+    _, path = weights_file
+    cfg = {"model": {"name": "softmax", "dynamics": "first_order", "weights": str(path)},
+           "integrator": {"name": "euler", "h": 1.0}, "initial": initial, "run": {"layers": True}}
+    with pytest.raises(ParameterError) as err:
+        Run(cfg)
+    assert f"[{key}]" in str(err.value) and phrase in str(err.value), str(err.value)
+
+
+def test_tokens_law_needs_a_network():
+    from meanfield.run import Run
+
+    cfg = {"model": {"name": "softmax", "dynamics": "first_order", "d": 2},
+           "integrator": {"name": "euler", "h": 0.1}, "initial": {"law": "tokens", "ids": [1, 2]},
+           "run": {"steps": 1}}
+    with pytest.raises(ParameterError, match=r"\[initial.law\].*model.weights"):
+        Run(cfg)
+
+
+def test_dynamics_defaults_to_first_order_and_accelerated_is_refused(weights_file):
+    _, path = weights_file
+    model = make_model({"name": "softmax", "weights": str(path)})  # as INTERFACE.md's example: no dynamics
+    assert model.dynamics == "first_order"
+    with pytest.raises(ParameterError) as err:
+        make_model({"name": "softmax", "weights": str(path), "dynamics": "accelerated"})
+    assert "[model.dynamics]" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_float32_block_within_float32_round_off(weights_file):
+    w, path = weights_file
+    x = np.random.default_rng(10).standard_normal((10, D))
+    m64 = network(path)
+    m32 = make_model({"name": "softmax", "dynamics": "first_order", "weights": str(path)}, dtype=np.float32)
+    y64, y32 = x, x.astype(np.float32)
+    for l in range(L):
+        y64, y32 = m64.block(y64, l), m32.block(y32, l)
+    assert y32.dtype == np.float32
+    err = rel(y32.astype(np.float64), y64)
+    assert err < 1e-5, err
+
+
+def test_general_h_is_first_order_in_h(weights_file):
+    """Small h: the Lie splitting of x' = Attn(LN1(x)), x' = MLP(LN2(x)) by Euler converges at order 1
+    to the ODE's flow of one layer (reference: h / 16 twice, Richardson-free ratio of errors ~ 2)."""
+    _, path = weights_file
+    model = network(path)
+    x0 = np.random.default_rng(11).standard_normal((8, D))
+
+    def flow(h, T=0.5):
+        x = x0.copy()
+        f = np.empty_like(x)
+        for _ in range(int(round(T / h))):
+            x = x + h * model.attention(x, f, 0)
+            x = x + h * model.mlp_field(x, x, 0, f)
+        return x
+
+    ref = flow(2.0**-12)
+    errs = [np.abs(flow(h) - ref).max() for h in (2.0**-4, 2.0**-5, 2.0**-6)]
+    ratios = [errs[i] / errs[i + 1] for i in range(2)]
+    assert all(1.7 < r < 2.3 for r in ratios), (errs, ratios)
+
+
+def test_resume_is_bit_identical(weights_file, tmp_path):
+    """2 blocks, then a resume to 4 (layers 0, 1, 0, 1) equals 4 blocks in one run, bit for bit."""
+    import h5py
+    from click.testing import CliRunner
+
+    from meanfield_cli.main import cli
+
+    _, path = weights_file
+    toml = tmp_path / "p.toml"
+    toml.write_text(f'[model]\nname = "softmax"\nweights = "{path.name}"\nheads = {H}\n'
+                    '[integrator]\nname = "euler"\nh = 1.0\n[initial]\nlaw = "tokens"\nids = [4, 20, 7, 7, 1]\n'
+                    '[run]\nsteps = 2\n')
+    run = CliRunner()
+    for args in (["-o", str(tmp_path / "a.h5")], ["-o", str(tmp_path / "a.h5"), "--resume", "--set", "run.steps=4"],
+                 ["-o", str(tmp_path / "b.h5"), "--set", "run.steps=4"]):
+        res = run.invoke(cli, ["run", str(toml), *args])
+        assert res.exit_code == 0, res.output
+    with h5py.File(tmp_path / "a.h5") as a, h5py.File(tmp_path / "b.h5") as b:
+        np.testing.assert_array_equal(a["tasks/x"][-1], b["tasks/x"][-1])
+        assert a["tasks/x"].shape == b["tasks/x"].shape
+
+
+def test_committed_gpt2_fixture_matches_transformers():
+    """Tier 2 (no torch needed): tests/data/gpt2_tiny.safetensors and the hidden states transformers
+    computed for it (tests/data/make_gpt2_fixture.py), through a run from token ids."""
+    pytest.importorskip("safetensors")
+    from meanfield.run import Run
+
+    data = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+    with np.load(os.path.join(data, "gpt2_tiny_hidden.npz")) as ref:
+        ids, hidden, last = ref["ids"], ref["hidden"], ref["last"]
+    run = Run({"model": {"name": "softmax", "weights": os.path.join(data, "gpt2_tiny.safetensors")},
+               "integrator": {"name": "euler", "h": 1.0}, "initial": {"law": "tokens", "ids": ids.tolist()},
+               "run": {"layers": True, "save_every": 1}})
+    xs = np.asarray(run.simulate()["x"])
+    assert xs.shape == hidden.shape
+    for l in range(hidden.shape[0]):
+        assert rel(xs[l], hidden[l]) < 1e-12, l
+    assert rel(run.model.readout(xs[-1]), last) < 1e-12
