@@ -353,8 +353,12 @@ def info(path, as_json):
         row("model", f"{m.get('name')} / {m.get('dynamics')}, d = {m.get('d')}, "
                      f"mean-field equation (pde: {size})")
     else:
-        row("model", f"{m.get('name')} / {m.get('dynamics')}, d = {m.get('d')}, "
-                     f"n = {cfg.get('initial', {}).get('n')}")
+        init = cfg.get("initial", {})
+        n = init.get("n", len(init["ids"]) if isinstance(init.get("ids"), list) else None)
+        state = (tr.checkpoint or {}).get("state") or {}
+        if n is None and "x" in state:  # tokens from an ids file: the state says how many
+            n = len(state["x"])
+        row("model", f"{m.get('name')} / {m.get('dynamics')}, d = {m.get('d')}, n = {n}")
     if "rtol" in integ or "accepted_steps" in tr.attrs:  # adaptive: tolerances and what the control did
         steps = ", ".join(f"{k.replace('_', ' ')} {tr.attrs[k]}" for k in
                           ("accepted_steps", "rejected_steps", "jacobians", "switches") if k in tr.attrs)
