@@ -32,6 +32,7 @@ KERNEL_FILES = {
     "fourier": "tests/test_fourier.py",
     "fv": "tests/test_fv.py",
     "grid": "tests/test_sphere.py",
+    "heads": "tests/test_network.py",
     "jacobian": "tests/test_jacobian.py",
     "kinetic": "tests/test_kinetic.py",
     "moments": "tests/test_bilinear.py",
