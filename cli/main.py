@@ -586,6 +586,43 @@ def init(model):
     click.echo(TEMPLATES[model], nl=False)
 
 
+@cli.command("convert-hf")
+@click.argument("checkpoint_dir", type=click.Path(file_okay=False))
+@click.option("-o", "--output", required=True,
+              help="Weight file to write: .safetensors or .npz (the schema of docs/models.md).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@guard
+def convert_hf(checkpoint_dir, output, overwrite):
+    """Convert a local Hugging Face GPT-2 checkpoint to meanfield's weight schema (extra [hf])."""
+    if not os.path.isfile(os.path.join(checkpoint_dir, "config.json")):
+        raise ParameterError("CHECKPOINT_DIR", "a local Hugging Face checkpoint folder (with config.json)",
+                             checkpoint_dir)
+    if not output.lower().endswith((".safetensors", ".npz")):
+        raise ParameterError("-o", "a file name ending in .safetensors or .npz", output)
+    check_output_path(output, "-o", overwrite=overwrite)
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError:
+        raise ParameterError("convert-hf", "transformers and torch (pip install 'meanfield[hf]')",
+                             "not installed") from None
+    from meanfield.convert_hf import convert_checkpoint
+    from meanfield.io.hdf5 import temp_file_beside
+
+    # written beside, then moved over: an existing file is replaced only by a complete one
+    suffix = ".safetensors" if output.lower().endswith(".safetensors") else ".npz"
+    tmp = temp_file_beside(output, ".convert-", suffix)
+    try:
+        arrays = convert_checkpoint(checkpoint_dir, tmp)
+        os.replace(tmp, output)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    L, H, dh, d = arrays["W_q"].shape
+    click.echo(f"{checkpoint_dir}: {L} layers, {H} heads of {dh}, d = {d}, "
+               f"{sum(a.size for a in arrays.values())} numbers -> {output}")
+
+
 cli.add_command(_sweep)
 cli.add_command(_animate)
 

@@ -414,3 +414,39 @@ def test_committed_gpt2_fixture_matches_transformers():
     for l in range(hidden.shape[0]):
         assert rel(xs[l], hidden[l]) < 1e-12, l
     assert rel(run.model.readout(xs[-1]), last) < 1e-12
+
+
+def test_convert_hf_refuses_what_it_cannot_convert_in_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from meanfield_cli.main import cli
+
+    runner = CliRunner()
+    res = runner.invoke(cli, ["convert-hf", str(tmp_path), "-o", str(tmp_path / "w.safetensors")])
+    assert res.exit_code == 2 and "config.json" in res.output
+    assert len(res.output.strip().splitlines()) == 1, res.output
+    (tmp_path / "config.json").write_text("{}")
+    res = runner.invoke(cli, ["convert-hf", str(tmp_path), "-o", str(tmp_path / "w.h5")])
+    assert res.exit_code == 2 and ".safetensors or .npz" in res.output
+
+
+def test_convert_hf_writes_the_schema(tmp_path):
+    pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from click.testing import CliRunner
+
+    from meanfield.convert_hf import gpt2_to_schema
+    from meanfield.models.weights import load_weights
+    from meanfield_cli.main import cli
+
+    cfg = transformers.GPT2Config(n_layer=2, n_head=4, n_embd=32, n_positions=16, vocab_size=50)
+    model = transformers.GPT2Model(cfg).double()
+    model.save_pretrained(tmp_path / "ckpt")
+    out = tmp_path / "w.safetensors"
+    res = CliRunner().invoke(cli, ["convert-hf", str(tmp_path / "ckpt"), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "2 layers, 4 heads of 8, d = 32" in res.output
+    want = gpt2_to_schema(model)
+    got = load_weights(str(out))
+    for name, arr in want.items():
+        assert np.array_equal(got[name], arr), name
