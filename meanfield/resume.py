@@ -28,6 +28,7 @@ import h5py
 import numpy as np
 
 from .errors import ParameterError
+from .integrators.controllers import ConstantStep
 from .io.hdf5 import (
     HDF5Writer,
     SavedTasks,
@@ -112,11 +113,14 @@ def _extends(run: Run, ck: dict) -> bool:
     A finished run may be extended only if its last step was not shortened to
     land on ``t1``: then continuing gives the steps of the longer run exactly.
     """
-    it = int(ck["iteration"])
     if getattr(run.integrator, "adaptive", False):  # no grid: any later bound goes on from t
         return _goes_past(run, ck)
-    n = run.horizon.n_steps(run.integrator.oracle_calls)
-    return n > it and run.horizon.time_of(it, n) == float(ck["t"])
+    # grid points passed (the fixed stepper's j; steps cut at save times do not count), then
+    # the grid rule of the loop itself
+    stepper = json.loads(ck["loop_state"]).get("stepper") or {} if "loop_state" in ck else {}
+    j = int(stepper.get("j", ck["iteration"]))
+    h = run.horizon
+    return _goes_past(run, ck) and ConstantStep(h.t0, h.h, h.t1).time_of(j) == float(ck["t"])
 
 
 def _goes_past(run: Run, ck: dict) -> bool:

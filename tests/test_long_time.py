@@ -308,7 +308,6 @@ def test_a_stiff_method_refuses_a_state_too_large_for_a_dense_jacobian():
 
 def test_the_file_and_info_name_the_tolerances_in_force(tmp_path, monkeypatch):
     from click.testing import CliRunner
-
     from meanfield_cli.main import cli
 
     monkeypatch.chdir(tmp_path)
@@ -319,3 +318,14 @@ def test_the_file_and_info_name_the_tolerances_in_force(tmp_path, monkeypatch):
     assert resume_run("o.h5", overrides=["run.t1=20.0"]).status == "finished"  # the filled-in keys resume
     out = CliRunner().invoke(cli, ["info", "o.h5"]).output
     assert "rtol = 1e-05, atol = 1e-09; accepted steps" in out, out
+
+
+def test_a_finished_fixed_step_run_with_save_times_extends_on_its_grid(tmp_path):
+    # steps cut at a save time do not count on the grid t0 + j h: the checkpoint at t1 = 1.0 is
+    # grid point j = 10 after 11 steps, and the longer run goes on from it exactly
+    cfg = sphere(t1=1.0, save_at=[0.25])
+    cfg["integrator"] = {"name": "rk4", "h": 0.1}
+    meanfield.Run(cfg).simulate(str(tmp_path / "a.h5"))
+    resumed = resume_run(str(tmp_path / "a.h5"), overrides=["run.t1=2.0"])
+    full = meanfield.Run({**cfg, "run": {"t1": 2.0, "save_at": [0.25]}}).simulate()
+    assert resumed.status == "finished" and np.array_equal(resumed.x, full.x)
