@@ -27,7 +27,7 @@ import math
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -188,12 +188,6 @@ class Horizon:
         if self.steps is not None:
             return k >= self.steps
         return calls >= self.oracle_calls if per_step is None else k >= self.oracle_calls // per_step
-
-    def time_of(self, k: int, n: int) -> float:
-        """Time after ``k`` steps (no accumulated round-off; the last step lands on t1)."""
-        if self.t1 is not None and k >= n:
-            return float(self.t1)
-        return self.t0 + k * self.h
 
 
 @dataclass
@@ -519,11 +513,8 @@ class LoopState:
     wall_time_since_save: float = 0.0
 
     def to_json(self) -> dict:
-        """The JSON-able part (everything but the integrator's arrays)."""
-        return {"t": self.t, "step": self.step, "oracle_calls": self.oracle_calls, "wall_time": self.wall_time,
-                "compile_time": self.compile_time, "stepper": self.stepper, "last_save": self.last_save,
-                "residual": self.residual, "n_clusters": self.n_clusters,
-                "wall_time_since_save": self.wall_time_since_save}
+        """The JSON-able part: every field but the integrator's arrays."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "integrator"}
 
 
 def _progress_of(horizon: Horizon, save_at: SaveAt, nsteps, progress):
@@ -536,17 +527,16 @@ def _progress_of(horizon: Horizon, save_at: SaveAt, nsteps, progress):
     """
     if progress is None:
         return None
-    t0 = horizon.t0
-    t1 = math.inf if horizon.t1 is None else float(horizon.t1)
     first = save_at.times[0] if save_at.times else 0.0
     if nsteps is not None and not save_at.times or horizon.t1 is None:
         unit, total = "step", nsteps if nsteps is not None else (horizon.steps or 0)
         done = lambda k, t: k
-    elif first > 0 and t1 / first > 100:
-        a = max(t0, first / 10)
+    elif first > 0 and horizon.t1 / first > 100:
+        a, t1 = max(horizon.t0, first / 10), float(horizon.t1)
         unit, total = "log time", 1000
         done = lambda k, t: min(1000, int(1000 * math.log(max(t, a) / a) / math.log(t1 / a)))
     else:
+        t0, t1 = horizon.t0, float(horizon.t1)
         unit, total = "time", 1000
         done = lambda k, t: min(1000, int(1000 * (t - t0) / (t1 - t0)))
     if hasattr(progress, "unit"):

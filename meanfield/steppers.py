@@ -71,8 +71,6 @@ class SaveAt:
         if not self.times:
             return math.inf
         i = int(np.searchsorted(self.times, t, side="right"))
-        while i < len(self.times) and self.times[i] <= t:
-            i += 1
         return self.times[i] if i < len(self.times) else math.inf
 
     def due(self, k: int, t: float) -> bool:
@@ -140,8 +138,9 @@ class AdaptiveStepper:
     #: Below this fraction of |t| a step no longer advances time: the run fails.
     H_MIN = 16 * np.finfo(np.float64).eps
 
-    def __init__(self, integrator, schedule, controller: PIController):
+    def __init__(self, integrator, schedule, controller: PIController, t_end: float = math.inf):
         self.integrator, self.schedule, self.controller = integrator, schedule, controller
+        self.t_end = t_end  # bounds the first step
         self.rejected = 0
         self.h_used = math.nan
 
@@ -149,7 +148,9 @@ class AdaptiveStepper:
         """Pack the system's state; restore a checkpoint's counters and controller or pick the first step."""
         self.field = system.vector_field(self.schedule)
         self.z = system.pack()
-        self.h_cap = getattr(system, "step_bound", None)
+        bound = getattr(system, "step_bound", None)  # a grid's CFL bound: a constraint of the controller
+        if bound is not None:
+            self.controller.h_cap = lambda t: bound()
         if state:
             self.controller.set_state(state["controller"])
             self.rejected = int(state["rejected"])
@@ -158,19 +159,13 @@ class AdaptiveStepper:
             integ = self.integrator
             self.controller.h = self.controller.initial_step(
                 self.field, t, self.z, self.field(t, self.z), integ.order, integ.rtol, integ.atol,
-                t_end=max(t + 1e-300, self._t_end))
-        self.t_last = t
-
-    #: The end of the run, set by the loop (bounds the first step).
-    _t_end = math.inf
+                t_end=max(t + 1e-300, self.t_end))
 
     def step(self, system, t: float, t_stop: float) -> float:
         """One accepted step from ``t`` not past ``t_stop``; returns the new time."""
         ctrl, integ = self.controller, self.integrator
         while True:
             h_want = ctrl.bound(t, ctrl.h)
-            if self.h_cap is not None:
-                h_want = min(h_want, self.h_cap())
             h = min(h_want, t_stop - t)
             if not h > self.H_MIN * max(1.0, abs(t)):
                 raise SimulationError(f"step size underflow (h = {h:.3g}) at t = {t:.6g}: the "
@@ -185,7 +180,7 @@ class AdaptiveStepper:
         integ.commit(self.field, t, h, self.z, z_new)
         system.load(z_new)
         system.pack(out=self.z)
-        self.h_used, self.t_last = h, t
+        self.h_used = h
         return t_stop if h == t_stop - t else t + h
 
     def dense(self, theta: float):
@@ -201,7 +196,7 @@ class AdaptiveStepper:
         return {"rejected_steps": self.rejected, **self.integrator.stats}
 
 
-def make_stepper(integrator, schedule, horizon, h=None, save_at: SaveAt | None = None):
+def make_stepper(integrator, schedule, horizon, h=None):
     """The stepper of ``integrator``: adaptive methods get a PI controller, the others fixed steps.
 
     Parameters
@@ -214,7 +209,6 @@ def make_stepper(integrator, schedule, horizon, h=None, save_at: SaveAt | None =
         The first step of an adaptive method (None: chosen automatically).
     """
     if getattr(integrator, "adaptive", False):
-        stepper = AdaptiveStepper(integrator, schedule, PIController(integrator, h0=h, h_max=integrator.h_max))
-        stepper._t_end = horizon.t1 if horizon.t1 is not None else math.inf
-        return stepper
+        return AdaptiveStepper(integrator, schedule, PIController(integrator, h0=h, h_max=integrator.h_max),
+                               t_end=math.inf if horizon.t1 is None else float(horizon.t1))
     return FixedStepper(integrator, schedule, ConstantStep(horizon.t0, horizon.h, horizon.t1))

@@ -64,7 +64,8 @@ class PIController:
     h_max : float or None
         Largest step.
     h_cap : callable(t) -> float, optional
-        A further bound at each step (the finite-volume CFL bound of grid runs).
+        A further bound at each step (the finite-volume CFL bound of grid runs at the
+        current density: the adaptive stepper sets it from ``system.step_bound``).
     safety, factor_min, factor_max, beta1, beta2 : float
         The usual constants (beta2 = 0 is the plain I controller).
     """

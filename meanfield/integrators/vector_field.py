@@ -12,8 +12,7 @@ combinations, a Jacobian. :class:`VectorField` packs the state of a model
 (grid systems present ``first_order`` like a model, so a density of ``M``
 cells is ``z`` of shape ``(M,)``). Every evaluation of ``F`` is one oracle
 call of the model, counted there; a finite-difference Jacobian costs one
-call per column and a finite-difference Jacobian-vector product one call,
-both counted the same way. Models with an analytic Jacobian provide
+call per column, counted the same way. Models with an analytic Jacobian provide
 ``jacobian_first_order(x, t) -> (N d, N d)``, counted by the model.
 """
 
@@ -77,24 +76,6 @@ class VectorField:
                 fy -= alpha * y
         else:
             self.model.first_order(x, t, out=fx)
-        return out
-
-    def jvp(self, t, z, v, fz, out=None) -> np.ndarray:
-        """Directional derivative ``J(t, z) v`` by a forward difference; one oracle call.
-
-        Parameters
-        ----------
-        t : float
-        z, v, fz : (n,) arrays
-            The state, the direction and ``F(t, z)``.
-        """
-        nv = float(np.linalg.norm(v))
-        if nv == 0.0:
-            return np.zeros_like(z) if out is None else out.fill(0.0) or out
-        eps = np.sqrt(np.finfo(z.dtype).eps) * max(1.0, float(np.linalg.norm(z))) / nv
-        out = self(t, z + eps * v, out)
-        out -= fz
-        out /= eps
         return out
 
     @property
