@@ -258,7 +258,8 @@ class Run:
             self.x0 = x.astype(dtype)
             self.y0 = None if y is None else y.astype(dtype)
             self.model.check_state(self.x0, self.y0)
-        _check_jacobian_size(self.integrator, self.make_system())
+        if getattr(self.integrator, "uses_jacobian", False):  # a system is built only to size it
+            _check_jacobian_size(self.integrator, self.make_system())
         self.probes = []
         if cfg["diagnostics"].get("moment_ode", False):
             from .diagnostics.moments import moment_ode_probe
@@ -586,11 +587,14 @@ def _warn_first_order_ignores(cfg: dict, integrator, file=None) -> None:
 
 
 def _check_jacobian_size(integrator, system) -> None:
-    """ParameterError before the run when a method with a dense Jacobian meets a state too large for one."""
+    """ParameterError before the run when ``integrator``'s dense Jacobian would be too large.
+
+    Called for methods that keep one (``uses_jacobian``); ``system`` gives the state's size.
+    """
     from .models.base import JACOBIAN_MAX
 
     n = sum(np.asarray(a).size for a in system.state.values())
-    if getattr(integrator, "uses_jacobian", False) and n > JACOBIAN_MAX:
+    if n > JACOBIAN_MAX:
         raise ParameterError("integrator.name", f"a method without a dense Jacobian (dopri5) for a state of "
                              f"more than {JACOBIAN_MAX} numbers (an n x n matrix of over 512 MB)",
                              f"{integrator.name} with n = {n}")
