@@ -49,7 +49,7 @@ COVERED = {
     **{f"kinetic.{k}": "test_kinetic" for k in ("deposit_lines", "position_flow")},
     **{f"fourier.{k}": "test_fourier_harmonics" for k in ("sh_analysis", "sh_synthesis")},
     "jacobian.attention_jacobian": "test_jacobian",
-    "heads.head_attention": "test_network_heads",
+    "heads.multi_head_attention": "test_network_heads",
     **{f"sphere.{k}": "test_sphere" for k in (
         "directions", "norms_into", "retract", "retract_tangent", "finish_first_order",
         "finish_hamiltonian", "constraint_errors")},
@@ -272,7 +272,7 @@ def test_fourier_harmonics():
 
 @pytest.mark.parametrize("causal", [True, False])
 def test_network_heads(tmp_path, causal):
-    """Multi-head attention of a network from weights (one prange index per target token)."""
+    """Multi-head attention of a network from weights (one prange index per head)."""
     from meanfield.models.weights import save_weights
 
     rng = np.random.default_rng(12)

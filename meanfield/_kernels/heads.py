@@ -1,14 +1,22 @@
 """Multi-head softmax attention through per-head factors (GPT-2-style networks).
 
-Each head h has queries, keys and values of size d_h, computed by the caller
-as BLAS products; the kernel forms the logits ``q_i . k_j * scale`` (never a
-d x d matrix per pair) and the softmax-weighted value sums by an online
-softmax over tiles of sources (running maximum, partial sums rescaled once per
-tile: one pass over sources, no (N, N) logits array). Keys are laid out
-``(H, d_h, N)`` so that a tile's logits are a loop over contiguous sources,
-which the compiler vectorizes. One ``prange`` index per target token, each
-with its own row of the scratch, so there are no races and the bits do not
-depend on the thread count.
+The caller computes every head's queries, keys and values by one BLAS product
+``qkv (N, 3 H d_h)``. :func:`multi_head_attention` then runs the heads in
+parallel, one ``prange`` index per head: it copies the head's ``q, k, v``
+(biases added) into contiguous arrays, and for each block of targets forms the
+logits ``S = Q_blk K^T`` (rank d_h, never a d x d matrix per pair; sources up
+to the block's last target when causal), turns them into softmax weights in
+place (:func:`softmax_rows`) and multiplies by ``V``: the two products are
+BLAS calls from inside the kernel (numba's ``np.dot``), at BLAS speed. The
+earlier kernel, a loop over sources per target, reached a tenth of it (its
+partial sums cost a load and a store per multiply-add).
+
+One head per thread, each head's work serial (BLAS on one thread: call the
+kernel inside :func:`blas_single_threaded`), so the bits do not depend on the
+thread count, and a call is one parallel region: on a shared machine every
+fork and join can wait a scheduler time slice for a busy core, which made
+per-head BLAS calls from Python (36 parallel regions per layer) slower than
+this single one.
 """
 
 from __future__ import annotations
@@ -18,70 +26,114 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._config import NJIT_PARALLEL
+from ._config import NJIT, NJIT_PARALLEL
 
-#: Sources per tile of the online softmax (one row of the scratch ``(N, TILE)``).
-TILE = 64
+#: Logits per block of targets ``(rows, N)`` of one head: 2^18 entries (2 MiB in float64) stay in cache.
+BLOCK = 1 << 18
+#: Fewest targets per block (a product with fewer rows runs far below BLAS speed).
+MIN_ROWS = 16
+
+
+def block_rows(n: int, block: int = BLOCK) -> int:
+    """Targets per block of logits for ``n`` tokens: ``block // n``, at least MIN_ROWS, at most ``n``."""
+    return max(1, min(n, max(MIN_ROWS, block // n)))
+
+
+_CONTROLLER = []
+
+
+def blas_single_threaded():
+    """Context manager: every loaded BLAS on one thread (the kernel's threads call it concurrently)."""
+    if not _CONTROLLER:
+        import scipy.linalg.cython_blas  # noqa: F401  (numba's np.dot calls it: loaded before it is listed)
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0].limit(limits=1, user_api="blas")
+
+
+@njit(**NJIT)
+def softmax_rows(S, first, scale, causal, inv):
+    """In place, row a of ``S``: ``exp(scale s_aj - max_j scale s_aj)`` for the sources it sees, 0 beyond.
+
+    Parameters
+    ----------
+    S : (r, m) C-contiguous array
+        Logits ``q_i . k_j`` of targets ``i = first + a`` and sources ``j < m``;
+        overwritten with the unnormalized weights.
+    first : int
+        Index of the target of row 0.
+    scale : float
+        Multiplies the logits (``1 / sqrt(d_h)``).
+    causal : bool
+        Row a sees sources ``j <= first + a`` only (the others are set to 0).
+    inv : (>= r,) array
+        Written: ``inv[a] = 1 / sum_j`` of row a's weights.
+    """
+    r, m = S.shape
+    for a in range(r):
+        row = S[a]
+        jmax = min(first + a + 1, m) if causal else m
+        mx = -np.inf
+        for j in range(jmax):
+            v = row[j] * scale
+            row[j] = v
+            if v > mx:
+                mx = v
+        den = 0.0
+        for j in range(jmax):
+            p = math.exp(row[j] - mx)
+            row[j] = p
+            den += p
+        for j in range(jmax, m):
+            row[j] = 0.0
+        inv[a] = 1.0 / den
 
 
 @njit(**NJIT_PARALLEL)
-def head_attention(Q, KT, Vv, scale, causal, scratch, out):
+def multi_head_attention(qkv, bias, H, scale, causal, rows, out):
     """``out[i, h] = sum_j softmax_j(scale q_i^h . k_j^h) v_j^h`` over j (j <= i when causal).
 
     Parameters
     ----------
-    Q : (N, H, d_h) array
-        Per-head queries (biases included).
-    KT : (H, d_h, N) array
-        Per-head keys, transposed (biases included).
-    Vv : (N, H, d_h) array
-        Per-head values (biases included).
+    qkv : (N, 3 H d_h) array
+        Every head's queries, then keys, then values, without their biases
+        (columns ``c H d_h + h d_h + [0, d_h)`` for c = q, k, v).
+    bias : (3 H d_h,) array
+        Their biases.
+    H : int
+        Heads.
     scale : float
         Multiplies the logits (``1 / sqrt(d_h)``).
     causal : bool
         Sum over sources j <= i only.
-    scratch : (N, TILE) array
-        Work space, row i for target i.
+    rows : int
+        Targets per block of logits (:func:`block_rows`).
     out : (N, H, d_h) array
         Written; must not alias the inputs.
     """
-    n, H, dh = Q.shape
-    T = scratch.shape[1]
-    for i in prange(n):
-        jmax = i + 1 if causal else n
-        s = scratch[i]
-        for hd in range(H):
-            acc = out[i, hd]
+    n, dh = qkv.shape[0], out.shape[2]
+    D = H * dh
+    for h in prange(H):
+        q = np.empty((n, dh), qkv.dtype)
+        k = np.empty((n, dh), qkv.dtype)
+        v = np.empty((n, dh), qkv.dtype)
+        for i in range(n):
             for c in range(dh):
-                acc[c] = 0.0
-            m = -np.inf
-            den = 0.0
-            for j0 in range(0, jmax, T):
-                nt = min(T, jmax - j0)
-                for jj in range(nt):
-                    s[jj] = 0.0
+                q[i, c] = qkv[i, h * dh + c] + bias[h * dh + c]
+                k[i, c] = qkv[i, D + h * dh + c] + bias[D + h * dh + c]
+                v[i, c] = qkv[i, 2 * D + h * dh + c] + bias[2 * D + h * dh + c]
+        logits = np.empty(rows * n, qkv.dtype)
+        inv = np.empty(rows, qkv.dtype)
+        o = np.empty((rows, dh), qkv.dtype)
+        for i0 in range(0, n, rows):
+            r = min(n, i0 + rows) - i0
+            m = i0 + r if causal else n  # the sources this block sees
+            s = logits[: r * m].reshape((r, m))
+            np.dot(q[i0: i0 + r], k[:m].T, s)
+            softmax_rows(s, i0, scale, causal, inv)
+            ob = o[:r]
+            np.dot(s, v[:m], ob)
+            for a in range(r):
                 for c in range(dh):
-                    qc = Q[i, hd, c]
-                    krow = KT[hd, c]
-                    for jj in range(nt):
-                        s[jj] += qc * krow[j0 + jj]
-                tmax = -np.inf
-                for jj in range(nt):
-                    s[jj] *= scale
-                    if s[jj] > tmax:
-                        tmax = s[jj]
-                if tmax > m:
-                    # a new maximum: rescale what was summed so far so exp never overflows
-                    r = math.exp(m - tmax)
-                    den *= r
-                    for c in range(dh):
-                        acc[c] *= r
-                    m = tmax
-                for jj in range(nt):
-                    p = math.exp(s[jj] - m)
-                    den += p
-                    for c in range(dh):
-                        acc[c] += p * Vv[j0 + jj, hd, c]
-            inv = 1.0 / den
-            for c in range(dh):
-                acc[c] *= inv
+                    out[i0 + a, h, c] = ob[a, c] * inv[a]

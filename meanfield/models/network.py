@@ -11,8 +11,9 @@ with ``LN(u) = g (u - mean u) / sqrt(var u + eps) + b`` per token, and
 
 over j <= i when causal; ``MLP(u) = W2 gelu_tanh(W1 u + b1) + b2``. Each
 head's interaction has rank d_h and is evaluated through its factors: the
-projections are BLAS products, the logits and softmax-weighted value sums a
-numba kernel (:func:`meanfield._kernels.heads.head_attention`).
+projections are BLAS products, the heads a numba kernel running them in
+parallel (:func:`meanfield._kernels.heads.multi_head_attention`: per block of
+targets, logits and softmax-weighted value sums by BLAS, the softmax between).
 
 As an ODE the two sub-steps are ``x' = Attn(LN1(x))`` (the model's first-order
 field, one oracle call) and ``x' = MLP(LN2(x))`` (its MLP field, run by the
@@ -29,7 +30,7 @@ import numbers
 
 import numpy as np
 
-from .._kernels.heads import TILE, head_attention
+from .._kernels.heads import blas_single_threaded, block_rows, multi_head_attention
 from ..errors import ParameterError
 from ._params import as_flag, config_path
 from .base import Model
@@ -141,11 +142,12 @@ class Network(Model):
         self._layer = int(layer)
 
     def _buffers(self, n: int) -> tuple:
+        """Work arrays for ``n`` tokens: ``u (n, d)``, ``qkv (n, 3 H d_h)``, ``heads (n, H, d_h)``, ``f (n, d)``."""
         buf = self._work.get(n)
         if buf is None:
             t, H, dh, d = self.dtype, self.heads, self.d_h, self.d
             buf = self._work[n] = (np.empty((n, d), t), np.empty((n, 3 * H * dh), t),
-                                   np.empty((n, H, dh), t), np.empty((n, d), t), np.empty((n, TILE), t))
+                                   np.empty((n, H, dh), t), np.empty((n, d), t))
         return buf
 
     def _norm(self, x, which: str, out):
@@ -160,16 +162,13 @@ class Network(Model):
         if layer is not None:
             self.use_layer(layer)
         l, n = self._layer, x.shape[0]
-        H, dh = self.heads, self.d_h
-        u, qkv, heads_out, _, scratch = self._buffers(n)
+        u, qkv, heads_out, _ = self._buffers(n)
         u = self._norm(x, "ln1", u)
         np.matmul(u, self._WqkvT[l], out=qkv)
-        qkv += self._bqkv[l]
-        q = np.ascontiguousarray(qkv[:, : H * dh].reshape(n, H, dh))
-        kT = np.ascontiguousarray(qkv[:, H * dh: 2 * H * dh].T.reshape(H, dh, n))  # sources contiguous
-        v = np.ascontiguousarray(qkv[:, 2 * H * dh:].reshape(n, H, dh))
-        head_attention(q, kT, v, self.dtype.type(self.scale), self.causal, scratch, heads_out)
-        np.matmul(heads_out.reshape(n, H * dh), self._WoT[l], out=out)
+        with blas_single_threaded():  # the kernel's threads each run their heads' products
+            multi_head_attention(qkv, self._bqkv[l], self.heads, self.dtype.type(self.scale), self.causal,
+                                 block_rows(n), heads_out)
+        np.matmul(heads_out.reshape(n, self.heads * self.d_h), self._WoT[l], out=out)
         out += self._bo[l]
         return out
 
