@@ -50,6 +50,7 @@ COVERED = {
     **{f"fourier.{k}": "test_fourier_harmonics" for k in ("sh_analysis", "sh_synthesis")},
     "jacobian.attention_jacobian": "test_jacobian",
     "heads.multi_head_attention": "test_network_heads",
+    "activations.bias_gelu_tanh": "test_mlp_activation",
     **{f"sphere.{k}": "test_sphere" for k in (
         "directions", "norms_into", "retract", "retract_tangent", "finish_first_order",
         "finish_hamiltonian", "constraint_errors")},
@@ -290,3 +291,20 @@ def test_network_heads(tmp_path, causal):
     n = model.serial_below + 6
     X, _ = _state(n, d, 13)
     _same_on_1_and_2_threads(lambda: [model.first_order(X, 0.0)], model, n)
+
+
+def test_mlp_activation():
+    """The fused bias + gelu_tanh of a network's MLP (one prange index per token), above its serial size."""
+    from meanfield._kernels.activations import bias_gelu_tanh
+    from meanfield.models.mlp import SERIAL_BELOW
+
+    rng = np.random.default_rng(14)
+    U = 3 * rng.standard_normal((SERIAL_BELOW // 32 + 5, 32))
+    b = rng.standard_normal(32)
+
+    def run():
+        W = U.copy()
+        bias_gelu_tanh(W, b)
+        return [W]
+
+    _same_on_1_and_2_threads(run)

@@ -24,6 +24,8 @@ import zipfile
 import numpy as np
 from scipy.special import erf
 
+from .._kernels._config import serial_if_small
+from .._kernels.activations import bias_gelu_tanh
 from ..errors import ParameterError
 from ._params import config_path
 
@@ -71,6 +73,10 @@ def _gelu_tanh(u: np.ndarray) -> np.ndarray:
 
 #: Activation names -> in-place functions of the hidden pre-activations ``(N, h)``.
 ACTIVATIONS = {"gelu": _gelu, "gelu_tanh": _gelu_tanh, "relu": _relu, "tanh": _tanh}
+#: Activations with a kernel adding the bias and applying them in one pass, ``kernel(U (N, h), b (h,))``.
+FUSED_BIAS = {"gelu_tanh": bias_gelu_tanh}
+#: Hidden entries ``N h`` below which the fused kernel runs on one thread (waking the pool costs more).
+SERIAL_BELOW = 1 << 16
 
 
 def resolve_path(path, base_dir: str | None, key: str) -> str:
@@ -227,8 +233,13 @@ class TokenMLP:
         W1t, b1, W2t, b2 = self._weights(x.dtype)
         u = self._work(x.shape[0], x.dtype)
         np.matmul(x, W1t[layer], out=u)
-        u += b1[layer]
-        self._act(u)
+        fused = FUSED_BIAS.get(self.activation)
+        if fused is None:
+            u += b1[layer]
+            self._act(u)
+        else:
+            with serial_if_small(u.size, SERIAL_BELOW):
+                fused(u, b1[layer])
         np.matmul(u, W2t[layer], out=out)
         out += b2[layer]
         return out

@@ -1,0 +1,49 @@
+"""The fused bias + gelu_tanh kernel (meanfield._kernels.activations) against NumPy's formula."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from meanfield._kernels.activations import _exp, bias_gelu_tanh
+
+
+def gelu_tanh_reference(a):
+    """GPT-2's gelu_new as written, in float64 (``1 + tanh`` evaluated as ``2 / (1 + exp(-2z))`` where it
+    cancels would hide a wrong kernel: this is the literal formula)."""
+    a = np.asarray(a, dtype=np.float64)
+    return 0.5 * a * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (a + 0.044715 * a**3)))
+
+
+def test_exp_to_an_ulp():
+    z = np.concatenate([np.linspace(-708, 708, 4001), [0.0, -0.0, 1e-300, -1e-20, 0.5 * math.log(2)]])
+    got = np.array([_exp(v) for v in z])
+    ref = np.exp(z)
+    assert np.max(np.abs(got - ref) / ref) < 4.5e-16
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 2e-16), (np.float32, 1e-7)])
+def test_bias_gelu_tanh_matches_formula(dtype, tol):
+    rng = np.random.default_rng(0)
+    U = (4 * rng.standard_normal((37, 19))).astype(dtype)
+    b = rng.standard_normal(19).astype(dtype)
+    W = U.copy()
+    bias_gelu_tanh(W, b)
+    a = U + b  # the bias added in U's dtype
+    ref = gelu_tanh_reference(a)
+    assert W.dtype == dtype
+    assert np.abs(W - ref).max() / np.abs(ref).max() < tol
+    # entrywise, where 1 + tanh does not cancel (a > -1): a few ulp of the value
+    keep = a.astype(np.float64) > -1
+    assert np.max(np.abs(W - ref)[keep] / np.abs(ref)[keep].clip(1e-300)) < 20 * np.finfo(dtype).eps
+
+
+def test_bias_gelu_tanh_extremes():
+    U = np.array([[0.0, -0.0, 50.0, -50.0, 1e6, -1e6, np.inf, np.nan]])
+    W = U.copy()
+    bias_gelu_tanh(W, np.zeros(8))
+    assert W[0, 0] == 0.0 and W[0, 2] == 50.0 and W[0, 4] == 1e6 and W[0, 6] == np.inf
+    assert abs(W[0, 3]) < 1e-300 and abs(W[0, 5]) < 1e-300  # exp(-2z) clamped: a / (1 + e^708)
+    assert np.isnan(W[0, 7])
