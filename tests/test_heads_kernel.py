@@ -64,5 +64,13 @@ def test_softmax_rows_masks_and_normalizes():
 
 def test_block_rows_bounds_the_block():
     assert block_rows(10) == 10
-    assert block_rows(1024) == 256
+    assert block_rows(1024) == 128
     assert block_rows(10**6) == 16  # at least 16 rows, even past the block's budget
+
+
+def test_softmax_rows_nan_propagates_and_far_tails_are_zero():
+    S = np.array([[0.0, np.nan, 1.0], [0.0, -800.0, 1.0]])
+    inv = np.empty(2)
+    softmax_rows(S, 0, 1.0, False, inv)
+    assert np.isnan(inv[0])  # a diverged state is not silently renormalized
+    assert S[1, 1] == 0.0 and S[1, 2] == 1.0 and abs(inv[1] * (1 + math.exp(-1)) - 1) < 1e-15

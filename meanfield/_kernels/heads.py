@@ -21,15 +21,14 @@ this single one.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit, prange
 
 from ._config import NJIT, NJIT_PARALLEL
+from .vexp import ZMAX, vexp
 
-#: Logits per block of targets ``(rows, N)`` of one head: 2^18 entries (2 MiB in float64) stay in cache.
-BLOCK = 1 << 18
+#: Logits per block of targets ``(rows, N)`` of one head: 2^17 entries (1 MiB in float64) stay in cache.
+BLOCK = 1 << 17
 #: Fewest targets per block (a product with fewer rows runs far below BLAS speed).
 MIN_ROWS = 16
 
@@ -74,15 +73,18 @@ def softmax_rows(S, first, scale, causal, inv):
     for a in range(r):
         row = S[a]
         jmax = min(first + a + 1, m) if causal else m
-        mx = -np.inf
-        for j in range(jmax):
+        mx = row[0] * scale  # in S's dtype: float32 stays float32
+        row[0] = mx
+        for j in range(1, jmax):
             v = row[j] * scale
             row[j] = v
             if v > mx:
                 mx = v
         den = 0.0
         for j in range(jmax):
-            p = math.exp(row[j] - mx)
+            z = row[j] - mx
+            # below -ZMAX the weight is under 1e-307 of the largest: 0 (a NaN still propagates)
+            p = 0.0 if z < -ZMAX else vexp(z)
             row[j] = p
             den += p
         for j in range(jmax, m):
