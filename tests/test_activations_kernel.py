@@ -1,4 +1,5 @@
-"""The fused bias + gelu_tanh kernel (meanfield._kernels.activations) against NumPy's formula."""
+"""Token-wise kernels against their formulas: the fused bias + gelu_tanh (meanfield._kernels.activations),
+its exp (meanfield._kernels.vexp), LayerNorm (meanfield._kernels.layernorm)."""
 
 from __future__ import annotations
 
@@ -48,3 +49,22 @@ def test_bias_gelu_tanh_extremes():
     assert W[0, 0] == 0.0 and W[0, 2] == 50.0 and W[0, 4] == 1e6 and W[0, 6] == np.inf
     assert abs(W[0, 3]) < 1e-300 and abs(W[0, 5]) < 1e-300  # exp(-2z) clamped: a / (1 + e^708)
     assert np.isnan(W[0, 7])
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-14), (np.float32, 1e-6)])
+def test_layer_norm_rows_matches_formula(dtype, tol):
+    from meanfield._kernels.layernorm import layer_norm_rows
+
+    rng = np.random.default_rng(5)
+    X = (3 + 2 * rng.standard_normal((9, 13))).astype(dtype)
+    g, b = rng.standard_normal(13).astype(dtype), rng.standard_normal(13).astype(dtype)
+    out = np.empty_like(X)
+    layer_norm_rows(X, g, b, 1e-5, out)
+    x = X.astype(np.float64)
+    ref = np.empty_like(x)
+    for i in range(9):  # the definition, row by row
+        mu = math.fsum(x[i]) / 13
+        var = math.fsum((x[i] - mu) ** 2) / 13
+        ref[i] = g * (x[i] - mu) / math.sqrt(var + 1e-5) + b
+    assert out.dtype == dtype
+    assert np.abs(out - ref).max() / np.abs(ref).max() < tol

@@ -51,6 +51,7 @@ COVERED = {
     "jacobian.attention_jacobian": "test_jacobian",
     "heads.multi_head_attention": "test_network_heads",
     "activations.bias_gelu_tanh": "test_mlp_activation",
+    "layernorm.layer_norm_rows": "test_layer_norm",
     **{f"sphere.{k}": "test_sphere" for k in (
         "directions", "norms_into", "retract", "retract_tangent", "finish_first_order",
         "finish_hamiltonian", "constraint_errors")},
@@ -296,15 +297,30 @@ def test_network_heads(tmp_path, causal):
 def test_mlp_activation():
     """The fused bias + gelu_tanh of a network's MLP (one prange index per token), above its serial size."""
     from meanfield._kernels.activations import bias_gelu_tanh
-    from meanfield.models.mlp import SERIAL_BELOW
 
     rng = np.random.default_rng(14)
-    U = 3 * rng.standard_normal((SERIAL_BELOW // 32 + 5, 32))
+    U = 3 * rng.standard_normal((_config.TOKENWISE_SERIAL_BELOW // 32 + 5, 32))
     b = rng.standard_normal(32)
 
     def run():
         W = U.copy()
         bias_gelu_tanh(W, b)
         return [W]
+
+    _same_on_1_and_2_threads(run)
+
+
+def test_layer_norm():
+    """A network's LayerNorm (one prange index per token)."""
+    from meanfield._kernels.layernorm import layer_norm_rows
+
+    rng = np.random.default_rng(15)
+    X = 2 + 3 * rng.standard_normal((_config.TOKENWISE_SERIAL_BELOW // 32 + 5, 32))
+    g, b = rng.standard_normal(32), rng.standard_normal(32)
+
+    def run():
+        out = np.empty_like(X)
+        layer_norm_rows(X, g, b, 1e-5, out)
+        return [out]
 
     _same_on_1_and_2_threads(run)

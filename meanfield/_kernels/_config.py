@@ -9,6 +9,9 @@ number of threads either.
 FASTMATH = {"contract"}
 NJIT = dict(cache=True, fastmath=FASTMATH, nogil=True)
 NJIT_PARALLEL = dict(NJIT, parallel=True)
+#: Entries (N x width) below which a token-wise pass (LayerNorm, an MLP activation) runs on one
+#: thread: waking the pool costs more than the pass.
+TOKENWISE_SERIAL_BELOW = 1 << 16
 
 
 def n_chunks(n: int, min_chunk: int = 512, max_chunks: int = 64) -> int:

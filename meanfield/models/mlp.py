@@ -24,7 +24,7 @@ import zipfile
 import numpy as np
 from scipy.special import erf
 
-from .._kernels._config import serial_if_small
+from .._kernels._config import TOKENWISE_SERIAL_BELOW, serial_if_small
 from .._kernels.activations import bias_gelu_tanh
 from ..errors import ParameterError
 from ._params import config_path
@@ -75,8 +75,6 @@ def _gelu_tanh(u: np.ndarray) -> np.ndarray:
 ACTIVATIONS = {"gelu": _gelu, "gelu_tanh": _gelu_tanh, "relu": _relu, "tanh": _tanh}
 #: Activations with a kernel adding the bias and applying them in one pass, ``kernel(U (N, h), b (h,))``.
 FUSED_BIAS = {"gelu_tanh": bias_gelu_tanh}
-#: Hidden entries ``N h`` below which the fused kernel runs on one thread (waking the pool costs more).
-SERIAL_BELOW = 1 << 16
 
 
 def resolve_path(path, base_dir: str | None, key: str) -> str:
@@ -238,7 +236,7 @@ class TokenMLP:
             u += b1[layer]
             self._act(u)
         else:
-            with serial_if_small(u.size, SERIAL_BELOW):
+            with serial_if_small(u.size, TOKENWISE_SERIAL_BELOW):
                 fused(u, b1[layer])
         np.matmul(u, W2t[layer], out=out)
         out += b2[layer]

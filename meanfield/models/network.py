@@ -30,7 +30,9 @@ import numbers
 
 import numpy as np
 
+from .._kernels._config import TOKENWISE_SERIAL_BELOW, serial_if_small
 from .._kernels.heads import blas_single_threaded, block_rows, multi_head_attention
+from .._kernels.layernorm import layer_norm_rows
 from ..errors import ParameterError
 from ._params import as_flag, config_path
 from .base import Model
@@ -46,14 +48,12 @@ LN_MODES = ("affine",)
 def layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float, out: np.ndarray) -> np.ndarray:
     """``out = g (x - mean) / sqrt(var + eps) + b`` per row of ``x (N, d)`` (population variance).
 
-    Returns ``out (N, d)``; ``out`` must not alias ``x``.
+    Returns ``out (N, d)``; ``out`` must not alias ``x``. One pass
+    (:func:`meanfield._kernels.layernorm.layer_norm_rows`), on one thread below
+    ``TOKENWISE_SERIAL_BELOW`` entries.
     """
-    mu = x.mean(axis=1, keepdims=True)
-    np.subtract(x, mu, out=out)
-    var = np.mean(out * out, axis=1, keepdims=True)
-    out /= np.sqrt(var + eps)
-    out *= g
-    out += b
+    with serial_if_small(x.size, TOKENWISE_SERIAL_BELOW):
+        layer_norm_rows(x, g, b, eps, out)
     return out
 
 
