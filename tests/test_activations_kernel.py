@@ -68,3 +68,16 @@ def test_layer_norm_rows_matches_formula(dtype, tol):
         ref[i] = g * (x[i] - mu) / math.sqrt(var + 1e-5) + b
     assert out.dtype == dtype
     assert np.abs(out - ref).max() / np.abs(ref).max() < tol
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 45])
+def test_lane_reductions(n):
+    from meanfield._kernels.lanes import lane_max, lane_sum, lane_sum_sq
+
+    x = np.random.default_rng(n).standard_normal(n + 3)  # entries past n are not read
+    assert abs(lane_sum(x, n) - math.fsum(x[:n])) < 1e-14
+    assert abs(lane_sum_sq(x, 0.3, n) - math.fsum((x[:n] - 0.3) ** 2)) < 1e-14
+    assert lane_max(x, n) == x[:n].max()
+    y = x.copy()
+    y[n // 2] = np.nan
+    assert lane_max(y, n) == (np.nanmax(y[:n]) if n > 1 else -np.inf)

@@ -3,8 +3,8 @@
 NumPy's ``g (x - mean) / sqrt(var + eps) + b`` makes seven passes over the
 ``(N, d)`` residual stream and a temporary; here each row is read from cache
 three times (sum, centred sum of squares, write) and written once. Sums run
-serially within a row in float64 (float32 rows too), one ``prange`` index per
-row: the bits do not depend on the thread count.
+in float64 (float32 rows too) in a fixed order (:mod:`meanfield._kernels.lanes`),
+one ``prange`` index per row: the bits do not depend on the thread count.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import math
 from numba import njit, prange
 
 from ._config import NJIT_PARALLEL
+from .lanes import lane_sum, lane_sum_sq
 
 
 @njit(**NJIT_PARALLEL)
@@ -32,15 +33,8 @@ def layer_norm_rows(X, g, b, eps, out):
     n, d = X.shape
     for i in prange(n):
         x = X[i]
-        s = 0.0
-        for j in range(d):
-            s += x[j]
-        mu = s / d
-        q = 0.0
-        for j in range(d):
-            c = x[j] - mu
-            q += c * c
-        sd = math.sqrt(q / d + eps)
+        mu = lane_sum(x, d) / d
+        sd = math.sqrt(lane_sum_sq(x, mu, d) / d + eps)
         o = out[i]
         for j in range(d):
             o[j] = (x[j] - mu) / sd * g[j] + b[j]
