@@ -33,8 +33,8 @@ def reference(qkv, bias, H, scale, causal):
 
 @pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-13), (np.float32, 1e-5)])
 @pytest.mark.parametrize("causal", [True, False])
-@pytest.mark.parametrize("rows", [4, 7, 23])
-def test_multi_head_attention_matches_reference(dtype, tol, causal, rows):
+@pytest.mark.parametrize("rows, workers", [(4, 2), (7, 3), (23, 1), (5, 40)])
+def test_multi_head_attention_matches_reference(dtype, tol, causal, rows, workers):
     rng = np.random.default_rng(3)
     n, H, dh = 23, 3, 5
     qkv = rng.standard_normal((n, 3 * H * dh)).astype(dtype)
@@ -42,7 +42,7 @@ def test_multi_head_attention_matches_reference(dtype, tol, causal, rows):
     scale = 1.0 / math.sqrt(dh)
     out = np.full((n, H, dh), np.nan, dtype)
     with blas_single_threaded():
-        multi_head_attention(qkv, bias, H, dtype(scale), causal, rows, out)
+        multi_head_attention(qkv, bias, H, dtype(scale), causal, rows, workers, out)
     ref = reference(qkv, bias.astype(np.float64), H, scale, causal)
     assert out.dtype == dtype
     assert np.abs(out - ref).max() / np.abs(ref).max() < tol
@@ -74,3 +74,10 @@ def test_softmax_rows_nan_propagates_and_far_tails_are_zero():
     softmax_rows(S, 0, 1.0, False, inv)
     assert np.isnan(inv[0])  # a diverged state is not silently renormalized
     assert S[1, 1] == 0.0 and S[1, 2] == 1.0 and abs(inv[1] * (1 + math.exp(-1)) - 1) < 1e-15
+
+
+def test_single_head_blocks_are_interleaved():
+    from meanfield._kernels.heads import _block_order
+
+    assert list(_block_order(5, True)) == [0, 4, 1, 3, 2]
+    assert list(_block_order(4, False)) == [0, 1, 2, 3]

@@ -2,8 +2,8 @@
 
 The caller computes every head's queries, keys and values by one BLAS product
 ``qkv (N, 3 H d_h)``. :func:`multi_head_attention` then runs the heads in
-parallel, one ``prange`` index per head: it copies the head's ``q, k, v``
-(biases added) into contiguous arrays, and for each block of targets forms the
+parallel: it copies each head's ``q, k, v`` (biases added) into contiguous
+arrays, then, one ``prange`` index per (head, block of targets), forms the
 logits ``S = Q_blk K^T`` (rank d_h, never a d x d matrix per pair; sources up
 to the block's last target when causal), turns them into softmax weights in
 place (:func:`softmax_rows`) and multiplies by ``V``: the two products are
@@ -11,12 +11,11 @@ BLAS calls from inside the kernel (numba's ``np.dot``), at BLAS speed. The
 earlier kernel, a loop over sources per target, reached a tenth of it (its
 partial sums cost a load and a store per multiply-add).
 
-One head per thread, each head's work serial (BLAS on one thread: call the
-kernel inside :func:`blas_single_threaded`), so the bits do not depend on the
-thread count, and a call is one parallel region: on a shared machine every
-fork and join can wait a scheduler time slice for a busy core, which made
-per-head BLAS calls from Python (36 parallel regions per layer) slower than
-this single one.
+Each block's work is serial (BLAS on one thread: call the kernel inside
+:func:`blas_single_threaded`), so the bits do not depend on the thread count,
+and a call is two parallel regions: on a shared machine every fork and join
+can wait a scheduler time slice for a busy core, which made per-head BLAS
+calls from Python (36 parallel regions per layer) slower than this.
 """
 
 from __future__ import annotations
@@ -87,8 +86,22 @@ def softmax_rows(S, first, scale, causal, inv):
         inv[a] = 1.0 / lane_sum(row, jmax)
 
 
+@njit(**NJIT)
+def _block_order(nb, causal):
+    """Blocks of targets in the order the kernel hands them out: 0, nb-1, 1, nb-2, ... when causal.
+
+    A causal block's cost grows with its index; the threads take contiguous runs
+    of work items, so interleaving the cheap and the dear ones balances them
+    (for any head count, one head included).
+    """
+    order = np.empty(nb, np.int64)
+    for t in range(nb):
+        order[t] = (t // 2 if t % 2 == 0 else nb - 1 - t // 2) if causal else t
+    return order
+
+
 @njit(**NJIT_PARALLEL)
-def multi_head_attention(qkv, bias, H, scale, causal, rows, out):
+def multi_head_attention(qkv, bias, H, scale, causal, rows, workers, out):
     """``out[i, h] = sum_j softmax_j(scale q_i^h . k_j^h) v_j^h`` over j (j <= i when causal).
 
     Parameters
@@ -106,31 +119,53 @@ def multi_head_attention(qkv, bias, H, scale, causal, rows, out):
         Sum over sources j <= i only.
     rows : int
         Targets per block of logits (:func:`block_rows`).
+    workers : int
+        Runs of (head, block) items, one per thread (``numba.get_num_threads()``; any
+        value gives the same bits).
     out : (N, H, d_h) array
         Written; must not alias the inputs.
     """
     n, dh = qkv.shape[0], out.shape[2]
     D = H * dh
+    # each head's q, k, v contiguous (the products need it), biases added
+    heads = np.empty((3, H, n, dh), qkv.dtype)
     for h in prange(H):
-        q = np.empty((n, dh), qkv.dtype)
-        k = np.empty((n, dh), qkv.dtype)
-        v = np.empty((n, dh), qkv.dtype)
         for i in range(n):
-            for c in range(dh):
-                q[i, c] = qkv[i, h * dh + c] + bias[h * dh + c]
-                k[i, c] = qkv[i, D + h * dh + c] + bias[D + h * dh + c]
-                v[i, c] = qkv[i, 2 * D + h * dh + c] + bias[2 * D + h * dh + c]
+            for c in range(3):
+                col = c * D + h * dh
+                for e in range(dh):
+                    heads[c, h, i, e] = qkv[i, col + e] + bias[col + e]
+    nb = (n + rows - 1) // rows
+    order = _block_order(nb, causal)
+    items = H * nb
+    # one run of consecutive items per worker, each with its own work space (which worker takes
+    # an item changes no bit of it)
+    for g in prange(workers):
         logits = np.empty(rows * n, qkv.dtype)
         inv = np.empty(rows, qkv.dtype)
         o = np.empty((rows, dh), qkv.dtype)
-        for i0 in range(0, n, rows):
+        for t in range(g * items // workers, (g + 1) * items // workers):
+            h = t // nb
+            i0 = order[t % nb] * rows
             r = min(n, i0 + rows) - i0
             m = i0 + r if causal else n  # the sources this block sees
             s = logits[: r * m].reshape((r, m))
+            q, k, v = heads[0, h], heads[1, h], heads[2, h]
             np.dot(q[i0: i0 + r], k[:m].T, s)
             softmax_rows(s, i0, scale, causal, inv)
             ob = o[:r]
             np.dot(s, v[:m], ob)
             for a in range(r):
-                for c in range(dh):
-                    out[i0 + a, h, c] = ob[a, c] * inv[a]
+                w = inv[a]
+                for e in range(dh):
+                    out[i0 + a, h, e] = ob[a, e] * w
+
+
+def attention_heads(qkv, bias, H: int, scale, causal: bool, out):
+    """:func:`multi_head_attention` with BLAS on one thread, blocks of :func:`block_rows`, a run of
+    items per numba thread: what a network's attention calls. Returns ``out (N, H, d_h)``."""
+    import numba
+
+    with blas_single_threaded():  # the kernel's threads each run their items' products
+        multi_head_attention(qkv, bias, H, scale, causal, block_rows(qkv.shape[0]), numba.get_num_threads(), out)
+    return out

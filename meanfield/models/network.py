@@ -12,8 +12,9 @@ with ``LN(u) = g (u - mean u) / sqrt(var u + eps) + b`` per token, and
 over j <= i when causal; ``MLP(u) = W2 gelu_tanh(W1 u + b1) + b2``. Each
 head's interaction has rank d_h and is evaluated through its factors: the
 projections are BLAS products, the heads a numba kernel running them in
-parallel (:func:`meanfield._kernels.heads.multi_head_attention`: per block of
-targets, logits and softmax-weighted value sums by BLAS, the softmax between).
+parallel (:func:`meanfield._kernels.heads.multi_head_attention`: per head and
+block of targets, logits and softmax-weighted value sums by BLAS, the softmax
+between).
 
 As an ODE the two sub-steps are ``x' = Attn(LN1(x))`` (the model's first-order
 field, one oracle call) and ``x' = MLP(LN2(x))`` (its MLP field, run by the
@@ -31,7 +32,7 @@ import numbers
 import numpy as np
 
 from .._kernels._config import TOKENWISE_SERIAL_BELOW, serial_if_small
-from .._kernels.heads import blas_single_threaded, block_rows, multi_head_attention
+from .._kernels.heads import attention_heads
 from .._kernels.layernorm import layer_norm_rows
 from ..errors import ParameterError
 from ._params import as_flag, config_path
@@ -166,9 +167,7 @@ class Network(Model):
         u, qkv, heads_out, _ = self._buffers(n)
         u = self._norm(x, "ln1", u)
         np.matmul(u, self._WqkvT[l], out=qkv)
-        with blas_single_threaded():  # the kernel's threads each run their heads' products
-            multi_head_attention(qkv, self._bqkv[l], self.heads, self.dtype.type(self.scale), self.causal,
-                                 block_rows(n), heads_out)
+        attention_heads(qkv, self._bqkv[l], self.heads, self.dtype.type(self.scale), self.causal, heads_out)
         np.matmul(heads_out.reshape(n, self.heads * self.d_h), self._WoT[l], out=out)
         out += self._bo[l]
         return out
