@@ -48,13 +48,13 @@ import tempfile
 import time
 
 import numpy as np
-from _common import RESULTS, cpu_info, cpu_label, load_average, machine, print_table
+from _common import RESULTS, cpu_info, cpu_label, load_average, machine, print_table, timeit
 
 import meanfield
 from meanfield.models.weights import save_weights
 
-FULL = dict(d=768, heads=12, layers=12, n=1024)
-QUICK = dict(d=64, heads=4, layers=2, n=128)
+FULL = {"d": 768, "heads": 12, "layers": 12, "n": 1024}
+QUICK = {"d": 64, "heads": 4, "layers": 2, "n": 128}
 TARGET_NUMPY, TARGET_TORCH = 1.2, 1.5
 LN_EPS = 1e-5
 
@@ -104,7 +104,7 @@ class NumpyNetwork:
         t = np.dtype(dtype)
         L, H, dh, d = w["W_q"].shape
         self.H, self.dh, self.L = H, dh, L
-        cat = lambda names: np.concatenate([w[n].reshape(L, H * dh, d) for n in names], axis=1)  # noqa: E731
+        cat = lambda names: np.concatenate([w[n].reshape(L, H * dh, d) for n in names], axis=1)
         self.WqkvT = np.ascontiguousarray(np.swapaxes(cat(("W_q", "W_k", "W_v")), 1, 2), dtype=t)
         self.bqkv = np.concatenate([w[n].reshape(L, H * dh) for n in ("b_q", "b_k", "b_v")], axis=1).astype(t)
         self.WoT = np.ascontiguousarray(np.swapaxes(w["W_o"].reshape(L, d, H * dh), 1, 2), dtype=t)
@@ -159,16 +159,17 @@ def torch_model(w: dict, n: int, dtype: str, threads: int):
     torch.set_num_threads(threads)
     L, H, dh, d = w["W_q"].shape
     cfg = transformers.GPT2Config(n_embd=d, n_head=H, n_layer=L, n_inner=w["W1"].shape[1], n_positions=n,
-                                  vocab_size=8, bos_token_id=0, eos_token_id=0, layer_norm_epsilon=LN_EPS, activation_function="gelu_new",
-                                  resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+                                  vocab_size=8, bos_token_id=0, eos_token_id=0, layer_norm_epsilon=LN_EPS,
+                                  activation_function="gelu_new", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     tdt = {"float64": torch.float64, "float32": torch.float32}[dtype]
     model = transformers.GPT2Model(cfg).to(tdt).eval()
-    T = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=tdt)  # noqa: E731
+    T = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=tdt)
     with torch.no_grad():
         model.wpe.weight.zero_()
         for l, blk in enumerate(model.h):
             # Conv1D stores (in, out): the schema's matrices transposed, heads side by side
-            blk.attn.c_attn.weight.copy_(T(np.concatenate([w[k][l].reshape(H * dh, d) for k in ("W_q", "W_k", "W_v")]).T))
+            qkv = np.concatenate([w[k][l].reshape(H * dh, d) for k in ("W_q", "W_k", "W_v")])
+            blk.attn.c_attn.weight.copy_(T(qkv.T))
             blk.attn.c_attn.bias.copy_(T(np.concatenate([w[k][l].ravel() for k in ("b_q", "b_k", "b_v")])))
             blk.attn.c_proj.weight.copy_(T(w["W_o"][l].reshape(d, H * dh).T))
             blk.attn.c_proj.bias.copy_(T(w["b_o"][l]))
@@ -212,32 +213,21 @@ def numpy_blas() -> str:
 
 
 def gemm_rates(n: int, d: int, dtype: str, threads: int, repeats: int) -> dict:
-    """GFLOP/s of the MLP's ``(N, d) @ (d, 4 d)`` through NumPy and through torch."""
+    """GFLOP/s of the MLP's ``(N, d) @ (d, 4 d)`` through NumPy and through torch (median time)."""
     rng = np.random.default_rng(1)
     a = rng.standard_normal((n, d)).astype(dtype)
     b = rng.standard_normal((d, 4 * d)).astype(dtype)
     flops = 2.0 * n * d * 4 * d
-    out = {"numpy": flops / best(lambda: a @ b, repeats)[1] / 1e9}
+    out = {"numpy": flops / timeit(lambda: a @ b, repeat=repeats) / 1e9}
     try:
         import torch
 
         torch.set_num_threads(threads)
         ta, tb = torch.as_tensor(a), torch.as_tensor(b)
-        out["torch"] = flops / best(lambda: ta @ tb, repeats)[1] / 1e9
+        out["torch"] = flops / timeit(lambda: ta @ tb, repeat=repeats) / 1e9
     except ImportError:
         out["torch"] = None
     return out
-
-
-def best(fn, repeats: int) -> tuple[float, float]:
-    """``(median, min)`` wall seconds of ``fn()`` over ``repeats`` runs after one warm-up."""
-    fn()
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts), min(ts)
 
 
 def rel(a, b) -> float:
@@ -294,13 +284,16 @@ def bench_dtype(shape: dict, dtype: str, repeats: int, folder: str, w: dict, wpa
 
 def markdown(result: dict) -> str:
     s = result["shape"]
-    lines = [f"GPT-2-small shape: d = {s['d']}, {s['heads']} heads, {s['layers']} layers, N = {s['n']} tokens, "
-             f"causal; {result['cpu_label']}; load average {result['load_average_before']} before, "
-             f"{result['load_average_after']} after.", "",
-             "| dtype | meanfield (s) | NumPy (s) | torch (s) | meanfield / NumPy | meanfield / torch "
-             "| rel. diff NumPy | rel. diff torch |",
-             "|---|---|---|---|---|---|---|---|"]
-    f = lambda v, p=3: "n/a" if v is None else f"{v:.{p}g}"  # noqa: E731
+    head = (f"GPT-2-small shape: d = {s['d']}, {s['heads']} heads, {s['layers']} layers, N = {s['n']} tokens, "
+            f"causal; {result['cpu_label']}; load average {result['load_average_before']} before, "
+            f"{result['load_average_after']} after.")
+    columns = ("| dtype | meanfield (s) | NumPy (s) | torch (s) | meanfield / NumPy | meanfield / torch "
+               "| rel. diff NumPy | rel. diff torch |")
+    lines = [head, "", columns, "|---|---|---|---|---|---|---|---|"]
+
+    def f(v, p=3):
+        return "n/a" if v is None else f"{v:.{p}g}"
+
     for r in result["rows"]:
         lines.append(f"| {r['dtype']} | {f(r['meanfield_s'])} | {f(r['numpy_s'])} | "
                      f"{f(r['torch_s']) if r['torch_s'] is not None else r['torch']} | {f(r['ratio_numpy'])} | "

@@ -12,8 +12,12 @@ import math
 import numpy as np
 import pytest
 
-from meanfield._kernels.heads import (blas_single_threaded, block_rows, multi_head_attention,
-                                      softmax_rows)
+from meanfield._kernels.heads import (
+    blas_single_threaded,
+    block_rows,
+    multi_head_attention,
+    softmax_rows,
+)
 
 
 def reference(qkv, bias, H, scale, causal):

@@ -69,7 +69,10 @@ def lane_sum_sq(x, mu, n):
 
 @njit(**NJIT)
 def lane_max(x, n):
-    """``max(x[:n])`` (``n >= 1``; NaN entries are skipped, as ``v > m`` is false for them)."""
+    """``max(x[:n])`` (``n >= 1``; NaN entries are skipped, as ``v > m`` is false for them).
+
+    Written as comparisons, not ``max()``: their NaN rule is the one callers rely on.
+    """
     m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = -np.inf
     j = 0
     while j + 8 <= n:
