@@ -231,15 +231,51 @@ class Network(Model):
         return {"energy": e, "potential": e}
 
     def diagnostics(self, x, y) -> dict:
-        """``cos_mean`` (mean pairwise cosine similarity, i != j) and ``rank_collapse`` ||X - 1 xbar^T|| / ||X||."""
+        """Per-save diagnostics of the residual stream ``x (N, d)`` (:mod:`meanfield.diagnostics.network`).
+
+        Returns
+        -------
+        dict
+            ``cos_mean``, ``cos_min``, ``cos_max``, ``cos_quantiles (5,)`` (at
+            0.05, 0.25, 0.5, 0.75, 0.95): the pairwise cosine similarities of the
+            tokens over i != j; the same of the centred tokens X - 1 xbar^T
+            (``cos_centred_*``); ``rank_collapse`` ||X - 1 xbar^T||_F / ||X||_F;
+            ``effective_rank`` and ``effective_rank_centred`` (entropy effective
+            rank of X and of the centred X); per head of the layer the model last
+            used (``use_layer``; layer 0 before the first step), from its
+            projections of LN1(x), biases included: ``E_beta_heads (H,)`` =
+            1/(2 N^2) sum_ij exp(q_i . k_j / sqrt(d_h)) and ``n_clusters_heads (H,)``,
+            the clusters of the directions of its outputs sum_j softmax_j v_j;
+            ``n_clusters``: the clusters of the tokens on the LayerNorm sphere
+            (directions of x_i - mean_k x_ik). Cluster tolerance: ``cluster_tol``
+            when set, else the sphere model's default.
+        """
+        from ..diagnostics import network as ND
+        from .sphere import DEFAULT_CLUSTER_TOL
+
         x = np.asarray(x, dtype=np.float64)
-        n = x.shape[0]
-        unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), np.finfo(float).tiny)
-        s = unit.sum(axis=0)
-        cos_mean = float((s @ s - n) / (n * (n - 1))) if n > 1 else 1.0
-        norm = np.linalg.norm(x)
-        rank = float(np.linalg.norm(x - x.mean(axis=0)) / norm) if norm > 0 else 0.0
-        return {"cos_mean": cos_mean, "rank_collapse": rank}
+        xc = ND.centred(x)
+        out = {}
+        for prefix, z in (("cos", x), ("cos_centred", xc)):
+            st = ND.cosine_statistics(z)
+            out.update({f"{prefix}_{k}": st[k] for k in ("mean", "min", "max", "quantiles")})
+        out["rank_collapse"] = ND.rank_collapse(x)
+        out["effective_rank"] = ND.effective_rank(x)
+        out["effective_rank_centred"] = ND.effective_rank(xc)
+        tol = getattr(self, "cluster_tol", DEFAULT_CLUSTER_TOL)
+        heads = ND.head_statistics(*self._head_projections(x), self.causal, tol)
+        out["E_beta_heads"], out["n_clusters_heads"] = heads["E_beta"], heads["n_clusters"]
+        out["n_clusters"] = np.int64(ND.count_clusters(ND.row_centred_directions(x), tol))
+        return out
+
+    def _head_projections(self, x) -> tuple:
+        """``q, k, v (N, H, d_h)`` float64 of the current layer's heads at ``LN1(x)``, biases included."""
+        l, n, hd = self._layer, x.shape[0], self.heads * self.d_h
+        u = x if self.layer_norm == "none" else layer_norm(
+            x, self._ln["ln1_g"][l].astype(np.float64), self._ln["ln1_b"][l].astype(np.float64), self.ln_eps,
+            np.empty_like(x))
+        qkv = u @ self._WqkvT[l].astype(np.float64) + self._bqkv[l]
+        return tuple(qkv[:, i * hd:(i + 1) * hd].reshape(n, self.heads, self.d_h) for i in range(3))
 
     def describe(self) -> dict:
         return {"name": self.name, "dynamics": self.dynamics, "d": self.d, "heads": self.heads,
