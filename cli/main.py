@@ -420,7 +420,7 @@ INFO_WIDTH = 22
 @click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--kind", default="energy", show_default=True,
               help="What to draw: energy (several runs), moments, particles, clusters (sphere), "
-                   "density (pde runs on a grid).")
+                   "density (pde runs on a grid), layers (networks from weights).")
 @click.option("--x", "xaxis", type=click.Choice(["time", "oracle_calls"]), default="time",
               show_default=True, help="Energy plots: horizontal axis.")
 @click.option("--e-star", "e_star", default=None,

@@ -225,3 +225,36 @@ def test_network_run_records_every_diagnostic_per_layer(net, tmp_path):
     xs = np.asarray(res["x"])
     model.use_layer(L - 1)  # the last save: the state after the last layer, its heads
     np.testing.assert_array_equal(res["E_beta_heads"][-1], model.diagnostics(xs[-1], None)["E_beta_heads"])
+
+
+# ------------------------------------------------------------------ meanfield plot --kind layers
+
+
+def test_cli_plot_layers(tmp_path):
+    """The tiny GPT-2 fixture through `meanfield run` (layers = true), then `plot --kind layers`; a run
+    without network diagnostics is one line, exit 2."""
+    import os
+
+    from click.testing import CliRunner
+
+    from meanfield_cli.main import cli
+
+    pytest.importorskip("safetensors")
+    weights = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "gpt2_tiny.safetensors")
+    (tmp_path / "p.toml").write_text(
+        f'[model]\nname = "softmax"\nweights = "{weights}"\n[integrator]\nname = "euler"\nh = 1.0\n'
+        '[initial]\nlaw = "tokens"\nids = [5, 17, 3, 20, 20, 2, 11]\n[run]\nlayers = true\n')
+    runner = CliRunner()
+    res = runner.invoke(cli, ["run", str(tmp_path / "p.toml"), "-o", str(tmp_path / "net.h5")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(cli, ["plot", str(tmp_path / "net.h5"), "--kind", "layers"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "net-layers.png").stat().st_size > 10_000
+    (tmp_path / "s.toml").write_text('[model]\nname = "sphere"\ndynamics = "first_order"\nd = 3\n[integrator]\nname = "euler"\nh = 0.1\n'
+                                     '[initial]\nlaw = "sphere_uniform"\nn = 8\n[run]\nsteps = 2\n')
+    res = runner.invoke(cli, ["run", str(tmp_path / "s.toml"), "-o", str(tmp_path / "s.h5")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(cli, ["plot", str(tmp_path / "s.h5"), "--kind", "layers", "-o", str(tmp_path / "s.png")])
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(lines) == 1, res.output
+    assert "model.weights" in lines[0] and "E_beta_heads" in lines[0] and not (tmp_path / "s.png").exists()
