@@ -226,10 +226,11 @@ class Run:
             # a solver that steps itself (kinetic runs) declares its own oracle calls per step
             self.integrator = getattr(self.pde, "integrator", self.integrator)
             _warn_stationary_law(cfg, file=self.file)
+        layers = run.get("layers")  # one pass: layer l acts for t in [t0 + l, t0 + l + 1)
         self.horizon = Horizon(
-            t0=float(run["t0"]), h=math.nan if h is None else float(h), t1=run.get("t1"),
-            steps=self.model.n_layers if run.get("layers") else run.get("steps"),  # layers: one pass
-            oracle_calls=run.get("oracle_calls"),
+            t0=float(run["t0"]), h=math.nan if h is None else float(h),
+            t1=float(run["t0"]) + self.model.n_layers if layers else run.get("t1"),
+            steps=None if layers else run.get("steps"), oracle_calls=run.get("oracle_calls"),
         )
         #: The first step of an adaptive method (None: chosen automatically).
         self.h0 = None if h is None else float(h)
@@ -295,7 +296,7 @@ class Run:
             state = {"x": self.x0.copy()} if self.y0 is None else {"x": self.x0.copy(), "y": self.y0.copy()}
         x, y, v = (None if state.get(k) is None else np.ascontiguousarray(state[k], dtype=self.model.dtype)
                    for k in ("x", "y", "v"))
-        return particle_system(self.model, x, y, v)
+        return particle_system(self.model, x, y, v, keep_mid="x_mid" in self.config["output"]["save"])
 
     def advance(self, system, observers, progress=None, start=None) -> LoopResult:
         """The time loop on ``system`` with this run's schedule, integrator and run options.

@@ -51,11 +51,14 @@ def naive_ln(u, g, b, eps):
     return out
 
 
-def naive_block(w, l, x, causal=True, eps=1e-5):
-    """One pre-LN GPT-2 block, token by token and head by head (plain loops)."""
+def naive_block(w, l, x, causal=True, eps=1e-5, post=False, mid=None):
+    """One pre-LN GPT-2 block (post: a post-LN block), token by token and head by head (plain loops).
+
+    ``mid``: a list that receives the state after the attention sub-layer.
+    """
     n, d = x.shape
     Hh, dh = w["W_q"].shape[1:3]
-    u = naive_ln(x, w["ln1_g"][l], w["ln1_b"][l], eps)
+    u = x if post else naive_ln(x, w["ln1_g"][l], w["ln1_b"][l], eps)
     attn = np.tile(w["b_o"][l], (n, 1))
     for h in range(Hh):
         q = [w["W_q"][l, h] @ u[i] + w["b_q"][l, h] for i in range(n)]
@@ -69,13 +72,17 @@ def naive_block(w, l, x, causal=True, eps=1e-5):
             head = sum(pj * v[j] for pj, j in zip(p, js))
             attn[i] += w["W_o"][l][:, h, :] @ head
     x = x + attn
-    u = naive_ln(x, w["ln2_g"][l], w["ln2_b"][l], eps)
+    if post:
+        x = naive_ln(x, w["ln1_g"][l], w["ln1_b"][l], eps)
+    if mid is not None:
+        mid.append(x)
+    u = x if post else naive_ln(x, w["ln2_g"][l], w["ln2_b"][l], eps)
     out = x.copy()
     for i in range(n):
         a = w["W1"][l] @ u[i] + w["b1"][l]
         g = 0.5 * a * (1 + np.tanh(math.sqrt(2 / math.pi) * (a + 0.044715 * a**3)))
         out[i] += w["W2"][l] @ g + w["b2"][l]
-    return out
+    return naive_ln(out, w["ln2_g"][l], w["ln2_b"][l], eps) if post else out
 
 
 def rel(a, b):
@@ -109,6 +116,89 @@ def test_block_matches_naive_transcription(weights_file, causal):
         assert rel(got, ref) < 1e-12
     fin = naive_ln(ref, w["ln_f_g"], w["ln_f_b"], 1e-5)
     assert rel(model.readout(got), fin) < 1e-12
+
+
+def test_post_ln_block_matches_naive_transcription(weights_file):
+    """layer_norm = "post": x <- LN1(x + Attn(x)), x <- LN2(x + MLP(x)), every layer to 1e-12."""
+    w, path = weights_file
+    model = network(path, layer_norm="post")
+    x = np.random.default_rng(12).standard_normal((9, D))
+    ref = got = x
+    for l in range(L):
+        ref = naive_block(w, l, ref, post=True)
+        got = model.block(got, l)
+        assert rel(got, ref) < 1e-12
+
+
+def _run_network(path, x0, model=None, save=("x",), **run):
+    from meanfield.run import Run
+
+    np.save(path.parent / "x0.npy", x0)
+    cfg = {"model": {"name": "softmax", "weights": str(path), "heads": H, **(model or {})},
+           "integrator": {"name": "euler", "h": run.pop("h", 1.0)},
+           "initial": {"law": "file", "path": str(path.parent / "x0.npy")},
+           "run": {"layers": True, **run}, "output": {"save": list(save)}}
+    return Run(cfg).simulate()
+
+
+@pytest.mark.parametrize("ln", ["pre", "post"])
+def test_run_saves_mid_states_and_readouts(weights_file, ln):
+    """output.save = ["x", "x_mid"]: /tasks/x_mid[l + 1] is the state after block l's attention
+    sub-layer (x_mid[0] = x[0]); /tasks/readout[l] = LN_f(x[l]), its last row the network's output."""
+    w, path = weights_file
+    x0 = np.random.default_rng(13).standard_normal((7, D))
+    res = _run_network(path, x0, {"layer_norm": ln}, save=("x", "x_mid"))
+    xs, mids, outs = (np.asarray(res[k]) for k in ("x", "x_mid", "readout"))
+    assert xs.shape == mids.shape == outs.shape == (L + 1, 7, D)
+    np.testing.assert_array_equal(mids[0], x0)
+    ref, mid = x0, []
+    for l in range(L):
+        ref = naive_block(w, l, ref, post=ln == "post", mid=mid)
+        assert rel(xs[l + 1], ref) < 1e-12 and rel(mids[l + 1], mid[-1]) < 1e-12
+        assert rel(outs[l + 1], naive_ln(ref, w["ln_f_g"], w["ln_f_b"], 1e-5)) < 1e-12
+    assert "x_mid" not in _run_network(path, x0).tasks
+
+
+def test_fold_mode_equals_affine_mode(weights_file):
+    """ln_mode = "fold": the stream is P x of the affine stream (P = I - 11^T/d) and every read-out is
+    the same, to round-off; the tokens stay centred and LN1 maps them onto the sqrt(d) sphere (eps -> 0)."""
+    w, path = weights_file
+    x0 = np.random.default_rng(14).standard_normal((8, D)) + 3.0  # not centred: fold centres it
+    aff = _run_network(path, x0)
+    fold = _run_network(path, x0, {"ln_mode": "fold"})
+    xa, xf = np.asarray(aff["x"]), np.asarray(fold["x"])
+    P = np.eye(D) - 1.0 / D
+    for l in range(L + 1):
+        assert rel(xf[l], xa[l] @ P) < 1e-12, l
+    assert np.abs(xf.mean(axis=2)).max() < 1e-13 * np.abs(xf).max()
+    assert rel(np.asarray(fold["readout"]), np.asarray(aff["readout"])) < 1e-12
+    assert fold.config["model"]["ln_mode"] == "fold"
+    from meanfield.models.network import radial_norm
+
+    u = radial_norm(xf[-1], 0.0, np.empty_like(xf[-1]))
+    np.testing.assert_allclose(np.linalg.norm(u, axis=1), math.sqrt(D), rtol=1e-14)
+
+
+def test_fold_needs_pre_ln(weights_file):
+    _, path = weights_file
+    with pytest.raises(ParameterError, match="model.ln_mode.*fold needs pre-LN"):
+        network(path, layer_norm="post", ln_mode="fold")
+
+
+def test_layer_is_chosen_by_time(weights_file):
+    """h = 1/2 with layers = true: 2 L steps to t = L; layer l acts for t in [l, l + 1)."""
+    _, path = weights_file
+    x0 = np.random.default_rng(15).standard_normal((6, D))
+    res = _run_network(path, x0, h=0.5, save_every=2)
+    model = network(path)
+    x, f = x0.copy(), np.empty_like(x0)
+    for l in range(L):
+        for _ in range(2):
+            x = x + 0.5 * model.attention(x, f, l)
+            x = x + 0.5 * model.mlp_field(x, x, l, f)
+    xs = np.asarray(res["x"])
+    assert xs.shape[0] == L + 1 and float(np.asarray(res["sim_time"])[-1]) == L
+    assert rel(xs[-1], x) < 1e-13
 
 
 def test_causal_first_token_sees_itself_only(weights_file):

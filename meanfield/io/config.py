@@ -29,6 +29,10 @@ SECTIONS = {
     "solver": ("kind", "grid", "domain", "momentum_max"),
 }
 
+#: What ``[output] save`` may list: positions, momenta, the MLP velocity of accelerated blocks, and
+#: the state after each attention sub-step of a block (``x_mid``).
+SAVE_FIELDS = ("x", "y", "v", "x_mid")
+
 #: What every parameter file must set (the rest has defaults).
 REQUIRED = ("integrator.h", "one of run.t1 / run.steps / run.oracle_calls")
 
@@ -329,8 +333,8 @@ def resolve(raw: dict, file: str | None = None) -> dict:
         if not isinstance(out["path"], str) or not out["path"]:
             raise ParameterError("output.path", "a file name", out["path"])
         save = out["save"]
-        if not isinstance(save, list) or any(s not in ("x", "y", "v") for s in save):
-            raise ParameterError("output.save", 'a list drawn from ["x", "y", "v"]', save)
+        if not isinstance(save, list) or any(s not in SAVE_FIELDS for s in save):
+            raise ParameterError("output.save", f"a list drawn from {list(SAVE_FIELDS)}", save)
         diss = cfg["diagnostics"]["dissipation"]
         if diss not in ("auto", "step", "save", "off"):
             raise ParameterError("diagnostics.dissipation", '"auto", "step", "save" or "off"', diss)

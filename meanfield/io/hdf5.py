@@ -1011,7 +1011,7 @@ def saved_array(tasks: dict, scales: dict, name: str) -> np.ndarray:
         return tasks[name]
     if name in scales:
         return scales[name]
-    hint = f' (add "{name}" to [output] save)' if name in ("x", "y", "v") else ""
+    hint = f' (add "{name}" to [output] save)' if name in ("x", "y", "v", "x_mid") else ""
     raise KeyError(f"{name!r} was not saved by this run{hint}; it has tasks {sorted(tasks)} and scales "
                    f"{sorted(scales)}")
 

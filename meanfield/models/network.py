@@ -4,7 +4,8 @@ A pre-LN block maps the residual stream ``x (N, d)`` by
 
     x <- x + Attn(LN1(x)),    x <- x + MLP(LN2(x)),
 
-with ``LN(u) = g (u - mean u) / sqrt(var u + eps) + b`` per token, and
+with ``LN(u) = g (u - mean u) / sqrt(var u + eps) + b`` per token (a post-LN
+block, ``layer_norm = "post"``, is ``x <- LN1(x + Attn(x))``, ``x <- LN2(x + MLP(x))``), and
 
     Attn(u)_i = sum_h W_o^h sum_j softmax_j(q_i^h . k_j^h / sqrt(d_h)) v_j^h + b_o,
     q_i^h = W_q^h u_i + b_q^h,  k_j^h = W_k^h u_j + b_k^h,  v_j^h = W_v^h u_j + b_v^h,
@@ -17,9 +18,20 @@ numba kernel (:func:`meanfield._kernels.heads.head_attention`).
 As an ODE the two sub-steps are ``x' = Attn(LN1(x))`` (the model's first-order
 field, one oracle call) and ``x' = MLP(LN2(x))`` (its MLP field, run by the
 block's Lie sub-step after the attention step): one Euler step with h = 1 is
-exactly one block, general h the splitting of that ODE. The model is built by
+exactly one block, general h the splitting of that ODE (layer l acts for t in
+[t0 + l, t0 + l + 1)). Post-LN normalizes after each sub-step: a projected
+Euler step, exact at h = 1. The model is built by
 :func:`meanfield.models.make_model` for ``name = "softmax"`` with a
 ``weights`` file.
+
+``ln_mode = "fold"`` (pre-LN) folds each LN's gain and bias into the weights
+that read it (``W diag(g)``, ``b_W + W b``) and centres the weights that write
+to the stream (``P W_o``, ``P b_o``, ``P W2``, ``P b2`` with ``P = I - 11^T/d``)
+and the initial state. LN sees only the centred part ``P x`` of a token, so
+the folded stream is ``P`` of the affine one and every LN output (the final
+read-out included) is the same; the stream then lives in the centred
+hyperplane, where LN is the radial map ``x / sqrt(|x|^2/d + eps)``: onto the
+sphere of radius sqrt(d) (exactly so at eps = 0).
 """
 
 from __future__ import annotations
@@ -36,10 +48,10 @@ from .base import Model
 from .mlp import TokenMLP
 from .weights import load_weights
 
-#: LayerNorm placements implemented (post-LN is not an ODE splitting of the same kind: not yet).
-LAYER_NORMS = ("pre", "none")
-#: How LayerNorm is applied ("fold", LN as a projection onto the sqrt(d) sphere, is not implemented yet).
-LN_MODES = ("affine",)
+#: LayerNorm placements: before each sub-layer (GPT-2), after each residual sum (BERT), or none.
+LAYER_NORMS = ("pre", "post", "none")
+#: How LayerNorm is applied: literally, or with g and b folded into the weights (pre-LN only).
+LN_MODES = ("affine", "fold")
 
 
 def layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float, out: np.ndarray) -> np.ndarray:
@@ -54,6 +66,52 @@ def layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float, out: np.
     out *= g
     out += b
     return out
+
+
+def radial_norm(x: np.ndarray, eps: float, out: np.ndarray) -> np.ndarray:
+    """``out = x / sqrt(|x|^2 / d + eps)`` per row of ``x (N, d)``: LN of a centred token without g, b.
+
+    Returns ``out (N, d)``; ``out`` must not alias ``x``.
+    """
+    np.multiply(x, x, out=out)
+    r = out.mean(axis=1, keepdims=True)
+    r += eps
+    np.sqrt(r, out=r)
+    np.divide(x, r, out=out)
+    return out
+
+
+def _centred(a: np.ndarray, axis: int) -> np.ndarray:
+    """``P a`` along ``axis`` (the d axis of a writing weight): the mean over that axis removed."""
+    return a - a.mean(axis=axis, keepdims=True)
+
+
+def fold_weights(w) -> dict:
+    """The arrays of the fold mode (float64): LN gains and biases folded in, writing weights centred.
+
+    Parameters
+    ----------
+    w : NetworkWeights
+
+    Returns
+    -------
+    dict
+        ``Wqkv (L, 3 H d_h, d)``, ``bqkv (L, 3 H d_h)``, ``W_o (L, d, H d_h)``, ``b_o (L, d)``,
+        ``W1 (L, h, d)``, ``b1 (L, h)``, ``W2 (L, d, h)``, ``b2 (L, d)``: reading weights
+        ``W diag(g)`` with biases ``b_W + W b`` of the LN before them, writing weights ``P W``, ``P b``.
+    """
+    L, H, dh, d = w.L, w.H, w.d_h, w.d
+    Wqkv = np.concatenate([np.asarray(w[n], np.float64).reshape(L, H * dh, d)
+                           for n in ("W_q", "W_k", "W_v")], axis=1)
+    bqkv = np.concatenate([np.asarray(w[n], np.float64).reshape(L, H * dh)
+                           for n in ("b_q", "b_k", "b_v")], axis=1)
+    g1, b1, g2, b2 = (np.asarray(w[n], np.float64) for n in ("ln1_g", "ln1_b", "ln2_g", "ln2_b"))
+    W1 = np.asarray(w["W1"], np.float64)
+    return {"Wqkv": Wqkv * g1[:, None, :], "bqkv": bqkv + np.einsum("lkd,ld->lk", Wqkv, b1),
+            "W_o": _centred(np.asarray(w["W_o"], np.float64).reshape(L, d, H * dh), 1),
+            "b_o": _centred(np.asarray(w["b_o"], np.float64), 1),
+            "W1": W1 * g2[:, None, :], "b1": np.asarray(w["b1"], np.float64) + np.einsum("lhd,ld->lh", W1, b2),
+            "W2": _centred(np.asarray(w["W2"], np.float64), 1), "b2": _centred(np.asarray(w["b2"], np.float64), 1)}
 
 
 class Network(Model):
@@ -77,26 +135,31 @@ class Network(Model):
     keys = ("name", "dynamics", "d", "heads", "causal", "normalized", "weights", "layer_norm", "ln_mode",
             "ln_eps", "mlp_activation")
 
-    def __init__(self, weights, causal=True, layer_norm="pre", ln_eps=1e-5, dtype=np.float64):
+    def __init__(self, weights, causal=True, layer_norm="pre", ln_eps=1e-5, dtype=np.float64,
+                 ln_mode="affine"):
         super().__init__(weights.d, "first_order", dtype)
         w = weights
         self.weights = w
         self.causal = bool(causal)
         self.layer_norm = layer_norm
+        self.ln_mode = ln_mode
         self.ln_eps = float(ln_eps)
         self.heads, self.d_h, self.n_layers = w.H, w.d_h, w.L
         self.scale = 1.0 / math.sqrt(w.d_h)
         t = self.dtype
         L, H, dh, d = w.L, w.H, w.d_h, w.d
+        a = fold_weights(w) if ln_mode == "fold" else {
+            "Wqkv": np.concatenate([w[n].reshape(L, H * dh, d) for n in ("W_q", "W_k", "W_v")], axis=1),
+            "bqkv": np.concatenate([w[n].reshape(L, H * dh) for n in ("b_q", "b_k", "b_v")], axis=1),
+            "W_o": w["W_o"].reshape(L, d, H * dh), "b_o": w["b_o"],
+            **{n: w[n] for n in ("W1", "b1", "W2", "b2")}}
         # (L, d, 3 H d_h): one gemm per layer gives every head's q, k, v
-        Wqkv = np.concatenate([w[n].reshape(L, H * dh, d) for n in ("W_q", "W_k", "W_v")], axis=1)
-        self._WqkvT = np.ascontiguousarray(np.swapaxes(Wqkv, 1, 2), dtype=t)
-        self._bqkv = np.ascontiguousarray(
-            np.concatenate([w[n].reshape(L, H * dh) for n in ("b_q", "b_k", "b_v")], axis=1), dtype=t)
-        self._WoT = np.ascontiguousarray(np.swapaxes(w["W_o"].reshape(L, d, H * dh), 1, 2), dtype=t)
-        self._bo = np.ascontiguousarray(w["b_o"], dtype=t)
+        self._WqkvT = np.ascontiguousarray(np.swapaxes(a["Wqkv"], 1, 2), dtype=t)
+        self._bqkv = np.ascontiguousarray(a["bqkv"], dtype=t)
+        self._WoT = np.ascontiguousarray(np.swapaxes(a["W_o"], 1, 2), dtype=t)
+        self._bo = np.ascontiguousarray(a["b_o"], dtype=t)
         self._ln = {k: np.ascontiguousarray(w[k], dtype=t) for k in ("ln1_g", "ln1_b", "ln2_g", "ln2_b")}
-        self.mlp = TokenMLP(w["W1"], w["b1"], w["W2"], w["b2"], "gelu_tanh", layered=True, path=w.path)
+        self.mlp = TokenMLP(a["W1"], a["b1"], a["W2"], a["b2"], "gelu_tanh", layered=True, path=w.path)
         self.mlp_splitting = "lie"
         self.mlp_nesterov = {}
         self.block_files = {"weights": w.path}
@@ -126,6 +189,11 @@ class Network(Model):
             if p.get(key, default) not in valid:
                 raise ParameterError(f"model.{key}", f"one of {list(valid)} (others are not implemented "
                                      "for networks from weights yet)", p.get(key))
+        ln, mode = p.get("layer_norm", "pre"), p.get("ln_mode", "affine")
+        if mode == "fold" and ln != "pre":
+            raise ParameterError("model.ln_mode", '"affine" with layer_norm = "%s" (fold needs pre-LN: a '
+                                 "post-LN stream is the LN output itself, not a centred residual sum)" % ln,
+                                 mode)
         if not as_flag(p, "normalized", True):
             raise ParameterError("model.normalized", "true (softmax attention) for networks from weights",
                                  False)
@@ -133,7 +201,7 @@ class Network(Model):
         if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not (eps > 0 and math.isfinite(eps)):
             raise ParameterError("model.ln_eps", "a positive finite number", eps)
         w = load_weights(config_path(path, base_dir), "model.weights", d, heads)
-        return cls(w, as_flag(p, "causal", True), p.get("layer_norm", "pre"), eps, dtype)
+        return cls(w, as_flag(p, "causal", True), ln, eps, dtype, mode)
 
     # ---------------------------------------------------------------- layers
     def use_layer(self, layer: int) -> None:
@@ -149,11 +217,33 @@ class Network(Model):
         return buf
 
     def _norm(self, x, which: str, out):
-        """``LN_which(x)`` into ``out`` (``x`` itself when layer_norm = "none")."""
-        if self.layer_norm == "none":
+        """What sub-layer ``which`` reads: ``LN_which(x)`` into ``out`` for pre-LN, else ``x`` itself."""
+        if self.layer_norm != "pre":
             return x
+        if self.ln_mode == "fold":  # g, b are in the reading weights; x is centred
+            return radial_norm(x, self.ln_eps, out)
         l = self._layer
         return layer_norm(x, self._ln[which + "_g"][l], self._ln[which + "_b"][l], self.ln_eps, out)
+
+    def post_norm(self, x, sublayer: str) -> None:
+        """Post-LN: ``x <- LN1(x)`` after the attention sub-step, ``LN2(x)`` after the MLP (in place).
+
+        Nothing for pre-LN and layer_norm = "none" (the residual stream is not normalized).
+        """
+        if self.layer_norm != "post":
+            return
+        which = "ln1" if sublayer == "attention" else "ln2"
+        l, u = self._layer, self._buffers(x.shape[0])[0]
+        x[...] = layer_norm(x, self._ln[which + "_g"][l], self._ln[which + "_b"][l], self.ln_eps, u)
+
+    def check_state(self, x, y) -> None:
+        """Fold mode: centre the initial tokens in place (LN reads only ``P x``: read-outs are unchanged)."""
+        self.project(x, y)
+
+    def project(self, x, y) -> None:
+        """Fold mode: keep the stream in the centred hyperplane (removes the round-off of ``P``)."""
+        if self.ln_mode == "fold":
+            x -= x.mean(axis=1, keepdims=True)
 
     def attention(self, x, out, layer: int | None = None):
         """``out = Attn(LN1(x))`` of the current layer (or ``layer``), ``(N, d)``; not counted as an oracle call."""
@@ -191,16 +281,22 @@ class Network(Model):
         return self.mlp(u, layer, out)
 
     def block(self, x, layer: int) -> np.ndarray:
-        """One whole block ``x + Attn(LN1(x))``, then ``+ MLP(LN2(.))``: a new ``(N, d)`` array."""
+        """One whole block ``x + Attn(LN1(x))``, then ``+ MLP(LN2(.))`` (post-LN: LN after each sum).
+
+        Returns a new ``(N, d)`` array.
+        """
         f = np.empty_like(x)
         x = x + self.attention(x, f, layer)
-        return x + self.mlp_field(x, x, layer, f)
+        self.post_norm(x, "attention")
+        x = x + self.mlp_field(x, x, layer, f)
+        self.post_norm(x, "mlp")
+        return x
 
-    def readout(self, x) -> np.ndarray:
-        """The final LayerNorm ``LN_f(x)`` ``(N, d)`` (``x`` itself when the file has no ln_f_g)."""
+    def readout(self, x):
+        """The final LayerNorm ``LN_f(x)``, a new ``(N, d)`` array; None without ln_f_g or with LN off."""
         g = self.weights.get("ln_f_g")
         if g is None or self.layer_norm == "none":
-            return np.array(x, copy=True)
+            return None
         return layer_norm(x, g.astype(self.dtype), self.weights["ln_f_b"].astype(self.dtype), self.ln_eps,
                           np.empty_like(x))
 
@@ -279,8 +375,8 @@ class Network(Model):
 
     def describe(self) -> dict:
         return {"name": self.name, "dynamics": self.dynamics, "d": self.d, "heads": self.heads,
-                "causal": self.causal, "layer_norm": self.layer_norm, "ln_mode": "affine",
+                "causal": self.causal, "layer_norm": self.layer_norm, "ln_mode": self.ln_mode,
                 "ln_eps": self.ln_eps, "mlp_activation": "gelu_tanh"}
 
 
-__all__ = ["LAYER_NORMS", "LN_MODES", "Network", "layer_norm"]
+__all__ = ["LAYER_NORMS", "LN_MODES", "Network", "fold_weights", "layer_norm", "radial_norm"]
