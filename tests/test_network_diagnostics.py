@@ -258,3 +258,27 @@ def test_cli_plot_layers(tmp_path):
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
     assert res.exit_code == 2 and len(lines) == 1, res.output
     assert "model.weights" in lines[0] and "E_beta_heads" in lines[0] and not (tmp_path / "s.png").exists()
+
+
+def test_head_diagnostics_see_what_the_heads_read(net, tmp_path):
+    """Fold mode: the heads read the same LN output as in affine mode, so E_beta_heads and the clusters
+    agree to round-off; post-LN: the heads read the stream itself (no LN before them)."""
+    from meanfield.models import make_model
+
+    w, affine = net
+    path = str(tmp_path / "net.npz")
+    fold = make_model({"name": "softmax", "weights": path, "heads": H, "ln_mode": "fold"})
+    post = make_model({"name": "softmax", "weights": path, "heads": H, "layer_norm": "post"})
+    x = np.random.default_rng(10).standard_normal((9, H * 6)) + 0.5
+    xf = x - x.mean(axis=1, keepdims=True)  # the folded stream: P x
+    for layer in (0, 1):
+        for m in (affine, fold, post):
+            m.use_layer(layer)
+        a, f = affine.diagnostics(x, None), fold.diagnostics(xf, None)
+        np.testing.assert_allclose(f["E_beta_heads"], a["E_beta_heads"], rtol=1e-12)
+        np.testing.assert_array_equal(f["n_clusters_heads"], a["n_clusters_heads"])
+        assert f["n_clusters"] == a["n_clusters"]
+        proj = [np.stack([x @ w["W_" + n][layer, h].T + w["b_" + n][layer, h] for h in range(H)], axis=1)
+                for n in ("q", "k", "v")]
+        E, _ = naive_heads(*proj, causal=True)
+        np.testing.assert_allclose(post.diagnostics(x, None)["E_beta_heads"], E, rtol=1e-12)

@@ -339,7 +339,7 @@ class Network(Model):
             ``effective_rank`` and ``effective_rank_centred`` (entropy effective
             rank of X and of the centred X); per head of the layer the model last
             used (``use_layer``; layer 0 before the first step), from its
-            projections of LN1(x), biases included: ``E_beta_heads (H,)`` =
+            projections of what they read (LN1(x); x for post-LN), biases included: ``E_beta_heads (H,)`` =
             1/(2 N^2) sum_ij exp(q_i . k_j / sqrt(d_h)) and ``n_clusters_heads (H,)``,
             the clusters of the directions of its outputs sum_j softmax_j v_j;
             ``n_clusters``: the clusters of the tokens on the LayerNorm sphere
@@ -365,11 +365,13 @@ class Network(Model):
         return out
 
     def _head_projections(self, x) -> tuple:
-        """``q, k, v (N, H, d_h)`` float64 of the current layer's heads at ``LN1(x)``, biases included."""
+        """``q, k, v (N, H, d_h)`` float64 of the current layer's heads at what they read, biases included.
+
+        ``x (N, d)`` float64; the heads read LN1(x) (pre-LN; fold: the radial map, g and b in the
+        weights) or ``x`` itself (post-LN, none), as :meth:`attention` does.
+        """
         l, n, hd = self._layer, x.shape[0], self.heads * self.d_h
-        u = x if self.layer_norm == "none" else layer_norm(
-            x, self._ln["ln1_g"][l].astype(np.float64), self._ln["ln1_b"][l].astype(np.float64), self.ln_eps,
-            np.empty_like(x))
+        u = self._norm(x, "ln1", np.empty_like(x))
         qkv = u @ self._WqkvT[l].astype(np.float64) + self._bqkv[l]
         return tuple(qkv[:, i * hd:(i + 1) * hd].reshape(n, self.heads, self.d_h) for i in range(3))
 
