@@ -367,8 +367,16 @@ LAYER_TASKS = ("cos_mean", "cos_quantiles", "cos_centred_mean", "cos_centred_qua
                "effective_rank", "effective_rank_centred", "E_beta_heads")
 
 
-def _cos_band(ax, depth, mean, quantiles, color, label):
-    """Mean line, 25-75% band (darker) and 5-95% band of cosine similarities ``quantiles (T, 5)``."""
+def cosine_band(ax, depth, mean, quantiles, color, label):
+    """Mean line, 25-75% band (darker) and 5-95% band of cosine similarities against depth.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    depth, mean : (T,) arrays
+    quantiles : (T, 5) array, at the probabilities of ``meanfield.diagnostics.network.QUANTILES``
+    color, label : line colour and legend prefix
+    """
     ax.plot(depth, mean, "-o", ms=3, color=color, label=f"{label}: mean")
     ax.fill_between(depth, quantiles[:, 0], quantiles[:, 4], color=color, alpha=0.15,
                     label=f"{label}: 5-95%")
@@ -397,7 +405,7 @@ def plot_layers(tr):
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), sharex=True)
     ax = axes[0, 0]
     for name, color, label in (("cos", "C0", "tokens"), ("cos_centred", "C1", "centred")):
-        _cos_band(ax, depth, np.asarray(tr[name + "_mean"], float), np.asarray(tr[name + "_quantiles"], float),
+        cosine_band(ax, depth, np.asarray(tr[name + "_mean"], float), np.asarray(tr[name + "_quantiles"], float),
                   color, label)
     ax.set_ylabel("cosine similarity, pairs i != j")
     ax.legend(fontsize=7)
