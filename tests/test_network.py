@@ -130,14 +130,16 @@ def test_post_ln_block_matches_naive_transcription(weights_file):
         assert rel(got, ref) < 1e-12
 
 
-def _run_network(path, x0, model=None, save=("x",), **run):
+def _run_network(path, x0, model=None, save=("x",), integrator="euler", damping=None, **run):
     from meanfield.run import Run
 
     np.save(path.parent / "x0.npy", x0)
     cfg = {"model": {"name": "softmax", "weights": str(path), "heads": H, **(model or {})},
-           "integrator": {"name": "euler", "h": run.pop("h", 1.0)},
+           "integrator": {"name": integrator, "h": run.pop("h", 1.0)},
            "initial": {"law": "file", "path": str(path.parent / "x0.npy")},
            "run": {"layers": True, **run}, "output": {"save": list(save)}}
+    if damping:
+        cfg["damping"] = damping
     return Run(cfg).simulate()
 
 
@@ -422,13 +424,84 @@ def test_tokens_law_needs_a_network():
         Run(cfg)
 
 
-def test_dynamics_defaults_to_first_order_and_accelerated_is_refused(weights_file):
+def test_dynamics_defaults_to_first_order(weights_file):
     _, path = weights_file
     model = make_model({"name": "softmax", "weights": str(path)})  # as INTERFACE.md's example: no dynamics
     assert model.dynamics == "first_order"
-    with pytest.raises(ParameterError) as err:
-        make_model({"name": "softmax", "weights": str(path), "dynamics": "accelerated"})
-    assert "[model.dynamics]" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(ParameterError) as err:  # the Nesterov MLP parameters belong to accelerated blocks
+        make_model({"name": "softmax", "weights": str(path), "mlp_mu": 0.5})
+    assert "[model.mlp_mu]" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_accelerated_field_is_the_flat_damped_flow(weights_file):
+    """dynamics = "accelerated": (F, G) = (y, Attn(LN1(x))); rk4 on x'' + alpha x' = Attn(LN1(x)) (one
+    layer, no MLP) converges at order 4 to scipy's solution."""
+    from scipy.integrate import solve_ivp
+
+    from meanfield.integrators import make_integrator
+    from meanfield.schedules import make_schedule
+
+    _, path = weights_file
+    model = network(path, dynamics="accelerated")
+    rng = np.random.default_rng(16)
+    x0, y0 = rng.standard_normal((6, D)), 0.3 * rng.standard_normal((6, D))
+    F, G = model.hamiltonian_field(x0, y0, 0.0)
+    np.testing.assert_array_equal(F, y0)
+    np.testing.assert_array_equal(G, model.attention(x0, np.empty_like(x0), 0))
+    alpha, T = 0.7, 1.0
+
+    def rhs(t, z):
+        x, y = z[: x0.size].reshape(x0.shape), z[x0.size:].reshape(x0.shape)
+        return np.concatenate([y.ravel(), (-alpha * y + model.attention(x, np.empty_like(x), 0)).ravel()])
+
+    ref = solve_ivp(rhs, (0, T), np.concatenate([x0.ravel(), y0.ravel()]), method="DOP853", rtol=1e-13,
+                    atol=1e-13).y[: x0.size, -1].reshape(x0.shape)
+    rk4, sched = make_integrator("rk4", "accelerated"), make_schedule("constant", 0.0, a=alpha)
+    errs = []
+    for n in (4, 8, 16):
+        x, y = x0.copy(), y0.copy()
+        for k in range(n):
+            x, y = rk4.step(model, sched, k * T / n, T / n, x, y)
+        errs.append(np.abs(x - ref).max())
+    orders = [math.log2(errs[i] / errs[i + 1]) for i in range(2)]
+    assert all(3.6 < o < 4.4 for o in orders), (errs, orders)
+
+
+def test_accelerated_run_is_attention_step_then_nesterov_mlp(weights_file):
+    """An accelerated network run (layers = true, heavy_ball, h = 1): each step is the integrator's
+    attention step with layer l, then SympFormer's MLP sub-step x_in = x + mu v, v <- beta v + gamma
+    MLP(LN2(x_in)), x <- x + v; the same oracle calls as the first-order pass (one per layer)."""
+    from meanfield.integrators import make_integrator
+    from meanfield.schedules import make_schedule
+
+    _, path = weights_file
+    x0 = np.random.default_rng(17).standard_normal((7, D))
+    mu, beta, gamma = 0.8, 0.7, 0.9
+    res = _run_network(path, x0, {"dynamics": "accelerated", "mlp_mu": mu, "mlp_beta": beta,
+                                  "mlp_gamma": gamma}, save=("x", "y", "v"), integrator="heavy_ball",
+                       damping={"schedule": "constant", "a": 0.5})
+    model = network(path, dynamics="accelerated")
+    hb, sched = make_integrator("heavy_ball", "accelerated"), make_schedule("constant", 0.0, a=0.5)
+    x, y, v, f = x0.copy(), np.zeros_like(x0), np.zeros_like(x0), np.empty_like(x0)
+    for l in range(L):
+        model.use_layer(l)
+        x, y = hb.step(model, sched, float(l), 1.0, x, y)
+        xin = x + mu * v
+        v = beta * v + gamma * model.mlp_field(xin, x, l, f)
+        x = x + v
+        for name, ref in (("x", x), ("y", y), ("v", v)):
+            assert rel(np.asarray(res[name])[l + 1], ref) < 1e-12, (l, name)
+    assert res.oracle_calls == L and "kinetic" in res.tasks
+
+
+def test_fold_keeps_accelerated_velocities_centred(weights_file):
+    _, path = weights_file
+    x0 = np.random.default_rng(18).standard_normal((5, D))
+    res = _run_network(path, x0, {"dynamics": "accelerated", "ln_mode": "fold"}, save=("x", "y", "v"),
+                       integrator="heavy_ball", damping={"schedule": "constant", "a": 0.5})
+    for name in ("x", "y", "v"):
+        a = np.asarray(res[name])
+        assert np.abs(a.mean(axis=2)).max() < 1e-13 * max(1.0, np.abs(a).max()), name
 
 
 def test_float32_block_within_float32_round_off(weights_file):
