@@ -504,6 +504,94 @@ def test_fold_keeps_accelerated_velocities_centred(weights_file):
         assert np.abs(a.mean(axis=2)).max() < 1e-13 * max(1.0, np.abs(a).max()), name
 
 
+def _symmetric_heads(tmp_path, H_=3, seed=19, L_=2):
+    """Weights with W_k = W_q (symmetric heads) and no q/k biases, saved; returns (w, path)."""
+    w = random_weights(np.random.default_rng(seed), L=L_, H=H_, dh=D // H_)
+    w["W_k"] = w["W_q"].copy()
+    w["b_q"][:] = 0.0
+    w["b_k"][:] = 0.0
+    path = tmp_path / f"sym{H_}.npz"
+    save_weights(str(path), w)
+    return w, path
+
+
+def test_mobility_single_head_is_the_softmax_hamiltonian_bit_for_bit(tmp_path):
+    """metric = "mobility", H = 1: field and energies are the accelerated softmax model's with
+    A = W_q^T W_k / sqrt(d_h), bit for bit (the same exact pair passes)."""
+    w, path = _symmetric_heads(tmp_path, H_=1)
+    from meanfield.models.mobility_heads import head_matrices
+
+    for causal in (True, False):
+        net = make_model({"name": "softmax", "weights": str(path), "heads": 1, "dynamics": "accelerated",
+                          "metric": "mobility", "layer_norm": "none", "causal": causal})
+        A = head_matrices(load_weights(str(path)))[0, 0]
+        np.testing.assert_allclose(A, w["W_q"][0, 0].T @ w["W_k"][0, 0] / math.sqrt(D), rtol=1e-13, atol=1e-15)
+        soft = make_model({"name": "softmax", "dynamics": "accelerated", "d": D, "A": A.tolist(), "causal": causal})
+        _same_hamiltonian(net, soft)
+
+
+def _same_hamiltonian(net, soft):
+    rng = np.random.default_rng(20)
+    x, y = 0.5 * rng.standard_normal((11, D)), 0.5 * rng.standard_normal((11, D))
+    for a, b in zip(net.hamiltonian_field(x, y, 0.0), soft.hamiltonian_field(x, y, 0.0)):
+        np.testing.assert_array_equal(a, b)
+    e_net, e_soft = net.energies(x, y), soft.energies(x, y)
+    for k in ("energy", "kinetic", "interaction"):
+        assert e_net[k] == e_soft[k], k
+
+
+def test_mobility_heads_conserve_their_hamiltonian(tmp_path):
+    """H = 3 symmetric heads: H = sum_h H_h is conserved along (F, G) = (N dH/dy, -N dH/dx) (central
+    differences, alpha = 0), and F = y sum_h 1/z_i^h."""
+    w, path = _symmetric_heads(tmp_path, H_=3)
+    net = make_model({"name": "softmax", "weights": str(path), "heads": 3, "dynamics": "accelerated",
+                      "metric": "mobility", "layer_norm": "none", "causal": False})  # masks break it (§6)
+    net.use_layer(1)
+    rng = np.random.default_rng(21)
+    x, y = 0.5 * rng.standard_normal((9, D)), 0.5 * rng.standard_normal((9, D))
+    F, G = net.hamiltonian_field(x, y, 0.0)
+    eps = 1e-6
+    dH = (net.energies(x + eps * F, y + eps * G)["energy"] - net.energies(x - eps * F, y - eps * G)["energy"])
+    assert abs(dH / (2 * eps)) < 1e-7 * np.abs(F).max() * np.abs(G).max(), dH
+    inv_z = sum(1.0 / m.z(x) for m in net._mobility.models)
+    assert rel(F, y * inv_z[:, None]) < 1e-12
+    dHdy = (net.energies(x, y + eps * G)["energy"] - net.energies(x, y - eps * G)["energy"]) / (2 * eps)
+    assert abs(dHdy - float(np.sum(F * G)) / 9) < 1e-7 * abs(dHdy)  # N dH/dy = F
+
+
+@pytest.mark.parametrize("change, model, phrase", [
+    (lambda w: w.__setitem__("W_k", w["W_k"] + 0.1), {}, "layer 0, head 0 is not"),
+    (lambda w: w["b_k"].__setitem__((1, 2, 0), 0.5), {}, "array b_k is nonzero in layer 1, head 2"),
+    (lambda w: None, {"layer_norm": "pre"}, "layer_norm"),
+    (lambda w: None, {"dynamics": "first_order"}, "layer_norm"),
+])
+def test_mobility_refuses_what_has_no_hamiltonian(tmp_path, change, model, phrase):
+    w, path = _symmetric_heads(tmp_path)
+    change(w)
+    save_weights(str(path), w)
+    p = {"name": "softmax", "weights": str(path), "heads": 3, "dynamics": "accelerated", "metric": "mobility",
+         "layer_norm": "none", **model}
+    with pytest.raises(ParameterError) as err:
+        make_model(p)
+    msg = str(err.value)
+    assert "[model.metric]" in msg and phrase in msg and "\n" not in msg, msg
+
+
+def test_mobility_run_records_the_hamiltonian(tmp_path):
+    _, path = _symmetric_heads(tmp_path)
+    x0 = 0.3 * np.random.default_rng(22).standard_normal((6, D))
+    res = _run_network(path, x0, {"heads": 3, "dynamics": "accelerated", "metric": "mobility",
+                                  "layer_norm": "none", "causal": False, "mlp_gamma": 0.0},
+                       integrator="tao2", h=0.05, damping={"schedule": "constant", "a": 1.0}, save_every=1)
+    assert res.oracle_calls == 4 * 20 * L and res.config["model"]["metric"] == "mobility"
+    e, k, u = (np.asarray(res[n]) for n in ("energy", "kinetic", "interaction"))
+    np.testing.assert_allclose(e, k + u, rtol=1e-13)
+    # no MLP force (mlp_gamma = 0): the damped flow dissipates each layer's H (saves 0-20 are
+    # computed with layer 0's heads, 21-40 with layer 1's: H changes with the layer at t = 1)
+    assert k[0] == 0.0 and k[-1] > 0.0
+    assert np.all(np.diff(e[:21]) < 0) and np.all(np.diff(e[21:]) < 0), e
+
+
 def test_float32_block_within_float32_round_off(weights_file):
     w, path = weights_file
     x = np.random.default_rng(10).standard_normal((10, D))

@@ -25,9 +25,11 @@ Euler step, exact at h = 1.
 Accelerated networks (``dynamics = "accelerated"``) integrate the damped
 second-order flow of the same field, ``x' = y``, ``y' = -alpha y + Attn(LN1(x))``
 (the Hamiltonian field ``(F, G) = (y, Attn(LN1(x)))``, one oracle call), with
-SympFormer's Nesterov MLP sub-step on its own velocity: the flat metric, not
-the mobility Hamiltonian of a symmetric softmax model, since trained heads
-are no gradients (docs/models.md). The model is built by
+SympFormer's Nesterov MLP sub-step on its own velocity: the flat metric
+(``metric = "flat"``), since trained heads are no gradients. Networks whose
+heads are symmetric, without LayerNorm or q/k biases, may instead run the
+multi-head mobility Hamiltonian (``metric = "mobility"``,
+:mod:`meanfield.models.mobility_heads`). The model is built by
 :func:`meanfield.models.make_model` for ``name = "softmax"`` with a
 ``weights`` file.
 
@@ -53,12 +55,16 @@ from ..errors import ParameterError
 from ._params import as_flag, config_path
 from .base import Model
 from .mlp import NESTEROV_DEFAULTS, TokenMLP, nesterov_params
+from .mobility_heads import MobilityHeads, head_matrices
 from .weights import load_weights
 
 #: LayerNorm placements: before each sub-layer (GPT-2), after each residual sum (BERT), or none.
 LAYER_NORMS = ("pre", "post", "none")
 #: How LayerNorm is applied: literally, or with g and b folded into the weights (pre-LN only).
 LN_MODES = ("affine", "fold")
+#: Metrics of accelerated networks: the network's field as a force (x'' = -alpha x' + Attn), or the
+#: multi-head mobility Hamiltonian of symmetric heads (docs/models.md).
+METRICS = ("flat", "mobility")
 
 
 def layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float, out: np.ndarray) -> np.ndarray:
@@ -147,14 +153,16 @@ class Network(Model):
         The network's forward flow, or its damped second-order flow (flat metric).
     nesterov : dict or None
         ``mlp_mu, mlp_beta, mlp_gamma`` of the accelerated MLP sub-step (defaults of the SympFormer code).
+    metric : {"flat", "mobility"}
+        Accelerated networks: the flat damped flow, or the multi-head mobility Hamiltonian.
     """
 
     name = "softmax"
     keys = ("name", "dynamics", "d", "heads", "causal", "normalized", "weights", "layer_norm", "ln_mode",
-            "ln_eps", "mlp_activation") + tuple(NESTEROV_DEFAULTS)
+            "ln_eps", "mlp_activation", "metric") + tuple(NESTEROV_DEFAULTS)
 
     def __init__(self, weights, causal=True, layer_norm="pre", ln_eps=1e-5, dtype=np.float64,
-                 ln_mode="affine", dynamics="first_order", nesterov=None):
+                 ln_mode="affine", dynamics="first_order", nesterov=None, metric="flat"):
         super().__init__(weights.d, dynamics, dtype)
         w = weights
         self.weights = w
@@ -181,6 +189,8 @@ class Network(Model):
         self.mlp_splitting = "lie"
         self.mlp_nesterov = dict(NESTEROV_DEFAULTS, **(nesterov or {}))
         self.block_files = {"weights": w.path}
+        self.metric = metric
+        self._mobility = MobilityHeads(head_matrices(w), self.causal, t) if metric == "mobility" else None
         self._layer = 0
         self._work = {}
 
@@ -210,7 +220,13 @@ class Network(Model):
             if p.get(key, default) not in valid:
                 raise ParameterError(f"model.{key}", f"one of {list(valid)} (others are not implemented "
                                      "for networks from weights yet)", p.get(key))
-        ln, mode = p.get("layer_norm", "pre"), p.get("ln_mode", "affine")
+        ln, mode, metric = p.get("layer_norm", "pre"), p.get("ln_mode", "affine"), p.get("metric", "flat")
+        if metric not in METRICS:
+            raise ParameterError("model.metric", f"one of {list(METRICS)}", metric)
+        if metric == "mobility" and (dynamics != "accelerated" or ln != "none"):
+            raise ParameterError("model.metric", '"flat" unless dynamics = "accelerated" and layer_norm = '
+                                 '"none" (the mobility Hamiltonian\'s energy has no LayerNorm in its logits)',
+                                 metric)
         if mode == "fold" and ln != "pre":
             raise ParameterError("model.ln_mode", '"affine" with layer_norm = "%s" (fold needs pre-LN: a '
                                  "post-LN stream is the LN output itself, not a centred residual sum)" % ln,
@@ -222,12 +238,15 @@ class Network(Model):
         if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not (eps > 0 and math.isfinite(eps)):
             raise ParameterError("model.ln_eps", "a positive finite number", eps)
         w = load_weights(config_path(path, base_dir), "model.weights", d, heads)
-        return cls(w, as_flag(p, "causal", True), ln, eps, dtype, mode, dynamics, nesterov_params(nesterov))
+        return cls(w, as_flag(p, "causal", True), ln, eps, dtype, mode, dynamics, nesterov_params(nesterov),
+                   metric)
 
     # ---------------------------------------------------------------- layers
     def use_layer(self, layer: int) -> None:
-        """Make ``layer``'s weights current (step k of a run uses layer k mod L)."""
+        """Make ``layer``'s weights current (a run's step uses the layer of its midpoint time)."""
         self._layer = int(layer)
+        if self._mobility is not None:
+            self._mobility.use_layer(self._layer)
 
     def _buffers(self, n: int) -> tuple:
         buf = self._work.get(n)
@@ -298,17 +317,25 @@ class Network(Model):
         return out
 
     def _combine_hamiltonian(self, x, y, t, ax, bx, ay, by, out_x, out_y):
-        """``(F, G) = (y, Attn(LN1(x)))``: the flat-metric damped flow x'' + alpha x' = Attn(LN1(x))."""
-        f = self._buffers(x.shape[0])[3]
-        self.attention(x, f)
+        """``(F, G) = (y, Attn(LN1(x)))`` (flat), or the heads' mobility field ``(y sum_h 1/z^h, sum_h G^h)``."""
+        n = x.shape[0]
+        f = self._buffers(n)[3]
         tp = self.dtype.type
-        np.multiply(x, tp(ax), out=out_x)  # out_x may alias x: f is already computed
-        out_x += tp(bx) * y
+        if self._mobility is None:
+            F = y
+            self.attention(x, f)
+        else:
+            F = self._buffers(n)[0]
+            self._mobility.field(x, y, t, F, f)
+        np.multiply(x, tp(ax), out=out_x)  # out_x may alias x: F and f are already computed
+        out_x += tp(bx) * F
         np.multiply(y, tp(ay), out=out_y)
         out_y += tp(by) * f
 
     def kinetic(self, x, y) -> float:
-        """``K = (1/2N) sum_i |y_i|^2`` (flat metric)."""
+        """``K = (1/2N) sum_i |y_i|^2`` (flat metric); ``sum_h (1/N) sum_i |y_i|^2 / (2 z_i^h)`` (mobility)."""
+        if self._mobility is not None:
+            return self._mobility.energies(x, y)["kinetic"]
         return _half_mean_square(y)
 
     def mlp_field(self, at, base, layer: int, out):
@@ -356,11 +383,17 @@ class Network(Model):
     def energies(self, x, y) -> dict:
         """``energy = potential = (1/2N) sum_i |x_i|^2``, the residual stream's mean squared norm.
 
+        Under ``metric = "mobility"``: the Hamiltonian's ``energy`` H, ``kinetic``,
+        ``interaction`` (= ``potential``), summed over heads.
+
         A network's field is no gradient: there is no energy it decreases; the
         loop records one scalar per save, and the stream's norm is the one
         researchers track across layers. Accelerated: also ``kinetic`` (1/2N) sum_i |y_i|^2.
         """
         e = _half_mean_square(x)
+        if self._mobility is not None:  # a Hamiltonian: H = K + interaction
+            h = self._mobility.energies(x, y)
+            return {**h, "potential": h["interaction"], "first_order_energy": h["interaction"]}
         if not self.accelerated:
             return {"energy": e, "potential": e}
         return {"energy": e, "potential": e, "kinetic": _half_mean_square(y)}
@@ -378,8 +411,8 @@ class Network(Model):
 
     def describe(self) -> dict:
         return {"name": self.name, "dynamics": self.dynamics, "d": self.d, "heads": self.heads,
-                "causal": self.causal, "layer_norm": self.layer_norm, "ln_mode": self.ln_mode,
+                "causal": self.causal, "layer_norm": self.layer_norm, "ln_mode": self.ln_mode, "metric": self.metric,
                 "ln_eps": self.ln_eps, "mlp_activation": "gelu_tanh"}
 
 
-__all__ = ["LAYER_NORMS", "LN_MODES", "Network", "fold_weights", "layer_norm", "radial_norm"]
+__all__ = ["LAYER_NORMS", "LN_MODES", "METRICS", "Network", "fold_weights", "layer_norm", "radial_norm"]
