@@ -80,6 +80,7 @@ class MobilityHeads:
         self._buf = None
 
     def use_layer(self, layer: int) -> None:
+        """Make every head's matrix of ``layer`` current."""
         for m in self.models:
             m.use_layer(layer)
 
