@@ -88,10 +88,14 @@ class Interrupted(KeyboardInterrupt):
         ``"interrupted at step k (t = ...)"`` when the time loop wrote a checkpoint first.
     signum : int
         The signal; a command exits with status ``128 + signum`` (130 for Ctrl-C).
+    step : int or None
+        The step whose checkpoint the time loop wrote before raising (None: stopped
+        elsewhere, nothing to resume from this stop).
     """
 
-    def __init__(self, message: str = "", signum: int = _signal.SIGINT):
+    def __init__(self, message: str = "", signum: int = _signal.SIGINT, step: int | None = None):
         self.signum = int(signum)
+        self.step = None if step is None else int(step)
         super().__init__(message)
 
     @property

@@ -154,7 +154,7 @@ def load_array(path: str, key: str, d: int, n: int | None, base_dir: str | None 
         if full.endswith(".npy"):
             arr = np.load(full, allow_pickle=False)
         else:
-            from .io.hdf5 import last_state
+            from .io.reader import last_state
 
             arr = last_state(full, which)
     except ParameterError:

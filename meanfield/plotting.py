@@ -19,7 +19,8 @@ from matplotlib.patches import Ellipse
 
 from .diagnostics.rates import problem_of
 from .errors import ParameterError
-from .io.hdf5 import check_output_path, grid_axes
+from .io.reader import grid_axes
+from .io.runfile import check_output_path
 
 
 def _label(tr) -> str:

@@ -29,7 +29,9 @@ from .errors import ParameterError
 from .initial import initial_state
 from .integrators import make_integrator
 from .io import config as _config
-from .io.hdf5 import HDF5Writer, SavedTasks, check_output_path, saved_array
+from .io.reader import SavedTasks, saved_array
+from .io.runfile import check_output_path
+from .io.writer import HDF5Writer
 from .models import make_model
 from .models._params import config_path
 from .schedules import SCHEDULE_KEYS, make_schedule

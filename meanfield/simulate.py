@@ -660,7 +660,7 @@ def advance(system, schedule, integrator, horizon: Horizon, *, save_at: SaveAt |
                 if not saved:  # between two saves: checkpoint the state without saving it
                     save.checkpoint(k, t)
                 if interrupt.flag:
-                    raise Interrupted(interrupt.message(k, t), interrupt.signum)
+                    raise Interrupted(interrupt.message(k, t), interrupt.signum, step=k)
                 break
     state = system.state
     text = status.value if status is not Status.CLUSTERS else f"{status.value}: {events.describe()}"

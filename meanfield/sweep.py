@@ -342,34 +342,24 @@ _RUN_LOCK = threading.Lock()
 
 def _file_state(path: str):
     """``(state, status)``: state is missing | done | unfinished | unreadable | busy | foreign."""
-    if not os.path.exists(path):
+    from .io.runfile import run_file_status
+
+    rf = run_file_status(path)
+    if rf.kind in ("missing", "unstarted"):  # unstarted: a run killed before its first save
         return "missing", None
-    import h5py
-
-    from .io.hdf5 import is_being_written, is_unstarted
-
-    if is_unstarted(path):  # a run killed before its first save: nothing to keep
-        return "missing", None
-
-    try:
-        with h5py.File(path, "r") as f:
-            status = f.attrs.get("status", "")
-            status = status.decode() if isinstance(status, bytes) else str(status)
-            cfg = json.loads(f.attrs.get("config", "{}"))
-            stored = os.path.basename(str(cfg.get("output", {}).get("path", "")))
-    except (OSError, ValueError, KeyError, AttributeError) as exc:
-        # HDF5 locks a file while it is written; a killed writer's lock goes with it
-        return ("busy" if is_being_written(path) else "unreadable"), None
+    if rf.kind != "readable":
+        return rf.kind, None
+    stored = os.path.basename(str(((rf.config or {}).get("output") or {}).get("path", "")))
     if stored != os.path.basename(path):
-        return "foreign", status
-    if status.startswith(_DONE):
-        return "done", status
-    return "unfinished", status
+        return "foreign", rf.status
+    if rf.status.startswith(_DONE):
+        return "done", rf.status
+    return "unfinished", rf.status
 
 
 def _summary(path: str) -> dict:
     """Final diagnostics of a run file (last save)."""
-    from .io.hdf5 import load
+    from .io.reader import load
 
     tr = load(path, tasks=["energy", "kinetic", "potential"])
     out = {"status": str(tr.attrs.get("status", "?")), "saves": len(tr.t)}
@@ -618,8 +608,8 @@ def _mark_interrupted(jobs, wait: float = 10.0) -> None:
     """
     import h5py
 
-    from .io.hdf5 import is_open_elsewhere
     from .io.live import LiveStatus
+    from .io.runfile import is_open_elsewhere
 
     deadline = time.monotonic() + wait
     todo = [job.path for job in jobs if os.path.isfile(job.path)]

@@ -9,7 +9,8 @@ import json
 
 import numpy as np
 
-from .hdf5 import SCALES, grid_axes
+from .reader import grid_axes
+from .runfile import SCALES
 
 #: Dimension names after the save axis, by task name; other tasks are named by their shape.
 TASK_DIMS = {

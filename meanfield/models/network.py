@@ -20,7 +20,16 @@ field, one oracle call) and ``x' = MLP(LN2(x))`` (its MLP field, run by the
 block's Lie sub-step after the attention step): one Euler step with h = 1 is
 exactly one block, general h the splitting of that ODE (layer l acts for t in
 [t0 + l, t0 + l + 1)). Post-LN normalizes after each sub-step: a projected
-Euler step, exact at h = 1. The model is built by
+Euler step, exact at h = 1.
+
+Accelerated networks (``dynamics = "accelerated"``) integrate the damped
+second-order flow of the same field, ``x' = y``, ``y' = -alpha y + Attn(LN1(x))``
+(the Hamiltonian field ``(F, G) = (y, Attn(LN1(x)))``, one oracle call), with
+SympFormer's Nesterov MLP sub-step on its own velocity: the flat metric
+(``metric = "flat"``), since trained heads are no gradients. Networks whose
+heads are symmetric, without LayerNorm or q/k biases, may instead run the
+multi-head mobility Hamiltonian (``metric = "mobility"``,
+:mod:`meanfield.models.mobility_heads`). The model is built by
 :func:`meanfield.models.make_model` for ``name = "softmax"`` with a
 ``weights`` file.
 
@@ -45,13 +54,17 @@ from .._kernels.heads import TILE, head_attention
 from ..errors import ParameterError
 from ._params import as_flag, config_path
 from .base import Model
-from .mlp import TokenMLP
+from .mlp import NESTEROV_DEFAULTS, TokenMLP, nesterov_params
+from .mobility_heads import MobilityHeads, head_matrices
 from .weights import load_weights
 
 #: LayerNorm placements: before each sub-layer (GPT-2), after each residual sum (BERT), or none.
 LAYER_NORMS = ("pre", "post", "none")
 #: How LayerNorm is applied: literally, or with g and b folded into the weights (pre-LN only).
 LN_MODES = ("affine", "fold")
+#: Metrics of accelerated networks: the network's field as a force (x'' = -alpha x' + Attn), or the
+#: multi-head mobility Hamiltonian of symmetric heads (docs/models.md).
+METRICS = ("flat", "mobility")
 
 
 def layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float, out: np.ndarray) -> np.ndarray:
@@ -79,6 +92,11 @@ def radial_norm(x: np.ndarray, eps: float, out: np.ndarray) -> np.ndarray:
     np.sqrt(r, out=r)
     np.divide(x, r, out=out)
     return out
+
+
+def _half_mean_square(a: np.ndarray) -> float:
+    """``(1/2N) sum_i |a_i|^2`` of ``a (N, d)``, accumulated in float64."""
+    return 0.5 * float(np.mean(np.einsum("ij,ij->i", a, a, dtype=np.float64)))
 
 
 def _centred(a: np.ndarray, axis: int) -> np.ndarray:
@@ -129,15 +147,23 @@ class Network(Model):
         The LayerNorm's eps.
     dtype : float64 or float32
         The state's type; the weights are converted once.
+    ln_mode : {"affine", "fold"}
+        LayerNorm applied literally, or folded into the weights (pre-LN).
+    dynamics : {"first_order", "accelerated"}
+        The network's forward flow, or its damped second-order flow (flat metric).
+    nesterov : dict or None
+        ``mlp_mu, mlp_beta, mlp_gamma`` of the accelerated MLP sub-step (defaults of the SympFormer code).
+    metric : {"flat", "mobility"}
+        Accelerated networks: the flat damped flow, or the multi-head mobility Hamiltonian.
     """
 
     name = "softmax"
     keys = ("name", "dynamics", "d", "heads", "causal", "normalized", "weights", "layer_norm", "ln_mode",
-            "ln_eps", "mlp_activation")
+            "ln_eps", "mlp_activation", "metric") + tuple(NESTEROV_DEFAULTS)
 
     def __init__(self, weights, causal=True, layer_norm="pre", ln_eps=1e-5, dtype=np.float64,
-                 ln_mode="affine"):
-        super().__init__(weights.d, "first_order", dtype)
+                 ln_mode="affine", dynamics="first_order", nesterov=None, metric="flat"):
+        super().__init__(weights.d, dynamics, dtype)
         w = weights
         self.weights = w
         self.causal = bool(causal)
@@ -161,8 +187,10 @@ class Network(Model):
         self._ln = {k: np.ascontiguousarray(w[k], dtype=t) for k in ("ln1_g", "ln1_b", "ln2_g", "ln2_b")}
         self.mlp = TokenMLP(a["W1"], a["b1"], a["W2"], a["b2"], "gelu_tanh", layered=True, path=w.path)
         self.mlp_splitting = "lie"
-        self.mlp_nesterov = {}
+        self.mlp_nesterov = dict(NESTEROV_DEFAULTS, **(nesterov or {}))
         self.block_files = {"weights": w.path}
+        self.metric = metric
+        self._mobility = MobilityHeads(head_matrices(w), self.causal, t) if metric == "mobility" else None
         self._layer = 0
         self._work = {}
 
@@ -173,9 +201,12 @@ class Network(Model):
             if key not in cls.keys:
                 raise ParameterError(f"model.{key}", f"a key of a network from weights (valid: "
                                      f"{', '.join(cls.keys)})", key)
-        if p.get("dynamics", "first_order") != "first_order":  # a network's default: its forward pass
-            raise ParameterError("model.dynamics", '"first_order" (accelerated networks from weights are '
-                                 "not implemented yet)", p["dynamics"])
+        dynamics = p.get("dynamics", "first_order")  # a network's default: its forward pass
+        nesterov = {k: p[k] for k in NESTEROV_DEFAULTS if k in p}
+        if nesterov and dynamics != "accelerated":
+            key = next(iter(nesterov))
+            raise ParameterError(f"model.{key}", 'dynamics = "accelerated" (the Nesterov MLP sub-step of '
+                                 "accelerated blocks)", p[key])
         path = p["weights"]
         if not isinstance(path, str) or not path:
             raise ParameterError("model.weights", "a weight file name (.npz or .safetensors)", path)
@@ -189,7 +220,13 @@ class Network(Model):
             if p.get(key, default) not in valid:
                 raise ParameterError(f"model.{key}", f"one of {list(valid)} (others are not implemented "
                                      "for networks from weights yet)", p.get(key))
-        ln, mode = p.get("layer_norm", "pre"), p.get("ln_mode", "affine")
+        ln, mode, metric = p.get("layer_norm", "pre"), p.get("ln_mode", "affine"), p.get("metric", "flat")
+        if metric not in METRICS:
+            raise ParameterError("model.metric", f"one of {list(METRICS)}", metric)
+        if metric == "mobility" and (dynamics != "accelerated" or ln != "none"):
+            raise ParameterError("model.metric", '"flat" unless dynamics = "accelerated" and layer_norm = '
+                                 '"none" (the mobility Hamiltonian\'s energy has no LayerNorm in its logits)',
+                                 metric)
         if mode == "fold" and ln != "pre":
             raise ParameterError("model.ln_mode", '"affine" with layer_norm = "%s" (fold needs pre-LN: a '
                                  "post-LN stream is the LN output itself, not a centred residual sum)" % ln,
@@ -201,12 +238,15 @@ class Network(Model):
         if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not (eps > 0 and math.isfinite(eps)):
             raise ParameterError("model.ln_eps", "a positive finite number", eps)
         w = load_weights(config_path(path, base_dir), "model.weights", d, heads)
-        return cls(w, as_flag(p, "causal", True), ln, eps, dtype, mode)
+        return cls(w, as_flag(p, "causal", True), ln, eps, dtype, mode, dynamics, nesterov_params(nesterov),
+                   metric)
 
     # ---------------------------------------------------------------- layers
     def use_layer(self, layer: int) -> None:
-        """Make ``layer``'s weights current (step k of a run uses layer k mod L)."""
+        """Make ``layer``'s weights current (a run's step uses the layer of its midpoint time)."""
         self._layer = int(layer)
+        if self._mobility is not None:
+            self._mobility.use_layer(self._layer)
 
     def _buffers(self, n: int) -> tuple:
         buf = self._work.get(n)
@@ -241,9 +281,11 @@ class Network(Model):
         self.project(x, y)
 
     def project(self, x, y) -> None:
-        """Fold mode: keep the stream in the centred hyperplane (removes the round-off of ``P``)."""
+        """Fold mode: keep the stream (and a velocity ``y``) in the centred hyperplane (the round-off of ``P``)."""
         if self.ln_mode == "fold":
             x -= x.mean(axis=1, keepdims=True)
+            if y is not None:
+                y -= y.mean(axis=1, keepdims=True)
 
     def attention(self, x, out, layer: int | None = None):
         """``out = Attn(LN1(x))`` of the current layer (or ``layer``), ``(N, d)``; not counted as an oracle call."""
@@ -273,6 +315,28 @@ class Network(Model):
             np.multiply(x, tp(a), out=out)  # out may alias x: f is already computed
             out += tp(b) * f
         return out
+
+    def _combine_hamiltonian(self, x, y, t, ax, bx, ay, by, out_x, out_y):
+        """``(F, G) = (y, Attn(LN1(x)))`` (flat), or the heads' mobility field ``(y sum_h 1/z^h, sum_h G^h)``."""
+        n = x.shape[0]
+        f = self._buffers(n)[3]
+        tp = self.dtype.type
+        if self._mobility is None:
+            F = y
+            self.attention(x, f)
+        else:
+            F = self._buffers(n)[0]
+            self._mobility.field(x, y, t, F, f)
+        np.multiply(x, tp(ax), out=out_x)  # out_x may alias x: F and f are already computed
+        out_x += tp(bx) * F
+        np.multiply(y, tp(ay), out=out_y)
+        out_y += tp(by) * f
+
+    def kinetic(self, x, y) -> float:
+        """``K = (1/2N) sum_i |y_i|^2`` (flat metric); ``sum_h (1/N) sum_i |y_i|^2 / (2 z_i^h)`` (mobility)."""
+        if self._mobility is not None:
+            return self._mobility.energies(x, y)["kinetic"]
+        return _half_mean_square(y)
 
     def mlp_field(self, at, base, layer: int, out):
         """``out = MLP_layer(LN2_layer(at))``, ``(N, d)`` (``base`` unused: Euclidean)."""
@@ -319,12 +383,20 @@ class Network(Model):
     def energies(self, x, y) -> dict:
         """``energy = potential = (1/2N) sum_i |x_i|^2``, the residual stream's mean squared norm.
 
+        Under ``metric = "mobility"``: the Hamiltonian's ``energy`` H, ``kinetic``,
+        ``interaction`` (= ``potential``), summed over heads.
+
         A network's field is no gradient: there is no energy it decreases; the
         loop records one scalar per save, and the stream's norm is the one
-        researchers track across layers.
+        researchers track across layers. Accelerated: also ``kinetic`` (1/2N) sum_i |y_i|^2.
         """
-        e = 0.5 * float(np.mean(np.einsum("ij,ij->i", x, x, dtype=np.float64)))
-        return {"energy": e, "potential": e}
+        e = _half_mean_square(x)
+        if self._mobility is not None:  # a Hamiltonian: H = K + interaction
+            h = self._mobility.energies(x, y)
+            return {**h, "potential": h["interaction"], "first_order_energy": h["interaction"]}
+        if not self.accelerated:
+            return {"energy": e, "potential": e}
+        return {"energy": e, "potential": e, "kinetic": _half_mean_square(y)}
 
     def diagnostics(self, x, y) -> dict:
         """Per-save diagnostics of the residual stream ``x (N, d)`` (:mod:`meanfield.diagnostics.network`).
@@ -377,8 +449,8 @@ class Network(Model):
 
     def describe(self) -> dict:
         return {"name": self.name, "dynamics": self.dynamics, "d": self.d, "heads": self.heads,
-                "causal": self.causal, "layer_norm": self.layer_norm, "ln_mode": self.ln_mode,
+                "causal": self.causal, "layer_norm": self.layer_norm, "ln_mode": self.ln_mode, "metric": self.metric,
                 "ln_eps": self.ln_eps, "mlp_activation": "gelu_tanh"}
 
 
-__all__ = ["LAYER_NORMS", "LN_MODES", "Network", "fold_weights", "layer_norm", "radial_norm"]
+__all__ = ["LAYER_NORMS", "LN_MODES", "METRICS", "Network", "fold_weights", "layer_norm", "radial_norm"]
