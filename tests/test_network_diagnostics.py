@@ -127,7 +127,7 @@ def test_effective_rank_analytic():
 def naive_heads(q, k, v, causal):
     n, heads, dh = q.shape
     E = np.zeros(heads)
-    out = np.zeros((n, heads, dh))
+    out = np.zeros(v.shape)
     for h in range(heads):
         for i in range(n):
             logits = [sum(q[i, h] * k[j, h]) / math.sqrt(dh) for j in range(n)]
@@ -282,3 +282,19 @@ def test_head_diagnostics_see_what_the_heads_read(net, tmp_path):
                 for n in ("q", "k", "v")]
         E, _ = naive_heads(*proj, causal=True)
         np.testing.assert_allclose(post.diagnostics(x, None)["E_beta_heads"], E, rtol=1e-12)
+
+
+def test_head_outputs_when_the_visible_logits_underflow():
+    """Causal: token 0 sees only itself at logit -400 while its logits to later tokens are +400; shifted
+    by the max over every source, its softmax weights underflow (exp(-800) = 0): outputs still exact."""
+    n = 5
+    q = np.ones((n, 1, 1))
+    k = np.full((n, 1, 1), 400.0)
+    k[0] = -400.0
+    q[3] = -1.0  # token 3 sees +400 at j = 0 and -400 at j = 1..3
+    v = np.random.default_rng(11).standard_normal((n, 1, 2))
+    log_sum, out = ND.head_pass(q[:, 0], k[:, 0], v[:, 0], True)
+    E, ref = naive_heads(q, k, v, True)
+    np.testing.assert_allclose(out, ref[:, 0], rtol=1e-13, atol=1e-15)
+    assert abs(log_sum - math.log(E[0] * 2 * n * n)) < 1e-13 * abs(log_sum)
+    np.testing.assert_allclose(ND.head_statistics(q, k, v, True)["E_beta"], E, rtol=1e-13)

@@ -242,6 +242,60 @@ def count_clusters(x, tol: float) -> int:
     return int(k + (1 if zero.any() else 0))
 
 
+def head_pass(q, k, v, causal: bool) -> tuple[float, np.ndarray]:
+    """One head's pass over pairs: the log of its logits' exponential sum and its outputs.
+
+    Parameters
+    ----------
+    q, k, v : (N, d_h) arrays
+        The head's queries, keys and values.
+    causal : bool
+        Outputs sum over sources j <= i.
+
+    Returns
+    -------
+    log_sum : float
+        ``log sum_{i,j} exp(<q_i, k_j> / sqrt(d_h))`` over every pair (no mask).
+    out : (N, d_h) float64
+        ``o_i = sum_j softmax_j(<q_i, k_j> / sqrt(d_h)) v_j`` (j <= i when causal).
+
+    Notes
+    -----
+    One exponential per pair, shifted by the row's max over every source; a
+    causal row whose visible logits all underflow after that shift (more than
+    ~575 below the row's max) is recomputed with its own max. Time O(N^2 d_h),
+    memory one block of :data:`BLOCK_VALUES` logits.
+    """
+    n, dh = q.shape
+    scale = 1.0 / math.sqrt(dh)
+    rows = max(1, BLOCK_VALUES // n)
+    out = np.empty((n, v.shape[1]))
+    peak, total = -math.inf, 0.0  # sum exp(logits) = e^peak * total, overflow-free
+    for a in range(0, n, rows):
+        b = min(a + rows, n)
+        z = q[a:b] @ k.T  # (b - a, n) logits
+        z *= scale
+        zmax = z.max(axis=1, keepdims=True)
+        z -= zmax
+        np.exp(z, out=z)  # one exponential per pair serves the energy and the softmax
+        row = zmax[:, 0] + np.log(z.sum(axis=1))  # log sum_j exp(logit_ij), every j
+        top = float(row.max())
+        if top > peak:
+            total *= math.exp(peak - top)
+            peak = top
+        total += float(np.exp(row - peak).sum())
+        if causal:
+            z = np.tril(z, a)  # sources j <= i = a + local row
+        norm = z.sum(axis=1)
+        for r in np.nonzero(norm < 1e-250)[0]:
+            zr = (q[a + r] @ k[: a + r + 1].T) * scale
+            z[r, : a + r + 1] = np.exp(zr - zr.max())
+            norm[r] = z[r, : a + r + 1].sum()
+        z /= norm[:, None]
+        np.matmul(z, v, out=out[a:b])
+    return peak + math.log(total), out
+
+
 def head_statistics(q, k, v, causal: bool, tol: float = 1e-3) -> dict:
     """Per head: the interaction energy of its logits and the clusters of its outputs.
 
@@ -267,37 +321,19 @@ def head_statistics(q, k, v, causal: bool, tol: float = 1e-3) -> dict:
 
     Notes
     -----
-    Time O(H N^2 d_h), memory O(N H d_h) plus one block of logits.
+    Time O(H N^2 d_h) (:func:`head_pass` per head), memory O(N H d_h) plus one block of logits.
     """
     tol = check_cluster_tol(tol)
     q, k, v = (np.asarray(a, dtype=np.float64) for a in (q, k, v))
-    n, heads, dh = q.shape
-    scale = 1.0 / math.sqrt(dh)
-    rows = max(1, BLOCK_VALUES // n)
+    n, heads, _ = q.shape
     energy = np.empty(heads)
     clusters = np.empty(heads, np.int64)
-    o = np.empty((n, dh))
     for h in range(heads):
-        kh, vh = k[:, h], v[:, h]
-        peak, total = -math.inf, 0.0  # sum exp(logits) = e^peak * total, overflow-free
-        for a in range(0, n, rows):
-            b = min(a + rows, n)
-            z = (q[a:b, h] @ kh.T) * scale  # (b - a, n)
-            zmax = float(z.max())
-            if zmax > peak:
-                total *= math.exp(peak - zmax)
-                peak = zmax
-            total += float(np.exp(z - peak).sum())
-            if causal:
-                z[np.arange(n)[None, :] > np.arange(a, b)[:, None]] = -np.inf
-            z -= z.max(axis=1, keepdims=True)
-            np.exp(z, out=z)
-            z /= z.sum(axis=1, keepdims=True)
-            np.matmul(z, vh, out=o[a:b])
-        energy[h] = exp_clipped(peak + math.log(total) - math.log(2.0 * n * n))
-        clusters[h] = count_clusters(o, tol)
+        log_sum, out = head_pass(q[:, h], k[:, h], v[:, h], causal)
+        energy[h] = exp_clipped(log_sum - math.log(2.0 * n * n))
+        clusters[h] = count_clusters(out, tol)
     return {"E_beta": energy, "n_clusters": clusters}
 
 
-__all__ = ["QUANTILES", "centred", "cosine_statistics", "count_clusters", "effective_rank", "head_statistics",
+__all__ = ["QUANTILES", "centred", "cosine_statistics", "count_clusters", "effective_rank", "head_pass", "head_statistics",
            "rank_collapse", "row_centred_directions", "select_ranks", "unit_rows"]
