@@ -298,3 +298,32 @@ def test_head_outputs_when_the_visible_logits_underflow():
     np.testing.assert_allclose(out, ref[:, 0], rtol=1e-13, atol=1e-15)
     assert abs(log_sum - math.log(E[0] * 2 * n * n)) < 1e-13 * abs(log_sum)
     np.testing.assert_allclose(ND.head_statistics(q, k, v, True)["E_beta"], E, rtol=1e-13)
+
+
+def test_cosine_quantiles_of_equal_tokens_are_exact(monkeypatch):
+    """Every token the same: the cosines differ by round-off only (a few ulps below 1); with more pairs
+    than the collect cap the search narrows onto those floats and returns the exact order statistics
+    of the values it streams."""
+    monkeypatch.setattr(ND, "COLLECT_CAP", 10)
+    x = np.tile(np.random.default_rng(12).standard_normal(6), (20, 1))
+    x[::3] *= 1.7  # rows equal in direction, not in norm: the normalizations round differently
+    vals = np.clip(np.concatenate(list(ND._upper_pairs(ND.unit_rows(x)))), -1, 1)
+    ordered = np.concatenate([vals, vals])  # each unordered pair twice: the pairs i != j
+    got = ND.cosine_statistics(x)
+    assert got["min"] == ordered.min() and got["max"] == ordered.max(), (got, ordered.min(), ordered.max())
+    np.testing.assert_array_equal(got["quantiles"], np.quantile(ordered, ND.QUANTILES))
+
+
+@pytest.mark.parametrize("bins", [3, 4096])
+def test_select_ranks_of_values_ulps_apart(monkeypatch, bins):
+    """Values a few ulps apart, many more than the collect cap: exact order statistics (not an edge of
+    the last interval)."""
+    monkeypatch.setattr(ND, "COLLECT_CAP", 10)
+    monkeypatch.setattr(ND, "BINS", bins)
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        base = rng.uniform(-0.9, 0.9)
+        vals = base + np.spacing(base) * rng.integers(0, 6, 500)
+        ranks = [0, 1, 100, 250, 499]
+        got = ND.select_ranks(lambda: iter(np.array_split(vals, 7)), vals.size, ranks, -1.0, 1.0)
+        np.testing.assert_array_equal(got, np.sort(vals)[ranks])

@@ -34,6 +34,8 @@ BLOCK_VALUES = 1 << 20
 COLLECT_CAP = 1 << 18
 #: Bins of each histogram pass of the quantile search.
 BINS = 4096
+#: An interval of the quantile search at most this many ulps wide has its distinct values counted.
+TALLY_ULPS = 64
 
 
 def unit_rows(x) -> np.ndarray:
@@ -77,12 +79,13 @@ def select_ranks(blocks, total: int, ranks, lo: float, hi: float) -> np.ndarray:
     Each pass histograms the values of every unresolved interval into
     :data:`BINS` bins (edges as floats, membership ``e_b <= v < e_b+1``, so
     the next pass selects exactly the counted values) and keeps the bin that
-    holds the rank; an interval with at most :data:`COLLECT_CAP` values is
-    collected and sorted. Memory: the blocks plus ``R x`` :data:`COLLECT_CAP`
-    values; passes: one when the multiset has at most COLLECT_CAP values,
-    else typically two or three (an interval shrinks by BINS per pass; one
-    narrower than a few ulps holds equal values up to round-off and is read as
-    its lower edge).
+    holds the rank. An interval with at most :data:`COLLECT_CAP` values is
+    collected and sorted; one at most :data:`TALLY_ULPS` ulps wide (values
+    equal up to round-off, e.g. cosines of collapsed tokens) has few distinct
+    floats: the pass counts each. Memory: the blocks plus ``R x``
+    :data:`COLLECT_CAP` values; passes: one when the multiset has at most
+    COLLECT_CAP values, else typically two or three (an interval shrinks by
+    BINS per pass).
     """
     ranks = np.asarray(ranks, dtype=np.int64)
     # per target: interval [lo, hi), the rank within it, the interval's count
@@ -92,21 +95,22 @@ def select_ranks(blocks, total: int, ranks, lo: float, hi: float) -> np.ndarray:
         todo = {}
         for t, (a, b, r, c) in enumerate(state):
             if np.isnan(out[t]):
-                if b - a <= 4 * np.spacing(max(abs(a), abs(b))):
-                    out[t] = a
-                else:
-                    todo.setdefault((a, b, c), []).append(t)
+                todo.setdefault((a, b, c), []).append(t)
         if not todo:
             return out
-        edges = {key: np.linspace(key[0], key[1], BINS + 1) for key in todo}
-        counts = {key: np.zeros(BINS, np.int64) for key in todo if key[2] > COLLECT_CAP}
         kept = {key: [] for key in todo if key[2] <= COLLECT_CAP}
+        tally = {key: {} for key in todo if key not in kept
+                 and key[1] - key[0] <= TALLY_ULPS * np.spacing(max(abs(key[0]), abs(key[1])))}
+        edges = {key: np.linspace(key[0], key[1], BINS + 1) for key in todo if key not in kept and key not in tally}
+        counts = {key: np.zeros(BINS, np.int64) for key in edges}
         for v in blocks():
             for key in todo:
-                a, b, _ = key
-                w = v[(v >= a) & (v < b)]
+                w = v[(v >= key[0]) & (v < key[1])]
                 if key in kept:
                     kept[key].append(w)
+                elif key in tally:
+                    for value, c in zip(*np.unique(w, return_counts=True)):
+                        tally[key][value] = tally[key].get(value, 0) + int(c)
                 else:
                     idx = np.searchsorted(edges[key], w, side="right") - 1
                     counts[key] += np.bincount(np.clip(idx, 0, BINS - 1), minlength=BINS)
@@ -115,14 +119,19 @@ def select_ranks(blocks, total: int, ranks, lo: float, hi: float) -> np.ndarray:
                 vals = np.sort(np.concatenate(kept[key]))
                 for t in targets:
                     out[t] = vals[state[t][2]]
-                continue
-            cum = np.cumsum(counts[key])
-            e = edges[key]
-            for t in targets:
-                r = state[t][2]
-                k = int(np.searchsorted(cum, r, side="right"))  # first bin with cum > r
-                below = int(cum[k - 1]) if k else 0
-                state[t] = [float(e[k]), float(e[k + 1]), r - below, int(counts[key][k])]
+            elif key in tally:
+                vals = sorted(tally[key])
+                cum = np.cumsum([tally[key][value] for value in vals])
+                for t in targets:
+                    out[t] = vals[int(np.searchsorted(cum, state[t][2], side="right"))]
+            else:
+                cum = np.cumsum(counts[key])
+                e = edges[key]
+                for t in targets:
+                    r = state[t][2]
+                    k = int(np.searchsorted(cum, r, side="right"))  # first bin with cum > r
+                    below = int(cum[k - 1]) if k else 0
+                    state[t] = [float(e[k]), float(e[k + 1]), r - below, int(counts[key][k])]
 
 
 def _quantile_positions(m: int, probs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
