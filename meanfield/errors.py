@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math as _math
+import numbers as _numbers
 import signal as _signal
 
 
@@ -52,6 +54,24 @@ class ParameterError(ValueError):
             self.file = str(file)
             self.args = (self._message(),)
         return self
+
+
+def check_real(key: str, value, expected: str, ok=None, *, integer: bool = False):
+    """``value`` as a float (an int with ``integer``) if it is a finite real number with ``ok(value)``.
+
+    The one check behind every numeric parameter: a bool is not a number (TOML's
+    ``true`` is not 1), nor is NaN or inf.
+
+    Raises
+    ------
+    ParameterError
+        ``ParameterError(key, expected, value)`` otherwise.
+    """
+    kind = _numbers.Integral if integer else _numbers.Real
+    if (isinstance(value, bool) or not isinstance(value, kind) or not _math.isfinite(value)
+            or (ok is not None and not ok(value))):
+        raise ParameterError(key, expected, value)
+    return int(value) if integer else float(value)
 
 
 class SimulationError(RuntimeError):

@@ -14,7 +14,7 @@ import math
 import os
 import tomllib
 
-from ..errors import ParameterError
+from ..errors import ParameterError, check_real
 
 #: Sections of a parameter file and the keys checked here (None: checked by a registry).
 SECTIONS = {
@@ -181,10 +181,7 @@ def _number(sec, key, value, *, positive=False, integer=False, minimum=None):
     full = f"{sec}.{key}"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ParameterError(full, "an integer" if integer else "a number", value)
-    if integer and not isinstance(value, int):
-        raise ParameterError(full, "an integer", value)
-    if not math.isfinite(value):
-        raise ParameterError(full, "a finite number", value)
+    check_real(full, value, "an integer" if integer else "a finite number", integer=integer)
     if positive and not value > 0:
         raise ParameterError(full, "a number > 0", value)
     if minimum is not None and value < minimum:

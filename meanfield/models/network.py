@@ -46,12 +46,11 @@ sphere of radius sqrt(d) (exactly so at eps = 0).
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
 from .._kernels.heads import TILE, head_attention
-from ..errors import ParameterError
+from ..errors import ParameterError, check_real
 from ._params import as_flag, config_path
 from .base import Model
 from .mlp import NESTEROV_DEFAULTS, TokenMLP, nesterov_params
@@ -212,8 +211,8 @@ class Network(Model):
             raise ParameterError("model.weights", "a weight file name (.npz or .safetensors)", path)
         d, heads = p.get("d"), p.get("heads")
         for key, v in (("d", d), ("heads", heads)):
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise ParameterError(f"model.{key}", "a positive integer", v)
+            if v is not None:
+                check_real(f"model.{key}", v, "a positive integer", lambda v: v >= 1, integer=True)
         choices = {"layer_norm": (LAYER_NORMS, "pre"), "ln_mode": (LN_MODES, "affine"),
                    "mlp_activation": (("gelu_tanh",), "gelu_tanh")}
         for key, (valid, default) in choices.items():
@@ -235,8 +234,7 @@ class Network(Model):
             raise ParameterError("model.normalized", "true (softmax attention) for networks from weights",
                                  False)
         eps = p.get("ln_eps", 1e-5)
-        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not (eps > 0 and math.isfinite(eps)):
-            raise ParameterError("model.ln_eps", "a positive finite number", eps)
+        eps = check_real("model.ln_eps", eps, "a positive finite number", lambda v: v > 0)
         w = load_weights(config_path(path, base_dir), "model.weights", d, heads)
         return cls(w, as_flag(p, "causal", True), ln, eps, dtype, mode, dynamics, nesterov_params(nesterov),
                    metric)
