@@ -122,6 +122,7 @@ save = ["x", "y"]
 
 [diagnostics]
 dissipation = "auto"            # step | save | off | auto (softmax: save, K costs one pass over pairs)
+# network = false               # networks from weights (model.weights): only cos_mean, rank_collapse
 """
 
 TEMPLATES = {"bilinear": BILINEAR}

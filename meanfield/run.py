@@ -179,9 +179,17 @@ class Run:
             from .diagnostics.clustering import check_cluster_tol
 
             if not hasattr(self.model, "cluster_tol"):
-                raise ParameterError("diagnostics.cluster_tol", "the sphere model (clusters are counted on S^{d-1})",
-                                     self.model.name)
+                raise ParameterError("diagnostics.cluster_tol", "the sphere model or a network from weights "
+                                     "(clusters are counted on a sphere)", self.model.name)
             self.model.cluster_tol = check_cluster_tol(cfg["diagnostics"]["cluster_tol"])
+        if "network" in cfg["diagnostics"]:
+            value = cfg["diagnostics"]["network"]
+            if not hasattr(self.model, "full_diagnostics"):
+                raise ParameterError("diagnostics.network", "a network from weights (model.weights)",
+                                     self.model.name)
+            if not isinstance(value, bool):
+                raise ParameterError("diagnostics.network", "true or false", value)
+            self.model.full_diagnostics = value
         dyn = self.model.dynamics
         damping = dict(cfg["damping"])
         schedule_name = damping.pop("schedule")

@@ -227,6 +227,35 @@ def test_network_run_records_every_diagnostic_per_layer(net, tmp_path):
     np.testing.assert_array_equal(res["E_beta_heads"][-1], model.diagnostics(xs[-1], None)["E_beta_heads"])
 
 
+def test_diagnostics_network_false_records_the_cheap_ones(net, tmp_path):
+    """[diagnostics] network = false: only cos_mean (O(N d), equal to the full pass's mean over pairs)
+    and rank_collapse; cluster_tol is a network's key too; network is refused for other models."""
+    from meanfield.errors import ParameterError
+    from meanfield.run import Run
+
+    cfg = {"model": {"name": "softmax", "weights": str(tmp_path / "net.npz"), "heads": H},
+           "integrator": {"name": "euler", "h": 1.0}, "initial": {"law": "tokens", "ids": [3, 1, 4, 1, 5, 9, 2]},
+           "run": {"layers": True}}
+    full = Run({**cfg, "diagnostics": {"cluster_tol": 0.01}}).simulate()
+    cheap = Run({**cfg, "diagnostics": {"network": False}}).simulate()
+    assert full.config["diagnostics"]["cluster_tol"] == 0.01
+    assert "E_beta_heads" in full.tasks and "E_beta_heads" not in cheap.tasks and "effective_rank" not in cheap.tasks
+    np.testing.assert_allclose(cheap["cos_mean"], full["cos_mean"], rtol=1e-12)
+    np.testing.assert_array_equal(cheap["rank_collapse"], full["rank_collapse"])
+    with pytest.raises(ParameterError, match=r"\[diagnostics.network\] expected true or false"):
+        Run({**cfg, "diagnostics": {"network": 1}})
+    with pytest.raises(ParameterError, match=r"\[diagnostics.network\] expected a network from weights"):
+        Run({"model": {"name": "sphere", "d": 3}, "integrator": {"name": "euler", "h": 0.1},
+             "initial": {"law": "sphere_uniform", "n": 5}, "run": {"steps": 1}, "diagnostics": {"network": False}})
+
+
+def test_mean_cosine_with_zero_rows():
+    x = tokens()
+    x[3] = 0.0
+    ref = naive_cosines(x)
+    assert abs(ND.mean_cosine(x) - ref.mean()) < 1e-14
+
+
 # ------------------------------------------------------------------ meanfield plot --kind layers
 
 

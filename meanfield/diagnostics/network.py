@@ -196,6 +196,20 @@ def cosine_statistics(x, probs=QUANTILES, max_exact: int = MAX_EXACT_TOKENS) -> 
             "quantiles": lo_v + frac * (hi_v - lo_v)}
 
 
+def mean_cosine(x) -> float:
+    """The mean pairwise cosine similarity over i != j of ``x (N, d)`` in O(N d): (|sum_i u_i|^2 - N') / (N (N-1)).
+
+    ``u_i`` are the unit rows (zero rows stay zero: N' counts the others); 1 for N = 1.
+    """
+    u = unit_rows(x)
+    n = u.shape[0]
+    if n < 2:
+        return 1.0
+    s = u.sum(axis=0)
+    nonzero = float(np.count_nonzero(np.any(u != 0, axis=1)))
+    return float((s @ s - nonzero) / (n * (n - 1)))
+
+
 def centred(x) -> np.ndarray:
     """``X - 1 xbar^T``: the tokens less their mean token, ``(N, d)`` float64."""
     x = np.asarray(x, dtype=np.float64)
@@ -344,5 +358,5 @@ def head_statistics(q, k, v, causal: bool, tol: float = 1e-3) -> dict:
     return {"E_beta": energy, "n_clusters": clusters}
 
 
-__all__ = ["QUANTILES", "centred", "cosine_statistics", "count_clusters", "effective_rank", "head_pass", "head_statistics",
+__all__ = ["QUANTILES", "centred", "cosine_statistics", "count_clusters", "effective_rank", "head_pass", "head_statistics", "mean_cosine",
            "rank_collapse", "row_centred_directions", "select_ranks", "unit_rows"]

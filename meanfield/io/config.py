@@ -25,7 +25,7 @@ SECTIONS = {
     "run": ("t0", "t1", "steps", "oracle_calls", "layers", "save_every", "save_at", "saves_per_decade",
             "stop_clusters", "dtype", "check_every", "max_wall_time"),
     "output": ("path", "save"),
-    "diagnostics": ("dissipation", "moment_ode", "cluster_tol"),
+    "diagnostics": ("dissipation", "moment_ode", "cluster_tol", "network"),
     "solver": ("kind", "grid", "domain", "momentum_max"),
 }
 

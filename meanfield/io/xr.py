@@ -21,6 +21,13 @@ TASK_DIMS = {
     "cov": ("component", "component2"),
     "ode_cov": ("component", "component2"),
     "Mxy": ("component", "component2"),
+    "v": ("particle", "component"),
+    "x_mid": ("particle", "component"),
+    "readout": ("particle", "component"),
+    "E_beta_heads": ("head",),
+    "n_clusters_heads": ("head",),
+    "cos_quantiles": ("quantile",),
+    "cos_centred_quantiles": ("quantile",),
 }
 
 

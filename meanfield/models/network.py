@@ -55,6 +55,7 @@ from ._params import as_flag, config_path
 from .base import Model
 from .mlp import NESTEROV_DEFAULTS, TokenMLP, nesterov_params
 from .mobility_heads import MobilityHeads, head_matrices
+from .sphere import DEFAULT_CLUSTER_TOL
 from .weights import load_weights
 
 #: LayerNorm placements: before each sub-layer (GPT-2), after each residual sum (BERT), or none.
@@ -189,6 +190,10 @@ class Network(Model):
         self.mlp_nesterov = dict(NESTEROV_DEFAULTS, **(nesterov or {}))
         self.block_files = {"weights": w.path}
         self.metric = metric
+        #: Clusters of tokens and head outputs are counted at this tolerance (``[diagnostics] cluster_tol``).
+        self.cluster_tol = DEFAULT_CLUSTER_TOL
+        #: Record the full diagnostics at every save (``[diagnostics] network``), or only the O(N d) ones.
+        self.full_diagnostics = True
         self._mobility = MobilityHeads(head_matrices(w), self.causal, t) if metric == "mobility" else None
         self._layer = 0
         self._work = {}
@@ -414,12 +419,16 @@ class Network(Model):
             the clusters of the directions of its outputs sum_j softmax_j v_j;
             ``n_clusters``: the clusters of the tokens on the LayerNorm sphere
             (directions of x_i - mean_k x_ik). Cluster tolerance: ``cluster_tol``
-            when set, else the sphere model's default.
+            (``[diagnostics] cluster_tol``, default the sphere model's).
+            With ``full_diagnostics`` False (``[diagnostics] network = false``):
+            only ``cos_mean`` and ``rank_collapse``, O(N d) (the full set costs
+            about two blocks at GPT-2-small size, docs/models.md).
         """
         from ..diagnostics import network as ND
-        from .sphere import DEFAULT_CLUSTER_TOL
 
         x = np.asarray(x, dtype=np.float64)
+        if not self.full_diagnostics:
+            return {"cos_mean": ND.mean_cosine(x), "rank_collapse": ND.rank_collapse(x)}
         xc = ND.centred(x)
         out = {}
         for prefix, z in (("cos", x), ("cos_centred", xc)):
@@ -428,7 +437,7 @@ class Network(Model):
         out["rank_collapse"] = ND.rank_collapse(x)
         out["effective_rank"] = ND.effective_rank(x)
         out["effective_rank_centred"] = ND.effective_rank(xc)
-        tol = getattr(self, "cluster_tol", DEFAULT_CLUSTER_TOL)
+        tol = self.cluster_tol
         heads = ND.head_statistics(*self._head_projections(x), self.causal, tol)
         out["E_beta_heads"], out["n_clusters_heads"] = heads["E_beta"], heads["n_clusters"]
         out["n_clusters"] = np.int64(ND.count_clusters(ND.row_centred_directions(x), tol))
