@@ -177,6 +177,9 @@ class Connection:
 
     def __init__(self, spec: ClusterSpec, connect_timeout: float | None = None):
         self.spec = spec
+        # a lost scheduler stops the run with its own one-line message (models/_sharded.py);
+        # the client's reconnection log would add lines of its own to the command's output
+        logging.getLogger("distributed.client").setLevel(logging.CRITICAL)
         self.client, self.cluster = start_client(
             None if spec.local else spec.scheduler, spec.workers, spec.threads_per_worker,
             CONNECT_TIMEOUT if connect_timeout is None else connect_timeout, key="cluster.scheduler")

@@ -40,7 +40,7 @@ def clients():
     out, clusters = {}, []
     for k in (1, 2, 3):
         cl = distributed.LocalCluster(n_workers=k, threads_per_worker=1, processes=False,
-                                      dashboard_address=None)
+                                      dashboard_address=None, scheduler_kwargs={"dashboard_address": ":0"})
         clusters.append(cl)
         out[k] = distributed.Client(cl)
     yield out
@@ -315,6 +315,14 @@ def _start_scheduler(port):
     worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", f"tcp://127.0.0.1:{port}",
                                "--nthreads", "1", "--no-nanny"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60  # the scheduler listens, and the worker has joined
+    while time.monotonic() < deadline:
+        try:
+            with distributed.Client(f"tcp://127.0.0.1:{port}", timeout=5) as c:
+                c.wait_for_workers(1, timeout=60)
+            break
+        except (OSError, TimeoutError):
+            time.sleep(0.2)
     return sched, worker
 
 
@@ -325,10 +333,12 @@ def _stop(*procs):
         proc.wait(10)
 
 
-def test_a_lost_scheduler_stops_the_run_with_step_and_time_and_it_resumes(tmp_path):
-    port = _free_port()
+def _lose_the_scheduler(tmp_path, port):
+    """A run on a ``dask scheduler`` process that is killed at the run's third save.
+
+    The client tries to reconnect for its connect timeout before the run stops: 2 s here.
+    """
     p = _params(tmp_path, f'[cluster]\nscheduler = "tcp://127.0.0.1:{port}"\n')
-    want = _reference(p)
     out = str(tmp_path / "out.h5")
     sched, worker = _start_scheduler(port)
     try:
@@ -341,8 +351,23 @@ def test_a_lost_scheduler_stops_the_run_with_step_and_time_and_it_resumes(tmp_pa
         run.close()
     finally:
         _stop(sched, worker)
+    return p, out
+
+
+def test_a_lost_scheduler_stops_the_run_with_step_and_time_and_a_resumable_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(mcluster, "CONNECT_TIMEOUT", 2.0)
+    p, out = _lose_the_scheduler(tmp_path, _free_port())
     with h5py.File(out) as f:
-        assert f.attrs["status"].startswith("failed")
+        assert f.attrs["status"].startswith("failed: in step")
+    tr = meanfield.load(out)
+    assert tr.checkpoint is not None and int(tr.checkpoint["iteration"]) in (0, 5, 10)  # a save before the loss
+
+
+@pytest.mark.slow
+def test_after_a_lost_scheduler_resume_is_bit_identical(tmp_path):
+    port = _free_port()
+    p, out = _lose_the_scheduler(tmp_path, port)
+    want = _reference(p)
     sched, worker = _start_scheduler(port)  # the scheduler is back at its address
     try:
         res = CliRunner().invoke(cli, ["run", "--resume", out])
@@ -352,6 +377,29 @@ def test_a_lost_scheduler_stops_the_run_with_step_and_time_and_it_resumes(tmp_pa
     got = meanfield.load(out)
     np.testing.assert_array_equal(got["x"][-1], want.x)
     np.testing.assert_array_equal(got["energy"], want["energy"])
+
+
+def test_benchmark_quick_mode(tmp_path):
+    """benchmarks/bench_distributed.py --quick: the table's numbers, the same bits, the cost model."""
+    import importlib
+    import json
+
+    bench_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+    sys.path.insert(0, bench_dir)
+    try:
+        bench = importlib.import_module("bench_distributed")
+    finally:
+        sys.path.remove(bench_dir)
+    out = tmp_path / "distributed.json"
+    bench.main(["--quick", "--n", "600", "--repeat", "2", "--out", str(out)])
+    res = json.loads(out.read_text())
+    assert res["call"]["bit_identical"] and res["call"]["N"] == 600
+    assert res["call"]["cluster_s"] > 0 and res["runs"]["cluster_wall_time_s"] > 0
+    assert res["runs"]["cluster_oracle_calls"] == res["runs"]["local_oracle_calls"] > 0
+    assert res["per_worker_gpairs_s"] > 0 and res["machine"]["cpu"]
+    m16 = next(r for r in res["model"] if r["N"] == 10**6 and r["workers"] == 16)
+    assert m16["total_s"] == pytest.approx(m16["fixed_s"] + m16["broadcast_s"] + m16["compute_s"] + m16["gather_s"])
+    assert m16["compute_s"] == pytest.approx(1e12 / (16 * res["per_worker_gpairs_s"] * 1e9))
 
 
 @pytest.mark.slow

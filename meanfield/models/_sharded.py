@@ -33,6 +33,8 @@ from ..errors import SimulationError
 
 #: Extra attempts for a shard whose task raised (a worker that dies is rescheduled anyway).
 RETRIES = 3
+#: Seconds a pass waits for a worker when the cluster has none.
+WAIT_FOR_WORKERS = 60.0
 
 # ------------------------------------------------------------------ worker side
 
@@ -154,6 +156,24 @@ class ShardedSums:
         #: Shards of the last pass (the tests read it).
         self.shards = []
 
+    def warm_up(self, d: int, dtype) -> None:
+        """Have every worker compile (or load) the pass kernels for ``(d, dtype)`` now, not in the first step.
+
+        In one process numba compiles before the loop's clock starts
+        (``compile_time``); this does the same for the workers.
+        """
+        x = np.random.default_rng(0).normal(size=(2 * PK.TI, d)).astype(dtype)
+        A, s = np.eye(d), np.zeros(len(x))
+        c = np.ones(len(x))
+        futures = [self.client.submit(shard_pass, x, ("warm-up", w), A, mode, self.causal, 0, 2, workers=[w],
+                                      pure=False, **({"s": s, "cvec": c, "mrow": c}
+                                                     if mode == PK.MODE_FORCE else {}))
+                   for w in self._workers() for mode in (PK.MODE_SOFTMAX, PK.MODE_FORCE)]
+        try:
+            self.client.gather(futures)
+        except Exception as exc:  # noqa: BLE001
+            raise self._lost(exc) from None
+
     def set_points(self, x) -> None:
         """Broadcast state ``x`` (N, d) to every worker (once: a state already there is not sent again)."""
         if self._x is not None and self._x.shape == x.shape and np.array_equal(self._x, x):
@@ -178,11 +198,15 @@ class ShardedSums:
     def _workers(self) -> list:
         try:
             info = self.client.scheduler_info(n_workers=-1)["workers"]
-        except TypeError:  # distributed before n_workers
-            info = self.client.scheduler_info()["workers"]
         except Exception as exc:  # noqa: BLE001
             raise self._lost(exc) from None
         workers = sorted(info)
+        if not workers:  # none yet (a batch system starting them) or none left: wait a little
+            try:
+                self.client.wait_for_workers(1, timeout=WAIT_FOR_WORKERS)
+                workers = sorted(self.client.scheduler_info(n_workers=-1)["workers"])
+            except Exception:  # noqa: BLE001 - a timeout, or the scheduler went too
+                workers = []
         if not workers:
             raise SimulationError("the dask cluster has no workers left; the run stopped at its last "
                                   "checkpoint: continue with meanfield run --resume")

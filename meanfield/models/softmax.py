@@ -254,6 +254,7 @@ class Softmax(AnalyticJacobian, Model):
             raise ValueError('shard_over: summation = "exact" only (the Fourier backend sums in one process)')
         self.use_row_passes()
         self._sharded = ShardedSums(client, self.causal)
+        self._sharded.warm_up(self.d, self.dtype)
 
     # ------------------------------------------------------- per-layer weights
     def set_layers(self, A, V) -> None:
