@@ -136,6 +136,7 @@ class ClusterSpec:
 
     @property
     def local(self) -> bool:
+        """True for a LocalCluster started by the run (``scheduler = "local"``)."""
         return self.scheduler == "local"
 
     @classmethod
