@@ -255,6 +255,7 @@ class Softmax(AnalyticJacobian, Model):
         self.use_row_passes()
         self._sharded = ShardedSums(client, self.causal)
         self._sharded.warm_up(self.d, self.dtype)
+        self._work_n = -1  # the work arrays without the tiles
 
     # ------------------------------------------------------- per-layer weights
     def set_layers(self, A, V) -> None:
@@ -294,7 +295,8 @@ class Softmax(AnalyticJacobian, Model):
             return
         d, dt = self.d, self.dtype
         self._tj = PK.tile_width(d, dt.itemsize)
-        nt = PK.n_tiles(n, self._tj) if self._fourier is None else 0  # fourier: no tiles
+        # fourier, or a cluster (its workers lay out their own): no tiles here
+        nt = PK.n_tiles(n, self._tj) if self._fourier is None and self._sharded is None else 0
         self._XT = PK.empty_aligned((nt, d, self._tj), dt)  # source tiles (64-byte aligned rows)
         self._no_ST = np.zeros((1, 1), dt)  # placeholder s_j tiles for the softmax and z passes
         self._QA = np.empty((n if nt else 0, d), dt)  # query rows q_i = A^T x_i
