@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from .errors import ParameterError
+from .errors import ParameterError, check_real
 
 #: Keys of the ``[cluster]`` section.
 CLUSTER_KEYS = ("scheduler", "workers", "threads_per_worker")
@@ -150,8 +150,7 @@ class ClusterSpec:
             value = section.get(key)
             if value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ParameterError(f"cluster.{key}", "an integer >= 1", value)
+            check_real(f"cluster.{key}", value, "an integer >= 1", lambda v: v >= 1, integer=True)
             if scheduler != "local":
                 raise ParameterError(f"cluster.{key}", 'no value with scheduler = "tcp://..." (the workers '
                                      f"of a running scheduler are set where they start: dask worker "
