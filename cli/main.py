@@ -637,6 +637,7 @@ BENCHMARKS = {
     "convergence": "convergence.py",
     "long_time": "bench_long_time.py",
     "jacobian": "bench_jacobian.py",
+    "distributed": "bench_distributed.py",
 }
 
 

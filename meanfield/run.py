@@ -277,6 +277,13 @@ class Run:
 
             moment_ode_probe(self)  # validates now: a bad combination is an input error, not a crash later
             self.probes.append(moment_ode_probe)
+        #: The dask client of a ``[cluster]`` run (:class:`meanfield.cluster.Connection`), else None.
+        self.cluster = _connect_cluster(cfg, self.model) if "cluster" in cfg else None
+
+    def close(self) -> None:
+        """Close the run's dask client and a LocalCluster it started (``[cluster]``; also done at exit)."""
+        if self.cluster is not None:
+            self.cluster.close()
 
     def resolved(self) -> dict:
         """The fully resolved parameters, JSON-able (stored in every output file)."""
@@ -595,6 +602,31 @@ def _warn_first_order_ignores(cfg: dict, integrator, file=None) -> None:
         where = f"{file}: " if file else ""
         warnings.warn(f"{where}model.dynamics = \"first_order\" ignores {'; '.join(ignored)}",
                       UserWarning, stacklevel=4)
+
+
+def _connect_cluster(cfg: dict, model):
+    """Shard ``model``'s exact pair passes over the ``[cluster]`` of ``cfg``; the connection.
+
+    Called last in :meth:`Run._build`: every other input error is reported
+    before a cluster starts, and an unreachable scheduler before anything is written.
+    """
+    from .cluster import ClusterSpec, Connection
+
+    spec = ClusterSpec.from_dict(cfg["cluster"])
+    if cfg["solver"]["kind"] != "particles":
+        raise ParameterError("solver.kind", '"particles" with a [cluster] section (the cluster computes '
+                             "the pair sums of particles)", cfg["solver"]["kind"])
+    if not hasattr(model, "shard_over"):
+        what = "a network from weights" if "weights" in cfg["model"] else f"model {model.name!r}"
+        raise ParameterError("cluster", "a softmax or sphere model for a [cluster] section (their exact "
+                             "pair sums are what the cluster computes)", what)
+    if cfg["model"].get("summation", "exact") != "exact":
+        raise ParameterError("model.summation", '"exact" with a [cluster] section (the cluster shards the '
+                             "exact pair sums; the Fourier summation runs in one process)",
+                             cfg["model"]["summation"])
+    conn = Connection(spec)
+    model.shard_over(conn.client)
+    return conn
 
 
 def _check_jacobian_size(integrator, system) -> None:

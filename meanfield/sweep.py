@@ -41,7 +41,6 @@ import hashlib
 import io
 import itertools
 import json
-import logging
 import math
 import os
 import re
@@ -50,8 +49,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from distributed.diagnostics.plugin import WorkerPlugin
-
+from .cluster import one_line as _one_line
+from .cluster import set_numba_threads as _set_numba_threads
+from .cluster import start_client as _start_client
+from .cluster import stop_client as _stop_client
 from .errors import ParameterError, SimulationError
 from .io import config as _config
 
@@ -373,16 +374,6 @@ def _summary(path: str) -> dict:
     return out
 
 
-def _set_numba_threads(threads) -> int:
-    """Set (if given) and return the numba threads of the calling thread."""
-    import numba
-
-    if threads:
-        # thread-local in numba: applies to the parallel regions this worker thread launches
-        numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
-    return numba.get_num_threads()
-
-
 def run_job(job: dict, threads: int | None = None, overwrite: bool = False) -> dict:
     """Run (or skip, continue, restart) one sweep job; returns its index row.
 
@@ -629,52 +620,6 @@ def _mark_interrupted(jobs, wait: float = 10.0) -> None:
             return
         todo = locked
         time.sleep(0.1)
-
-
-def _one_line(exc) -> str:
-    text = " ".join(str(exc).split())
-    return text[:300] if text else type(exc).__name__
-
-
-def _start_client(scheduler, workers, connect_timeout=10.0):
-    from distributed import Client, LocalCluster
-
-    if scheduler is not None:
-        try:
-            return Client(scheduler, timeout=connect_timeout), None
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise ParameterError("--scheduler",
-                                 "the address of a running dask scheduler (tcp://host:port)",
-                                 f"{scheduler} ({_one_line(exc)})") from None
-    n = workers or os.cpu_count() or 1
-    # no dashboard; its bare HTTP server on a free port (8787 may be taken). Worker
-    # errors reach the index, so the cluster's own logs are kept quiet.
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                           dashboard_address=None, scheduler_kwargs={"dashboard_address": ":0"},
-                           silence_logs=logging.CRITICAL)
-    client = Client(cluster)
-    client.register_plugin(_IgnoreSigint(), name="meanfield-ignore-sigint")
-    return client, cluster
-
-
-class _IgnoreSigint(WorkerPlugin):
-    """Ctrl-C in a terminal reaches the local workers too (same process group): only the
-    client should react, by writing the index and closing the cluster; a run cut short by
-    that is continued from its checkpoint next time."""
-
-    def setup(self, worker):
-        import signal
-
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _stop_client(client, cluster):
-    try:
-        client.close()
-    finally:
-        if cluster is not None:
-            cluster.close()
 
 
 def _pending_row(job: Job) -> dict:

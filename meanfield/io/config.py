@@ -27,6 +27,8 @@ SECTIONS = {
     "output": ("path", "save"),
     "diagnostics": ("dissipation", "moment_ode", "cluster_tol", "network"),
     "solver": ("kind", "grid", "domain", "momentum_max"),
+    # one run's exact pair passes on a dask cluster (meanfield/cluster.py); checked by Run
+    "cluster": ("scheduler", "workers", "threads_per_worker"),
 }
 
 #: What ``[output] save`` may list: positions, momenta, the MLP velocity of accelerated blocks, and
@@ -280,6 +282,8 @@ def resolve(raw: dict, file: str | None = None) -> dict:
                         raise ParameterError(f"{section}.{key}",
                                              f"a key of [{section}] (valid: {', '.join(allowed)})", key)
         cfg = {s: dict(raw.get(s, {})) for s in SECTIONS}
+        if not cfg["cluster"]:  # optional: a run without it computes in this process
+            del cfg["cluster"]
         for s, defaults in (("damping", {"schedule": "none"}), ("diagnostics", {"dissipation": "auto"}),
                             ("output", {"path": "run.h5", "save": ["x", "y"]})):
             for k, v in defaults.items():

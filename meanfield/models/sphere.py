@@ -250,6 +250,14 @@ class Sphere(AnalyticJacobian, Model):
         dynamics = p.get("dynamics", "first_order")
         return cls(SphereParams.from_dict(p, dynamics), dynamics, dtype)
 
+    def use_row_passes(self) -> None:
+        """Exact attention sums row by row (:meth:`Softmax.use_row_passes`): the sharded passes' reference."""
+        self.attention.use_row_passes()
+
+    def shard_over(self, client) -> None:
+        """Attention sums on the dask cluster of ``client``, by row blocks (:meth:`Softmax.shard_over`)."""
+        self.attention.shard_over(client)
+
     # ---------------------------------------------------------------- helpers
     @property
     def on_sphere(self) -> bool:
