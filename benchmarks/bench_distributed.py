@@ -8,13 +8,13 @@ Measures on this machine (docs/performance.md, "One run on a dask cluster"):
    worker processes (``[cluster] scheduler = "local", workers = 2``); the
    target is a ratio <= 1.25;
 2. the per-worker rate (pairs / s of one worker's shard) and the fixed cost
-   of a call (a tiny N: scheduling, broadcast and gather latency);
+   of a call (a tiny N: scheduling, sending and gathering latency);
 3. the same comparison through ``Run.simulate`` into a file, timed from the
    file's ``/scales/wall_time`` (what ``meanfield run`` reports);
 4. the cost model per call on W workers,
 
-       t(W) = t_fixed + N d 8 B / bw (broadcast, per tree round: ceil(log2 W) + 1 rounds)
-              + N^2 d_eff / (W r) (compute) + N (d + 2) 8 B / bw (gather)
+       t(W) = t_fixed + W N d 8 B / bw (the state to every worker, through one link at worst)
+              + N^2 / (W r) (compute) + N (d + 2) 8 B / bw (gather)
 
    with r the measured per-worker rate and bw a stated network bandwidth
    (default 10 Gbit/s), extrapolated to 16 and 64 workers, and the N below
@@ -54,34 +54,45 @@ def _model(n_d, seed=0):
 
 
 def _time_calls(model, x, repeat):
-    """Median seconds of one oracle call; each call sees a new state (the cluster broadcasts it)."""
+    """Median seconds of one oracle call; each call sees a new state (sent to the cluster again)."""
     model.first_order(x, 0.0)  # compile / warm the workers' tiles
-    times = []
-    for k in range(repeat):
-        xk = x * (1.0 + 1e-9 * (k + 1))
-        t = time.perf_counter()
-        model.first_order(xk, 0.0)
-        times.append(time.perf_counter() - t)
+    times = [_one_call(model, x, k) for k in range(repeat)]
     return statistics.median(times), times
 
 
+def _one_call(model, x, k):
+    xk = x * (1.0 + 1e-9 * (k + 1))
+    t = time.perf_counter()
+    model.first_order(xk, 0.0)
+    return time.perf_counter() - t
+
+
 def measure_calls(n, d, workers, repeat, client):
-    """In-process (``workers`` numba threads) vs sharded over ``client``'s workers, one call each."""
+    """In-process (``workers`` numba threads) vs sharded over ``client``'s workers, one call each.
+
+    The two are timed alternately, call by call, so that both see the same load of a
+    shared machine; the ratio is the median of the per-round ratios.
+    """
     import numba
 
     x = np.random.default_rng(1).normal(size=(n, d))
     local = _model(d)
     local.use_row_passes()
-    numba.set_num_threads(min(workers, numba.config.NUMBA_NUM_THREADS))
-    t_local, all_local = _time_calls(local, x, repeat)
     sharded = _model(d)
     sharded.shard_over(client)
-    t_cluster, all_cluster = _time_calls(sharded, x, repeat)
+    numba.set_num_threads(min(workers, numba.config.NUMBA_NUM_THREADS))
+    local.first_order(x, 0.0), sharded.first_order(x, 0.0)  # compile, warm
+    all_local, all_cluster = [], []
+    for k in range(repeat):
+        all_local.append(_one_call(local, x, k))
+        all_cluster.append(_one_call(sharded, x, k))
+    t_local, t_cluster = statistics.median(all_local), statistics.median(all_cluster)
     # the same bits (docs/performance.md): checked on the benchmark's own state
     same = bool(np.array_equal(local.first_order(x, 0.0), sharded.first_order(x, 0.0)))
     pairs = float(n) * n
+    ratio = statistics.median(c / l for c, l in zip(all_cluster, all_local))
     return {"N": n, "d": d, "workers": workers, "local_s": t_local, "cluster_s": t_cluster,
-            "ratio": t_cluster / t_local, "local_gpairs_s": pairs / t_local / 1e9,
+            "ratio": ratio, "local_gpairs_s": pairs / t_local / 1e9,
             "cluster_gpairs_s": pairs / t_cluster / 1e9, "bit_identical": same,
             "local_all_s": all_local, "cluster_all_s": all_cluster}
 
@@ -144,42 +155,50 @@ save = []
     return path
 
 
-def measure_runs(n, d, steps, workers, folder):
+def measure_runs(n, d, steps, workers, folder, rounds=2):
     """``Run.simulate`` into a file, in-process (row passes, ``workers`` threads) and on a LocalCluster.
 
     Returns the seconds of the loop as the file's ``/scales/wall_time`` records them (the
-    cluster's start-up is not in it: the run connects before its loop starts).
+    cluster's start-up is not in it: the run connects and warms its workers before its loop),
+    the two runs alternating ``rounds`` times; the ratio is the median of the per-round ratios.
     """
     import h5py
     import numba
 
     import meanfield
 
-    out = {}
+    runs = {}
     for label, cluster in (("local", None), ("cluster", workers)):
-        params = _params(n, d, steps, cluster, os.path.join(folder, f"{label}.toml"))
-        run = meanfield.Run(params)
+        run = meanfield.Run(_params(n, d, steps, cluster, os.path.join(folder, f"{label}.toml")))
         if cluster is None:
             run.model.use_row_passes()
-            numba.set_num_threads(min(workers, numba.config.NUMBA_NUM_THREADS))
-        path = os.path.join(folder, f"{label}.h5")
-        try:
-            run.simulate(path, overwrite=True)
-        finally:
+        runs[label] = run
+    times = {"local": [], "cluster": []}
+    calls = {}
+    try:
+        for _ in range(rounds):
+            for label, run in runs.items():
+                numba.set_num_threads(min(workers, numba.config.NUMBA_NUM_THREADS))
+                path = os.path.join(folder, f"{label}.h5")
+                run.simulate(path, overwrite=True)
+                with h5py.File(path) as f:
+                    times[label].append(float(f["scales/wall_time"][-1]))
+                    calls[label] = int(f["scales/oracle_calls"][-1])
+    finally:
+        for run in runs.values():
             run.close()
-        with h5py.File(path) as f:
-            out[f"{label}_wall_time_s"] = float(f["scales/wall_time"][-1])
-            out[f"{label}_oracle_calls"] = int(f["scales/oracle_calls"][-1])
-            out[f"{label}_x"] = f["tasks/x"][-1] if "tasks/x" in f else None
-    out["ratio"] = out["cluster_wall_time_s"] / out["local_wall_time_s"]
-    out.pop("local_x"), out.pop("cluster_x")
-    return {"N": n, "d": d, "steps": steps, "workers": workers, **out}
+    return {"N": n, "d": d, "steps": steps, "workers": workers,
+            "local_wall_time_s": statistics.median(times["local"]),
+            "cluster_wall_time_s": statistics.median(times["cluster"]),
+            "ratio": statistics.median(c / l for c, l in zip(times["cluster"], times["local"])),
+            "local_all_s": times["local"], "cluster_all_s": times["cluster"],
+            "local_oracle_calls": calls["local"], "cluster_oracle_calls": calls["cluster"]}
 
 
 def model_time(n, d, w, rate, fixed, bw=BANDWIDTH):
     """Seconds of one call on ``w`` workers by the cost model (see the module docstring)."""
-    rounds = math.ceil(math.log2(w)) + 1 if w > 1 else 1
-    broadcast = n * d * 8 * rounds / bw
+    # x goes to one worker, the others fetch it from there: W copies through one link at worst
+    broadcast = n * d * 8 * w / bw
     gather = n * (d + 2) * 8 / bw
     compute = float(n) * n / (w * rate)
     return {"broadcast_s": broadcast, "compute_s": compute, "gather_s": gather, "fixed_s": fixed,
@@ -242,7 +261,7 @@ def main(argv=None):
     print(f"per-worker rate r = {rate / 1e9:.3g} Gpairs/s; fixed cost of a call {fixed * 1e3:.3g} ms")
     with tempfile.TemporaryDirectory() as folder:
         steps = 2 if args.quick else 4
-        runs = measure_runs(n, args.d, steps, args.workers, folder)
+        runs = measure_runs(n, args.d, steps, args.workers, folder, rounds=1 if args.quick else 3)
     print(f"\nRun.simulate, {runs['steps']} euler steps ({runs['cluster_oracle_calls']} oracle calls), "
           "seconds from /scales/wall_time:")
     print_table([runs], ["N", "d", "steps", "local_wall_time_s", "cluster_wall_time_s", "ratio"])

@@ -266,32 +266,49 @@ def _worker_pids(client) -> dict:
     return client.run(os.getpid)
 
 
-class _KillAtSave:
-    """An observer that kills one worker process (by PID) at its ``at``-th save."""
+class _AtSave:
+    """An observer calling ``action()`` at its ``at``-th save."""
 
-    def __init__(self, client, at):
-        self.client, self.at, self.saves, self.killed = client, at, 0, None
+    def __init__(self, at, action):
+        self.at, self.action, self.saves = at, action, 0
 
     def save(self, record):
         self.saves += 1
         if self.saves == self.at:
-            addr, pid = sorted(_worker_pids(self.client).items())[0]
+            self.action()
+
+
+def _kill_a_worker_mid_call(client, call):
+    """SIGKILL one worker process at oracle pass ``call``, after its shards were submitted and
+    before they are gathered (the shards of that worker are then lost mid-call)."""
+    gather, state = client.gather, {"calls": 0, "killed": None}
+
+    def killing_gather(futures, *args, **kwargs):
+        state["calls"] += 1
+        if state["calls"] == call:
+            pid = sorted(_worker_pids(client).items())[0][1]
             os.kill(pid, signal.SIGKILL)
-            self.killed = pid
+            state["killed"] = pid
+        return gather(futures, *args, **kwargs)
+
+    client.gather = killing_gather
+    return state
 
 
-def test_real_worker_processes_and_a_killed_worker_change_nothing(tmp_path):
-    """[cluster] scheduler = "local": 2 worker processes; one is SIGKILLed mid-run, the result is the same."""
+def test_real_worker_processes_and_killed_workers_change_nothing(tmp_path):
+    """[cluster] scheduler = "local": 2 worker processes; one is SIGKILLed between two calls (the
+    next broadcast meets it dead), another mid-call (its shards are lost); the result is the same."""
     p = _params(tmp_path, '[cluster]\nscheduler = "local"\nworkers = 2\n')
     want = _reference(p)
     run = meanfield.Run(p)
     try:
         client = run.cluster.client
         assert len(_worker_pids(client)) == 2 and os.getpid() not in _worker_pids(client).values()
-        killer = _KillAtSave(client, at=3)
-        res = run.simulate(str(tmp_path / "out.h5"), observers=[killer])
-        assert killer.killed is not None
-        assert killer.killed not in _worker_pids(client).values()  # it is gone (a nanny may restart one)
+        between = _AtSave(2, lambda: os.kill(sorted(_worker_pids(client).items())[-1][1], signal.SIGKILL))
+        killed = _kill_a_worker_mid_call(client, call=30)
+        res = run.simulate(str(tmp_path / "out.h5"), observers=[between])
+        assert between.saves >= 2 and killed["killed"] is not None
+        assert killed["killed"] not in _worker_pids(client).values()  # it is gone (the nanny starts another)
     finally:
         run.close()
     np.testing.assert_array_equal(res.x, want.x)
@@ -343,11 +360,8 @@ def _lose_the_scheduler(tmp_path, port):
     sched, worker = _start_scheduler(port)
     try:
         run = meanfield.Run(p)
-        killer = _KillAtSave(None, at=3)
-        killer.save = lambda record, k=killer: (setattr(k, "saves", k.saves + 1),
-                                                k.saves == 3 and sched.kill())
         with pytest.raises(SimulationError, match=r"in step 1[1-5] \(from t = .*lost the dask cluster"):
-            run.simulate(out, observers=[killer])
+            run.simulate(out, observers=[_AtSave(3, sched.kill)])
         run.close()
     finally:
         _stop(sched, worker)

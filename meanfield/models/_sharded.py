@@ -3,11 +3,11 @@
 One pass over pairs (:func:`meanfield._kernels.pairwise.loop_pass`) is split
 by blocks of target rows: each worker computes its rows against all columns
 with the same row-wise kernel, and the client places the rows it gathers.
-Per oracle call the state ``x`` (N, d) is broadcast once to every worker
-(each lays out its source tiles and query rows from it and keeps them for the
-passes of the same call: the accelerated field's z pass and force pass); the
-force pass also sends s_j (N) to every worker and c_i, m_i of its rows with
-each shard. A row's sums depend only on its index, not on how the blocks are
+Per oracle call the state ``x`` (N, d) is sent once to the cluster and
+fetched by every worker from the first that holds it (each lays out its source
+tiles and query rows from it and keeps them for the passes of the same call:
+the accelerated field's z pass and force pass); the force pass also sends s_j
+(N) the same way and c_i, m_i of its rows with each shard. A row's sums depend only on its index, not on how the blocks are
 split (see ``loop_pass``), so the gathered sums are bit for bit those of one
 row-wise pass in one process, at any number of workers -- provided the
 workers run the same machine code as the client: numba compiles for the CPU
@@ -16,8 +16,8 @@ of the tile reductions, hence the last bits.
 
 Faults: a worker lost during a call has its shard recomputed by another
 (the scheduler's own rescheduling, plus ``retries`` for errors raised in a
-task); the broadcast state has a copy on every worker, so no shard depends on
-the lost one. A lost scheduler raises :class:`~meanfield.errors.SimulationError`
+task); a worker lost with the only copy of the state makes the client send it
+again and redo the pass, which gives the same bits. A lost scheduler raises :class:`~meanfield.errors.SimulationError`
 (the loop adds the step and time; the run file keeps its last checkpoint and
 resumes with ``meanfield run --resume``).
 """
@@ -35,6 +35,10 @@ from ..errors import SimulationError
 RETRIES = 3
 #: Seconds a pass waits for a worker when the cluster has none.
 WAIT_FOR_WORKERS = 60.0
+#: Attempts of a pass whose state a dying worker took with it (each sends it again).
+PASS_ATTEMPTS = 4
+#: Seconds a scatter is tried again after failing on a lost worker (while the scheduler answers).
+SCATTER_RETRY_S = 30.0
 
 # ------------------------------------------------------------------ worker side
 
@@ -74,13 +78,13 @@ def shard_pass(x, key, A, mode, causal, b0, b1, s=None, cvec=None, mrow=None):
 
     Parameters
     ----------
-    x : (N, d) state (the broadcast copy)
+    x : (N, d) state (the copy sent for this call)
     key : hashable, names ``x`` and ``A`` (the worker keeps their tiles for the call's next pass)
     A : (d, d) float64 query-key matrix
     mode : int, ``PK.MODE_SOFTMAX``, ``MODE_Z`` or ``MODE_FORCE``
     causal : bool
     b0, b1 : int, blocks of ``PK.TI`` targets
-    s : (N,) float64 s_j (force mode; broadcast)
+    s : (N,) float64 s_j (force mode; sent like x)
     cvec, mrow : (M,) float64 c_i and m_i of the shard's rows (force mode)
 
     Returns
@@ -149,7 +153,7 @@ class ShardedSums:
         self.client = client
         self.causal = causal
         self.timeout = timeout
-        self._x = None  # the client's copy of the broadcast state
+        self._x = None  # the client's copy of the state on the cluster
         self._xf = None  # its future on the cluster
         self._s = None  # s_j of the last force pass, and its future
         self._sf = None
@@ -175,7 +179,7 @@ class ShardedSums:
             raise self._lost(exc) from None
 
     def set_points(self, x) -> None:
-        """Broadcast state ``x`` (N, d) to every worker (once: a state already there is not sent again)."""
+        """Send state ``x`` (N, d) to the cluster for this call's passes (not again if it is there already)."""
         if self._x is not None and self._x.shape == x.shape and np.array_equal(self._x, x):
             return
         self._xf = None  # the old copies go when no future names them
@@ -183,10 +187,31 @@ class ShardedSums:
         self._xf = self._scatter(self._x)
 
     def _scatter(self, arr):
+        """A future of ``arr``, held by one worker; the shards on other workers fetch it from there.
+
+        Not dask's broadcast: its replication waits on a worker that died since
+        the last call (30 s connection attempts, repeated). Here a worker lost
+        with the only copy makes the pass fail with "lost dependencies", and
+        :meth:`run_pass` sends the data again and redoes the pass. A scatter
+        that fails is tried again while the scheduler answers.
+        """
+        import time
+
+        deadline = time.monotonic() + SCATTER_RETRY_S
+        while True:
+            try:
+                return self.client.scatter(arr, hash=False)
+            except Exception as exc:  # noqa: BLE001 - comm failures
+                if time.monotonic() > deadline or not self._scheduler_answers():
+                    raise self._lost(exc) from None
+                time.sleep(0.2)
+
+    def _scheduler_answers(self) -> bool:
         try:
-            return self.client.scatter(arr, broadcast=True, hash=False)
-        except Exception as exc:  # noqa: BLE001 - any comm failure: the cluster is gone
-            raise self._lost(exc) from None
+            self.client.scheduler_info(n_workers=-1)
+        except Exception:  # noqa: BLE001
+            return False
+        return self.client.status == "running"
 
     def _lost(self, exc) -> SimulationError:
         from ..cluster import one_line
@@ -213,7 +238,7 @@ class ShardedSums:
         return workers
 
     def run_pass(self, mode, A, acc, mrow, lrow, s=None, cvec=None) -> None:
-        """One pass over pairs (``PK.MODE_*``) at the broadcast state into the client's arrays.
+        """One pass over pairs (``PK.MODE_*``) at the state on the cluster into the client's arrays.
 
         Parameters
         ----------
@@ -225,35 +250,30 @@ class ShardedSums:
         s : (N,) float64 s_j (force mode)
         cvec : (N,) float64 c_i (force mode)
         """
-        n = self._x.shape[0]
-        nblk = (n + PK.TI - 1) // PK.TI
-        workers = self._workers()
-        self.shards = shard_bounds(nblk, len(workers), self.causal)
-        key = (self._xf.key, A.tobytes())
         force = mode == PK.MODE_FORCE
-        if force:
-            if self._s is None or not np.array_equal(self._s, s):
-                self._sf = None
-                self._s = s.copy()
-                self._sf = self._scatter(self._s)
-        futures = []
-        try:
-            for w, (b0, b1) in zip(workers, self.shards):
-                extra = {}
+        if force and (self._s is None or not np.array_equal(self._s, s)):
+            self._sf = None
+            self._s = s.copy()
+            self._sf = self._scatter(self._s)
+        for attempt in range(PASS_ATTEMPTS):
+            try:
+                results = self._shards(mode, A, cvec, mrow)
+                break
+            except SimulationError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - comm failures, cancelled futures, lost data
+                if not self._scheduler_answers():
+                    raise self._lost(exc) from None
+                if attempt == PASS_ATTEMPTS - 1:
+                    if _is_comm_failure(exc):
+                        raise self._lost(exc) from None
+                    raise
+                # a worker died with the only copy of x or s: send
+                # them again and redo the pass (a pure function of its inputs: the same bits)
+                self._xf = self._scatter(self._x)
                 if force:
-                    r0, r1 = b0 * PK.TI, min(n, b1 * PK.TI)
-                    extra = dict(s=self._sf, cvec=cvec[r0:r1].copy(), mrow=mrow[r0:r1].copy())
-                # pinned to a worker (one shard each), but any other may take it if that one dies
-                futures.append(self.client.submit(
-                    shard_pass, self._xf, key, A, mode, self.causal, b0, b1, **extra,
-                    workers=[w], allow_other_workers=True, retries=RETRIES, pure=False))
-            results = self.client.gather(futures)
-        except SimulationError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - comm failures, a cancelled future, a dead scheduler
-            if self.client.status not in ("running", "newly-created") or _is_comm_failure(exc):
-                raise self._lost(exc) from None
-            raise
+                    self._sf = self._scatter(self._s)
+        n = self._x.shape[0]
         for (b0, b1), res in zip(self.shards, results):
             r0, r1 = b0 * PK.TI, min(n, b1 * PK.TI)
             if force:
@@ -262,6 +282,24 @@ class ShardedSums:
             mrow[r0:r1], lrow[r0:r1] = res[0], res[1]
             if mode == PK.MODE_SOFTMAX:
                 acc[r0:r1] = res[2]
+
+    def _shards(self, mode, A, cvec, mrow) -> list:
+        """Submit one shard per worker and gather their results (in the order of ``self.shards``)."""
+        n = self._x.shape[0]
+        workers = self._workers()
+        self.shards = shard_bounds(PK.n_blocks(n), len(workers), self.causal)
+        key = (self._xf.key, A.tobytes())
+        futures = []
+        for w, (b0, b1) in zip(workers, self.shards):
+            extra = {}
+            if mode == PK.MODE_FORCE:
+                r0, r1 = b0 * PK.TI, min(n, b1 * PK.TI)
+                extra = dict(s=self._sf, cvec=cvec[r0:r1].copy(), mrow=mrow[r0:r1].copy())
+            # pinned to a worker (one shard each), but any other may take it if that one dies
+            futures.append(self.client.submit(
+                shard_pass, self._xf, key, A, mode, self.causal, b0, b1, **extra,
+                workers=[w], allow_other_workers=True, retries=RETRIES, pure=False))
+        return self.client.gather(futures)
 
 
 def _is_comm_failure(exc) -> bool:
