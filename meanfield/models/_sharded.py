@@ -7,8 +7,9 @@ Per oracle call the state ``x`` (N, d) is sent once to the cluster and
 fetched by every worker from the first that holds it (each lays out its source
 tiles and query rows from it and keeps them for the passes of the same call:
 the accelerated field's z pass and force pass); the force pass also sends s_j
-(N) the same way and c_i, m_i of its rows with each shard. A row's sums depend only on its index, not on how the blocks are
-split (see ``loop_pass``), so the gathered sums are bit for bit those of one
+(N) the same way and c_i, m_i of its rows with each shard. A row's sums depend
+only on its index, not on how the blocks are split (see ``loop_pass``), so the
+gathered sums are bit for bit those of one
 row-wise pass in one process, at any number of workers -- provided the
 workers run the same machine code as the client: numba compiles for the CPU
 it runs on, and a different vector width (AVX2 vs AVX-512) changes the order
@@ -17,9 +18,9 @@ of the tile reductions, hence the last bits.
 Faults: a worker lost during a call has its shard recomputed by another
 (the scheduler's own rescheduling, plus ``retries`` for errors raised in a
 task); a worker lost with the only copy of the state makes the client send it
-again and redo the pass, which gives the same bits. A lost scheduler raises :class:`~meanfield.errors.SimulationError`
-(the loop adds the step and time; the run file keeps its last checkpoint and
-resumes with ``meanfield run --resume``).
+again and redo the pass, which gives the same bits. A lost scheduler raises
+:class:`~meanfield.errors.SimulationError` (the loop adds the step and time;
+the run file keeps its last checkpoint and resumes with ``meanfield run --resume``).
 """
 
 from __future__ import annotations
@@ -144,15 +145,11 @@ class ShardedSums:
     client : distributed.Client
     causal : bool
         Causal mask (balances the shards by their number of pairs).
-    timeout : float
-        Seconds a pass may wait for its shards before the run stops (a scheduler
-        that vanished without closing its connection).
     """
 
-    def __init__(self, client, causal: bool, timeout: float = 3600.0):
+    def __init__(self, client, causal: bool):
         self.client = client
         self.causal = causal
-        self.timeout = timeout
         self._x = None  # the client's copy of the state on the cluster
         self._xf = None  # its future on the cluster
         self._s = None  # s_j of the last force pass, and its future
