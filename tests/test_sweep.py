@@ -443,3 +443,15 @@ def test_the_sweep_specification_needs_no_dask(tmp_path):
             f"s = load_sweep({str(tmp_path / 's.toml')!r}); print(len(s.jobs), 'distributed' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["4", "False"]
+
+
+def test_a_sweep_refuses_cluster_runs_in_one_line(tmp_path):
+    """A [cluster] section in a sweep's base file would start a cluster inside a worker: input error."""
+    (tmp_path / "base.toml").write_text('[model]\nname = "softmax"\nd = 2\n[integrator]\nname = "rk4"\nh = 0.1\n'
+                                        '[initial]\nlaw = "gaussian"\nn = 4\n[run]\nsteps = 2\n[cluster]\n'
+                                        'scheduler = "local"\n')
+    (tmp_path / "s.toml").write_text('base = "base.toml"\n[grid]\n"integrator.h" = [0.1, 0.2]\n')
+    with pytest.raises(ParameterError) as err:
+        load_sweep(str(tmp_path / "s.toml"))
+    msg = str(err.value)
+    assert "\n" not in msg and "base.toml" in msg and "[cluster]" in msg, msg

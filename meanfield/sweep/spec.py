@@ -160,6 +160,11 @@ def load_sweep(path) -> Sweep:
     except ParameterError as exc:
         raise exc.in_file(file) from None
     base_raw = _config.read_toml(base_path)  # its syntax errors name the base file
+    if "cluster" in base_raw or any(str(k).split(".")[0] == "cluster" for k in grid):
+        # each run of a sweep computes in one worker: a [cluster] there would start a cluster in a worker
+        raise ParameterError("cluster", "no [cluster] section in a sweep's runs (a sweep runs each run in "
+                             "one dask worker; give the sweep its scheduler with --scheduler)", "[cluster]",
+                             file=base_path if "cluster" in base_raw else file)
     sweep = Sweep(file=file, base=base_path, grid=grid, seeds=seeds, out_dir=out_dir)
     sweep.jobs = expand(base_raw, grid, seeds, out_dir, os.path.dirname(base_path))
     return sweep
