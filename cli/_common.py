@@ -117,7 +117,7 @@ def interrupt_status(exc: KeyboardInterrupt) -> int:
 def interrupt_message(exc: KeyboardInterrupt) -> str:
     """One line for a stop signal: the loop's checkpoint and how to continue, or just the signal."""
     msg = _one_line(exc)
-    if msg.startswith("interrupted at step"):  # the time loop's: it wrote a checkpoint
+    if getattr(exc, "step", None) is not None:  # the time loop's: it wrote a checkpoint
         path = getattr(exc, "path", None)
         how = f"meanfield run --resume {path}" if path else "--resume"
         return f"{msg}; checkpoint written (continue with {how})"
@@ -151,7 +151,7 @@ def load_run(path: str, tasks=None, min_saves: int = 1, need=()):
     need : sequence of str
         Tasks the command needs (e.g. ``("energy",)``).
     """
-    from meanfield.io.hdf5 import load
+    from meanfield.io.reader import load
 
     tr = load(path, tasks=tasks)  # a missing, unreadable or locked file: one line (ParameterError)
     n = min((len(v) for v in (*tr.scales.values(), *tr.tasks.values())), default=0)

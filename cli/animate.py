@@ -42,7 +42,7 @@ def animate(path, output, fps, every, max_particles, dpi):
     """Movie of a run: particles (line, plane, circle, S^2) or the density of a pde run over the
     saved times, with the energy curve beside it."""
     from meanfield.animation import movie_writer, write_animation
-    from meanfield.io.hdf5 import check_output_path
+    from meanfield.io.runfile import check_output_path
 
     for value, key in ((fps, "--fps"), (every, "--every"), (max_particles, "--max-particles"),
                        (dpi, "--dpi")):

@@ -19,7 +19,8 @@ import click
 import numpy as np
 
 from meanfield.errors import ParameterError
-from meanfield.io.hdf5 import check_output_path, grid_axes
+from meanfield.io.reader import grid_axes
+from meanfield.io.runfile import check_output_path
 
 from ._common import guard, handle_stop_signals, load_run
 from .animate import animate as _animate
@@ -420,7 +421,7 @@ INFO_WIDTH = 22
 @click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--kind", default="energy", show_default=True,
               help="What to draw: energy (several runs), moments, particles, clusters (sphere), "
-                   "density (pde runs on a grid).")
+                   "density (pde runs on a grid), layers (networks from weights).")
 @click.option("--x", "xaxis", type=click.Choice(["time", "oracle_calls"]), default="time",
               show_default=True, help="Energy plots: horizontal axis.")
 @click.option("--e-star", "e_star", default=None,
@@ -607,7 +608,7 @@ def convert_hf(checkpoint_dir, output, overwrite):
         raise ParameterError("convert-hf", "transformers and torch (pip install 'meanfield[hf]')",
                              "not installed") from None
     from meanfield.convert_hf import convert_checkpoint
-    from meanfield.io.hdf5 import temp_file_beside
+    from meanfield.io.writer import temp_file_beside
 
     # written beside, then moved over: an existing file is replaced only by a complete one
     suffix = ".safetensors" if output.lower().endswith(".safetensors") else ".npz"
@@ -636,6 +637,7 @@ BENCHMARKS = {
     "convergence": "convergence.py",
     "long_time": "bench_long_time.py",
     "jacobian": "bench_jacobian.py",
+    "distributed": "bench_distributed.py",
 }
 
 

@@ -122,6 +122,12 @@ save = ["x", "y"]
 
 [diagnostics]
 dissipation = "auto"            # step | save | off | auto (softmax: save, K costs one pass over pairs)
+# network = false               # networks from weights (model.weights): only cos_mean, rank_collapse
+
+# [cluster]                     # one run's exact pair sums spread over a dask cluster, same bits
+# scheduler = "local"           # local: worker processes here | "tcp://host:8786": a running scheduler
+# workers = 2                   # local only: worker processes (default: all cores)
+# threads_per_worker = 1        # local only: threads (numba threads of its rows) per worker
 """
 
 TEMPLATES = {"bilinear": BILINEAR}
@@ -196,5 +202,10 @@ kind = "particles"              # particles | pde: the mean-field equation (N ->
                                 #   'initial={law = "von_mises", mu = [0.0, 2.5], kappa = 1.0, n = 256}'
                                 # and the same --set with kind = "particles" for the particles beside it
 # grid = 512                    # pde: cells on the circle (accelerated: [cells in theta, cells in momentum])
+
+# [cluster]                     # one run's exact pair sums spread over a dask cluster, same bits
+# scheduler = "local"           # local: worker processes here | "tcp://host:8786": a running scheduler
+# workers = 2                   # local only: worker processes (default: all cores)
+# threads_per_worker = 1        # local only: threads (numba threads of its rows) per worker
 """
 TEMPLATES["sphere"] = SPHERE

@@ -14,7 +14,7 @@ _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 __version__ = "0.1.0"
 
 from .errors import ParameterError, SimulationError
-from .io.hdf5 import Trajectory, load
+from .io.reader import Trajectory, load
 from .run import Run, RunResult, simulate_config
 
 __all__ = [

@@ -33,7 +33,8 @@ from matplotlib import animation
 from matplotlib.colors import PowerNorm
 
 from .errors import ParameterError
-from .io.hdf5 import grid_axes, temp_file_beside
+from .io.reader import grid_axes
+from .io.writer import temp_file_beside
 from .plotting import _label
 
 #: Movie formats: extension -> matplotlib writer name.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math as _math
+import numbers as _numbers
 import signal as _signal
 
 
@@ -54,6 +56,24 @@ class ParameterError(ValueError):
         return self
 
 
+def check_real(key: str, value, expected: str, ok=None, *, integer: bool = False):
+    """``value`` as a float (an int with ``integer``) if it is a finite real number with ``ok(value)``.
+
+    The one check behind every numeric parameter: a bool is not a number (TOML's
+    ``true`` is not 1), nor is NaN or inf.
+
+    Raises
+    ------
+    ParameterError
+        ``ParameterError(key, expected, value)`` otherwise.
+    """
+    kind = _numbers.Integral if integer else _numbers.Real
+    if (isinstance(value, bool) or not isinstance(value, kind) or not _math.isfinite(value)
+            or (ok is not None and not ok(value))):
+        raise ParameterError(key, expected, value)
+    return int(value) if integer else float(value)
+
+
 class SimulationError(RuntimeError):
     """A run that failed numerically (NaN, overflow, blow-up); says at which step and time."""
 
@@ -88,10 +108,14 @@ class Interrupted(KeyboardInterrupt):
         ``"interrupted at step k (t = ...)"`` when the time loop wrote a checkpoint first.
     signum : int
         The signal; a command exits with status ``128 + signum`` (130 for Ctrl-C).
+    step : int or None
+        The step whose checkpoint the time loop wrote before raising (None: stopped
+        elsewhere, nothing to resume from this stop).
     """
 
-    def __init__(self, message: str = "", signum: int = _signal.SIGINT):
+    def __init__(self, message: str = "", signum: int = _signal.SIGINT, step: int | None = None):
         self.signum = int(signum)
+        self.step = None if step is None else int(step)
         super().__init__(message)
 
     @property

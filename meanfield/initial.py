@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from .errors import ParameterError
+from .errors import ParameterError, check_real
 from .models._params import as_matrix, as_vector, config_path, require_symmetric
 
 
@@ -89,8 +89,7 @@ def student_t(section: dict, d: int, rng) -> np.ndarray:
     """
     n = _n_of(section)
     dof = section.get("dof", 5.0)
-    if isinstance(dof, bool) or not isinstance(dof, (int, float)) or not np.isfinite(dof) or dof <= 0:
-        raise ParameterError("initial.dof", "a finite number > 0", dof)
+    dof = check_real("initial.dof", dof, "a finite number > 0", lambda v: v > 0)
     mean, F = _mean_and_factor(section, d)
     z = rng.standard_normal((n, d))
     w = rng.chisquare(float(dof), size=n)
@@ -154,7 +153,7 @@ def load_array(path: str, key: str, d: int, n: int | None, base_dir: str | None 
         if full.endswith(".npy"):
             arr = np.load(full, allow_pickle=False)
         else:
-            from .io.hdf5 import last_state
+            from .io.reader import last_state
 
             arr = last_state(full, which)
     except ParameterError:
@@ -213,8 +212,7 @@ def equiangular(section: dict, d: int, rng) -> np.ndarray:
     n = _n_of(section)
     rho = section.get("rho", 0.5)
     lo = -1.0 / (n - 1) if n > 1 else -1.0
-    if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not np.isfinite(rho) or not lo <= rho <= 1:
-        raise ParameterError("initial.rho", f"a number in [-1/(n-1), 1] = [{lo:.6g}, 1]", rho)
+    rho = check_real("initial.rho", rho, f"a number in [-1/(n-1), 1] = [{lo:.6g}, 1]", lambda v: lo <= v <= 1)
     if n > d:
         raise ParameterError(
             "initial.n", f"n <= d = {d} (n equiangular unit vectors with inner product rho "
@@ -345,9 +343,8 @@ def momentum_affine(section, x, rng):
 def momentum_gaussian(section, x, rng):
     """y_i ~ N(0, momentum_scale^2 I) i.i.d.; ``(n, d)``."""
     s = section.get("momentum_scale", 1.0)
-    if isinstance(s, bool) or not isinstance(s, (int, float)) or not np.isfinite(s) or s < 0:
-        raise ParameterError("initial.momentum_scale", "a finite number >= 0", s)
-    return float(s) * rng.standard_normal(x.shape)
+    s = check_real("initial.momentum_scale", s, "a finite number >= 0", lambda v: v >= 0)
+    return s * rng.standard_normal(x.shape)
 
 
 def momentum_file(section, x, rng):

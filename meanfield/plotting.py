@@ -7,6 +7,8 @@ and returns the matplotlib Figure; ``PLOTS`` maps the ``meanfield plot
 
 from __future__ import annotations
 
+import os
+
 import matplotlib
 
 matplotlib.use("Agg")  # files only: no display needed (headless CI)
@@ -17,7 +19,8 @@ from matplotlib.patches import Ellipse
 
 from .diagnostics.rates import problem_of
 from .errors import ParameterError
-from .io.hdf5 import check_output_path, grid_axes
+from .io.reader import grid_axes
+from .io.runfile import check_output_path
 
 
 def _label(tr) -> str:
@@ -360,12 +363,90 @@ def plot_density(tr):
     return fig
 
 
+#: Tasks ``plot_layers`` draws: the per-save diagnostics of a network run (Network.diagnostics).
+LAYER_TASKS = ("cos_mean", "cos_quantiles", "cos_centred_mean", "cos_centred_quantiles", "rank_collapse",
+               "effective_rank", "effective_rank_centred", "E_beta_heads")
+
+
+def cosine_band(ax, depth, mean, quantiles, color, label):
+    """Mean line, 25-75% band (darker) and 5-95% band of cosine similarities against depth.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    depth, mean : (T,) arrays
+    quantiles : (T, 5) array, at the probabilities of ``meanfield.diagnostics.network.QUANTILES``
+    color, label : line colour and legend prefix
+    """
+    ax.plot(depth, mean, "-o", ms=3, color=color, label=f"{label}: mean")
+    ax.fill_between(depth, quantiles[:, 0], quantiles[:, 4], color=color, alpha=0.15,
+                    label=f"{label}: 5-95%")
+    ax.fill_between(depth, quantiles[:, 1], quantiles[:, 3], color=color, alpha=0.3,
+                    label=f"{label}: 25-75%")
+
+
+def plot_layers(tr):
+    """Network diagnostics against depth: cosine similarities, rank collapse, effective rank, per-head E_beta.
+
+    The horizontal axis is the blocks applied before each save (``/scales/iteration``:
+    the layer index of a ``[run] layers = true`` run). Panels: the distribution of the
+    pairwise cosine similarities of the tokens and of the centred tokens (mean, 25-75%
+    and 5-95% bands); rank collapse ||X - 1 xbar^T||_F / ||X||_F; the entropy effective
+    rank of X and of the centred X; E_beta of every head (one line per head).
+
+    Parameters
+    ----------
+    tr : Trajectory / RunResult of a network run (``model.weights``), with :data:`LAYER_TASKS`
+    """
+    missing = [k for k in LAYER_TASKS if k not in tr]
+    if missing:
+        raise ParameterError("model.weights", f"a run of a network from weights (network diagnostics "
+                             f"{', '.join(LAYER_TASKS)})", f"a run without {', '.join(missing)}")
+    depth = np.asarray(tr["iteration"], dtype=float)
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), sharex=True)
+    ax = axes[0, 0]
+    for name, color, label in (("cos", "C0", "tokens"), ("cos_centred", "C1", "centred")):
+        cosine_band(ax, depth, np.asarray(tr[name + "_mean"], float), np.asarray(tr[name + "_quantiles"], float),
+                  color, label)
+    ax.set_ylabel("cosine similarity, pairs i != j")
+    ax.legend(fontsize=7)
+    ax = axes[0, 1]
+    ax.plot(depth, np.asarray(tr["rank_collapse"], float), "-o", ms=3, color="C2")
+    ax.set_ylabel("rank collapse |X - 1 xbar^T|_F / |X|_F")
+    ax = axes[1, 0]
+    ax.plot(depth, np.asarray(tr["effective_rank"], float), "-o", ms=3, label="X")
+    ax.plot(depth, np.asarray(tr["effective_rank_centred"], float), "-o", ms=3, label="X - 1 xbar^T")
+    ax.set_ylabel("effective rank (Roy & Vetterli)")
+    ax.legend(fontsize=7)
+    ax = axes[1, 1]
+    energy = np.asarray(tr["E_beta_heads"], float)
+    for h in range(energy.shape[1]):
+        ax.plot(depth, energy[:, h], "-o", ms=2, lw=1, label=f"head {h}")
+    finite = energy[np.isfinite(energy)]
+    if finite.size and finite.min() > 0 and finite.max() >= 100 * finite.min():
+        ax.set_yscale("log")
+    ax.set_ylabel("E_beta of each head (LN1 logits)")
+    if energy.shape[1] <= 12:
+        ax.legend(fontsize=6, ncol=2)
+    for ax in axes.flat:
+        ax.grid(True, alpha=0.3)
+    from matplotlib.ticker import MaxNLocator
+
+    axes[1, 0].xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in axes[1]:
+        ax.set_xlabel("depth (blocks applied)")
+    weights = tr.config.get("model", {}).get("weights")
+    head = f"{os.path.basename(weights)}: " if isinstance(weights, str) else ""
+    fig.suptitle(f"{head}{_label(tr)}, {energy.shape[1]} heads")
+    fig.tight_layout()
+    return fig
+
+
 def check_image_path(out, key: str = "-o") -> None:
     """ParameterError unless ``out`` is an image file name matplotlib writes, in a writable directory.
 
     An existing file is fine (a figure is redrawn); ``key`` is the option named in the error.
     """
-    import os
 
     formats = plt.figure().canvas.get_supported_filetypes()
     plt.close("all")
@@ -407,6 +488,7 @@ PLOTS = {
 }
 PLOTS["clusters"] = (plot_clusters, False)
 PLOTS["density"] = (plot_density, False)
+PLOTS["layers"] = (plot_layers, False)
 
 #: Tasks a run file needs for each ``--kind`` (checked before drawing).
 PLOT_NEEDS = {"energy": ("energy",), "moments": ("mean", "cov"), "particles": ("x",),

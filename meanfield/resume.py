@@ -29,17 +29,9 @@ import numpy as np
 
 from .errors import ParameterError
 from .integrators.controllers import ConstantStep
-from .io.hdf5 import (
-    HDF5Writer,
-    SavedTasks,
-    is_being_written,
-    is_open_elsewhere,
-    is_unstarted,
-    load,
-    saved_rows,
-    truncate_to,
-    unreadable_reason,
-)
+from .io.reader import SavedTasks, load, saved_rows
+from .io.runfile import is_open_elsewhere, run_file_status, unreadable_reason
+from .io.writer import HDF5Writer, truncate_to
 from .run import CHOICES, STREAMED_BYTES, Run, RunResult
 from .simulate import LoopState, Recorder, Status
 
@@ -216,13 +208,14 @@ def resume_run(path: str, overrides=(), progress=None, params=None) -> RunResult
     except (OSError, KeyError, ValueError, RuntimeError) as exc:  # RuntimeError: h5py, damaged inside
         # load() names a missing, unreadable or locked file in one line (ParameterError); --resume
         # says which run is writing it, or restarts a run killed as it created its file
-        if is_being_written(path):
+        rf = run_file_status(path)
+        if rf.kind == "busy":
             raise ParameterError("--resume", "a run file no other process is writing (a run is "
                                  "writing it: wait for it, or stop it with Ctrl-C)", path) from None
-        unstarted = is_unstarted(path)
+        unstarted = rf.kind == "unstarted"
         if isinstance(exc, ParameterError) and not unstarted:
             raise
-        reason = exc.found if isinstance(exc, ParameterError) else unreadable_reason(path, exc)
+        reason = exc.found if isinstance(exc, ParameterError) else (rf.reason or unreadable_reason(path, exc))
         if not (unstarted and params is not None):
             how = (f": start it again with meanfield run PARAMS -o {path} (no --overwrite needed)"
                    if unstarted else "")

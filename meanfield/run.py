@@ -29,7 +29,9 @@ from .errors import ParameterError
 from .initial import initial_state
 from .integrators import make_integrator
 from .io import config as _config
-from .io.hdf5 import HDF5Writer, SavedTasks, check_output_path, saved_array
+from .io.reader import SavedTasks, saved_array
+from .io.runfile import check_output_path
+from .io.writer import HDF5Writer
 from .models import make_model
 from .models._params import config_path
 from .schedules import SCHEDULE_KEYS, make_schedule
@@ -177,9 +179,17 @@ class Run:
             from .diagnostics.clustering import check_cluster_tol
 
             if not hasattr(self.model, "cluster_tol"):
-                raise ParameterError("diagnostics.cluster_tol", "the sphere model (clusters are counted on S^{d-1})",
-                                     self.model.name)
+                raise ParameterError("diagnostics.cluster_tol", "the sphere model or a network from weights "
+                                     "(clusters are counted on a sphere)", self.model.name)
             self.model.cluster_tol = check_cluster_tol(cfg["diagnostics"]["cluster_tol"])
+        if "network" in cfg["diagnostics"]:
+            value = cfg["diagnostics"]["network"]
+            if not hasattr(self.model, "full_diagnostics"):
+                raise ParameterError("diagnostics.network", "a network from weights (model.weights)",
+                                     self.model.name)
+            if not isinstance(value, bool):
+                raise ParameterError("diagnostics.network", "true or false", value)
+            self.model.full_diagnostics = value
         dyn = self.model.dynamics
         damping = dict(cfg["damping"])
         schedule_name = damping.pop("schedule")
@@ -226,10 +236,11 @@ class Run:
             # a solver that steps itself (kinetic runs) declares its own oracle calls per step
             self.integrator = getattr(self.pde, "integrator", self.integrator)
             _warn_stationary_law(cfg, file=self.file)
+        layers = run.get("layers")  # one pass: layer l acts for t in [t0 + l, t0 + l + 1)
         self.horizon = Horizon(
-            t0=float(run["t0"]), h=math.nan if h is None else float(h), t1=run.get("t1"),
-            steps=self.model.n_layers if run.get("layers") else run.get("steps"),  # layers: one pass
-            oracle_calls=run.get("oracle_calls"),
+            t0=float(run["t0"]), h=math.nan if h is None else float(h),
+            t1=float(run["t0"]) + self.model.n_layers if layers else run.get("t1"),
+            steps=None if layers else run.get("steps"), oracle_calls=run.get("oracle_calls"),
         )
         #: The first step of an adaptive method (None: chosen automatically).
         self.h0 = None if h is None else float(h)
@@ -266,6 +277,13 @@ class Run:
 
             moment_ode_probe(self)  # validates now: a bad combination is an input error, not a crash later
             self.probes.append(moment_ode_probe)
+        #: The dask client of a ``[cluster]`` run (:class:`meanfield.cluster.Connection`), else None.
+        self.cluster = _connect_cluster(cfg, self.model) if "cluster" in cfg else None
+
+    def close(self) -> None:
+        """Close the run's dask client and a LocalCluster it started (``[cluster]``; also done at exit)."""
+        if self.cluster is not None:
+            self.cluster.close()
 
     def resolved(self) -> dict:
         """The fully resolved parameters, JSON-able (stored in every output file)."""
@@ -295,7 +313,7 @@ class Run:
             state = {"x": self.x0.copy()} if self.y0 is None else {"x": self.x0.copy(), "y": self.y0.copy()}
         x, y, v = (None if state.get(k) is None else np.ascontiguousarray(state[k], dtype=self.model.dtype)
                    for k in ("x", "y", "v"))
-        return particle_system(self.model, x, y, v)
+        return particle_system(self.model, x, y, v, keep_mid="x_mid" in self.config["output"]["save"])
 
     def advance(self, system, observers, progress=None, start=None) -> LoopResult:
         """The time loop on ``system`` with this run's schedule, integrator and run options.
@@ -584,6 +602,31 @@ def _warn_first_order_ignores(cfg: dict, integrator, file=None) -> None:
         where = f"{file}: " if file else ""
         warnings.warn(f"{where}model.dynamics = \"first_order\" ignores {'; '.join(ignored)}",
                       UserWarning, stacklevel=4)
+
+
+def _connect_cluster(cfg: dict, model):
+    """Shard ``model``'s exact pair passes over the ``[cluster]`` of ``cfg``; the connection.
+
+    Called last in :meth:`Run._build`: every other input error is reported
+    before a cluster starts, and an unreachable scheduler before anything is written.
+    """
+    from .cluster import ClusterSpec, Connection
+
+    spec = ClusterSpec.from_dict(cfg["cluster"])
+    if cfg["solver"]["kind"] != "particles":
+        raise ParameterError("solver.kind", '"particles" with a [cluster] section (the cluster computes '
+                             "the pair sums of particles)", cfg["solver"]["kind"])
+    if not hasattr(model, "shard_over"):
+        what = "a network from weights" if "weights" in cfg["model"] else f"model {model.name!r}"
+        raise ParameterError("cluster", "a softmax or sphere model for a [cluster] section (their exact "
+                             "pair sums are what the cluster computes)", what)
+    if cfg["model"].get("summation", "exact") != "exact":
+        raise ParameterError("model.summation", '"exact" with a [cluster] section (the cluster shards the '
+                             "exact pair sums; the Fourier summation runs in one process)",
+                             cfg["model"]["summation"])
+    conn = Connection(spec)
+    model.shard_over(conn.client)
+    return conn
 
 
 def _check_jacobian_size(integrator, system) -> None:

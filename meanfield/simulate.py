@@ -366,7 +366,6 @@ class _Saver:
         self.last_wall = start.wall_time  # wall_time of the newest save
         self.last_save = start.last_save
         integrator.reset()
-        system.begin(start.step)  # systems whose step depends on the step index (per-layer weights)
         if start.integrator:
             integrator.set_state(start.integrator)
 
@@ -623,6 +622,7 @@ def advance(system, schedule, integrator, horizon: Horizon, *, save_at: SaveAt |
     check_every, limit = max(1, int(check_every or 1)), BLOWUP.get(system.dtype, 1e150)
     t_end = math.inf if horizon.t1 is None else float(horizon.t1)
     t, k = start.t, start.step
+    system.begin(start.step, horizon.t0)  # systems whose step depends on the time (per-layer weights)
     save = _Saver(system, schedule, integrator, stepper, observers, probes, save_fields, start, resumed,
                   dissipation, energy_infimum, events)
     residual, status = save.residual, Status.FINISHED
@@ -660,7 +660,7 @@ def advance(system, schedule, integrator, horizon: Horizon, *, save_at: SaveAt |
                 if not saved:  # between two saves: checkpoint the state without saving it
                     save.checkpoint(k, t)
                 if interrupt.flag:
-                    raise Interrupted(interrupt.message(k, t), interrupt.signum)
+                    raise Interrupted(interrupt.message(k, t), interrupt.signum, step=k)
                 break
     state = system.state
     text = status.value if status is not Status.CLUSTERS else f"{status.value}: {events.describe()}"

@@ -23,6 +23,7 @@ A system has
 
 from __future__ import annotations
 
+import math
 from types import MappingProxyType
 
 import numpy as np
@@ -46,8 +47,8 @@ class System:
     #: Whether a step's bits do not depend on numba's thread count (the loop may then change it).
     thread_invariant = True
 
-    def begin(self, step: int) -> None:
-        """Called by the loop before the first step: the run starts after ``step`` steps."""
+    def begin(self, step: int, t0: float = 0.0) -> None:
+        """Called by the loop before the first step: ``step`` steps were taken since the run's ``t0``."""
 
     def counters(self) -> dict:
         """Extra save scales beyond the loop's own (``{name: int}``; none by default)."""
@@ -193,12 +194,15 @@ class ParticleSystem(System):
 class BlockSystem(ParticleSystem):
     """Particles moved by whole transformer blocks: attention, then a token-wise MLP sub-step.
 
-    Step k uses layer ``k mod model.n_layers`` (per-layer attention matrices
-    and MLP weights). The MLP sub-step (:mod:`meanfield.integrators.mlp_substep`)
-    follows the attention step of the run's integrator (``strang``: half before,
-    half after); accelerated blocks carry the MLP velocity ``v`` in the state
-    (checkpointed and resumed like ``y``). MLP evaluations are counted in
-    ``mlp_calls`` (a save scale), apart from the attention oracle calls.
+    Layer l (per-layer attention matrices and MLP weights) acts for t in
+    [t0 + l, t0 + l + 1) modulo ``model.n_layers``: a step from t of size h uses
+    the layer of its midpoint t + h/2, so with h = 1 step k is layer k mod L and
+    with 1/h an integer every layer gets 1/h steps. The MLP sub-step
+    (:mod:`meanfield.integrators.mlp_substep`) follows the attention step of the
+    run's integrator (``strang``: half before, half after); accelerated blocks
+    carry the MLP velocity ``v`` in the state (checkpointed and resumed like
+    ``y``). MLP evaluations are counted in ``mlp_calls`` (a save scale), apart
+    from the attention oracle calls.
 
     Parameters
     ----------
@@ -208,11 +212,14 @@ class BlockSystem(ParticleSystem):
         As for :class:`ParticleSystem`.
     v : (N, d) array or None
         MLP velocity of accelerated blocks (zeros when None).
+    keep_mid : bool
+        Keep ``x_mid`` (N, d), the state after the attention sub-step of the last
+        step (the initial state before the first), for ``[output] save = [.., "x_mid"]``.
     """
 
     names = ("x", "y", "v")
 
-    def __init__(self, model, x, y=None, v=None):
+    def __init__(self, model, x, y=None, v=None, keep_mid=False):
         from .integrators.mlp_substep import make_substep
 
         super().__init__(model, x, y)
@@ -220,8 +227,9 @@ class BlockSystem(ParticleSystem):
         self.v = None
         if self.substep is not None and self.substep.uses_velocity:
             self.v = np.zeros_like(x) if v is None else v
-        #: Steps taken so far (the loop sets it when a run resumes, :meth:`begin`).
-        self.steps = 0
+        self.x_mid = np.array(x, copy=True) if keep_mid else None
+        #: Steps taken so far and the run's start time (the loop sets them, :meth:`begin`).
+        self.steps, self.t0 = 0, 0.0
 
     @property
     def energy_balance(self) -> bool:
@@ -235,9 +243,9 @@ class BlockSystem(ParticleSystem):
             out["v"] = self.v
         return out
 
-    def begin(self, step: int) -> None:
-        """Called by the loop before the first step: the run starts after ``step`` steps."""
-        self.steps = int(step)
+    def begin(self, step: int, t0: float = 0.0) -> None:
+        """Called by the loop before the first step: ``step`` steps were taken since ``t0``."""
+        self.steps, self.t0 = int(step), float(t0)
 
     def vector_field(self, schedule):
         """Blocks are splittings (attention, then the MLP sub-step): fixed steps only."""
@@ -249,18 +257,27 @@ class BlockSystem(ParticleSystem):
             return {}
         return {"mlp_calls": self.steps * self.substep.calls}
 
+    def layer_at(self, t: float, h: float) -> int:
+        """The layer of a step from ``t`` of size ``h``: the one whose unit time interval holds t + h/2."""
+        return int(math.floor(t - self.t0 + 0.5 * h)) % self.model.n_layers
+
     def step(self, integrator, schedule, t, h) -> None:
-        layer = self.steps % self.model.n_layers
-        self.model.use_layer(layer)
+        layer = self.layer_at(t, h)
+        model = self.model
+        model.use_layer(layer)
         sub = self.substep
         if sub is not None:
-            sub.before(self.model, self.x, self.v, h, layer)
+            sub.before(model, self.x, self.v, h, layer)
         super().step(integrator, schedule, t, h)
+        model.post_norm(self.x, "attention")
+        if self.x_mid is not None:
+            self.x_mid[...] = self.x
         if sub is not None:
-            sub.after(self.model, self.x, self.v, h, layer)
-            self.model.project(self.x, self.y)
+            sub.after(model, self.x, self.v, h, layer)
+            model.post_norm(self.x, "mlp")
+            model.project(self.x, self.y)
             if self.v is not None:
-                self.model.project(self.x, self.v)
+                model.project(self.x, self.v)
         self.steps += 1
 
     def max_abs(self) -> float:
@@ -271,14 +288,28 @@ class BlockSystem(ParticleSystem):
         return worst
 
     def fields(self, save) -> dict:
+        """As :meth:`ParticleSystem.fields`, and ``v``, ``x_mid`` when asked, ``readout`` with ``x``.
+
+        ``readout`` (N, d) is the network's final LayerNorm of the saved ``x``
+        (models with a read-out only); the last save's is the network's output.
+        """
         out = super().fields(save)
         if self.v is not None and "v" in save:
             out["v"] = self.v
+        if self.x_mid is not None and "x_mid" in save:
+            out["x_mid"] = self.x_mid
+        if "x" in save:
+            r = self.model.readout(self.x)
+            if r is not None:
+                out["readout"] = r
         return out
 
 
-def particle_system(model, x, y=None, v=None):
-    """A :class:`BlockSystem` when ``model`` has an MLP or per-layer weights, else a :class:`ParticleSystem`."""
+def particle_system(model, x, y=None, v=None, keep_mid=False):
+    """A :class:`BlockSystem` when ``model`` has an MLP or per-layer weights, else a :class:`ParticleSystem`.
+
+    ``keep_mid``: a BlockSystem keeps the state after each attention sub-step (``x_mid``).
+    """
     if model.mlp is not None or model.n_layers > 1:
-        return BlockSystem(model, x, y, v)
+        return BlockSystem(model, x, y, v, keep_mid)
     return ParticleSystem(model, x, y)

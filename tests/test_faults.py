@@ -13,13 +13,16 @@ import sys
 import h5py
 import numpy as np
 import pytest
+from test_resume_subprocess import PARAMS as RESUME_PARAMS
+from test_resume_subprocess import STEPS as RESUME_STEPS
 
 import meanfield
+import meanfield.io.checkpoint as checkpoint
 import meanfield.io.hdf5 as hdf5
+import meanfield.io.writer as writer
 from meanfield.errors import NoSpaceError
 from meanfield.io.hdf5 import checkpoint_path
 from meanfield.resume import resume_run
-from test_resume_subprocess import PARAMS as RESUME_PARAMS, STEPS as RESUME_STEPS
 
 TIMEOUT = 180
 
@@ -84,7 +87,7 @@ def _assert_same_final_state(path, ref_path):
     "of 1); the run's own free-space check (the 'checked' case) is what normally stops it"))])
 def test_a_full_disk_stops_in_one_line_and_the_file_resumes_elsewhere(work, small_disk, how):
     folder, env = work
-    prelude = "import meanfield.io.hdf5 as h; h.free_bytes = lambda path: 1 << 40" \
+    prelude = "import meanfield.io.writer as h; h.free_bytes = lambda path: 1 << 40" \
         if how == "hdf5 fails" else ""
     out = small_disk / "o.h5"
     r = _cli("run", str(folder / "p.toml"), "-o", str(out), "--threads", "1", "--no-progress",
@@ -111,7 +114,7 @@ def test_a_full_disk_in_process(tmp_path, make_config, monkeypatch):
     cfg = make_config("accelerated", "exp_euler", n=40, steps=60, save_every=5)
     full = meanfield.Run(cfg).simulate()
     path = str(tmp_path / "full-disk.h5")
-    real = hdf5.free_bytes
+    real = writer.free_bytes
     state = {"saves": 0}
 
     def free(p):  # the disk is full once 5 saves were made (the writer is the last observer)
@@ -121,10 +124,10 @@ def test_a_full_disk_in_process(tmp_path, make_config, monkeypatch):
         def save(self, record):
             state["saves"] += 1
 
-    monkeypatch.setattr(hdf5, "free_bytes", free)
+    monkeypatch.setattr(writer, "free_bytes", free)
     with pytest.raises(NoSpaceError, match=r"no space left on device .* at step 20 \(t = "):
         meanfield.Run(cfg).simulate(path, observers=[Count()])
-    monkeypatch.setattr(hdf5, "free_bytes", real)
+    monkeypatch.setattr(writer, "free_bytes", real)
     with h5py.File(path, "r") as f:
         assert f.attrs["status"].startswith("failed: no space left on device")
         assert f["scales/iteration"][-1] == 15 and "checkpoint" not in f
@@ -415,9 +418,9 @@ def test_files_written_without_checksums_still_read_and_resume(tmp_path, make_co
     cfg = make_config("accelerated", "exp_euler", n=40, steps=60, save_every=10)
     full = meanfield.Run(cfg).simulate()
     path = str(tmp_path / "old.h5")
-    monkeypatch.setattr(hdf5, "CHECKSUMS", False)  # as files were written before checksums
+    monkeypatch.setattr(checkpoint, "CHECKSUMS", False)  # as files were written before checksums
     _interrupted(cfg, path)
-    monkeypatch.setattr(hdf5, "CHECKSUMS", True)
+    monkeypatch.setattr(checkpoint, "CHECKSUMS", True)
     with h5py.File(path, "r") as f:
         assert "checksum" not in f["checkpoint"].attrs and not f["tasks/x"].fletcher32
     res = resume_run(path)
@@ -431,7 +434,7 @@ def test_a_replacing_run_that_cannot_start_leaves_no_lock_and_no_temporary_file(
                                                                                monkeypatch):
     folder, _ = small_run
     out = str(folder / "run.h5")
-    monkeypatch.setattr(hdf5, "free_bytes", lambda path: 0)
+    monkeypatch.setattr(writer, "free_bytes", lambda path: 0)
     with pytest.raises(NoSpaceError, match="before the first save"):
         hdf5.HDF5Writer(out, {}, mode="w", replace=True)
     monkeypatch.undo()

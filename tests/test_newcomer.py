@@ -297,7 +297,7 @@ def test_interrupt_names_the_file_to_resume(runner, monkeypatch):
 def test_sweep_index_write_interrupted_leaves_old_index_and_no_temp(tmp_path, monkeypatch):
     import os
 
-    from meanfield import sweep
+    from meanfield.sweep import index as sweep_index
 
     index = tmp_path / "index.json"
     index.write_text("old")
@@ -307,7 +307,7 @@ def test_sweep_index_write_interrupted_leaves_old_index_and_no_temp(tmp_path, mo
 
     monkeypatch.setattr(os, "fsync", ctrl_c)
     with pytest.raises(KeyboardInterrupt):
-        sweep._atomic_write(str(index), "new")
+        sweep_index._atomic_write(str(index), "new")
     # a Ctrl-C there used to leave index.json.tmp<pid> in the sweep's output directory
     assert sorted(os.listdir(tmp_path)) == ["index.json"] and index.read_text() == "old"
 

@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from meanfield_cli.main import cli
+from test_mlp import _mlp_weights  # random weights of a token-wise MLP
 
 import meanfield
 from meanfield.errors import ParameterError
 from meanfield.io.hdf5 import checkpoint_path
 from meanfield.sweep import BAD, load_sweep, run_sweep
-from test_mlp import _mlp_weights  # random weights of a token-wise MLP
 
 distributed = pytest.importorskip("distributed")
 
@@ -432,3 +432,26 @@ def test_a_truncated_or_empty_file_is_run_again(tmp_path, client):
     assert "unreadable file moved" in again.rows[0]["message"]  # a damaged file is kept aside
     assert os.path.exists(truncated.path + ".unreadable")
     assert not os.path.exists(empty.path + ".unreadable")
+
+
+def test_the_sweep_specification_needs_no_dask(tmp_path):
+    """meanfield.sweep.spec parses and expands a sweep file without importing dask.distributed (#28)."""
+    (tmp_path / "base.toml").write_text('[model]\nname = "bilinear"\nd = 2\n[integrator]\nname = "exp_euler"\n'
+                                        'h = 0.1\n[initial]\nlaw = "gaussian"\nn = 4\n[run]\nsteps = 2\n')
+    (tmp_path / "s.toml").write_text('base = "base.toml"\nseeds = [0, 1]\n[grid]\n"integrator.h" = [0.1, 0.2]\n')
+    code = ("import sys; from meanfield.sweep.spec import load_sweep; "
+            f"s = load_sweep({str(tmp_path / 's.toml')!r}); print(len(s.jobs), 'distributed' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["4", "False"]
+
+
+def test_a_sweep_refuses_cluster_runs_in_one_line(tmp_path):
+    """A [cluster] section in a sweep's base file would start a cluster inside a worker: input error."""
+    (tmp_path / "base.toml").write_text('[model]\nname = "softmax"\nd = 2\n[integrator]\nname = "rk4"\nh = 0.1\n'
+                                        '[initial]\nlaw = "gaussian"\nn = 4\n[run]\nsteps = 2\n[cluster]\n'
+                                        'scheduler = "local"\n')
+    (tmp_path / "s.toml").write_text('base = "base.toml"\n[grid]\n"integrator.h" = [0.1, 0.2]\n')
+    with pytest.raises(ParameterError) as err:
+        load_sweep(str(tmp_path / "s.toml"))
+    msg = str(err.value)
+    assert "\n" not in msg and "base.toml" in msg and "[cluster]" in msg, msg

@@ -80,6 +80,9 @@ def accepted_keys() -> dict[str, list[str]]:
     for section in ("run", "output", "diagnostics", "solver"):
         for k in SECTIONS[section]:
             add(f"{section}.{k}")
+    for k in SECTIONS["cluster"]:  # the softmax and sphere models (exact summation)
+        add(f"cluster.{k}", "softmax")
+        add(f"cluster.{k}", "sphere")
     return out
 
 
@@ -174,6 +177,11 @@ def code_defaults() -> dict[str, dict[str, object]]:
             for k in cls.options:
                 if getattr(cls, k, None) is not None:
                     out.setdefault(f"integrator.{k}", {})[name] = getattr(cls, k)
+    from meanfield.cluster import ClusterSpec
+
+    for f in dataclasses.fields(ClusterSpec):
+        if f.default is not None:  # workers: all cores, said in words
+            out[f"cluster.{f.name}"] = {"": f.default}
     for path in (inspect.getsourcefile(meanfield.initial), inspect.getsourcefile(meanfield.run)):
         for key, v in _literal_gets(path).items():
             out.setdefault(key, {"": v})

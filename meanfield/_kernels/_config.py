@@ -79,8 +79,8 @@ class compile_clock:
         self.seconds = 0.0
 
     def __enter__(self):
-        import time
         import threading
+        import time
 
         from numba.core import event
 

@@ -93,6 +93,11 @@ def n_tiles(n: int, tj: int) -> int:
     return (n + tj - 1) // tj
 
 
+def n_blocks(n: int) -> int:
+    """Blocks of ``TI`` targets covering ``n`` rows (the ``b1`` of a pass over all of them)."""
+    return (n + TI - 1) // TI
+
+
 # ---------------------------------------------------------------- layout
 
 
@@ -404,18 +409,18 @@ def _tile_accumulate_group(S, Xt, w, at, zero):
 
 
 @njit(**NJIT_PAIR)
-def _block_of(p, half, nblk, causal):
-    """Block handled by half ``half`` of prange iteration ``p`` (-1: none).
+def _block_of(p, half, b0, b1, causal):
+    """Block of ``[b0, b1)`` handled by half ``half`` of prange iteration ``p`` (-1: none).
 
-    Under a causal mask block b costs ~b, so iteration p takes blocks p and
-    nblk - 1 - p (balanced); otherwise iteration p is block p alone.
+    Under a causal mask block b costs ~b, so iteration p takes blocks b0 + p and
+    b1 - 1 - p (balanced); otherwise iteration p is block b0 + p alone.
     """
     if not causal:
-        return p if half == 0 else -1
+        return b0 + p if half == 0 else -1
     if half == 0:
-        return p
-    b = nblk - 1 - p
-    return b if b != p else -1
+        return b0 + p
+    b = b1 - 1 - p
+    return b if b != b0 + p else -1
 
 
 @njit(**NJIT_PAIR)
@@ -460,10 +465,11 @@ def _self_logit(QA, XT, i):
 
 
 @njit(**NJIT_PAIR_PARALLEL)
-def loop_pass(mode, QA, XT, ST, cvec, n, causal, zero, big, acc, mrow, lrow):
-    """One pass over pairs (every d).
+def loop_pass(mode, QA, XT, ST, cvec, n, causal, zero, big, b0, b1, acc, mrow, lrow):
+    """One pass over pairs (every d), for the targets of blocks ``b0 <= b < b1``.
 
-    For every target i (sources j < n, or j <= i under a causal mask), with
+    For every target i of those blocks (rows ``b TI`` to ``b TI + TI - 1``;
+    sources j < n, or j <= i under a causal mask), with
     a row shift ``m_i``::
 
         MODE_SOFTMAX:  l_i = sum_j exp(l_ij - m_i),  acc_i = sum_j exp(l_ij - m_i) x_j
@@ -480,25 +486,34 @@ def loop_pass(mode, QA, XT, ST, cvec, n, causal, zero, big, acc, mrow, lrow):
     sharing each tile: logits (shift folded in), exponentials in place, then
     the weighted sums of the tile's sources.
 
+    A row's sums depend only on its index (its block and group are fixed by
+    ``i // TI``), never on ``b0, b1`` or the thread count: passes over any
+    partition of the blocks (the shards of :mod:`meanfield.models._sharded`)
+    give the bits of one pass over all of them. The per-target arrays
+    (``cvec``, ``acc``, ``mrow``, ``lrow``) hold the rows from ``r0 = b0 TI``
+    on: row i is at ``i - r0``.
+
     Parameters
     ----------
     mode : int, ``MODE_SOFTMAX``, ``MODE_Z`` or ``MODE_FORCE``
     QA : (N, d) query rows ``q_i = A^T x_i`` (state dtype)
     XT : (ntiles, d, TJ) source tiles (state dtype)
     ST : (ntiles, TJ) tiles of s_j (force mode; any 2-D array of the state dtype otherwise)
-    cvec : (N,) float64 c_i (force mode; any float64 array otherwise)
+    cvec : (M,) float64 c_i (force mode; any float64 array otherwise)
     n : int, number of sources (sources are the first n targets: n <= N)
     causal : bool
     zero : scalar 0 of the state dtype (types the tile reductions)
     big : scalar of the state dtype, largest accepted tile sum before re-shifting
-    acc : (N, d) float64 output (not written in z mode)
-    mrow : (N,) float64, output (input in force mode)
-    lrow : (N,) float64 output (not written in force mode)
+    b0, b1 : int, the blocks of targets, ``0 <= b0 < b1 <= ceil(N / TI)``
+    acc : (M, d) float64 output (not written in z mode), M >= min(N, b1 TI) - r0
+    mrow : (M,) float64, output (input in force mode)
+    lrow : (M,) float64 output (not written in force mode)
     """
     N, d = QA.shape
     tj = XT.shape[2]
-    nblk = (N + TI - 1) // TI
-    npar = (nblk + 1) // 2 if causal else nblk
+    r0 = b0 * TI
+    nb_range = b1 - b0
+    npar = (nb_range + 1) // 2 if causal else nb_range
     force = mode == MODE_FORCE
     for p in prange(npar):
         S = _empty_aligned(R, tj, QA.dtype)  # logits minus shift, then weights, of a group
@@ -510,7 +525,7 @@ def loop_pass(mode, QA, XT, ST, cvec, n, causal, zero, big, acc, mrow, lrow):
         a = np.empty((TI, d), np.float64)
         at = np.empty((R, d), np.float64)
         for half in range(2):
-            b = _block_of(np.int64(p), half, nblk, causal)
+            b = _block_of(np.int64(p), half, b0, b1, causal)
             if b < 0:
                 continue
             i0 = b * TI
@@ -518,7 +533,7 @@ def loop_pass(mode, QA, XT, ST, cvec, n, causal, zero, big, acc, mrow, lrow):
             for ii in range(TI):
                 i = i0 + min(ii, nb - 1)
                 if force:
-                    m[ii] = mrow[i]
+                    m[ii] = mrow[i - r0]
                 elif i < n:
                     # rounded to the state dtype: the shift the exponentials use is exactly m_i
                     m[ii] = np.float64(to_dtype_of(_self_logit(QA, XT, i), zero))
@@ -547,7 +562,7 @@ def loop_pass(mode, QA, XT, ST, cvec, n, causal, zero, big, acc, mrow, lrow):
                         w = min(wg, rows[r] + 1 - j0) if causal else wg
                         if w > 0:
                             if force:
-                                _tile_weights(Sr, w, to_dtype_of(cvec[rows[r]], zero), ST[t])
+                                _tile_weights(Sr, w, to_dtype_of(cvec[rows[r] - r0], zero), ST[t])
                             else:
                                 lt = _tile_exp_sum(Sr, w, zero)
                                 if not (m[ii] > -np.inf and lt <= big):
@@ -566,7 +581,7 @@ def loop_pass(mode, QA, XT, ST, cvec, n, causal, zero, big, acc, mrow, lrow):
                             for k in range(d):
                                 a[g + r, k] += at[r, k]
             for ii in range(nb):
-                i = i0 + ii
+                i = i0 + ii - r0
                 if not force:
                     mrow[i] = m[ii]
                     lrow[i] = l[ii]

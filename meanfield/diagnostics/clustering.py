@@ -29,7 +29,7 @@ import numpy as np
 from .._kernels import sphere as SK
 from .._kernels.grid import count_components
 from .._logspace import LOG_MAX, exp_clipped
-from ..errors import ParameterError
+from ..errors import ParameterError, check_real
 
 
 def _directions(x) -> np.ndarray:
@@ -46,9 +46,7 @@ def _directions(x) -> np.ndarray:
 
 def check_cluster_tol(tol) -> float:
     """Validate a cluster tolerance (``[diagnostics] cluster_tol``): a number in (0, 2)."""
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol < 2:
-        raise ParameterError("diagnostics.cluster_tol", "a number in (0, 2)", tol)
-    return float(tol)
+    return check_real("diagnostics.cluster_tol", tol, "a number in (0, 2)", lambda v: 0 < v < 2)
 
 
 def spanning_tree(x, beta: float = 1.0) -> dict:
@@ -131,8 +129,7 @@ def pair_statistics(x, beta: float, tol: float = 1e-3) -> dict:
         ``E_beta``, ``min_inner``, ``mean_inner`` (mean over i != j; 1 for N = 1),
         ``n_clusters``.
     """
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta > 0:
-        raise ParameterError("model.beta", "a number > 0", beta)
+    check_real("model.beta", beta, "a number > 0", lambda v: v > 0)
     tree = spanning_tree(x, beta)
     theta = tree["theta"]
     n = theta.shape[0]

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ParameterError
+from ..errors import ParameterError, check_real
 from .base import Integrator
 
 
@@ -59,12 +59,8 @@ def dense_from_state(state: dict):
 
 def check_tolerances(rtol, atol) -> tuple[float, float]:
     """Validate ``[integrator] rtol, atol``: rtol in (0, 1), atol >= 0 (ParameterError otherwise)."""
-    for key, value, ok, expected in (
-            ("rtol", rtol, lambda v: 0 < v < 1, "a number in (0, 1)"),
-            ("atol", atol, lambda v: v >= 0, "a number >= 0")):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
-            raise ParameterError(f"integrator.{key}", expected, value)
-    return float(rtol), float(atol)
+    return (check_real("integrator.rtol", rtol, "a number in (0, 1)", lambda v: 0 < v < 1),
+            check_real("integrator.atol", atol, "a number >= 0", lambda v: v >= 0))
 
 
 class AdaptiveIntegrator(Integrator):

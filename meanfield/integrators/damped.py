@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from ..errors import ParameterError
+from ..errors import check_real
 from .base import Integrator
 from .runge_kutta import RK4Damped
 
@@ -70,10 +70,7 @@ class HeavyBall(Integrator):
     def __init__(self, **options):
         super().__init__(**options)
         if self.beta is not None:
-            b = self.beta
-            if isinstance(b, bool) or not isinstance(b, (int, float)) or not 0.0 < b < 1.0:
-                raise ParameterError("integrator.beta", "a number in (0, 1)", b)
-            self.beta = float(b)
+            self.beta = check_real("integrator.beta", self.beta, "a number in (0, 1)", lambda v: 0.0 < v < 1.0)
 
     def step(self, model, schedule, t, h, x, y):
         beta = self.beta if self.beta is not None else 1.0 - h * schedule.alpha(t)

@@ -46,7 +46,7 @@ import math
 
 import numpy as np
 
-from ..errors import ParameterError
+from ..errors import check_real
 from .base import Integrator
 
 #: Default coupling of the two copies. Measured on undamped bilinear runs of
@@ -79,9 +79,7 @@ class _TaoBase(Integrator):
     def __init__(self, **options):
         super().__init__(**options)
         w = self.omega
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or not w > 0:
-            raise ParameterError("integrator.omega", "a finite number > 0 (Tao's coupling)", w)
-        self.omega = float(w)
+        self.omega = check_real("integrator.omega", w, "a finite number > 0 (Tao's coupling)", lambda v: v > 0)
         self.reset()
 
     # ------------------------------------------------------------- state

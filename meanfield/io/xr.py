@@ -9,7 +9,8 @@ import json
 
 import numpy as np
 
-from .hdf5 import SCALES, grid_axes
+from .reader import grid_axes
+from .runfile import SCALES
 
 #: Dimension names after the save axis, by task name; other tasks are named by their shape.
 TASK_DIMS = {
@@ -20,6 +21,13 @@ TASK_DIMS = {
     "cov": ("component", "component2"),
     "ode_cov": ("component", "component2"),
     "Mxy": ("component", "component2"),
+    "v": ("particle", "component"),
+    "x_mid": ("particle", "component"),
+    "readout": ("particle", "component"),
+    "E_beta_heads": ("head",),
+    "n_clusters_heads": ("head",),
+    "cos_quantiles": ("quantile",),
+    "cos_centred_quantiles": ("quantile",),
 }
 
 

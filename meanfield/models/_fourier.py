@@ -123,12 +123,11 @@ in the last bits between thread counts.
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
 from .._kernels import fourier as FK
-from ..errors import ParameterError, SimulationError
+from ..errors import ParameterError, SimulationError, check_real
 from ._params import require_symmetric
 
 SUMMATIONS = ("exact", "fourier")
@@ -188,11 +187,9 @@ def summation_keys(p: dict) -> tuple[str, float]:
     if summation not in SUMMATIONS:
         raise ParameterError("model.summation", f"one of {list(SUMMATIONS)}", summation)
     tol = p.get("summation_tol", DEFAULT_TOL)
-    if (isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not math.isfinite(tol)
-            or not 1e-14 <= tol < 1):
-        raise ParameterError("model.summation_tol", "a number in [1e-14, 1) (relative accuracy of "
-                             "the interaction sums)", tol)
-    return summation, float(tol)
+    tol = check_real("model.summation_tol", tol, "a number in [1e-14, 1) (relative accuracy of the "
+                     "interaction sums)", lambda v: 1e-14 <= v < 1)
+    return summation, tol
 
 
 def psd_factor(A: np.ndarray, key: str = "model.A", why: str = "") -> np.ndarray:

@@ -177,6 +177,13 @@ class Model:
     def project(self, x, y) -> None:
         """Retraction / projection after a step (identity in R^d)."""
 
+    def post_norm(self, x, sublayer: str) -> None:
+        """Normalization after a block's ``sublayer`` ("attention" or "mlp"); none but post-LN networks'."""
+
+    def readout(self, x):
+        """A network's read-out of the state ``x (N, d)`` (its final LayerNorm); None: the model has none."""
+        return None
+
     def describe(self) -> dict:
         """JSON-able description of the model's resolved parameters."""
         return {"name": self.name, "dynamics": self.dynamics, "d": self.d}

@@ -17,7 +17,6 @@ naming the key, the file and the array.
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import zipfile
 
@@ -26,7 +25,7 @@ from scipy.special import erf
 
 from .._kernels._config import TOKENWISE_SERIAL_BELOW, serial_if_small
 from .._kernels.activations import bias_gelu_tanh
-from ..errors import ParameterError
+from ..errors import ParameterError, check_real
 from ._params import config_path
 
 #: ``[model]`` keys of the MLP sub-block (handled by :func:`meanfield.models.make_model`).
@@ -247,10 +246,7 @@ def nesterov_params(p: dict) -> dict:
     """``mlp_mu, mlp_beta, mlp_gamma`` from ``[model]`` (defaults 0.9, 0.9, 1.0), checked finite."""
     out = {}
     for key, default in NESTEROV_DEFAULTS.items():
-        v = p.get(key, default)
-        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
-            raise ParameterError(f"model.{key}", "a finite number", v)
-        out[key] = float(v)
+        out[key] = check_real(f"model.{key}", p.get(key, default), "a finite number")
     return out
 
 

@@ -189,6 +189,10 @@ class Softmax(AnalyticJacobian, Model):
         #: Summation backend: None (the exact pair passes below) or a FourierSums (docs/models.md §8).
         self._fourier = (FourierSums(self.A, params.summation_tol, self.dtype)
                          if params.summation == "fourier" else None)
+        #: Exact passes on a dask cluster (:meth:`shard_over`): None, or a ShardedSums.
+        self._sharded = None
+        #: Row-wise passes only (:meth:`use_row_passes`): the reference of the sharded passes.
+        self._rows_only = False
         #: Passes over pairs compute each unordered pair once (symmetric A, no mask; used while
         #: max_i x_i^T |A| x_i / 2 <= PK.mu_max_for(dtype)). Set to False to force the row passes.
         self.symmetric_pairs, absA = self._pair_layout(self.A)
@@ -215,7 +219,7 @@ class Softmax(AnalyticJacobian, Model):
         Each unordered pair is computed once for a symmetric A without a mask
         under exact summation; ``|A| = U |lambda| U^T`` bounds the logits' shift.
         """
-        if self.causal or self._fourier is not None or not np.array_equal(A, A.T):
+        if self.causal or self._fourier is not None or self._rows_only or not np.array_equal(A, A.T):
             return False, None
         lam, U = np.linalg.eigh(A)
         return True, np.ascontiguousarray((U * np.abs(lam)) @ U.T)
@@ -225,6 +229,33 @@ class Softmax(AnalyticJacobian, Model):
         """The model of a ``[model]`` section, computing in ``dtype``."""
         dynamics = p.get("dynamics", "accelerated")
         return cls(SoftmaxParams.from_dict(p, dynamics), dynamics, dtype)
+
+    def use_row_passes(self) -> None:
+        """Compute every exact pass row by row (:func:`PK.loop_pass`), never by unordered pairs.
+
+        The symmetric passes (symmetric A, no mask) sum each pair once and
+        differ from the row-wise ones in the last bits; the row-wise pass is
+        the reference that :meth:`shard_over` reproduces bit for bit.
+        """
+        self._rows_only = True
+        self.symmetric_pairs = False
+        if self._layers is not None:
+            self._layers = [(Al, Vl, False, None) for Al, Vl, _, _ in self._layers]
+
+    def shard_over(self, client) -> None:
+        """Compute the exact pair passes on the dask cluster of ``client``, sharded by row blocks.
+
+        The results are those of the row-wise passes in this process (:meth:`use_row_passes`),
+        bit for bit, at any number of workers (:mod:`meanfield.models._sharded`).
+        """
+        from ._sharded import ShardedSums
+
+        if self._fourier is not None:
+            raise ValueError('shard_over: summation = "exact" only (the Fourier backend sums in one process)')
+        self.use_row_passes()
+        self._sharded = ShardedSums(client, self.causal)
+        self._sharded.warm_up(self.d, self.dtype)
+        self._work_n = -1  # the work arrays without the tiles
 
     # ------------------------------------------------------- per-layer weights
     def set_layers(self, A, V) -> None:
@@ -264,7 +295,8 @@ class Softmax(AnalyticJacobian, Model):
             return
         d, dt = self.d, self.dtype
         self._tj = PK.tile_width(d, dt.itemsize)
-        nt = PK.n_tiles(n, self._tj) if self._fourier is None else 0  # fourier: no tiles
+        # fourier, or a cluster (its workers lay out their own): no tiles here
+        nt = PK.n_tiles(n, self._tj) if self._fourier is None and self._sharded is None else 0
         self._XT = PK.empty_aligned((nt, d, self._tj), dt)  # source tiles (64-byte aligned rows)
         self._no_ST = np.zeros((1, 1), dt)  # placeholder s_j tiles for the softmax and z passes
         self._QA = np.empty((n if nt else 0, d), dt)  # query rows q_i = A^T x_i
@@ -322,6 +354,9 @@ class Softmax(AnalyticJacobian, Model):
         if self._fourier is not None:
             self._fourier.set_points(x, t)
             return n
+        if self._sharded is not None:  # the workers lay out their own tiles
+            self._sharded.set_points(x)
+            return n
         PK.prepare(x, self.A, self._XT, self._QA)
         self._sym = self.symmetric_pairs and self._prepare_symmetric(x)
         return n
@@ -348,6 +383,10 @@ class Softmax(AnalyticJacobian, Model):
         if self._fourier is not None:
             self._fourier_pass(mode, cvec)
             return
+        if self._sharded is not None:
+            self._sharded.run_pass(mode, self.A, self._acc, self._mrow, self._lrow, s=self._s if ST is not None
+                                   else None, cvec=cvec)
+            return
         ST = self._no_ST if ST is None else ST
         cvec = self._mrow if cvec is None else cvec
         if self._sym:
@@ -356,7 +395,7 @@ class Softmax(AnalyticJacobian, Model):
                               self._acc, self._mrow, self._lrow)
         else:
             PK.loop_pass(mode, self._QA, self._XT, ST, cvec, n, self.causal, self._zero, self._big,
-                         self._acc, self._mrow, self._lrow)
+                         0, PK.n_blocks(n), self._acc, self._mrow, self._lrow)
 
     def _keep(self, x, mode) -> None:
         """Note that the work arrays hold pass ``mode`` at state ``x`` (a save's pass, see :meth:`_reuse`)."""
@@ -431,7 +470,8 @@ class Softmax(AnalyticJacobian, Model):
         n = self._prepare(x, t)
         z = self._z if reuse else self._z_after_prepare(x, n, t)
         PK.kinetic_terms(y, self.B, z, self._yBy, self._s, self._c)
-        PK.prepare_values(self._s, self._ST)
+        if self._sharded is None:
+            PK.prepare_values(self._s, self._ST)
         self._pairs(PK.MODE_FORCE, n, self._ST, self._c)
         bad = PK.finish_hamiltonian(x, y, self._acc, self._mrow, z, self.A, self.B, self.Q, self.q,
                                     self.causal, n, self._F, self._G)

@@ -82,7 +82,6 @@ the min and mean pairwise inner product and the number of clusters.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,7 +89,7 @@ import numpy as np
 from .._kernels import jacobian as JK
 from .._kernels import sphere as SK
 from .._logspace import LOG_MAX, exp_clipped
-from ..errors import ParameterError, SimulationError
+from ..errors import ParameterError, SimulationError, check_real
 from ._fourier import summation_keys
 from ._params import as_flag, as_matrix, require_symmetric
 from .base import AnalyticJacobian, Model
@@ -166,10 +165,7 @@ class SphereParams:
         if not isinstance(d, int) or isinstance(d, bool) or d < 2:
             raise ParameterError("model.d", "an integer >= 2 (tokens on the sphere S^{d-1})", d)
         beta = p.get("beta", 1.0)
-        if (isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not math.isfinite(beta)
-                or not beta > 0):
-            raise ParameterError("model.beta", "a finite number > 0 (inverse temperature)", beta)
-        beta = float(beta)
+        beta = check_real("model.beta", beta, "a finite number > 0 (inverse temperature)", lambda v: v > 0)
         Q = as_matrix(p.get("Q", "identity"), d, "model.Q")
         K = as_matrix(p.get("K", "identity"), d, "model.K")
         normalized = as_flag(p, "normalized", True)
@@ -253,6 +249,14 @@ class Sphere(AnalyticJacobian, Model):
         """The model of a ``[model]`` section, computing in ``dtype``."""
         dynamics = p.get("dynamics", "first_order")
         return cls(SphereParams.from_dict(p, dynamics), dynamics, dtype)
+
+    def use_row_passes(self) -> None:
+        """Exact attention sums row by row (:meth:`Softmax.use_row_passes`): the sharded passes' reference."""
+        self.attention.use_row_passes()
+
+    def shard_over(self, client) -> None:
+        """Attention sums on the dask cluster of ``client``, by row blocks (:meth:`Softmax.shard_over`)."""
+        self.attention.shard_over(client)
 
     # ---------------------------------------------------------------- helpers
     @property

@@ -64,13 +64,19 @@ import numpy as np
 from scipy import special
 
 from .._kernels import kinetic as KK
-from ..errors import ParameterError, SimulationError
+from ..errors import ParameterError, SimulationError, check_real
 from ..initial import von_mises_params
 from ..integrators.base import Integrator
 from ..models.sphere import clustered_energy
 from .densities import von_mises_pdf
-from .finite_volume import (BOUNDARY_TOL, BoundaryMassWarning, boundary_layer, check_line_domain, check_line_grid,
-                            line_cell_masses)
+from .finite_volume import (
+    BOUNDARY_TOL,
+    BoundaryMassWarning,
+    boundary_layer,
+    check_line_domain,
+    check_line_grid,
+    line_cell_masses,
+)
 from .grid import GridRun, GridSystem
 
 #: Integrators of kinetic (accelerated) pde runs.
@@ -633,13 +639,10 @@ class KineticRun(GridRun):
         s = None
         if section.get("momentum") == "gaussian":
             s = section.get("momentum_scale", 1.0)
-            if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s) or not s > 0:
-                raise ParameterError("initial.momentum_scale", "a finite number > 0 for a kinetic pde run", s)
-            s = float(s)
+            s = check_real("initial.momentum_scale", s, "a finite number > 0 for a kinetic pde run",
+                           lambda v: v > 0)
         P = sol.get("momentum_max", 8.0 * s if s else 4.0)
-        if isinstance(P, bool) or not isinstance(P, (int, float)) or not math.isfinite(P) or not P > 0:
-            raise ParameterError("solver.momentum_max", "a finite number > 0", P)
-        P = float(P)
+        P = check_real("solver.momentum_max", P, "a finite number > 0", lambda v: v > 0)
         self.solver = solver_cls.from_config(cfg, model, M, K, P)
         if s is not None:
             clipped = 2.0 * special.ndtr(-P / s)
