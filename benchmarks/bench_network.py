@@ -11,9 +11,12 @@ In one process, for float64 and float32, the same random-weight network
 meanfield's schema written by ``save_weights``) and the same N tokens:
 
 * **meanfield** -- the user's path: ``Run(config).simulate(file)`` with
-  ``[run] layers = true`` and ``euler``, h = 1 (one step per block), timed by
-  the file's ``/scales/wall_time`` at the last block (the loop's clock: numba
-  compile time left out; a warm-up run first loads the kernels);
+  ``[run] layers = true`` and ``euler``, h = 1 (one step per block), a save
+  per block with ``[diagnostics] network = false`` (the O(N d) diagnostics;
+  ``meanfield_full_diagnostics_s``: the default, every per-head diagnostic at
+  every save), timed by the file's ``/scales/wall_time`` at the last block
+  (the loop's clock: numba compile time left out; a warm-up run first loads
+  the kernels);
 * **NumPy** -- the same blocks written with NumPy BLAS products, a
   straightforward transcription: every head's logits ``(H, N, N)`` by one
   batched product, the causal mask, the softmax, ``P V``, the projections and
@@ -80,11 +83,14 @@ def random_weights(d: int, heads: int, layers: int, seed: int = 0) -> dict:
 
 
 # ----------------------------------------------------------------------------- meanfield
-def meanfield_config(weights_path: str, x0_path: str, heads: int, dtype: str) -> dict:
+def meanfield_config(weights_path: str, x0_path: str, heads: int, dtype: str, full_diagnostics=False) -> dict:
+    """A run of one forward pass, a save per block; ``[diagnostics] network = false`` (the O(N d)
+    diagnostics only) unless ``full_diagnostics`` (per-head clusters and energies at every save)."""
     return {"model": {"name": "softmax", "weights": weights_path, "heads": heads, "causal": True},
             "integrator": {"name": "euler", "h": 1.0},
             "initial": {"law": "file", "path": x0_path},
-            "run": {"layers": True, "save_every": 1, "dtype": dtype}}
+            "run": {"layers": True, "save_every": 1, "dtype": dtype},
+            "diagnostics": {"network": bool(full_diagnostics)}}
 
 
 def meanfield_pass(cfg: dict, out_path: str) -> tuple[float, np.ndarray]:
@@ -256,7 +262,9 @@ def bench_dtype(shape: dict, dtype: str, repeats: int, folder: str, w: dict, wpa
         y = fwd(x0)
         return time.perf_counter() - t, y
 
-    passes = {"meanfield": lambda: meanfield_pass(cfg, out_path), "numpy": numpy_pass}
+    cfg_full = meanfield_config(wpath, x0path, shape["heads"], dtype, full_diagnostics=True)
+    passes = {"meanfield": lambda: meanfield_pass(cfg, out_path), "numpy": numpy_pass,
+              "meanfield_full_diagnostics": lambda: meanfield_pass(cfg_full, out_path)}
     if fwd is not None:
         passes["torch"] = torch_pass
     times = {k: [] for k in passes}
@@ -267,7 +275,7 @@ def bench_dtype(shape: dict, dtype: str, repeats: int, folder: str, w: dict, wpa
             if rep:
                 times[k].append(t)
     row = {"dtype": dtype, "threads": threads, "torch": desc}
-    for k in ("meanfield", "numpy", "torch"):
+    for k in ("meanfield", "numpy", "torch", "meanfield_full_diagnostics"):
         ts = times.get(k)
         row[f"{k}_s"] = statistics.median(ts) if ts else None
         row[f"{k}_min_s"] = min(ts) if ts else None
@@ -335,7 +343,8 @@ def main(argv=None) -> int:
     print(f"\n{shape['layers']}-block forward pass, d = {shape['d']}, H = {shape['heads']}, N = {shape['n']}, "
           f"causal; seconds, median of {repeats} (min in the JSON)")
     print_table(rows, ["dtype", "threads", "meanfield_s", "numpy_s", "torch_s", "ratio_numpy", "ratio_torch",
-                       "ratio_numpy_min", "ratio_torch_min", "rel_diff_numpy", "rel_diff_torch"])
+                       "ratio_numpy_min", "ratio_torch_min", "rel_diff_numpy", "rel_diff_torch",
+                       "meanfield_full_diagnostics_s"])
     print("gemm (N, d) @ (d, 4 d) GFLOP/s: " + "; ".join(
         f"{r['dtype']}: NumPy {r['gemm_gflops']['numpy']:.1f}, torch "
         + ("n/a" if r["gemm_gflops"]["torch"] is None else f"{r['gemm_gflops']['torch']:.1f}") for r in rows))

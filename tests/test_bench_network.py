@@ -38,7 +38,7 @@ def test_quick_run_writes_the_table(bench, tmp_path, capsys):
     except ImportError:
         has_torch = False
     for r in res["rows"]:
-        assert r["meanfield_s"] > 0 and r["numpy_s"] > 0
+        assert r["meanfield_s"] > 0 and r["numpy_s"] > 0 and r["meanfield_full_diagnostics_s"] > 0
         assert r["ratio_numpy"] == pytest.approx(r["meanfield_s"] / r["numpy_s"])
         tol = 1e-12 if r["dtype"] == "float64" else 1e-5
         assert r["rel_diff_numpy"] < tol
