@@ -27,6 +27,7 @@ DTYPES = ("float64", "float32")
 #: kernel module -> a test file that runs its kernels (the parallel ones are also
 #: listed one by one in test_threads.COVERED, checked below)
 KERNEL_FILES = {
+    "activations": "tests/test_activations_kernel.py",
     "checks": "tests/test_state_check.py",
     "fastexp": "tests/test_softmax.py",
     "fourier": "tests/test_fourier.py",
@@ -35,6 +36,8 @@ KERNEL_FILES = {
     "heads": "tests/test_network.py",
     "jacobian": "tests/test_jacobian.py",
     "kinetic": "tests/test_kinetic.py",
+    "lanes": "tests/test_activations_kernel.py",
+    "layernorm": "tests/test_activations_kernel.py",
     "moments": "tests/test_bilinear.py",
     "pairwise": "tests/test_softmax.py",
     "sphere": "tests/test_sphere.py",

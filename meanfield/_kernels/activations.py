@@ -8,7 +8,7 @@ entry is read and written once, with
     0.5 a (1 + tanh z) = a / (1 + exp(-2 z)),    z = sqrt(2/pi) (a + 0.044715 a^3)
 
 (the same function; this form also keeps its relative accuracy where
-``1 + tanh z`` cancels). The exponential is :func:`meanfield._kernels.vexp.vexp`
+``1 + tanh z`` cancels). The exponential is :func:`meanfield._kernels.fastexp.fexp`
 (libm's is a call the compiler cannot vectorize). One ``prange`` index per
 row: the bits do not depend on the thread count.
 """
@@ -20,7 +20,7 @@ import math
 from numba import njit, prange
 
 from ._config import NJIT_PARALLEL
-from .vexp import ZMAX, vexp
+from .fastexp import fexp
 
 _C = math.sqrt(2.0 / math.pi)
 @njit(**NJIT_PARALLEL)
@@ -41,5 +41,5 @@ def bias_gelu_tanh(U, b):
         row = U[i]
         for j in range(h):
             a = row[j] + b[j]
-            z = min(max(m2c * (a + 0.044715 * a * a * a), -ZMAX), ZMAX)
-            row[j] = a / (1.0 + vexp(z))
+            # exp overflows to inf where a << 0: a / inf = -0, gelu's limit
+            row[j] = a / (1.0 + fexp(m2c * (a + 0.044715 * a * a * a)))

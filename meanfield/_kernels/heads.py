@@ -25,7 +25,7 @@ from numba import njit, prange
 
 from ._config import NJIT, NJIT_PARALLEL
 from .lanes import lane_max, lane_sum
-from .vexp import ZMAX, vexp
+from .fastexp import fexp
 
 #: Logits per block of targets ``(rows, N)`` of one head: 2^18 entries (2 MiB in float64) stay in cache.
 BLOCK = 1 << 18
@@ -78,9 +78,8 @@ def softmax_rows(S, first, scale, causal, inv):
             row[j] *= scale
         mx = lane_max(row, jmax)
         for j in range(jmax):
-            z = row[j] - mx
-            # below -ZMAX the weight is under 1e-307 of the largest: 0 (a NaN still propagates)
-            row[j] = 0.0 if z < -ZMAX else vexp(z)
+            # in S's dtype; below exp's range the weight is 0 (a NaN still propagates)
+            row[j] = fexp(row[j] - mx)
         for j in range(jmax, m):
             row[j] = 0.0
         inv[a] = 1.0 / lane_sum(row, jmax)
