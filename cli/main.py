@@ -638,6 +638,7 @@ BENCHMARKS = {
     "long_time": "bench_long_time.py",
     "jacobian": "bench_jacobian.py",
     "distributed": "bench_distributed.py",
+    "network": "bench_network.py",
 }
 
 

@@ -421,7 +421,7 @@ class Network(Model):
             (``[diagnostics] cluster_tol``, default the sphere model's).
             With ``full_diagnostics`` False (``[diagnostics] network = false``):
             only ``cos_mean`` and ``rank_collapse``, O(N d) (the full set costs
-            about two blocks at GPT-2-small size, docs/models.md).
+            0.85 s per save at GPT-2-small size, about five blocks: docs/performance.md).
         """
         from ..diagnostics import network as ND
 
