@@ -209,3 +209,18 @@ def interrupt_and_resume(cfg, path, at):
     with pytest.raises(KeyboardInterrupt):
         meanfield.Run(cfg).simulate(path, progress=interrupt)
     return resume_run(path)
+
+
+def benchmark_module(name: str):
+    """Yield the script ``benchmarks/<name>.py`` imported as a module (for a module-scoped fixture).
+
+    Its folder is on ``sys.path`` while the fixture lives (the scripts import ``_common``).
+    """
+    import importlib
+
+    bench = os.path.join(REPO, "benchmarks")
+    sys.path.insert(0, bench)
+    try:
+        yield importlib.import_module(name)
+    finally:
+        sys.path.remove(bench)

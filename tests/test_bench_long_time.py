@@ -6,26 +6,18 @@ count of LSODA's field evaluations that includes its finite-difference
 Jacobian columns, and a TOML file the CLI reads as the run meant.
 """
 
-import importlib
 import math
-import os
-import sys
 
 import numpy as np
 import pytest
+from conftest import benchmark_module
 
 import meanfield
-
-BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, BENCH)
-    try:
-        yield importlib.import_module("bench_long_time")
-    finally:
-        sys.path.remove(BENCH)
+    yield from benchmark_module("bench_long_time")
 
 
 @pytest.mark.parametrize("beta", [1.0, 16.0])

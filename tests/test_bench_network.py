@@ -6,23 +6,15 @@ torch and transformers are installed, GPT2Model loaded from the same arrays
 must match meanfield's run to round-off.
 """
 
-import importlib
 import json
-import os
-import sys
 
 import pytest
-
-BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+from conftest import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, BENCH)
-    try:
-        yield importlib.import_module("bench_network")
-    finally:
-        sys.path.remove(BENCH)
+    yield from benchmark_module("bench_network")
 
 
 def test_quick_run_writes_the_table(bench, tmp_path, capsys):

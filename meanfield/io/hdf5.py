@@ -21,6 +21,9 @@
 This module re-exports their public names, so ``from meanfield.io.hdf5 import load`` keeps working.
 """
 
+# ruff: noqa: F401
+# re-exports only (documented where they are defined): no __all__, so the API reference lists
+# each name once
 from __future__ import annotations
 
 from .checkpoint import CHECKSUMS, read_checkpoint, write_checkpoint_file
@@ -47,10 +50,3 @@ from .writer import (
     temp_file_beside,
     truncate_to,
 )
-
-__all__ = ["CHECKPOINT_INTERVAL", "CHECKPOINT_SUFFIX", "CHECKSUMS", "HDF5_SIGNATURE", "HDF5Writer",
-           "RunFileStatus", "SCALES", "SPACE_MARGIN", "SavedTasks", "Trajectory", "check_output_path",
-           "checkpoint_path", "free_bytes", "grid_axes", "is_being_written", "is_no_space",
-           "is_open_elsewhere", "is_unstarted", "last_state", "load", "read_checkpoint", "run_file_status",
-           "saved_array", "saved_rows", "temp_file_beside", "truncate_to", "unreadable_reason",
-           "write_checkpoint_file"]
