@@ -182,14 +182,11 @@ class Run:
                 raise ParameterError("diagnostics.cluster_tol", "the sphere model or a network from weights "
                                      "(clusters are counted on a sphere)", self.model.name)
             self.model.cluster_tol = check_cluster_tol(cfg["diagnostics"]["cluster_tol"])
-        if "network" in cfg["diagnostics"]:
-            value = cfg["diagnostics"]["network"]
+        if "network" in cfg["diagnostics"]:  # a bool (io.config)
             if not hasattr(self.model, "full_diagnostics"):
                 raise ParameterError("diagnostics.network", "a network from weights (model.weights)",
                                      self.model.name)
-            if not isinstance(value, bool):
-                raise ParameterError("diagnostics.network", "true or false", value)
-            self.model.full_diagnostics = value
+            self.model.full_diagnostics = cfg["diagnostics"]["network"]
         dyn = self.model.dynamics
         damping = dict(cfg["damping"])
         schedule_name = damping.pop("schedule")

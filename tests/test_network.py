@@ -359,6 +359,20 @@ def gpt2_reference(hf, ids):
     return np.stack(hidden), out.last_hidden_state[0].numpy()
 
 
+def check_layers_against(weights, ids, hidden, last):
+    """A run of ``weights`` on token ``ids`` (layers = true, euler, h = 1): every saved layer equals
+    ``hidden (L + 1, N, d)`` and /tasks/readout's last row (the network's output) ``last``, to 1e-12."""
+    from meanfield.run import Run
+
+    res = Run({"model": {"name": "softmax", "weights": weights}, "integrator": {"name": "euler", "h": 1.0},
+               "initial": {"law": "tokens", "ids": ids}, "run": {"layers": True, "save_every": 1}}).simulate()
+    xs = np.asarray(res["x"])
+    assert xs.shape == hidden.shape
+    for l in range(hidden.shape[0]):
+        assert rel(xs[l], hidden[l]) < 1e-12, l
+    assert rel(np.asarray(res["readout"])[-1], last) < 1e-12  # /tasks/readout: the network's output
+
+
 def test_gpt2_from_transformers_matches_every_layer(tmp_path, monkeypatch):
     """Tier 3: a random-weight GPT2Model in float64 (LN gains/biases and all biases perturbed),
     converted by meanfield.convert_hf: the embeddings, every hidden state (the last one before the
@@ -367,21 +381,13 @@ def test_gpt2_from_transformers_matches_every_layer(tmp_path, monkeypatch):
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     from meanfield.convert_hf import gpt2_to_schema
-    from meanfield.run import Run
 
     hf = random_gpt2(0, n_layer=2, n_head=4, n_embd=64, vocab_size=97, n_positions=32, initializer_range=0.1)
     ids = [5, 17, 3, 96, 40, 40, 2, 11, 64, 8, 0]
     hidden, last = gpt2_reference(hf, ids)
     path = tmp_path / "gpt2.safetensors"
     save_weights(str(path), gpt2_to_schema(hf))
-    run = Run({"model": {"name": "softmax", "weights": str(path)}, "integrator": {"name": "euler", "h": 1.0},
-               "initial": {"law": "tokens", "ids": ids}, "run": {"layers": True, "save_every": 1}})
-    res = run.simulate()
-    xs = np.asarray(res["x"])
-    assert xs.shape == hidden.shape
-    for l in range(hidden.shape[0]):
-        assert rel(xs[l], hidden[l]) < 1e-12, l
-    assert rel(np.asarray(res["readout"])[-1], last) < 1e-12  # /tasks/readout: the network's output
+    check_layers_against(str(path), ids, hidden, last)
 
 
 def test_tokens_law_embeds_ids(weights_file, tmp_path):
@@ -653,20 +659,10 @@ def test_committed_gpt2_fixture_matches_transformers():
     """Tier 2 (no torch needed): tests/data/gpt2_tiny.safetensors and the hidden states transformers
     computed for it (tests/data/make_gpt2_fixture.py), through a run from token ids."""
     pytest.importorskip("safetensors")
-    from meanfield.run import Run
-
     data = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
     with np.load(os.path.join(data, "gpt2_tiny_hidden.npz")) as ref:
         ids, hidden, last = ref["ids"], ref["hidden"], ref["last"]
-    run = Run({"model": {"name": "softmax", "weights": os.path.join(data, "gpt2_tiny.safetensors")},
-               "integrator": {"name": "euler", "h": 1.0}, "initial": {"law": "tokens", "ids": ids.tolist()},
-               "run": {"layers": True, "save_every": 1}})
-    res = run.simulate()
-    xs = np.asarray(res["x"])
-    assert xs.shape == hidden.shape
-    for l in range(hidden.shape[0]):
-        assert rel(xs[l], hidden[l]) < 1e-12, l
-    assert rel(np.asarray(res["readout"])[-1], last) < 1e-12  # /tasks/readout: the network's output
+    check_layers_against(os.path.join(data, "gpt2_tiny.safetensors"), ids.tolist(), hidden, last)
 
 
 def test_convert_hf_refuses_what_it_cannot_convert_in_one_line(tmp_path):

@@ -340,9 +340,9 @@ def resolve(raw: dict, file: str | None = None) -> dict:
         if diss not in ("auto", "step", "save", "off"):
             raise ParameterError("diagnostics.dissipation", '"auto", "step", "save" or "off"', diss)
         _resolve_solver(cfg["solver"])
-        if not isinstance(cfg["diagnostics"].get("moment_ode", False), bool):
-            raise ParameterError("diagnostics.moment_ode", "true or false",
-                                 cfg["diagnostics"]["moment_ode"])
+        for key in ("moment_ode", "network"):
+            if not isinstance(cfg["diagnostics"].get(key, False), bool):
+                raise ParameterError(f"diagnostics.{key}", "true or false", cfg["diagnostics"][key])
         return cfg
     except ParameterError as exc:
         raise exc.in_file(file) from None

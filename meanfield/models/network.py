@@ -106,6 +106,26 @@ def _centred(a: np.ndarray, axis: int) -> np.ndarray:
     return a - a.mean(axis=axis, keepdims=True)
 
 
+def stacked_weights(w) -> dict:
+    """The block arrays in the layout the model computes with (the file's dtype).
+
+    Parameters
+    ----------
+    w : NetworkWeights
+
+    Returns
+    -------
+    dict
+        ``Wqkv (L, 3 H d_h, d)`` and ``bqkv (L, 3 H d_h)`` (every head's q, k, v stacked: one gemm),
+        ``W_o (L, d, H d_h)``, ``b_o (L, d)``, ``W1 (L, h, d)``, ``b1 (L, h)``, ``W2 (L, d, h)``, ``b2 (L, d)``.
+    """
+    L, H, dh, d = w.L, w.H, w.d_h, w.d
+    return {"Wqkv": np.concatenate([w[n].reshape(L, H * dh, d) for n in ("W_q", "W_k", "W_v")], axis=1),
+            "bqkv": np.concatenate([w[n].reshape(L, H * dh) for n in ("b_q", "b_k", "b_v")], axis=1),
+            "W_o": w["W_o"].reshape(L, d, H * dh), "b_o": w["b_o"],
+            **{n: w[n] for n in ("W1", "b1", "W2", "b2")}}
+
+
 def fold_weights(w) -> dict:
     """The arrays of the fold mode (float64): LN gains and biases folded in, writing weights centred.
 
@@ -116,22 +136,16 @@ def fold_weights(w) -> dict:
     Returns
     -------
     dict
-        ``Wqkv (L, 3 H d_h, d)``, ``bqkv (L, 3 H d_h)``, ``W_o (L, d, H d_h)``, ``b_o (L, d)``,
-        ``W1 (L, h, d)``, ``b1 (L, h)``, ``W2 (L, d, h)``, ``b2 (L, d)``: reading weights
-        ``W diag(g)`` with biases ``b_W + W b`` of the LN before them, writing weights ``P W``, ``P b``.
+        The keys of :func:`stacked_weights`: reading weights ``W diag(g)`` with biases
+        ``b_W + W b`` of the LN before them, writing weights ``P W``, ``P b``.
     """
-    L, H, dh, d = w.L, w.H, w.d_h, w.d
-    Wqkv = np.concatenate([np.asarray(w[n], np.float64).reshape(L, H * dh, d)
-                           for n in ("W_q", "W_k", "W_v")], axis=1)
-    bqkv = np.concatenate([np.asarray(w[n], np.float64).reshape(L, H * dh)
-                           for n in ("b_q", "b_k", "b_v")], axis=1)
+    a = {k: np.asarray(v, np.float64) for k, v in stacked_weights(w).items()}
     g1, b1, g2, b2 = (np.asarray(w[n], np.float64) for n in ("ln1_g", "ln1_b", "ln2_g", "ln2_b"))
-    W1 = np.asarray(w["W1"], np.float64)
-    return {"Wqkv": Wqkv * g1[:, None, :], "bqkv": bqkv + np.einsum("lkd,ld->lk", Wqkv, b1),
-            "W_o": _centred(np.asarray(w["W_o"], np.float64).reshape(L, d, H * dh), 1),
-            "b_o": _centred(np.asarray(w["b_o"], np.float64), 1),
-            "W1": W1 * g2[:, None, :], "b1": np.asarray(w["b1"], np.float64) + np.einsum("lhd,ld->lh", W1, b2),
-            "W2": _centred(np.asarray(w["W2"], np.float64), 1), "b2": _centred(np.asarray(w["b2"], np.float64), 1)}
+    Wqkv, W1 = a["Wqkv"], a["W1"]
+    return {"Wqkv": Wqkv * g1[:, None, :], "bqkv": a["bqkv"] + np.einsum("lkd,ld->lk", Wqkv, b1),
+            "W_o": _centred(a["W_o"], 1), "b_o": _centred(a["b_o"], 1),
+            "W1": W1 * g2[:, None, :], "b1": a["b1"] + np.einsum("lhd,ld->lh", W1, b2),
+            "W2": _centred(a["W2"], 1), "b2": _centred(a["b2"], 1)}
 
 
 class Network(Model):
@@ -143,8 +157,8 @@ class Network(Model):
         The validated arrays (:func:`meanfield.models.weights.load_weights`).
     causal : bool
         Sum over sources j <= i only.
-    layer_norm : {"pre", "none"}
-        Pre-LN blocks, or LayerNorm as the identity.
+    layer_norm : {"pre", "post", "none"}
+        Pre-LN blocks, post-LN blocks, or LayerNorm as the identity.
     ln_eps : float
         The LayerNorm's eps.
     dtype : float64 or float32
@@ -175,18 +189,16 @@ class Network(Model):
         self.heads, self.d_h, self.n_layers = w.H, w.d_h, w.L
         self.scale = 1.0 / math.sqrt(w.d_h)
         t = self.dtype
-        L, H, dh, d = w.L, w.H, w.d_h, w.d
-        a = fold_weights(w) if ln_mode == "fold" else {
-            "Wqkv": np.concatenate([w[n].reshape(L, H * dh, d) for n in ("W_q", "W_k", "W_v")], axis=1),
-            "bqkv": np.concatenate([w[n].reshape(L, H * dh) for n in ("b_q", "b_k", "b_v")], axis=1),
-            "W_o": w["W_o"].reshape(L, d, H * dh), "b_o": w["b_o"],
-            **{n: w[n] for n in ("W1", "b1", "W2", "b2")}}
+        a = fold_weights(w) if ln_mode == "fold" else stacked_weights(w)
         # (L, d, 3 H d_h): one gemm per layer gives every head's q, k, v
         self._WqkvT = np.ascontiguousarray(np.swapaxes(a["Wqkv"], 1, 2), dtype=t)
         self._bqkv = np.ascontiguousarray(a["bqkv"], dtype=t)
         self._WoT = np.ascontiguousarray(np.swapaxes(a["W_o"], 1, 2), dtype=t)
         self._bo = np.ascontiguousarray(a["b_o"], dtype=t)
         self._ln = {k: np.ascontiguousarray(w[k], dtype=t) for k in ("ln1_g", "ln1_b", "ln2_g", "ln2_b")}
+        if w.get("ln_f_g") is not None:  # the final LN: read-outs at every save
+            self._ln.update(ln_f_g=np.ascontiguousarray(w["ln_f_g"], dtype=t),
+                            ln_f_b=np.ascontiguousarray(w["ln_f_b"], dtype=t))
         self.mlp = TokenMLP(a["W1"], a["b1"], a["W2"], a["b2"], "gelu_tanh", layered=True, path=w.path)
         self.mlp._weights(t)  # in the run's dtype now: converting at the first MLP call cost 0.3 s of the loop's clock
         self.mlp_splitting = "lie"
@@ -269,6 +281,10 @@ class Network(Model):
             return x
         if self.ln_mode == "fold":  # g, b are in the reading weights; x is centred
             return radial_norm(x, self.ln_eps, out)
+        return self._affine_ln(x, which, out)
+
+    def _affine_ln(self, x, which: str, out):
+        """``LN_which(x)`` into ``out`` with the current layer's gain and bias (``which``: ln1, ln2)."""
         l = self._layer
         return layer_norm(x, self._ln[which + "_g"][l], self._ln[which + "_b"][l], self.ln_eps, out)
 
@@ -280,8 +296,7 @@ class Network(Model):
         if self.layer_norm != "post":
             return
         which = "ln1" if sublayer == "attention" else "ln2"
-        l, u = self._layer, self._buffers(x.shape[0])[0]
-        x[...] = layer_norm(x, self._ln[which + "_g"][l], self._ln[which + "_b"][l], self.ln_eps, u)
+        x[...] = self._affine_ln(x, which, self._buffers(x.shape[0])[0])
 
     def check_state(self, x, y) -> None:
         """Fold mode: centre the initial tokens in place (LN reads only ``P x``: read-outs are unchanged)."""
@@ -360,11 +375,9 @@ class Network(Model):
 
     def readout(self, x):
         """The final LayerNorm ``LN_f(x)``, a new ``(N, d)`` array; None without ln_f_g or with LN off."""
-        g = self.weights.get("ln_f_g")
-        if g is None or self.layer_norm == "none":
+        if "ln_f_g" not in self._ln or self.layer_norm == "none":
             return None
-        return layer_norm(x, g.astype(self.dtype), self.weights["ln_f_b"].astype(self.dtype), self.ln_eps,
-                          np.empty_like(x))
+        return layer_norm(x, self._ln["ln_f_g"], self._ln["ln_f_b"], self.ln_eps, np.empty_like(x))
 
     def embed(self, ids) -> np.ndarray:
         """``x_i(0) = wte[ids[i]] + wpe[i]``, ``(N, d)`` float64; ParameterError on a bad id."""
@@ -459,4 +472,4 @@ class Network(Model):
                 "ln_eps": self.ln_eps, "mlp_activation": "gelu_tanh"}
 
 
-__all__ = ["LAYER_NORMS", "LN_MODES", "METRICS", "Network", "fold_weights", "layer_norm", "radial_norm"]
+__all__ = ["LAYER_NORMS", "LN_MODES", "METRICS", "Network", "fold_weights", "layer_norm", "radial_norm", "stacked_weights"]
