@@ -64,11 +64,14 @@ def test_layer_norm_rows_matches_formula(dtype, tol):
 
 @pytest.mark.parametrize("n", [1, 7, 8, 9, 45])
 def test_lane_reductions(n):
-    from meanfield._kernels.lanes import lane_max, lane_sum, lane_sum_sq
+    from meanfield._kernels.lanes import lane_dot, lane_dot3, lane_max, lane_sum, lane_sum_sq
 
     x = np.random.default_rng(n).standard_normal(n + 3)  # entries past n are not read
+    y, w = np.random.default_rng(n + 1).standard_normal((2, n + 3))
     assert abs(lane_sum(x, n) - math.fsum(x[:n])) < 1e-14
     assert abs(lane_sum_sq(x, 0.3, n) - math.fsum((x[:n] - 0.3) ** 2)) < 1e-14
+    assert abs(lane_dot(x, y, n) - math.fsum(x[:n] * y[:n])) < 1e-14
+    assert abs(lane_dot3(w, x, y, n) - math.fsum(w[:n] * x[:n] * y[:n])) < 1e-14
     assert lane_max(x, n) == x[:n].max()
     y = x.copy()
     y[n // 2] = np.nan

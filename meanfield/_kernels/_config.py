@@ -4,6 +4,21 @@
 reassociation, so results do not depend on the vector width, and kernels
 partition work by particle count only, so results do not depend on the
 number of threads either.
+
+A kernel compiled in this process and the same kernel loaded from numba's
+on-disk cache must give the same bits (dask workers load what the client
+compiled; a resumed run loads what the first run compiled). numba links a copy
+of every helper a kernel calls into the kernel's module and optimizes it again
+there; a call that LLVM does not inline goes through a weak symbol, which the
+JIT binds to the first definition loaded in the process: the helper's own
+library in a process that compiled it, the kernel's copy in one that loaded the
+kernel from the cache. Under re-association the second optimization reorders
+sums, so the helpers of the re-associating kernels (pairwise, sphere) are
+inlined into their callers (:func:`inline_into_callers`), and only code that is
+stable under re-optimization remains in two copies: a parallel region's body,
+which the kernel calls through a function pointer (the Jacobian kernels, whose
+body did change, do not re-associate; tests/test_numba_cache.py compares a
+compiling and a cache-loading process).
 """
 
 FASTMATH = {"contract"}
@@ -144,3 +159,29 @@ def _wide_vectors_intrinsic():
 
 
 wide_vectors = _wide_vectors_intrinsic()
+
+
+def _inline_intrinsic():
+    from numba import types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def inline_into_callers(typingctx):
+        """Have LLVM inline the calling function into every caller (a no-op at run time).
+
+        A helper that stays a call runs as the first copy the process loaded,
+        which differs between a compiling and a cache-loading process (see the
+        module docstring); inlined, it is part of the kernel's own code, the
+        same in both.
+        """
+
+        def codegen(context, builder, sig, args):
+            builder.function.attributes.add("alwaysinline")
+            return context.get_dummy_value()
+
+        return types.none(), codegen
+
+    return inline_into_callers
+
+
+inline_into_callers = _inline_intrinsic()

@@ -38,12 +38,16 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._config import NJIT, NJIT_PARALLEL
+from ._config import NJIT, NJIT_PARALLEL, inline_into_callers
 from .fastexp import fexp
+from .lanes import lane_dot, lane_dot3, lane_sum
 from .sphere import PERI_LN, POST_LN, PRE_LN  # noqa: F401 (PRE_LN: the softmax model's scheme)
 
-#: Re-association lets the reductions over sources (logit maximum, weight moments) vectorize.
-NJIT_ROW = dict(NJIT, fastmath={"contract", "reassoc", "nsz"})
+# No re-association here: the parallel region's body exists twice, as its own library (what runs
+# in the process that compiled it) and linked into the kernel (what runs in a process that loads
+# the kernel from numba's cache), and LLVM optimizes the second copy once more. Under
+# re-association that reordered the moments' sums (other Jacobian bits in a cache-loading
+# process); they vectorize in fixed-order lanes instead (lanes.py).
 
 #: Rows of J per parallel task (the per-row work arrays are allocated once per task).
 ROWS = 16
@@ -51,15 +55,13 @@ ROWS = 16
 _BIG = 1.7976931348623157e308
 
 
-# contract only: under re-association LLVM may fold fexp's rounding constant away, and did so
-# differently in a fresh compile and in numba's cached code (different Jacobian bits, so a
-# resumed stiff run took other steps); the moments below may re-associate (no fexp in them)
 @njit(**NJIT)
 def _weights(i, X, XT, A, normalized, causal, q, lg, w):
     """Query ``q = A^T x_i``, logits ``lg_j = q . x_j`` and weights ``w_j`` of row i; returns ``(z_i, n_i)``.
 
     SA: ``w_j = exp(lg_j) / sum_k exp(lg_k)``; USA: ``w_j = exp(lg_j) / n_i`` (over the mask ``j < n_i``).
     """
+    inline_into_callers()
     N, d = X.shape
     jend = i + 1 if causal else N
     for b in range(d):
@@ -89,18 +91,10 @@ def _weights(i, X, XT, A, normalized, causal, q, lg, w):
     return z, jend
 
 
-@njit(**NJIT_ROW)
-def _moment(w, xa, xb, n):
-    """``sum_{j < n} w_j xa_j xb_j``."""
-    acc = 0.0
-    for j in range(n):
-        acc += w[j] * xa[j] * xb[j]
-    return acc
-
-
 @njit(**NJIT)
 def _mm(A, B, out):
     """``out = A @ B`` for small square matrices (no BLAS call, no allocation)."""
+    inline_into_callers()
     d = A.shape[0]
     for a in range(d):
         for b in range(d):
@@ -110,12 +104,13 @@ def _mm(A, B, out):
             out[a, b] = v
 
 
-@njit(**NJIT_ROW)
+@njit(**NJIT)
 def _row(i, X, XT, rinv, A, V, BQ, Bq, scheme, project, normalized, causal, J, F, lg, w, LX, W, G, vec, mat):
     """Row block i of J (rows ``i d .. i d + d - 1``) and the field ``F[i]``; False when not finite.
 
     lg, w : (N,) work; LX, W, G : (d, N) work; vec : (5, d) and mat : (5, d, d) work.
     """
+    inline_into_callers()
     N, d = X.shape
     q, xbar, u, c, Lc = vec[0], vec[1], vec[2], vec[3], vec[4]
     S, L, LV, M, T = mat[0], mat[1], mat[2], mat[3], mat[4]
@@ -123,12 +118,9 @@ def _row(i, X, XT, rinv, A, V, BQ, Bq, scheme, project, normalized, causal, J, F
     mob = 1.0 / z if normalized else 1.0
     for a in range(d):
         xa = XT[a]
-        acc = 0.0
-        for j in range(jend):
-            acc += w[j] * xa[j]
-        xbar[a] = acc
+        xbar[a] = lane_dot(w, xa, jend)
         for b in range(a + 1):
-            S[a, b] = S[b, a] = _moment(w, xa, XT[b], jend)
+            S[a, b] = S[b, a] = lane_dot3(w, xa, XT[b], jend)
     # u_i = V xbar - mob g_i, c_i = u_i (SA) or 0 (USA)
     for a in range(d):
         v = 0.0
@@ -226,10 +218,7 @@ def _row(i, X, XT, rinv, A, V, BQ, Bq, scheme, project, normalized, causal, J, F
             v = J[i * d + a, i * d + b] + (M[a, b] - mx * X[i, b]) * ri
             J[i * d + a, i * d + b] = v
             ok &= abs(v) <= _BIG
-    tot = 0.0
-    for j in range(jend):
-        tot += w[j]
-    return ok and abs(tot) <= _BIG
+    return ok and abs(lane_sum(w, jend)) <= _BIG
 
 
 @njit(**NJIT_PARALLEL)

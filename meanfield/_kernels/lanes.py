@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._config import NJIT
+from ._config import NJIT, inline_into_callers
 
 
 @njit(**NJIT)
@@ -89,3 +89,47 @@ def lane_max(x, n):
         m0 = x[j] if x[j] > m0 else m0
         j += 1
     return max(max(max(m0, m1), max(m2, m3)), max(max(m4, m5), max(m6, m7)))
+
+
+@njit(**NJIT)
+def lane_dot(x, y, n):
+    """``sum(x[:n] * y[:n])`` in float64, in the order of :func:`lane_sum`."""
+    inline_into_callers()
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    j = 0
+    while j + 8 <= n:
+        s0 += x[j] * y[j]
+        s1 += x[j + 1] * y[j + 1]
+        s2 += x[j + 2] * y[j + 2]
+        s3 += x[j + 3] * y[j + 3]
+        s4 += x[j + 4] * y[j + 4]
+        s5 += x[j + 5] * y[j + 5]
+        s6 += x[j + 6] * y[j + 6]
+        s7 += x[j + 7] * y[j + 7]
+        j += 8
+    while j < n:
+        s0 += x[j] * y[j]
+        j += 1
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+@njit(**NJIT)
+def lane_dot3(w, x, y, n):
+    """``sum(w[:n] * x[:n] * y[:n])`` in float64, in the order of :func:`lane_sum`."""
+    inline_into_callers()
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    j = 0
+    while j + 8 <= n:
+        s0 += w[j] * x[j] * y[j]
+        s1 += w[j + 1] * x[j + 1] * y[j + 1]
+        s2 += w[j + 2] * x[j + 2] * y[j + 2]
+        s3 += w[j + 3] * x[j + 3] * y[j + 3]
+        s4 += w[j + 4] * x[j + 4] * y[j + 4]
+        s5 += w[j + 5] * x[j + 5] * y[j + 5]
+        s6 += w[j + 6] * x[j + 6] * y[j + 6]
+        s7 += w[j + 7] * x[j + 7] * y[j + 7]
+        j += 8
+    while j < n:
+        s0 += w[j] * x[j] * y[j]
+        j += 1
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))

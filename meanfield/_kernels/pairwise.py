@@ -44,7 +44,9 @@ Work is partitioned by particle index only, and each target's sums are
 accumulated in the same order whatever the thread count, so results do not
 depend on ``NUMBA_NUM_THREADS``. Tile-local sums use vectorized reductions
 (re-association is enabled for these loops only, see ``FASTMATH_PAIR``);
-running totals across tiles are float64 even for float32 states.
+running totals across tiles are float64 even for float32 states. Every helper
+is inlined into the kernels (``inline_into_callers``), so a kernel loaded from
+numba's cache gives the bits of a fresh compile (``_config``).
 """
 
 import math
@@ -52,7 +54,7 @@ import math
 import numpy as np
 from numba import njit, prange, set_parallel_chunksize
 
-from ._config import NJIT, NJIT_PARALLEL, wide_vectors
+from ._config import NJIT, NJIT_PARALLEL, inline_into_callers, wide_vectors
 from .fastexp import fexp_bounded, fexp_tile, to_dtype_of
 
 #: Re-association lets LLVM vectorize the tile reductions (sum over jj); the
@@ -161,6 +163,7 @@ R = 4
 @njit(**NJIT_PAIR)
 def _tile_logits(QA, i, Xt, w, s):
     """``s[jj] = q_i . x_{j0 + jj}`` for ``jj < w``; ``Xt`` is one (d, TJ) tile (one row, slow path)."""
+    inline_into_callers()
     wide_vectors()
     d = QA.shape[1]
     for jj in range(w):
@@ -202,6 +205,7 @@ def _tile_logits_group(QA, rows, Xt, w, S, sh):
     S : (R, TJ) output
     sh : (R,) shifts (dtype of S)
     """
+    inline_into_callers()
     wide_vectors()
     d = QA.shape[1]
     i0 = rows[0]
@@ -256,6 +260,7 @@ def _tile_logits_group(QA, rows, Xt, w, S, sh):
 @njit(**NJIT)
 def _tile_max(s, w):
     """max of ``s[:w]`` (slow path of the online softmax only)."""
+    inline_into_callers()
     mt = s[0]
     for jj in range(1, w):
         v = s[jj]
@@ -266,6 +271,7 @@ def _tile_max(s, w):
 @njit(**NJIT_PAIR)
 def _tile_exp_sum(s, w, zero):
     """``s[jj] <- exp(s[jj])`` in place for ``jj < w``; returns the sum (the loop kernels' fast path)."""
+    inline_into_callers()
     wide_vectors()
     lt = zero
     for jj in range(w):
@@ -278,6 +284,7 @@ def _tile_exp_sum(s, w, zero):
 @njit(**NJIT_PAIR)
 def _tile_exp_into(s, e, w, m, zero):
     """``e[jj] = exp(s[jj] - m)`` for ``jj < w``; returns the tile sum (``m`` of the dtype of s)."""
+    inline_into_callers()
     wide_vectors()
     lt = zero
     for jj in range(w):
@@ -295,6 +302,7 @@ def _tile_reshift(s, e, w, m, zero):
     shift (``-inf`` before its first tile). Returns ``(lt, shift)``: the sum
     of ``e`` and the new shift (float64).
     """
+    inline_into_callers()
     mt = np.float64(_tile_max(s, w))
     shift = mt if mt > m else m  # noqa: FURB136
     if not shift > -np.inf:  # every logit -inf (or NaN): keep the arithmetic honest
@@ -306,6 +314,7 @@ def _tile_reshift(s, e, w, m, zero):
 @njit(**NJIT_PAIR)
 def _tile_weights(s, w, c, sv):
     """``s[jj] <- exp(s[jj]) (c + sv[jj])`` in place for ``jj < w`` (shift already in ``s``)."""
+    inline_into_callers()
     wide_vectors()
     for jj in range(w):
         s[jj] = fexp_tile(s[jj]) * (c + sv[jj])
@@ -314,6 +323,7 @@ def _tile_weights(s, w, c, sv):
 @njit(**NJIT_PAIR)
 def _rescale_row(ii, shift, m, l, a):
     """Move row ``ii``'s running shift to ``shift``, rescaling its sums ``l[ii]`` and ``a[ii]``."""
+    inline_into_callers()
     if shift != m[ii]:
         sc = math.exp(m[ii] - shift) if m[ii] > -np.inf else 0.0
         l[ii] *= sc
@@ -334,6 +344,7 @@ def _tile_accumulate_group(S, Xt, w, at, zero):
     at : (R, d) float64, added to
     zero : scalar 0 of the state dtype (tile-local sums are in the state dtype)
     """
+    inline_into_callers()
     wide_vectors()
     d = Xt.shape[0]
     E0 = S[0]
@@ -415,6 +426,7 @@ def _block_of(p, half, b0, b1, causal):
     Under a causal mask block b costs ~b, so iteration p takes blocks b0 + p and
     b1 - 1 - p (balanced); otherwise iteration p is block b0 + p alone.
     """
+    inline_into_callers()
     if not causal:
         return b0 + p if half == 0 else -1
     if half == 0:
@@ -430,6 +442,7 @@ def _empty_aligned(rows, cols, dtype):
     numba aligns arrays to 32 bytes; with 512-bit vectors every other load of a
     32-byte aligned row would straddle a cache line.
     """
+    inline_into_callers()
     buf = np.empty(rows * cols + 64, dtype)
     off = ((64 - buf.ctypes.data % 64) % 64) // buf.itemsize
     return buf[off:off + rows * cols].reshape((rows, cols))
@@ -446,12 +459,14 @@ def empty_aligned(shape, dtype):
 
 @njit(**NJIT_PAIR)
 def n_tiles_of(n, tj):
+    inline_into_callers()
     return (n + tj - 1) // tj
 
 
 @njit(**NJIT_PAIR)
 def _self_logit(QA, XT, i):
     """``l_ii = q_i . x_i`` in float64 (a logit of row i: the loop kernels' first shift)."""
+    inline_into_callers()
     tj = XT.shape[2]
     t = i // tj
     jj = i - t * tj
@@ -669,6 +684,7 @@ def prepare_symmetric(X, MU, W, XWT, MUT):
 @njit(**NJIT_PAIR)
 def _tile_sym_weights(s, mut, st, c, w):
     """``s[jj] <- exp(s[jj] - mu_j) (c_i + s_j)`` for ``jj < w``: the symmetric force weight of a pair."""
+    inline_into_callers()
     wide_vectors()
     for jj in range(w):
         s[jj] = fexp_bounded(s[jj] - mut[jj]) * (c + st[jj])
@@ -683,6 +699,7 @@ def _tile_sym_exp_group(S, MUt, Wt, w, e0, e1, e2, e3, colz, store, zero):
     adds ``sum_r g_ij e_r`` to ``colz[jj]`` (``e_r = w_i``, or 0 for rows that
     must not count).
     """
+    inline_into_callers()
     wide_vectors()
     S0 = S[0]
     S1 = S[1]
@@ -720,6 +737,7 @@ def _tile_columns_group(S, U, w, col):
     w : int
     col : (K, TJ) column sums of the source tile, added to
     """
+    inline_into_callers()
     wide_vectors()
     K = U.shape[1]
     S0 = S[0]
@@ -763,6 +781,7 @@ def _sym_round(rnd, mode, QA, XT, XWT, MUT, ST, cvec, MU, n, zero, rowacc, colac
     ``colacc``) never race. Round 0 pairs each tile with itself and is summed
     row-wise in full (no column sums).
     """
+    inline_into_callers()
     nt, d, tj = XT.shape
     ntask = nt // 2 if (rnd > 0 and 2 * rnd == nt) else nt  # distance nt/2: each pair once
     sums = mode != MODE_Z  # weighted sums of x (softmax and force); z sums in softmax and z modes
@@ -880,6 +899,7 @@ def symmetric_pass(mode, QA, XT, XWT, MUT, ST, cvec, MU, mu_max, n, zero, rowacc
 @njit(**NJIT_PAIR)
 def _symmetric_pass(mode, QA, XT, XWT, MUT, ST, cvec, MU, mu_max, n, zero, rowacc, colacc, acc, mrow, lrow):
     """:func:`symmetric_pass` (compiled; the caller sets numba's parallel chunk size)."""
+    inline_into_callers()
     nt = XT.shape[0]
     d = XWT.shape[1] - 1
     for i in range(n):

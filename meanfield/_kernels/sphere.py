@@ -27,7 +27,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._config import NJIT, NJIT_PARALLEL
+from ._config import NJIT, NJIT_PARALLEL, inline_into_callers
 from .fastexp import fexp
 
 #: Vectorizable reductions in the serial pair pass (sum, min over a row).
@@ -84,6 +84,7 @@ def norms_into(X, out):
 @njit(**NJIT)
 def _retract_row(X, i):
     """``x_i <- x_i / |x_i|`` for one row (norm in float64)."""
+    inline_into_callers()
     s = 0.0
     for k in range(X.shape[1]):
         v = np.float64(X[i, k])
@@ -270,6 +271,7 @@ def constraint_errors(X, Y):
 @njit(**NJIT_REDUCE)
 def _dots(xc, W, m, s):
     """``s[p] = xc . W[:, p]`` for the m remaining nodes (unit stride over p)."""
+    inline_into_callers()
     d = W.shape[0]
     x0 = xc[0]
     W0 = W[0]
@@ -285,6 +287,7 @@ def _dots(xc, W, m, s):
 @njit(**NJIT_REDUCE)
 def _exp_sum(s, m, beta):
     """sum_p exp(beta (s[p] - 1)) (vectorized polynomial exp)."""
+    inline_into_callers()
     acc = 0.0
     for p in range(m):
         acc += fexp(beta * s[p] - beta)
@@ -294,6 +297,7 @@ def _exp_sum(s, m, beta):
 @njit(**NJIT)
 def _min(s, m):
     """min of ``s[:m]`` with 8 independent running minima (vectorizes; a single chain does not)."""
+    inline_into_callers()
     t = np.full(8, np.inf)
     p = 0
     while p + 8 <= m:
@@ -312,6 +316,7 @@ def _min(s, m):
 
 @njit(**NJIT)
 def _prim_update(s, m, best, parent, cur):
+    inline_into_callers()
     for p in range(m):
         g = s[p]
         better = g > best[p]
@@ -325,6 +330,7 @@ def _row_update(xc, W, m, beta, s, best, parent, cur):
 
     Returns (sum_p exp(beta (g_p - 1)), min_p g_p) over the m remaining nodes.
     """
+    inline_into_callers()
     _dots(xc, W, m, s)
     acc = _exp_sum(s, m, beta)
     gmin = _min(s, m)
@@ -335,6 +341,7 @@ def _row_update(xc, W, m, beta, s, best, parent, cur):
 @njit(**NJIT)
 def _argmax(v, m):
     """First index of the maximum of ``v[:m]``: a vectorized max, then a scan for it."""
+    inline_into_callers()
     t = np.full(8, -np.inf)
     p = 0
     while p + 8 <= m:
