@@ -20,7 +20,6 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import FRESH_NUMBA_CACHE
 from meanfield_cli.main import cli
 
 import meanfield
@@ -33,15 +32,6 @@ from meanfield.models.softmax import Softmax, SoftmaxParams
 from meanfield.models.sphere import Sphere, SphereParams
 
 distributed = pytest.importorskip("distributed")
-
-#: Known, not yet understood: with kernels compiled from source in every process (a fresh numba
-#: cache, as .ci/run does), real worker processes round 15 of 900 entries 1 ulp differently from the
-#: client (reproduced: MEANFIELD_FRESH_NUMBA_CACHE=1 python -m pytest --full tests/test_cluster.py);
-#: with a shared cache they agree bit for bit. Cross-process bit identity is not yet demonstrated.
-CROSS_PROCESS_BITS = pytest.mark.xfail(
-    FRESH_NUMBA_CACHE, strict=False,
-    reason="fresh numba cache: worker processes' kernels differ from the client's by 1 ulp (issue 29, open)")
-
 
 
 @pytest.fixture(scope="module")
@@ -305,7 +295,6 @@ def _kill_a_worker_mid_call(client, call):
     return state
 
 
-@CROSS_PROCESS_BITS
 def test_real_worker_processes_and_killed_workers_change_nothing(tmp_path):
     """[cluster] scheduler = "local": 2 worker processes; one is SIGKILLed between two calls (the
     next broadcast meets it dead), another mid-call (its shards are lost); the result is the same."""
@@ -389,7 +378,6 @@ def test_a_lost_scheduler_stops_the_run_with_step_and_time_and_a_resumable_file(
 
 
 @pytest.mark.slow
-@CROSS_PROCESS_BITS
 def test_after_a_lost_scheduler_resume_is_bit_identical(tmp_path):
     port = _free_port()
     p, out = _lose_the_scheduler(tmp_path, port)
@@ -405,7 +393,6 @@ def test_after_a_lost_scheduler_resume_is_bit_identical(tmp_path):
     np.testing.assert_array_equal(got["energy"], want["energy"])
 
 
-@CROSS_PROCESS_BITS
 def test_benchmark_quick_mode(tmp_path):
     """benchmarks/bench_distributed.py --quick: the table's numbers, the same bits, the cost model."""
     import importlib
@@ -430,7 +417,6 @@ def test_benchmark_quick_mode(tmp_path):
 
 
 @pytest.mark.slow
-@CROSS_PROCESS_BITS
 def test_resume_after_sigkill_of_the_client_is_bit_identical(tmp_path):
     """``meanfield run`` with a local cluster, SIGKILLed (with its workers) mid-run, then --resume."""
     p = _params(tmp_path, '[cluster]\nscheduler = "local"\nworkers = 2\n',
