@@ -111,15 +111,15 @@ def test_fresh_cache_on_request():
 
 
 #: Hashes the outputs of the kernels that reduce with re-association (the row-wise pair
-#: passes, parallel; the dense Jacobian, parallel; the sphere's spanning tree, serial) and
-#: reports whether each kernel was compiled or loaded from the cache in this process.
+#: passes, parallel; the dense Jacobian, parallel; the sphere's spanning tree, serial) and of
+#: a network's attention and LayerNorm (helpers called, not inlined: they do not re-associate)
+#: and reports whether each kernel was compiled or loaded from the cache in this process.
 _BITS_SCRIPT = r"""
 import hashlib
 import numpy as np
-import pytest
 from meanfield.diagnostics.clustering import spanning_tree
 from meanfield.models import make_model
-from meanfield._kernels import jacobian as JK, pairwise as PK, sphere as SK
+from meanfield._kernels import heads as HK, jacobian as JK, layernorm as LK, pairwise as PK, sphere as SK
 
 def h(a):
     return hashlib.sha1(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]
@@ -139,7 +139,15 @@ print("jacobian", h(make_model({"name": "softmax", "dynamics": "first_order", "d
                                  "A": A.tolist()}).jacobian_first_order(x[:100], 0.0)))
 tree = spanning_tree(x, beta=3.0)
 print("tree", h(tree["w"]), h(np.array([tree["sum_exp"]])))
-for k in (PK.loop_pass, JK.attention_jacobian, SK.prim_pass):
+qkv, bias = rng.normal(size=(n, 3 * 2 * 8)), rng.normal(size=3 * 2 * 8)
+for causal in (False, True):
+    att = np.empty((n, 2, 8))
+    HK.multi_head_attention(qkv, bias, 2, 8 ** -0.5, causal, 64, 2, att)
+    print("heads", causal, h(att))
+ln = np.empty_like(qkv)
+LK.layer_norm_rows(qkv, bias, bias[::-1].copy(), 1e-5, ln)
+print("layer_norm", h(ln))
+for k in (PK.loop_pass, JK.attention_jacobian, SK.prim_pass, HK.multi_head_attention, LK.layer_norm_rows):
     print("stats", k.__name__, sum(k.stats.cache_hits.values()), sum(k.stats.cache_misses.values()))
 """
 
