@@ -103,6 +103,11 @@ def resumed_run(stored: dict, overrides=(), params=None) -> tuple[Run, dict]:
             raise ParameterError(key, f"the run file's value {old!r} ({same}--resume may change "
                                  f"only {', '.join(RESUMABLE)})", val, file=params)
         changed[key] = [old, val]
+    if ("cluster" in stored) != ("cluster" in new):  # in-process passes round otherwise than sharded ones
+        raise ParameterError("cluster", "the run file's [cluster] section, or none as in the file (the sharded "
+                             "row-wise sums and this process's sums differ in the last bits; --resume may move "
+                             "a cluster run to another cluster)", "a section added" if "cluster" in new
+                             else "the section removed", file=params)
     return run, changed
 
 

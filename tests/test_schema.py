@@ -105,3 +105,27 @@ def test_no_default_of_a_declared_key_lives_outside_the_schema():
                     and node.args[0].value in keys and _literal(node.args[1])):
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
     assert not found, "\n".join(found)
+
+
+def test_docs_list_the_resumable_keys_from_the_schema():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "docs" / "_ext"))
+    try:
+        import mf_params
+    finally:
+        sys.path.remove(str(ROOT / "docs" / "_ext"))
+    page = mf_params.generate((ROOT / "docs" / "parameters.md").read_text(encoding="utf-8"))
+    assert mf_params.RESUMABLE_MARK not in page
+    assert all(f"`{k}`" in page for k in RESUMABLE)
+
+
+def test_a_template_names_every_key_its_choices_accept():
+    """A key the template does not show is named on the section's 'also' line (from the schema)."""
+    from meanfield_cli.templates import SOFTMAX_SPEC, render
+
+    spec = {**SOFTMAX_SPEC, "run": [e for e in SOFTMAX_SPEC["run"] if e[0] != "#check_every"]}
+    text = render(spec, "softmax")
+    assert "check_every" not in text.split("[run]")[0]
+    run_part = text.split("[run]")[1].split("[output]")[0]
+    assert "# also: steps, oracle_calls, check_every (docs/parameters.md)" in run_part

@@ -89,10 +89,11 @@ schema.section("solver").declare(
     Key("momentum_max", Number(positive=True), MISSING, "the phase-space grid's momentum extent |y| <= this"),
 )
 schema.section("cluster").declare(
+    # resumable: the sharded passes give the same bits on any cluster (a resume may move a run)
     Key("scheduler", Kind('"local" or the address of a running dask scheduler'), "local",
-        '"local" (a LocalCluster) or "tcp://host:8786"'),
-    Key("workers", Kind("an integer >= 1"), Derived("all cores"), "local worker processes"),
-    Key("threads_per_worker", Kind("an integer >= 1"), 1, "threads of each local worker"),
+        '"local" (a LocalCluster) or "tcp://host:8786"', resumable=True),
+    Key("workers", Kind("an integer >= 1"), Derived("all cores"), "local worker processes", resumable=True),
+    Key("threads_per_worker", Kind("an integer >= 1"), 1, "threads of each local worker", resumable=True),
 )
 
 #: Sections of a parameter file -> the keys checked here (None: checked by a registry).
