@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from . import schema
 from .errors import ParameterError, check_real
 
 #: Keys of the ``[cluster]`` section.
@@ -116,6 +117,9 @@ def stop_client(client, cluster) -> None:
             cluster.close()
 
 
+_CLUSTER = schema.section("cluster")
+
+
 @dataclass(frozen=True)
 class ClusterSpec:
     """The validated ``[cluster]`` section of a run.
@@ -130,9 +134,9 @@ class ClusterSpec:
         Threads of each local worker: numba threads of the shard it computes; local only.
     """
 
-    scheduler: str = "local"
-    workers: int | None = None
-    threads_per_worker: int = 1
+    scheduler: str = _CLUSTER.default("scheduler")
+    workers: int | None = None  # all cores (the schema's derived default)
+    threads_per_worker: int = _CLUSTER.default("threads_per_worker")
 
     @property
     def local(self) -> bool:
@@ -142,7 +146,7 @@ class ClusterSpec:
     @classmethod
     def from_dict(cls, section: dict) -> ClusterSpec:
         """Validated keys of a ``[cluster]`` section (unknown keys are refused by the config reader)."""
-        scheduler = section.get("scheduler", "local")
+        scheduler = section.get("scheduler", _CLUSTER.default("scheduler"))
         if not isinstance(scheduler, str) or (scheduler != "local" and "://" not in scheduler):
             raise ParameterError("cluster.scheduler", '"local" or the address of a running dask scheduler '
                                  '("tcp://host:8786")', scheduler)
@@ -153,11 +157,11 @@ class ClusterSpec:
             check_real(f"cluster.{key}", value, "an integer >= 1", lambda v: v >= 1, integer=True)
             if scheduler != "local":
                 raise ParameterError(f"cluster.{key}", 'no value with scheduler = "tcp://..." (the workers '
-                                     f"of a running scheduler are set where they start: dask worker "
-                                     f"--nworkers/--nthreads); it sizes a scheduler = \"local\" cluster",
+                                     "of a running scheduler are set where they start: dask worker "
+                                     "--nworkers/--nthreads); it sizes a scheduler = \"local\" cluster",
                                      value)
         return cls(scheduler=scheduler, workers=section.get("workers"),
-                   threads_per_worker=section.get("threads_per_worker", 1))
+                   threads_per_worker=section.get("threads_per_worker", _CLUSTER.default("threads_per_worker")))
 
 
 class Connection:

@@ -12,8 +12,10 @@ import os
 
 import numpy as np
 
+from . import schema
 from .errors import ParameterError, check_real
 from .models._params import as_matrix, as_vector, config_path, require_symmetric
+from .schema import MISSING, Derived, Key, Kind, PerOwner
 
 
 def _psd_factor(cov: np.ndarray, key: str) -> np.ndarray:
@@ -53,7 +55,7 @@ def check_size(n: int, d: int, key: str = "initial.n") -> None:
 
 
 def _n_of(section) -> int:
-    n = section.get("n", 1000)
+    n = section["n"]
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ParameterError("initial.n", "a positive integer", n)
     return n
@@ -67,8 +69,8 @@ def gaussian(section: dict, d: int, rng) -> np.ndarray:
 
 
 def _mean_and_factor(section, d):
-    mean = as_vector(section.get("mean", 0.0), d, "initial.mean")
-    F = _psd_factor(as_matrix(section.get("cov", "identity"), d, "initial.cov"), "initial.cov")
+    mean = as_vector(section["mean"], d, "initial.mean")
+    F = _psd_factor(as_matrix(section["cov"], d, "initial.cov"), "initial.cov")
     return mean, F
 
 
@@ -88,7 +90,7 @@ def student_t(section: dict, d: int, rng) -> np.ndarray:
     dof / (dof - 2) cov (finite for dof > 2). Returns ``(n, d)``.
     """
     n = _n_of(section)
-    dof = section.get("dof", 5.0)
+    dof = section["dof"]
     dof = check_real("initial.dof", dof, "a finite number > 0", lambda v: v > 0)
     mean, F = _mean_and_factor(section, d)
     z = rng.standard_normal((n, d))
@@ -114,8 +116,8 @@ def elliptical(section: dict, d: int, rng) -> np.ndarray:
     from scipy import stats
 
     n = _n_of(section)
-    name = section.get("radial", "chi")
-    args = section.get("radial_args", [d] if name == "chi" else [])
+    name = section["radial"]
+    args = section["radial_args"] if "radial_args" in section else ([d] if name == "chi" else [])
     dist = getattr(stats, name, None) if isinstance(name, str) else None
     if not isinstance(dist, stats.rv_continuous):
         raise ParameterError("initial.radial", "the name of a continuous scipy.stats distribution", name)
@@ -136,6 +138,8 @@ def elliptical(section: dict, d: int, rng) -> np.ndarray:
 
 #: ``[initial]`` keys that name files (relative names are taken from the parameter file's folder).
 FILE_KEYS = ("path", "momentum_path", "ids_path")
+#: Laws whose number of tokens comes from a file.
+FILE_LAWS = ("file", "tokens")
 
 
 def load_array(path: str, key: str, d: int, n: int | None, base_dir: str | None = None) -> np.ndarray:
@@ -185,14 +189,27 @@ LAWS = {
     "elliptical": elliptical,
     "file": from_file,
 }
-#: Extra keys each law reads from ``[initial]``.
-LAW_KEYS = {
-    "gaussian": ("mean", "cov"),
-    "student_t": ("mean", "cov", "dof"),
-    "uniform_ellipsoid": ("mean", "cov"),
-    "elliptical": ("mean", "cov", "radial", "radial_args"),
-    "file": ("path",),
-}
+#: The ``[initial]`` section of the schema: every law and momentum declares the keys it reads.
+INITIAL = schema.section("initial")
+_MATRIX = Kind('"identity", "zero", a number, a length-d diagonal or a d x d list')
+INITIAL.declare(Key("mean", Kind("a number or a list of d numbers"), 0.0, "location", "(d,)"),
+                Key("cov", _MATRIX, "identity", "covariance (gaussian) or scatter matrix", "(d, d)"),
+                owners=("law gaussian", "law student_t", "law uniform_ellipsoid", "law elliptical"))
+INITIAL.declare(Key("dof", Kind("a finite number > 0"), 5.0, "degrees of freedom"), owners="law student_t")
+INITIAL.declare(Key("radial", Kind("the name of a continuous scipy.stats distribution"), "chi",
+                    "law of the radius (scipy.stats name)"),
+                Key("radial_args", Kind("a list of finite numbers"), Derived("[d] for chi, else []"),
+                    "arguments of the radial law"), owners="law elliptical")
+INITIAL.declare(Key("path", Kind("a .npy file of shape (n, d) or a run .h5"), MISSING,
+                    "positions from a file (a run file: its last state)"), owners="law file")
+
+
+def _law_keys(law: str) -> tuple[str, ...]:
+    return tuple(k for k in INITIAL.keys_of(f"law {law}") if INITIAL.owners[k])
+
+
+#: Extra keys each law reads from ``[initial]`` (from the schema).
+LAW_KEYS = {law: _law_keys(law) for law in LAWS}
 
 
 def sphere_uniform(section: dict, d: int, rng) -> np.ndarray:
@@ -210,7 +227,7 @@ def equiangular(section: dict, d: int, rng) -> np.ndarray:
     n <= d. Rows are G^{1/2} padded to d columns times a Haar rotation (seeded).
     """
     n = _n_of(section)
-    rho = section.get("rho", 0.5)
+    rho = section["rho"]
     lo = -1.0 / (n - 1) if n > 1 else -1.0
     rho = check_real("initial.rho", rho, f"a number in [-1/(n-1), 1] = [{lo:.6g}, 1]", lambda v: lo <= v <= 1)
     if n > d:
@@ -251,15 +268,15 @@ def von_mises_params(section: dict, d: int):
     if d != 2:
         raise ParameterError("initial.law", "a law for model.d = 2 (von_mises is a law of angles on the circle)",
                              f"von_mises with d = {d}")
-    mu = _finite_list(section.get("mu", 0.0), "initial.mu", "an angle or a list of angles (radians)")
+    mu = _finite_list(section["mu"], "initial.mu", "an angle or a list of angles (radians)")
     k = mu.size
-    kappa = _finite_list(section.get("kappa", 1.0), "initial.kappa", "a number >= 0 or a list of them")
+    kappa = _finite_list(section["kappa"], "initial.kappa", "a number >= 0 or a list of them")
     if kappa.size == 1:
         kappa = np.full(k, kappa[0])
     if kappa.size != k or np.any(kappa < 0):
         raise ParameterError("initial.kappa", f"a number >= 0 or a list of {k} numbers >= 0 (one per mu)",
                              section.get("kappa"))
-    w = section.get("weights", [1.0 / k] * k)
+    w = section["weights"] if "weights" in section else [1.0 / k] * k
     weights = _finite_list(w, "initial.weights", f"a list of {k} numbers >= 0 summing to 1")
     if weights.size != k or np.any(weights < 0) or abs(weights.sum() - 1.0) > 1e-9:
         raise ParameterError("initial.weights", f"a list of {k} numbers >= 0 summing to 1 (one per mu)", w)
@@ -279,12 +296,14 @@ def von_mises(section: dict, d: int, rng) -> np.ndarray:
     return np.stack([np.cos(theta), np.sin(theta)], axis=1)
 
 
-LAWS["sphere_uniform"] = sphere_uniform
-LAW_KEYS["sphere_uniform"] = ()
-LAWS["von_mises"] = von_mises
-LAW_KEYS["von_mises"] = ("mu", "kappa", "weights")
-LAWS["equiangular"] = equiangular
-LAW_KEYS["equiangular"] = ("rho",)
+INITIAL.declare(Key("mu", Kind("an angle or a list of angles (radians)"), 0.0, "mixture centres", "rad"),
+                Key("kappa", Kind("a number >= 0 or a list of them"), 1.0, "concentrations"),
+                Key("weights", Kind("a list of numbers >= 0 summing to 1"), Derived("equal weights"),
+                    "mixture weights"), owners="law von_mises")
+INITIAL.declare(Key("rho", Kind("a number in [-1/(n-1), 1]"), 0.5, "<x_i, x_j> for i != j"),
+                owners="law equiangular")
+LAWS.update(sphere_uniform=sphere_uniform, von_mises=von_mises, equiangular=equiangular)
+LAW_KEYS.update({law: _law_keys(law) for law in ("sphere_uniform", "von_mises", "equiangular")})
 
 
 def tokens(section: dict, d: int, rng) -> np.ndarray:
@@ -323,8 +342,11 @@ def tokens(section: dict, d: int, rng) -> np.ndarray:
     return x
 
 
+INITIAL.declare(Key("ids", Kind("a non-empty list of integer token ids"), MISSING, "token ids (or ids_path)"),
+                Key("ids_path", Kind("an .npy file of integer token ids"), MISSING, "token ids from a file"),
+                owners="law tokens")
 LAWS["tokens"] = tokens
-LAW_KEYS["tokens"] = ("ids", "ids_path")
+LAW_KEYS["tokens"] = _law_keys("tokens")
 
 
 def momentum_zero(section, x, rng):
@@ -335,14 +357,14 @@ def momentum_zero(section, x, rng):
 def momentum_affine(section, x, rng):
     """y_i = S x_i + b (momentum = gradient of a quadratic); ``(n, d)``."""
     d = x.shape[1]
-    S = as_matrix(section.get("S", "zero"), d, "initial.S")
-    b = as_vector(section.get("b", 0.0), d, "initial.b")
+    S = as_matrix(section["S"], d, "initial.S")
+    b = as_vector(section["b"], d, "initial.b")
     return x @ S.T + b
 
 
 def momentum_gaussian(section, x, rng):
     """y_i ~ N(0, momentum_scale^2 I) i.i.d.; ``(n, d)``."""
-    s = section.get("momentum_scale", 1.0)
+    s = section["momentum_scale"]
     s = check_real("initial.momentum_scale", s, "a finite number >= 0", lambda v: v >= 0)
     return s * rng.standard_normal(x.shape)
 
@@ -361,8 +383,28 @@ MOMENTA = {
     "gaussian": momentum_gaussian,
     "file": momentum_file,
 }
-MOMENTUM_KEYS = {"zero": (), "affine": ("S", "b"), "gaussian": ("momentum_scale",), "file": ("momentum_path",)}
-COMMON_KEYS = ("law", "n", "seed", "momentum")
+INITIAL.declare(Key("S", _MATRIX, "zero", "y = S x + b", "(d, d)"), Key("b", Kind("a number or d numbers"), 0.0,
+                    "y = S x + b", "(d,)"), owners="momentum affine")
+INITIAL.declare(Key("momentum_scale", Kind("a finite number >= 0"), 1.0, "standard deviation of y"),
+                owners="momentum gaussian")
+INITIAL.declare(Key("momentum_path", Kind("a .npy file of shape (n, d) or a run .h5"), MISSING,
+                    "momenta from a file"), owners="momentum file")
+#: Extra keys each momentum law reads (from the schema).
+MOMENTUM_KEYS = {m: tuple(k for k in INITIAL.keys_of(f"momentum {m}") if INITIAL.owners[k]) for m in MOMENTA}
+#: Keys of every ``[initial]`` section.
+COMMON_KEYS = INITIAL.declare(
+    Key("law", Kind("a registered law"), "gaussian", "law of the positions"),
+    Key("n", Kind("a positive integer"), PerOwner({f"law {law}": 1000 for law in LAWS if law not in FILE_LAWS}),
+        "number of tokens (file and tokens laws: from the file)"),
+    Key("seed", Kind("an integer >= 0"), 0, "random seed"),
+    Key("momentum", Kind("a registered momentum law"), "zero", "accelerated runs: law of the momenta"))
+
+
+def with_defaults(section: dict, law: str, momentum: str) -> dict:
+    """``section`` with the schema's defaults of ``law`` and ``momentum`` filled in (a new dict)."""
+    for owner in (f"law {law}", f"momentum {momentum}"):
+        section = {**INITIAL.defaults(owner), **section}
+    return section
 
 
 def initial_state(section: dict, d: int, accelerated: bool):
@@ -373,10 +415,10 @@ def initial_state(section: dict, d: int, accelerated: bool):
     x : (n, d) float64
     y : (n, d) float64 or None
     """
-    law = section.get("law", "gaussian")
+    law = section.get("law", INITIAL.default("law"))
     if not isinstance(law, str) or law not in LAWS:
         raise ParameterError("initial.law", f"one of {sorted(LAWS)}", law)
-    mom = section.get("momentum", "zero")
+    mom = section.get("momentum", INITIAL.default("momentum"))
     if not isinstance(mom, str) or mom not in MOMENTA:
         raise ParameterError("initial.momentum", f"one of {sorted(MOMENTA)}", mom)
     allowed = set(COMMON_KEYS) | set(LAW_KEYS[law]) | set(MOMENTUM_KEYS[mom])
@@ -387,8 +429,9 @@ def initial_state(section: dict, d: int, accelerated: bool):
                 f"a key for law {law!r} with momentum {mom!r} (valid: {', '.join(sorted(allowed))})",
                 key,
             )
-    check_size(_n_of(section) if law not in ("file", "tokens") or "n" in section else 1, d)
-    seed = section.get("seed", 0)
+    section = with_defaults(section, law, mom)
+    check_size(_n_of(section) if "n" in section else 1, d)
+    seed = section["seed"]
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ParameterError("initial.seed", "an integer >= 0", seed)
     rng = np.random.default_rng(seed)

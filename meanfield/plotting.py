@@ -17,16 +17,19 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Ellipse
 
+from . import schema
 from .diagnostics.rates import problem_of
 from .errors import ParameterError
 from .io.reader import grid_axes
 from .io.runfile import check_output_path
+from .models._params import MODEL
+from .models.sphere import DEFAULT_CLUSTER_TOL
 
 
 def _label(tr) -> str:
     c = tr.config
     m, i, dmp = c.get("model", {}), c.get("integrator", {}), c.get("damping", {})
-    sched = dmp.get("schedule", "none")
+    sched = dmp.get("schedule") or schema.section("damping").default("schedule")
     if c.get("solver", {}).get("kind") == "pde":
         return f"{m.get('name')} {m.get('dynamics')} mean-field (pde, {i.get('name')})"
     if m.get("dynamics") == "first_order" and not i.get("name") == "nag":
@@ -228,7 +231,7 @@ def plot_particles(tr, n_frames=4, dims=(0, 1)):
                              sharex=True, sharey=True, layout="constrained")
     i, j = dims if x.shape[2] > 1 else (0, 0)
     on_sphere = tr.config.get("model", {}).get("name") == "sphere" \
-        and tr.config.get("model", {}).get("normalization", "post_ln") == "post_ln"
+        and tr.config.get("model", {}).get("normalization", MODEL.default("normalization")) == "post_ln"
     shown = x[idx][..., [i, j]]
     shown = shown[np.isfinite(shown).all(axis=-1)]
     if on_sphere:  # unit vectors: the disc the sphere projects to
@@ -276,7 +279,7 @@ def plot_clusters(tr, tol=None):
         raise ParameterError("model.name", 'a run of model "sphere" (min_inner, n_clusters, E_beta)',
                              "a run without sphere diagnostics")
     if tol is None:
-        tol = float(tr.config.get("diagnostics", {}).get("cluster_tol", 1e-3))
+        tol = float(tr.config.get("diagnostics", {}).get("cluster_tol", DEFAULT_CLUSTER_TOL))
     t = np.asarray(tr["sim_time"], dtype=float)
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     ax = axes[0]

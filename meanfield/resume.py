@@ -27,6 +27,7 @@ import json
 import h5py
 import numpy as np
 
+from . import schema
 from .errors import ParameterError
 from .integrators.controllers import ConstantStep
 from .io.reader import SavedTasks, load, saved_rows
@@ -35,10 +36,16 @@ from .io.writer import HDF5Writer, truncate_to
 from .run import CHOICES, STREAMED_BYTES, Run, RunResult
 from .simulate import LoopState, Recorder, Status
 
-#: Parameters ``--resume`` may change (all others must equal the file's).
-RESUMABLE = ("run.t1", "run.steps", "run.oracle_calls", "run.layers", "run.save_every", "run.save_at",
-             "run.saves_per_decade", "run.stop_clusters", "run.check_every", "run.max_wall_time")
+#: Parameters ``--resume`` may change (all others must equal the file's): the schema's resumable keys.
+RESUMABLE = schema.resumable()
 _BOUNDS = ("t1", "steps", "oracle_calls", "layers")
+
+
+def _default(full_key: str):
+    """The schema's plain default of ``section.key`` (MISSING if it has none)."""
+    sec, key = full_key.split(".", 1)
+    known = sec in schema.SECTIONS and key in schema.section(sec).keys
+    return schema.section(sec).default(key) if known else schema.MISSING
 
 
 def _flat(cfg: dict) -> dict:
@@ -89,13 +96,18 @@ def resumed_run(stored: dict, overrides=(), params=None) -> tuple[Run, dict]:
     for key in sorted(set(old_flat) | set(new_flat),
                       key=lambda k: (first.index(k) if k in first else len(first), k)):
         old, val = old_flat.get(key), new_flat.get(key)
-        if old == val:
-            continue
+        if old == val or (key not in old_flat and val == _default(key)):
+            continue  # a default that files written before it was filled in do not record
         if key not in RESUMABLE:
             same = "a parameter file given with --resume describes the same run; " if params else ""
             raise ParameterError(key, f"the run file's value {old!r} ({same}--resume may change "
                                  f"only {', '.join(RESUMABLE)})", val, file=params)
         changed[key] = [old, val]
+    if ("cluster" in stored) != ("cluster" in new):  # in-process passes round otherwise than sharded ones
+        raise ParameterError("cluster", "the run file's [cluster] section, or none as in the file (the sharded "
+                             "row-wise sums and this process's sums differ in the last bits; --resume may move "
+                             "a cluster run to another cluster)", "a section added" if "cluster" in new
+                             else "the section removed", file=params)
     return run, changed
 
 

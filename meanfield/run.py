@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import initial as _initial
+from . import schema
 from .errors import ParameterError
 from .initial import initial_state
 from .integrators import make_integrator
@@ -158,9 +159,14 @@ class Run:
         self.base_dir = base_dir
         try:
             raw = _config.apply_overrides(raw, overrides, choices=CHOICES)
-            self.config = cfg = _config.resolve(raw)
+            cfg = _config.resolve(raw)
+            #: A damping schedule a first-order run does not use (dropped from the config), or None.
+            self._dropped_schedule = _drop_unused_damping(cfg)
+            self.config = cfg
+            #: The resolved parameters, typed (:class:`meanfield.schema.Config`).
+            self.params = schema.typed(cfg)
             self._grid_is_default = "grid" not in (raw.get("solver") or {})
-            self._build(cfg, base_dir)
+            self._build(self.params, base_dir)
         except ParameterError as exc:
             # a bad value given with --set is named as that option, not as a key of the file
             where = _override_of(exc.key, overrides) or file
@@ -171,73 +177,58 @@ class Run:
         """Build a run from a TOML parameter file."""
         return cls(os.fspath(path), overrides)
 
-    def _build(self, cfg: dict, base_dir: str | None) -> None:
-        run = cfg["run"]
-        dtype = np.dtype(run["dtype"])
-        self.model = make_model(cfg["model"], dtype=dtype, base_dir=base_dir)
-        if "cluster_tol" in cfg["diagnostics"]:
-            from .diagnostics.clustering import check_cluster_tol
-
-            if not hasattr(self.model, "cluster_tol"):
-                raise ParameterError("diagnostics.cluster_tol", "the sphere model or a network from weights "
-                                     "(clusters are counted on a sphere)", self.model.name)
-            self.model.cluster_tol = check_cluster_tol(cfg["diagnostics"]["cluster_tol"])
-        if "network" in cfg["diagnostics"]:  # a bool (io.config)
-            if not hasattr(self.model, "full_diagnostics"):
-                raise ParameterError("diagnostics.network", "a network from weights (model.weights)",
-                                     self.model.name)
-            self.model.full_diagnostics = cfg["diagnostics"]["network"]
+    def _build(self, P: schema.Config, base_dir: str | None) -> None:
+        run, solver = P.run, P.solver
+        dtype = np.dtype(run.dtype)
+        self.model = make_model(P.model.given(), dtype=dtype, base_dir=base_dir)
+        self.model.set_diagnostics(P.diagnostics)
         dyn = self.model.dynamics
-        damping = dict(cfg["damping"])
+        damping = P.damping.given()
         schedule_name = damping.pop("schedule")
-        self.schedule = make_schedule(schedule_name, run["t0"], **damping)
-        integ = dict(cfg["integrator"])
+        self.schedule = make_schedule(schedule_name, run.t0, **damping)
+        integ = P.integrator.given()
         name, h = integ.pop("name"), integ.pop("h", None)
         self.integrator = make_integrator(name, dyn, **integ)
         self.integrator.check_model(self.model)
         adaptive = getattr(self.integrator, "adaptive", False)
         if h is None and not adaptive:
             raise ParameterError("integrator.h", "a step size h > 0", None)
-        _check_block(self.model, cfg)
-        if run.get("layers"):
+        _check_block(self.model, P)
+        if run.layers:
             if self.model.n_layers < 2:
                 raise ParameterError("run.layers", "per-layer weights (a leading layer axis L >= 2 in "
                                      "model.mlp, or (L, d, d) files for model.A / model.V)",
                                      f"{self.model.n_layers} layer")
-        _warn_unsaved_fields(cfg, self.model, file=self.file)
+        _warn_unsaved_fields(P, self.model, file=self.file)
         if dyn == "first_order":
-            _warn_first_order_ignores(cfg, self.integrator, file=self.file)
-            if schedule_name != "none" and not getattr(self.integrator, "uses_schedule", False):
-                # the damping schedule is meaningless for first-order flows except for nag
-                cfg["damping"] = {"schedule": "none"}
-                self.schedule = make_schedule("none", run["t0"])
+            _warn_first_order_ignores(self._dropped_schedule, P, file=self.file)
         self.pde = None
         self.x0 = self.y0 = None
-        unused = [f"solver.{k}" for k in PDE_ONLY_KEYS if k in cfg["solver"]]
-        if cfg["solver"]["kind"] == "particles" and unused:
+        unused = [f"solver.{k}" for k in PDE_ONLY_KEYS if getattr(solver, k) is not None]
+        if solver.kind == "particles" and unused:
             warnings.warn(f"{self.file + ': ' if self.file else ''}solver.kind = \"particles\" ignores "
                           f"{', '.join(unused)} (only pde runs have a grid)", UserWarning, stacklevel=2)
-        if cfg["solver"]["kind"] == "pde":
+        if solver.kind == "pde":
             from .pde import make_pde
             from .pde.grid import check_grid_memory
 
             if dtype != np.float64:
-                raise ParameterError("run.dtype", '"float64" for pde runs', run["dtype"])
+                raise ParameterError("run.dtype", '"float64" for pde runs', run.dtype)
             try:
-                check_grid_memory(cfg["solver"].get("grid"))
-                self.pde = make_pde(cfg, self.model, self.integrator, base_dir)
+                check_grid_memory(solver.grid)
+                self.pde = make_pde(self.config, self.model, self.integrator, base_dir)
             except ParameterError as exc:
                 if exc.key == "solver.grid" and self._grid_is_default:
                     raise exc.as_default() from None
                 raise
             # a solver that steps itself (kinetic runs) declares its own oracle calls per step
             self.integrator = getattr(self.pde, "integrator", self.integrator)
-            _warn_stationary_law(cfg, file=self.file)
-        layers = run.get("layers")  # one pass: layer l acts for t in [t0 + l, t0 + l + 1)
+            _warn_stationary_law(P, file=self.file)
+        layers = run.layers  # one pass: layer l acts for t in [t0 + l, t0 + l + 1)
         self.horizon = Horizon(
-            t0=float(run["t0"]), h=math.nan if h is None else float(h),
-            t1=float(run["t0"]) + self.model.n_layers if layers else run.get("t1"),
-            steps=None if layers else run.get("steps"), oracle_calls=run.get("oracle_calls"),
+            t0=float(run.t0), h=math.nan if h is None else float(h),
+            t1=float(run.t0) + self.model.n_layers if layers else run.t1,
+            steps=None if layers else run.steps, oracle_calls=run.oracle_calls,
         )
         #: The first step of an adaptive method (None: chosen automatically).
         self.h0 = None if h is None else float(h)
@@ -250,14 +241,14 @@ class Run:
             if nsteps < 1:
                 raise ParameterError("run.oracle_calls",
                                      f"at least {self.integrator.oracle_calls} calls (one step of {name})",
-                                     run.get("oracle_calls"))
+                                     run.oracle_calls)
             check_horizon(self.horizon, nsteps)
         if adaptive and (self.model.mlp is not None or self.model.n_layers > 1):
             raise ParameterError("integrator.name", "a fixed-step integrator for transformer blocks (an "
                                  "MLP or per-layer weights: a block is a splitting)", name)
-        self.track_clusters = _track_clusters(cfg, self.model, adaptive)
+        self.track_clusters = _track_clusters(P, self.model, adaptive)
         if self.pde is None:
-            section = dict(cfg["initial"])
+            section = P.initial.given()
             if base_dir is not None:
                 section["_base_dir"] = base_dir
             if hasattr(self.model, "embed"):  # law = "tokens": x_i(0) = wte[id_i] + wpe[i] of the weights
@@ -269,13 +260,13 @@ class Run:
         if getattr(self.integrator, "uses_jacobian", False):  # a system is built only to size it
             _check_jacobian_size(self.integrator, self.make_system())
         self.probes = []
-        if cfg["diagnostics"].get("moment_ode", False):
+        if P.diagnostics.moment_ode:
             from .diagnostics.moments import moment_ode_probe
 
             moment_ode_probe(self)  # validates now: a bad combination is an input error, not a crash later
             self.probes.append(moment_ode_probe)
         #: The dask client of a ``[cluster]`` run (:class:`meanfield.cluster.Connection`), else None.
-        self.cluster = _connect_cluster(cfg, self.model) if "cluster" in cfg else None
+        self.cluster = _connect_cluster(P, self.model) if P.cluster is not None else None
 
     def close(self) -> None:
         """Close the run's dask client and a LocalCluster it started (``[cluster]``; also done at exit)."""
@@ -310,24 +301,24 @@ class Run:
             state = {"x": self.x0.copy()} if self.y0 is None else {"x": self.x0.copy(), "y": self.y0.copy()}
         x, y, v = (None if state.get(k) is None else np.ascontiguousarray(state[k], dtype=self.model.dtype)
                    for k in ("x", "y", "v"))
-        return particle_system(self.model, x, y, v, keep_mid="x_mid" in self.config["output"]["save"])
+        return particle_system(self.model, x, y, v, keep_mid="x_mid" in self.params.output.save)
 
     def advance(self, system, observers, progress=None, start=None) -> LoopResult:
         """The time loop on ``system`` with this run's schedule, integrator and run options.
 
         ``start`` (:class:`~meanfield.simulate.LoopState`): where a resumed run goes on.
         """
-        cfg = self.config
+        P = self.params
         events = None
         if self.track_clusters:
             from .events import ClusterEvents
 
-            events = ClusterEvents(self.model.count_clusters, cfg["run"].get("stop_clusters"))
+            events = ClusterEvents(self.model.count_clusters, P.run.stop_clusters)
         return advance(
             system, self.schedule, self.integrator, self.horizon,
-            save_at=self.save_at, save_fields=tuple(cfg["output"]["save"]),
-            observers=observers, progress=progress, dissipation=cfg["diagnostics"]["dissipation"],
-            check_every=cfg["run"].get("check_every"), max_wall_time=cfg["run"].get("max_wall_time"),
+            save_at=self.save_at, save_fields=tuple(P.output.save),
+            observers=observers, progress=progress, dissipation=P.diagnostics.dissipation,
+            check_every=P.run.check_every, max_wall_time=P.run.max_wall_time,
             probes=[make(self) for make in self.probes], energy_infimum=self.energy_infimum,
             h0=self.h0, events=events, start=start,
         )
@@ -395,7 +386,7 @@ class Run:
         """
         progress = _progress_callback(progress)  # before any file is written
         if output is True:
-            output = self.config["output"]["path"]
+            output = self.params.output.path
         replace = False
         if output is not None:
             output = os.fspath(output)
@@ -439,7 +430,7 @@ class Run:
 
     def _check_saves_fit(self, system) -> None:
         """ParameterError when the saves of a run kept in memory (no output file) cannot fit."""
-        saved = system.fields(tuple(self.config["output"]["save"]))
+        saved = system.fields(tuple(self.params.output.save))
         per_save = sum(np.asarray(a).nbytes for a in saved.values())
         every = self.save_at.every
         if self.save_at.times:
@@ -529,14 +520,14 @@ def _progress_callback(progress):
     raise TypeError(f"progress: expected True, False, None or a callable(done, total), found {progress!r}")
 
 
-def _check_block(model, cfg: dict) -> None:
+def _check_block(model, P: schema.Config) -> None:
     """ParameterError for combinations a block with an MLP or per-layer weights does not support."""
     if model.mlp is None and model.n_layers == 1:
         return
     key = "model.mlp" if model.mlp is not None else "model.A"
-    if cfg["solver"]["kind"] != "particles":
+    if P.solver.kind != "particles":
         raise ParameterError("solver.kind", f'"particles" with {key} (mean-field equations of '
-                             "transformer blocks are not solved)", cfg["solver"]["kind"])
+                             "transformer blocks are not solved)", P.solver.kind)
 
 
 #: ``[solver]`` keys that only shape pde runs (a particle run warns that it ignores them).
@@ -546,7 +537,7 @@ PDE_ONLY_KEYS = ("grid", "domain", "momentum_max")
 MOMENTUM_KEYS = ("momentum",) + tuple(k for keys in _initial.MOMENTUM_KEYS.values() for k in keys)
 
 
-def _warn_unsaved_fields(cfg: dict, model, file=None) -> None:
+def _warn_unsaved_fields(P: schema.Config, model, file=None) -> None:
     """Say (one warning) that ``"v"`` in ``[output] save`` saves nothing without an MLP velocity.
 
     ``v`` exists for accelerated blocks with an MLP only. (``"y"`` in a first-order
@@ -555,7 +546,7 @@ def _warn_unsaved_fields(cfg: dict, model, file=None) -> None:
     """
     from .integrators.mlp_substep import make_substep
 
-    if cfg["solver"]["kind"] == "pde" or "v" not in cfg["output"].get("save", []):
+    if P.solver.kind == "pde" or "v" not in P.output.save:
         return
     substep = make_substep(model)
     if substep is None or not substep.uses_velocity:
@@ -570,9 +561,9 @@ def _warn_unsaved_fields(cfg: dict, model, file=None) -> None:
 STATIONARY_LAWS = ("sphere_uniform",)
 
 
-def _warn_stationary_law(cfg: dict, file=None) -> None:
+def _warn_stationary_law(P: schema.Config, file=None) -> None:
     """Say (one warning) that a pde run from a stationary law will not move."""
-    law = cfg["initial"].get("law")
+    law = P.initial.law
     if law in STATIONARY_LAWS:
         where = f"{file}: " if file else ""
         warnings.warn(f"{where}initial.law = \"{law}\" is a stationary state of the mean-field equation: "
@@ -581,18 +572,38 @@ def _warn_stationary_law(cfg: dict, file=None) -> None:
                       "kappa = 1.0", UserWarning, stacklevel=4)
 
 
-def _warn_first_order_ignores(cfg: dict, integrator, file=None) -> None:
+def _drop_unused_damping(cfg: dict) -> str | None:
+    """A first-order run whose integrator takes no damping runs without it; returns the schedule dropped.
+
+    Only nag integrates a damped flow x'' + alpha x' = f; for every other first-order
+    method ``[damping]`` becomes ``schedule = "none"`` in the resolved parameters (after
+    its keys are checked), before anything is built from them.
+    """
+    from .integrators import INTEGRATORS
+
+    damping, name = dict(cfg["damping"]), cfg["integrator"]["name"]
+    sched = damping.pop("schedule")
+    if cfg["model"]["dynamics"] != "first_order" or sched == "none" or not isinstance(name, str):
+        return None
+    cls = INTEGRATORS.get(name, {}).get("first_order")
+    if cls is None or getattr(cls, "uses_schedule", False):
+        return None  # a bad name is reported when the integrator is built
+    make_schedule(sched, cfg["run"]["t0"], **damping)  # its keys are checked all the same
+    cfg["damping"] = {"schedule": "none"}
+    return sched
+
+
+def _warn_first_order_ignores(dropped: str | None, P: schema.Config, file=None) -> None:
     """Say (one warning) which accelerated-only settings a first-order run ignores.
 
-    A damping schedule is used by the nag integrator only; momenta never.
-    ``momentum = "zero"`` and ``schedule = "none"`` are silent (they change nothing).
+    ``dropped``: the damping schedule the run does not use (:func:`_drop_unused_damping`);
+    momenta are never used. ``momentum = "zero"`` and ``schedule = "none"`` are silent.
     """
     ignored = []
-    sched = cfg["damping"].get("schedule", "none")
-    if sched != "none" and not getattr(integrator, "uses_schedule", False):
-        ignored.append(f"[damping] schedule = {sched!r} (only nag uses damping)")
-    mom = [k for k in MOMENTUM_KEYS if k in cfg["initial"]
-           and not (k == "momentum" and cfg["initial"][k] == "zero")]
+    if dropped is not None:
+        ignored.append(f"[damping] schedule = {dropped!r} (only nag uses damping)")
+    given = P.initial.given()
+    mom = [k for k in MOMENTUM_KEYS if k in given and not (k == "momentum" and given[k] == "zero")]
     if mom:
         ignored.append("initial." + ", initial.".join(mom) + " (first-order runs have no momenta)")
     if ignored:
@@ -601,7 +612,7 @@ def _warn_first_order_ignores(cfg: dict, integrator, file=None) -> None:
                       UserWarning, stacklevel=4)
 
 
-def _connect_cluster(cfg: dict, model):
+def _connect_cluster(P: schema.Config, model):
     """Shard ``model``'s exact pair passes over the ``[cluster]`` of ``cfg``; the connection.
 
     Called last in :meth:`Run._build`: every other input error is reported
@@ -609,18 +620,18 @@ def _connect_cluster(cfg: dict, model):
     """
     from .cluster import ClusterSpec, Connection
 
-    spec = ClusterSpec.from_dict(cfg["cluster"])
-    if cfg["solver"]["kind"] != "particles":
+    spec = ClusterSpec.from_dict(P.cluster.given())
+    if P.solver.kind != "particles":
         raise ParameterError("solver.kind", '"particles" with a [cluster] section (the cluster computes '
-                             "the pair sums of particles)", cfg["solver"]["kind"])
+                             "the pair sums of particles)", P.solver.kind)
     if not hasattr(model, "shard_over"):
-        what = "a network from weights" if "weights" in cfg["model"] else f"model {model.name!r}"
+        what = "a network from weights" if P.model.weights is not None else f"model {model.name!r}"
         raise ParameterError("cluster", "a softmax or sphere model for a [cluster] section (their exact "
                              "pair sums are what the cluster computes)", what)
-    if cfg["model"].get("summation", "exact") != "exact":
+    if model.params.summation != "exact":
         raise ParameterError("model.summation", '"exact" with a [cluster] section (the cluster shards the '
                              "exact pair sums; the Fourier summation runs in one process)",
-                             cfg["model"]["summation"])
+                             model.params.summation)
     conn = Connection(spec)
     model.shard_over(conn.client)
     return conn
@@ -640,27 +651,28 @@ def _check_jacobian_size(integrator, system) -> None:
                              f"{integrator.name} with n = {n}")
 
 
-def _save_clock(run: dict) -> SaveAt:
-    """The run's :class:`~meanfield.steppers.SaveAt`: save_every, save_at or saves_per_decade."""
-    if "save_at" in run:
-        return SaveAt(times=tuple(float(t) for t in run["save_at"]))
-    if "saves_per_decade" in run:
-        return SaveAt(times=SaveAt.per_decade(run["saves_per_decade"], float(run["t0"]), float(run["t1"])))
-    return SaveAt(every=int(run["save_every"]))
+def _save_clock(run) -> SaveAt:
+    """The run's :class:`~meanfield.steppers.SaveAt` (``run``: the typed ``[run]`` section)."""
+    if run.save_at is not None:
+        return SaveAt(times=tuple(float(t) for t in run.save_at))
+    if run.saves_per_decade is not None:
+        return SaveAt(times=SaveAt.per_decade(run.saves_per_decade, float(run.t0), float(run.t1)))
+    return SaveAt(every=int(run.save_every))
 
 
-def _track_clusters(cfg: dict, model, adaptive: bool) -> bool:
+def _track_clusters(P: schema.Config, model, adaptive: bool) -> bool:
     """Whether the run tracks ``n_clusters`` after every step (``/events/n_clusters``).
 
     Sphere particle runs do with ``stop_clusters``, an adaptive method or a
     logarithmic save clock; ``stop_clusters`` elsewhere is an input error.
     """
-    run = cfg["run"]
-    sphere = hasattr(model, "count_clusters") and cfg["solver"]["kind"] == "particles"
-    if "stop_clusters" in run and not sphere:
+    run = P.run
+    sphere = hasattr(model, "count_clusters") and P.solver.kind == "particles"
+    if run.stop_clusters is not None and not sphere:
         raise ParameterError("run.stop_clusters", "a particle run of the sphere model (clusters are counted "
-                             "on S^{d-1})", f"model {model.name}, solver.kind {cfg['solver']['kind']}")
-    return sphere and ("stop_clusters" in run or adaptive or "save_at" in run or "saves_per_decade" in run)
+                             "on S^{d-1})", f"model {model.name}, solver.kind {P.solver.kind}")
+    return sphere and (run.stop_clusters is not None or adaptive or run.save_at is not None
+                       or run.saves_per_decade is not None)
 
 
 #: Most steps one run may take (``meanfield run`` refuses longer runs; split them with --resume).

@@ -10,7 +10,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from . import schema
 from .errors import ParameterError
+from .schema import Key, Kind
+
+#: The ``[damping]`` section of the schema: the schedule and each schedule's keys.
+DAMPING = schema.section("damping")
+DAMPING.declare(Key("schedule", Kind("a registered schedule"), "none", "none | constant | nesterov | loglin"))
+_RATE = Kind("a finite number")
+DAMPING.declare(Key("a", _RATE, 1.0, "constant damping alpha = a"), owners="constant")
+DAMPING.declare(Key("r", _RATE, 3.0, "alpha(t) = r / t (needs t0 > 0)"), owners="nesterov")
+DAMPING.declare(Key("c_log", _RATE, 1.0, "alpha(t) = c_log / (t log t) + c_lin"),
+                Key("c_lin", _RATE, 0.0, "alpha(t) = c_log / (t log t) + c_lin"), owners="loglin")
 
 
 @dataclass(frozen=True)
@@ -72,7 +83,7 @@ class NoDamping(Schedule):
 class Constant(Schedule):
     """alpha = a (heavy-ball friction)."""
 
-    a: float = 1.0
+    a: float = DAMPING.default("a")
     name = "constant"
 
     def __post_init__(self):
@@ -98,7 +109,7 @@ class Constant(Schedule):
 class Nesterov(Schedule):
     """alpha = r / t (Nesterov / Su-Boyd-Candes damping); needs t0 > 0."""
 
-    r: float = 3.0
+    r: float = DAMPING.default("r")
     name = "nesterov"
 
     def __post_init__(self):
@@ -124,8 +135,8 @@ class Nesterov(Schedule):
 class LogLin(Schedule):
     """alpha = c_log / t + c_lin; needs t0 > 0 when c_log != 0."""
 
-    c_log: float = 1.0
-    c_lin: float = 0.0
+    c_log: float = DAMPING.default("c_log")
+    c_lin: float = DAMPING.default("c_lin")
     name = "loglin"
 
     def __post_init__(self):
@@ -174,11 +185,7 @@ SCHEDULES: dict[str, type[Schedule]] = {
 
 #: Parameter keys each schedule accepts (besides ``schedule``).
 SCHEDULE_KEYS: dict[str, tuple[str, ...]] = {
-    "none": (),
-    "constant": ("a",),
-    "nesterov": ("r",),
-    "loglin": ("c_log", "c_lin"),
-}
+    name: tuple(k for k in DAMPING.keys_of(name) if DAMPING.owners[k]) for name in SCHEDULES}
 
 
 def make_schedule(name: str, t0: float, **params) -> Schedule:

@@ -443,3 +443,24 @@ def test_resume_after_sigkill_of_the_client_is_bit_identical(tmp_path):
     got = meanfield.load(out)
     np.testing.assert_array_equal(got["x"][-1], want.x)
     np.testing.assert_array_equal(got["energy"], want["energy"])
+
+
+@CROSS_PROCESS_BITS
+def test_resume_may_move_a_cluster_run_to_another_cluster_but_not_add_one(tmp_path):
+    """cluster.* are resumable: 20 steps on 2 workers, 20 more on 1, the bits of 40 row-wise steps;
+    adding a [cluster] to a run without one (other rounding) is refused in one line."""
+    short = {"steps = 40": "steps = 20"}
+    out = str(tmp_path / "out.h5")
+    res = CliRunner().invoke(cli, ["run", _params(tmp_path, '[cluster]\nscheduler = "local"\nworkers = 2\n',
+                                                  **short), "-o", out])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(cli, ["run", "--resume", out, "--set", "run.steps=40", "--set", "cluster.workers=1"])
+    assert res.exit_code == 0, res.output
+    want = _reference(_params(tmp_path, "", name="q.toml"))
+    got = meanfield.load(out)
+    np.testing.assert_array_equal(got["x"][-1], want.x)
+    np.testing.assert_array_equal(got["energy"], want["energy"])
+    plain = str(tmp_path / "plain.h5")
+    assert CliRunner().invoke(cli, ["run", _params(tmp_path, "", name="r.toml", **short), "-o", plain]).exit_code == 0
+    _one_line_error(CliRunner().invoke(cli, ["run", "--resume", plain, "--set", 'cluster.scheduler="local"']),
+                    "[cluster]", "a section added")

@@ -59,7 +59,7 @@ def test_code_defaults_are_found():
     d = mf_params.code_defaults()
     assert d["integrator.omega"] == {"tao2": 5.0, "strang": 5.0}
     assert d["damping.r"] == {"nesterov": 3.0} and d["initial.dof"] == {"": 5.0}
-    assert d["model.Q"]["softmax"] == [[0.0, 0.0], [0.0, 0.0]]
+    assert d["model.Q"]["softmax"] == "zero"  # as a parameter file writes it (the schema's default)
     assert "softmax" not in d.get("model.V", {})  # V = B A: derived, left to the hand-written text
     assert mf_params.render_default(d["model.Q"]) == '`"identity"` (bilinear, sphere), `"zero"` (softmax)'
 

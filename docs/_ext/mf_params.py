@@ -1,19 +1,15 @@
 """Sphinx extension: the parameter reference's tables, generated from the code's registries.
 
 ``docs/parameters.md`` holds the hand-written meaning of every key in tables
-``| key | default | meaning |``. At build time each table is regenerated:
+``| key | default | meaning |``. At build time each table is regenerated from the
+parameter schema (:mod:`meanfield.schema`, where every key is declared once):
 
-* the keys are those the code accepts (:func:`accepted_keys`, from the registries of
-  models, schedules, integrators, initial laws and momenta, and the ``SECTIONS`` of
-  :mod:`meanfield.io.config`); a key the code accepts but no table lists is appended
-  with a warning, and a listed key the code rejects is a warning (``sphinx-build -W``
-  fails on both);
-* the default is the code's own (:func:`code_defaults`: resolved from a minimal run of
-  every model, read off the schedules' and integrators' classes, and from the literal
-  defaults of the ``.get(key, default)`` calls that read ``[initial]`` and
-  ``[diagnostics]``); only where the code holds no literal default (required keys,
-  defaults derived from other keys) does the hand-written default stand, and a
-  hand-written default that disagrees with the code's is a warning;
+* the keys are the schema's (:func:`accepted_keys`); a key the schema declares but no
+  table lists is appended with a warning, and a listed key it does not declare is a
+  warning (``sphinx-build -W`` fails on both);
+* the default is the schema's (:func:`code_defaults`); only where it holds no value
+  (required keys, defaults derived from other keys) does the hand-written default
+  stand, and a hand-written default that disagrees with the schema's is a warning;
 * a column "for" says which models, laws, momenta, schedules or integrators accept the key.
 
 ``tests/test_docs.py`` runs the same checks on the Markdown without Sphinx.
@@ -21,170 +17,58 @@
 
 from __future__ import annotations
 
-import ast
-import dataclasses
-import inspect
-import os
 import re
 
 PAGE = "parameters"
+#: A line of ``parameters.md`` replaced by the list of the keys ``--resume`` may change.
+RESUMABLE_MARK = "<!-- resumable keys -->"
 ROW = re.compile(r"^\| `([a-z]+)\.([A-Za-z_0-9]+)` \| (.*?) \| (.*) \|\s*$")
 HEADER = "| key | default | meaning |"
 
 
-# ----------------------------------------------------------------------------- the code's keys
+# ----------------------------------------------------------------------------- the schema
+def _load_schema():
+    """:mod:`meanfield.schema` with every module that declares keys imported."""
+    import meanfield.cluster  # noqa: F401 - declares nothing, reads [cluster]
+    import meanfield.io.config  # noqa: F401 - the generic sections
+    import meanfield.run  # noqa: F401 - models, laws, schedules, integrators
+    from meanfield import schema
+
+    return schema
+
+
 def accepted_keys() -> dict[str, list[str]]:
-    """Every ``section.key`` the code accepts -> who accepts it (empty list: every run)."""
-    from meanfield.initial import COMMON_KEYS, LAW_KEYS, MOMENTUM_KEYS
-    from meanfield.integrators import INTEGRATORS
-    from meanfield.io.config import SECTIONS
-    from meanfield.models import MLP_KEYS, MODELS, Network
-    from meanfield.schedules import SCHEDULE_KEYS
-
-    out: dict[str, list[str]] = {}
-
-    def add(key, who=None):
-        out.setdefault(key, [])
-        if who is not None and who not in out[key]:
-            out[key].append(who)
-
-    for name, cls in MODELS.items():
-        for k in cls.keys:
-            add(f"model.{k}", name)
-    for k in ("name", "dynamics", "d"):  # every model reads these
-        out[f"model.{k}"] = []
-    for name in MODELS:  # the token-wise MLP sub-block: every model but bilinear (make_model)
-        if name != "bilinear":
-            for k in MLP_KEYS:
-                add(f"model.{k}", name)
-    for k in Network.keys:  # softmax with model.weights: a network from a weight file
-        add(f"model.{k}", "softmax")
-    add("damping.schedule")
-    for sched, ks in SCHEDULE_KEYS.items():
-        for k in ks:
-            add(f"damping.{k}", sched)
-    add("integrator.name")
-    add("integrator.h")
-    for name, by_kind in INTEGRATORS.items():
-        for cls in by_kind.values():
-            for k in cls.options:
-                add(f"integrator.{k}", name)
-    for k in COMMON_KEYS:
-        add(f"initial.{k}")
-    for law, ks in LAW_KEYS.items():
-        for k in ks:
-            add(f"initial.{k}", f"law {law}")
-    for mom, ks in MOMENTUM_KEYS.items():
-        for k in ks:
-            add(f"initial.{k}", f"momentum {mom}")
-    for section in ("run", "output", "diagnostics", "solver"):
-        for k in SECTIONS[section]:
-            add(f"{section}.{k}")
-    for k in SECTIONS["cluster"]:  # the softmax and sphere models (exact summation)
-        add(f"cluster.{k}", "softmax")
-        add(f"cluster.{k}", "sphere")
-    return out
+    """Every ``section.key`` the schema declares -> who accepts it (empty list: every run)."""
+    schema = _load_schema()
+    return {full: schema.owners_of(full) for full in schema.all_keys()}
 
 
-# ------------------------------------------------------------------------- the code's defaults
-def _probe_run(model: dict):
-    import meanfield
-
-    law = "sphere_uniform" if model["name"] == "sphere" else "gaussian"
-    return meanfield.Run({"model": {"d": 2, **model}, "integrator": {"h": 0.1},
-                          "run": {"steps": 1}, "initial": {"n": 4, "law": law}})
-
-
-def _literal_gets(path: str) -> dict[str, object]:
-    """``section.key -> default`` of every ``section.get("key", <literal>)`` and
-    ``cfg["section"].get("key", <literal>)`` call in a source file."""
-    with open(path, encoding="utf-8") as fh:
-        tree = ast.parse(fh.read())
-    out = {}
-    for node in ast.walk(tree):
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "get" and len(node.args) == 2
-                and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
-            continue
-        recv = node.func.value
-        if isinstance(recv, ast.Name) and recv.id == "section":
-            section = "initial"
-        elif isinstance(recv, ast.Subscript) and isinstance(recv.slice, ast.Constant):
-            section = recv.slice.value
-        else:
-            continue
-        try:
-            value = ast.literal_eval(node.args[1])
-        except ValueError:
-            continue  # a default computed from other keys: not a literal
-        out[f"{section}.{node.args[0].value}"] = value
-    return out
+def resumable_text() -> str:
+    """The keys ``--resume`` may change, as the docs list them (from the schema)."""
+    keys = _load_schema().resumable()
+    return ", ".join(f"`{k}`" for k in keys[:-1]) + f" and `{keys[-1]}`."
 
 
 def code_defaults() -> dict[str, dict[str, object]]:
-    """``section.key -> {who: default}`` for every key whose default the code holds as a value.
+    """``section.key -> {who: default}`` for every key whose default the schema holds as a value.
 
-    ``who`` is a model, schedule, integrator or dynamics name, or ``""`` when the default is
-    the same for every run. Defaults that depend on other keys (softmax ``V = B A``) are
-    left out: a second probe with other matrices finds them.
+    ``who`` is a model, law, momentum, schedule or integrator name, or ``""`` when the
+    default is the same for everyone. Defaults derived from other keys (softmax ``V = B A``)
+    are left out: the hand-written text says them.
     """
-    import numpy as np
-
-    import meanfield.initial
-    import meanfield.run
-    from meanfield.integrators import INTEGRATORS
-    from meanfield.models import MODELS
-    from meanfield.models._fourier import summation_keys
-    from meanfield.schedules import SCHEDULES
-
+    schema = _load_schema()
     out: dict[str, dict[str, object]] = {}
-    for name in MODELS:
-        first = _probe_run({"name": name})
-        dyn = first.model.dynamics
-        other = "first_order" if dyn == "accelerated" else "accelerated"
-        out.setdefault("model.dynamics", {})[name] = dyn
-        for dynamics in (dyn, other):
-            probe = _probe_run({"name": name, "dynamics": dynamics})
-            changed = _probe_run({"name": name, "dynamics": dynamics,
-                                  **{k: 2.0 for k in ("A", "B", "Q", "K", "beta") if k in MODELS[name].keys}})
-            cfg, cfg2 = probe.resolved(), changed.resolved()
-            for k, v in cfg["model"].items():
-                if k in ("name", "d", "dynamics") or k not in MODELS[name].keys:
-                    continue
-                if k in cfg2["model"] and not np.array_equal(np.asarray(v), np.asarray(cfg2["model"][k])) \
-                        and k not in ("A", "B", "Q", "K", "beta"):
-                    continue  # derived from the matrices the second probe changed
-                out.setdefault(f"model.{k}", {}).setdefault(name, v)
-            out.setdefault("integrator.name", {})[dynamics] = cfg["integrator"]["name"]
-            for section in ("damping", "run", "output", "diagnostics", "solver"):
-                for k, v in cfg[section].items():
-                    if not (section == "run" and k == "steps"):
-                        out.setdefault(f"{section}.{k}", {})[""] = v
-            if hasattr(probe.model, "cluster_tol"):
-                out["diagnostics.cluster_tol"] = {"": probe.model.cluster_tol}
-    summation, tol = summation_keys({})
-    for name in MODELS:
-        if "summation" in MODELS[name].keys:
-            out.setdefault("model.summation", {})[name] = summation
-            out.setdefault("model.summation_tol", {})[name] = tol
-    for name, cls in SCHEDULES.items():
-        if dataclasses.is_dataclass(cls):
-            for f in dataclasses.fields(cls):
-                if f.name != "t0" and f.default is not dataclasses.MISSING:
-                    out.setdefault(f"damping.{f.name}", {})[name] = f.default
-    for name, by_kind in INTEGRATORS.items():
-        for cls in by_kind.values():
-            for k in cls.options:
-                if getattr(cls, k, None) is not None:
-                    out.setdefault(f"integrator.{k}", {})[name] = getattr(cls, k)
-    from meanfield.cluster import ClusterSpec
-
-    for f in dataclasses.fields(ClusterSpec):
-        if f.default is not None:  # workers: all cores, said in words
-            out[f"cluster.{f.name}"] = {"": f.default}
-    for path in (inspect.getsourcefile(meanfield.initial), inspect.getsourcefile(meanfield.run)):
-        for key, v in _literal_gets(path).items():
-            out.setdefault(key, {"": v})
+    for full, key in schema.all_keys().items():
+        owners = schema.owners_of(full)
+        if isinstance(key.default, schema.PerOwner):
+            by = {who: key.default_for(who) for who in owners or key.default.values}
+        elif owners and full.split(".")[0] in ("model", "damping", "integrator"):
+            by = {who: key.default_for(who) for who in owners}
+        else:
+            by = {"": key.default_for(None)}
+        by = {who: v for who, v in by.items() if v is not schema.MISSING}
+        if by:
+            out[full] = by
     return out
 
 
@@ -277,6 +161,9 @@ def generate(text: str, keys=None, defaults=None) -> str:
             continue
         if line.strip() == "|---|---|---|" and i and lines[i - 1].strip() == HEADER:
             out.append("|---|---|---|---|")
+            continue
+        if line.strip() == RESUMABLE_MARK:
+            out.append(resumable_text())
             continue
         if m:
             section, key = m.group(1), f"{m.group(1)}.{m.group(2)}"

@@ -24,8 +24,8 @@ import numpy as np
 from numba import njit, prange
 
 from ._config import NJIT, NJIT_PARALLEL
-from .lanes import lane_max, lane_sum
 from .fastexp import fexp
+from .lanes import lane_max, lane_sum
 
 #: Logits per block of targets ``(rows, N)`` of one head: 2^18 entries (2 MiB in float64) stay in cache.
 BLOCK = 1 << 18

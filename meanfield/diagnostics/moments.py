@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ParameterError
+from ..initial import with_defaults
 from ..reductions.bilinear_moments import BilinearMomentODE
 
 
@@ -63,15 +64,16 @@ def moment_ode_probe(run) -> MomentODEProbe:
                              run.integrator.name)
     S = b = None
     if run.model.accelerated:
-        mom = cfg["initial"].get("momentum", "zero")
+        initial = with_defaults(cfg["initial"], cfg["initial"].get("law"), cfg["initial"].get("momentum"))
+        mom = initial["momentum"]
         d = run.model.d
         if mom == "zero":
             S, b = np.zeros((d, d)), np.zeros(d)
         elif mom == "affine":
             from ..models._params import as_matrix, as_vector
 
-            S = as_matrix(cfg["initial"].get("S", "zero"), d, "initial.S")
-            b = as_vector(cfg["initial"].get("b", 0.0), d, "initial.b")
+            S = as_matrix(initial["S"], d, "initial.S")
+            b = as_vector(initial["b"], d, "initial.b")
         else:
             raise ParameterError("diagnostics.moment_ode",
                                  'momentum "affine" or "zero" (the closure needs y = S x + b)', mom)

@@ -12,6 +12,7 @@ import math
 import numpy as np
 from scipy.optimize import curve_fit
 
+from .. import schema
 from .._logspace import exp_clipped
 
 
@@ -138,8 +139,8 @@ def describe_run(tr) -> dict:
     c = tr.config
     m, i, dmp = c.get("model", {}), c.get("integrator", {}), c.get("damping", {})
     return {"model": m.get("name"), "dynamics": m.get("dynamics"), "integrator": i.get("name"),
-            "h": i.get("h"), "schedule": dmp.get("schedule", "none"),
-            "solver": c.get("solver", {}).get("kind", "particles")}
+            "h": i.get("h"), "schedule": dmp.get("schedule") or schema.section("damping").default("schedule"),
+            "solver": c.get("solver", {}).get("kind") or schema.section("solver").default("kind")}
 
 
 def problem_of(tr) -> str:

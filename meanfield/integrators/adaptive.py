@@ -30,7 +30,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ParameterError, check_real
-from .base import Integrator
+from ..schema import Derived, Key, Kind
+from .base import INTEGRATOR, Integrator
 
 
 def error_norm(e, z, z_new, rtol: float, atol: float) -> float:
@@ -87,9 +88,12 @@ class AdaptiveIntegrator(Integrator):
     order = 0
     error_order = 0
     dense_order = 0
-    options = ("rtol", "atol", "h_max")
-    rtol = 1e-6
-    atol = 1e-9
+    options = INTEGRATOR.declare(
+        Key("rtol", Kind("a number in (0, 1)"), 1e-6, "relative tolerance of the error control"),
+        Key("atol", Kind("a number >= 0"), 1e-9, "absolute tolerance of the error control"),
+        Key("h_max", Kind("a step bound > 0"), Derived("no bound"), "largest step", "time"),
+        owners=("dopri5", "ros34pw2", "auto"))
+    rtol, atol = INTEGRATOR.default("rtol"), INTEGRATOR.default("atol")
     h_max = None
 
     def __init__(self, **options):

@@ -6,7 +6,8 @@ An integrator is a small class that declares
   that discretizes no flow (``mean_shift``), with the reason in ``order_note``,
 * ``oracle_calls`` -- oracle calls per step (the loop checks the model's count),
 * ``kind`` -- which dynamics it integrates (``"first_order"`` or ``"accelerated"``),
-* ``options`` -- the names of the ``[integrator]`` keys it accepts besides ``name`` and ``h``,
+* ``options`` -- the names of the ``[integrator]`` keys it accepts besides ``name`` and ``h``
+  (declared in :mod:`meanfield.schema`, with their defaults, by the module that adds them),
 
 and implements ``step(model, schedule, t, h, x, y) -> (x, y)``; ``check_model(model)``
 may reject a model it cannot step (a ParameterError when the run is built). A step may
@@ -15,6 +16,18 @@ the model only through its field methods (see :mod:`meanfield.models.base`).
 """
 
 from __future__ import annotations
+
+from .. import schema
+from ..schema import Derived, Key, Kind, Number
+
+#: The ``[integrator]`` section of the schema; integrator modules declare the options they add.
+INTEGRATOR = schema.section("integrator")
+INTEGRATOR.declare(
+    Key("name", Kind("a registered integrator name"),
+        Derived('"exp_euler" (accelerated), "euler" (first_order)'), "the method (docs/models.md §5)"),
+    Key("h", Number(positive=True), Derived("required; optional first step of adaptive methods"),
+        "step size (h = 1: one step is one block)", "time"),
+)
 
 
 class Integrator:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 
 from ..errors import check_real
-from .base import Integrator
+from ..schema import Derived, Key, Kind
+from .base import INTEGRATOR, Integrator
 from .runge_kutta import RK4Damped
 
 
@@ -64,8 +65,10 @@ class HeavyBall(Integrator):
     order = 1
     oracle_calls = 1
     kind = "accelerated"
-    options = ("beta",)
-    beta = None
+    options = INTEGRATOR.declare(
+        Key("beta", Kind("a number in (0, 1)"), Derived("1 - h alpha(t)"), "heavy_ball's momentum coefficient"),
+        owners="heavy_ball")
+    beta = None  # derived from the schedule at every step
 
     def __init__(self, **options):
         super().__init__(**options)

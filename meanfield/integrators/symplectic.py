@@ -47,7 +47,8 @@ import math
 import numpy as np
 
 from ..errors import check_real
-from .base import Integrator
+from ..schema import Key, Kind
+from .base import INTEGRATOR, Integrator
 
 #: Default coupling of the two copies. Measured on undamped bilinear runs of
 #: 10^4 steps (the energy test of tests/test_orders.py) and damped order-test
@@ -64,7 +65,9 @@ from .base import Integrator
 #: 150 with omega = 5 / 2 / 1 at h = 0.1, t = 132 / 211 / 312 at h = 0.05),
 #: while kick_drift, ab2 and rk4 run on to t = 2000. Use a smaller h or omega
 #: for such long runs.
-DEFAULT_OMEGA = 5.0
+_OPTIONS = INTEGRATOR.declare(Key("omega", Kind("a finite number > 0 (Tao's coupling)"), 5.0,
+                       "coupling of Tao's doubled copies"), owners=("tao2", "strang"))
+DEFAULT_OMEGA = INTEGRATOR.default("omega")
 
 
 class _TaoBase(Integrator):
@@ -73,7 +76,7 @@ class _TaoBase(Integrator):
     order = 2
     oracle_calls = 4
     kind = "accelerated"
-    options = ("omega",)
+    options = _OPTIONS
     omega = DEFAULT_OMEGA
 
     def __init__(self, **options):

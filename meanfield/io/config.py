@@ -14,34 +14,93 @@ import math
 import os
 import tomllib
 
-from ..errors import ParameterError, check_real
-
-#: Sections of a parameter file and the keys checked here (None: checked by a registry).
-SECTIONS = {
-    "model": None,
-    "damping": None,
-    "integrator": None,
-    "initial": None,
-    "run": ("t0", "t1", "steps", "oracle_calls", "layers", "save_every", "save_at", "saves_per_decade",
-            "stop_clusters", "dtype", "check_every", "max_wall_time"),
-    "output": ("path", "save"),
-    "diagnostics": ("dissipation", "moment_ode", "cluster_tol", "network"),
-    "solver": ("kind", "grid", "domain", "momentum_max"),
-    # one run's exact pair passes on a dask cluster (meanfield/cluster.py); checked by Run
-    "cluster": ("scheduler", "workers", "threads_per_worker"),
-}
+from .. import schema
+from ..errors import ParameterError
+from ..models._params import MODEL
+from ..schema import MISSING, Checked, Derived, Flag, Key, Kind, Number, OneOf
 
 #: What ``[output] save`` may list: positions, momenta, the MLP velocity of accelerated blocks, and
 #: the state after each attention sub-step of a block (``x_mid``).
 SAVE_FIELDS = ("x", "y", "v", "x_mid")
 
-#: What every parameter file must set (the rest has defaults).
-REQUIRED = ("integrator.h", "one of run.t1 / run.steps / run.oracle_calls")
-
 #: ``solver.kind``: simulate particles, or solve the mean-field equation (docs/models.md §9).
 SOLVER_KINDS = ("particles", "pde")
 #: Cells per axis of a pde run when ``solver.grid`` is not given.
 DEFAULT_GRID = 512
+
+
+def _is_grid(v) -> bool:
+    cells = v if isinstance(v, list) else [v]
+    return 1 <= len(cells) <= 2 and not any(isinstance(c, bool) or not isinstance(c, int) or c < 2 for c in cells)
+
+
+def _is_domain(v) -> bool:
+    return (isinstance(v, list) and len(v) == 2
+            and not any(isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) for x in v)
+            and v[0] < v[1])
+
+
+_COUNT = Number(integer=True, minimum=1)
+schema.section("run").declare(
+    Key("t0", Number(), 0.0, "start time (nesterov damping needs t0 > 0)", "time"),
+    Key("t1", Number(), MISSING, "end time (exactly one of t1, steps, oracle_calls, layers)", "time",
+        resumable=True),
+    Key("steps", _COUNT, MISSING, "number of steps instead of t1", resumable=True),
+    Key("oracle_calls", _COUNT, MISSING, "budget of field evaluations instead of t1", resumable=True),
+    Key("layers", Flag(), MISSING, "one pass through per-layer weights: t1 = t0 + L", resumable=True),
+    Key("save_every", _COUNT, 1, "steps between saves (the first and last state are always saved)",
+        resumable=True),
+    Key("save_at", Checked("a non-empty list of times", lambda v: isinstance(v, list) and bool(v) and not any(
+        isinstance(x, bool) or not isinstance(x, (int, float)) for x in v)), MISSING,
+        "explicit save times in (t0, t1], instead of save_every", "time", resumable=True),
+    Key("saves_per_decade", _COUNT, MISSING, "a logarithmic save clock t = 10^(j/K), instead of save_every",
+        resumable=True),
+    Key("stop_clusters", _COUNT, MISSING, "sphere particle runs: stop when n_clusters <= this",
+        resumable=True),
+    Key("dtype", OneOf(("float64", "float32")), "float64", "floating type of the state"),
+    Key("check_every", _COUNT, MISSING, "steps between NaN / blow-up checks (default: every step)",
+        resumable=True),
+    Key("max_wall_time", Number(positive=True), MISSING, "seconds; then the run stops cleanly", "s",
+        resumable=True),
+)
+schema.section("output").declare(
+    Key("path", Checked("a file name", lambda v: isinstance(v, str) and bool(v)), "run.h5",
+        "the HDF5 file (-o on the command line)"),
+    Key("save", Checked(f"a list drawn from {list(SAVE_FIELDS)}",
+                        lambda v: isinstance(v, list) and all(s in SAVE_FIELDS for s in v)), ["x", "y"],
+        "trajectories to store; diagnostics are always stored"),
+)
+schema.section("diagnostics").declare(
+    Key("dissipation", OneOf(("auto", "step", "save", "off")), "auto",
+        "residual of dH/dt = -2 alpha K: every step, at saves, off, or auto"),
+    Key("moment_ode", Flag(), False, "solve the closed moment ODE alongside (bilinear, gaussian-type laws)"),
+    Key("cluster_tol", Checked("a number in (0, 2)", lambda v: not isinstance(v, bool) and isinstance(
+        v, (int, float)) and math.isfinite(v) and 0 < v < 2), Derived("1e-3"),
+        "clusters: <theta_i, theta_j> > 1 - cluster_tol (sphere models, networks)"),
+    Key("network", Flag(), Derived("true"), "full per-head network diagnostics at every save (networks)"),
+)
+schema.section("solver").declare(
+    Key("kind", OneOf(SOLVER_KINDS), "particles", "simulate particles, or solve the mean-field equation"),
+    Key("grid", Checked("cells per axis: an integer >= 2, or [cells in position, cells in momentum] for "
+                        "phase space", _is_grid), Derived(f"{DEFAULT_GRID} (pde runs)"),
+        "cells per axis of a pde run"),
+    Key("domain", Checked("[lo, hi], two finite numbers with lo < hi", _is_domain), MISSING,
+        "the grid's extent in position (default: from the initial law)"),
+    Key("momentum_max", Number(positive=True), MISSING, "the phase-space grid's momentum extent |y| <= this"),
+)
+schema.section("cluster").declare(
+    # resumable: the sharded passes give the same bits on any cluster (a resume may move a run)
+    Key("scheduler", Kind('"local" or the address of a running dask scheduler'), "local",
+        '"local" (a LocalCluster) or "tcp://host:8786"', resumable=True),
+    Key("workers", Kind("an integer >= 1"), Derived("all cores"), "local worker processes", resumable=True),
+    Key("threads_per_worker", Kind("an integer >= 1"), 1, "threads of each local worker", resumable=True),
+)
+
+#: Sections of a parameter file -> the keys checked here (None: checked by a registry).
+SECTIONS = {name: (None if sec.choice else sec.keys_of()) for name, sec in schema.SECTIONS.items()}
+
+#: What every parameter file must set (the rest has defaults).
+REQUIRED = ("integrator.h", "one of run.t1 / run.steps / run.oracle_calls")
 
 #: The built-in default example: bilinear model, convex potential, accelerated (nesterov).
 DEFAULT = {
@@ -179,42 +238,6 @@ def read_toml(path: str) -> dict:
         raise ParameterError("(file)", "a readable UTF-8 TOML file", str(exc), file=str(path)) from None
 
 
-def _number(sec, key, value, *, positive=False, integer=False, minimum=None):
-    full = f"{sec}.{key}"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ParameterError(full, "an integer" if integer else "a number", value)
-    check_real(full, value, "an integer" if integer else "a finite number", integer=integer)
-    if positive and not value > 0:
-        raise ParameterError(full, "a number > 0", value)
-    if minimum is not None and value < minimum:
-        raise ParameterError(full, f"a number >= {minimum}", value)
-    return value
-
-
-def _resolve_solver(sol: dict) -> None:
-    """Check ``[solver]`` in place; a pde run gets the default grid. Particle runs ignore grid keys."""
-    kind = sol.setdefault("kind", "particles")
-    if kind not in SOLVER_KINDS:
-        raise ParameterError("solver.kind", " or ".join(f'"{k}"' for k in SOLVER_KINDS), kind)
-    if kind == "pde":
-        sol.setdefault("grid", DEFAULT_GRID)
-    grid = sol.get("grid")
-    if grid is not None:
-        cells = grid if isinstance(grid, list) else [grid]
-        if not 1 <= len(cells) <= 2 or any(isinstance(c, bool) or not isinstance(c, int) or c < 2
-                                           for c in cells):
-            raise ParameterError("solver.grid", "cells per axis: an integer >= 2, or [cells in position, "
-                                 "cells in momentum] for phase space", grid)
-    if "domain" in sol:
-        dom = sol["domain"]
-        if (not isinstance(dom, list) or len(dom) != 2
-                or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
-                       for v in dom) or not dom[0] < dom[1]):
-            raise ParameterError("solver.domain", "[lo, hi], two finite numbers with lo < hi", dom)
-    if "momentum_max" in sol:
-        _number("solver", "momentum_max", sol["momentum_max"], positive=True)
-
-
 def plain(value):
     """``value`` with numpy scalars and arrays turned into Python numbers and lists (recursively).
 
@@ -234,9 +257,9 @@ def plain(value):
 
 
 def _resolve_clock(run: dict) -> None:
-    """Check ``save_at`` (increasing times in (t0, t1]), ``saves_per_decade`` and ``stop_clusters``."""
+    """Check that ``save_at`` (times in (t0, t1]) and ``saves_per_decade`` fit the run's times."""
     clocks = [k for k in ("save_at", "saves_per_decade") if k in run]
-    if len(clocks) > 1 or (clocks and run.get("save_every", 1) != 1):
+    if len(clocks) > 1 or (clocks and run["save_every"] != 1):
         raise ParameterError(f"run.{clocks[-1]}", "one save clock: save_every, save_at or saves_per_decade",
                              ", ".join(k for k in ("save_every", *clocks) if k in run))
     if clocks and "t1" not in run:
@@ -244,53 +267,58 @@ def _resolve_clock(run: dict) -> None:
                              "no run.t1")
     if "save_at" in run:
         times = run["save_at"]
-        if (not isinstance(times, list) or not times
-                or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in times)):
-            raise ParameterError("run.save_at", "a non-empty list of times", times)
         if any(not b > a for a, b in zip(times, times[1:])):
             raise ParameterError("run.save_at", "strictly increasing times", times)
         if not (times[0] > run["t0"] and times[-1] <= run["t1"]):
             raise ParameterError("run.save_at", f"times in (t0, t1] = ({run['t0']}, {run['t1']}]",
                                  f"[{times[0]}, ..., {times[-1]}]")
-    if "saves_per_decade" in run:
-        _number("run", "saves_per_decade", run["saves_per_decade"], integer=True, minimum=1)
-        if run["t0"] < 0:
-            raise ParameterError("run.saves_per_decade", "a run from t0 >= 0 (times 10^(j/K))", run["t0"])
-    if "stop_clusters" in run:
-        _number("run", "stop_clusters", run["stop_clusters"], integer=True, minimum=1)
+    if "saves_per_decade" in run and run["t0"] < 0:
+        raise ParameterError("run.saves_per_decade", "a run from t0 >= 0 (times 10^(j/K))", run["t0"])
+
+
+def _resolve_run(run: dict) -> None:
+    """The rules of ``[run]`` that tie keys together (each value is checked by the schema)."""
+    bounds = [k for k in ("t1", "steps", "oracle_calls") if k in run]
+    if run.get("layers"):
+        bounds.append("layers")
+    if len(bounds) != 1:
+        raise ParameterError("run.t1/steps/oracle_calls", "exactly one of t1, steps, oracle_calls "
+                             "(or layers = true)", bounds or None)
+    if "t1" in run and not run["t1"] > run["t0"]:
+        raise ParameterError("run.t1", f"t1 > t0 = {run['t0']}", run["t1"])
+    _resolve_clock(run)
+
+
+#: Sections whose keys the schema checks here (the others by their registries: model, law, ...).
+GENERIC = ("run", "output", "diagnostics", "solver", "cluster")
 
 
 def resolve(raw: dict, file: str | None = None) -> dict:
-    """Check section names and the generic keys, fill defaults; returns a new dict.
+    """Check section names and the generic sections' keys, fill their defaults; returns a new dict.
 
-    Model, schedule, integrator and initial-law keys are validated later by
-    their registries (:func:`meanfield.run.Run`).
+    The generic sections (:data:`GENERIC`) are checked against :mod:`meanfield.schema`;
+    model, schedule, integrator and initial-law keys are validated later by their
+    registries (:func:`meanfield.run.Run`), against the same schema.
     """
     try:
         if not isinstance(raw, dict):
             raise ParameterError("(top level)", "a table of sections", type(raw).__name__)
         raw = plain(raw)
-        for section, body in raw.items():
-            if section not in SECTIONS:
-                raise ParameterError(section, f"a section among {list(SECTIONS)}", section)
+        for name, body in raw.items():
+            if name not in SECTIONS:
+                raise ParameterError(name, f"a section among {list(SECTIONS)}", name)
             if not isinstance(body, dict):
-                raise ParameterError(section, "a table [section]", body)
-            allowed = SECTIONS[section]
-            if allowed is not None:
-                for key in body:
-                    if key not in allowed:
-                        raise ParameterError(f"{section}.{key}",
-                                             f"a key of [{section}] (valid: {', '.join(allowed)})", key)
+                raise ParameterError(name, "a table [section]", body)
+            if name in GENERIC:
+                schema.section(name).check_keys(body)
         cfg = {s: dict(raw.get(s, {})) for s in SECTIONS}
         if not cfg["cluster"]:  # optional: a run without it computes in this process
             del cfg["cluster"]
-        for s, defaults in (("damping", {"schedule": "none"}), ("diagnostics", {"dissipation": "auto"}),
-                            ("output", {"path": "run.h5", "save": ["x", "y"]})):
-            for k, v in defaults.items():
-                cfg[s].setdefault(k, v)
-        cfg["model"].setdefault("name", "bilinear")
+        cfg["damping"].setdefault("schedule", schema.section("damping").default("schedule"))
+        model = cfg["model"]
+        model.setdefault("name", MODEL.default("name"))
         # a network from a weight file runs its forward pass: first order (models/network.py)
-        cfg["model"].setdefault("dynamics", "first_order" if "weights" in cfg["model"] else "accelerated")
+        model.setdefault("dynamics", MODEL.default("dynamics", "network" if "weights" in model else model["name"]))
         if "name" not in cfg["integrator"]:
             cfg["integrator"]["name"] = "exp_euler" if cfg["model"]["dynamics"] == "accelerated" else "euler"
         if not any(raw.values()):  # an empty file: say everything it needs, and where to start
@@ -298,51 +326,17 @@ def resolve(raw: dict, file: str | None = None) -> dict:
                                  "(meanfield init prints a commented template)", "an empty file")
         # h may be absent for adaptive methods (their first step is then chosen): Run checks it
         if "h" in cfg["integrator"]:
-            _number("integrator", "h", cfg["integrator"]["h"], positive=True)
-
-        run = cfg["run"]
-        run.setdefault("t0", 0.0)
-        _number("run", "t0", run["t0"])
-        if "layers" in run and not isinstance(run["layers"], bool):
-            raise ParameterError("run.layers", "true or false", run["layers"])
-        bounds = [k for k in ("t1", "steps", "oracle_calls") if k in run]
-        if run.get("layers"):
-            bounds.append("layers")
-        if len(bounds) != 1:
-            raise ParameterError("run.t1/steps/oracle_calls", "exactly one of t1, steps, oracle_calls "
-                                 "(or layers = true)", bounds or None)
-        if "t1" in run:
-            _number("run", "t1", run["t1"])
-            if not run["t1"] > run["t0"]:
-                raise ParameterError("run.t1", f"t1 > t0 = {run['t0']}", run["t1"])
-        if "steps" in run:
-            _number("run", "steps", run["steps"], integer=True, minimum=1)
-        if "oracle_calls" in run:
-            _number("run", "oracle_calls", run["oracle_calls"], integer=True, minimum=1)
-        run.setdefault("save_every", 1)
-        _number("run", "save_every", run["save_every"], integer=True, minimum=1)
-        if "check_every" in run:
-            _number("run", "check_every", run["check_every"], integer=True, minimum=1)
-        _resolve_clock(run)
-        if "max_wall_time" in run:
-            _number("run", "max_wall_time", run["max_wall_time"], positive=True)
-        run.setdefault("dtype", "float64")
-        if run["dtype"] not in ("float64", "float32"):
-            raise ParameterError("run.dtype", '"float64" or "float32"', run["dtype"])
-
-        out = cfg["output"]
-        if not isinstance(out["path"], str) or not out["path"]:
-            raise ParameterError("output.path", "a file name", out["path"])
-        save = out["save"]
-        if not isinstance(save, list) or any(s not in SAVE_FIELDS for s in save):
-            raise ParameterError("output.save", f"a list drawn from {list(SAVE_FIELDS)}", save)
-        diss = cfg["diagnostics"]["dissipation"]
-        if diss not in ("auto", "step", "save", "off"):
-            raise ParameterError("diagnostics.dissipation", '"auto", "step", "save" or "off"', diss)
-        _resolve_solver(cfg["solver"])
-        for key in ("moment_ode", "network"):
-            if not isinstance(cfg["diagnostics"].get(key, False), bool):
-                raise ParameterError(f"diagnostics.{key}", "true or false", cfg["diagnostics"][key])
+            schema.section("integrator").check({"h": cfg["integrator"]["h"]})
+        for name in GENERIC:
+            if name in cfg:
+                sec = schema.section(name)
+                sec.check(cfg[name])
+                if name != "cluster":  # ClusterSpec fills these: a remote scheduler takes no worker counts
+                    for k, v in sec.defaults().items():
+                        cfg[name].setdefault(k, v)
+        _resolve_run(cfg["run"])
+        if cfg["solver"]["kind"] == "pde":
+            cfg["solver"].setdefault("grid", DEFAULT_GRID)
         return cfg
     except ParameterError as exc:
         raise exc.in_file(file) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ParameterError
+from ._params import MODEL
 from .base import DYNAMICS, Model
 from .bilinear import Bilinear, BilinearParams
 from .mlp import MLP_KEYS, TokenMLP, load_layered_matrix, nesterov_params, splitting_of
@@ -26,13 +27,13 @@ def make_model(p: dict, dtype=np.float64, base_dir: str | None = None) -> Model:
     ``base_dir`` is the folder relative file names (``mlp``, per-layer ``A``,
     ``V`` files) are read from (the parameter file's; the working directory if None).
     """
-    name = p.get("name", "bilinear")
+    name = p.get("name", MODEL.default("name"))
     if not isinstance(name, str) or name not in MODELS:
         raise ParameterError("model.name", f"one of {sorted(MODELS)}", name)
     d = p.get("d")
     if isinstance(d, int) and not isinstance(d, bool) and d > MAX_D:
         raise ParameterError("model.d", f"a dimension <= {MAX_D} (d x d matrices are stored densely)", d)
-    dynamics = p.get("dynamics", "accelerated")
+    dynamics = p.get("dynamics", MODEL.default("dynamics", name))
     if not isinstance(dynamics, str) or dynamics not in DYNAMICS:
         # checked before the model parses its parameters, which depend on the dynamics
         raise ParameterError("model.dynamics", f"one of {list(DYNAMICS)}", dynamics)
@@ -69,7 +70,7 @@ def make_model(p: dict, dtype=np.float64, base_dir: str | None = None) -> Model:
     if files:
         _set_layers(model, p, files)
     if block:
-        model.mlp = TokenMLP.from_file(block["mlp"], model.d, block.get("mlp_activation", "gelu"), base_dir)
+        model.mlp = TokenMLP.from_file(block["mlp"], model.d, MODEL.values(block, ("mlp_activation",), name)["mlp_activation"], base_dir)
         model.mlp_splitting = splitting_of(block, model.accelerated)
         model.mlp_nesterov = nesterov_params(block)
         _layer_count(model, model.mlp.n_layers, "model.mlp", model.mlp.path)

@@ -127,11 +127,21 @@ import math
 import numpy as np
 
 from .._kernels import fourier as FK
-from ..errors import ParameterError, SimulationError, check_real
-from ._params import require_symmetric
+from ..errors import ParameterError, SimulationError
+from ..schema import Checked, Key, OneOf
+from ._params import MODEL, require_symmetric
 
 SUMMATIONS = ("exact", "fourier")
-DEFAULT_TOL = 1e-10
+#: ``[model]`` keys of the summation backend (softmax and sphere models).
+SUMMATION_KEYS = MODEL.declare(
+    Key("summation", OneOf(SUMMATIONS, f"one of {list(SUMMATIONS)}"), "exact",
+        "exact pair sums, or Fourier summation (d <= 3, no mask)"),
+    Key("summation_tol", Checked("a number in [1e-14, 1) (relative accuracy of the interaction sums)",
+                                 lambda v: not isinstance(v, bool) and isinstance(v, (int, float))
+                                 and math.isfinite(v) and 1e-14 <= v < 1), 1e-10,
+        "relative accuracy of the Fourier sums"),
+    owners=("softmax", "sphere"))
+DEFAULT_TOL = MODEL.key("summation_tol").default
 #: Cell side (in units of the kernel width) of the a-priori kappa bound, and the most cells it
 #: uses: more occupied cells than min(MAX_OCCUPIED, max(1024, 4 sqrt(N))) double the side (the bound
 #: costs O(cells^2), at most O(N)).
@@ -183,13 +193,8 @@ def finufft_module():
 
 def summation_keys(p: dict) -> tuple[str, float]:
     """Read ``summation`` and ``summation_tol`` of a ``[model]`` section (types and ranges only)."""
-    summation = p.get("summation", "exact")
-    if summation not in SUMMATIONS:
-        raise ParameterError("model.summation", f"one of {list(SUMMATIONS)}", summation)
-    tol = p.get("summation_tol", DEFAULT_TOL)
-    tol = check_real("model.summation_tol", tol, "a number in [1e-14, 1) (relative accuracy of the "
-                     "interaction sums)", lambda v: 1e-14 <= v < 1)
-    return summation, tol
+    s = MODEL.values(p, SUMMATION_KEYS)
+    return s["summation"], float(s["summation_tol"])
 
 
 def psd_factor(A: np.ndarray, key: str = "model.A", why: str = "") -> np.ndarray:

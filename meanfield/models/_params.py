@@ -7,7 +7,32 @@ import os
 
 import numpy as np
 
+from .. import schema
 from ..errors import ParameterError
+from ..schema import Derived, Flag, Key, Kind, PerOwner
+
+#: The ``[model]`` section of the schema: the keys every model shares are declared here, each
+#: model module accepts them and declares its own.
+MODEL = schema.section("model")
+_MATRIX = Kind('"identity", "zero", a number (times the identity), a length-d diagonal or a d x d list')
+MODEL.declare(
+    Key("name", Kind("a registered model name"), "bilinear", "bilinear | softmax | sphere"),
+    Key("dynamics", Kind("first_order or accelerated"),
+        PerOwner({"bilinear": "accelerated", "softmax": "accelerated", "sphere": "accelerated",
+                  "network": "first_order"}), "first_order | accelerated (networks: their forward pass)"),
+    Key("d", Kind("a positive integer (each model checks its range)"), PerOwner({"network": Derived("from the weight file")}), "dimension of a token"),
+    Key("causal", Flag(), PerOwner({"bilinear": False, "softmax": False, "sphere": False, "network": True}),
+        "token i sees tokens j <= i only"),
+    Key("normalized", Flag(), True, "SA (softmax normalized by z_i) or USA (false: first-order only)"),
+    Key("A", _MATRIX, "identity", "kernel / logit matrix: x'^T A x", "(d, d)"),
+    Key("B", _MATRIX, "identity", "value factor: V = B A", "(d, d)"),
+    Key("V", _MATRIX, PerOwner({"softmax": Derived("B A"), "sphere": "identity"}),
+        "value matrix (first-order runs)", "(d, d)"),
+    Key("Q", _MATRIX, PerOwner({"bilinear": "identity", "softmax": "zero", "sphere": "identity"}),
+        "bilinear/softmax: confining potential W(x) = 1/2 (x - m)^T Q (x - m); sphere: query matrix", "(d, d)"),
+    Key("K", _MATRIX, "identity", "key matrix (A = beta Q^T K)", "(d, d)"),
+    Key("m", Kind("a number or a list of d numbers"), 0.0, "centre of the potential W", "(d,)"),
+)
 
 
 def config_path(path: str, base_dir: str | None) -> str:

@@ -180,6 +180,19 @@ class Model:
     def post_norm(self, x, sublayer: str) -> None:
         """Normalization after a block's ``sublayer`` ("attention" or "mlp"); none but post-LN networks'."""
 
+    def set_diagnostics(self, diagnostics) -> None:
+        """Take the model-specific keys of ``[diagnostics]`` (``cluster_tol``, ``network``).
+
+        ``diagnostics`` is the section as :mod:`meanfield.schema` types it (None: absent keys).
+        Models that count clusters or record network diagnostics override this; the others
+        reject the keys with the models that take them.
+        """
+        if diagnostics.cluster_tol is not None:
+            raise ParameterError("diagnostics.cluster_tol", "the sphere model or a network from weights "
+                                 "(clusters are counted on a sphere)", self.name)
+        if diagnostics.network is not None:
+            raise ParameterError("diagnostics.network", "a network from weights (model.weights)", self.name)
+
     def readout(self, x):
         """A network's read-out of the state ``x (N, d)`` (its final LayerNorm); None: the model has none."""
         return None

@@ -30,7 +30,7 @@ import numpy as np
 from .._kernels import moments as K
 from .._kernels._config import chunk_bounds
 from ..errors import ParameterError
-from ._params import as_flag, as_matrix, as_vector, require_symmetric, sym
+from ._params import MODEL, as_matrix, as_vector, require_symmetric, sym
 from .base import Model
 
 
@@ -80,13 +80,14 @@ class BilinearParams:
     @classmethod
     def from_dict(cls, p: dict) -> BilinearParams:
         """Validated parameters from a ``[model]`` section (a ParameterError names a bad key)."""
-        d = p.get("d")
+        s = MODEL.parse(p, "bilinear", "model 'bilinear'")
+        d = s.d
         if not isinstance(d, int) or isinstance(d, bool) or d < 1:
             raise ParameterError("model.d", "a positive integer", d)
-        A = as_matrix(p.get("A", "identity"), d, "model.A")
-        Q = as_matrix(p.get("Q", "identity"), d, "model.Q")
+        A = as_matrix(s.A, d, "model.A")
+        Q = as_matrix(s.Q, d, "model.Q")
         require_symmetric(Q, "model.Q")
-        m = as_vector(p.get("m", 0.0), d, "model.m")
+        m = as_vector(s.m, d, "model.m")
         return cls(d=d, A=A, Q=Q, m=m)
 
 
@@ -103,7 +104,7 @@ class Bilinear(Model):
     name = "bilinear"
     cheap_kinetic = True
     serial_below = 4096  # an O(N d^2) pass over fewer particles takes microseconds
-    keys = ("name", "dynamics", "d", "A", "Q", "m", "causal")
+    keys = MODEL.accept("bilinear", "name", "dynamics", "d", "A", "Q", "m", "causal")
 
     def __init__(self, params: BilinearParams, dynamics="accelerated", dtype=np.float64, causal=False):
         super().__init__(params.d, dynamics, dtype)
@@ -119,8 +120,8 @@ class Bilinear(Model):
     @classmethod
     def from_dict(cls, p: dict, dtype=np.float64):
         """The model of a ``[model]`` section, computing in ``dtype``."""
-        causal = as_flag(p, "causal", False)
-        return cls(BilinearParams.from_dict(p), p.get("dynamics", "accelerated"), dtype, causal=causal)
+        s = MODEL.parse(p, "bilinear", "model 'bilinear'")
+        return cls(BilinearParams.from_dict(p), s.dynamics, dtype, causal=s.causal)
 
     # ---------------------------------------------------------------- scratch
     def _scratch(self, n: int):

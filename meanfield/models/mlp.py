@@ -26,14 +26,29 @@ from scipy.special import erf
 from .._kernels._config import TOKENWISE_SERIAL_BELOW, serial_if_small
 from .._kernels.activations import bias_gelu_tanh
 from ..errors import ParameterError, check_real
-from ._params import config_path
+from ..schema import Derived, Key, Kind, PerOwner
+from ._params import MODEL, config_path
 
-#: ``[model]`` keys of the MLP sub-block (handled by :func:`meanfield.models.make_model`).
-MLP_KEYS = ("mlp", "mlp_activation", "mlp_mu", "mlp_beta", "mlp_gamma", "mlp_splitting")
-#: Nesterov parameters of the accelerated MLP sub-step (defaults of the SympFormer code).
-NESTEROV_DEFAULTS = {"mlp_mu": 0.9, "mlp_beta": 0.9, "mlp_gamma": 1.0}
 #: Where the first-order MLP sub-step sits: after attention (lie) or half before, half after (strang).
 SPLITTINGS = ("lie", "strang")
+_NUMBER = Kind("a finite number")
+#: ``[model]`` keys of the MLP sub-block (handled by :func:`meanfield.models.make_model`).
+MLP_KEYS = MODEL.declare(
+    Key("mlp", Kind("an .npz weight file"), Derived("none: attention only"),
+        "token-wise MLP weights (W1, b1, W2, b2; leading layer axis L optional)"),
+    Key("mlp_activation", Kind("an activation name"), PerOwner({"softmax": "gelu", "sphere": "gelu",
+                                                                "network": "gelu_tanh"}),
+        "gelu | gelu_tanh | relu | tanh"),
+    # the Nesterov parameters of the accelerated MLP sub-step (defaults of the SympFormer code)
+    Key("mlp_mu", _NUMBER, 0.9, "Nesterov MLP sub-step: mu"),
+    Key("mlp_beta", _NUMBER, 0.9, "Nesterov MLP sub-step: beta"),
+    Key("mlp_gamma", _NUMBER, 1.0, "Nesterov MLP sub-step: gamma"),
+    Key("mlp_splitting", Kind(f"one of {list(SPLITTINGS)}"), "lie",
+        "first-order blocks: MLP after attention (lie) or around it (strang)"),
+    owners=("softmax", "sphere"))
+#: Nesterov parameters of the accelerated MLP sub-step (their defaults are the schema's).
+NESTEROV_DEFAULTS = {k: MODEL.default(k) for k in ("mlp_mu", "mlp_beta", "mlp_gamma")}
+MODEL.accept("network", "mlp_activation", *NESTEROV_DEFAULTS)
 
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
 
@@ -244,15 +259,13 @@ class TokenMLP:
 
 def nesterov_params(p: dict) -> dict:
     """``mlp_mu, mlp_beta, mlp_gamma`` from ``[model]`` (defaults 0.9, 0.9, 1.0), checked finite."""
-    out = {}
-    for key, default in NESTEROV_DEFAULTS.items():
-        out[key] = check_real(f"model.{key}", p.get(key, default), "a finite number")
-    return out
+    values = MODEL.values(p, NESTEROV_DEFAULTS)
+    return {k: check_real(f"model.{k}", v, "a finite number") for k, v in values.items()}
 
 
 def splitting_of(p: dict, accelerated: bool) -> str:
     """``mlp_splitting`` ("lie" default); "strang" is for first-order dynamics only."""
-    s = p.get("mlp_splitting", "lie")
+    s = MODEL.values(p, ("mlp_splitting",))["mlp_splitting"]
     if not isinstance(s, str) or s not in SPLITTINGS:
         raise ParameterError("model.mlp_splitting", f"one of {list(SPLITTINGS)}", s)
     if accelerated and s != "lie":

@@ -55,7 +55,8 @@ from .._kernels._config import TOKENWISE_SERIAL_BELOW, serial_if_small
 from .._kernels.heads import attention_heads
 from .._kernels.layernorm import layer_norm_rows
 from ..errors import ParameterError, check_real
-from ._params import as_flag, config_path
+from ..schema import Checked, Derived, Key, Kind, OneOf
+from ._params import MODEL, config_path
 from .base import Model
 from .mlp import NESTEROV_DEFAULTS, TokenMLP, nesterov_params
 from .mobility_heads import MobilityHeads, head_matrices
@@ -69,6 +70,25 @@ LN_MODES = ("affine", "fold")
 #: Metrics of accelerated networks: the network's field as a force (x'' = -alpha x' + Attn), or the
 #: multi-head mobility Hamiltonian of symmetric heads (docs/models.md).
 METRICS = ("flat", "mobility")
+
+def _choice_not_yet(values):
+    return OneOf(values, f"one of {list(values)} (others are not implemented for networks from weights yet)")
+
+
+MODEL.declare(
+    Key("weights", Kind("a weight file name (.npz or .safetensors)"), Derived("none: the softmax model"),
+        "a network from a weight file (the schema of docs/models.md)"),
+    Key("heads", Checked("a positive integer", lambda v: not isinstance(v, bool) and isinstance(v, int)
+                         and v >= 1), Derived("from the weight file"), "attention heads H (checked against "
+        "the weights)"),
+    Key("layer_norm", _choice_not_yet(LAYER_NORMS), "pre", "pre | post | none"),
+    Key("ln_mode", _choice_not_yet(LN_MODES), "affine", "affine LayerNorm, or fold g, b into the weights"),
+    Key("ln_eps", Checked("a positive finite number", lambda v: not isinstance(v, bool) and isinstance(
+        v, (int, float)) and math.isfinite(v) and v > 0), 1e-5, "LayerNorm's eps"),
+    Key("metric", OneOf(METRICS, f"one of {list(METRICS)}"), "flat",
+        "accelerated networks: flat (x'' = -alpha x' + Attn) or mobility (multi-head Hamiltonian)"),
+    owners="network")
+MODEL.accept("network", "name", "dynamics", "d", "causal", "normalized")
 
 
 def layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float, out: np.ndarray) -> np.ndarray:
@@ -174,8 +194,7 @@ class Network(Model):
     """
 
     name = "softmax"
-    keys = ("name", "dynamics", "d", "heads", "causal", "normalized", "weights", "layer_norm", "ln_mode",
-            "ln_eps", "mlp_activation", "metric") + tuple(NESTEROV_DEFAULTS)
+    keys = MODEL.keys_of("network")
 
     def __init__(self, weights, causal=True, layer_norm="pre", ln_eps=1e-5, dtype=np.float64,
                  ln_mode="affine", dynamics="first_order", nesterov=None, metric="flat"):
@@ -220,28 +239,24 @@ class Network(Model):
             if key not in cls.keys:
                 raise ParameterError(f"model.{key}", f"a key of a network from weights (valid: "
                                      f"{', '.join(cls.keys)})", key)
-        dynamics = p.get("dynamics", "first_order")  # a network's default: its forward pass
+        s = MODEL.values(p, cls.keys, "network")
+        dynamics = s["dynamics"]
         nesterov = {k: p[k] for k in NESTEROV_DEFAULTS if k in p}
         if nesterov and dynamics != "accelerated":
             key = next(iter(nesterov))
             raise ParameterError(f"model.{key}", 'dynamics = "accelerated" (the Nesterov MLP sub-step of '
                                  "accelerated blocks)", p[key])
-        path = p["weights"]
+        path = s["weights"]
         if not isinstance(path, str) or not path:
             raise ParameterError("model.weights", "a weight file name (.npz or .safetensors)", path)
-        d, heads = p.get("d"), p.get("heads")
+        d, heads = s["d"], s["heads"]
         for key, v in (("d", d), ("heads", heads)):
             if v is not None:
                 check_real(f"model.{key}", v, "a positive integer", lambda v: v >= 1, integer=True)
-        choices = {"layer_norm": (LAYER_NORMS, "pre"), "ln_mode": (LN_MODES, "affine"),
-                   "mlp_activation": (("gelu_tanh",), "gelu_tanh")}
-        for key, (valid, default) in choices.items():
-            if p.get(key, default) not in valid:
-                raise ParameterError(f"model.{key}", f"one of {list(valid)} (others are not implemented "
-                                     "for networks from weights yet)", p.get(key))
-        ln, mode, metric = p.get("layer_norm", "pre"), p.get("ln_mode", "affine"), p.get("metric", "flat")
-        if metric not in METRICS:
-            raise ParameterError("model.metric", f"one of {list(METRICS)}", metric)
+        if s["mlp_activation"] != "gelu_tanh":
+            raise ParameterError("model.mlp_activation", "one of ['gelu_tanh'] (others are not implemented "
+                                 "for networks from weights yet)", s["mlp_activation"])
+        ln, mode, metric = s["layer_norm"], s["ln_mode"], s["metric"]
         if metric == "mobility" and (dynamics != "accelerated" or ln != "none"):
             raise ParameterError("model.metric", '"flat" unless dynamics = "accelerated" and layer_norm = '
                                  '"none" (the mobility Hamiltonian\'s energy has no LayerNorm in its logits)',
@@ -250,13 +265,11 @@ class Network(Model):
             raise ParameterError("model.ln_mode", '"affine" with layer_norm = "%s" (fold needs pre-LN: a '
                                  "post-LN stream is the LN output itself, not a centred residual sum)" % ln,
                                  mode)
-        if not as_flag(p, "normalized", True):
+        if not s["normalized"]:
             raise ParameterError("model.normalized", "true (softmax attention) for networks from weights",
                                  False)
-        eps = p.get("ln_eps", 1e-5)
-        eps = check_real("model.ln_eps", eps, "a positive finite number", lambda v: v > 0)
         w = load_weights(config_path(path, base_dir), "model.weights", d, heads)
-        return cls(w, as_flag(p, "causal", True), ln, eps, dtype, mode, dynamics, nesterov_params(nesterov),
+        return cls(w, s["causal"], ln, float(s["ln_eps"]), dtype, mode, dynamics, nesterov_params(nesterov),
                    metric)
 
     # ---------------------------------------------------------------- layers
@@ -465,6 +478,13 @@ class Network(Model):
         u = self._norm(x, "ln1", np.empty_like(x))
         qkv = u @ self._WqkvT[l].astype(np.float64) + self._bqkv[l]
         return tuple(qkv[:, i * hd:(i + 1) * hd].reshape(n, self.heads, self.d_h) for i in range(3))
+
+    def set_diagnostics(self, diagnostics) -> None:
+        """``[diagnostics] cluster_tol`` and ``network`` (full diagnostics, or the O(N d) ones only)."""
+        if diagnostics.cluster_tol is not None:
+            self.cluster_tol = float(diagnostics.cluster_tol)
+        if diagnostics.network is not None:
+            self.full_diagnostics = diagnostics.network
 
     def describe(self) -> dict:
         return {"name": self.name, "dynamics": self.dynamics, "d": self.d, "heads": self.heads,

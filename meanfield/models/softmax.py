@@ -50,7 +50,7 @@ from .._kernels._config import chunk_bounds
 from .._logspace import LOG_MAX, exp_clipped, log_mean_exp
 from ..errors import ParameterError, SimulationError
 from ._fourier import FourierSums, psd_factor, summation_keys
-from ._params import as_flag, as_matrix, as_vector, require_symmetric
+from ._params import MODEL, as_matrix, as_vector, require_symmetric
 from .base import AnalyticJacobian, Model
 
 
@@ -112,22 +112,22 @@ class SoftmaxParams:
     @classmethod
     def from_dict(cls, p: dict, dynamics: str = "accelerated") -> SoftmaxParams:
         """Validated parameters from a ``[model]`` section for ``dynamics`` (a ParameterError names a bad key)."""
-        d = p.get("d")
+        s = MODEL.values(p, ("d", "A", "B", "Q", "m", "causal", "normalized"), "softmax")
+        d = s["d"]
         if not isinstance(d, int) or isinstance(d, bool) or d < 1:
             raise ParameterError("model.d", "a positive integer", d)
-        A = as_matrix(p.get("A", "identity"), d, "model.A")
-        B = as_matrix(p.get("B", "identity"), d, "model.B")
-        Q = as_matrix(p.get("Q", "zero"), d, "model.Q")
+        A = as_matrix(s["A"], d, "model.A")
+        B = as_matrix(s["B"], d, "model.B")
+        Q = as_matrix(s["Q"], d, "model.Q")
         require_symmetric(Q, "model.Q")
-        m = as_vector(p.get("m", 0.0), d, "model.m")
-        causal = as_flag(p, "causal", False)
-        normalized = as_flag(p, "normalized", True)
+        m = as_vector(s["m"], d, "model.m")
+        causal, normalized = s["causal"], s["normalized"]
         if dynamics == "accelerated":
             _symmetric_for_accelerated(A, "model.A")
             _symmetric_for_accelerated(B, "model.B")
             reject_first_order_options(p, normalized, "A and B")
             V = B @ A
-        else:
+        else:  # V = B A unless given (a default derived from other keys: model.V in the schema)
             V = as_matrix(p["V"], d, "model.V") if "V" in p else B @ A
         summation, tol = summation_keys(p)
         if summation == "fourier":
@@ -161,8 +161,8 @@ class Softmax(AnalyticJacobian, Model):
     cheap_kinetic = False  # K needs every z_i: one pass over pairs
     #: True when V defaults to B A in every layer of per-layer A files (then V is not described).
     V_is_BA = False
-    keys = ("name", "dynamics", "d", "A", "B", "V", "Q", "m", "normalized", "causal", "summation",
-            "summation_tol")
+    keys = MODEL.accept("softmax", "name", "dynamics", "d", "A", "B", "V", "Q", "m", "normalized", "causal",
+                        "summation", "summation_tol")
 
     @property
     def thread_invariant(self) -> bool:
@@ -227,7 +227,7 @@ class Softmax(AnalyticJacobian, Model):
     @classmethod
     def from_dict(cls, p: dict, dtype=np.float64):
         """The model of a ``[model]`` section, computing in ``dtype``."""
-        dynamics = p.get("dynamics", "accelerated")
+        dynamics = MODEL.values(p, ("dynamics",), "softmax")["dynamics"]
         return cls(SoftmaxParams.from_dict(p, dynamics), dynamics, dtype)
 
     def use_row_passes(self) -> None:

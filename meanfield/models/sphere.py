@@ -89,9 +89,10 @@ import numpy as np
 from .._kernels import jacobian as JK
 from .._kernels import sphere as SK
 from .._logspace import LOG_MAX, exp_clipped
-from ..errors import ParameterError, SimulationError, check_real
+from ..errors import ParameterError, SimulationError
+from ..schema import Checked, Key, OneOf
 from ._fourier import summation_keys
-from ._params import as_flag, as_matrix, require_symmetric
+from ._params import MODEL, as_matrix, require_symmetric
 from .base import AnalyticJacobian, Model
 from .softmax import Softmax, SoftmaxParams, check_fourier, reject_first_order_options
 
@@ -99,6 +100,13 @@ from .softmax import Softmax, SoftmaxParams, check_fourier, reject_first_order_o
 DEFAULT_CLUSTER_TOL = 1e-3
 
 NORMALIZATIONS = tuple(SK.SCHEMES)
+MODEL.declare(
+    Key("beta", Checked("a finite number > 0 (inverse temperature)", lambda v: not isinstance(v, bool) and
+                        isinstance(v, (int, float)) and math.isfinite(v) and v > 0), 1.0,
+        "inverse temperature: A = beta Q^T K"),
+    Key("normalization", OneOf(NORMALIZATIONS, f"one of {list(NORMALIZATIONS)}"), "post_ln",
+        "where the sphere projection sits: post_ln | pre_ln | peri_ln"),
+    owners="sphere")
 
 
 def clustered_energy(beta: float) -> float | None:
@@ -161,18 +169,14 @@ class SphereParams:
     @classmethod
     def from_dict(cls, p: dict, dynamics: str = "first_order") -> SphereParams:
         """Validated parameters from a ``[model]`` section for ``dynamics`` (a ParameterError names a bad key)."""
-        d = p.get("d")
+        s = MODEL.values(p, ("d", "beta", "Q", "K", "V", "normalized", "causal", "normalization"), "sphere")
+        d = s["d"]
         if not isinstance(d, int) or isinstance(d, bool) or d < 2:
             raise ParameterError("model.d", "an integer >= 2 (tokens on the sphere S^{d-1})", d)
-        beta = p.get("beta", 1.0)
-        beta = check_real("model.beta", beta, "a finite number > 0 (inverse temperature)", lambda v: v > 0)
-        Q = as_matrix(p.get("Q", "identity"), d, "model.Q")
-        K = as_matrix(p.get("K", "identity"), d, "model.K")
-        normalized = as_flag(p, "normalized", True)
-        causal = as_flag(p, "causal", False)
-        norm = p.get("normalization", "post_ln")
-        if norm not in NORMALIZATIONS:
-            raise ParameterError("model.normalization", f"one of {list(NORMALIZATIONS)}", norm)
+        beta = float(s["beta"])
+        Q = as_matrix(s["Q"], d, "model.Q")
+        K = as_matrix(s["K"], d, "model.K")
+        normalized, causal, norm = s["normalized"], s["causal"], s["normalization"]
         if dynamics == "accelerated":
             A = beta * (Q.T @ K)
             require_symmetric(
@@ -186,7 +190,7 @@ class SphereParams:
                     "is constrained to the sphere; pre_ln/peri_ln are first-order residual streams)", norm)
             V = A.copy()
         else:
-            V = as_matrix(p.get("V", "identity"), d, "model.V")
+            V = as_matrix(s["V"], d, "model.V")
         summation, tol = summation_keys(p)
         if summation == "fourier":
             if not np.array_equal(Q.T @ K, np.eye(d)):
@@ -218,8 +222,8 @@ class Sphere(AnalyticJacobian, Model):
 
     name = "sphere"
     cheap_kinetic = False  # K needs every z_i: one pass over pairs
-    keys = ("name", "dynamics", "d", "beta", "Q", "K", "V", "normalized", "causal", "normalization",
-            "summation", "summation_tol")
+    keys = MODEL.accept("sphere", "name", "dynamics", "d", "beta", "Q", "K", "V", "normalized", "causal",
+                        "normalization", "summation", "summation_tol")
 
     @property
     def thread_invariant(self) -> bool:
@@ -247,7 +251,9 @@ class Sphere(AnalyticJacobian, Model):
     @classmethod
     def from_dict(cls, p: dict, dtype=np.float64):
         """The model of a ``[model]`` section, computing in ``dtype``."""
-        dynamics = p.get("dynamics", "first_order")
+        # a bare model from Python defaults to the sphere papers' first-order flow; a parameter
+        # file's [model] always has dynamics (the schema's default, "accelerated", filled by resolve)
+        dynamics = p["dynamics"] if "dynamics" in p else "first_order"
         return cls(SphereParams.from_dict(p, dynamics), dynamics, dtype)
 
     def use_row_passes(self) -> None:
@@ -482,6 +488,13 @@ class Sphere(AnalyticJacobian, Model):
 
     #: Below this many tokens :meth:`count_clusters` compares every pair (cheaper than the grid).
     DENSE_COUNT_BELOW = 128
+
+    def set_diagnostics(self, diagnostics) -> None:
+        """``[diagnostics] cluster_tol`` (checked in (0, 2) by the schema) sets :attr:`cluster_tol`."""
+        if diagnostics.network is not None:
+            super().set_diagnostics(diagnostics)
+        if diagnostics.cluster_tol is not None:
+            self.cluster_tol = float(diagnostics.cluster_tol)
 
     def count_clusters(self, x) -> int:
         """``n_clusters`` of positions ``x`` (N, d) at ``cluster_tol``, exact: every pair, or a grid (O(N))."""

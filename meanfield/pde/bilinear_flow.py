@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ParameterError
+from ..initial import INITIAL
 from ..models.base import Model
 from ..models.bilinear import linear_map_infimum
 from ..systems import ParticleSystem
@@ -185,7 +186,7 @@ def _population_scatter_factor(section, law, d) -> float:
     if law == "uniform_ellipsoid":
         return 1.0 / (d + 2)
     if law == "student_t":
-        dof = section.get("dof", 5.0)
+        dof = section["dof"]
         if not dof > 2:
             raise ParameterError("initial.dof", "dof > 2 for a pde run (the flow map needs the law's "
                                  "second moments, infinite for dof <= 2)", dof)
@@ -193,8 +194,8 @@ def _population_scatter_factor(section, law, d) -> float:
     if law == "elliptical":
         from scipy import stats
 
-        name = section.get("radial", "chi")
-        args = section.get("radial_args", [d] if name == "chi" else [])
+        name = section["radial"]
+        args = section["radial_args"] if "radial_args" in section else ([d] if name == "chi" else [])
         r2 = float(getattr(stats, name)(*args).moment(2))
         if not np.isfinite(r2):
             raise ParameterError("initial.radial", "a radial law with a finite second moment (pde run)",
@@ -217,11 +218,11 @@ def initial_moments(section: dict, d: int, accelerated: bool):
     mean : (k,) array, second : (k, k) array
         k = 2d for accelerated dynamics (moments of z = (x, y)), d otherwise.
     """
-    from ..initial import initial_state
+    from ..initial import INITIAL, initial_state, with_defaults
     from ..models._params import as_matrix, as_vector
 
-    law = section.get("law", "gaussian")
-    mom = section.get("momentum", "zero") if accelerated else "zero"
+    law = section.get("law", INITIAL.default("law"))
+    mom = section.get("momentum", INITIAL.default("momentum")) if accelerated else "zero"
     population = mom in ("zero", "affine", "gaussian") and law in POPULATION_LAWS
     if not population:
         x, y = initial_state(section, d, accelerated)
@@ -229,25 +230,25 @@ def initial_moments(section: dict, d: int, accelerated: bool):
         return z.mean(axis=0), z.T @ z / z.shape[0]
     # validates every key with the laws' own checks (n is irrelevant here)
     initial_state({**section, "n": 2}, d, accelerated)
+    section = with_defaults(section, law, mom)
     if law == "sphere_uniform":
         mux, cov = np.zeros(d), np.eye(d) / d
     else:
-        mux = as_vector(section.get("mean", 0.0), d, "initial.mean")
-        cov = _population_scatter_factor(section, law, d) * as_matrix(section.get("cov", "identity"), d,
-                                                                      "initial.cov")
+        mux = as_vector(section["mean"], d, "initial.mean")
+        cov = _population_scatter_factor(section, law, d) * as_matrix(section["cov"], d, "initial.cov")
     Mxx = cov + np.outer(mux, mux)
     if not accelerated:
         return mux, Mxx
     if mom == "zero":
         muy, Mxy, Myy = np.zeros(d), np.zeros((d, d)), np.zeros((d, d))
     elif mom == "affine":
-        S = as_matrix(section.get("S", "zero"), d, "initial.S")
-        b = as_vector(section.get("b", 0.0), d, "initial.b")
+        S = as_matrix(section["S"], d, "initial.S")
+        b = as_vector(section["b"], d, "initial.b")
         muy = S @ mux + b
         Mxy = Mxx @ S.T + np.outer(mux, b)
         Myy = S @ Mxx @ S.T + np.outer(S @ mux, b) + np.outer(b, S @ mux) + np.outer(b, b)
     else:  # gaussian momenta independent of positions
-        s = float(section.get("momentum_scale", 1.0))
+        s = float(section["momentum_scale"])
         muy, Mxy, Myy = np.zeros(d), np.zeros((d, d)), s * s * np.eye(d)
     return np.concatenate([mux, muy]), np.block([[Mxx, Mxy], [Mxy.T, Myy]])
 
@@ -290,7 +291,7 @@ class BilinearFlow:
         or when Q is not positive definite or the second moment of x is singular.
         """
         fm = self.flow_model
-        if fm.accelerated and self.section.get("momentum", "zero") not in ("zero", "affine"):
+        if fm.accelerated and self.section.get("momentum", INITIAL.default("momentum")) not in ("zero", "affine"):
             return None
         d = fm.d
         return linear_map_infimum(fm.m, fm.Q, self.mean0[:d], self.second0[:d, :d])

@@ -22,7 +22,15 @@ import numpy as np
 from scipy.special import i0e, ndtr
 
 from ..errors import ParameterError
-from ..initial import COMMON_KEYS, LAW_KEYS, MOMENTUM_KEYS, _mean_and_factor, von_mises_params
+from ..initial import (
+    COMMON_KEYS,
+    INITIAL,
+    LAW_KEYS,
+    MOMENTUM_KEYS,
+    _mean_and_factor,
+    von_mises_params,
+    with_defaults,
+)
 
 TWO_PI = 2.0 * np.pi
 
@@ -103,14 +111,14 @@ def cell_masses(section: dict, d: int, edges: np.ndarray, periodic: bool):
     ParameterError
         A law without a density on this geometry, or an unknown key.
     """
-    law = section.get("law", "gaussian")
+    law = section.get("law", INITIAL.default("law"))
     if not isinstance(law, str) or law not in DENSITY_LAWS:
         raise ParameterError("initial.law", f"a law with a density for pde runs: one of {sorted(DENSITY_LAWS)}",
                              law)
-    mom = section.get("momentum", "zero")
+    mom = section.get("momentum", INITIAL.default("momentum"))
     allowed = set(COMMON_KEYS) | set(LAW_KEYS[law]) | set(MOMENTUM_KEYS.get(mom, ()))
     for key in section:
         if key not in allowed and not key.startswith("_"):
             raise ParameterError(f"initial.{key}", f"a key for law {law!r} (valid: {', '.join(sorted(allowed))})",
                                  key)
-    return DENSITY_LAWS[law](section, d, np.asarray(edges, np.float64), periodic)
+    return DENSITY_LAWS[law](with_defaults(section, law, mom), d, np.asarray(edges, np.float64), periodic)

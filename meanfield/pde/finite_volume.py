@@ -91,13 +91,13 @@ class BoundaryMassWarning(UserWarning):
 def _check_model(p: dict, name: str, d: int, what: str) -> None:
     if p.get("name") != name:
         raise ParameterError("model.name", f"{name!r} for {what}", p.get("name"))
-    dyn = p.get("dynamics", "first_order")
-    if dyn != "first_order":
+    dyn = p.get("dynamics")  # absent: a solver built from Python for its own (first-order) flow
+    if dyn not in (None, "first_order"):
         raise ParameterError("model.dynamics", f"first_order for the finite-volume solver of {what}", dyn)
     if p.get("d") != d:
         raise ParameterError("model.d", f"{d} for {what} (pde runs cover the sphere in d = 2 and softmax "
                              "in d = 1)", p.get("d"))
-    if p.get("causal", False) is not False:
+    if p.get("causal") not in (None, False):
         raise ParameterError("model.causal", "false for pde runs (a causal mask has no mean-field density)",
                              p.get("causal"))
 

@@ -207,7 +207,7 @@ class GridRun:
         self.model = model
         self.solver = solver_cls(model_params, sol["grid"], sol.get("domain"))
         self.density0 = np.ascontiguousarray(self.solver.initial_density(cfg["initial"]), dtype=np.float64)
-        h = float(cfg["integrator"].get("h", 0.0))  # adaptive methods: the first step, optional
+        h = float(cfg["integrator"].get("h") or 0.0)  # adaptive methods: the first step, optional
         if integrator.name in SSP_INTEGRATORS:
             h_max = float(self.solver.max_stable_step(self.density0))
             if h > h_max:

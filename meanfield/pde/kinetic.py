@@ -65,7 +65,7 @@ from scipy import special
 
 from .._kernels import kinetic as KK
 from ..errors import ParameterError, SimulationError, check_real
-from ..initial import von_mises_params
+from ..initial import INITIAL, von_mises_params, with_defaults
 from ..integrators.base import Integrator
 from ..models.sphere import clustered_energy
 from .densities import von_mises_pdf
@@ -102,11 +102,11 @@ def position_density(section: dict, theta) -> np.ndarray:
     runs (:func:`meanfield.initial.von_mises_params`,
     :func:`meanfield.pde.densities.von_mises_pdf`).
     """
-    law = section.get("law", "gaussian")
+    law = section.get("law", INITIAL.default("law"))
     if law == "sphere_uniform":
         return np.full_like(theta, 1.0 / (2 * np.pi))
     if law == "von_mises":
-        return von_mises_pdf(theta, *von_mises_params(section, 2))
+        return von_mises_pdf(theta, *von_mises_params(with_defaults(section, law, "zero"), 2))
     raise ParameterError("initial.law", 'a position law with a density on the circle for a kinetic pde '
                          'run ("sphere_uniform", "von_mises")', law)
 
@@ -232,9 +232,9 @@ class _Kinetic:
     # ------------------------------------------------------------ initial density
     def momentum_law(self, section: dict) -> np.ndarray:
         """Cell averages (K,) of the momentum law: gaussian y ~ N(0, s^2) or zero (the centre cell)."""
-        mom = section.get("momentum", "zero")
+        mom = section.get("momentum", INITIAL.default("momentum"))
         if mom == "gaussian":
-            s = float(section.get("momentum_scale", 1.0))
+            s = float(with_defaults(section, section.get("law"), mom)["momentum_scale"])
             if not s > 0:
                 raise ParameterError("initial.momentum_scale", "a number > 0 for a kinetic pde run", s)
             return np.diff(special.ndtr(self.omega_edges / s)) / self.domega
@@ -638,7 +638,7 @@ class KineticRun(GridRun):
         section = cfg["initial"]
         s = None
         if section.get("momentum") == "gaussian":
-            s = section.get("momentum_scale", 1.0)
+            s = with_defaults(section, section.get("law"), "gaussian")["momentum_scale"]
             s = check_real("initial.momentum_scale", s, "a finite number > 0 for a kinetic pde run",
                            lambda v: v > 0)
         P = sol.get("momentum_max", 8.0 * s if s else 4.0)

@@ -26,7 +26,7 @@ def _file_state(path: str):
         return "missing", None
     if rf.kind != "readable":
         return rf.kind, None
-    stored = os.path.basename(str(((rf.config or {}).get("output") or {}).get("path", "")))
+    stored = os.path.basename(str(((rf.config or {}).get("output") or {}).get("path") or ""))
     if stored != os.path.basename(path):
         return "foreign", rf.status
     if rf.status.startswith(_DONE):
