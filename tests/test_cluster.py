@@ -445,7 +445,6 @@ def test_resume_after_sigkill_of_the_client_is_bit_identical(tmp_path):
     np.testing.assert_array_equal(got["energy"], want["energy"])
 
 
-@CROSS_PROCESS_BITS
 def test_resume_may_move_a_cluster_run_to_another_cluster_but_not_add_one(tmp_path):
     """cluster.* are resumable: 20 steps on 2 workers, 20 more on 1, the bits of 40 row-wise steps;
     adding a [cluster] to a run without one (other rounding) is refused in one line."""
