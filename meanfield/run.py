@@ -184,8 +184,7 @@ class Run:
     def _build(self, P: schema.Config, base_dir: str | None) -> None:
         run, solver = P.run, P.solver
         dtype = np.dtype(run.dtype)
-        self.model = make_model(P.model.given(), dtype=dtype, base_dir=base_dir)
-        self.model.set_diagnostics(P.diagnostics)
+        self.model = make_model(P.model.given(), dtype=dtype, base_dir=base_dir, diagnostics=P.diagnostics)
         dyn = self.model.dynamics
         self.schedule = make_schedule(P.damping.schedule, run.t0, **P.damping.options())
         name, h = P.integrator.name, P.integrator.h

@@ -21,12 +21,21 @@ MODELS: dict[str, type[Model]] = {"bilinear": Bilinear, "softmax": Softmax, "sph
 MAX_D = 4096
 
 
-def make_model(p: dict, dtype=np.float64, base_dir: str | None = None) -> Model:
+def make_model(p: dict, dtype=np.float64, base_dir: str | None = None, diagnostics=None) -> Model:
     """Build a model from the ``[model]`` section of a parameter file.
 
     ``base_dir`` is the folder relative file names (``mlp``, per-layer ``A``,
     ``V`` files) are read from (the parameter file's; the working directory if None).
+    ``diagnostics``: the run's ``[diagnostics]`` as the schema types it; the model takes
+    the keys that are its own (``cluster_tol``, ``network``: :meth:`Model.set_diagnostics`).
     """
+    model = _make_model(p, dtype, base_dir)
+    if diagnostics is not None:
+        model.set_diagnostics(diagnostics)
+    return model
+
+
+def _make_model(p: dict, dtype, base_dir) -> Model:
     given = MODEL.typed(p)
     name = given.name if given.name is not None else MODEL.default("name")
     if not isinstance(name, str) or name not in MODELS:
