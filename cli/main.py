@@ -8,7 +8,7 @@ found), 1 a run that failed numerically (NaN / blow-up, with step and time),
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import json
 import os
 import sys
@@ -18,6 +18,7 @@ os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 import click
 import numpy as np
 
+from meanfield import schema
 from meanfield.errors import ParameterError
 from meanfield.io.reader import grid_axes
 from meanfield.io.runfile import check_output_path
@@ -26,6 +27,16 @@ from ._common import guard, handle_stop_signals, load_run
 from .animate import animate as _animate
 from .sweep import sweep as _sweep
 from .templates import TEMPLATES
+
+
+def _resumable_keys() -> str:
+    """The keys --resume may change (the schema's), each section named once: ``run.t1, steps, ...``."""
+    out, seen = [], set()
+    for full in schema.resumable():
+        sec, key = full.split(".", 1)
+        out.append(key if sec in seen else full)
+        seen.add(sec)
+    return ", ".join(out)
 
 
 class _Group(click.Group):
@@ -161,8 +172,9 @@ def _summary_line(res) -> str:
     steps = ""
     if "accepted_steps" in res.attrs:  # adaptive methods: what the error control did
         steps = f", {res.attrs['accepted_steps']} steps ({res.attrs['rejected_steps']} rejected)"
-    return (f"{res.config['model']['name']}/{res.config['model']['dynamics']} "
-            f"[{res.config['integrator']['name']}]: {state}, "
+    P = schema.typed(res.config)
+    return (f"{P.model.name}/{P.model.dynamics} "
+            f"[{P.integrator.name}]: {state}, "
             f"{res.oracle_calls} oracle calls{steps}, {res.wall_time:.2f} s wall"
             # a first run compiles its kernels (numba caches them for the next runs)
             + (f" (+ {compiled:.1f} s compiling)" if compiled >= COMPILE_NOTE_SECONDS else "")
@@ -176,7 +188,7 @@ def _report(res) -> None:
         click.echo(f"meanfield: {res.status.split(';')[0]} (run.stop_clusters) at t = {res.t_end:.6g}",
                    err=True)
     elif res.status.startswith("stopped"):  # not finished: say so, and how to go on
-        limit = res.config["run"].get("max_wall_time")
+        limit = schema.typed(res.config).run.max_wall_time
         click.echo(f"meanfield: {res.status.split(';')[0]} (run.max_wall_time = {limit:g} s) at "
                    f"t = {res.t_end:.6g}, before the end of the run; continue with "
                    f"meanfield run --resume {res.path}", err=True)
@@ -210,10 +222,8 @@ def _companion_path(path: str) -> str:
               help="Progress bar (default: on when stderr is a terminal); into a log, a line "
                    "every 10 s.")
 @click.option("--resume", is_flag=True,
-              help="Continue OUT.h5 from its checkpoint (--set may change only run.t1, steps, "
-                   "oracle_calls, layers, save_every, save_at, saves_per_decade, stop_clusters, check_every, "
-                   "max_wall_time; with PARAMS and -o, "
-                   "PARAMS must describe the same run).")
+              help=f"Continue OUT.h5 from its checkpoint (--set may change only {_resumable_keys()}; "
+                   "with PARAMS and -o, PARAMS must describe the same run).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @guard
 def run(params, output, overrides, threads, progress, resume, overwrite):
@@ -246,7 +256,7 @@ def run(params, output, overrides, threads, progress, resume, overwrite):
         _report(res)
         return
     r = meanfield.Run(params, overrides)
-    path = output or r.config["output"]["path"]
+    path = output or r.params.output.path
     if params is None:
         _default_example(r, path, output, overwrite, progress, overrides)
         return
@@ -265,15 +275,15 @@ def _default_example(r, path, output, overwrite, progress, overrides):
     for p in (path, companion):
         _check_output(p, output, overwrite, None)  # the companion's name derives from -o too
     acc = _simulate(r, path, overwrite, progress, "accelerated")
-    cfg = copy.deepcopy(r.config)
-    cfg["model"]["dynamics"] = "first_order"
-    cfg["damping"] = {"schedule": "none"}
-    cfg["initial"] = {k: v for k, v in cfg["initial"].items() if k not in MOMENTUM_KEYS}
-    cfg["integrator"] = {"name": "euler", "h": cfg["integrator"]["h"]}
-    cfg["run"] = {k: v for k, v in cfg["run"].items() if k not in ("t1", "steps", "oracle_calls")}
-    cfg["run"]["oracle_calls"] = int(acc.oracle_calls)
-    cfg["output"]["save"] = [s for s in cfg["output"]["save"] if s == "x"]
-    first = _simulate(meanfield.Run(cfg), companion, overwrite, progress, "first-order")
+    P = r.params  # the same problem, first order (euler), at the accelerated run's oracle calls
+    first_order = dataclasses.replace(
+        P, model=dataclasses.replace(P.model, dynamics="first_order"),
+        damping=type(P.damping)(schedule="none"),
+        initial=dataclasses.replace(P.initial, **dict.fromkeys(MOMENTUM_KEYS)),
+        integrator=type(P.integrator)(name="euler", h=P.integrator.h),
+        run=dataclasses.replace(P.run, t1=None, steps=None, oracle_calls=int(acc.oracle_calls)),
+        output=dataclasses.replace(P.output, save=[s for s in P.output.save if s == "x"]))
+    first = _simulate(meanfield.Run(schema.as_dict(first_order)), companion, overwrite, progress, "first-order")
     _report(acc)
     _report(first)
     gap_a = acc["energy"][-1] - E_star
@@ -289,7 +299,7 @@ def _default_example(r, path, output, overwrite, progress, overrides):
             click.echo(f"{c:>12}  {ga:>18.3e}  {gf:>18.3e}  {gf / ga:5.2f}")
     click.echo(
         f"at {acc.oracle_calls} oracle calls each: E - E* = {gap_a:.3e} (accelerated, "
-        f"{r.config['damping']['schedule']} damping) vs {gap_f:.3e} (first-order euler): "
+        f"{r.params.damping.schedule} damping) vs {gap_f:.3e} (first-order euler): "
         + (f"{gap_f / gap_a:.1f}x lower with acceleration" if gap_f >= gap_a > 0
            else f"{gap_a / gap_f:.1f}x higher with acceleration" if gap_a > gap_f > 0
            else "accelerated at E*" if gap_a <= 0 else "first-order at E*")
@@ -337,9 +347,8 @@ def info(path, as_json):
     if as_json:
         click.echo(json.dumps(tr.config, indent=2))
         return
-    cfg = tr.config
-    m = cfg.get("model", {})
-    integ = cfg.get("integrator", {})
+    P = tr.params
+    m, integ = P.model, P.integrator
 
     def row(label, text):
         click.echo(f"{label:<{INFO_WIDTH}}{text}")
@@ -347,26 +356,25 @@ def info(path, as_json):
     row("file", path)
     row("status", f"{tr.attrs.get('status', '?')}  (meanfield {tr.attrs.get('meanfield_version', '?')}, "
                   f"created {tr.attrs.get('created', '?')})")
-    if cfg.get("solver", {}).get("kind") == "pde":
+    if P.solver.kind == "pde":
         # position axis first, as in solver.grid = [position cells, momentum cells] (the file
         # lists its /grid axes alphabetically)
         size = ", ".join(f"{k} {len(tr.grid[k])} cells" for k in grid_axes(tr.grid)) or "exact flow map"
-        row("model", f"{m.get('name')} / {m.get('dynamics')}, d = {m.get('d')}, "
-                     f"mean-field equation (pde: {size})")
+        row("model", f"{m.name} / {m.dynamics}, d = {m.d}, mean-field equation (pde: {size})")
     else:
-        init = cfg.get("initial", {})
-        n = init.get("n", len(init["ids"]) if isinstance(init.get("ids"), list) else None)
+        init = P.initial
+        n = init.n if init.n is not None else len(init.ids) if isinstance(init.ids, list) else None
         state = (tr.checkpoint or {}).get("state") or {}
         if n is None and "x" in state:  # tokens from an ids file: the state says how many
             n = len(state["x"])
-        row("model", f"{m.get('name')} / {m.get('dynamics')}, d = {m.get('d')}, n = {n}")
-    if "rtol" in integ or "accepted_steps" in tr.attrs:  # adaptive: tolerances and what the control did
+        row("model", f"{m.name} / {m.dynamics}, d = {m.d}, n = {n}")
+    if integ.rtol is not None or "accepted_steps" in tr.attrs:  # adaptive: tolerances and what the control did
         steps = ", ".join(f"{k.replace('_', ' ')} {tr.attrs[k]}" for k in
                           ("accepted_steps", "rejected_steps", "jacobians", "switches") if k in tr.attrs)
-        row("integrator", f"{integ.get('name')} rtol = {integ.get('rtol')}, atol = {integ.get('atol')}"
-            f"{'' if steps == '' else '; ' + steps}, damping {cfg.get('damping', {})}")
+        row("integrator", f"{integ.name} rtol = {integ.rtol}, atol = {integ.atol}"
+            f"{'' if steps == '' else '; ' + steps}, damping {P.damping.given()}")
     else:
-        row("integrator", f"{integ.get('name')} h = {integ.get('h')}, damping {cfg.get('damping', {})}")
+        row("integrator", f"{integ.name} h = {integ.h}, damping {P.damping.given()}")
     history = tr.attrs.get("resume_history")
     if history:
         row("resumed", f"{len(json.loads(history))} time(s) (attrs resume_history)")

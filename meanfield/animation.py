@@ -32,6 +32,7 @@ import numpy as np
 from matplotlib import animation
 from matplotlib.colors import PowerNorm
 
+from . import schema
 from .errors import ParameterError
 from .io.reader import grid_axes
 from .io.writer import temp_file_beside
@@ -116,7 +117,7 @@ def _particles_panel(ax, tr, max_particles, seed):
     if n > max_particles:
         keep = np.sort(np.random.default_rng(seed).choice(n, max_particles, replace=False))
         x = x[:, keep]
-    sphere = tr.config.get("model", {}).get("name") == "sphere"
+    sphere = schema.typed(tr.config or {}).model.name == "sphere"
     if sphere:  # pre/peri-LN runs store the residual stream r_i theta_i: show the directions
         x = x / np.linalg.norm(x, axis=2, keepdims=True)
     note = f"{x.shape[1]} of {n} particles" if x.shape[1] < n else f"{n} particles"

@@ -146,12 +146,13 @@ class ClusterSpec:
     @classmethod
     def from_dict(cls, section: dict) -> ClusterSpec:
         """Validated keys of a ``[cluster]`` section (unknown keys are refused by the config reader)."""
-        scheduler = section.get("scheduler", _CLUSTER.default("scheduler"))
+        s, given = _CLUSTER.read(section), _CLUSTER.typed(section)
+        scheduler = s.scheduler
         if not isinstance(scheduler, str) or (scheduler != "local" and "://" not in scheduler):
             raise ParameterError("cluster.scheduler", '"local" or the address of a running dask scheduler '
                                  '("tcp://host:8786")', scheduler)
         for key in ("workers", "threads_per_worker"):
-            value = section.get(key)
+            value = getattr(given, key)  # a default is not a value given with a remote scheduler
             if value is None:
                 continue
             check_real(f"cluster.{key}", value, "an integer >= 1", lambda v: v >= 1, integer=True)
@@ -160,8 +161,7 @@ class ClusterSpec:
                                      "of a running scheduler are set where they start: dask worker "
                                      "--nworkers/--nthreads); it sizes a scheduler = \"local\" cluster",
                                      value)
-        return cls(scheduler=scheduler, workers=section.get("workers"),
-                   threads_per_worker=section.get("threads_per_worker", _CLUSTER.default("threads_per_worker")))
+        return cls(scheduler=scheduler, workers=s.workers, threads_per_worker=s.threads_per_worker)
 
 
 class Connection:

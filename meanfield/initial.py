@@ -1,7 +1,11 @@
 """Initial laws for positions and momenta (seeded, reproducible).
 
-Positions: ``LAWS[name](section, d, n, rng) -> (n, d) array``.
-Momenta:   ``MOMENTA[name](section, x, rng) -> (n, d) array``.
+Positions: ``LAWS[name](s, d, rng, where) -> (n, d) array``.
+Momenta:   ``MOMENTA[name](s, x, rng, where) -> (n, d) array``.
+
+``s`` is the ``[initial]`` section as the schema types it (defaults filled in: a law reads
+attributes, never a key by string); ``where`` (:class:`Where`) holds the parameter file's
+folder and a network's token embedding.
 
 Later issues add elliptical laws and sphere laws by registering them here.
 """
@@ -9,6 +13,7 @@ Later issues add elliptical laws and sphere laws by registering them here.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -54,58 +59,66 @@ def check_size(n: int, d: int, key: str = "initial.n") -> None:
             f"{_memory_bytes() / 2**30:.0f} GiB)", f"n = {n}, d = {d} ({need / 2**30:.3g} GiB)")
 
 
-def _n_of(section) -> int:
-    n = section["n"]
+@dataclass(frozen=True)
+class Where:
+    """What a law reads besides its keys: the folder of relative file names, a network's ``embed``."""
+
+    base_dir: str | None = None
+    embed: object = None
+
+
+def _n_of(s) -> int:
+    n = s.n
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ParameterError("initial.n", "a positive integer", n)
     return n
 
 
-def gaussian(section: dict, d: int, rng) -> np.ndarray:
+def gaussian(s, d: int, rng, where: Where | None = None) -> np.ndarray:
     """x_i ~ N(mean, cov) i.i.d.; returns ``(n, d)``."""
-    n = _n_of(section)
-    mean, F = _mean_and_factor(section, d)
+    n = _n_of(s)
+    mean, F = _mean_and_factor(s, d)
     return mean + rng.standard_normal((n, d)) @ F.T
 
 
-def _mean_and_factor(section, d):
-    mean = as_vector(section["mean"], d, "initial.mean")
-    F = _psd_factor(as_matrix(section["cov"], d, "initial.cov"), "initial.cov")
+def _mean_and_factor(s, d):
+    mean = as_vector(s.mean, d, "initial.mean")
+    F = _psd_factor(as_matrix(s.cov, d, "initial.cov"), "initial.cov")
     return mean, F
 
 
-def _elliptical(section, d, rng, radii) -> np.ndarray:
+def _elliptical(s, d, rng, radii) -> np.ndarray:
     """x_i = mean + r_i F u_i with u_i uniform on S^{d-1}, F F^T = cov (the scatter matrix)."""
-    mean, F = _mean_and_factor(section, d)
+    mean, F = _mean_and_factor(s, d)
     n = radii.shape[0]
     u = rng.standard_normal((n, d))
     u /= np.linalg.norm(u, axis=1, keepdims=True)
     return mean + (radii[:, None] * u) @ F.T
 
 
-def student_t(section: dict, d: int, rng) -> np.ndarray:
+def student_t(s, d: int, rng, where: Where | None = None) -> np.ndarray:
     """Multivariate Student t with ``dof`` degrees of freedom, location mean, scatter cov.
 
     x = mean + F z / sqrt(w / dof), z ~ N(0, I), w ~ chi^2_dof. The covariance is
     dof / (dof - 2) cov (finite for dof > 2). Returns ``(n, d)``.
     """
-    n = _n_of(section)
-    dof = section["dof"]
+    n = _n_of(s)
+    dof = s.dof
     dof = check_real("initial.dof", dof, "a finite number > 0", lambda v: v > 0)
-    mean, F = _mean_and_factor(section, d)
+    mean, F = _mean_and_factor(s, d)
     z = rng.standard_normal((n, d))
     w = rng.chisquare(float(dof), size=n)
     return mean + (z / np.sqrt(w / dof)[:, None]) @ F.T
 
 
-def uniform_ellipsoid(section: dict, d: int, rng) -> np.ndarray:
+def uniform_ellipsoid(s, d: int, rng, where: Where | None = None) -> np.ndarray:
     """Uniform in the ellipsoid {(x - mean)^T cov^{-1} (x - mean) <= 1}; covariance cov / (d + 2)."""
-    n = _n_of(section)
+    n = _n_of(s)
     radii = rng.random(n) ** (1.0 / d)
-    return _elliptical(section, d, rng, radii)
+    return _elliptical(s, d, rng, radii)
 
 
-def elliptical(section: dict, d: int, rng) -> np.ndarray:
+def elliptical(s, d: int, rng, where: Where | None = None) -> np.ndarray:
     """General elliptical law: radius r ~ scipy.stats.<radial>(*radial_args), direction uniform.
 
     ``radial`` names a continuous distribution of scipy.stats with non-negative
@@ -115,9 +128,9 @@ def elliptical(section: dict, d: int, rng) -> np.ndarray:
     """
     from scipy import stats
 
-    n = _n_of(section)
-    name = section["radial"]
-    args = section["radial_args"] if "radial_args" in section else ([d] if name == "chi" else [])
+    n = _n_of(s)
+    name = s.radial
+    args = s.radial_args if s.radial_args is not None else ([d] if name == "chi" else [])
     dist = getattr(stats, name, None) if isinstance(name, str) else None
     if not isinstance(dist, stats.rv_continuous):
         raise ParameterError("initial.radial", "the name of a continuous scipy.stats distribution", name)
@@ -133,7 +146,7 @@ def elliptical(section: dict, d: int, rng) -> np.ndarray:
     if not np.all(np.isfinite(radii)) or np.any(radii < 0):
         raise ParameterError("initial.radial", "a radial law with finite non-negative samples",
                              f"{name}{tuple(args)}")
-    return _elliptical(section, d, rng, radii)
+    return _elliptical(s, d, rng, radii)
 
 
 #: ``[initial]`` keys that name files (relative names are taken from the parameter file's folder).
@@ -175,10 +188,9 @@ def load_array(path: str, key: str, d: int, n: int | None, base_dir: str | None 
     return arr
 
 
-def from_file(section: dict, d: int, rng) -> np.ndarray:
+def from_file(s, d: int, rng, where: Where | None = None) -> np.ndarray:
     """Positions from ``path`` (.npy of shape (n, d), or a meanfield HDF5 file)."""
-    n = section.get("n")
-    return load_array(section.get("path"), "initial.path", d, n, section.get("_base_dir"))
+    return load_array(s.path, "initial.path", d, s.n, (where or Where()).base_dir)
 
 
 #: Position laws by name.
@@ -212,22 +224,22 @@ def _law_keys(law: str) -> tuple[str, ...]:
 LAW_KEYS = {law: _law_keys(law) for law in LAWS}
 
 
-def sphere_uniform(section: dict, d: int, rng) -> np.ndarray:
+def sphere_uniform(s, d: int, rng, where: Where | None = None) -> np.ndarray:
     """x_i uniform on the unit sphere S^{d-1} (normalized Gaussians), i.i.d.; returns ``(n, d)``."""
-    n = _n_of(section)
+    n = _n_of(s)
     x = rng.standard_normal((n, d))
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def equiangular(section: dict, d: int, rng) -> np.ndarray:
+def equiangular(s, d: int, rng, where: Where | None = None) -> np.ndarray:
     """n unit vectors with <x_i, x_j> = rho for all i != j, randomly rotated; returns ``(n, d)``.
 
     The Gram matrix (1 - rho) I + rho 1 1^T is positive semidefinite for
     rho in [-1/(n - 1), 1] and has rank n inside that range, so the law needs
     n <= d. Rows are G^{1/2} padded to d columns times a Haar rotation (seeded).
     """
-    n = _n_of(section)
-    rho = section["rho"]
+    n = _n_of(s)
+    rho = s.rho
     lo = -1.0 / (n - 1) if n > 1 else -1.0
     rho = check_real("initial.rho", rho, f"a number in [-1/(n-1), 1] = [{lo:.6g}, 1]", lambda v: lo <= v <= 1)
     if n > d:
@@ -258,7 +270,7 @@ def _finite_list(value, key: str, what: str) -> np.ndarray:
     return np.asarray(items, dtype=np.float64)
 
 
-def von_mises_params(section: dict, d: int):
+def von_mises_params(s, d: int):
     """Validated mixture parameters of the ``von_mises`` law: ``(mu, kappa, weights)``, each ``(k,)``.
 
     ``mu``: a number or list of angles (radians); ``kappa``: a number (shared) or a
@@ -268,29 +280,30 @@ def von_mises_params(section: dict, d: int):
     if d != 2:
         raise ParameterError("initial.law", "a law for model.d = 2 (von_mises is a law of angles on the circle)",
                              f"von_mises with d = {d}")
-    mu = _finite_list(section["mu"], "initial.mu", "an angle or a list of angles (radians)")
+    s = as_typed(s) if isinstance(s, dict) else s
+    mu = _finite_list(s.mu, "initial.mu", "an angle or a list of angles (radians)")
     k = mu.size
-    kappa = _finite_list(section["kappa"], "initial.kappa", "a number >= 0 or a list of them")
+    kappa = _finite_list(s.kappa, "initial.kappa", "a number >= 0 or a list of them")
     if kappa.size == 1:
         kappa = np.full(k, kappa[0])
     if kappa.size != k or np.any(kappa < 0):
         raise ParameterError("initial.kappa", f"a number >= 0 or a list of {k} numbers >= 0 (one per mu)",
-                             section.get("kappa"))
-    w = section["weights"] if "weights" in section else [1.0 / k] * k
+                             s.kappa)
+    w = s.weights if s.weights is not None else [1.0 / k] * k
     weights = _finite_list(w, "initial.weights", f"a list of {k} numbers >= 0 summing to 1")
     if weights.size != k or np.any(weights < 0) or abs(weights.sum() - 1.0) > 1e-9:
         raise ParameterError("initial.weights", f"a list of {k} numbers >= 0 summing to 1 (one per mu)", w)
     return mu, kappa, weights
 
 
-def von_mises(section: dict, d: int, rng) -> np.ndarray:
+def von_mises(s, d: int, rng, where: Where | None = None) -> np.ndarray:
     """Mixture of von Mises laws on the circle, x_i = (cos theta_i, sin theta_i); returns ``(n, 2)``.
 
     theta has density sum_c w_c exp(kappa_c cos(theta - mu_c)) / (2 pi I_0(kappa_c));
     a component is drawn with probability w_c, then theta from numpy's von Mises sampler.
     """
-    n = _n_of(section)
-    mu, kappa, weights = von_mises_params(section, d)
+    n = _n_of(s)
+    mu, kappa, weights = von_mises_params(s, d)
     comp = rng.choice(mu.size, size=n, p=weights / weights.sum())
     theta = rng.vonmises(mu[comp], kappa[comp])
     return np.stack([np.cos(theta), np.sin(theta)], axis=1)
@@ -306,37 +319,38 @@ LAWS.update(sphere_uniform=sphere_uniform, von_mises=von_mises, equiangular=equi
 LAW_KEYS.update({law: _law_keys(law) for law in ("sphere_uniform", "von_mises", "equiangular")})
 
 
-def tokens(section: dict, d: int, rng) -> np.ndarray:
+def tokens(s, d: int, rng, where: Where | None = None) -> np.ndarray:
     """x_i(0) = wte[ids[i]] + wpe[i] of a network's weight file; ``(n, d)`` with n = len(ids).
 
-    The run passes the model's ``embed`` as ``section["_embed"]`` (only networks from
+    The run passes the model's ``embed`` as ``where.embed`` (only networks from
     ``model.weights`` have one); ids come from ``ids`` (a list) or ``ids_path`` (an .npy).
     """
-    embed = section.get("_embed")
+    where = where or Where()
+    embed = where.embed
     if embed is None:
         raise ParameterError("initial.law", "a network from a weight file (model.weights with wte, wpe) "
                              "for tokens", "tokens")
-    if ("ids" in section) == ("ids_path" in section):
+    if (s.ids is None) == (s.ids_path is None):
         raise ParameterError("initial.ids", "ids or ids_path (one of them)",
-                             "both" if "ids" in section else "neither")
-    if "ids" in section:
-        ids = section["ids"]
+                             "both" if s.ids is not None else "neither")
+    if s.ids is not None:
+        ids = s.ids
         if (not isinstance(ids, list) or not ids
                 or any(isinstance(i, bool) or not isinstance(i, int) for i in ids)):
             raise ParameterError("initial.ids", "a non-empty list of integer token ids", ids)
         ids = np.asarray(ids, dtype=np.int64)
     else:
-        path = section["ids_path"]
+        path = s.ids_path
         if not isinstance(path, str) or not path:
             raise ParameterError("initial.ids_path", "an .npy file of integer token ids", path)
-        full = config_path(path, section.get("_base_dir"))
+        full = config_path(path, where.base_dir)
         try:
             ids = np.load(full, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise ParameterError("initial.ids_path", "a readable .npy file of integer token ids",
                                  f"{full} ({exc})") from None
     x = embed(ids)
-    n = section.get("n")
+    n = s.n
     if n is not None and n != x.shape[0]:
         raise ParameterError("initial.n", f"{x.shape[0]} (the number of token ids) or no n", n)
     return x
@@ -349,31 +363,29 @@ LAWS["tokens"] = tokens
 LAW_KEYS["tokens"] = _law_keys("tokens")
 
 
-def momentum_zero(section, x, rng):
+def momentum_zero(s, x, rng, where: Where | None = None):
     """y_i = 0 for every token: returns zeros of the shape of ``x``, ``(n, d)``."""
     return np.zeros_like(x)
 
 
-def momentum_affine(section, x, rng):
+def momentum_affine(s, x, rng, where: Where | None = None):
     """y_i = S x_i + b (momentum = gradient of a quadratic); ``(n, d)``."""
     d = x.shape[1]
-    S = as_matrix(section["S"], d, "initial.S")
-    b = as_vector(section["b"], d, "initial.b")
+    S = as_matrix(s.S, d, "initial.S")
+    b = as_vector(s.b, d, "initial.b")
     return x @ S.T + b
 
 
-def momentum_gaussian(section, x, rng):
+def momentum_gaussian(s, x, rng, where: Where | None = None):
     """y_i ~ N(0, momentum_scale^2 I) i.i.d.; ``(n, d)``."""
-    s = section["momentum_scale"]
-    s = check_real("initial.momentum_scale", s, "a finite number >= 0", lambda v: v >= 0)
-    return s * rng.standard_normal(x.shape)
+    scale = check_real("initial.momentum_scale", s.momentum_scale, "a finite number >= 0", lambda v: v >= 0)
+    return scale * rng.standard_normal(x.shape)
 
 
-def momentum_file(section, x, rng):
+def momentum_file(s, x, rng, where: Where | None = None):
     """Momenta read from ``initial.momentum_path`` (``.npy`` or a run file's last ``y``); ``(n, d)``."""
     return load_array(
-        section.get("momentum_path"), "initial.momentum_path", x.shape[1], x.shape[0],
-        section.get("_base_dir"),
+        s.momentum_path, "initial.momentum_path", x.shape[1], x.shape[0], (where or Where()).base_dir,
     )
 
 
@@ -407,18 +419,35 @@ def with_defaults(section: dict, law: str, momentum: str) -> dict:
     return section
 
 
-def initial_state(section: dict, d: int, accelerated: bool):
+def as_typed(section: dict):
+    """An ``[initial]`` table as the schema types it, with its law's and momentum's defaults.
+
+    Keys starting with ``_`` (``_base_dir``, ``_embed``: the context of older callers) are dropped.
+    """
+    public = {k: v for k, v in section.items() if not k.startswith("_")}
+    return INITIAL.typed(with_defaults(public, *choices(public)))
+
+
+def choices(section: dict) -> tuple:
+    """``(law, momentum)`` of an ``[initial]`` table (the schema's defaults where not given)."""
+    given = INITIAL.typed({k: v for k, v in section.items() if not k.startswith("_")})
+    law = given.law if given.law is not None else INITIAL.default("law")
+    return law, given.momentum if given.momentum is not None else INITIAL.default("momentum")
+
+
+def initial_state(section: dict, d: int, accelerated: bool, where: Where | None = None):
     """Sample ``(x, y)`` from the ``[initial]`` section; ``y`` is None for first-order runs.
+
+    ``where``: the folder of relative file names and a network's ``embed`` (law = "tokens").
 
     Returns
     -------
     x : (n, d) float64
     y : (n, d) float64 or None
     """
-    law = section.get("law", INITIAL.default("law"))
+    law, mom = choices(section)
     if not isinstance(law, str) or law not in LAWS:
         raise ParameterError("initial.law", f"one of {sorted(LAWS)}", law)
-    mom = section.get("momentum", INITIAL.default("momentum"))
     if not isinstance(mom, str) or mom not in MOMENTA:
         raise ParameterError("initial.momentum", f"one of {sorted(MOMENTA)}", mom)
     allowed = set(COMMON_KEYS) | set(LAW_KEYS[law]) | set(MOMENTUM_KEYS[mom])
@@ -429,12 +458,13 @@ def initial_state(section: dict, d: int, accelerated: bool):
                 f"a key for law {law!r} with momentum {mom!r} (valid: {', '.join(sorted(allowed))})",
                 key,
             )
-    section = with_defaults(section, law, mom)
-    check_size(_n_of(section) if "n" in section else 1, d)
-    seed = section["seed"]
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ParameterError("initial.seed", "an integer >= 0", seed)
-    rng = np.random.default_rng(seed)
-    x = LAWS[law](section, d, rng)
-    y = MOMENTA[mom](section, x, rng) if accelerated else None
+    if where is None:  # older callers put the context among the keys
+        where = Where(section.get("_base_dir"), section.get("_embed"))  # (not parameters: no schema)
+    s = as_typed(section)
+    check_size(_n_of(s) if s.n is not None else 1, d)
+    if not isinstance(s.seed, int) or isinstance(s.seed, bool) or s.seed < 0:
+        raise ParameterError("initial.seed", "an integer >= 0", s.seed)
+    rng = np.random.default_rng(s.seed)
+    x = LAWS[law](s, d, rng, where)
+    y = MOMENTA[mom](s, x, rng, where) if accelerated else None
     return np.ascontiguousarray(x), (None if y is None else np.ascontiguousarray(y))

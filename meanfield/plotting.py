@@ -27,14 +27,14 @@ from .models.sphere import DEFAULT_CLUSTER_TOL
 
 
 def _label(tr) -> str:
-    c = tr.config
-    m, i, dmp = c.get("model", {}), c.get("integrator", {}), c.get("damping", {})
-    sched = dmp.get("schedule") or schema.section("damping").default("schedule")
-    if c.get("solver", {}).get("kind") == "pde":
-        return f"{m.get('name')} {m.get('dynamics')} mean-field (pde, {i.get('name')})"
-    if m.get("dynamics") == "first_order" and not i.get("name") == "nag":
-        return f"{m.get('name')} first-order {i.get('name')}"
-    return f"{m.get('name')} {m.get('dynamics')} {i.get('name')} ({sched})"
+    P = schema.typed(tr.config or {})
+    m, i = P.model, P.integrator
+    sched = P.damping.schedule or schema.section("damping").default("schedule")
+    if P.solver.kind == "pde":
+        return f"{m.name} {m.dynamics} mean-field (pde, {i.name})"
+    if m.dynamics == "first_order" and not i.name == "nag":
+        return f"{m.name} first-order {i.name}"
+    return f"{m.name} {m.dynamics} {i.name} ({sched})"
 
 
 def _ellipse(mean, cov, **kw):
@@ -230,8 +230,8 @@ def plot_particles(tr, n_frames=4, dims=(0, 1)):
     fig, axes = plt.subplots(1, len(idx), figsize=(3.2 * len(idx), 4.0), squeeze=False,
                              sharex=True, sharey=True, layout="constrained")
     i, j = dims if x.shape[2] > 1 else (0, 0)
-    on_sphere = tr.config.get("model", {}).get("name") == "sphere" \
-        and tr.config.get("model", {}).get("normalization", MODEL.default("normalization")) == "post_ln"
+    model = schema.typed(tr.config or {}).model
+    on_sphere = model.name == "sphere" and (model.normalization or MODEL.default("normalization")) == "post_ln"
     shown = x[idx][..., [i, j]]
     shown = shown[np.isfinite(shown).all(axis=-1)]
     if on_sphere:  # unit vectors: the disc the sphere projects to
@@ -279,7 +279,8 @@ def plot_clusters(tr, tol=None):
         raise ParameterError("model.name", 'a run of model "sphere" (min_inner, n_clusters, E_beta)',
                              "a run without sphere diagnostics")
     if tol is None:
-        tol = float(tr.config.get("diagnostics", {}).get("cluster_tol", DEFAULT_CLUSTER_TOL))
+        given = schema.typed(tr.config or {}).diagnostics.cluster_tol
+        tol = float(DEFAULT_CLUSTER_TOL if given is None else given)
     t = np.asarray(tr["sim_time"], dtype=float)
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     ax = axes[0]
@@ -438,7 +439,7 @@ def plot_layers(tr):
     axes[1, 0].xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in axes[1]:
         ax.set_xlabel("depth (blocks applied)")
-    weights = tr.config.get("model", {}).get("weights")
+    weights = schema.typed(tr.config or {}).model.weights
     head = f"{os.path.basename(weights)}: " if isinstance(weights, str) else ""
     fig.suptitle(f"{head}{_label(tr)}, {energy.shape[1]} heads")
     fig.tight_layout()

@@ -21,6 +21,7 @@ checkpoint it started from and the keys it changed (``[old, new]``).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 
@@ -81,15 +82,16 @@ def resumed_run(stored: dict, overrides=(), params=None) -> tuple[Run, dict]:
     if params is not None:
         run = Run(params, overrides)
     else:
-        base = json.loads(json.dumps(stored))
         keys = {item.split("=", 1)[0].strip() for item in overrides or () if "=" in item}
-        if any(f"run.{b}" in keys for b in _BOUNDS):
-            for b in _BOUNDS:
-                base.get("run", {}).pop(b, None)
-        run = Run(base, overrides)
-    new = run.resolved()
-    new["output"]["path"] = stored.get("output", {}).get("path", new["output"]["path"])
-    old_flat, new_flat = _flat(stored), _flat(new)
+        base = schema.typed(json.loads(json.dumps(stored)))
+        if any(f"run.{b}" in keys for b in _BOUNDS):  # a new bound replaces the stored one
+            base = dataclasses.replace(base, run=dataclasses.replace(base.run, **dict.fromkeys(_BOUNDS)))
+        run = Run(schema.as_dict(base), overrides)
+    new = schema.typed(run.resolved())
+    was = schema.typed(stored)
+    if was.output.path is not None:  # the file's own name, wherever it was written from
+        new = dataclasses.replace(new, output=dataclasses.replace(new.output, path=was.output.path))
+    old_flat, new_flat = _flat(schema.as_dict(was)), _flat(schema.as_dict(new))
     changed = {}
     # what the run is (model, dynamics, solver, choices) before the keys that depend on it
     first = ("model.name", "model.dynamics", "solver.kind", *CHOICES)
@@ -103,10 +105,10 @@ def resumed_run(stored: dict, overrides=(), params=None) -> tuple[Run, dict]:
             raise ParameterError(key, f"the run file's value {old!r} ({same}--resume may change "
                                  f"only {', '.join(RESUMABLE)})", val, file=params)
         changed[key] = [old, val]
-    if ("cluster" in stored) != ("cluster" in new):  # in-process passes round otherwise than sharded ones
+    if (was.cluster is None) != (new.cluster is None):  # in-process passes round otherwise than sharded ones
         raise ParameterError("cluster", "the run file's [cluster] section, or none as in the file (the sharded "
                              "row-wise sums and this process's sums differ in the last bits; --resume may move "
-                             "a cluster run to another cluster)", "a section added" if "cluster" in new
+                             "a cluster run to another cluster)", "a section added" if new.cluster is not None
                              else "the section removed", file=params)
     return run, changed
 
@@ -260,10 +262,9 @@ def resume_run(path: str, overrides=(), progress=None, params=None) -> RunResult
         raise ParameterError("--resume", "a run file with a checkpoint", path)
     it = int(ck["iteration"])
     if not _goes_past(run, ck):
-        bound = next(f"run.{b}" for b in _BOUNDS if run.config["run"].get(b) is not None)
-        raise ParameterError(bound, f"a run longer than its checkpoint (iteration {it}, "
-                             f"t = {float(ck['t']):.6g})",
-                             run.config["run"][bound.split(".")[1]], file=params)
+        bound = next(b for b in _BOUNDS if getattr(run.params.run, b) is not None)
+        raise ParameterError(f"run.{bound}", f"a run longer than its checkpoint (iteration {it}, "
+                             f"t = {float(ck['t']):.6g})", getattr(run.params.run, bound), file=params)
     if "energy" not in tr.tasks:
         raise ParameterError("--resume", "a run file with its saved energies (/tasks/energy)", path)
     rows = saved_rows(path)  # every dataset (a deleted one is refused), not only those loaded

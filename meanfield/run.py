@@ -15,6 +15,7 @@ The CLI (``meanfield run``) is a thin layer over :class:`Run`.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import json
 import math
@@ -109,11 +110,11 @@ class RunResult:
 
     def __repr__(self) -> str:
         # shapes, not the arrays: a result holds every save of every particle
-        m = self.config.get("model", {})
+        m = schema.typed(self.config).model
         shapes = ", ".join(f"{k}: {np.shape(v)}" for k, v in self.tasks.items())
         state = ", ".join(f"{k}={np.shape(v)}" for k, v in self.state.items() if v is not None)
         times = f"t = {self.t[0]:.6g}..{self.t[-1]:.6g}" if len(self.t) else "no saves"
-        return (f"RunResult({m.get('name')}/{m.get('dynamics')}, status={self.status!r}, "
+        return (f"RunResult({m.name}/{m.dynamics}, status={self.status!r}, "
                 f"{len(self.t)} saves ({times}), state {state or 'none'}, "
                 f"oracle_calls={self.oracle_calls}, path={self.path!r}, tasks {{{shapes}}})")
 
@@ -159,14 +160,17 @@ class Run:
         self.base_dir = base_dir
         try:
             raw = _config.apply_overrides(raw, overrides, choices=CHOICES)
-            cfg = _config.resolve(raw)
+            P = schema.typed(_config.resolve(raw))
             #: A damping schedule a first-order run does not use (dropped from the config), or None.
-            self._dropped_schedule = _drop_unused_damping(cfg)
-            self.config = cfg
+            self._dropped_schedule = _unused_damping(P)
+            if self._dropped_schedule is not None:
+                P = dataclasses.replace(P, damping=schema.section("damping").typed({"schedule": "none"}))
             #: The resolved parameters, typed (:class:`meanfield.schema.Config`).
-            self.params = schema.typed(cfg)
-            self._grid_is_default = "grid" not in (raw.get("solver") or {})
-            self._build(self.params, base_dir)
+            self.params = P
+            #: The same as ``{section: {key: value}}``.
+            self.config = schema.as_dict(P)
+            self._grid_is_default = schema.typed(raw).solver.grid is None
+            self._build(P, base_dir)
         except ParameterError as exc:
             # a bad value given with --set is named as that option, not as a key of the file
             where = _override_of(exc.key, overrides) or file
@@ -180,15 +184,11 @@ class Run:
     def _build(self, P: schema.Config, base_dir: str | None) -> None:
         run, solver = P.run, P.solver
         dtype = np.dtype(run.dtype)
-        self.model = make_model(P.model.given(), dtype=dtype, base_dir=base_dir)
-        self.model.set_diagnostics(P.diagnostics)
+        self.model = make_model(P.model.given(), dtype=dtype, base_dir=base_dir, diagnostics=P.diagnostics)
         dyn = self.model.dynamics
-        damping = P.damping.given()
-        schedule_name = damping.pop("schedule")
-        self.schedule = make_schedule(schedule_name, run.t0, **damping)
-        integ = P.integrator.given()
-        name, h = integ.pop("name"), integ.pop("h", None)
-        self.integrator = make_integrator(name, dyn, **integ)
+        self.schedule = make_schedule(P.damping.schedule, run.t0, **P.damping.options())
+        name, h = P.integrator.name, P.integrator.h
+        self.integrator = make_integrator(name, dyn, **P.integrator.options())
         self.integrator.check_model(self.model)
         adaptive = getattr(self.integrator, "adaptive", False)
         if h is None and not adaptive:
@@ -216,7 +216,7 @@ class Run:
                 raise ParameterError("run.dtype", '"float64" for pde runs', run.dtype)
             try:
                 check_grid_memory(solver.grid)
-                self.pde = make_pde(self.config, self.model, self.integrator, base_dir)
+                self.pde = make_pde(P, self.model, self.integrator, base_dir)
             except ParameterError as exc:
                 if exc.key == "solver.grid" and self._grid_is_default:
                     raise exc.as_default() from None
@@ -248,12 +248,9 @@ class Run:
                                  "MLP or per-layer weights: a block is a splitting)", name)
         self.track_clusters = _track_clusters(P, self.model, adaptive)
         if self.pde is None:
-            section = P.initial.given()
-            if base_dir is not None:
-                section["_base_dir"] = base_dir
-            if hasattr(self.model, "embed"):  # law = "tokens": x_i(0) = wte[id_i] + wpe[i] of the weights
-                section["_embed"] = self.model.embed
-            x, y = initial_state(section, self.model.d, self.model.accelerated)
+            # law = "tokens": x_i(0) = wte[id_i] + wpe[i] of a network's weights (its embed)
+            where = _initial.Where(base_dir, getattr(self.model, "embed", None))
+            x, y = initial_state(P.initial.given(), self.model.d, self.model.accelerated, where)
             self.x0 = x.astype(dtype)
             self.y0 = None if y is None else y.astype(dtype)
             self.model.check_state(self.x0, self.y0)
@@ -274,17 +271,25 @@ class Run:
             self.cluster.close()
 
     def resolved(self) -> dict:
-        """The fully resolved parameters, JSON-able (stored in every output file)."""
-        cfg = copy.deepcopy(self.config)
-        cfg["model"] = {**cfg["model"], **self.model.describe(), **self.model.block_files}
+        """The fully resolved parameters, JSON-able (stored in every output file); a new dict each call."""
+        return json.loads(self._resolved_json)
+
+    @functools.cached_property
+    def _resolved_json(self) -> str:
+        """:meth:`resolved` as JSON text, built once (the run's parameters do not change after it is built)."""
+        P = self.params
+        integrator = P.integrator.given()
         if getattr(self.integrator, "adaptive", False):  # rtol, atol in force (defaults filled in)
-            cfg["integrator"] = {**cfg["integrator"], **self.integrator.describe()}
+            integrator.update(self.integrator.describe())
         # file names as absolute paths, like the model's weight files: a resume from another
         # folder (or a sweep's worker) reads the same files
-        cfg["initial"] = {k: (os.path.abspath(config_path(v, self.base_dir))
-                              if k in _initial.FILE_KEYS and isinstance(v, str) and v else v)
-                          for k, v in cfg["initial"].items() if not k.startswith("_")}
-        return json.loads(json.dumps(cfg, default=_jsonable))
+        initial = {k: (os.path.abspath(config_path(v, self.base_dir))
+                       if k in _initial.FILE_KEYS and isinstance(v, str) and v else v)
+                   for k, v in P.initial.given().items()}
+        model = {**P.model.given(), **self.model.describe(), **self.model.block_files}
+        sections = schema.as_dict(P)
+        sections.update(model=model, integrator=integrator, initial=initial)
+        return json.dumps(sections, default=_jsonable)
 
     def make_system(self, state=None):
         """What the loop advances: the initial system, or one holding ``state`` (resume).
@@ -572,24 +577,22 @@ def _warn_stationary_law(P: schema.Config, file=None) -> None:
                       "kappa = 1.0", UserWarning, stacklevel=4)
 
 
-def _drop_unused_damping(cfg: dict) -> str | None:
-    """A first-order run whose integrator takes no damping runs without it; returns the schedule dropped.
+def _unused_damping(P: schema.Config) -> str | None:
+    """The damping schedule of a first-order run whose integrator takes none (else None).
 
-    Only nag integrates a damped flow x'' + alpha x' = f; for every other first-order
-    method ``[damping]`` becomes ``schedule = "none"`` in the resolved parameters (after
-    its keys are checked), before anything is built from them.
+    Only nag integrates a damped flow x'' + alpha x' = f; every other first-order method
+    runs with ``schedule = "none"`` (the run replaces ``[damping]`` before building anything,
+    after the schedule's keys are checked).
     """
     from .integrators import INTEGRATORS
 
-    damping, name = dict(cfg["damping"]), cfg["integrator"]["name"]
-    sched = damping.pop("schedule")
-    if cfg["model"]["dynamics"] != "first_order" or sched == "none" or not isinstance(name, str):
+    sched, name = P.damping.schedule, P.integrator.name
+    if P.model.dynamics != "first_order" or sched == "none" or not isinstance(name, str):
         return None
     cls = INTEGRATORS.get(name, {}).get("first_order")
     if cls is None or getattr(cls, "uses_schedule", False):
         return None  # a bad name is reported when the integrator is built
-    make_schedule(sched, cfg["run"]["t0"], **damping)  # its keys are checked all the same
-    cfg["damping"] = {"schedule": "none"}
+    make_schedule(sched, P.run.t0, **P.damping.options())  # its keys are checked all the same
     return sched
 
 

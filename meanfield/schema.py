@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -91,6 +92,21 @@ class Number(Kind):
             raise ParameterError(key, "a number > 0", value)
         if self.minimum is not None and value < self.minimum:
             raise ParameterError(key, f"a number >= {self.minimum}", value)
+        return value
+
+
+@dataclass(frozen=True)
+class Real(Kind):
+    """A finite real number (an integer with ``integer``) with ``ok(value)``; any failure says ``expected``.
+
+    The schema's form of :func:`meanfield.errors.check_real`: ``Real("a number in (0, 2)", lambda v: 0 < v < 2)``.
+    """
+
+    ok: Callable[[Any], bool] | None = None
+    integer: bool = False
+
+    def check(self, key, value):
+        check_real(key, value, self.expected, self.ok, integer=self.integer)
         return value
 
 
@@ -232,13 +248,14 @@ class Section:
         """The default of ``name`` for ``owner`` (MISSING when none is a value)."""
         return self.keys[name].default_for(owner)
 
-    def values(self, table: dict, names, owner: str | None = None) -> dict:
-        """``{name: value}`` of ``names``: from ``table``, else the default; each value checked."""
-        out = {}
-        for n in names:
-            v = table[n] if n in table else self.default(n, owner)
-            out[n] = None if v is MISSING else self.keys[n].kind.check(f"{self.name}.{n}", v)
-        return out
+    def read(self, table: dict, owner: str | None = None):
+        """``table`` as :attr:`params_class`: values checked, ``owner``'s defaults filled in.
+
+        Unlike :meth:`parse`, keys ``owner`` does not accept are not an error here (a
+        registry reports them first, with its own message); undeclared ones are kept apart.
+        """
+        self.check(table, owner)
+        return self.typed({**self.defaults(owner), **table})
 
     # ------------------------------------------------------------------ parsing
     @property
@@ -255,7 +272,7 @@ class Section:
             self._cls = dataclasses.make_dataclass(
                 f"{self.name.capitalize()}Params", fields, frozen=True,
                 namespace={"__doc__": f"The ``[{self.name}]`` section, parsed (see meanfield.schema).",
-                           "given": _given})
+                           "given": _given, "options": functools.partialmethod(_options, self)})
         return self._cls
 
     def typed(self, table: dict):
@@ -300,6 +317,12 @@ class Section:
         return self.params_class(**{**self.defaults(owner), **table})
 
 
+def _options(params, section: Section) -> dict:
+    """The keys set that belong to a variant (a schedule's ``r``, an integrator's ``rtol``), not to
+    every run (``schedule``, ``name``, ``h``): what a registry's constructor takes."""
+    return {k: v for k, v in _given(params).items() if section.owners.get(k, True)}
+
+
 def _given(params) -> dict:
     out = {f.name: getattr(params, f.name) for f in dataclasses.fields(params)
            if f.name != "_unknown" and getattr(params, f.name) is not None}
@@ -340,8 +363,22 @@ class Config:
 
 
 def typed(cfg: dict) -> Config:
-    """The resolved configuration ``cfg`` (:func:`meanfield.io.config.resolve`) as a :class:`Config`."""
-    return Config(**{name: SECTIONS[name].typed(body) for name, body in cfg.items()})
+    """A configuration (resolved, or as a run file stored it) as a :class:`Config`.
+
+    A missing section is an empty one (no ``[cluster]``: None); sections no one declared
+    (a newer file's) are left out.
+    """
+    return Config(**{name: SECTIONS[name].typed(cfg[name]) if isinstance(cfg.get(name), dict) else
+                     (None if name == "cluster" else SECTIONS[name].typed({})) for name in SECTIONS})
+
+
+def as_dict(P: Config) -> dict:
+    """``{section: {key: value}}`` of the keys set in ``P`` (the form stored in run files)."""
+    return {f.name: getattr(P, f.name).given() for f in dataclasses.fields(P) if getattr(P, f.name) is not None}
+
+
+#: The sections of a sweep file (``meanfield sweep``): its top level and its ``[output]``.
+SWEEP_SECTIONS: dict[str, Section] = {"sweep": Section("sweep"), "sweep.output": Section("output")}
 
 
 def section(name: str) -> Section:
@@ -349,9 +386,10 @@ def section(name: str) -> Section:
     return SECTIONS[name]
 
 
-def all_keys() -> dict[str, Key]:
-    """``"section.key" -> Key`` for every declared key."""
-    return {f"{s}.{n}": k for s, sec in SECTIONS.items() for n, k in sec.keys.items()}
+def all_keys(sweep: bool = False) -> dict[str, Key]:
+    """``"section.key" -> Key`` for every declared key of a parameter file (and a sweep file's)."""
+    sections = {**SECTIONS, **(SWEEP_SECTIONS if sweep else {})}
+    return {f"{s}.{n}": k for s, sec in sections.items() for n, k in sec.keys.items()}
 
 
 def owners_of(full_key: str) -> list[str]:
@@ -365,5 +403,5 @@ def resumable() -> tuple[str, ...]:
     return tuple(f for f, k in all_keys().items() if k.resumable)
 
 
-__all__ = ["MISSING", "SECTIONS", "Checked", "Choice", "Config", "typed", "Derived", "Flag", "Key", "Kind", "Number", "OneOf", "PerOwner",
-           "Section", "all_keys", "owners_of", "resumable", "section", "spoken_choices"]
+__all__ = ["MISSING", "SECTIONS", "Checked", "Choice", "Config", "Real", "as_dict", "typed", "Derived", "Flag", "Key", "Kind", "Number", "OneOf", "PerOwner",
+           "SWEEP_SECTIONS", "Section", "all_keys", "owners_of", "resumable", "section", "spoken_choices"]

@@ -107,19 +107,6 @@ def test_no_default_of_a_declared_key_lives_outside_the_schema():
     assert not found, "\n".join(found)
 
 
-def test_docs_list_the_resumable_keys_from_the_schema():
-    import sys
-
-    sys.path.insert(0, str(ROOT / "docs" / "_ext"))
-    try:
-        import mf_params
-    finally:
-        sys.path.remove(str(ROOT / "docs" / "_ext"))
-    page = mf_params.generate((ROOT / "docs" / "parameters.md").read_text(encoding="utf-8"))
-    assert mf_params.RESUMABLE_MARK not in page
-    assert all(f"`{k}`" in page for k in RESUMABLE)
-
-
 def test_a_template_names_every_key_its_choices_accept():
     """A key the template does not show is named on the section's 'also' line (from the schema)."""
     from meanfield_cli.templates import SOFTMAX_SPEC, render
@@ -129,3 +116,100 @@ def test_a_template_names_every_key_its_choices_accept():
     assert "check_every" not in text.split("[run]")[0]
     run_part = text.split("[run]")[1].split("[output]")[0]
     assert "# also: steps, oracle_calls, check_every (docs/parameters.md)" in run_part
+
+
+# ------------------------------------------------------------------ no key read by string elsewhere
+#: The raw layer names sections and keys by string: the schema itself, the reader of raw TOML
+#: tables (io/config: it hands them to the schema), the sweep file's expansion into raw tables
+#: (sweep/spec), and the template renderer (cli/templates: its data is keyed by section).
+RAW_LAYER = {"meanfield/schema.py", "meanfield/io/config.py", "meanfield/sweep/spec.py", "cli/templates.py"}
+#: Strings that name something other than a section of the parameters: (file, string, receiver).
+OTHER_MEANING = {
+    ("meanfield/io/checkpoint.py", "integrator", "g"),  # the checkpoint's HDF5 group of integrator state
+    ("meanfield/io/checkpoint.py", "integrator", "ckpt"),
+    ("meanfield/io/writer.py", "integrator", "ck"),
+    ("meanfield/resume.py", "integrator", "ck"),  # the same state, read back
+    ("meanfield/diagnostics/rates.py", "integrator", "d"),  # columns of the convergence table
+    ("meanfield/diagnostics/rates.py", "model", "r"),
+    ("meanfield/diagnostics/rates.py", "model", "rows[0]"),
+    ("cli/main.py", "model", "live"),  # the status sidecar of a running file
+}
+#: Names the code gives to tables of parameters (a key read from one of these is read by string).
+TABLE_NAMES = {"p", "section", "sec", "table", "block", "cfg", "config", "params", "stored", "base", "init",
+               "sol", "run", "damping", "integ", "model_params", "raw", "body", "s"}
+
+
+def _string_reads(path):
+    """``(string, receiver expression, line)`` of every ``x["s"]``, ``x.get/pop/setdefault("s")``, ``"s" in x``."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
+            yield node.slice.value, node.value, node.lineno
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and node.func.attr in ("get", "pop", "setdefault") and node.args
+              and isinstance(node.args[0], ast.Constant)):
+            yield node.args[0].value, node.func.value, node.lineno
+        elif (isinstance(node, ast.Compare) and isinstance(node.left, ast.Constant)
+              and isinstance(node.ops[0], (ast.In, ast.NotIn))):
+            yield node.left.value, node.comparators[0], node.lineno
+
+
+def _modules():
+    for path in sorted((ROOT / "meanfield").rglob("*.py")) + sorted((ROOT / "cli").rglob("*.py")):
+        rel = str(path.relative_to(ROOT))
+        if rel not in RAW_LAYER:
+            yield rel, path
+
+
+def test_no_section_of_the_parameters_is_read_by_string_outside_the_schema():
+    """Outside the raw layer, parameters are the schema's typed objects: ``P.run.t1``, never
+    ``cfg["run"]["t1"]`` (run files' configs too: ``Trajectory.params``, ``schema.typed``)."""
+    sections = set(schema.SECTIONS)
+    found = [f"{rel}:{line}: {ast.unparse(recv)}[{s!r}]" for rel, path in _modules()
+             for s, recv, line in _string_reads(path)
+             if s in sections and (rel, s, ast.unparse(recv)) not in OTHER_MEANING]
+    assert not found, "\n".join(found)
+
+
+def test_no_key_of_the_parameters_is_read_by_string_from_a_table_outside_the_schema():
+    keys = {n for sec in schema.SECTIONS.values() for n in sec.keys}
+    found = []
+    for rel, path in _modules():
+        for s, recv, line in _string_reads(path):
+            text = ast.unparse(recv)
+            table = (isinstance(recv, ast.Name) and recv.id in TABLE_NAMES) or "given()" in text or "config" in text
+            if s in keys and table:
+                found.append(f"{rel}:{line}: {text}[{s!r}]")
+    assert not found, "\n".join(found)
+
+
+def test_the_string_read_checks_can_fail(tmp_path):
+    """The scanners above see the reads they forbid."""
+    bad = tmp_path / "bad.py"
+    bad.write_text('def f(cfg, p):\n    return cfg["run"], p.get("beta"), "causal" in p\n')
+    reads = {(s, ast.unparse(r)) for s, r, _ in _string_reads(bad)}
+    assert reads == {("run", "cfg"), ("beta", "p"), ("causal", "p")}
+
+
+def test_a_run_file_written_before_the_schema_resumes_bit_for_bit(tmp_path):
+    """tests/data/pre_schema_run.h5 was written by meanfield at ad8842c (before the schema: its
+    stored parameters lack the defaults filled in since); resumed from 4 to 8 steps it equals
+    8 steps run now."""
+    import json
+    import shutil
+
+    import h5py
+    import numpy as np
+
+    from meanfield.resume import resume_run
+
+    path = str(tmp_path / "old.h5")
+    shutil.copy(ROOT / "tests" / "data" / "pre_schema_run.h5", path)
+    with h5py.File(path, "r") as f:
+        stored = json.loads(f.attrs["config"])
+    assert "moment_ode" not in stored["diagnostics"]  # what makes the file 'old'
+    res = resume_run(path, overrides=["run.steps=8"])
+    stored["run"]["steps"] = 8
+    ref = meanfield.Run(stored).simulate()
+    assert res.status == "finished"
+    np.testing.assert_array_equal(res.x, ref.x)
+    np.testing.assert_array_equal(meanfield.load(path)["energy"], ref["energy"])

@@ -20,8 +20,6 @@ from __future__ import annotations
 import re
 
 PAGE = "parameters"
-#: A line of ``parameters.md`` replaced by the list of the keys ``--resume`` may change.
-RESUMABLE_MARK = "<!-- resumable keys -->"
 ROW = re.compile(r"^\| `([a-z]+)\.([A-Za-z_0-9]+)` \| (.*?) \| (.*) \|\s*$")
 HEADER = "| key | default | meaning |"
 
@@ -41,12 +39,6 @@ def accepted_keys() -> dict[str, list[str]]:
     """Every ``section.key`` the schema declares -> who accepts it (empty list: every run)."""
     schema = _load_schema()
     return {full: schema.owners_of(full) for full in schema.all_keys()}
-
-
-def resumable_text() -> str:
-    """The keys ``--resume`` may change, as the docs list them (from the schema)."""
-    keys = _load_schema().resumable()
-    return ", ".join(f"`{k}`" for k in keys[:-1]) + f" and `{keys[-1]}`."
 
 
 def code_defaults() -> dict[str, dict[str, object]]:
@@ -161,9 +153,6 @@ def generate(text: str, keys=None, defaults=None) -> str:
             continue
         if line.strip() == "|---|---|---|" and i and lines[i - 1].strip() == HEADER:
             out.append("|---|---|---|---|")
-            continue
-        if line.strip() == RESUMABLE_MARK:
-            out.append(resumable_text())
             continue
         if m:
             section, key = m.group(1), f"{m.group(1)}.{m.group(2)}"

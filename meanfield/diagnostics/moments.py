@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ParameterError
-from ..initial import with_defaults
+from ..initial import as_typed
 from ..reductions.bilinear_moments import BilinearMomentODE
 
 
@@ -51,7 +51,6 @@ class MomentODEProbe:
 
 def moment_ode_probe(run) -> MomentODEProbe:
     """Build the probe for a :class:`meanfield.run.Run`, checking that the closure applies."""
-    cfg = run.config
     if run.model.name != "bilinear":
         raise ParameterError("diagnostics.moment_ode", "the bilinear model (the closure is docs/models.md §2's)",
                              run.model.name)
@@ -64,16 +63,16 @@ def moment_ode_probe(run) -> MomentODEProbe:
                              run.integrator.name)
     S = b = None
     if run.model.accelerated:
-        initial = with_defaults(cfg["initial"], cfg["initial"].get("law"), cfg["initial"].get("momentum"))
-        mom = initial["momentum"]
+        initial = as_typed(run.params.initial.given())
+        mom = initial.momentum
         d = run.model.d
         if mom == "zero":
             S, b = np.zeros((d, d)), np.zeros(d)
         elif mom == "affine":
             from ..models._params import as_matrix, as_vector
 
-            S = as_matrix(initial["S"], d, "initial.S")
-            b = as_vector(initial["b"], d, "initial.b")
+            S = as_matrix(initial.S, d, "initial.S")
+            b = as_vector(initial.b, d, "initial.b")
         else:
             raise ParameterError("diagnostics.moment_ode",
                                  'momentum "affine" or "zero" (the closure needs y = S x + b)', mom)
@@ -81,7 +80,7 @@ def moment_ode_probe(run) -> MomentODEProbe:
     if getattr(run, "pde", None) is not None:
         d = run.model.d
         moments = (run.pde.mean0[:d], run.pde.second0[:d, :d])
-    return MomentODEProbe(run.model, run.schedule, run.x0, cfg["run"]["t0"], S, b, moments)
+    return MomentODEProbe(run.model, run.schedule, run.x0, run.params.run.t0, S, b, moments)
 
 
 def whitened(x) -> np.ndarray:

@@ -136,11 +136,11 @@ def gap_at(calls, gap, k, floor=1e-300):
 
 def describe_run(tr) -> dict:
     """``{"model", "dynamics", "integrator", ...}`` of a loaded run (a :class:`~meanfield.io.hdf5.Trajectory`), for tables."""
-    c = tr.config
-    m, i, dmp = c.get("model", {}), c.get("integrator", {}), c.get("damping", {})
-    return {"model": m.get("name"), "dynamics": m.get("dynamics"), "integrator": i.get("name"),
-            "h": i.get("h"), "schedule": dmp.get("schedule") or schema.section("damping").default("schedule"),
-            "solver": c.get("solver", {}).get("kind") or schema.section("solver").default("kind")}
+    P = schema.typed(tr.config or {})
+    m, i = P.model, P.integrator
+    return {"model": m.name, "dynamics": m.dynamics, "integrator": i.name, "h": i.h,
+            "schedule": P.damping.schedule or schema.section("damping").default("schedule"),
+            "solver": P.solver.kind or schema.section("solver").default("kind")}
 
 
 def problem_of(tr) -> str:
@@ -150,8 +150,8 @@ def problem_of(tr) -> str:
     scales); ``meanfield compare`` warns, and ``plot --kind energy`` measures each
     problem's runs from their own lowest energy.
     """
-    m = tr.config.get("model", {})
-    return f"{m.get('name')}, d = {m.get('d')}"
+    m = schema.typed(tr.config or {}).model
+    return f"{m.name}, d = {m.d}"
 
 
 def is_baseline(tr) -> bool:

@@ -29,8 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ParameterError, check_real
-from ..schema import Derived, Key, Kind
+from ..schema import Checked, Derived, Key, Real
 from .base import INTEGRATOR, Integrator
 
 
@@ -58,12 +57,6 @@ def dense_from_state(state: dict):
             np.array(state["dense_stages"], dtype=float))
 
 
-def check_tolerances(rtol, atol) -> tuple[float, float]:
-    """Validate ``[integrator] rtol, atol``: rtol in (0, 1), atol >= 0 (ParameterError otherwise)."""
-    return (check_real("integrator.rtol", rtol, "a number in (0, 1)", lambda v: 0 < v < 1),
-            check_real("integrator.atol", atol, "a number >= 0", lambda v: v >= 0))
-
-
 class AdaptiveIntegrator(Integrator):
     """Base class of error-controlled methods (module docstring).
 
@@ -89,20 +82,18 @@ class AdaptiveIntegrator(Integrator):
     error_order = 0
     dense_order = 0
     options = INTEGRATOR.declare(
-        Key("rtol", Kind("a number in (0, 1)"), 1e-6, "relative tolerance of the error control"),
-        Key("atol", Kind("a number >= 0"), 1e-9, "absolute tolerance of the error control"),
-        Key("h_max", Kind("a step bound > 0"), Derived("no bound"), "largest step", "time"),
+        Key("rtol", Real("a number in (0, 1)", lambda v: 0 < v < 1), 1e-6, "relative tolerance of the error control"),
+        Key("atol", Real("a number >= 0", lambda v: v >= 0), 1e-9, "absolute tolerance of the error control"),
+        Key("h_max", Checked("a step bound > 0", lambda v: not isinstance(v, bool) and isinstance(v, (int, float))
+                             and v > 0), Derived("no bound"), "largest step", "time"),
         owners=("dopri5", "ros34pw2", "auto"))
     rtol, atol = INTEGRATOR.default("rtol"), INTEGRATOR.default("atol")
     h_max = None
 
     def __init__(self, **options):
         super().__init__(**options)
-        self.rtol, self.atol = check_tolerances(self.rtol, self.atol)
-        if self.h_max is not None:
-            if isinstance(self.h_max, bool) or not isinstance(self.h_max, (int, float)) or not self.h_max > 0:
-                raise ParameterError("integrator.h_max", "a step bound > 0", self.h_max)
-            self.h_max = float(self.h_max)
+        self.rtol, self.atol = float(self.rtol), float(self.atol)  # checked by the schema (Integrator)
+        self.h_max = None if self.h_max is None else float(self.h_max)
         self.stats = {"jacobians": 0, "jvps": 0, "factorizations": 0}
 
     def step(self, model, schedule, t, h, x, y):  # pragma: no cover - the loop attempts adaptive steps

@@ -41,6 +41,7 @@ class Integrator:
     options: tuple[str, ...] = ()
 
     def __init__(self, **options):
+        INTEGRATOR.check(options)  # each option's kind, as the schema declares it
         for key, value in options.items():
             setattr(self, key, value)
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import math
 
-from ..errors import check_real
-from ..schema import Derived, Key, Kind
+from ..schema import Derived, Key, Real
 from .base import INTEGRATOR, Integrator
 from .runge_kutta import RK4Damped
 
@@ -66,14 +65,15 @@ class HeavyBall(Integrator):
     oracle_calls = 1
     kind = "accelerated"
     options = INTEGRATOR.declare(
-        Key("beta", Kind("a number in (0, 1)"), Derived("1 - h alpha(t)"), "heavy_ball's momentum coefficient"),
+        Key("beta", Real("a number in (0, 1)", lambda v: 0.0 < v < 1.0), Derived("1 - h alpha(t)"),
+            "heavy_ball's momentum coefficient"),
         owners="heavy_ball")
     beta = None  # derived from the schedule at every step
 
     def __init__(self, **options):
         super().__init__(**options)
-        if self.beta is not None:
-            self.beta = check_real("integrator.beta", self.beta, "a number in (0, 1)", lambda v: 0.0 < v < 1.0)
+        if self.beta is not None:  # checked by the schema (Integrator)
+            self.beta = float(self.beta)
 
     def step(self, model, schedule, t, h, x, y):
         beta = self.beta if self.beta is not None else 1.0 - h * schedule.alpha(t)

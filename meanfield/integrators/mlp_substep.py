@@ -93,7 +93,7 @@ class NesterovMLP(LieMLP):
     def __init__(self, model):
         super().__init__(model)
         p = model.mlp_nesterov
-        self.mu, self.beta, self.gamma = p["mlp_mu"], p["mlp_beta"], p["mlp_gamma"]
+        self.mu, self.beta, self.gamma = float(p.mlp_mu), float(p.mlp_beta), float(p.mlp_gamma)
         self._xin = None
 
     def after(self, model, x, v, h, layer) -> None:

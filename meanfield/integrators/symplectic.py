@@ -46,8 +46,7 @@ import math
 
 import numpy as np
 
-from ..errors import check_real
-from ..schema import Key, Kind
+from ..schema import Key, Real
 from .base import INTEGRATOR, Integrator
 
 #: Default coupling of the two copies. Measured on undamped bilinear runs of
@@ -65,7 +64,7 @@ from .base import INTEGRATOR, Integrator
 #: 150 with omega = 5 / 2 / 1 at h = 0.1, t = 132 / 211 / 312 at h = 0.05),
 #: while kick_drift, ab2 and rk4 run on to t = 2000. Use a smaller h or omega
 #: for such long runs.
-_OPTIONS = INTEGRATOR.declare(Key("omega", Kind("a finite number > 0 (Tao's coupling)"), 5.0,
+_OPTIONS = INTEGRATOR.declare(Key("omega", Real("a finite number > 0 (Tao's coupling)", lambda v: v > 0), 5.0,
                        "coupling of Tao's doubled copies"), owners=("tao2", "strang"))
 DEFAULT_OMEGA = INTEGRATOR.default("omega")
 
@@ -81,8 +80,7 @@ class _TaoBase(Integrator):
 
     def __init__(self, **options):
         super().__init__(**options)
-        w = self.omega
-        self.omega = check_real("integrator.omega", w, "a finite number > 0 (Tao's coupling)", lambda v: v > 0)
+        self.omega = float(self.omega)  # checked by the schema (Integrator)
         self.reset()
 
     # ------------------------------------------------------------- state

@@ -17,7 +17,7 @@ import tomllib
 from .. import schema
 from ..errors import ParameterError
 from ..models._params import MODEL
-from ..schema import MISSING, Checked, Derived, Flag, Key, Kind, Number, OneOf
+from ..schema import MISSING, Checked, Derived, Flag, Key, Kind, Number, OneOf, Real
 
 #: What ``[output] save`` may list: positions, momenta, the MLP velocity of accelerated blocks, and
 #: the state after each attention sub-step of a block (``x_mid``).
@@ -74,8 +74,7 @@ schema.section("diagnostics").declare(
     Key("dissipation", OneOf(("auto", "step", "save", "off")), "auto",
         "residual of dH/dt = -2 alpha K: every step, at saves, off, or auto"),
     Key("moment_ode", Flag(), False, "solve the closed moment ODE alongside (bilinear, gaussian-type laws)"),
-    Key("cluster_tol", Checked("a number in (0, 2)", lambda v: not isinstance(v, bool) and isinstance(
-        v, (int, float)) and math.isfinite(v) and 0 < v < 2), Derived("1e-3"),
+    Key("cluster_tol", Real("a number in (0, 2)", lambda v: 0 < v < 2), Derived("1e-3"),
         "clusters: <theta_i, theta_j> > 1 - cluster_tol (sphere models, networks)"),
     Key("network", Flag(), Derived("true"), "full per-head network diagnostics at every save (networks)"),
 )

@@ -22,6 +22,8 @@ import math
 import os
 import socket
 
+from .. import schema
+
 #: Suffix of the status sidecar (``OUT.h5`` -> ``OUT.h5.status``).
 STATUS_SUFFIX = ".status"
 
@@ -54,12 +56,12 @@ class LiveStatus:
 
     def __init__(self, path: str, config: dict | None = None):
         self.path = status_path(path)
-        cfg = config or {}
-        model = cfg.get("model", {})
-        bound = {k: v for k, v in cfg.get("run", {}).items()
+        P = schema.typed(config or {})
+        model = P.model
+        bound = {k: v for k, v in P.run.given().items()
                  if k in ("t1", "steps", "oracle_calls", "layers") and v not in (None, False)}
         self.base = {"file": os.path.abspath(path), "pid": os.getpid(), "host": socket.gethostname(),
-                     "model": f"{model.get('name')}/{model.get('dynamics')}", "end": bound,
+                     "model": f"{model.name}/{model.dynamics}", "end": bound,
                      "started": _now()}
         self.state = {"status": "running", "step": None, "t": None, "saves": 0}
 

@@ -10,6 +10,7 @@ from collections.abc import MutableMapping
 import h5py
 import numpy as np
 
+from .. import schema
 from ..errors import ParameterError
 from .checkpoint import _file_checkpoint, _sidecar_checkpoint, read_checkpoint
 from .runfile import SCALES, is_being_written, unreadable_reason
@@ -189,6 +190,11 @@ class Trajectory:
     def t(self) -> np.ndarray:
         """Save times, shape ``(T,)`` (empty for a run without saves)."""
         return self.scales.get("sim_time", np.zeros(0))
+
+    @property
+    def params(self) -> schema.Config:
+        """:attr:`config` typed by the parameter schema (:class:`meanfield.schema.Config`)."""
+        return schema.typed(self.config or {})
 
     def _final(self, which: str):
         ck = self.checkpoint

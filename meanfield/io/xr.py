@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 
+from .. import schema
 from .reader import grid_axes
 from .runfile import SCALES
 
@@ -88,10 +89,11 @@ def to_dataset(tr):
     tasks = {k: np.asarray(v) for k, v in tr.tasks.items()}
     lengths = [len(v) for v in (*scales.values(), *tasks.values())]
     T = min(lengths) if lengths else 0
-    d = tr.config.get("model", {}).get("d")
+    P = schema.typed(tr.config or {})
+    d = P.model.d
     n = next((v.shape[1] for k, v in tasks.items() if k in ("x", "y") and v.ndim == 3), None)
     if n is None:
-        n = tr.config.get("initial", {}).get("n")
+        n = P.initial.n
     coords = {"sim_time": ("sim_time", scales.get("sim_time", np.zeros(0))[:T])}
     for name in (*SCALES[1:], "mlp_calls"):
         if name in scales:

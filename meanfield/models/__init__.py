@@ -21,56 +21,67 @@ MODELS: dict[str, type[Model]] = {"bilinear": Bilinear, "softmax": Softmax, "sph
 MAX_D = 4096
 
 
-def make_model(p: dict, dtype=np.float64, base_dir: str | None = None) -> Model:
+def make_model(p: dict, dtype=np.float64, base_dir: str | None = None, diagnostics=None) -> Model:
     """Build a model from the ``[model]`` section of a parameter file.
 
     ``base_dir`` is the folder relative file names (``mlp``, per-layer ``A``,
     ``V`` files) are read from (the parameter file's; the working directory if None).
+    ``diagnostics``: the run's ``[diagnostics]`` as the schema types it; the model takes
+    the keys that are its own (``cluster_tol``, ``network``: :meth:`Model.set_diagnostics`).
     """
-    name = p.get("name", MODEL.default("name"))
+    model = _make_model(p, dtype, base_dir)
+    if diagnostics is not None:
+        model.set_diagnostics(diagnostics)
+    return model
+
+
+def _make_model(p: dict, dtype, base_dir) -> Model:
+    given = MODEL.typed(p)
+    name = given.name if given.name is not None else MODEL.default("name")
     if not isinstance(name, str) or name not in MODELS:
         raise ParameterError("model.name", f"one of {sorted(MODELS)}", name)
-    d = p.get("d")
+    d = given.d
     if isinstance(d, int) and not isinstance(d, bool) and d > MAX_D:
         raise ParameterError("model.d", f"a dimension <= {MAX_D} (d x d matrices are stored densely)", d)
-    dynamics = p.get("dynamics", MODEL.default("dynamics", name))
+    dynamics = given.dynamics if given.dynamics is not None else MODEL.default("dynamics", name)
     if not isinstance(dynamics, str) or dynamics not in DYNAMICS:
         # checked before the model parses its parameters, which depend on the dynamics
         raise ParameterError("model.dynamics", f"one of {list(DYNAMICS)}", dynamics)
-    if name == "softmax" and "weights" in p:  # a network from a weight file: its own keys and blocks
+    if name == "softmax" and given.weights is not None:  # a network from a weight file: its own keys
         return Network.from_dict(p, dtype=dtype, base_dir=base_dir)
     cls = MODELS[name]
-    block = {k: p[k] for k in MLP_KEYS if k in p}
+    block = {k: v for k, v in given.given().items() if k in MLP_KEYS}
     for key in p:
         if key not in cls.keys and key not in block:
             raise ParameterError(
                 f"model.{key}", f"a key of model {name!r} (valid: {', '.join(cls.keys + MLP_KEYS)})", key
             )
     if block and name == "bilinear":
-        key = "mlp" if "mlp" in block else next(iter(block))
+        key = "mlp" if given.mlp is not None else next(iter(block))
         raise ParameterError(f"model.{key}", "the softmax or sphere model (a token-wise MLP breaks the "
                              "bilinear model's closed moment dynamics: not supported)", name)
-    if block and "mlp" not in block:
+    if block and given.mlp is None:
         key = next(iter(block))
         raise ParameterError(f"model.{key}", f"model.mlp (the weight file) with model.{key}", None)
     p = {k: v for k, v in p.items() if k not in MLP_KEYS}
     files = {}
     if name == "softmax" and isinstance(d, int) and not isinstance(d, bool) and d >= 1:
         for key in ("A", "V"):
-            loaded = load_layered_matrix(p.get(key), p.get("d"), f"model.{key}", base_dir)
+            loaded = load_layered_matrix(getattr(given, key), d, f"model.{key}", base_dir)
             if loaded is not None:
                 files[key] = loaded
                 p[key] = loaded[0][0]  # layer 0 validates like a matrix given inline
     elif name == "sphere":
         for key in ("Q", "K", "V"):
-            if isinstance(p.get(key), str) and p[key].lower().endswith((".npy", ".npz")):
+            value = getattr(given, key)
+            if isinstance(value, str) and value.lower().endswith((".npy", ".npz")):
                 raise ParameterError(f"model.{key}", "a matrix given inline (per-layer matrix files "
-                                     "are read by the softmax model only)", p[key])
+                                     "are read by the softmax model only)", value)
     model = cls.from_dict(p, dtype=dtype)
     if files:
         _set_layers(model, p, files)
     if block:
-        model.mlp = TokenMLP.from_file(block["mlp"], model.d, MODEL.values(block, ("mlp_activation",), name)["mlp_activation"], base_dir)
+        model.mlp = TokenMLP.from_file(given.mlp, model.d, MODEL.read(block, name).mlp_activation, base_dir)
         model.mlp_splitting = splitting_of(block, model.accelerated)
         model.mlp_nesterov = nesterov_params(block)
         _layer_count(model, model.mlp.n_layers, "model.mlp", model.mlp.path)
@@ -108,7 +119,7 @@ def _set_layers(model, p: dict, files: dict) -> None:
         V = np.einsum("ij,ljk->lik", model.B, A)
     elif "V" in stacks:
         V = np.broadcast_to(stacks["V"], (L, model.d, model.d))
-    elif "V" in p:
+    elif MODEL.typed(p).V is not None:  # one V given inline for every layer
         V = np.broadcast_to(model.V, (L, model.d, model.d))
     else:
         V = np.einsum("ij,ljk->lik", model.B, A)

@@ -128,7 +128,7 @@ import numpy as np
 
 from .._kernels import fourier as FK
 from ..errors import ParameterError, SimulationError
-from ..schema import Checked, Key, OneOf
+from ..schema import Key, OneOf, Real
 from ._params import MODEL, require_symmetric
 
 SUMMATIONS = ("exact", "fourier")
@@ -136,10 +136,8 @@ SUMMATIONS = ("exact", "fourier")
 SUMMATION_KEYS = MODEL.declare(
     Key("summation", OneOf(SUMMATIONS, f"one of {list(SUMMATIONS)}"), "exact",
         "exact pair sums, or Fourier summation (d <= 3, no mask)"),
-    Key("summation_tol", Checked("a number in [1e-14, 1) (relative accuracy of the interaction sums)",
-                                 lambda v: not isinstance(v, bool) and isinstance(v, (int, float))
-                                 and math.isfinite(v) and 1e-14 <= v < 1), 1e-10,
-        "relative accuracy of the Fourier sums"),
+    Key("summation_tol", Real("a number in [1e-14, 1) (relative accuracy of the interaction sums)",
+                              lambda v: 1e-14 <= v < 1), 1e-10, "relative accuracy of the Fourier sums"),
     owners=("softmax", "sphere"))
 DEFAULT_TOL = MODEL.key("summation_tol").default
 #: Cell side (in units of the kernel width) of the a-priori kappa bound, and the most cells it
@@ -189,12 +187,6 @@ def finufft_module():
                 del os.environ["OMP_WAIT_POLICY"]
         _FINUFFT = finufft
     return _FINUFFT
-
-
-def summation_keys(p: dict) -> tuple[str, float]:
-    """Read ``summation`` and ``summation_tol`` of a ``[model]`` section (types and ranges only)."""
-    s = MODEL.values(p, SUMMATION_KEYS)
-    return s["summation"], float(s["summation_tol"])
 
 
 def psd_factor(A: np.ndarray, key: str = "model.A", why: str = "") -> np.ndarray:

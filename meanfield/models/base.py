@@ -174,6 +174,13 @@ class Model:
     def check_state(self, x, y) -> None:
         """Hook for geometry checks; the Euclidean models accept any finite state."""
 
+    def _check_input(self, x) -> None:
+        """ValueError unless ``x`` is what the kernels take: a C-contiguous ``(N, d)`` array of the model's dtype."""
+        if x.dtype != self.dtype or x.ndim != 2 or x.shape[1] != self.d or not x.flags.c_contiguous:
+            raise ValueError(
+                f"{self.name} model expects a C-contiguous ({self.d},)-wide {self.dtype} state, "
+                f"got {x.dtype} array of shape {x.shape}")
+
     def project(self, x, y) -> None:
         """Retraction / projection after a step (identity in R^d)."""
 

@@ -80,7 +80,7 @@ class BilinearParams:
     @classmethod
     def from_dict(cls, p: dict) -> BilinearParams:
         """Validated parameters from a ``[model]`` section (a ParameterError names a bad key)."""
-        s = MODEL.parse(p, "bilinear", "model 'bilinear'")
+        s = MODEL.read(p, "bilinear")
         d = s.d
         if not isinstance(d, int) or isinstance(d, bool) or d < 1:
             raise ParameterError("model.d", "a positive integer", d)
@@ -120,7 +120,7 @@ class Bilinear(Model):
     @classmethod
     def from_dict(cls, p: dict, dtype=np.float64):
         """The model of a ``[model]`` section, computing in ``dtype``."""
-        s = MODEL.parse(p, "bilinear", "model 'bilinear'")
+        s = MODEL.read(p, "bilinear")
         return cls(BilinearParams.from_dict(p), s.dynamics, dtype, causal=s.causal)
 
     # ---------------------------------------------------------------- scratch

@@ -257,15 +257,20 @@ class TokenMLP:
         return out
 
 
-def nesterov_params(p: dict) -> dict:
-    """``mlp_mu, mlp_beta, mlp_gamma`` from ``[model]`` (defaults 0.9, 0.9, 1.0), checked finite."""
-    values = MODEL.values(p, NESTEROV_DEFAULTS)
-    return {k: check_real(f"model.{k}", v, "a finite number") for k, v in values.items()}
+def nesterov_params(p: dict):
+    """``mlp_mu, mlp_beta, mlp_gamma`` of ``[model]`` (schema defaults 0.9, 0.9, 1.0), checked finite.
+
+    Returns the section as the schema types it (read ``.mlp_mu``, ``.mlp_beta``, ``.mlp_gamma``).
+    """
+    s = MODEL.read(p, "network")  # the keys every owner of the Nesterov sub-step shares
+    for k in NESTEROV_DEFAULTS:
+        check_real(f"model.{k}", getattr(s, k), "a finite number")
+    return s
 
 
 def splitting_of(p: dict, accelerated: bool) -> str:
     """``mlp_splitting`` ("lie" default); "strang" is for first-order dynamics only."""
-    s = MODEL.values(p, ("mlp_splitting",))["mlp_splitting"]
+    s = MODEL.read(p, "softmax").mlp_splitting
     if not isinstance(s, str) or s not in SPLITTINGS:
         raise ParameterError("model.mlp_splitting", f"one of {list(SPLITTINGS)}", s)
     if accelerated and s != "lie":

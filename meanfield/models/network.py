@@ -55,7 +55,7 @@ from .._kernels._config import TOKENWISE_SERIAL_BELOW, serial_if_small
 from .._kernels.heads import attention_heads
 from .._kernels.layernorm import layer_norm_rows
 from ..errors import ParameterError, check_real
-from ..schema import Checked, Derived, Key, Kind, OneOf
+from ..schema import Derived, Key, Kind, OneOf, Real
 from ._params import MODEL, config_path
 from .base import Model
 from .mlp import NESTEROV_DEFAULTS, TokenMLP, nesterov_params
@@ -78,13 +78,11 @@ def _choice_not_yet(values):
 MODEL.declare(
     Key("weights", Kind("a weight file name (.npz or .safetensors)"), Derived("none: the softmax model"),
         "a network from a weight file (the schema of docs/models.md)"),
-    Key("heads", Checked("a positive integer", lambda v: not isinstance(v, bool) and isinstance(v, int)
-                         and v >= 1), Derived("from the weight file"), "attention heads H (checked against "
-        "the weights)"),
+    Key("heads", Real("a positive integer", lambda v: v >= 1, integer=True), Derived("from the weight file"),
+        "attention heads H (checked against the weights)"),
     Key("layer_norm", _choice_not_yet(LAYER_NORMS), "pre", "pre | post | none"),
     Key("ln_mode", _choice_not_yet(LN_MODES), "affine", "affine LayerNorm, or fold g, b into the weights"),
-    Key("ln_eps", Checked("a positive finite number", lambda v: not isinstance(v, bool) and isinstance(
-        v, (int, float)) and math.isfinite(v) and v > 0), 1e-5, "LayerNorm's eps"),
+    Key("ln_eps", Real("a positive finite number", lambda v: v > 0), 1e-5, "LayerNorm's eps"),
     Key("metric", OneOf(METRICS, f"one of {list(METRICS)}"), "flat",
         "accelerated networks: flat (x'' = -alpha x' + Attn) or mobility (multi-head Hamiltonian)"),
     owners="network")
@@ -187,8 +185,9 @@ class Network(Model):
         LayerNorm applied literally, or folded into the weights (pre-LN).
     dynamics : {"first_order", "accelerated"}
         The network's forward flow, or its damped second-order flow (flat metric).
-    nesterov : dict or None
-        ``mlp_mu, mlp_beta, mlp_gamma`` of the accelerated MLP sub-step (defaults of the SympFormer code).
+    nesterov : ModelParams or None
+        ``mlp_mu, mlp_beta, mlp_gamma`` of the accelerated MLP sub-step (:func:`nesterov_params`;
+        None: the schema's defaults, those of the SympFormer code).
     metric : {"flat", "mobility"}
         Accelerated networks: the flat damped flow, or the multi-head mobility Hamiltonian.
     """
@@ -221,7 +220,7 @@ class Network(Model):
         self.mlp = TokenMLP(a["W1"], a["b1"], a["W2"], a["b2"], "gelu_tanh", layered=True, path=w.path)
         self.mlp._weights(t)  # in the run's dtype now: converting at the first MLP call cost 0.3 s of the loop's clock
         self.mlp_splitting = "lie"
-        self.mlp_nesterov = dict(NESTEROV_DEFAULTS, **(nesterov or {}))
+        self.mlp_nesterov = nesterov if nesterov is not None else nesterov_params({})
         self.block_files = {"weights": w.path}
         self.metric = metric
         #: Clusters of tokens and head outputs are counted at this tolerance (``[diagnostics] cluster_tol``).
@@ -239,24 +238,24 @@ class Network(Model):
             if key not in cls.keys:
                 raise ParameterError(f"model.{key}", f"a key of a network from weights (valid: "
                                      f"{', '.join(cls.keys)})", key)
-        s = MODEL.values(p, cls.keys, "network")
-        dynamics = s["dynamics"]
-        nesterov = {k: p[k] for k in NESTEROV_DEFAULTS if k in p}
+        s = MODEL.read(p, "network")
+        dynamics = s.dynamics
+        nesterov = {k: v for k, v in MODEL.typed(p).given().items() if k in NESTEROV_DEFAULTS}  # as given
         if nesterov and dynamics != "accelerated":
             key = next(iter(nesterov))
             raise ParameterError(f"model.{key}", 'dynamics = "accelerated" (the Nesterov MLP sub-step of '
-                                 "accelerated blocks)", p[key])
-        path = s["weights"]
+                                 "accelerated blocks)", nesterov[key])
+        path = s.weights
         if not isinstance(path, str) or not path:
             raise ParameterError("model.weights", "a weight file name (.npz or .safetensors)", path)
-        d, heads = s["d"], s["heads"]
+        d, heads = s.d, s.heads
         for key, v in (("d", d), ("heads", heads)):
             if v is not None:
                 check_real(f"model.{key}", v, "a positive integer", lambda v: v >= 1, integer=True)
-        if s["mlp_activation"] != "gelu_tanh":
+        if s.mlp_activation != "gelu_tanh":
             raise ParameterError("model.mlp_activation", "one of ['gelu_tanh'] (others are not implemented "
-                                 "for networks from weights yet)", s["mlp_activation"])
-        ln, mode, metric = s["layer_norm"], s["ln_mode"], s["metric"]
+                                 "for networks from weights yet)", s.mlp_activation)
+        ln, mode, metric = s.layer_norm, s.ln_mode, s.metric
         if metric == "mobility" and (dynamics != "accelerated" or ln != "none"):
             raise ParameterError("model.metric", '"flat" unless dynamics = "accelerated" and layer_norm = '
                                  '"none" (the mobility Hamiltonian\'s energy has no LayerNorm in its logits)',
@@ -265,11 +264,11 @@ class Network(Model):
             raise ParameterError("model.ln_mode", '"affine" with layer_norm = "%s" (fold needs pre-LN: a '
                                  "post-LN stream is the LN output itself, not a centred residual sum)" % ln,
                                  mode)
-        if not s["normalized"]:
+        if not s.normalized:
             raise ParameterError("model.normalized", "true (softmax attention) for networks from weights",
                                  False)
         w = load_weights(config_path(path, base_dir), "model.weights", d, heads)
-        return cls(w, s["causal"], ln, float(s["ln_eps"]), dtype, mode, dynamics, nesterov_params(nesterov),
+        return cls(w, s.causal, ln, float(s.ln_eps), dtype, mode, dynamics, nesterov_params(nesterov),
                    metric)
 
     # ---------------------------------------------------------------- layers

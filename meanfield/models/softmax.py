@@ -49,7 +49,7 @@ from .._kernels import pairwise as PK
 from .._kernels._config import chunk_bounds
 from .._logspace import LOG_MAX, exp_clipped, log_mean_exp
 from ..errors import ParameterError, SimulationError
-from ._fourier import FourierSums, psd_factor, summation_keys
+from ._fourier import FourierSums, psd_factor
 from ._params import MODEL, as_matrix, as_vector, require_symmetric
 from .base import AnalyticJacobian, Model
 
@@ -60,15 +60,15 @@ def _symmetric_for_accelerated(M: np.ndarray, key: str) -> None:
         "needs symmetric A and B; first-order runs accept any A and V)"))
 
 
-def reject_first_order_options(p: dict, normalized: bool, fixed_by: str) -> None:
+def reject_first_order_options(s, normalized: bool, fixed_by: str) -> None:
     """V and normalized = false belong to first-order runs: ParameterError under accelerated dynamics.
 
     Shared by the softmax and sphere models; ``fixed_by`` names what fixes the force.
     """
-    if "V" in p:
+    if s.V is not None:  # ``s``: the [model] table read without V's default
         raise ParameterError(
             "model.V", f"no V for accelerated dynamics (the force is fixed by {fixed_by}; "
-            "V is the first-order value matrix)", p["V"])
+            "V is the first-order value matrix)", s.V)
     if not normalized:
         raise ParameterError(
             "model.normalized", "true for accelerated dynamics (the mobility 1/z_i is "
@@ -112,24 +112,24 @@ class SoftmaxParams:
     @classmethod
     def from_dict(cls, p: dict, dynamics: str = "accelerated") -> SoftmaxParams:
         """Validated parameters from a ``[model]`` section for ``dynamics`` (a ParameterError names a bad key)."""
-        s = MODEL.values(p, ("d", "A", "B", "Q", "m", "causal", "normalized"), "softmax")
-        d = s["d"]
+        s = MODEL.read(p, "softmax")
+        d = s.d
         if not isinstance(d, int) or isinstance(d, bool) or d < 1:
             raise ParameterError("model.d", "a positive integer", d)
-        A = as_matrix(s["A"], d, "model.A")
-        B = as_matrix(s["B"], d, "model.B")
-        Q = as_matrix(s["Q"], d, "model.Q")
+        A = as_matrix(s.A, d, "model.A")
+        B = as_matrix(s.B, d, "model.B")
+        Q = as_matrix(s.Q, d, "model.Q")
         require_symmetric(Q, "model.Q")
-        m = as_vector(s["m"], d, "model.m")
-        causal, normalized = s["causal"], s["normalized"]
+        m = as_vector(s.m, d, "model.m")
+        causal, normalized = s.causal, s.normalized
         if dynamics == "accelerated":
             _symmetric_for_accelerated(A, "model.A")
             _symmetric_for_accelerated(B, "model.B")
-            reject_first_order_options(p, normalized, "A and B")
+            reject_first_order_options(s, normalized, "A and B")
             V = B @ A
         else:  # V = B A unless given (a default derived from other keys: model.V in the schema)
-            V = as_matrix(p["V"], d, "model.V") if "V" in p else B @ A
-        summation, tol = summation_keys(p)
+            V = as_matrix(s.V, d, "model.V") if s.V is not None else B @ A
+        summation, tol = s.summation, float(s.summation_tol)
         if summation == "fourier":
             check_fourier(d, A, causal, "model.d", "model.A")
         return cls(d=d, A=A, B=B, V=V, Q=Q, m=m, normalized=normalized, causal=causal,
@@ -227,7 +227,7 @@ class Softmax(AnalyticJacobian, Model):
     @classmethod
     def from_dict(cls, p: dict, dtype=np.float64):
         """The model of a ``[model]`` section, computing in ``dtype``."""
-        dynamics = MODEL.values(p, ("dynamics",), "softmax")["dynamics"]
+        dynamics = MODEL.read(p, "softmax").dynamics
         return cls(SoftmaxParams.from_dict(p, dynamics), dynamics, dtype)
 
     def use_row_passes(self) -> None:
@@ -326,12 +326,6 @@ class Softmax(AnalyticJacobian, Model):
         self._partial1 = np.empty((nc, d), dt)
         self._partial_e = np.empty(nc, np.float64)
         self._work_n = n
-
-    def _check_input(self, x) -> None:
-        if x.dtype != self.dtype or x.ndim != 2 or x.shape[1] != self.d or not x.flags.c_contiguous:
-            raise ValueError(
-                f"softmax model expects a C-contiguous ({self.d},)-wide {self.dtype} state, "
-                f"got {x.dtype} array of shape {x.shape}")
 
     def _overflow(self, what: str, t=None) -> SimulationError:
         mmax = float(np.max(self._mrow))

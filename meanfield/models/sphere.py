@@ -90,8 +90,7 @@ from .._kernels import jacobian as JK
 from .._kernels import sphere as SK
 from .._logspace import LOG_MAX, exp_clipped
 from ..errors import ParameterError, SimulationError
-from ..schema import Checked, Key, OneOf
-from ._fourier import summation_keys
+from ..schema import Key, OneOf, Real
 from ._params import MODEL, as_matrix, require_symmetric
 from .base import AnalyticJacobian, Model
 from .softmax import Softmax, SoftmaxParams, check_fourier, reject_first_order_options
@@ -101,8 +100,7 @@ DEFAULT_CLUSTER_TOL = 1e-3
 
 NORMALIZATIONS = tuple(SK.SCHEMES)
 MODEL.declare(
-    Key("beta", Checked("a finite number > 0 (inverse temperature)", lambda v: not isinstance(v, bool) and
-                        isinstance(v, (int, float)) and math.isfinite(v) and v > 0), 1.0,
+    Key("beta", Real("a finite number > 0 (inverse temperature)", lambda v: v > 0), 1.0,
         "inverse temperature: A = beta Q^T K"),
     Key("normalization", OneOf(NORMALIZATIONS, f"one of {list(NORMALIZATIONS)}"), "post_ln",
         "where the sphere projection sits: post_ln | pre_ln | peri_ln"),
@@ -169,29 +167,29 @@ class SphereParams:
     @classmethod
     def from_dict(cls, p: dict, dynamics: str = "first_order") -> SphereParams:
         """Validated parameters from a ``[model]`` section for ``dynamics`` (a ParameterError names a bad key)."""
-        s = MODEL.values(p, ("d", "beta", "Q", "K", "V", "normalized", "causal", "normalization"), "sphere")
-        d = s["d"]
+        s = MODEL.read(p, "sphere")
+        d = s.d
         if not isinstance(d, int) or isinstance(d, bool) or d < 2:
             raise ParameterError("model.d", "an integer >= 2 (tokens on the sphere S^{d-1})", d)
-        beta = float(s["beta"])
-        Q = as_matrix(s["Q"], d, "model.Q")
-        K = as_matrix(s["K"], d, "model.K")
-        normalized, causal, norm = s["normalized"], s["causal"], s["normalization"]
+        beta = float(s.beta)
+        Q = as_matrix(s.Q, d, "model.Q")
+        K = as_matrix(s.K, d, "model.K")
+        normalized, causal, norm = s.normalized, s.causal, s.normalization
         if dynamics == "accelerated":
             A = beta * (Q.T @ K)
             require_symmetric(
                 A, "model.Q", expected="Q, K with Q^T K symmetric for accelerated dynamics (the "
                 "Hamiltonian of docs/models.md §3 needs a symmetric A = beta Q^T K; first-order runs accept any Q, K)",
                 found="a non-symmetric Q^T K")
-            reject_first_order_options(p, normalized, "beta, Q, K")
+            reject_first_order_options(MODEL.typed(p), normalized, "beta, Q, K")
             if norm != "post_ln":
                 raise ParameterError(
                     "model.normalization", '"post_ln" for accelerated dynamics (the damped Hamiltonian '
                     "is constrained to the sphere; pre_ln/peri_ln are first-order residual streams)", norm)
             V = A.copy()
         else:
-            V = as_matrix(s["V"], d, "model.V")
-        summation, tol = summation_keys(p)
+            V = as_matrix(s.V, d, "model.V")
+        summation, tol = s.summation, float(s.summation_tol)
         if summation == "fourier":
             if not np.array_equal(Q.T @ K, np.eye(d)):
                 raise ParameterError("model.Q", 'Q = K = identity for summation = "fourier" (the '
@@ -253,7 +251,8 @@ class Sphere(AnalyticJacobian, Model):
         """The model of a ``[model]`` section, computing in ``dtype``."""
         # a bare model from Python defaults to the sphere papers' first-order flow; a parameter
         # file's [model] always has dynamics (the schema's default, "accelerated", filled by resolve)
-        dynamics = p["dynamics"] if "dynamics" in p else "first_order"
+        given = MODEL.typed(p).dynamics
+        dynamics = given if given is not None else "first_order"
         return cls(SphereParams.from_dict(p, dynamics), dynamics, dtype)
 
     def use_row_passes(self) -> None:
@@ -277,12 +276,6 @@ class Sphere(AnalyticJacobian, Model):
         self._G = np.empty((n, self.d), self.dtype)
         self._theta = np.empty((n, self.d), self.dtype)
         self._n = n
-
-    def _check_input(self, x) -> None:
-        if x.dtype != self.dtype or x.ndim != 2 or x.shape[1] != self.d or not x.flags.c_contiguous:
-            raise ValueError(
-                f"sphere model expects a C-contiguous ({self.d},)-wide {self.dtype} state, "
-                f"got {x.dtype} array of shape {x.shape}")
 
     def _source(self, x):
         """The directions theta_i = x_i / |x_i|, where attention is always evaluated.

@@ -47,8 +47,11 @@ def covered() -> str:
                      for (m, dyn), e in sorted(PDE_SOLVERS.items()))
 
 
-def make_pde(cfg: dict, model, integrator, base_dir=None):
-    """The set-up of a pde run for ``model``; an input error naming solver.kind when not covered."""
+def make_pde(cfg, model, integrator, base_dir=None):
+    """The set-up of a pde run for ``model``; an input error naming solver.kind when not covered.
+
+    ``cfg`` is the run's resolved configuration, typed (:class:`meanfield.schema.Config`).
+    """
     entry = PDE_SOLVERS.get((model.name, model.dynamics))
     if entry is None or not entry.covers(model.d):
         raise ParameterError("solver.kind", f'"particles" for this model (pde runs cover: {covered()})',

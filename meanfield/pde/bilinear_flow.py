@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ParameterError
-from ..initial import INITIAL
+from ..initial import as_typed
 from ..models.base import Model
 from ..models.bilinear import linear_map_infimum
 from ..systems import ParticleSystem
@@ -186,7 +186,7 @@ def _population_scatter_factor(section, law, d) -> float:
     if law == "uniform_ellipsoid":
         return 1.0 / (d + 2)
     if law == "student_t":
-        dof = section["dof"]
+        dof = section.dof
         if not dof > 2:
             raise ParameterError("initial.dof", "dof > 2 for a pde run (the flow map needs the law's "
                                  "second moments, infinite for dof <= 2)", dof)
@@ -194,8 +194,8 @@ def _population_scatter_factor(section, law, d) -> float:
     if law == "elliptical":
         from scipy import stats
 
-        name = section["radial"]
-        args = section["radial_args"] if "radial_args" in section else ([d] if name == "chi" else [])
+        name = section.radial
+        args = section.radial_args if section.radial_args is not None else ([d] if name == "chi" else [])
         r2 = float(getattr(stats, name)(*args).moment(2))
         if not np.isfinite(r2):
             raise ParameterError("initial.radial", "a radial law with a finite second moment (pde run)",
@@ -218,11 +218,11 @@ def initial_moments(section: dict, d: int, accelerated: bool):
     mean : (k,) array, second : (k, k) array
         k = 2d for accelerated dynamics (moments of z = (x, y)), d otherwise.
     """
-    from ..initial import INITIAL, initial_state, with_defaults
+    from ..initial import as_typed, choices, initial_state
     from ..models._params import as_matrix, as_vector
 
-    law = section.get("law", INITIAL.default("law"))
-    mom = section.get("momentum", INITIAL.default("momentum")) if accelerated else "zero"
+    law, mom = choices(section)
+    mom = mom if accelerated else "zero"
     population = mom in ("zero", "affine", "gaussian") and law in POPULATION_LAWS
     if not population:
         x, y = initial_state(section, d, accelerated)
@@ -230,26 +230,26 @@ def initial_moments(section: dict, d: int, accelerated: bool):
         return z.mean(axis=0), z.T @ z / z.shape[0]
     # validates every key with the laws' own checks (n is irrelevant here)
     initial_state({**section, "n": 2}, d, accelerated)
-    section = with_defaults(section, law, mom)
+    s = as_typed(section)
     if law == "sphere_uniform":
         mux, cov = np.zeros(d), np.eye(d) / d
     else:
-        mux = as_vector(section["mean"], d, "initial.mean")
-        cov = _population_scatter_factor(section, law, d) * as_matrix(section["cov"], d, "initial.cov")
+        mux = as_vector(s.mean, d, "initial.mean")
+        cov = _population_scatter_factor(s, law, d) * as_matrix(s.cov, d, "initial.cov")
     Mxx = cov + np.outer(mux, mux)
     if not accelerated:
         return mux, Mxx
     if mom == "zero":
         muy, Mxy, Myy = np.zeros(d), np.zeros((d, d)), np.zeros((d, d))
     elif mom == "affine":
-        S = as_matrix(section["S"], d, "initial.S")
-        b = as_vector(section["b"], d, "initial.b")
+        S = as_matrix(s.S, d, "initial.S")
+        b = as_vector(s.b, d, "initial.b")
         muy = S @ mux + b
         Mxy = Mxx @ S.T + np.outer(mux, b)
         Myy = S @ Mxx @ S.T + np.outer(S @ mux, b) + np.outer(b, S @ mux) + np.outer(b, b)
     else:  # gaussian momenta independent of positions
-        s = float(section["momentum_scale"])
-        muy, Mxy, Myy = np.zeros(d), np.zeros((d, d)), s * s * np.eye(d)
+        sigma = float(s.momentum_scale)
+        muy, Mxy, Myy = np.zeros(d), np.zeros((d, d)), sigma * sigma * np.eye(d)
     return np.concatenate([mux, muy]), np.block([[Mxx, Mxy], [Mxy.T, Myy]])
 
 
@@ -258,8 +258,8 @@ class BilinearFlow:
 
     Parameters
     ----------
-    cfg : dict
-        The resolved configuration.
+    cfg : meanfield.schema.Config
+        The resolved configuration, typed.
     model : Bilinear
     integrator : Integrator
         Any integrator of the dynamics (it advances the flow-map ODE).
@@ -268,7 +268,7 @@ class BilinearFlow:
     """
 
     def __init__(self, cfg, model, integrator, base_dir=None):
-        section = dict(cfg["initial"])
+        section = cfg.initial.given()
         if base_dir is not None:
             section["_base_dir"] = base_dir
         self.section = section
@@ -291,7 +291,7 @@ class BilinearFlow:
         or when Q is not positive definite or the second moment of x is singular.
         """
         fm = self.flow_model
-        if fm.accelerated and self.section.get("momentum", INITIAL.default("momentum")) not in ("zero", "affine"):
+        if fm.accelerated and as_typed(self.section).momentum not in ("zero", "affine"):
             return None
         d = fm.d
         return linear_map_infimum(fm.m, fm.Q, self.mean0[:d], self.second0[:d, :d])

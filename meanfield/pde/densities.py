@@ -24,12 +24,12 @@ from scipy.special import i0e, ndtr
 from ..errors import ParameterError
 from ..initial import (
     COMMON_KEYS,
-    INITIAL,
     LAW_KEYS,
     MOMENTUM_KEYS,
     _mean_and_factor,
+    as_typed,
+    choices,
     von_mises_params,
-    with_defaults,
 )
 
 TWO_PI = 2.0 * np.pi
@@ -53,7 +53,7 @@ def _gaussian(section: dict, d: int, edges: np.ndarray, periodic: bool):
     mean, F = _mean_and_factor(section, 1)
     sigma = float(abs(F[0, 0]))
     if sigma == 0.0:
-        raise ParameterError("initial.cov", "a variance > 0 (a pde run needs a density)", section.get("cov"))
+        raise ParameterError("initial.cov", "a variance > 0 (a pde run needs a density)", section.cov)
     s = (edges - mean[0]) / sigma
     # differences of upper tails right of the mean: no cancellation in either tail
     masses = np.where(s[:-1] >= 0, ndtr(-s[:-1]) - ndtr(-s[1:]), ndtr(s[1:]) - ndtr(s[:-1]))
@@ -111,14 +111,13 @@ def cell_masses(section: dict, d: int, edges: np.ndarray, periodic: bool):
     ParameterError
         A law without a density on this geometry, or an unknown key.
     """
-    law = section.get("law", INITIAL.default("law"))
+    law, mom = choices(section)
     if not isinstance(law, str) or law not in DENSITY_LAWS:
         raise ParameterError("initial.law", f"a law with a density for pde runs: one of {sorted(DENSITY_LAWS)}",
                              law)
-    mom = section.get("momentum", INITIAL.default("momentum"))
     allowed = set(COMMON_KEYS) | set(LAW_KEYS[law]) | set(MOMENTUM_KEYS.get(mom, ()))
     for key in section:
         if key not in allowed and not key.startswith("_"):
             raise ParameterError(f"initial.{key}", f"a key for law {law!r} (valid: {', '.join(sorted(allowed))})",
                                  key)
-    return DENSITY_LAWS[law](with_defaults(section, law, mom), d, np.asarray(edges, np.float64), periodic)
+    return DENSITY_LAWS[law](as_typed(section), d, np.asarray(edges, np.float64), periodic)

@@ -57,6 +57,7 @@ import numpy as np
 
 from .._kernels import fv as FK
 from ..errors import ParameterError
+from ..models._params import MODEL
 from ..models.softmax import SoftmaxParams
 from ..models.sphere import SphereParams
 from ..reductions.circle_pde import w1_circle_cdf
@@ -89,17 +90,18 @@ class BoundaryMassWarning(UserWarning):
 
 
 def _check_model(p: dict, name: str, d: int, what: str) -> None:
-    if p.get("name") != name:
-        raise ParameterError("model.name", f"{name!r} for {what}", p.get("name"))
-    dyn = p.get("dynamics")  # absent: a solver built from Python for its own (first-order) flow
+    given = MODEL.typed(p)
+    if given.name != name:
+        raise ParameterError("model.name", f"{name!r} for {what}", given.name)
+    dyn = given.dynamics  # absent: a solver built from Python for its own (first-order) flow
     if dyn not in (None, "first_order"):
         raise ParameterError("model.dynamics", f"first_order for the finite-volume solver of {what}", dyn)
-    if p.get("d") != d:
+    if given.d != d:
         raise ParameterError("model.d", f"{d} for {what} (pde runs cover the sphere in d = 2 and softmax "
-                             "in d = 1)", p.get("d"))
-    if p.get("causal") not in (None, False):
+                             "in d = 1)", given.d)
+    if given.causal not in (None, False):
         raise ParameterError("model.causal", "false for pde runs (a causal mask has no mean-field density)",
-                             p.get("causal"))
+                             given.causal)
 
 
 def _check_grid(grid) -> int:

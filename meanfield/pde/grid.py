@@ -184,8 +184,8 @@ class GridRun:
     ----------
     solver_cls : class
         CircleFV, LineFV, ... (see the module docstring).
-    cfg : dict
-        The resolved configuration.
+    cfg : meanfield.schema.Config
+        The resolved configuration, typed.
     model : Model
         The particle model of the same section (validated parameters).
     integrator : Integrator
@@ -199,15 +199,15 @@ class GridRun:
             raise ParameterError("integrator.name", f"an integrator of first-order pde runs "
                                  f"({', '.join(GRID_INTEGRATORS)} or an adaptive method: method of lines)",
                                  integrator.name)
-        sol = cfg["solver"]
-        if not isinstance(sol["grid"], int):
+        sol = cfg.solver
+        if not isinstance(sol.grid, int):
             raise ParameterError("solver.grid", "cells of the position axis (one integer) for a "
-                                 "first-order pde run", sol["grid"])
-        model_params = {**cfg["model"], **model.describe()}
+                                 "first-order pde run", sol.grid)
+        model_params = {**cfg.model.given(), **model.describe()}
         self.model = model
-        self.solver = solver_cls(model_params, sol["grid"], sol.get("domain"))
-        self.density0 = np.ascontiguousarray(self.solver.initial_density(cfg["initial"]), dtype=np.float64)
-        h = float(cfg["integrator"].get("h") or 0.0)  # adaptive methods: the first step, optional
+        self.solver = solver_cls(model_params, sol.grid, sol.domain)
+        self.density0 = np.ascontiguousarray(self.solver.initial_density(cfg.initial.given()), dtype=np.float64)
+        h = float(cfg.integrator.h or 0.0)  # adaptive methods: the first step, optional
         if integrator.name in SSP_INTEGRATORS:
             h_max = float(self.solver.max_stable_step(self.density0))
             if h > h_max:

@@ -65,7 +65,7 @@ from scipy import special
 
 from .._kernels import kinetic as KK
 from ..errors import ParameterError, SimulationError, check_real
-from ..initial import INITIAL, von_mises_params, with_defaults
+from ..initial import as_typed, von_mises_params
 from ..integrators.base import Integrator
 from ..models.sphere import clustered_energy
 from .densities import von_mises_pdf
@@ -102,11 +102,11 @@ def position_density(section: dict, theta) -> np.ndarray:
     runs (:func:`meanfield.initial.von_mises_params`,
     :func:`meanfield.pde.densities.von_mises_pdf`).
     """
-    law = section.get("law", INITIAL.default("law"))
+    law = as_typed(section).law
     if law == "sphere_uniform":
         return np.full_like(theta, 1.0 / (2 * np.pi))
     if law == "von_mises":
-        return von_mises_pdf(theta, *von_mises_params(with_defaults(section, law, "zero"), 2))
+        return von_mises_pdf(theta, *von_mises_params(as_typed(section), 2))
     raise ParameterError("initial.law", 'a position law with a density on the circle for a kinetic pde '
                          'run ("sphere_uniform", "von_mises")', law)
 
@@ -232,9 +232,9 @@ class _Kinetic:
     # ------------------------------------------------------------ initial density
     def momentum_law(self, section: dict) -> np.ndarray:
         """Cell averages (K,) of the momentum law: gaussian y ~ N(0, s^2) or zero (the centre cell)."""
-        mom = section.get("momentum", INITIAL.default("momentum"))
+        mom = as_typed(section).momentum
         if mom == "gaussian":
-            s = float(with_defaults(section, section.get("law"), mom)["momentum_scale"])
+            s = float(as_typed(section).momentum_scale)
             if not s > 0:
                 raise ParameterError("initial.momentum_scale", "a number > 0 for a kinetic pde run", s)
             return np.diff(special.ndtr(self.omega_edges / s)) / self.domega
@@ -319,15 +319,15 @@ class CircleKinetic(_Kinetic):
         self._phase = self.dtheta * np.exp(1j * k * (np.pi - 0.5 * self.dtheta))
 
     @classmethod
-    def from_config(cls, cfg: dict, model, M: int, K: int, P: float) -> CircleKinetic:
+    def from_config(cls, cfg, model, M: int, K: int, P: float) -> CircleKinetic:
         """The solver of a run: Q = K = I and a grid that resolves beta (else ParameterError)."""
         params = model.params
         if not params.identity_qk:
             raise ParameterError("model.Q", "Q = K = identity for a kinetic pde run (the circle's kinetic "
                                  "equation has E = exp(beta cos))", "Q^T K != I")
-        if cfg["solver"].get("domain") is not None:
+        if cfg.solver.domain is not None:
             raise ParameterError("solver.domain", "no domain on the circle (it is [-pi, pi))",
-                                 cfg["solver"]["domain"])
+                                 cfg.solver.domain)
         sol = cls(params.beta, M, K, P)
         width = 1.0 / math.sqrt(params.beta) / sol.dtheta
         if sol.tail() > KERNEL_TAIL or width < CELLS_PER_WIDTH:
@@ -476,7 +476,7 @@ class LineKinetic(_Kinetic):
         self._TZ = np.ascontiguousarray(np.vstack([prim, Ee]) * dx)
 
     @classmethod
-    def from_config(cls, cfg: dict, model, M: int, K: int, P: float) -> LineKinetic:
+    def from_config(cls, cfg, model, M: int, K: int, P: float) -> LineKinetic:
         """The solver of a run: B > 0, an interval with finite logits that M cells resolve."""
         p = model.params
         B = float(p.B[0, 0])
@@ -486,7 +486,7 @@ class LineKinetic(_Kinetic):
             raise ParameterError("solver.grid", f"at most {LINE_CELLS_MAX} position cells for a kinetic run on the "
                                  f"line (its moments are dense M x M sums: {32 * LINE_CELLS_MAX ** 2 / 2 ** 30:.1f} "
                                  "GiB of matrices at the limit)", [M, K])
-        lo, hi = check_line_domain(cfg["solver"].get("domain"))
+        lo, hi = check_line_domain(cfg.solver.domain)
         check_line_grid(float(p.A[0, 0]), lo, hi, M, [M, K])
         return cls(p.A[0, 0], B, p.Q[0, 0], p.m[0], lo, hi, M, K, P)
 
@@ -628,20 +628,20 @@ class KineticRun(GridRun):
             raise ParameterError("integrator.name", f"an integrator of kinetic pde runs "
                                  f"({', '.join(KINETIC_INTEGRATORS)}: Strang splitting of the transport)",
                                  integrator.name)
-        sol = cfg["solver"]
-        grid = sol["grid"]
+        sol = cfg.solver
+        grid = sol.grid
         if not (isinstance(grid, list) and len(grid) == 2
                 and all(isinstance(g, int) and not isinstance(g, bool) and g >= 4 for g in grid)):
             raise ParameterError("solver.grid", f"[cells in {solver_cls.grid_names[0]}, cells in momentum] "
                                  "(integers >= 4) for a kinetic pde run", grid)
         M, K = grid
-        section = cfg["initial"]
+        section = cfg.initial.given()
         s = None
-        if section.get("momentum") == "gaussian":
-            s = with_defaults(section, section.get("law"), "gaussian")["momentum_scale"]
+        if cfg.initial.momentum == "gaussian":
+            s = as_typed(section).momentum_scale
             s = check_real("initial.momentum_scale", s, "a finite number > 0 for a kinetic pde run",
                            lambda v: v > 0)
-        P = sol.get("momentum_max", 8.0 * s if s else 4.0)
+        P = sol.momentum_max if sol.momentum_max is not None else (8.0 * s if s else 4.0)
         P = check_real("solver.momentum_max", P, "a finite number > 0", lambda v: v > 0)
         self.solver = solver_cls.from_config(cfg, model, M, K, P)
         if s is not None:

@@ -7,6 +7,7 @@ import os
 import threading
 import time
 
+from .. import schema
 from ..cluster import set_numba_threads as _set_numba_threads
 from ..errors import ParameterError, SimulationError
 from .spec import _DONE, BAD
@@ -26,7 +27,7 @@ def _file_state(path: str):
         return "missing", None
     if rf.kind != "readable":
         return rf.kind, None
-    stored = os.path.basename(str(((rf.config or {}).get("output") or {}).get("path") or ""))
+    stored = os.path.basename(str(schema.typed(rf.config or {}).output.path or ""))
     if stored != os.path.basename(path):
         return "foreign", rf.status
     if rf.status.startswith(_DONE):

@@ -15,13 +15,23 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from .. import schema
 from ..errors import ParameterError
 from ..io import config as _config
+from ..schema import Derived, Key, Kind
 
-#: Top-level keys of a sweep file.
-SWEEP_KEYS = ("base", "seeds", "grid", "output")
+#: Top-level keys of a sweep file (declared in the schema).
+SWEEP_KEYS = schema.SWEEP_SECTIONS["sweep"].declare(
+    Key("base", Kind("an existing parameter file (relative to the sweep file)"), Derived("required"),
+        "the parameter file the grid varies"),
+    Key("seeds", Kind("a list of seeds"), Derived("none"), "sets initial.seed, one run per seed"),
+    Key("grid", Kind('a table of "section.key" = [values]'), Derived("one run"),
+        "the cartesian product of its lists"),
+    Key("output", Kind("a table [output] with dir"), Derived("[output] dir"), "where the runs go"))
 #: Keys of ``[output]`` in a sweep file.
-OUTPUT_KEYS = ("dir",)
+OUTPUT_KEYS = schema.SWEEP_SECTIONS["sweep.output"].declare(
+    Key("dir", Kind("a directory name"), Derived("<sweep file name>-out"),
+        "one run file per point, index.csv and index.json"))
 #: Statuses a re-run leaves alone.
 _DONE = ("finished", "stopped")
 #: Status of a grid point whose parameters are rejected (the message column says why).
@@ -279,8 +289,8 @@ def _merge(base_raw: dict, params: dict) -> dict:
         if isinstance(body, dict):
             body[name] = copy.deepcopy(value)
     out = config.setdefault("output", {})
-    if isinstance(out, dict):
-        out.setdefault("save", ["x", "y"])
+    if isinstance(out, dict):  # the schema's default, written out: it is part of a run's identity
+        out.setdefault("save", schema.section("output").default("save"))
     return config
 
 
