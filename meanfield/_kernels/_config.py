@@ -13,12 +13,12 @@ there; a call that LLVM does not inline goes through a weak symbol, which the
 JIT binds to the first definition loaded in the process: the helper's own
 library in a process that compiled it, the kernel's copy in one that loaded the
 kernel from the cache. Under re-association the second optimization reorders
-sums, so the helpers of the re-associating kernels (pairwise, sphere) are
-inlined into their callers (:func:`inline_into_callers`), and only code that is
-stable under re-optimization remains in two copies: a parallel region's body,
-which the kernel calls through a function pointer (the Jacobian kernels, whose
-body did change, do not re-associate; tests/test_numba_cache.py compares a
-compiling and a cache-loading process).
+sums, so the helpers of the pair, sphere and Jacobian kernels are inlined into
+their callers (:func:`inline_into_callers`). numba still keeps a parallel
+region's body in two copies (the kernel calls it through a function pointer):
+the pair kernels' bodies give the same bits in both; the Jacobian's did not, so
+it does not re-associate (tests/test_numba_cache.py compares a compiling and a
+cache-loading process).
 """
 
 FASTMATH = {"contract"}
