@@ -85,3 +85,19 @@ def test_single_head_blocks_are_interleaved():
 
     assert list(_block_order(5, True)) == [0, 4, 1, 3, 2]
     assert list(_block_order(4, False)) == [0, 1, 2, 3]
+
+
+def test_softmax_rows_float32_takes_float32_exponentials():
+    """float32 logits: the exponential's argument (logit times scale less the shift) is float32, so
+    fexp runs in float32, twice as many per vector; it was float64 (the shift came from lane_max,
+    which returns float64) and each weight was rounded back."""
+    import numba
+
+    fn = numba.njit(softmax_rows.py_func)  # a fresh compilation: its inferred types are inspectable
+    S = np.random.default_rng(6).uniform(-6, 6, (4, 64)).astype(np.float32)
+    inv = np.empty(4, np.float32)
+    fn(S, 0, np.float32(0.5), False, inv)
+    (overload,) = fn.overloads.values()
+    subtractions = {k: v for k, v in overload.type_annotation.typemap.items() if k.startswith("$binop_sub")}
+    assert subtractions and all(v == numba.float32 for v in subtractions.values()), subtractions
+    assert np.all(S > 0) and np.all(inv > 0)

@@ -74,12 +74,12 @@ def softmax_rows(S, first, scale, causal, inv):
         row = S[a]
         jmax = min(first + a + 1, m) if causal else m
         # separate loops: the elementwise ones vectorize, the reductions keep a fixed order (lanes)
+        inv[a] = lane_max(row, jmax)  # through inv: the shift in S's dtype (lane_max returns float64),
+        shift = inv[a] * scale  # so float32 logits take float32 exponentials, twice as many per vector
         for j in range(jmax):
-            row[j] *= scale
-        mx = lane_max(row, jmax)
-        for j in range(jmax):
-            # in S's dtype; below exp's range the weight is 0 (a NaN still propagates)
-            row[j] = fexp(row[j] - mx)
+            # scale > 0: max_j scale s_j = scale max_j s_j, and the product fuses into the subtraction;
+            # below exp's range the weight is 0 (a NaN still propagates)
+            row[j] = fexp(row[j] * scale - shift)
         for j in range(jmax, m):
             row[j] = 0.0
         inv[a] = 1.0 / lane_sum(row, jmax)
