@@ -3,27 +3,31 @@
 The caller computes every head's queries, keys and values by one BLAS product
 ``qkv (N, 3 H d_h)``. :func:`multi_head_attention` then runs the heads in
 parallel: it copies each head's ``q, k, v`` (biases added) into contiguous
-arrays, then, one ``prange`` index per (head, block of targets), forms the
-logits ``S = Q_blk K^T`` (rank d_h, never a d x d matrix per pair; sources up
-to the block's last target when causal), turns them into softmax weights in
-place (:func:`softmax_rows`) and multiplies by ``V``: the two products are
-BLAS calls from inside the kernel (numba's ``np.dot``), at BLAS speed. The
-earlier kernel, a loop over sources per target, reached a tenth of it (its
-partial sums cost a load and a store per multiply-add).
+arrays, then, per (head, block of targets), forms the logits ``S = Q_blk K^T``
+(rank d_h, never a d x d matrix per pair; sources up to the block's last
+target when causal), turns them into softmax weights in place
+(:func:`softmax_rows`) and multiplies by ``V``: the two products are BLAS
+calls from inside the kernel (numba's ``np.dot``), at BLAS speed. The earlier
+kernel, a loop over sources per target, reached a tenth of it (its partial
+sums cost a load and a store per multiply-add).
 
 Each block's work is serial (BLAS on one thread: call the kernel inside
-:func:`blas_single_threaded`), so the bits do not depend on the thread count,
-and a call is two parallel regions: on a shared machine every fork and join
-can wait a scheduler time slice for a busy core, which made per-head BLAS
-calls from Python (36 parallel regions per layer) slower than this.
+:func:`blas_single_threaded`), so the bits do not depend on the thread count.
+The threads are Python threads running ``nogil`` kernels (:func:`in_workers`),
+not a numba ``prange``: after a parallel region numba's OpenMP workers spin
+(3.5 ms of a core per region here), and the network's next step is a BLAS
+product on OpenBLAS's own threads, which then ran on one core for that long.
+A call is two rounds of the threads (copy, items): on a shared machine every
+fork and join can wait a scheduler time slice for a busy core, which made
+per-head BLAS calls from Python (36 per layer) slower than this.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from ._config import NJIT, NJIT_PARALLEL
+from ._config import NJIT
 from .fastexp import fexp
 from .lanes import lane_max, lane_sum
 
@@ -99,7 +103,75 @@ def _block_order(nb, causal):
     return order
 
 
-@njit(**NJIT_PARALLEL)
+@njit(**NJIT)
+def _gather_heads(qkv, bias, H, h0, h1, heads):
+    """``heads[c, h] = `` head h's columns of ``qkv`` plus their biases (c = q, k, v), h in [h0, h1).
+
+    Each head's q, k, v contiguous ``(N, d_h)``: the products need it.
+    """
+    n, dh = qkv.shape[0], heads.shape[3]
+    D = H * dh
+    for h in range(h0, h1):
+        for i in range(n):
+            for c in range(3):
+                col = c * D + h * dh
+                for e in range(dh):
+                    heads[c, h, i, e] = qkv[i, col + e] + bias[col + e]
+
+
+@njit(**NJIT)
+def _head_items(heads, scale, causal, rows, order, t0, t1, out):
+    """Items ``t0 <= t < t1`` (head ``t // nb``, block of targets ``order[t % nb]``) into ``out (N, H, d_h)``."""
+    n, dh = heads.shape[2], heads.shape[3]
+    nb = order.shape[0]
+    logits = np.empty(rows * n, heads.dtype)
+    inv = np.empty(rows, heads.dtype)
+    o = np.empty((rows, dh), heads.dtype)
+    for t in range(t0, t1):
+        h = t // nb
+        i0 = order[t % nb] * rows
+        r = min(n, i0 + rows) - i0
+        m = i0 + r if causal else n  # the sources this block sees
+        s = logits[: r * m].reshape((r, m))
+        q, k, v = heads[0, h], heads[1, h], heads[2, h]
+        np.dot(q[i0: i0 + r], k[:m].T, s)
+        softmax_rows(s, i0, scale, causal, inv)
+        ob = o[:r]
+        np.dot(s, v[:m], ob)
+        for a in range(r):
+            w = inv[a]
+            for e in range(dh):
+                out[i0 + a, h, e] = ob[a, e] * w
+
+
+_POOL = []
+
+
+def in_workers(workers: int, task) -> None:
+    """``task(g, workers)`` for g = 0 .. workers - 1: g = 0 on the calling thread, the others on Python threads.
+
+    The tasks run numba kernels compiled with ``nogil``, so they run in parallel; the threads
+    wait on a queue between calls. numba's own parallel regions leave their OpenMP workers
+    spinning after each region (3.5 ms of a core here), which took a core from the BLAS
+    product that follows.
+    """
+    if workers <= 1:
+        task(0, 1)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not _POOL or _POOL[0]._max_workers < workers - 1:
+        if _POOL:
+            _POOL.pop().shutdown(wait=False)
+        _POOL.append(ThreadPoolExecutor(max_workers=workers - 1, thread_name_prefix="meanfield-heads"))
+    futures = [_POOL[0].submit(task, g, workers) for g in range(1, workers)]
+    try:
+        task(0, workers)
+    finally:
+        for f in futures:
+            f.result()
+
+
 def multi_head_attention(qkv, bias, H, scale, causal, rows, workers, out):
     """``out[i, h] = sum_j softmax_j(scale q_i^h . k_j^h) v_j^h`` over j (j <= i when causal).
 
@@ -113,51 +185,32 @@ def multi_head_attention(qkv, bias, H, scale, causal, rows, workers, out):
     H : int
         Heads.
     scale : float
-        Multiplies the logits (``1 / sqrt(d_h)``).
+        Multiplies the logits (``1 / sqrt(d_h)``), in ``qkv``'s dtype.
     causal : bool
         Sum over sources j <= i only.
     rows : int
         Targets per block of logits (:func:`block_rows`).
     workers : int
-        Runs of (head, block) items, one per thread (``numba.get_num_threads()``; any
-        value gives the same bits).
+        Threads (:func:`in_workers`), each running one run of consecutive (head, block)
+        items (``numba.get_num_threads()``; any value gives the same bits: which worker
+        takes an item changes no bit of it). Call inside :func:`blas_single_threaded`.
     out : (N, H, d_h) array
         Written; must not alias the inputs.
+
+    Returns
+    -------
+    out
     """
     n, dh = qkv.shape[0], out.shape[2]
-    D = H * dh
-    # each head's q, k, v contiguous (the products need it), biases added
     heads = np.empty((3, H, n, dh), qkv.dtype)
-    for h in prange(H):
-        for i in range(n):
-            for c in range(3):
-                col = c * D + h * dh
-                for e in range(dh):
-                    heads[c, h, i, e] = qkv[i, col + e] + bias[col + e]
     nb = (n + rows - 1) // rows
     order = _block_order(nb, causal)
     items = H * nb
-    # one run of consecutive items per worker, each with its own work space (which worker takes
-    # an item changes no bit of it)
-    for g in prange(workers):
-        logits = np.empty(rows * n, qkv.dtype)
-        inv = np.empty(rows, qkv.dtype)
-        o = np.empty((rows, dh), qkv.dtype)
-        for t in range(g * items // workers, (g + 1) * items // workers):
-            h = t // nb
-            i0 = order[t % nb] * rows
-            r = min(n, i0 + rows) - i0
-            m = i0 + r if causal else n  # the sources this block sees
-            s = logits[: r * m].reshape((r, m))
-            q, k, v = heads[0, h], heads[1, h], heads[2, h]
-            np.dot(q[i0: i0 + r], k[:m].T, s)
-            softmax_rows(s, i0, scale, causal, inv)
-            ob = o[:r]
-            np.dot(s, v[:m], ob)
-            for a in range(r):
-                w = inv[a]
-                for e in range(dh):
-                    out[i0 + a, h, e] = ob[a, e] * w
+    workers = max(1, min(int(workers), items))
+    in_workers(workers, lambda g, k: _gather_heads(qkv, bias, H, g * H // k, (g + 1) * H // k, heads))
+    in_workers(workers, lambda g, k: _head_items(heads, scale, causal, rows, order, g * items // k,
+                                                 (g + 1) * items // k, out))
+    return out
 
 
 def attention_heads(qkv, bias, H: int, scale, causal: bool, out):
