@@ -102,33 +102,3 @@ def test_softmax_rows_float32_takes_float32_exponentials():
     assert subtractions and all(v == numba.float32 for v in subtractions.values()), subtractions
     assert np.all(S > 0) and np.all(inv > 0)
 
-
-def test_attention_heads_leaves_no_thread_spinning():
-    """After the heads no thread burns a core: the next step is a BLAS product on OpenBLAS's own
-    threads. A numba prange left its OpenMP worker spinning (3.5 ms of CPU per call, here measured
-    while the process sleeps)."""
-    import time
-
-    import numba
-
-    from meanfield._kernels.heads import attention_heads
-
-    assert numba.config.NUMBA_NUM_THREADS >= 2, "needs two threads (a one-thread run proves nothing)"
-    rng = np.random.default_rng(7)
-    n, H, dh = 64, 2, 4
-    qkv, bias = rng.standard_normal((n, 3 * H * dh)), rng.standard_normal(3 * H * dh)
-    out = np.empty((n, H, dh))
-    old = numba.get_num_threads()
-    numba.set_num_threads(2)
-    try:
-        attention_heads(qkv, bias, H, 0.5, True, out)
-        time.sleep(0.2)  # BLAS threads of earlier tests stop polling
-        spent = []
-        for _ in range(3):
-            attention_heads(qkv, bias, H, 0.5, True, out)
-            c = time.process_time()
-            time.sleep(0.05)
-            spent.append(time.process_time() - c)
-    finally:
-        numba.set_num_threads(old)
-    assert min(spent) < 1e-3, spent

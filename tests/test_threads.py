@@ -49,8 +49,6 @@ COVERED = {
     **{f"kinetic.{k}": "test_kinetic" for k in ("deposit_lines", "position_flow")},
     **{f"fourier.{k}": "test_fourier_harmonics" for k in ("sh_analysis", "sh_synthesis")},
     "jacobian.attention_jacobian": "test_jacobian",
-    "activations.bias_gelu_tanh": "test_mlp_activation",
-    "layernorm.layer_norm_rows": "test_layer_norm",
     **{f"sphere.{k}": "test_sphere" for k in (
         "directions", "norms_into", "retract", "retract_tangent", "finish_first_order",
         "finish_hamiltonian", "constraint_errors")},
@@ -274,7 +272,7 @@ def test_fourier_harmonics():
 @pytest.mark.parametrize("causal", [True, False])
 def test_network_heads(tmp_path, causal):
     """Multi-head attention of a network from weights (runs of (head, block) items on numba's thread
-    count of Python threads: meanfield._kernels.heads.in_workers)."""
+    count of Python threads: meanfield._kernels.workers.in_workers)."""
     from meanfield.models.weights import save_weights
 
     rng = np.random.default_rng(12)

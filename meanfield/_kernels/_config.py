@@ -25,10 +25,10 @@ FASTMATH = {"contract"}
 NJIT = dict(cache=True, fastmath=FASTMATH, nogil=True)
 NJIT_PARALLEL = dict(NJIT, parallel=True)
 #: Entries (N x width) below which a token-wise pass (LayerNorm, an MLP activation) runs on one
-#: thread. Such a pass takes a few ms and sits between two BLAS products: after a parallel region
-#: numba's OpenMP workers spin, taking a core from the next product. GPT-2-small's 12 blocks
-#: (N = 1024, float32, called directly) ran 1.26 s with these passes on 2 threads, 1.12 s on one.
-TOKENWISE_SERIAL_BELOW = 1 << 22
+#: thread: handing rows to a second thread (meanfield._kernels.workers) costs tens of microseconds,
+#: a pass over 2^16 entries two or three times that. (It was 2^22 while these passes were numba pranges, whose
+#: OpenMP workers spin after the region and took a core from the BLAS product that follows.)
+TOKENWISE_SERIAL_BELOW = 1 << 16
 
 
 def n_chunks(n: int, min_chunk: int = 512, max_chunks: int = 64) -> int:

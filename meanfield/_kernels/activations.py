@@ -9,22 +9,38 @@ entry is read and written once, with
 
 (the same function; this form also keeps its relative accuracy where
 ``1 + tanh z`` cancels). The exponential is :func:`meanfield._kernels.fastexp.fexp`
-(libm's is a call the compiler cannot vectorize). One ``prange`` index per
-row: the bits do not depend on the thread count.
+(libm's is a call the compiler cannot vectorize). Rows are split between
+Python threads (:func:`meanfield._kernels.workers.in_workers`, no spinning
+thread left behind): the bits do not depend on the thread count.
 """
 
 from __future__ import annotations
 
 import math
 
-from numba import njit, prange
+from numba import njit
 
-from ._config import NJIT_PARALLEL
+from ._config import NJIT
 from .fastexp import fexp
+from .workers import in_workers, split, workers_now
 
 _C = math.sqrt(2.0 / math.pi)
-@njit(**NJIT_PARALLEL)
-def bias_gelu_tanh(U, b):
+
+
+@njit(**NJIT)
+def _bias_gelu_tanh_range(U, b, i0, i1):
+    """Rows ``i0 <= i < i1`` of :func:`bias_gelu_tanh`."""
+    h = U.shape[1]
+    m2c = -2.0 * _C
+    for i in range(i0, i1):
+        row = U[i]
+        for j in range(h):
+            a = row[j] + b[j]
+            # exp overflows to inf where a << 0: a / inf = -0, gelu's limit
+            row[j] = a / (1.0 + fexp(m2c * (a + 0.044715 * a * a * a)))
+
+
+def bias_gelu_tanh(U, b, workers=None):
     """``U <- gelu_tanh(U + b)`` in place, GPT-2's ``gelu_new``: ``0.5 a (1 + tanh(sqrt(2/pi) (a + 0.044715 a^3)))``.
 
     Parameters
@@ -34,12 +50,9 @@ def bias_gelu_tanh(U, b):
         evaluated in float64 and rounded once).
     b : (h,) array
         The bias (added in U's dtype, as ``U += b`` would).
+    workers : int or None
+        Threads (default numba's thread count); any value gives the same bits.
     """
-    n, h = U.shape
-    m2c = -2.0 * _C
-    for i in prange(n):
-        row = U[i]
-        for j in range(h):
-            a = row[j] + b[j]
-            # exp overflows to inf where a << 0: a / inf = -0, gelu's limit
-            row[j] = a / (1.0 + fexp(m2c * (a + 0.044715 * a * a * a)))
+    n = U.shape[0]
+    k = max(1, min(workers_now(workers), n))
+    in_workers(k, lambda i, k: _bias_gelu_tanh_range(U, b, *split(i, k, n)))

@@ -13,11 +13,10 @@ sums cost a load and a store per multiply-add).
 
 Each block's work is serial (BLAS on one thread: call the kernel inside
 :func:`blas_single_threaded`), so the bits do not depend on the thread count.
-The threads are Python threads running ``nogil`` kernels (:func:`in_workers`),
-not a numba ``prange``: after a parallel region numba's OpenMP workers spin
-(3.5 ms of a core per region here), and the network's next step is a BLAS
-product on OpenBLAS's own threads, which then ran on one core for that long.
-A call is two rounds of the threads (copy, items): on a shared machine every
+The threads are Python threads running ``nogil`` kernels
+(:func:`meanfield._kernels.workers.in_workers`), not a numba ``prange``,
+whose OpenMP workers spin after the region and slowed the BLAS product that
+follows. A call is two rounds of the threads (copy, items): on a shared machine every
 fork and join can wait a scheduler time slice for a busy core, which made
 per-head BLAS calls from Python (36 per layer) slower than this.
 """
@@ -30,6 +29,7 @@ from numba import njit
 from ._config import NJIT
 from .fastexp import fexp
 from .lanes import lane_max, lane_sum
+from .workers import in_workers, split
 
 #: Logits per block of targets ``(rows, N)`` of one head: 2^18 entries (2 MiB in float64) stay in cache.
 BLOCK = 1 << 18
@@ -144,34 +144,6 @@ def _head_items(heads, scale, causal, rows, order, t0, t1, out):
                 out[i0 + a, h, e] = ob[a, e] * w
 
 
-_POOL = []
-
-
-def in_workers(workers: int, task) -> None:
-    """``task(g, workers)`` for g = 0 .. workers - 1: g = 0 on the calling thread, the others on Python threads.
-
-    The tasks run numba kernels compiled with ``nogil``, so they run in parallel; the threads
-    wait on a queue between calls. numba's own parallel regions leave their OpenMP workers
-    spinning after each region (3.5 ms of a core here), which took a core from the BLAS
-    product that follows.
-    """
-    if workers <= 1:
-        task(0, 1)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    if not _POOL or _POOL[0]._max_workers < workers - 1:
-        if _POOL:
-            _POOL.pop().shutdown(wait=False)
-        _POOL.append(ThreadPoolExecutor(max_workers=workers - 1, thread_name_prefix="meanfield-heads"))
-    futures = [_POOL[0].submit(task, g, workers) for g in range(1, workers)]
-    try:
-        task(0, workers)
-    finally:
-        for f in futures:
-            f.result()
-
-
 def multi_head_attention(qkv, bias, H, scale, causal, rows, workers, out):
     """``out[i, h] = sum_j softmax_j(scale q_i^h . k_j^h) v_j^h`` over j (j <= i when causal).
 
@@ -191,8 +163,8 @@ def multi_head_attention(qkv, bias, H, scale, causal, rows, workers, out):
     rows : int
         Targets per block of logits (:func:`block_rows`).
     workers : int
-        Threads (:func:`in_workers`), each running one run of consecutive (head, block)
-        items (``numba.get_num_threads()``; any value gives the same bits: which worker
+        Threads (:func:`meanfield._kernels.workers.in_workers`), each running one run of
+        consecutive (head, block) items (``numba.get_num_threads()``; any value gives the same bits: which worker
         takes an item changes no bit of it). Call inside :func:`blas_single_threaded`.
     out : (N, H, d_h) array
         Written; must not alias the inputs.
@@ -207,9 +179,8 @@ def multi_head_attention(qkv, bias, H, scale, causal, rows, workers, out):
     order = _block_order(nb, causal)
     items = H * nb
     workers = max(1, min(int(workers), items))
-    in_workers(workers, lambda g, k: _gather_heads(qkv, bias, H, g * H // k, (g + 1) * H // k, heads))
-    in_workers(workers, lambda g, k: _head_items(heads, scale, causal, rows, order, g * items // k,
-                                                 (g + 1) * items // k, out))
+    in_workers(workers, lambda g, k: _gather_heads(qkv, bias, H, *split(g, k, H), heads))
+    in_workers(workers, lambda g, k: _head_items(heads, scale, causal, rows, order, *split(g, k, items), out))
     return out
 
 
