@@ -279,12 +279,13 @@ class Network(Model):
             self._mobility.use_layer(self._layer)
 
     def _buffers(self, n: int) -> tuple:
-        """Work arrays for ``n`` tokens: ``u (n, d)``, ``qkv (n, 3 H d_h)``, ``heads (n, H, d_h)``, ``f (n, d)``."""
+        """Work arrays for ``n`` tokens: ``u (n, d)``, ``qkv (n, 3 H d_h)``, ``heads (n, H, d_h)``, ``f (n, d)``,
+        and the heads kernel's ``(3, H, n, d_h)`` (allocated once: fresh pages at every step cost page faults)."""
         buf = self._work.get(n)
         if buf is None:
             t, H, dh, d = self.dtype, self.heads, self.d_h, self.d
             buf = self._work[n] = (np.empty((n, d), t), np.empty((n, 3 * H * dh), t),
-                                   np.empty((n, H, dh), t), np.empty((n, d), t))
+                                   np.empty((n, H, dh), t), np.empty((n, d), t), np.empty((3, H, n, dh), t))
         return buf
 
     def _norm(self, x, which: str, out):
@@ -326,10 +327,10 @@ class Network(Model):
         if layer is not None:
             self.use_layer(layer)
         l, n = self._layer, x.shape[0]
-        u, qkv, heads_out, _ = self._buffers(n)
+        u, qkv, heads_out, _, work = self._buffers(n)
         u = self._norm(x, "ln1", u)
         np.matmul(u, self._WqkvT[l], out=qkv)
-        attention_heads(qkv, self._bqkv[l], self.heads, self.dtype.type(self.scale), self.causal, heads_out)
+        attention_heads(qkv, self._bqkv[l], self.heads, self.dtype.type(self.scale), self.causal, heads_out, work)
         np.matmul(heads_out.reshape(n, self.heads * self.d_h), self._WoT[l], out=out)
         out += self._bo[l]
         return out
@@ -338,11 +339,12 @@ class Network(Model):
         f = self._buffers(x.shape[0])[3]
         self.attention(x, f)
         tp = self.dtype.type
+        np.multiply(f, tp(b), out=f)  # in the buffer: the bits of ``out += b * f`` without its (N, d) temporary
         if a == 0.0:
-            np.multiply(f, tp(b), out=out)
+            out[...] = f
         else:
             np.multiply(x, tp(a), out=out)  # out may alias x: f is already computed
-            out += tp(b) * f
+            out += f
         return out
 
     def _combine_hamiltonian(self, x, y, t, ax, bx, ay, by, out_x, out_y):
