@@ -27,7 +27,11 @@ from .workers import in_workers, split, workers_now
 _C = math.sqrt(2.0 / math.pi)
 
 
-@njit(**NJIT)
+# error_model "numpy": numba's default checks every float division for a zero divisor (to raise
+# ZeroDivisionError), and that branch keeps the loop from vectorizing: 18.8 against 3.2 ms for
+# GPT-2-small's (1024, 3072) on one thread (a prange loop is compiled without the check). Here the
+# divisor is 1 + exp(...) >= 1.
+@njit(**dict(NJIT, error_model="numpy"))
 def _bias_gelu_tanh_range(U, b, i0, i1):
     """Rows ``i0 <= i < i1`` of :func:`bias_gelu_tanh`."""
     h = U.shape[1]
