@@ -190,12 +190,38 @@ def torch_model(w: dict, n: int, dtype: str, threads: int):
         model.ln_f.bias.copy_(T(w["ln_f_b"]))
 
     def forward(x0):
-        with torch.no_grad():
+        with _openmp_not_nested(), torch.no_grad():
             out = model(inputs_embeds=T(x0)[None]).last_hidden_state[0]
         return out.numpy().astype(np.float64)
 
     impl = getattr(model.config, "_attn_implementation", None)
     return forward, f"torch {torch.__version__}, transformers {transformers.__version__}, attention {impl}"
+
+
+class _openmp_not_nested:
+    """Context manager: OpenMP's max-active-levels at 1 inside, as in a process without numba.
+
+    numba's OpenMP threading layer, once launched, sets libgomp's max-active-levels to 255
+    (nested regions); torch shares that libgomp, and its nested regions then oversubscribe the
+    cores: its GPT-2-small float32 forward took 1.5-1.7 s instead of 0.73-0.79 s on 2 threads.
+    The torch passes run with the level torch would have alone; meanfield's with numba's.
+    """
+
+    def __enter__(self):
+        import ctypes
+
+        try:
+            self._gomp = ctypes.CDLL("libgomp.so.1")
+            self._old = self._gomp.omp_get_max_active_levels()
+            self._gomp.omp_set_max_active_levels(1)
+        except (OSError, AttributeError):
+            self._gomp = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._gomp is not None:
+            self._gomp.omp_set_max_active_levels(self._old)
+        return False
 
 
 def torch_blas() -> str | None:

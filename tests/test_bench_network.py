@@ -41,3 +41,31 @@ def test_quick_run_writes_the_table(bench, tmp_path, capsys):
             assert r["torch"].startswith("not installed") and r["ratio_torch"] is None
     assert "meanfield / NumPy" in bench.markdown(res)
     assert "float32" in capsys.readouterr().out
+
+
+def test_torch_passes_run_with_openmp_not_nested(bench):
+    """numba's OpenMP layer sets libgomp's max-active-levels to 255; torch, sharing libgomp,
+    then nests its regions and ran its forward at half speed. The torch passes run at level 1,
+    as in a process of their own, and numba's level is restored after."""
+    import ctypes
+
+    import numba
+    import numpy as np
+    from numba import njit, prange
+
+    @njit(parallel=True)
+    def launch(a):
+        for i in prange(a.size):
+            a[i] += 1.0
+
+    launch(np.zeros(8))  # numba's threading layer is up
+    try:
+        gomp = ctypes.CDLL("libgomp.so.1")
+    except OSError:
+        pytest.skip("no libgomp (numba's threading layer is not OpenMP here)")
+    if numba.threading_layer() != "omp":
+        pytest.skip("numba's threading layer is not OpenMP")
+    before = gomp.omp_get_max_active_levels()
+    with bench._openmp_not_nested():
+        assert gomp.omp_get_max_active_levels() == 1
+    assert gomp.omp_get_max_active_levels() == before
