@@ -147,7 +147,8 @@ for causal in (False, True):
 ln = np.empty_like(qkv)
 LK.layer_norm_rows(qkv, bias, bias[::-1].copy(), 1e-5, ln)
 print("layer_norm", h(ln))
-for k in (PK.loop_pass, JK.attention_jacobian, SK.prim_pass, HK.multi_head_attention, LK.layer_norm_rows):
+# the heads and LayerNorm run their numba kernels on Python threads (_kernels/workers.py)
+for k in (PK.loop_pass, JK.attention_jacobian, SK.prim_pass, HK._head_items, LK._layer_norm_range):
     print("stats", k.__name__, sum(k.stats.cache_hits.values()), sum(k.stats.cache_misses.values()))
 """
 
