@@ -136,8 +136,8 @@ def render(spec: dict, model: str) -> str:
     return "\n".join(out) + "\n"
 
 
-_ADAPTIVE = (None, "# adaptive (error-controlled, both dynamics): name = dopri5 | ros34pw2 (stiff) | auto, then h "
-                   "is the\n# optional first step; rtol = 1e-6, atol = 1e-9, h_max = 1e4 (docs/long-time.md)")
+_ADAPTIVE = (None, ("# adaptive (error-controlled, both dynamics): name = dopri5 | ros34pw2 (stiff) | auto, then h "
+                   "is the\n# optional first step; rtol = 1e-6, atol = 1e-9, h_max = 1e4 (docs/long-time.md)"))
 _RUN_CLOCKS = [
     ("#layers", True, "instead: one pass through per-layer weights (L steps)"),
     ("#save_at", [10.0, 100.0], "instead of save_every: explicit save times in (t0, t1]"),
@@ -155,6 +155,15 @@ _CLUSTER = [
 _EYE3 = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
 _ZERO3 = [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
 _EUCLIDEAN_LAWS = ("gaussian", "student_t", "uniform_ellipsoid", "elliptical", "file")
+#: The Euclidean templates' positions: 1000 tokens of N((0.5, 0, 0), I).
+_GAUSSIAN = [("law", "gaussian"), ("n", 1000, ""), ("mean", [0.5, 0.0, 0.0], ""), ("cov", _EYE3, "")]
+
+
+def _accelerated_options(beta_note: str) -> list:
+    """The commented options of the accelerated integrators, and how to go adaptive."""
+    return [("#beta", 0.9, beta_note), ("#omega", DEFAULT, "tao2 / strang only: coupling of the doubled copies"),
+            _ADAPTIVE]
+
 
 BILINEAR_SPEC = {
     "header": "# meanfield parameter file: bilinear model (linear attention = Stein flow; docs/models.md)\n"
@@ -174,15 +183,10 @@ BILINEAR_SPEC = {
     "integrator": [
         ("name", "exp_euler"),
         ("h", 0.05, ""),
-        ("#beta", 0.9, "heavy_ball only: momentum coefficient (default 1 - h alpha(t))"),
-        ("#omega", DEFAULT, "tao2 / strang only: coupling of the doubled copies"),
-        _ADAPTIVE,
+        *_accelerated_options("heavy_ball only: momentum coefficient (default 1 - h alpha(t))"),
     ],
     "initial": [
-        ("law", "gaussian"),
-        ("n", 1000, ""),
-        ("mean", [0.5, 0.0, 0.0], ""),
-        ("cov", _EYE3, ""),
+        *_GAUSSIAN,
         ("momentum", "affine"),
         ("S", _ZERO3, ""),
         ("b", [0.0, 0.0, 0.0], ""),
@@ -211,8 +215,8 @@ SOFTMAX_SPEC = {
         ("name", "softmax", ""),
         ("dynamics", "accelerated", "first_order (classical attention) | accelerated (damped Hamiltonian)"),
         ("d", 3, ""),
-        ("A", 0.2, "query-key matrix (inverse temperature folded in); symmetric if accelerated.\n"
-                   "Larger A can make the accelerated energy run away (exp beats the quadratic W)"),
+        ("A", 0.2, ("query-key matrix (inverse temperature folded in); symmetric if accelerated.\n"
+                   "Larger A can make the accelerated energy run away (exp beats the quadratic W)")),
         ("B", "identity", "preconditioner (symmetric if accelerated)"),
         ("#V", Raw("[[...]]"), "first_order only: value matrix, default B A"),
         ("#normalized", DEFAULT, "first_order only: true = SA (softmax), false = USA (no normalization)"),
@@ -220,27 +224,22 @@ SOFTMAX_SPEC = {
         ("#summation", "fourier", "exact (default, O(N^2)) | fourier: O(N log N) for d <= 3 (sphere: d = 2, 3"),
         ("#summation_tol", DEFAULT, "and Q^T K = I; softmax: symmetric PSD A); no causal mask"),
         ("#mlp", "weights.npz", "whole transformer blocks: a token-wise MLP after every attention step"),
-        ("#mlp_activation", DEFAULT, "W1 (h, d), b1, W2 (d, h), b2; a leading layer axis L: per layer\n"
-                                     "(docs/mlp-block.md)"),
-        ("#weights", "gpt2.safetensors", "a network from a weight file instead (docs/models.md): heads,\n"
-                                         "layer_norm, ln_mode, ln_eps, metric; initial.law = \"tokens\""),
+        ("#mlp_activation", DEFAULT, ("W1 (h, d), b1, W2 (d, h), b2; a leading layer axis L: per layer\n"
+                                     "(docs/mlp-block.md)")),
+        ("#weights", "gpt2.safetensors", ("a network from a weight file instead (docs/models.md): heads,\n"
+                                         "layer_norm, ln_mode, ln_eps, metric; initial.law = \"tokens\"")),
         ("Q", _EYE3, "optional W(x) = 1/2 (x - m)^T Q (x - m); omit for none"),
         ("m", [0.0, 0.0, 0.0], ""),
     ],
     "damping": [("schedule", "constant"), ("a", 1.0, "")],
     "integrator": [
         ("name", "exp_euler"),
-        ("h", 0.01, "mean_shift (first_order): one attention layer without the residual,\n"
-                    "x <- its average; SA without W; ignores h"),
-        ("#beta", 0.9, "heavy_ball only: momentum coefficient"),
-        ("#omega", DEFAULT, "tao2 / strang only: coupling of the doubled copies"),
-        _ADAPTIVE,
+        ("h", 0.01, ("mean_shift (first_order): one attention layer without the residual,\n"
+                    "x <- its average; SA without W; ignores h")),
+        *_accelerated_options("heavy_ball only: momentum coefficient"),
     ],
     "initial": [
-        ("law", "gaussian"),
-        ("n", 1000, ""),
-        ("mean", [0.5, 0.0, 0.0], ""),
-        ("cov", _EYE3, ""),
+        *_GAUSSIAN,
         ("momentum", "gaussian"),
         ("momentum_scale", 0.3, ""),
         ("seed", 0, ""),
@@ -277,8 +276,8 @@ SPHERE_SPEC = {
         ("#summation", "fourier", "exact (default, O(N^2)) | fourier: O(N log N) for d <= 3 (sphere: d = 2, 3"),
         ("#summation_tol", DEFAULT, "and Q^T K = I; softmax: symmetric PSD A); no causal mask"),
         ("#mlp", "weights.npz", "whole transformer blocks: a token-wise MLP after every attention step"),
-        ("#mlp_activation", DEFAULT, "W1 (h, d), b1, W2 (d, h), b2; a leading layer axis L: per layer\n"
-                                     "(docs/mlp-block.md)"),
+        ("#mlp_activation", DEFAULT, ("W1 (h, d), b1, W2 (d, h), b2; a leading layer axis L: per layer\n"
+                                     "(docs/mlp-block.md)")),
         ("#Q", DEFAULT, "query, key, value matrices (d x d, default identity);"),
         ("#K", DEFAULT, "accelerated: Q^T K symmetric, no V"),
         ("#V", DEFAULT, ""),
@@ -292,14 +291,14 @@ SPHERE_SPEC = {
     "integrator": [
         ("name", "rk4", "{choices}\nmean_shift: one layer without the residual, x <- a / |a| (post_ln; ignores h)"),
         ("h", 0.05, "every step is followed by the retraction x_i <- x_i / |x_i| (post_ln)"),
-        (None, "# adaptive (long runs, metastability): name = \"auto\" (or dopri5 | ros34pw2 (stiff)), no h "
+        (None, ("# adaptive (long runs, metastability): name = \"auto\" (or dopri5 | ros34pw2 (stiff)), no h "
                "needed,\n# rtol = 1e-6, atol = 1e-9, h_max = 1e4; with [run] saves_per_decade = 4 and t1 = 1e8 "
-               "(docs/long-time.md)"),
+               "(docs/long-time.md)")),
         ("#omega", 50.0, "tao2/strang on the sphere at beta >= 4: omega >= 25 with 2 omega h <= 1"),
     ],
     "initial": [
-        ("law", "sphere_uniform", "sphere_uniform | equiangular (rho; needs n <= d) | file (path; unit vectors)\n"
-                                  "| von_mises (d = 2: mu = [angles], kappa, weights)"),
+        ("law", "sphere_uniform", ("sphere_uniform | equiangular (rho; needs n <= d) | file (path; unit vectors)\n"
+                                  "| von_mises (d = 2: mu = [angles], kappa, weights)")),
         ("n", 256, ""),
         ("momentum", "zero", "accelerated only: zero | gaussian (momentum_scale; projected to the tangent"),
         ("seed", 0, "space) | file (momentum_path)"),
@@ -321,12 +320,12 @@ SPHERE_SPEC = {
         ("#cluster_tol", 1e-3, "tokens with <x_i, x_j> > 1 - cluster_tol are in one cluster"),
     ],
     "solver": [
-        ("kind", "particles", "particles | pde: the mean-field equation (N -> infinity), d = 2 only.\n"
+        ("kind", "particles", ("particles | pde: the mean-field equation (N -> infinity), d = 2 only.\n"
                               "The uniform law is a stationary state of the pde (particles cluster from\n"
                               "sampling noise only): start a pde run from a non-uniform law, e.g.\n"
                               "  meanfield run THIS.toml --set model.d=2 --set solver.kind='\"pde\"' --set\n"
                               "  'initial={law = \"von_mises\", mu = [0.0, 2.5], kappa = 1.0, n = 256}'\n"
-                              "and the same --set with kind = \"particles\" for the particles beside it"),
+                              "and the same --set with kind = \"particles\" for the particles beside it")),
         ("#grid", 512, "pde: cells on the circle (accelerated: [cells in theta, cells in momentum])"),
     ],
     "cluster": _CLUSTER,

@@ -26,8 +26,9 @@ import copy
 import dataclasses
 import functools
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .errors import ParameterError, check_real
 
@@ -140,7 +141,7 @@ class Choice(Kind):
         return value
 
 
-def OneOf(values, expected: str | None = None) -> Choice:  # noqa: N802 - reads as a kind
+def OneOf(values, expected: str | None = None) -> Choice:
     """A :class:`Choice` among ``values``; ``expected`` defaults to ``'"a", "b" or "c"'``."""
     return Choice(expected or spoken_choices(values), tuple(values))
 
@@ -403,5 +404,27 @@ def resumable() -> tuple[str, ...]:
     return tuple(f for f, k in all_keys().items() if k.resumable)
 
 
-__all__ = ["MISSING", "SECTIONS", "Checked", "Choice", "Config", "Real", "as_dict", "typed", "Derived", "Flag", "Key", "Kind", "Number", "OneOf", "PerOwner",
-           "SWEEP_SECTIONS", "Section", "all_keys", "owners_of", "resumable", "section", "spoken_choices"]
+__all__ = [
+    "MISSING",
+    "SECTIONS",
+    "SWEEP_SECTIONS",
+    "Checked",
+    "Choice",
+    "Config",
+    "Derived",
+    "Flag",
+    "Key",
+    "Kind",
+    "Number",
+    "OneOf",
+    "PerOwner",
+    "Real",
+    "Section",
+    "all_keys",
+    "as_dict",
+    "owners_of",
+    "resumable",
+    "section",
+    "spoken_choices",
+    "typed",
+]

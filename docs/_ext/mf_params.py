@@ -27,8 +27,7 @@ HEADER = "| key | default | meaning |"
 # ----------------------------------------------------------------------------- the schema
 def _load_schema():
     """:mod:`meanfield.schema` with every module that declares keys imported."""
-    import meanfield.cluster  # noqa: F401 - declares nothing, reads [cluster]
-    import meanfield.io.config  # noqa: F401 - the generic sections
+    import meanfield.io.config  # the generic sections
     import meanfield.run  # noqa: F401 - models, laws, schedules, integrators
     from meanfield import schema
 
