@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from . import schema
-from .errors import ParameterError, check_real
+from .errors import ParameterError
 
 #: Keys of the ``[cluster]`` section.
 CLUSTER_KEYS = ("scheduler", "workers", "threads_per_worker")
@@ -145,18 +145,13 @@ class ClusterSpec:
 
     @classmethod
     def from_dict(cls, section: dict) -> ClusterSpec:
-        """Validated keys of a ``[cluster]`` section (unknown keys are refused by the config reader)."""
+        """Validated keys of a ``[cluster]`` section (each value by its schema kind; unknown keys are
+        refused by the config reader)."""
         s, given = _CLUSTER.read(section), _CLUSTER.typed(section)
         scheduler = s.scheduler
-        if not isinstance(scheduler, str) or (scheduler != "local" and "://" not in scheduler):
-            raise ParameterError("cluster.scheduler", '"local" or the address of a running dask scheduler '
-                                 '("tcp://host:8786")', scheduler)
         for key in ("workers", "threads_per_worker"):
             value = getattr(given, key)  # a default is not a value given with a remote scheduler
-            if value is None:
-                continue
-            check_real(f"cluster.{key}", value, "an integer >= 1", lambda v: v >= 1, integer=True)
-            if scheduler != "local":
+            if value is not None and scheduler != "local":
                 raise ParameterError(f"cluster.{key}", 'no value with scheduler = "tcp://..." (the workers '
                                      "of a running scheduler are set where they start: dask worker "
                                      "--nworkers/--nthreads); it sizes a scheduler = \"local\" cluster",

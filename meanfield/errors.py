@@ -56,6 +56,19 @@ class ParameterError(ValueError):
         return self
 
 
+def is_real(value, *, integer: bool = False) -> bool:
+    """Whether ``value`` is a finite real number (an integer with ``integer``); a bool is not.
+
+    An integer beyond the float range is not finite here (``math.isfinite`` would raise).
+    """
+    if isinstance(value, bool) or not isinstance(value, _numbers.Integral if integer else _numbers.Real):
+        return False
+    try:
+        return _math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def check_real(key: str, value, expected: str, ok=None, *, integer: bool = False):
     """``value`` as a float (an int with ``integer``) if it is a finite real number with ``ok(value)``.
 
@@ -67,9 +80,7 @@ def check_real(key: str, value, expected: str, ok=None, *, integer: bool = False
     ParameterError
         ``ParameterError(key, expected, value)`` otherwise.
     """
-    kind = _numbers.Integral if integer else _numbers.Real
-    if (isinstance(value, bool) or not isinstance(value, kind) or not _math.isfinite(value)
-            or (ok is not None and not ok(value))):
+    if not is_real(value, integer=integer) or (ok is not None and not ok(value)):
         raise ParameterError(key, expected, value)
     return int(value) if integer else float(value)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import schema
-from .errors import ParameterError, check_real
+from .errors import ParameterError, check_real, is_real
 from .models._params import as_matrix, as_vector, config_path, require_symmetric
 from .schema import MISSING, Derived, Key, Kind, PerOwner
 
@@ -260,12 +260,7 @@ def equiangular(s, d: int, rng, where: Where | None = None) -> np.ndarray:
 def _finite_list(value, key: str, what: str) -> np.ndarray:
     """A number or a non-empty list of finite numbers as a ``(k,)`` float64 array."""
     items = value if isinstance(value, (list, tuple)) else [value]
-    try:
-        ok = bool(items) and all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(float(v))
-                                 for v in items)
-    except OverflowError:  # an integer beyond float range
-        ok = False
-    if not ok:
+    if not (items and all(is_real(v) for v in items)):
         raise ParameterError(key, what, value)
     return np.asarray(items, dtype=np.float64)
 
@@ -420,17 +415,13 @@ def with_defaults(section: dict, law: str, momentum: str) -> dict:
 
 
 def as_typed(section: dict):
-    """An ``[initial]`` table as the schema types it, with its law's and momentum's defaults.
-
-    Keys starting with ``_`` (``_base_dir``, ``_embed``: the context of older callers) are dropped.
-    """
-    public = {k: v for k, v in section.items() if not k.startswith("_")}
-    return INITIAL.typed(with_defaults(public, *choices(public)))
+    """An ``[initial]`` table as the schema types it, with its law's and momentum's defaults."""
+    return INITIAL.typed(with_defaults(section, *choices(section)))
 
 
 def choices(section: dict) -> tuple:
     """``(law, momentum)`` of an ``[initial]`` table (the schema's defaults where not given)."""
-    given = INITIAL.typed({k: v for k, v in section.items() if not k.startswith("_")})
+    given = INITIAL.typed(section)
     law = given.law if given.law is not None else INITIAL.default("law")
     return law, given.momentum if given.momentum is not None else INITIAL.default("momentum")
 
@@ -452,14 +443,12 @@ def initial_state(section: dict, d: int, accelerated: bool, where: Where | None 
         raise ParameterError("initial.momentum", f"one of {sorted(MOMENTA)}", mom)
     allowed = set(COMMON_KEYS) | set(LAW_KEYS[law]) | set(MOMENTUM_KEYS[mom])
     for key in section:
-        if key not in allowed and key not in ("_base_dir", "_embed"):
+        if key not in allowed:
             raise ParameterError(
                 f"initial.{key}",
                 f"a key for law {law!r} with momentum {mom!r} (valid: {', '.join(sorted(allowed))})",
                 key,
             )
-    if where is None:  # older callers put the context among the keys
-        where = Where(section.get("_base_dir"), section.get("_embed"))  # (not parameters: no schema)
     s = as_typed(section)
     check_size(_n_of(s) if s.n is not None else 1, d)
     if not isinstance(s.seed, int) or isinstance(s.seed, bool) or s.seed < 0:

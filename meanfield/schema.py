@@ -314,8 +314,7 @@ class Section:
     def parse(self, table: dict, owner: str | None = None, what: str | None = None):
         """``table`` checked (keys and values) with defaults filled in, as :attr:`params_class`."""
         self.check_keys(table, owner, what)
-        self.check(table, owner)
-        return self.params_class(**{**self.defaults(owner), **table})
+        return self.read(table, owner)
 
 
 def _options(params, section: Section) -> dict:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 import tomllib
 
 from .. import schema
-from ..errors import ParameterError
+from ..errors import ParameterError, is_real
 from ..models._params import MODEL
-from ..schema import MISSING, Checked, Derived, Flag, Key, Kind, Number, OneOf, Real
+from ..schema import MISSING, Checked, Derived, Flag, Key, Number, OneOf, Real
 
 #: What ``[output] save`` may list: positions, momenta, the MLP velocity of accelerated blocks, and
 #: the state after each attention sub-step of a block (``x_mid``).
@@ -31,16 +30,15 @@ DEFAULT_GRID = 512
 
 def _is_grid(v) -> bool:
     cells = v if isinstance(v, list) else [v]
-    return 1 <= len(cells) <= 2 and not any(isinstance(c, bool) or not isinstance(c, int) or c < 2 for c in cells)
+    return 1 <= len(cells) <= 2 and all(is_real(c, integer=True) and c >= 2 for c in cells)
 
 
 def _is_domain(v) -> bool:
-    return (isinstance(v, list) and len(v) == 2
-            and not any(isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) for x in v)
-            and v[0] < v[1])
+    return isinstance(v, list) and len(v) == 2 and all(is_real(x) for x in v) and v[0] < v[1]
 
 
 _COUNT = Number(integer=True, minimum=1)
+_AT_LEAST_ONE = Real("an integer >= 1", lambda v: v >= 1, integer=True)
 schema.section("run").declare(
     Key("t0", Number(), 0.0, "start time (nesterov damping needs t0 > 0)", "time"),
     Key("t1", Number(), MISSING, "end time (exactly one of t1, steps, oracle_calls, layers)", "time",
@@ -89,10 +87,11 @@ schema.section("solver").declare(
 )
 schema.section("cluster").declare(
     # resumable: the sharded passes give the same bits on any cluster (a resume may move a run)
-    Key("scheduler", Kind('"local" or the address of a running dask scheduler'), "local",
+    Key("scheduler", Checked('"local" or the address of a running dask scheduler ("tcp://host:8786")',
+                             lambda v: isinstance(v, str) and (v == "local" or "://" in v)), "local",
         '"local" (a LocalCluster) or "tcp://host:8786"', resumable=True),
-    Key("workers", Kind("an integer >= 1"), Derived("all cores"), "local worker processes", resumable=True),
-    Key("threads_per_worker", Kind("an integer >= 1"), 1, "threads of each local worker", resumable=True),
+    Key("workers", _AT_LEAST_ONE, Derived("all cores"), "local worker processes", resumable=True),
+    Key("threads_per_worker", _AT_LEAST_ONE, 1, "threads of each local worker", resumable=True),
 )
 
 #: Sections of a parameter file -> the keys checked here (None: checked by a registry).

@@ -248,10 +248,9 @@ class Network(Model):
         path = s.weights
         if not isinstance(path, str) or not path:
             raise ParameterError("model.weights", "a weight file name (.npz or .safetensors)", path)
-        d, heads = s.d, s.heads
-        for key, v in (("d", d), ("heads", heads)):
-            if v is not None:
-                check_real(f"model.{key}", v, "a positive integer", lambda v: v >= 1, integer=True)
+        d, heads = s.d, s.heads  # heads: checked by its schema kind in MODEL.read
+        if d is not None:
+            check_real("model.d", d, "a positive integer", lambda v: v >= 1, integer=True)
         if s.mlp_activation != "gelu_tanh":
             raise ParameterError("model.mlp_activation", "one of ['gelu_tanh'] (others are not implemented "
                                  "for networks from weights yet)", s.mlp_activation)

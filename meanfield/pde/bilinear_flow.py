@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ParameterError
-from ..initial import as_typed
+from ..initial import Where, as_typed, choices, initial_state
 from ..models.base import Model
 from ..models.bilinear import linear_map_infimum
 from ..systems import ParticleSystem
@@ -204,32 +204,32 @@ def _population_scatter_factor(section, law, d) -> float:
     raise ValueError(law)
 
 
-def initial_moments(section: dict, d: int, accelerated: bool):
+def initial_moments(section: dict, d: int, accelerated: bool, where=None):
     """Mean and second moment of the initial law: population moments where known, else sample.
 
     Population moments: gaussian, student_t (dof > 2), uniform_ellipsoid,
     elliptical (finite E r^2) and sphere_uniform positions, with momenta
     zero, affine (y = S x + b) or gaussian (independent, N(0, s^2 I)).
     File laws (positions or momenta), equiangular: the sample moments of the
-    initial state the particle run would start from.
+    initial state the particle run would start from. ``where``: the folder of
+    relative file names (:class:`meanfield.initial.Where`).
 
     Returns
     -------
     mean : (k,) array, second : (k, k) array
         k = 2d for accelerated dynamics (moments of z = (x, y)), d otherwise.
     """
-    from ..initial import as_typed, choices, initial_state
     from ..models._params import as_matrix, as_vector
 
     law, mom = choices(section)
     mom = mom if accelerated else "zero"
     population = mom in ("zero", "affine", "gaussian") and law in POPULATION_LAWS
     if not population:
-        x, y = initial_state(section, d, accelerated)
+        x, y = initial_state(section, d, accelerated, where)
         z = x if y is None else np.hstack([x, y])
         return z.mean(axis=0), z.T @ z / z.shape[0]
     # validates every key with the laws' own checks (n is irrelevant here)
-    initial_state({**section, "n": 2}, d, accelerated)
+    initial_state({**section, "n": 2}, d, accelerated, where)
     s = as_typed(section)
     if law == "sphere_uniform":
         mux, cov = np.zeros(d), np.eye(d) / d
@@ -268,11 +268,8 @@ class BilinearFlow:
     """
 
     def __init__(self, cfg, model, integrator, base_dir=None):
-        section = cfg.initial.given()
-        if base_dir is not None:
-            section["_base_dir"] = base_dir
-        self.section = section
-        self.mean0, self.second0 = initial_moments(section, model.d, model.accelerated)
+        self.section = section = cfg.initial.given()
+        self.mean0, self.second0 = initial_moments(section, model.d, model.accelerated, Where(base_dir))
         self.flow_model = BilinearFlowModel(model, self.mean0, self.second0)
 
     def system(self, state=None) -> FlowMapSystem:

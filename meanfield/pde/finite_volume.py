@@ -56,7 +56,7 @@ import warnings
 import numpy as np
 
 from .._kernels import fv as FK
-from ..errors import ParameterError
+from ..errors import ParameterError, is_real
 from ..models._params import MODEL
 from ..models.softmax import SoftmaxParams
 from ..models.sphere import SphereParams
@@ -120,8 +120,7 @@ def _gauss_nodes(edges: np.ndarray, nodes: int = KERNEL_NODES):
 def check_line_domain(domain):
     """``(lo, hi)`` of a ``[solver] domain`` (default :data:`LINE_DOMAIN`); ParameterError otherwise."""
     domain = LINE_DOMAIN if domain is None else domain
-    ok = (isinstance(domain, (list, tuple)) and len(domain) == 2
-          and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in domain)
+    ok = (isinstance(domain, (list, tuple)) and len(domain) == 2 and all(is_real(v) for v in domain)
           and domain[0] < domain[1])
     if not ok:
         raise ParameterError("solver.domain", "[lo, hi] with finite lo < hi", domain)
