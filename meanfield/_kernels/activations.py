@@ -22,7 +22,7 @@ from numba import njit
 
 from ._config import NJIT
 from .fastexp import fexp
-from .workers import in_workers, split, workers_now
+from .workers import in_ranges
 
 _C = math.sqrt(2.0 / math.pi)
 
@@ -57,6 +57,4 @@ def bias_gelu_tanh(U, b, workers=None):
     workers : int or None
         Threads (default numba's thread count); any value gives the same bits.
     """
-    n = U.shape[0]
-    k = max(1, min(workers_now(workers), n))
-    in_workers(k, lambda i, k: _bias_gelu_tanh_range(U, b, *split(i, k, n)))
+    in_ranges(U.shape[0], lambda i0, i1: _bias_gelu_tanh_range(U, b, i0, i1), workers)

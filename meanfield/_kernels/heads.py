@@ -29,7 +29,7 @@ from numba import njit
 from ._config import NJIT
 from .fastexp import fexp
 from .lanes import lane_max, lane_sum
-from .workers import in_workers, split
+from .workers import in_ranges
 
 #: Logits per block of targets ``(rows, N)`` of one head: 2^17 entries (0.5 MiB in float32, a core's L2
 #: here). Causal blocks compute the square of their last rows: at N = 1024, 128-row blocks do 12% more
@@ -183,10 +183,8 @@ def multi_head_attention(qkv, bias, H, scale, causal, rows, workers, out, work=N
     heads = np.empty((3, H, n, dh), qkv.dtype) if work is None else work
     nb = (n + rows - 1) // rows
     order = _block_order(nb, causal)
-    items = H * nb
-    workers = max(1, min(int(workers), items))
-    in_workers(workers, lambda g, k: _gather_heads(qkv, bias, H, *split(g, k, H), heads))
-    in_workers(workers, lambda g, k: _head_items(heads, scale, causal, rows, order, *split(g, k, items), out))
+    in_ranges(H, lambda h0, h1: _gather_heads(qkv, bias, H, h0, h1, heads), workers)
+    in_ranges(H * nb, lambda t0, t1: _head_items(heads, scale, causal, rows, order, t0, t1, out), workers)
     return out
 
 

@@ -18,7 +18,7 @@ from numba import njit
 
 from ._config import NJIT
 from .lanes import lane_sum, lane_sum_sq
-from .workers import in_workers, split, workers_now
+from .workers import in_ranges
 
 
 @njit(**NJIT)
@@ -53,6 +53,5 @@ def layer_norm_rows(X, g, b, eps, out, workers=None):
     """
     import numpy as np
 
-    n = X.shape[0]
-    k = max(1, min(workers_now(workers), n))
-    in_workers(k, lambda i, k: _layer_norm_range(X, g, b, eps, out, *split(i, k, n), np.empty(2, X.dtype)))
+    in_ranges(X.shape[0], lambda i0, i1: _layer_norm_range(X, g, b, eps, out, i0, i1, np.empty(2, X.dtype)),
+              workers)

@@ -55,6 +55,16 @@ def in_workers(workers: int, task) -> None:
             f.result()
 
 
+def in_ranges(n: int, task, workers: int | None = None) -> None:
+    """``task(i0, i1)`` over the ranges of ``[0, n)`` that :func:`split` gives, one per worker.
+
+    ``workers`` (default: :func:`workers_now`) is capped at ``n``; the ranges cover every item once
+    whatever their number, so a kernel that computes each item alike gives the same bits.
+    """
+    k = max(1, min(workers_now(workers), n))
+    in_workers(k, lambda g, k: task(*split(g, k, n)))
+
+
 def split(g: int, k: int, n: int) -> tuple[int, int]:
     """The range ``[g n // k, (g + 1) n // k)`` of worker g of k over n items."""
     return g * n // k, (g + 1) * n // k
